@@ -1,0 +1,89 @@
+"""A networkx view of a function, for analysis: order, dominators, pictures.
+
+Nodes are the function's inputs (`("input", name)`), its ops (the Operation
+objects) and its outputs (`("output", name)`); an edge carries the value that
+flows along it. Ops nested in regions are not expanded: a region op is one node.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ember.ir.core import Function, Operation, Value
+from ember.ir.printer import name_values, quote
+
+SOURCE = ("source",)
+
+
+def to_networkx(fn: Function) -> nx.DiGraph:
+    g = nx.DiGraph()
+    names = name_values(fn).names
+    producer: dict[Value, object] = {}
+    for name, v in zip(fn.input_names, fn.inputs):
+        node = ("input", name)
+        g.add_node(node, kind="input", label=name, type=str(v.type))
+        producer[v] = node
+    for op in fn.body.ops:
+        g.add_node(op, kind="op", label=op.name, loc=str(op.loc))
+        for v in _reads(op):
+            if v in producer:
+                g.add_edge(producer[v], op, value=names.get(v, "?"), type=str(v.type))
+        for r in op.results:
+            producer[r] = op
+    for name, v in zip(fn.output_names, fn.outputs):
+        node = ("output", name)
+        g.add_node(node, kind="output", label=name, type=str(v.type))
+        g.add_edge(producer[v], node, value=names.get(v, "?"), type=str(v.type))
+    return g
+
+
+def _reads(op: Operation) -> list[Value]:
+    """Operands, and the outer values its non-isolated regions read."""
+    out = [v for v in op.operands if v is not None]
+    inner = set()
+    for nested in op.walk():
+        inner.update(nested.results)
+        for region in nested.regions:
+            inner.update(region.args)
+    for nested in list(op.walk())[1:]:
+        out.extend(v for v in nested.operands if v is not None and v not in inner)
+    for region in op.regions:
+        out.extend(v for v in region.outputs if v not in inner)
+    return list(dict.fromkeys(out))
+
+
+def topological_order(fn: Function) -> list[Operation]:
+    """The ops in an order where each comes after all it reads (stable for ties)."""
+    g = to_networkx(fn)
+    position = {op: i for i, op in enumerate(fn.body.ops)}
+    order = nx.lexicographical_topological_sort(g, key=lambda n: position.get(n, -1))
+    return [n for n in order if isinstance(n, Operation)]
+
+
+def dominators(fn: Function) -> dict[object, object]:
+    """Immediate dominator of every node, from a virtual source feeding all inputs
+    and every op without operands (constants, weights)."""
+    g = to_networkx(fn)
+    roots = [n for n in g.nodes if g.in_degree(n) == 0]
+    g.add_node(SOURCE)
+    for r in roots:
+        g.add_edge(SOURCE, r)
+    idom = nx.immediate_dominators(g, SOURCE)
+    idom.pop(SOURCE, None)
+    return idom
+
+
+def to_dot(fn: Function) -> str:
+    """Graphviz DOT text for the function's dataflow graph."""
+    g = to_networkx(fn)
+    ids = {n: f"n{i}" for i, n in enumerate(g.nodes)}
+    lines = [f"digraph {quote(fn.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
+    for n, data in g.nodes(data=True):
+        shape = {"input": "invhouse", "output": "house"}.get(data["kind"], "box")
+        label = data["label"] + (f"\\n{data['loc']}" if data.get("loc") and data["loc"] != "<unknown>" else "")
+        label = label if data["kind"] == "op" else f"{data['label']}\\n{data['type']}"
+        lines.append(f"  {ids[n]} [shape={shape}, label={quote(label).replace(chr(92) * 2, chr(92))}];")
+    for u, v, data in g.edges(data=True):
+        lines.append(f"  {ids[u]} -> {ids[v]} [label={quote(data['type'])}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

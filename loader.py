@@ -1,0 +1,30 @@
+"""`ember.load(path)`: any model file Ember reads, as a verified Module.
+
+This is one of the few modules allowed to wire layers: it picks the frontend
+by what the path is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ember.errors import UnsupportedOpError
+from ember.ir.core import Module
+
+
+def load(path: str | os.PathLike, **options: object) -> Module:
+    """Read `path`: a `.ir` file (its weights beside it), an `.onnx` file, or a SavedModel folder."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such model: {p}")
+    if p.is_dir():
+        if (p / "saved_model.pb").exists():
+            raise UnsupportedOpError(f"{p}: the TensorFlow SavedModel frontend is not built yet (issue order 5)")
+        raise ValueError(f"{p} is a folder without saved_model.pb: not a SavedModel")
+    if p.suffix == ".onnx":
+        raise UnsupportedOpError(f"{p}: the ONNX frontend is not built yet (issue order 2)")
+    if p.suffix in (".ir", ".mlir", ".txt") or not p.suffix:
+        from ember.ir.files import load_module
+        return load_module(p, **options)  # type: ignore[arg-type]
+    raise ValueError(f"{p}: unknown model format {p.suffix!r} (expected .ir, .onnx or a SavedModel folder)")

@@ -1,0 +1,95 @@
+"""The one tolerance rule every comparison in Ember uses: passes against the
+interpreter, kernels against the interpreter, `ember compare`, the tests.
+
+Per output: max |actual - expected| <= rtol * max |expected| + atol, with rtol
+and atol set by the element type (1e-4 for f32, 1e-2 for f16). NaN must sit
+where the reference has NaN, infinities must match exactly, and integer, bool
+and string outputs must be equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# rtol, atol by element type name; types not listed compare exactly.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "f64": (1e-9, 1e-12),
+    "f32": (1e-4, 1e-6),
+    "c64": (1e-4, 1e-6),
+    "c128": (1e-9, 1e-12),
+    "f16": (1e-2, 1e-3),
+    "bf16": (2e-2, 1e-2),
+    "f8e4m3fn": (1.25e-1, 1e-1),
+    "f8e4m3fnuz": (1.25e-1, 1e-1),
+    "f8e5m2": (2.5e-1, 1e-1),
+    "f8e5m2fnuz": (2.5e-1, 1e-1),
+    "f8e8m0": (1.0, 0.0),
+    "f6e2m3": (2.5e-1, 1e-1),
+    "f6e3m2": (2.5e-1, 1e-1),
+    "f4e2m1": (5e-1, 2.5e-1),
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    ok: bool
+    max_abs_diff: float
+    bound: float
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def tolerance_for(dtype_name: str) -> tuple[float, float] | None:
+    """(rtol, atol) for an element type, or None when it must match exactly."""
+    return TOLERANCES.get(dtype_name)
+
+
+def _dtype_name(a: np.ndarray) -> str:
+    from ember.ir.types import dtype_of  # ir's dtypes only; no other layer
+    return dtype_of(a).name
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, *, rtol: float | None = None,
+            atol: float | None = None) -> Comparison:
+    """Check `actual` against the reference `expected` by the rule above."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if actual.shape != expected.shape:
+        return Comparison(False, float("inf"), 0.0, f"shape {actual.shape} != expected {expected.shape}")
+    name = _dtype_name(expected)
+    if actual.dtype != expected.dtype:
+        return Comparison(False, float("inf"), 0.0, f"dtype {actual.dtype} != expected {expected.dtype}")
+    tol = tolerance_for(name)
+    if tol is None or expected.dtype == object:
+        equal = bool(np.array_equal(actual, expected))
+        return Comparison(equal, 0.0 if equal else float("inf"), 0.0,
+                          "" if equal else f"{name} values differ at {int(np.sum(actual != expected))} places")
+    r, a = tol
+    r = r if rtol is None else rtol
+    a = a if atol is None else atol
+    wide = np.complex128 if np.iscomplexobj(expected) else np.float64
+    x, y = actual.astype(wide), expected.astype(wide)
+    nan_x, nan_y = np.isnan(x), np.isnan(y)
+    if not np.array_equal(nan_x, nan_y):
+        return Comparison(False, float("inf"), 0.0,
+                          f"NaN at {int(np.sum(nan_x != nan_y))} places where the reference differs")
+    inf_y = np.isinf(y)
+    if not np.array_equal(x[inf_y], y[inf_y]) or np.isinf(x[~inf_y & ~nan_y]).any():
+        return Comparison(False, float("inf"), 0.0, "infinities differ from the reference")
+    finite = ~nan_y & ~inf_y
+    if not finite.any():
+        return Comparison(True, 0.0, 0.0, "")
+    diff = float(np.max(np.abs(x[finite] - y[finite])))
+    bound = r * float(np.max(np.abs(y[finite]))) + a
+    ok = diff <= bound
+    return Comparison(ok, diff, bound, "" if ok else f"max |diff| {diff:.6g} > bound {bound:.6g} "
+                                                     f"(rtol {r:g} * max|ref| + atol {a:g}) for {name}")
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, *, what: str = "output", **kw: float) -> None:
+    result = compare(actual, expected, **kw)
+    if not result:
+        raise AssertionError(f"{what}: {result.message}")
