@@ -6,4 +6,5 @@ add it to that family's tests, which check it against onnx.reference where
 ONNX has the op and against hand-computed cases for every attribute variant.
 """
 
-from ember.ir.ops import core, elementwise  # noqa: F401
+from ember.ir.ops import (control, core, elementwise, linalg, nn, normalization, quant, reduction,  # noqa: F401
+                          resize, sequence, shape)
