@@ -42,7 +42,7 @@ class Dense:
             arr = np.asarray(array)
             if arr.dtype.kind in "US":
                 arr = arr.astype(object)
-        arr = np.ascontiguousarray(arr).copy()
+        arr = np.array(arr, order="C", copy=True)  # (ascontiguousarray would make 0-d arrays 1-d)
         arr.flags.writeable = False
         dtype_of(arr)  # raises for dtypes Ember has no name for
         self.array = arr

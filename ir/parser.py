@@ -18,7 +18,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 
 from ember.errors import EmberError, ParseError, VerifyError
 from ember.ir import dims as D
-from ember.ir.attrs import Dense
+from ember.ir.attrs import AttrError, Dense
 from ember.ir.core import Block, Function, Location, Module, SymbolRange, Value
 from ember.ir.opdef import lookup
 from ember.ir.types import DTYPES, DType, OptionalType, SequenceType, TensorType, Type, string
@@ -53,7 +53,7 @@ def _expected(names: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _syntax_error(err: UnexpectedInput, source: str) -> ParseError:
+def _syntax_error(err: UnexpectedInput, source: str, text: str) -> ParseError:
     if isinstance(err, UnexpectedCharacters):
         what = f"unexpected character {err.char!r}"
         expected = _expected(err.allowed)
@@ -67,8 +67,10 @@ def _syntax_error(err: UnexpectedInput, source: str) -> ParseError:
         what, expected = str(err), ()
     line = getattr(err, "line", None)
     col = getattr(err, "column", None)
-    if line is None or line < 0:
-        line = col = None
+    at_end = isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END")
+    if at_end or line is None or line < 0:
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
     msg = what + (f"; expected {', '.join(expected)}" if expected else "")
     return ParseError(msg, line=line, column=col, source=source, expected=expected)
 
@@ -80,7 +82,7 @@ def parse(text: str, *, source: str = "<text>", verify: bool = True) -> Module:
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as err:
-        raise _syntax_error(err, source) from None
+        raise _syntax_error(err, source, text) from None
     except LarkError as err:
         raise ParseError(str(err).splitlines()[0], source=source) from None
     module = _ModuleReader(source).read(tree)
@@ -95,7 +97,7 @@ def parse_type(text: str) -> Type:
     try:
         tree = _lark().parse(text, start="type")
     except UnexpectedInput as err:
-        raise _syntax_error(err, "<type>") from None
+        raise _syntax_error(err, "<type>", text) from None
     return _ModuleReader("<type>").type(tree)
 
 
@@ -104,7 +106,7 @@ def parse_dim(text: str) -> D.Dim:
     try:
         tree = _lark().parse(text, start="dim")
     except UnexpectedInput as err:
-        raise _syntax_error(err, "<dim>") from None
+        raise _syntax_error(err, "<dim>", text) from None
     return _ModuleReader("<dim>").dim(tree)
 
 
@@ -299,6 +301,16 @@ class _ModuleReader:
         types = types or []
         if len(types) != len(result_toks):
             raise self.error(tree, f"{op_tok}: {len(result_toks)} results named but {len(types)} types given")
+        for entry in (attr_node.children if attr_node is not None else ()):
+            key = str(entry.children[0])
+            fld = cls.attr_fields.get(key)
+            if fld is None:
+                known = ", ".join(cls.attr_fields) or "none"
+                raise self.error(entry, f"{op_tok}: unknown attribute {key!r} (known: {known})")
+            try:
+                fld.kind.normalize(attrs[key])
+            except AttrError as err:
+                raise self.error(entry, f"{op_tok}: attribute {key!r}: {err}") from None
         try:
             cls.normalize_attributes(attrs, loc)
         except VerifyError as err:
@@ -408,13 +420,13 @@ class _ModuleReader:
             raise self.error(data, f"string elements in a {t.dtype} tensor")
         if t.dtype.is_int and any(isinstance(x, float) for x in flat):
             raise self.error(data, f"float elements in an integer tensor {t}")
+        if t.dtype.is_int:
+            info = np.iinfo(t.dtype.np_dtype) if t.dtype.bits >= 8 else None
+            lo, hi = (int(info.min), int(info.max)) if info else _subbyte_range(t.dtype)
+            if any(not (lo <= int(x) <= hi) for x in flat):
+                raise self.error(data, f"integer out of range for {t.dtype}")
         try:
             values = np.array(flat, dtype=object)
-            if t.dtype.is_int:
-                info = np.iinfo(t.dtype.np_dtype) if t.dtype.bits >= 8 else None
-                lo, hi = (info.min, info.max) if info else _subbyte_range(t.dtype)
-                if any(not (lo <= int(x) <= hi) for x in flat):
-                    raise self.error(data, f"integer out of range for {t.dtype}")
             arr = values.astype(np.float64 if t.dtype.is_float else object).astype(t.dtype.np_dtype)
         except (TypeError, ValueError, OverflowError) as err:
             raise self.error(data, f"bad dense data for {t}: {err}") from None
@@ -448,7 +460,7 @@ class _ModuleReader:
         name_tok = node.children[0]
         dt = DTYPES.get(str(name_tok))
         if dt is None:
-            raise self.error(name_tok, f"unknown element type {name_tok!r}")
+            raise self.error(name_tok, f"unknown element type '{name_tok}'")
         rest = node.children[1:]
         if len(rest) == 1 and isinstance(rest[0], Token) and rest[0].type == "STAR":
             return TensorType(dt, None)

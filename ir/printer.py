@@ -119,8 +119,8 @@ def format_dense(d: Dense) -> str:
 
     def nest(a: np.ndarray) -> str:
         if a.ndim == 0:
-            return _format_scalar(a.item() if dt is not string else a[()], dt)
-        return "[" + ", ".join(nest(x) for x in a) + "]"
+            return _format_scalar(a[()] if dt is string else a.item(), dt)
+        return "[" + ", ".join(nest(a[i:i + 1].reshape(a.shape[1:])) for i in range(a.shape[0])) + "]"
 
     return f"dense<{d.type}: {nest(arr)}>"
 
@@ -191,7 +191,8 @@ def _print_op(op: Operation, namer: Namer, indent: str) -> list[str]:
         text += " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in attrs.items()) + "}"
     if op.results:
         text += " : " + ", ".join(str(r.type) for r in op.results)
-    namer.op_lines[op] = text.strip()
+    namer.op_lines[op] = text.strip() + (" (...)" if op.regions else "") + (
+        " " + format_loc(op.loc.names) if op.loc else "")
     lines = [text]
     if op.regions:
         lines[-1] += " ("
