@@ -48,5 +48,9 @@ class PassError(EmberError, RuntimeError):
     """A pass failed or left invalid IR."""
 
 
+class ModelFormatError(EmberError, ValueError):
+    """A path that is not a model Ember reads (unknown suffix, a folder without saved_model.pb)."""
+
+
 class WeightsFileError(EmberError, ValueError):
     """A weights file that is missing, truncated, corrupted or of another format."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ember.errors import UnsupportedOpError
+from ember.errors import ModelFormatError, UnsupportedOpError
 from ember.ir.core import Module
 
 
@@ -21,10 +21,10 @@ def load(path: str | os.PathLike, **options: object) -> Module:
     if p.is_dir():
         if (p / "saved_model.pb").exists():
             raise UnsupportedOpError(f"{p}: the TensorFlow SavedModel frontend is not built yet (issue order 5)")
-        raise ValueError(f"{p} is a folder without saved_model.pb: not a SavedModel")
+        raise ModelFormatError(f"{p} is a folder without saved_model.pb: not a SavedModel")
     if p.suffix == ".onnx":
         raise UnsupportedOpError(f"{p}: the ONNX frontend is not built yet (issue order 2)")
     if p.suffix in (".ir", ".mlir", ".txt") or not p.suffix:
         from ember.ir.files import load_module
         return load_module(p, **options)  # type: ignore[arg-type]
-    raise ValueError(f"{p}: unknown model format {p.suffix!r} (expected .ir, .onnx or a SavedModel folder)")
+    raise ModelFormatError(f"{p}: unknown model format {p.suffix!r} (expected .ir, .onnx or a SavedModel folder)")

@@ -11,7 +11,7 @@ rule leaves open), and its own extra checks (`verify_`).
 from __future__ import annotations
 
 from ember.errors import EmberError, VerifyError
-from ember.ir.attrs import AttrError
+from ember.ir.attrs import AttrError, attr_equal
 from ember.ir.core import Block, Function, Module, Operation, Value
 from ember.ir.dims import Unknown
 from ember.ir.opdef import Op, format_exception
@@ -151,7 +151,7 @@ class _Checker:
                 continue
             if value is not None:
                 try:
-                    if fld.kind.normalize(value) != value:
+                    if not attr_equal(fld.kind.normalize(value), value):
                         raise AttrError(f"not in canonical form: {value!r}")
                 except AttrError as err:
                     self.report(head, f"attribute {key!r}: {err}")

@@ -1,0 +1,219 @@
+"""The `ember` command (also `python -m ember`).
+
+Subcommands grow with the pipeline; each reads models through `ember.load`:
+
+    ember inspect MODEL [--ir] [--dot FILE]     what a model holds
+    ember run MODEL [-i NAME=FILE.npy ...]      run it (on the reference interpreter for now)
+    ember verify MODEL                          check every IR invariant
+
+Errors Ember raises on purpose print as one clear message and exit 2; nothing
+the user had is overwritten by a failed command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ember.errors import EmberError
+
+
+def _load(path: str) -> Any:
+    from ember.loader import load
+    return load(path)
+
+
+def _console() -> Any:
+    from rich.console import Console
+    return Console(highlight=False)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ember.ir.graph import to_dot
+
+    module = _load(args.model)
+    con = _console()
+    if args.ir:
+        con.print(str(module), end="", markup=False)
+        return 0
+    con.print(f"[bold]{args.model}[/bold]: module {module.name or '(unnamed)'}")
+    for name, rng in module.symbols.items():
+        con.print(f"  symbol {name} in {rng}")
+    for fn in module.functions.values():
+        table = Table(title=f"@{fn.name}", title_justify="left")
+        table.add_column("")
+        table.add_column("name")
+        table.add_column("type")
+        for n, v in zip(fn.input_names, fn.inputs):
+            table.add_row("input", n, str(v.type))
+        for n, v in zip(fn.output_names, fn.outputs):
+            table.add_row("output", n, str(v.type))
+        con.print(table)
+        counts = Counter(op.name for op in fn.walk())
+        con.print("  ops: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))
+        if args.dot:
+            Path(args.dot).write_text(to_dot(fn))
+            con.print(f"  wrote {args.dot}")
+    loaded = [w for w in module.weights.values() if w.data is not None]
+    nbytes = sum(w.data.nbytes for w in loaded)
+    con.print(f"  weights: {len(module.weights)} ({len(loaded)} with data, {_fmt_bytes(nbytes)})")
+    return 0
+
+
+def _parse_feeds(items: Sequence[str]) -> dict[str, np.ndarray]:
+    feeds = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise EmberError(f"--input {item!r}: expected NAME=FILE.npy")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise EmberError(f"--input {name}: cannot read {path}: {err}") from None
+    return feeds
+
+
+def random_inputs(fn: Any, seed: int, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    """Random arrays for every input not given, symbols set from `dims` (default 1)."""
+    from ember.ir.dims import Unknown, evaluate, free_symbols
+    from ember.ir.types import TensorType
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, v in zip(fn.input_names, fn.inputs):
+        t = v.type
+        if not isinstance(t, TensorType) or t.shape is None:
+            raise EmberError(f"input {name!r} of type {t}: give it with --input")
+        if any(isinstance(d, Unknown) for d in t.shape):
+            raise EmberError(f"input {name!r} of type {t} has a data-dependent dim: give it with --input")
+        env = {s: dims.get(s, 1) for d in t.shape for s in free_symbols(d)}
+        shape = [evaluate(d, env) for d in t.shape]
+        if t.dtype.is_float:
+            out[name] = rng.standard_normal(shape).astype(t.dtype.np_dtype)
+        elif t.dtype.kind == "bool":
+            out[name] = rng.random(shape) < 0.5
+        elif t.dtype.is_int:
+            out[name] = rng.integers(0, 10, size=shape).astype(t.dtype.np_dtype)
+        else:
+            raise EmberError(f"input {name!r} of type {t}: give it with --input")
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ember.ir.interpret import interpret
+
+    module = _load(args.model)
+    fn = module.functions[args.function] if args.function else module.main
+    feeds = _parse_feeds(args.input or [])
+    dims = {}
+    for item in args.dim or []:
+        name, _, value = item.partition("=")
+        dims[name] = int(value)
+    missing = [n for n in fn.input_names if n not in feeds]
+    if missing:
+        if not args.random:
+            raise EmberError(f"inputs {', '.join(missing)} not given: pass --input NAME=FILE.npy or --random")
+        feeds.update({k: v for k, v in random_inputs(fn, args.seed, dims).items() if k in missing})
+    outputs = interpret(module, feeds, function=fn.name)
+    table = Table(title=f"{args.model} on the reference interpreter", title_justify="left")
+    for col in ("output", "dtype", "shape", "min", "max", "mean"):
+        table.add_column(col)
+    for name, arr in outputs.items():
+        arr = np.asarray(arr)
+        numeric = arr.dtype != object and arr.size
+        stats = [f"{float(f(arr.astype(np.float64))):.6g}" for f in (np.min, np.max, np.mean)] if numeric else ["", "", ""]
+        table.add_row(name, str(arr.dtype), str(list(arr.shape)), *stats)
+    _console().print(table)
+    if args.output:
+        out = Path(args.output)
+        tmp = out.with_name(out.name + ".tmp.npz")
+        np.savez(tmp, **{k: np.asarray(v) for k, v in outputs.items()})
+        tmp.replace(out)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ember.ir.verify import verify
+
+    verify(_load(args.model))
+    _console().print(f"{args.model}: ok")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ember.ir.examples import demo
+
+    demo(seed=args.seed, print_ir=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ember", description="Ember: compile trained networks into GPU engines.")
+    p.add_argument("--version", action="version", version=f"ember {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, weights")
+    s.add_argument("model")
+    s.add_argument("--ir", action="store_true", help="print the textual IR")
+    s.add_argument("--dot", metavar="FILE", help="write the dataflow graph as Graphviz DOT")
+    s.set_defaults(fn=cmd_inspect)
+
+    s = sub.add_parser("run", help="run a model on inputs (the reference interpreter for now)")
+    s.add_argument("model")
+    s.add_argument("-i", "--input", action="append", metavar="NAME=FILE.npy")
+    s.add_argument("--random", action="store_true", help="random data for inputs not given")
+    s.add_argument("--dim", action="append", metavar="SYMBOL=VALUE", help="symbol values for --random")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--function", help="function to run (default: the entry)")
+    s.add_argument("-o", "--output", metavar="FILE.npz", help="save the outputs")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("verify", help="check a model's IR invariants")
+    s.add_argument("model")
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("demo", help="build the README's example network, print its IR, run it")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true", help="do not print the IR")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def _version() -> str:
+    import ember
+    return ember.__version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except EmberError as err:
+        print(f"ember {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"ember {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

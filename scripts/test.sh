@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (README quick start, and what CI runs): a fresh virtual
+# environment, a non-editable install of Ember with its test extras, the suite.
+# GPU tests (-m gpu) are skipped here; scripts/gpu_check.sh runs them on a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+venv=${EMBER_TEST_VENV:-.venv-test}
+"$python" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"Ember needs Python 3.11 or newer; {sys.executable} is {sys.version.split()[0]}")
+PY
+rm -rf "$venv"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[test]"
+"$venv/bin/python" -m pytest -m "not gpu" "$@"

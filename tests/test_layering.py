@@ -1,0 +1,101 @@
+"""Data flows one way: frontends -> ir -> passes -> codegen -> runtime.
+
+`ir` imports no other layer; frontends, passes, codegen and runtime each
+import `ir` (and the shared leaf modules) and none of the others; only the
+top-level package (lazily), the loader, the compile driver and the command
+line wire layers together.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import ember
+
+ROOT = Path(ember.__file__).parent
+LAYERS = ("ir", "frontends", "passes", "codegen", "runtime")
+LEAVES = {"errors", "tolerance", "version"}  # import nothing of Ember but each other
+WIRING = {"__init__", "__main__", "loader", "build", "cli"}
+
+
+def ember_imports(path: Path) -> set[str]:
+    """The `ember.*` modules a file imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    rel = path.relative_to(ROOT).with_suffix("")
+    package = ["ember", *rel.parts[:-1]] if rel.name != "__init__" else ["ember", *rel.parts[:-1]]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "ember")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            if name.split(".")[0] == "ember":
+                out.add(name)
+                out.update(f"{name}.{a.name}" for a in node.names)
+    return out
+
+
+def owner(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def package_files():
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in ("tests", "benchmarks", "examples", "scripts", "build", "docs") or "venv" in rel.parts[0]:
+            continue
+        yield path, rel
+
+
+def test_layers_import_only_what_they_may():
+    problems = []
+    for path, rel in package_files():
+        top = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if top in WIRING:
+            continue
+        for imported in ember_imports(path):
+            target = owner(imported)
+            if target is None or target in LEAVES:
+                continue
+            if top in LEAVES and target != top:
+                problems.append(f"{rel}: leaf module imports {imported}")
+            elif top == "ir" and target != "ir":
+                problems.append(f"{rel}: ir imports {imported}")
+            elif top in LAYERS and target not in ("ir", top):
+                problems.append(f"{rel}: {top} imports {imported}")
+            elif top not in LAYERS and top not in LEAVES:
+                problems.append(f"{rel}: module outside the layers imports {imported}; add it to a layer")
+    assert not problems, "\n".join(problems)
+
+
+def test_import_ember_is_lazy_and_runtime_stands_alone():
+    code = (
+        "import sys, ember\n"
+        "assert 'ember.ir' not in sys.modules, 'import ember loaded ember.ir'\n"
+        "import ember.runtime\n"
+        "bad = [m for m in sys.modules if m.split('.')[:2] in (['ember', 'frontends'], ['ember', 'passes'],"
+        " ['ember', 'codegen']) or m == 'onnx' or m.startswith('onnx.')]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_ir_alone_pulls_in_no_other_layer():
+    code = (
+        "import sys, ember.ir\n"
+        "from ember import ir\n"
+        "bad = [m for m in sys.modules if m.startswith('ember.') and m.split('.')[1] in "
+        "('frontends', 'passes', 'codegen', 'runtime')]\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
