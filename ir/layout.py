@@ -7,9 +7,15 @@ the filter. Layouts are strings of axis letters:
 - activations: N (batch), C (channels) and the spatial letters D, H, W, with
   C second (channels first: NCW, NCHW, NCDHW) or last (NWC, NHWC, NDHWC);
   NC for rank 2. An absent layout (None) means channels first at any rank.
-- weights: O (output channels), I (input channels per group) and the spatial
+- weights: O (output channels), I (input channels) and the spatial
   letters, in any order: OIHW (ONNX's), OHWI, HWIO (TensorFlow's), IOHW
-  (ONNX's conv_transpose).
+  (ONNX's conv_transpose). With groups, ember.conv's I axis counts input
+  channels per group and its O axis all output channels; ember.conv_transpose's
+  I axis counts all input channels and its O axis output channels per group
+  (each as ONNX has it).
+
+Ranks above 5 have no letters: their channels-first layout spells each
+spatial dim S (NCSSSS), and only the default (None) layouts exist for them.
 
 TensorFlow's NHWC models import with layout="NHWC" and no transposes; the
 layout pass (order 3) changes these attributes and adds transposes only at
@@ -27,6 +33,19 @@ if TYPE_CHECKING:
     from ember.ir.opdef import Op
 
 SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+SPATIAL_LETTERS = "DHWS"  # S: a spatial dim of a rank without letters (above 5)
+
+
+def _positions(letters: str, wanted: str) -> tuple[int, ...]:
+    """Where each letter of `wanted` sits in `letters`; a repeated letter (S) takes
+    its occurrences in order."""
+    taken: set[int] = set()
+    out = []
+    for c in wanted:
+        i = next(i for i, letter in enumerate(letters) if letter == c and i not in taken)
+        taken.add(i)
+        out.append(i)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -40,11 +59,21 @@ class Layout:
 
     @property
     def spatial(self) -> str:
-        return "".join(c for c in self.letters if c in "DHW")
+        return "".join(c for c in self.letters if c in SPATIAL_LETTERS)
 
     @property
     def spatial_axes(self) -> tuple[int, ...]:
-        return tuple(i for i, c in enumerate(self.letters) if c in "DHW")
+        return tuple(i for i, c in enumerate(self.letters) if c in SPATIAL_LETTERS)
+
+    @property
+    def to_channels_first(self) -> tuple[int, ...]:
+        """The transpose perm that brings a tensor in this layout to N, C, spatial..."""
+        return (self.axis("N"), self.channel_axis, *self.spatial_axes)
+
+    @property
+    def from_channels_first(self) -> tuple[int, ...]:
+        """The transpose perm that brings an N, C, spatial... tensor to this layout."""
+        return inverse(self.to_channels_first)
 
     @property
     def channel_axis(self) -> int:
@@ -84,6 +113,11 @@ def activation(op: "Op", layout: str | None, rank: int) -> Layout:
     return Layout(layout)
 
 
+def resolve(layout: str | None, rank: int) -> Layout:
+    """The Layout of an attribute already validated by `activation` (for references)."""
+    return Layout(layout) if layout is not None else _generic_channels_first(rank)
+
+
 def _generic_channels_first(rank: int) -> Layout:
     if rank < 2:
         raise ShapeError(f"a layout needs rank >= 2, got {rank}")
@@ -107,7 +141,11 @@ class WeightLayout:
 
     def spatial_axes(self, spatial: str) -> tuple[int, ...]:
         """Axes of the filter's spatial dims, in the order of the activation's `spatial` letters."""
-        return tuple(self.letters.index(c) for c in spatial)
+        return _positions(self.letters, spatial)
+
+    def perm(self, order: str, spatial: str) -> tuple[int, ...]:
+        """The transpose perm to `order` ("OI" or "IO") then the spatial dims in `spatial`'s order."""
+        return (self.letters.index(order[0]), self.letters.index(order[1]), *self.spatial_axes(spatial))
 
     def __str__(self) -> str:
         return self.letters
@@ -117,9 +155,25 @@ def weight(op: "Op", layout: str | None, spatial: str, default: str = "OI") -> W
     """Validate a filter layout for the given spatial letters; None means `default` + spatial."""
     if layout is None:
         return WeightLayout(default + spatial)
+    if "S" in spatial:
+        raise op.error(f"weight_layout {layout!r}: a filter of {len(spatial)} spatial dims has no layout "
+                       f"letters; leave weight_layout unset (O, I, then the spatial dims)")
     if sorted(layout) != sorted("OI" + spatial):
         raise op.error(f"weight_layout {layout!r} must order the letters O, I and {', '.join(spatial)}")
     return WeightLayout(layout)
+
+
+def inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    """The perm that undoes `perm`."""
+    out = [0] * len(perm)
+    for i, p in enumerate(perm):
+        out[p] = i
+    return tuple(out)
+
+
+def resolve_weight(layout: str | None, spatial: str, default: str = "OI") -> WeightLayout:
+    """The WeightLayout of an attribute already validated by `weight` (for references)."""
+    return WeightLayout(layout if layout is not None else default + spatial)
 
 
 def permutation(src: str, dst: str) -> tuple[int, ...]:

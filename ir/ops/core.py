@@ -18,7 +18,7 @@ from ember.ir import attrs as A
 from ember.ir.opdef import (AnyTensor, AnyType, Attr, ControlFlow, DataMovement, Elementwise, EvalContext,
                             Op, Operand, Pure, Region, Result, ViewLike, register_op)
 from ember.ir.ops import rules
-from ember.ir.types import DType, TensorType, Type
+from ember.ir.types import DType, TensorType, Type, dtype_of
 
 
 @register_op("ember.constant", traits={Pure})
@@ -116,43 +116,90 @@ class Fused(Op):
         return (body(*inputs),)
 
 
-_FP8_NO_INF = {"f8e4m3fn", "f8e4m3fnuz", "f8e5m2fnuz"}
-_FP8_FNUZ = {"f8e4m3fnuz", "f8e5m2fnuz"}
-
-
 def cast_array(x: np.ndarray, to: DType, saturate: bool = True, round_mode: str = "up") -> np.ndarray:
-    """Convert with the semantics stated in rules.py (ONNX Cast's)."""
+    """Convert with the semantics stated in rules.py (ONNX Cast's, opset 25).
+
+    - float to int truncates toward zero (out of range and NaN are undefined),
+      int to int wraps (two's complement), sub-byte types included;
+    - to bool is `x != 0`; bool to numbers is 0/1;
+    - to a wider or narrower f16/bf16/f32/f64 rounds to nearest even (inf past the range);
+    - to fp8: round to nearest even; saturate=true clamps to +-max (infinities too,
+      as opset 25 says; opset 23 made an infinity NaN for the fnuz types), NaN stays
+      NaN; saturate=false follows the ONNX table: a rounded value past the range
+      is inf for e5m2 and NaN for the types without infinity;
+    - to fp6/fp4 (no inf, no NaN): always saturates, NaN becomes +max (ONNX's
+      float4/float6 notes);
+    - to f8e8m0: see `_to_e8m0`;
+    - from strings: decimal or scientific numbers, INF/+INF/-INF/NaN in any case;
+      integers are parsed exactly, a fraction truncates toward zero for int targets;
+      to bool a string is its number != 0;
+    - to strings: the plain decimal form of each value (numpy's str).
+    """
     x = np.asarray(x)
+    src = dtype_of(x)
     if to.kind == "string":
-        return x.astype(str).astype(object)
-    if x.dtype == object or x.dtype.kind in "US":
-        return np.array([_parse_number(s) for s in x.ravel()], dtype=np.float64).reshape(x.shape).astype(to.np_dtype)
-    target = to.np_dtype
+        return _to_string(x, src)
+    if src.kind == "string":
+        return _from_string(x, to, saturate, round_mode)
     if to.name == "f8e8m0":
         return _to_e8m0(x, saturate, round_mode)
     if to.kind == "bool":
-        return (x != 0) if x.dtype.kind != "c" else (x != 0)
-    if to.kind in ("int", "uint") and x.dtype.kind == "f":
-        wide = np.asarray(x, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            return np.trunc(wide).astype(target)
-    if to.is_float and to.bits <= 8 and x.dtype.kind in "fiub":
-        wide = np.asarray(x, dtype=np.float32 if x.dtype.itemsize <= 4 else np.float64)
-        fmax = float(ml_dtypes.finfo(target).max)
-        if saturate:
-            clipped = np.where(np.isnan(wide), wide, np.clip(wide, -fmax, fmax))
-            if to.name in _FP8_FNUZ:  # no infinity: an infinite input is NaN even when saturating
-                clipped = np.where(np.isinf(wide), np.nan, clipped)
-            return clipped.astype(target)
-        if to.name in _FP8_NO_INF or to.bits < 8:
-            # Without saturation, values past the range become NaN (no inf to go to).
-            out = wide.astype(target)
-            over = np.abs(wide) > fmax
-            if over.any() and to.bits == 8:
-                out = np.where(over, np.array(np.nan, dtype=target), out)
-            return out
-        return wide.astype(target)
-    return x.astype(target)
+        return np.asarray(x != 0)
+    if src.name == "f8e8m0" or (src.is_float and src.bits < 16):
+        return cast_array(x.astype(np.float32), to, saturate, round_mode)  # ml_dtypes lacks fp8 -> fp8
+    if to.is_int and src.is_float:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.trunc(x.astype(np.float64)).astype(to.np_dtype)
+    if to.is_float and to.bits <= 8:
+        return _to_small_float(x, src, to, saturate)
+    if to.is_int and src.is_int:  # via 64 bits: ml_dtypes has no int4 -> int2 and the like
+        return x.astype(np.uint64 if src.kind == "uint" else np.int64).astype(to.np_dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x.astype(to.np_dtype)
+
+
+def _to_small_float(x: np.ndarray, src: DType, to: DType, saturate: bool) -> np.ndarray:
+    """fp8/fp6/fp4 targets: round to nearest even, with the saturation rules above."""
+    wide = x.astype(np.float64 if src.bits == 64 else np.float32)
+    target = to.np_dtype
+    fmax = float(ml_dtypes.finfo(target).max)
+    if to.bits < 8:  # fp6, fp4: no inf or NaN to fall back to
+        return np.where(np.isnan(wide), fmax, np.clip(wide, -fmax, fmax)).astype(target)
+    if saturate:
+        return np.where(np.isnan(wide), wide, np.clip(wide, -fmax, fmax)).astype(target)
+    return wide.astype(target)  # ml_dtypes rounds first, then overflows to inf or NaN as ONNX's table
+
+
+def _to_string(x: np.ndarray, src: DType) -> np.ndarray:
+    if src.kind == "string":
+        return np.array([_text(s) for s in x.ravel()], dtype=object).reshape(x.shape)
+    if x.dtype.kind in "biufc":
+        return x.astype(str).astype(object)
+    return np.array([str(v) for v in x.ravel()], dtype=object).reshape(x.shape)  # ml_dtypes scalars
+
+
+def _text(s: Any) -> str:
+    return s.decode("utf-8") if isinstance(s, bytes) else str(s)
+
+
+def _from_string(x: np.ndarray, to: DType, saturate: bool, round_mode: str) -> np.ndarray:
+    texts = [_text(s).strip() for s in x.ravel()]
+    if to.is_int:
+        bits = np.array([_parse_int(t) % (1 << 64) for t in texts], dtype=np.uint64)  # two's complement
+        return bits.reshape(x.shape).astype(to.np_dtype)
+    numbers = np.array([_parse_number(t) for t in texts], dtype=np.float64).reshape(x.shape)
+    return cast_array(numbers, to, saturate, round_mode)
+
+
+def _parse_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        number = _parse_number(text)
+        if not np.isfinite(number):
+            raise ValueError(f"cannot cast string {text!r} to an integer") from None
+        value = int(number)  # truncates toward zero
+    return value
 
 
 def _parse_number(s: Any) -> float:
@@ -164,19 +211,35 @@ def _parse_number(s: Any) -> float:
 
 
 def _to_e8m0(x: np.ndarray, saturate: bool, round_mode: str) -> np.ndarray:
-    """Powers of two: round the exponent up, down or to nearest (ONNX Cast round_mode)."""
-    v = np.asarray(x, dtype=np.float32)
-    bits = v.view(np.uint32)
-    exponent = ((bits >> 23) & 0xFF).astype(np.int64)
-    mantissa = bits & 0x7FFFFF
+    """Powers of two 2^-127 .. 2^127 (ONNX Cast to FLOAT8E8M0, opset 25).
+
+    round_mode up/down/nearest picks the power of two at or above, at or below,
+    or nearest to |x| (ties, 1.5 * 2^e, go up). A result past 2^127 (or an
+    infinity) is 2^127 when saturating, else NaN; below 2^-127 (or zero) it is
+    2^-127 when saturating, else NaN (rounding up never goes below 2^-127).
+    NaN stays NaN. ONNX leaves negative inputs unspecified: like its reference,
+    the sign is dropped.
+    """
+    v = np.abs(np.asarray(x).astype(np.float64))
+    finite = np.isfinite(v) & (v > 0)
+    mant, exp = np.frexp(np.where(finite, v, 1.0))  # v = mant * 2^exp, mant in [0.5, 1)
+    e = exp.astype(np.int64) - 1
+    frac = mant * 2  # v = frac * 2^e, frac in [1, 2)
     if round_mode == "up":
-        exponent = exponent + (mantissa != 0)
+        e = np.maximum(e + (frac > 1), -127)
     elif round_mode == "nearest":
-        exponent = exponent + (mantissa >= 0x400000)
-    out_bits = np.where(exponent > 254, 254 if saturate else 255, exponent)
-    out_bits = np.where(np.isnan(v) | (~np.isfinite(v) & ~np.array(saturate)), 255, out_bits)
-    out_bits = np.where(np.isinf(v) & saturate, 254, out_bits)
-    return out_bits.astype(np.uint8).view(ml_dtypes.float8_e8m0fnu)
+        e = e + (frac >= 1.5)
+    elif round_mode == "down":
+        e = np.minimum(e, 127)
+    else:
+        raise ValueError(f"unknown round_mode {round_mode!r}")
+    over = (np.isinf(v) | (e > 127)) & ~np.isnan(v)
+    under = (v == 0) | (finite & (e < -127))
+    bits = np.clip(e, -127, 127) + 127
+    bits = np.where(over, 254 if saturate else 255, bits)
+    bits = np.where(under, 0 if saturate else 255, bits)
+    bits = np.where(np.isnan(v), 255, bits)
+    return bits.astype(np.uint8).view(ml_dtypes.float8_e8m0fnu)
 
 
 @register_op("ember.cast", traits={Pure, Elementwise})

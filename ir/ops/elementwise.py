@@ -70,7 +70,9 @@ class Div(_Binary):
 
 @register_op("ember.pow", traits=BINARY)
 class Pow(Op):
-    """x ** y; the exponent may have another numeric type, the result has x's."""
+    """x ** y; the exponent may have another numeric type, the result has x's.
+    Integer x: a non-negative integer exponent is exact and wraps; a float or
+    negative exponent is computed in f64 and truncated toward zero (2 ** -1 = 0)."""
 
     x = Operand(NumericTensor)
     y = Operand(NumericTensor)
@@ -82,7 +84,14 @@ class Pow(Op):
     @staticmethod
     def reference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         if x.dtype.kind in "iu":
-            return np.power(x, y.astype(x.dtype)).astype(x.dtype)
+            if y.dtype.kind in "iu" and not (y < 0).any():
+                # Exact, wrapping: x^n mod 2^64 keeps x's low bits right.
+                wide = np.uint64 if x.dtype.kind == "u" else np.int64
+                with np.errstate(over="ignore"):
+                    return np.power(x.astype(wide), y.astype(wide)).astype(x.dtype)
+            # A float or negative exponent: computed in f64, truncated toward zero (as ONNX).
+            with np.errstate(all="ignore"):
+                return np.trunc(np.power(x.astype(np.float64), y.astype(np.float64))).astype(x.dtype)
         wide = rules.compute_dtype(x.dtype)
         return np.power(x.astype(wide), y.astype(wide)).astype(x.dtype)
 
@@ -357,7 +366,7 @@ class LeakyRelu(_UnaryFloat):
     @staticmethod
     @in_f32
     def reference(x: np.ndarray, *, alpha: float) -> np.ndarray:
-        return np.where(x < 0, x * np.float32(alpha).astype(x.dtype), x)
+        return np.where(x < 0, x * np.asarray(alpha, x.dtype), x)
 
 
 @register_op("ember.elu", traits=UNARY)

@@ -1,0 +1,49 @@
+"""Both install modes give a working `import ember.ir` (the repository root is the package)."""
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import ember
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_installed_package_is_the_wheel_or_the_checkout():
+    # Under scripts/test.sh ember comes from a non-editable install; in a developer's
+    # editable install it is the checkout itself. Either way the grammar ships with it.
+    assert (Path(ember.__file__).parent / "ir" / "grammar.lark").exists()
+
+
+@pytest.mark.slow
+def test_editable_install_imports_the_checkout(tmp_path):
+    """pip install -e . in a fresh environment whose dependencies come from this one."""
+    if not (REPO / "pyproject.toml").exists():
+        pytest.skip("not run from a checkout")
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    py = env_dir / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    # Dependencies (numpy, lark, ...) from the running environment, after the new env's own
+    # site-packages, so the editable `ember` is found first.
+    ours = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if "site-packages" in p]
+    Path(purelib, "deps-from-test-env.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv*", "venv", ".git", "__pycache__",
+                                                                   ".hypothesis", "*.egg-info", "build"))
+    result = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(checkout)],
+                            capture_output=True, text=True, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    code = "import ember, ember.ir; from ember import ir; print(ember.ir.__file__); print(ir.f32[2])"
+    result = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    path, t = result.stdout.split()
+    assert Path(path).resolve() == (checkout / "ir" / "__init__.py").resolve()
+    assert t == "f32[2]"
