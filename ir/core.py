@@ -21,7 +21,7 @@ import numpy as np
 from ember.ir.types import TensorType, Type, dtype_of
 
 if TYPE_CHECKING:
-    from ember.ir.opdef import Op
+    pass
 
 
 @dataclass(frozen=True)

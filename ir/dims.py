@@ -208,6 +208,16 @@ class Unknown:
     def __str__(self) -> str:
         return "?" if self.bound is None else f"?<={self.bound}"
 
+    # Arithmetic with an unknown is unknown (the bound is not carried through).
+    def _unknown(self, other: object) -> "Unknown":
+        return Unknown()
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _unknown
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _unknown
+
+    def __neg__(self) -> "Unknown":
+        return Unknown()
+
 
 Dim = Union[int, DimExpr, Unknown]
 
@@ -258,7 +268,9 @@ def as_dim(value: object) -> Dim:
     raise TypeError(f"not a dim: {value!r}")
 
 
-def add(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def add(a: "Dim", b: "Dim") -> "Dim":
+    if isinstance(a, Unknown) or isinstance(b, Unknown):
+        return Unknown()
     if isinstance(a, int) and isinstance(b, int):
         return a + b
     poly = _poly(a)
@@ -267,7 +279,9 @@ def add(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
     return DimExpr.from_poly(poly)
 
 
-def mul(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def mul(a: "Dim", b: "Dim") -> "Dim":
+    if isinstance(a, Unknown) or isinstance(b, Unknown):
+        return Unknown()
     if isinstance(a, int) and isinstance(b, int):
         return a * b
     poly: dict[Monomial, int] = {}
@@ -292,7 +306,9 @@ def _split_divisible(a: "int | DimExpr", b: int) -> tuple["Dim", "Dim"]:
     return DimExpr.from_poly(q), DimExpr.from_poly(r)
 
 
-def floordiv(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def floordiv(a: "Dim", b: "Dim") -> "Dim":
+    if isinstance(a, Unknown) or isinstance(b, Unknown):
+        return Unknown()
     if isinstance(a, int) and isinstance(b, int):
         if b == 0:
             raise ShapeError("dim division by zero")
@@ -311,7 +327,9 @@ def floordiv(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
     return _atom_expr(FloorDiv(a, b))
 
 
-def mod(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def mod(a: "Dim", b: "Dim") -> "Dim":
+    if isinstance(a, Unknown) or isinstance(b, Unknown):
+        return Unknown()
     if isinstance(a, int) and isinstance(b, int):
         if b == 0:
             raise ShapeError("dim modulo by zero")
@@ -330,7 +348,9 @@ def _ordered(a: "Dim", b: "Dim") -> tuple["Dim", "Dim"]:
     return (a, b) if str(a) <= str(b) else (b, a)
 
 
-def dmax(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def dmax(a: "Dim", b: "Dim") -> "Dim":
+    if isinstance(a, Unknown) or isinstance(b, Unknown):
+        return Unknown()
     if isinstance(a, int) and isinstance(b, int):
         return max(a, b)
     if a == b:
@@ -338,7 +358,9 @@ def dmax(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
     return _atom_expr(Max(*_ordered(a, b)))
 
 
-def dmin(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def dmin(a: "Dim", b: "Dim") -> "Dim":
+    if isinstance(a, Unknown) or isinstance(b, Unknown):
+        return Unknown()
     if isinstance(a, int) and isinstance(b, int):
         return min(a, b)
     if a == b:
@@ -346,7 +368,7 @@ def dmin(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
     return _atom_expr(Min(*_ordered(a, b)))
 
 
-def ceildiv(a: "int | DimExpr", b: "int | DimExpr") -> "Dim":
+def ceildiv(a: "Dim", b: "Dim") -> "Dim":
     return mul(floordiv(mul(a, -1), b), -1)
 
 

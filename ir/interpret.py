@@ -125,7 +125,8 @@ def _run_block(block: Block, args: Sequence[Any], ctx: EvalContext, outer: Mappi
         if not isinstance(op, Op):
             raise InterpretError(f"{op.name} is not a registered op")
         try:
-            results = op.evaluate(operands, sub_ctx)
+            with np.errstate(all="ignore"):  # log(0) = -inf and friends are the semantics, not accidents
+                results = op.evaluate(operands, sub_ctx)
         except InterpretError:
             raise
         except Exception as err:

@@ -202,6 +202,10 @@ class EvalContext:
     run_block: Callable[[Block, Sequence[Any]], tuple]
 
 
+# Instance state every Operation keeps; an op class must not define these names.
+_OPERATION_STATE = frozenset({"_operands", "attributes", "regions", "loc", "parent", "results"})
+
+
 class Op(Operation):
     """Base of every op class; see the module docstring."""
 
@@ -213,6 +217,9 @@ class Op(Operation):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for key in vars(cls):
+            if key in _OPERATION_STATE:
+                raise TypeError(f"{cls.__name__}.{key} shadows the Operation's own {key!r}; rename it")
         fields: dict[str, Field] = {}
         for base in reversed(cls.__mro__):
             for key, value in vars(base).items():
@@ -277,33 +284,45 @@ class Op(Operation):
         return out
 
     # -- schema views -------------------------------------------------------------------
-    def group(self, items: Sequence[Any]) -> dict[str, Any]:
-        """Split a flat operand list (values, types or arrays) by operand field."""
+    def group(self, items: Sequence[Any], like: Sequence[Any] | None = None) -> dict[str, Any]:
+        """Split a flat operand list (values, types or arrays) by operand field.
+
+        Which operands are absent is read from `like` (default: `items`), so the
+        interpreter can group run-time values, where an empty optional is also None,
+        by the op's own operands."""
         fields = self.operand_fields
-        items = list(items)
-        n_fixed = sum(not f.variadic for f in fields)
+        like = list(items) if like is None else list(like)
+        if len(like) != len(items):
+            raise self.error(f"{len(items)} values for {len(like)} operands")
+        n = len(items)
+        index: dict[str, Any] = {}
         if not any(f.variadic for f in fields):
-            if len(items) > len(fields):
-                raise self.error(f"takes at most {len(fields)} operands, got {len(items)}")
-            items += [None] * (len(fields) - len(items))
-            out = dict(zip((f.name for f in fields), items))
+            if n > len(fields):
+                raise self.error(f"takes at most {len(fields)} operands, got {n}")
+            index = {f.name: (i if i < n else None) for i, f in enumerate(fields)}
         else:
-            if len(items) < n_fixed - sum(f.optional for f in fields if not f.variadic):
-                raise self.error(f"takes at least {n_fixed} operands, got {len(items)}")
+            n_fixed = sum(not f.variadic for f in fields)
+            if n < n_fixed - sum(f.optional for f in fields if not f.variadic):
+                raise self.error(f"takes at least {n_fixed} operands, got {n}")
             vi = next(i for i, f in enumerate(fields) if f.variadic)
             n_after = len(fields) - vi - 1
-            head, rest = items[:vi], items[vi:]
-            tail = rest[len(rest) - n_after:] if n_after else []
-            middle = rest[:len(rest) - n_after] if n_after else rest
-            head += [None] * (vi - len(head))
-            out = dict(zip((f.name for f in fields[:vi]), head))
-            out[fields[vi].name] = tuple(middle)
-            out.update(zip((f.name for f in fields[vi + 1:]), tail))
+            index = {f.name: (i if i < n else None) for i, f in enumerate(fields[:vi])}
+            index[fields[vi].name] = tuple(range(vi, max(vi, n - n_after)))
+            index.update({f.name: n - n_after + k for k, f in enumerate(fields[vi + 1:])})
+        out: dict[str, Any] = {}
         for f in fields:
-            if not f.variadic and not f.optional and out[f.name] is None:
-                raise self.error(f"operand {f.name!r} is required")
-            if f.variadic and any(v is None for v in out[f.name]):
-                raise self.error(f"variadic operand {f.name!r} cannot have absent entries")
+            at = index[f.name]
+            if f.variadic:
+                if any(like[i] is None for i in at):
+                    raise self.error(f"variadic operand {f.name!r} cannot have absent entries")
+                out[f.name] = tuple(items[i] for i in at)
+                continue
+            if at is None or like[at] is None:
+                if not f.optional:
+                    raise self.error(f"operand {f.name!r} is required")
+                out[f.name] = None
+            else:
+                out[f.name] = items[at]
         return out
 
     def operand_groups(self) -> dict[str, Any]:
@@ -380,7 +399,7 @@ class Op(Operation):
 
     def evaluate(self, args: Sequence[Any], ctx: EvalContext) -> tuple:
         """Run the reference semantics on concrete operands; returns one array per result."""
-        groups = self.group(args)
+        groups = self.group(args, like=self.operands)
         kwargs = self.evaluated_attributes(ctx.env)
         for f, block in zip(self.region_fields, self.regions):
             kwargs[f.name] = _region_callable(block, ctx)

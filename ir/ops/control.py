@@ -55,20 +55,6 @@ def fits(t: Type, general: Type) -> bool:
     return t == general
 
 
-def group_values(op: Op, args: Sequence[Any]) -> dict[str, Any]:
-    """Group run-time operand values by field, telling an absent operand from an
-    empty optional by the op's own operands: at run time both are None, and
-    `Op.group` alone would take an empty optional for a missing operand."""
-    marks = [i if v is not None else None for i, v in enumerate(op.operands)]
-    out: dict[str, Any] = {}
-    for name, mark in op.group(marks).items():
-        if isinstance(mark, tuple):
-            out[name] = tuple(args[i] for i in mark)
-        else:
-            out[name] = None if mark is None else args[mark]
-    return out
-
-
 def _is_one_element(t: TensorType) -> bool:
     return t.shape is not None and all(d == 1 for d in t.shape)
 
@@ -221,7 +207,7 @@ class Loop(Op):
 
     def evaluate(self, args: Sequence[Any], ctx: EvalContext) -> tuple:
         """The reference, told the scan outputs' shapes for a loop that runs zero times."""
-        groups = group_values(self, args)
+        groups = self.group(args, like=self.operands)
         n = len(groups["carried"])
         shapes = []
         for t in self.body.output_types[1 + n:]:
@@ -275,4 +261,4 @@ def _dim_value(d: Dim, env: Mapping[str, int]) -> int:
         return 0
 
 
-__all__ = ["If", "Loop", "join_types", "fits", "group_values"]
+__all__ = ["If", "Loop", "join_types", "fits"]

@@ -15,7 +15,7 @@ import ml_dtypes
 import numpy as np
 
 from ember.ir import attrs as A
-from ember.ir.opdef import (AnyTensor, AnyType, Attr, ControlFlow, DataMovement, Elementwise, EvalContext,
+from ember.ir.opdef import (AnyTensor, AnyType, Attr, DataMovement, Elementwise, EvalContext,
                             Op, Operand, Pure, Region, Result, ViewLike, register_op)
 from ember.ir.ops import rules
 from ember.ir.types import DType, TensorType, Type, dtype_of

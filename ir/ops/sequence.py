@@ -12,16 +12,16 @@ in Ember.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ember.ir import attrs as A
 from ember.ir.dims import Dim, Unknown
-from ember.ir.opdef import (AnyTensor, AnyType, Attr, EvalContext, HostOnly, IntTensor, Op, Operand, OptionalValue,
+from ember.ir.opdef import (AnyTensor, AnyType, Attr, HostOnly, IntTensor, Op, Operand, OptionalValue,
                             Pure, Result, SequenceValue, register_op)
 from ember.ir.ops import rules
-from ember.ir.ops.control import group_values, join_types
+from ember.ir.ops.control import join_types
 from ember.ir.types import DType, OptionalType, SequenceType, TensorType, Type, boolean, i64
 
 SEQ = {Pure, HostOnly}
@@ -342,10 +342,6 @@ class OptionalGetElement(Op):
 
     def infer(self, x: Type) -> Type:
         return x.element if isinstance(x, OptionalType) else x
-
-    def evaluate(self, args: Sequence[Any], ctx: EvalContext) -> tuple:
-        # An empty optional arrives as None, which Op.group would read as a missing operand.
-        return (self.reference(group_values(self, args)["x"]),)
 
     @staticmethod
     def reference(x: Any) -> Any:

@@ -4,7 +4,7 @@ only ever raises the parser's own errors."""
 import string as pystring
 
 import numpy as np
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ember import ir

@@ -67,12 +67,24 @@ def ember_op(op_name: str, inputs: Sequence[np.ndarray | None], attrs: dict[str,
 
 def onnx_op(op_type: str, inputs: Sequence[np.ndarray | None], attrs: dict[str, Any] | None = None,
             *, n_outputs: int = 1, opset: int = ONNX_OPSET, domain: str = "") -> list[np.ndarray]:
-    """Run one ONNX node on onnx.reference.ReferenceEvaluator."""
+    """Run one ONNX node on onnx.reference.ReferenceEvaluator, inside a one-node model
+    whose inputs are typed, so that ops ONNX defines as functions (Gelu,
+    GroupNormalization) can expand. Inputs that are not arrays (sequences) run as a bare node."""
     names = [f"in{i}" if a is not None else "" for i, a in enumerate(inputs)]
     outs = [f"out{i}" for i in range(n_outputs)]
     node = helper.make_node(op_type, names, outs, domain=domain, **(attrs or {}))
-    sess = ReferenceEvaluator(node, opsets={domain: opset} if domain else {"": opset})
+    opsets = {domain: opset} if domain else {"": opset}
     feeds = {n: a for n, a in zip(names, inputs) if a is not None}
+    if all(isinstance(a, np.ndarray) for a in feeds.values()):
+        graph = helper.make_graph(
+            [node], "op",
+            [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+             for n, a in feeds.items()],
+            [helper.make_empty_tensor_value_info(o) for o in outs])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+        sess = ReferenceEvaluator(model)
+    else:
+        sess = ReferenceEvaluator(node, opsets=opsets)
     return list(sess.run(None, feeds))
 
 
