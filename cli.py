@@ -30,7 +30,7 @@ def _load(path: str) -> Any:
 
 def _console() -> Any:
     from rich.console import Console
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _fmt_bytes(n: int) -> str:

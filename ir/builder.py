@@ -71,6 +71,7 @@ class Builder:
         elif w.data is not data:
             raise ValueError(f"weight {name!r} already holds other data")
         op = lookup("ember.weight").create((), {"name": name}, result_types=[w.type], loc=loc)  # type: ignore[union-attr]
+        op.result.name = name  # the printer quotes or uniquifies it as needed
         self.block.append(op)
         return op.result
 

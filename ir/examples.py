@@ -81,7 +81,7 @@ def demo(seed: int = 0, print_ir: bool = True) -> dict[str, dict[str, np.ndarray
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     rng = np.random.default_rng(seed)
     runs = {
         "cnn_block": (cnn_block(seed), {"image": rng.standard_normal((2, 3, 32, 32)).astype(np.float32)}),

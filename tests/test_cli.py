@@ -1,0 +1,80 @@
+"""The `ember` command: each subcommand on real files, and clear errors (exit 2) on bad ones."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ember.cli import main
+from ember.ir.examples import attention_block, cnn_block
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    path = tmp_path / "cnn.ir"
+    cnn_block().save(path)
+    return path
+
+
+def test_inspect(saved, capsys, tmp_path):
+    assert main(["inspect", str(saved), "--dot", str(tmp_path / "g.dot")]) == 0
+    out = capsys.readouterr().out
+    assert "image" in out and "f32[N,3,32,32]" in out and "ember.conv x3" in out
+    assert "weights: 15 (15 with data" in out
+    assert (tmp_path / "g.dot").read_text().startswith("digraph")
+
+
+def test_inspect_ir_prints_the_text(saved, capsys):
+    assert main(["inspect", str(saved), "--ir"]) == 0
+    assert capsys.readouterr().out == saved.read_text()
+
+
+def test_run_random_and_from_files(saved, capsys, tmp_path):
+    assert main(["run", str(saved), "--random", "--dim", "N=3", "-o", str(tmp_path / "out.npz")]) == 0
+    out = np.load(tmp_path / "out.npz")
+    assert out["features"].shape == (3, 8)
+    image = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "image.npy", image)
+    assert main(["run", str(saved), "-i", f"image={tmp_path / 'image.npy'}"]) == 0
+    assert "features" in capsys.readouterr().out
+
+
+def test_verify(saved, capsys):
+    assert main(["verify", str(saved)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": ok")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["inspect", "missing.ir"], "no such model: missing.ir"),
+    (["run", "{bad}"], "1:1: unexpected"),
+    (["run", "{saved}"], "inputs image not given"),
+    (["run", "{saved}", "-i", "image=nope.npy"], "cannot read nope.npy"),
+    (["run", "{saved}", "-i", "image"], "expected NAME=FILE.npy"),
+    (["inspect", "{model.onnx}"], "ONNX frontend is not built yet"),
+])
+def test_errors_are_one_clear_line(saved, tmp_path, capsys, args, message):
+    (tmp_path / "bad.ir").write_text("garbage")
+    (tmp_path / "model.onnx").write_bytes(b"")
+    args = [a.replace("{saved}", str(saved)).replace("{bad}", str(tmp_path / "bad.ir"))
+            .replace("{model.onnx}", str(tmp_path / "model.onnx")) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ember {args[0]}: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_python_dash_m_and_demo(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ember", "demo", "--quiet"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cnn_block on the reference interpreter" in result.stdout
+    assert "attention_block on the reference interpreter" in result.stdout
+
+
+def test_examples_have_symbolic_batch_and_run():
+    from ember import ir
+    m = attention_block()
+    assert str(m.main.inputs[0].type) == "f32[N,S,32]"
+    x = np.random.default_rng(1).standard_normal((2, 5, 32)).astype(np.float32)
+    assert ir.interpret(m, {"tokens": x})["hidden"].shape == (2, 5, 32)
