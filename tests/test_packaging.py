@@ -31,10 +31,17 @@ def test_editable_install_imports_the_checkout(tmp_path):
     py = env_dir / "bin" / "python"
     purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    # Dependencies (numpy, lark, ...) from the running environment, after the new env's own
-    # site-packages, so the editable `ember` is found first.
+    # Dependencies (numpy, lark, ...) from the running environment, linked one by one into a
+    # folder the new env reads; Ember itself is left out, so only the editable install provides it.
+    deps = tmp_path / "deps"
+    deps.mkdir()
     ours = [p for p in site.getsitepackages() + [sysconfig.get_paths()["purelib"]] if "site-packages" in p]
-    Path(purelib, "deps-from-test-env.pth").write_text("\n".join(dict.fromkeys(ours)) + "\n")
+    for folder in dict.fromkeys(ours):
+        for entry in Path(folder).iterdir():
+            if entry.name.lower().startswith(("ember", "__editable__")) or (deps / entry.name).exists():
+                continue
+            (deps / entry.name).symlink_to(entry)
+    Path(purelib, "deps-from-test-env.pth").write_text(f"{deps}\n")
     checkout = tmp_path / "checkout"
     shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv*", "venv", ".git", "__pycache__",
                                                                    ".hypothesis", "*.egg-info", "build"))
