@@ -173,7 +173,7 @@ class DimExpr:
         out = ""
         for mono, coeff in self.terms:
             # A leading unary minus binds tighter than //, so -(a//b) needs the parentheses.
-            wrap = len(mono) > 1 or abs(coeff) != 1 or (coeff < 0 and not out)
+            wrap = sum(p for _, p in mono) > 1 or abs(coeff) != 1 or (coeff < 0 and not out)
             body = "*".join(_factor_str(a, wrap) for a, p in mono for _ in range(p))
             mag = abs(coeff)
             text = str(mag) if not mono else (body if mag == 1 else f"{mag}*{body}")

@@ -230,3 +230,18 @@ def type_of_array(array: np.ndarray) -> TensorType:
 
 def is_symbolic(d: Dim) -> bool:
     return isinstance(d, DimExpr)
+
+
+def refines(declared: Type, inferred: Type) -> bool:
+    """True when `declared` says the same as `inferred`, or more where it left dims unknown."""
+    if isinstance(declared, TensorType) and isinstance(inferred, TensorType):
+        if declared.dtype != inferred.dtype:
+            return False
+        if inferred.shape is None:
+            return True
+        if declared.shape is None or len(declared.shape) != len(inferred.shape):
+            return False
+        return all(d == i or isinstance(i, Unknown) for d, i in zip(declared.shape, inferred.shape))
+    if isinstance(declared, (SequenceType, OptionalType)) and type(declared) is type(inferred):
+        return refines(declared.element, inferred.element)  # type: ignore[attr-defined]
+    return declared == inferred

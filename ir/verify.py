@@ -13,25 +13,9 @@ from __future__ import annotations
 from ember.errors import EmberError, VerifyError
 from ember.ir.attrs import AttrError, attr_equal
 from ember.ir.core import Block, Function, Module, Operation, Value
-from ember.ir.dims import Unknown
 from ember.ir.opdef import Op, format_exception
 from ember.ir.printer import name_values
-from ember.ir.types import DTYPES, OptionalType, SequenceType, TensorType, Type
-
-
-def refines(declared: Type, inferred: Type) -> bool:
-    """True when `declared` says the same as `inferred`, or more where it left dims unknown."""
-    if isinstance(declared, TensorType) and isinstance(inferred, TensorType):
-        if declared.dtype != inferred.dtype:
-            return False
-        if inferred.shape is None:
-            return True
-        if declared.shape is None or len(declared.shape) != len(inferred.shape):
-            return False
-        return all(d == i or isinstance(i, Unknown) for d, i in zip(declared.shape, inferred.shape))
-    if isinstance(declared, (SequenceType, OptionalType)) and type(declared) is type(inferred):
-        return refines(declared.element, inferred.element)  # type: ignore[attr-defined]
-    return declared == inferred
+from ember.ir.types import DTYPES, TensorType, refines
 
 
 class _Checker:

@@ -6,7 +6,7 @@ names. Regions are single blocks whose `yield` gives their outputs. Types join
 where control flow merges: a dim that two paths disagree on becomes unknown
 (`join_types`); a loop-carried value keeps one type across iterations, the
 body argument's, which must hold both the initial value and what the body
-yields (`fits`).
+yields (`types.refines`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ember.errors import EmberError, ShapeError
 from ember.ir.dims import Dim, Unknown, evaluate
 from ember.ir.opdef import (AnyType, BoolTensor, ControlFlow, EvalContext, IntTensor, Op, Operand, Pure, Region,
                             Result, register_op, static_value)
-from ember.ir.types import OptionalType, SequenceType, TensorType, Type, boolean, i64
+from ember.ir.types import OptionalType, SequenceType, TensorType, Type, boolean, i64, refines
 
 
 # -- type joins -------------------------------------------------------------------------
@@ -37,22 +37,6 @@ def join_types(a: Type, b: Type) -> Type | None:
         inner = join_types(a.element, b.element)  # type: ignore[attr-defined]
         return None if inner is None else type(a)(inner)
     return a if a == b else None
-
-
-def fits(t: Type, general: Type) -> bool:
-    """True when a value of type `t` may stand where `general` is declared:
-    same kind and element type, and each dim equal or unknown in `general`."""
-    if isinstance(t, TensorType) and isinstance(general, TensorType):
-        if t.dtype != general.dtype:
-            return False
-        if general.shape is None:
-            return True
-        if t.shape is None or len(t.shape) != len(general.shape):
-            return False
-        return all(isinstance(g, Unknown) or d == g for d, g in zip(t.shape, general.shape))
-    if isinstance(t, (SequenceType, OptionalType)) and type(t) is type(general):
-        return fits(t.element, general.element)  # type: ignore[attr-defined]
-    return t == general
 
 
 def _is_one_element(t: TensorType) -> bool:
@@ -132,7 +116,7 @@ class Loop(Op):
     must keep its shape across iterations.
 
     Each body argument of a carried value has one type for every iteration:
-    the initial value and what the body yields must fit it (`fits`). The
+    the initial value and what the body yields must fit it (`types.refines`). The
     builder gives the arguments the initial values' types; a value that
     changes shape needs a body built with `?` dims there.
     %v, %s = ember.loop %n, none, %x : f32[4], f32[?,4] ({
@@ -174,7 +158,7 @@ class Loop(Op):
         if args[1] != boolean[()]:
             raise self.error(f"body argument 1 (the condition) must be bool[], got {args[1]}")
         for k, (t, a) in enumerate(zip(carried, args[2:])):
-            if not fits(t, a):
+            if not refines(t, a):
                 raise self.error(f"carried value {k} is {t}, which does not fit its body argument {a}")
         outs = self.body.output_types
         if len(outs) < 1 + n:
@@ -184,7 +168,7 @@ class Loop(Op):
             raise self.error(f"body must yield a bool scalar condition first, got {outs[0]}")
         finals: list[Type] = []
         for k, (t, a, y) in enumerate(zip(carried, args[2:], outs[1:1 + n])):
-            if not fits(y, a):
+            if not refines(y, a):
                 raise self.error(f"body yields {y} for carried value {k}, which does not fit its argument "
                                  f"type {a} (give the argument ? dims where the value changes shape)")
             joined = join_types(t, y)
@@ -261,4 +245,4 @@ def _dim_value(d: Dim, env: Mapping[str, int]) -> int:
         return 0
 
 
-__all__ = ["If", "Loop", "join_types", "fits"]
+__all__ = ["If", "Loop", "join_types"]

@@ -95,3 +95,9 @@ def test_canonical_form_keeps_the_value(text, n, s, h):
     d = parse_dim(text)
     assert evaluate(d, env) == expected
     assert evaluate(parse_dim(str(d)), env) == expected
+
+
+def test_products_of_floor_divisions_keep_their_parentheses():
+    half = parse_dim("(N+1)//2")
+    assert str(half * half) == "((N+1)//2)*((N+1)//2)"
+    assert parse_dim(str(half * half)) == half * half

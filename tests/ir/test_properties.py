@@ -32,10 +32,15 @@ def dims(draw):
     return draw(st.sampled_from([s * 2, s + 1, (s - 1) // 2 + 1, s * ir.sym("S")]))
 
 
+REDUCE = ["ember.reduce_sum", "ember.reduce_mean", "ember.reduce_max", "ember.reduce_min", "ember.reduce_l2",
+          "ember.reduce_log_sum_exp"]
+
+
 @st.composite
 def graphs(draw):
-    """A random graph of elementwise ops over one float dtype, with constants, fused
-    regions, casts, clip with absent bounds, odd names and locations."""
+    """A random well-typed graph over one float dtype: elementwise ops, constants,
+    fused regions, casts, clip with absent bounds, transposes, reductions, softmax,
+    concat and reshape, with symbolic and expression dims, odd names and locations."""
     dt = draw(st.sampled_from(FLOAT_DTYPES))
     rank = draw(st.integers(0, 3))
     shape = tuple(draw(dims()) for _ in range(rank))
@@ -43,29 +48,47 @@ def graphs(draw):
     n_inputs = draw(st.integers(1, 3))
     input_names = draw(st.lists(names, min_size=n_inputs, max_size=n_inputs, unique=True))
     values = [b.input(n, ir.TensorType(dt, shape)) for n in input_names]
-    for _ in range(draw(st.integers(1, 8))):
-        kind = draw(st.sampled_from(["unary", "binary", "const", "fused", "clip", "leaky", "cast"]))
+    kinds = ["unary", "binary", "const", "fused", "clip", "leaky", "cast", "transpose", "reduce", "softmax",
+             "concat", "reshape"]
+    for _ in range(draw(st.integers(1, 10))):
+        kind = draw(st.sampled_from(kinds))
         loc = draw(st.one_of(st.none(), names, st.lists(names, min_size=1, max_size=3)))
         x = draw(st.sampled_from(values))
+        r = len(x.type.shape)
+        same = [v for v in values if v.type == x.type]
         if kind == "unary":
             v = b.op(draw(st.sampled_from(UNARY)), x, loc=loc)
         elif kind == "binary":
-            v = b.op(draw(st.sampled_from(BINARY)), x, draw(st.sampled_from(values)), loc=loc)
+            v = b.op(draw(st.sampled_from(BINARY)), x, draw(st.sampled_from(same)), loc=loc)
         elif kind == "const":
-            data = np.array(draw(st.lists(floats, min_size=1, max_size=3)), dtype=dt.np_dtype)
-            c = b.constant(data[:1].reshape(()), dt)
-            v = b.add(x, c, loc=loc)
+            with np.errstate(over="ignore"):  # huge floats become inf in f16: fine, inf is a case too
+                data = np.array(draw(st.lists(floats, min_size=1, max_size=3)), dtype=dt.np_dtype)
+            v = b.add(x, b.constant(data[:1].reshape(()), dt), loc=loc)
         elif kind == "fused":
-            y = draw(st.sampled_from(values))
+            y = draw(st.sampled_from(same))
             (v,) = b.fused(x, y, kind=draw(names), loc=loc,
                            body=lambda rb, p, q: rb.op(draw(st.sampled_from(BINARY)), rb.relu(p), q))
         elif kind == "clip":
-            lo = b.constant(np.array(draw(floats), dtype=dt.np_dtype), dt)
+            with np.errstate(over="ignore"):
+                lo = b.constant(np.array(draw(floats), dtype=dt.np_dtype), dt)
             v = b.clip(x, None, lo, loc=loc) if draw(st.booleans()) else b.clip(x, lo, loc=loc)
         elif kind == "leaky":
             v = b.leaky_relu(x, alpha=draw(floats), loc=loc) if dt != ir.f64 else b.relu(x)
-        else:
+        elif kind == "cast":
             v = b.cast(b.cast(x, to=draw(st.sampled_from(FLOAT_DTYPES)), loc=loc), to=dt)
+        elif kind == "transpose":
+            v = b.transpose(x, perm=tuple(draw(st.permutations(range(r)))), loc=loc)
+        elif kind == "reduce" and r:
+            axes = tuple(sorted(draw(st.sets(st.integers(0, r - 1), min_size=1))))
+            v = b.op(draw(st.sampled_from(REDUCE)), x, axes=axes, keepdims=draw(st.booleans()), loc=loc)
+        elif kind == "softmax" and r:
+            v = b.softmax(x, axis=draw(st.integers(-r, r - 1)), loc=loc)
+        elif kind == "concat" and r:
+            v = b.concat(x, draw(st.sampled_from(same)), axis=draw(st.integers(0, r - 1)), loc=loc)
+        elif kind == "reshape":
+            v = b.reshape(x, shape=(-1,), loc=loc)
+        else:
+            v = b.relu(x, loc=loc)
         values.append(v)
     outs = draw(st.lists(st.sampled_from(values), min_size=1, max_size=3))
     out_names = draw(st.lists(names, min_size=len(outs), max_size=len(outs), unique=True))
@@ -74,16 +97,29 @@ def graphs(draw):
     return b.build()
 
 
-PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def feeds_for(m, seed):
+    from ember.ir.dims import evaluate
+    rng = np.random.default_rng(seed)
+    env = {s: int(rng.integers(1, 4)) for s in SYMBOLS}
+    return {n: rng.uniform(-2, 2, [evaluate(d, env) for d in v.type.shape]).astype(v.type.dtype.np_dtype)
+            for n, v in zip(m.main.input_names, m.main.inputs)}
 
 
-@PROPS
 @given(graphs())
 def test_random_graphs_round_trip_through_text(m):
     text = str(m)
     again = ir.parse(text)
     assert str(again) == text
     assert ir.structural_diff(m, again) == []
+
+
+@given(graphs(), st.integers(0, 2**31))
+def test_random_graphs_mean_the_same_after_text(m, seed):
+    """Printing loses nothing the interpreter can see (float attributes exactly, say)."""
+    feeds = feeds_for(m, seed)
+    first, second = ir.interpret(m, feeds), ir.interpret(ir.parse(str(m)), feeds)
+    for name in first:
+        assert first[name].tobytes() == second[name].tobytes(), name
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -126,7 +162,6 @@ def parse_only_raises_its_own_errors(text: str) -> None:
         pass
 
 
-@settings(max_examples=400, deadline=None)
 @given(st.data())
 def test_mutated_text_raises_only_parser_errors(data):
     text = VALID
@@ -138,13 +173,11 @@ def test_mutated_text_raises_only_parser_errors(data):
     parse_only_raises_its_own_errors(text)
 
 
-@settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=pystring.printable + "%@{}()[]<>", max_size=200))
 def test_random_text_raises_only_parser_errors(text):
     parse_only_raises_its_own_errors(text)
 
 
-@settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from(TOKENS + ["func @f(", "%x: f32[2]", ") -> (", "y: f32[2]", ") {", "}",
                                           "ember.relu %x", ": f32[2]", "module", "symbol N in [1, 2]"]),
                 max_size=30))
