@@ -180,6 +180,15 @@ class _Dims(AttrKind):
         return tuple(out)
 
 
+class _Dim(AttrKind):
+    """One dim: an integer or a symbolic expression (a size such as topk's k)."""
+
+    name = "dim"
+
+    def normalize(self, value: Any) -> Any:
+        return Dims.normalize((value,))[0]
+
+
 class _DTypeKind(AttrKind):
     name = "dtype"
 
@@ -240,7 +249,7 @@ class Optional(AttrKind):
 
 
 Int, Float, Bool, Str = _Int(), _Float(), _Bool(), _Str()
-Ints, Floats, Strs, Dims = _Ints(), _Floats(), _Strs(), _Dims()
+Ints, Floats, Strs, Dims, Dim = _Ints(), _Floats(), _Strs(), _Dims(), _Dim()
 DTypeAttr, TypeAttr, TensorAttr, AnyAttr = _DTypeKind(), _TypeKind(), _TensorKind(), AttrKind()
 
 

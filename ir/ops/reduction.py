@@ -289,16 +289,14 @@ class TopK(Op):
     """The k largest (or smallest) elements along `axis` and their i64 indices.
 
     `k` is an attribute (ONNX's K input is a constant or shape arithmetic in practice)
-    holding ONE dim: a `Dims` list of length 1, because k is a size that may be symbolic
-    (k = min(N, 100) in detection heads, k = S in argsort-style uses) and becomes the
-    result's dim on `axis`; an Int could not carry a symbol, and Dims is the attribute
-    kind for symbolic sizes. Ties go to the lower index (as ONNX says). NaN counts as
+    holding one dim, because k is a size that may be symbolic (k = min(N, 100) in
+    detection heads, k = S in argsort-style uses) and becomes the result's dim on `axis`. Ties go to the lower index (as ONNX says). NaN counts as
     larger than every number: largest=true returns NaNs first, largest=false last.
     sorted=false only permits any order; the reference always returns sorted results.
-    %v, %i = ember.topk %x {k = [5]} : f32[2,5], i64[2,5]"""
+    %v, %i = ember.topk %x {k = 5} : f32[2,5], i64[2,5]"""
 
     x = Operand(NumericTensor)
-    k = Attr(A.Dims)
+    k = Attr(A.Dim)
     axis = Attr(A.Int, default=-1)
     largest = Attr(A.Bool, default=True)
     sorted = Attr(A.Bool, default=True)
@@ -309,9 +307,7 @@ class TopK(Op):
         t = rules.ranked(self, x, "x")
         rules.dtype_in(self, t, ("float", "int", "uint"), "x")
         ax = rules.axis(self, self.axis, t.rank)
-        if len(self.k) != 1:
-            raise self.error(f"k must hold exactly one dim, got {list(self.k)}")
-        k, n = self.k[0], t.shape[ax]  # type: ignore[index]
+        k, n = self.k, t.shape[ax]  # type: ignore[index]
         if isinstance(k, int) and k < 0:
             raise self.error(f"k must be >= 0, got {k}")
         if isinstance(k, int) and isinstance(n, int) and k > n:
@@ -321,9 +317,9 @@ class TopK(Op):
         return t.with_shape(shape), TensorType(i64, tuple(shape))
 
     @staticmethod
-    def reference(x: np.ndarray, *, k: Sequence[int], axis: int, largest: bool,
+    def reference(x: np.ndarray, *, k: int, axis: int, largest: bool,
                   sorted: bool) -> tuple[np.ndarray, np.ndarray]:
-        count, axis = int(k[0]), axis % x.ndim
+        count, axis = int(k), axis % x.ndim
         n = x.shape[axis]
         if not 0 <= count <= n:
             raise ShapeError(f"k = {count} is out of range for {n} elements on axis {axis}")

@@ -685,15 +685,15 @@ class Range(Op):
     start + i * delta computed in f64 (integers: exactly, wrapping) and rounded once.
 
     The length is data: infer knows it only when all three operands are ember.constant
-    (else `?`). The optional `length` attribute (one dim) states it when a pass or
+    (else `?`). The optional `length` attribute states it when a pass or
     frontend has proven it, typically symbolic: range(0, shape(x)[1], 1) is [S], and
     positional embeddings keep their sequence dim. The reference checks the claim.
-    %p = ember.range %start, %limit, %delta {length = [S]} : i64[S]"""
+    %p = ember.range %start, %limit, %delta {length = S} : i64[S]"""
 
     start = Operand(NumericTensor)
     limit = Operand(NumericTensor)
     delta = Operand(NumericTensor)
-    length = Attr(A.Optional(A.Dims), default=None, doc="the result length when proven, one dim")
+    length = Attr(A.Optional(A.Dim), default=None, doc="the result length, when proven")
     out = Result(NumericTensor)
 
     def infer(self, start: Type, limit: Type, delta: Type) -> TensorType:
@@ -709,22 +709,20 @@ class Range(Op):
             except ValueError as err:
                 raise self.error(str(err)) from None
         if self.length is not None:
-            if len(self.length) != 1:
-                raise self.error(f"length {format_shape(self.length)} must hold exactly one dim")
-            claimed = self.length[0]
+            claimed = self.length
             if isinstance(claimed, int) and claimed < 0:
                 raise self.error(f"length {claimed} is negative")
             if isinstance(n, int) and isinstance(claimed, int) and n != claimed:
-                raise self.error(f"length [{claimed}] contradicts the constant operands, which give {n}")
+                raise self.error(f"length {claimed} contradicts the constant operands, which give {n}")
             n = claimed
         return TensorType(dt, (n,))
 
     @staticmethod
     def reference(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, *,
-                  length: tuple[int, ...] | None) -> np.ndarray:
+                  length: int | None) -> np.ndarray:
         n = range_length(start, limit, delta)
-        if length is not None and length[0] != n:
-            raise ValueError(f"range gives {n} elements, its length attribute says {length[0]}")
+        if length is not None and length != n:
+            raise ValueError(f"range gives {n} elements, its length attribute says {length}")
         if start.dtype.kind in "iu":
             steps = np.arange(n, dtype=np.int64)
             return (start.astype(np.int64) + steps * delta.astype(np.int64)).astype(start.dtype)

@@ -92,7 +92,7 @@ CALLS = {
     "ember.argmax": lambda b, v: b.argmax(v.tok, axis=-1, select_last_index=True),
     "ember.argmin": lambda b, v: b.argmin(v.tok, axis=1, keepdims=False),
     "ember.cumsum": lambda b, v: b.cumsum(v.tok, axis=1, exclusive=True, reverse=True),
-    "ember.topk": lambda b, v: b.topk(v.tok, k=(2,), axis=-1),
+    "ember.topk": lambda b, v: b.topk(v.tok, k=2, axis=-1),
     # linalg and quantization
     "ember.matmul": lambda b, v: b.matmul(v.tok, v.m84),
     "ember.gemm": lambda b, v: b.gemm(v.x, v.m44, v.y, alpha=0.5, trans_b=True),

@@ -219,7 +219,7 @@ def test_cumsum_by_hand():
 @pytest.mark.parametrize("dtype", [np.float32, np.int32])
 def test_topk_vs_onnx(axis, largest, sorted_, dtype):
     x = rand((4, 5, 6), dtype, low=-0.3, high=0.3)  # integers with ties
-    attrs = {"k": [3], "axis": axis, "largest": largest, "sorted": sorted_}
+    attrs = {"k": 3, "axis": axis, "largest": largest, "sorted": sorted_}
     got = check_vs_onnx("ember.topk", "TopK", [x], attrs,
                         {"axis": axis, "largest": int(largest), "sorted": int(sorted_)},
                         onnx_inputs=[x, np.array([3], np.int64)], n_outputs=2)
@@ -229,32 +229,32 @@ def test_topk_vs_onnx(axis, largest, sorted_, dtype):
 def test_topk_vs_onnx_f16_and_k_edges():
     x = rand((3, 7), np.float16)
     for k in (0, 1, 7):
-        check_vs_onnx("ember.topk", "TopK", [x], {"k": [k]}, {}, onnx_inputs=[x, np.array([k], np.int64)],
+        check_vs_onnx("ember.topk", "TopK", [x], {"k": k}, {}, onnx_inputs=[x, np.array([k], np.int64)],
                       n_outputs=2)
 
 
 def test_topk_by_hand():
     x = np.array([3, 1, 3, 2], np.float32)
-    v, i = ember_op("ember.topk", [x], {"k": [2]})
+    v, i = ember_op("ember.topk", [x], {"k": 2})
     assert v.tolist() == [3, 3] and i.tolist() == [0, 2]  # ties: lower index first
-    v, i = ember_op("ember.topk", [x], {"k": [3], "largest": False})
+    v, i = ember_op("ember.topk", [x], {"k": 3, "largest": False})
     assert v.tolist() == [1, 2, 3] and i.tolist() == [1, 3, 0]
-    v, i = ember_op("ember.topk", [np.array([0, 255, 7, 255], np.uint8)], {"k": [3]})
+    v, i = ember_op("ember.topk", [np.array([0, 255, 7, 255], np.uint8)], {"k": 3})
     assert v.tolist() == [255, 255, 7] and i.tolist() == [1, 3, 2]
 
 
 def test_topk_nan_is_largest():
     x = np.array([1, np.nan, 3], np.float32)
-    v, i = ember_op("ember.topk", [x], {"k": [2]})
+    v, i = ember_op("ember.topk", [x], {"k": 2})
     assert np.isnan(v[0]) and v[1] == 3 and i.tolist() == [1, 2]
-    v, i = ember_op("ember.topk", [x], {"k": [3], "largest": False})
+    v, i = ember_op("ember.topk", [x], {"k": 3, "largest": False})
     assert v[:2].tolist() == [1, 3] and np.isnan(v[2]) and i.tolist() == [0, 2, 1]
 
 
 def test_topk_symbolic_k_runs():
     """k = S: the attribute is evaluated with the symbol bound by the input."""
     x = np.array([[5, 1, 4], [0, 2, 9]], np.float32)
-    v, i = ember_op("ember.topk", [x], {"k": ["S"], "axis": 1, "largest": False}, symbolic={0: ["B", "S"]})
+    v, i = ember_op("ember.topk", [x], {"k": "S", "axis": 1, "largest": False}, symbolic={0: ["B", "S"]})
     assert v.tolist() == [[1, 4, 5], [0, 2, 9]] and i.tolist() == [[1, 2, 0], [0, 1, 2]]
 
 
@@ -269,7 +269,7 @@ def test_symbolic_reduce_shapes():
     assert str(b.argmax(x, axis=1, keepdims=False).type) == "i64[N,D]"
     assert str(b.argmin(x, axis=2).type) == "i64[N,S,1]"
     assert str(b.cumsum(x, axis=1).type) == "f32[N,S,D]"
-    v, i = b.topk(x, k=["min(S, 8)"], axis=1)
+    v, i = b.topk(x, k="min(S, 8)", axis=1)
     assert str(v.type) == "f32[N,min(8, S),D]" and str(i.type) == "i64[N,min(8, S),D]"
 
 
@@ -289,10 +289,9 @@ def _build(op, t, **attrs):
     ("argmax", ir.f32[2, 3], {"axis": -3}, "axis -3 is out of range for rank 2"),
     ("argmin", ir.f32[2, 0], {"axis": 1}, "empty"),
     ("cumsum", ir.f32[2, 3], {"axis": 2}, "axis 2 is out of range"),
-    ("topk", ir.f32[2, 3], {"k": [4]}, "k = 4 exceeds the 3 elements"),
-    ("topk", ir.f32[2, 3], {"k": [1, 2]}, "exactly one dim"),
-    ("topk", ir.f32[2, 3], {"k": [-1]}, "k must be >= 0"),
-    ("topk", ir.f32[2, 3], {"k": [1], "axis": 5}, "axis 5 is out of range"),
+    ("topk", ir.f32[2, 3], {"k": 4}, "k = 4 exceeds the 3 elements"),
+    ("topk", ir.f32[2, 3], {"k": -1}, "k must be >= 0"),
+    ("topk", ir.f32[2, 3], {"k": 1, "axis": 5}, "axis 5 is out of range"),
 ])
 def test_errors(op, t, attrs, match):
     with pytest.raises(ShapeError, match=match):
@@ -304,9 +303,11 @@ def test_bad_attribute_values():
         _build("reduce_sum", ir.f32[2], axes=1.5)
     with pytest.raises(VerifyError, match="cumsum"):
         _build("cumsum", ir.f32[2])  # axis is required
+    with pytest.raises(VerifyError, match="attribute 'k': expected a dim, got \\[1, 2\\]"):
+        _build("topk", ir.f32[2, 3], k=[1, 2])
 
 
 def test_runtime_k_out_of_range():
     """k = A is only known when the graph runs: the reference checks it."""
     with pytest.raises(Exception, match="k = 5 is out of range for 3 elements"):
-        ember_op("ember.topk", [np.ones((5, 3), np.float32)], {"k": ["A"]}, symbolic={0: ["A", "B"]})
+        ember_op("ember.topk", [np.ones((5, 3), np.float32)], {"k": "A"}, symbolic={0: ["A", "B"]})
