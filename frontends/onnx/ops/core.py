@@ -1,0 +1,148 @@
+"""Constants, identity, casts, and the small shape ops every exported graph has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ember.frontends.onnx.importer import NodeContext
+from ember.frontends.onnx.registry import converter
+from ember.frontends.onnx.tensors import element_type
+from ember.ir.types import TensorType
+
+
+@converter("Constant")
+def constant(ctx: NodeContext) -> Any:
+    for name in ("value", "sparse_value"):
+        if ctx.has_attr(name):
+            if name == "sparse_value":
+                raise ctx.unsupported("sparse constants are not supported")
+            return np.asarray(ctx.attr(name))
+    for name, dt in (("value_float", np.float32), ("value_int", np.int64), ("value_string", object)):
+        if ctx.has_attr(name):
+            return np.array(ctx.attr(name), dtype=dt)
+    for name, dt in (("value_floats", np.float32), ("value_ints", np.int64), ("value_strings", object)):
+        if ctx.has_attr(name):
+            return np.array(list(ctx.attr(name)), dtype=dt)
+    raise ctx.fail("a Constant needs a value attribute")
+
+
+@converter("Identity")
+def identity(ctx: NodeContext) -> Any:
+    return ctx.input(0)
+
+
+@converter("Cast")
+def cast(ctx: NodeContext) -> Any:
+    to = element_type(ctx.attr("to"), f"{ctx.name}: attribute 'to'")
+    kwargs: dict[str, Any] = {"to": to, "saturate": bool(ctx.attr("saturate", 1))}
+    if ctx.has_attr("round_mode"):
+        kwargs["round_mode"] = ctx.attr("round_mode")
+    return ctx.op("ember.cast", ctx.input(0), **kwargs)
+
+
+@converter("CastLike")
+def cast_like(ctx: NodeContext) -> Any:
+    target = ctx.tensor_type(1).dtype
+    return ctx.op("ember.cast", ctx.input(0), to=target, saturate=bool(ctx.attr("saturate", 1)))
+
+
+@converter("Shape")
+def shape(ctx: NodeContext) -> Any:
+    t = ctx.tensor_type(0)
+    kwargs: dict[str, Any] = {}
+    if ctx.opset >= 15:
+        kwargs = {"start": ctx.attr("start", 0), "end": ctx.attr("end", None)}
+    return ctx.op("ember.shape", ctx.input(0), **kwargs) if t.shape is not None else \
+        ctx.op("ember.shape", ctx.input(0), **kwargs)
+
+
+@converter("Size")
+def size(ctx: NodeContext) -> Any:
+    return ctx.op("ember.size", ctx.input(0))
+
+
+@converter("Reshape", since=5)
+def reshape(ctx: NodeContext) -> Any:
+    dims = ctx.dims(1, "the target shape")
+    return ctx.op("ember.reshape", ctx.input(0), shape=dims, allowzero=bool(ctx.attr("allowzero", 0)))
+
+
+@converter("Flatten")
+def flatten(ctx: NodeContext) -> Any:
+    return ctx.op("ember.flatten", ctx.input(0), axis=ctx.attr("axis", 1))
+
+
+@converter("Squeeze", since=1)
+def squeeze_attr(ctx: NodeContext) -> Any:
+    axes = ctx.attr("axes")
+    return ctx.op("ember.squeeze", ctx.input(0), axes=tuple(axes) if axes is not None else None)
+
+
+@converter("Squeeze", since=13)
+def squeeze(ctx: NodeContext) -> Any:
+    axes = tuple(int(a) for a in ctx.static(1, "axes")) if ctx.has(1) else None
+    return ctx.op("ember.squeeze", ctx.input(0), axes=axes)
+
+
+@converter("Unsqueeze", since=1)
+def unsqueeze_attr(ctx: NodeContext) -> Any:
+    return ctx.op("ember.unsqueeze", ctx.input(0), axes=tuple(ctx.attr("axes")))
+
+
+@converter("Unsqueeze", since=13)
+def unsqueeze(ctx: NodeContext) -> Any:
+    return ctx.op("ember.unsqueeze", ctx.input(0), axes=tuple(int(a) for a in ctx.static(1, "axes").ravel()))
+
+
+@converter("Concat")
+def concat(ctx: NodeContext) -> Any:
+    return ctx.op("ember.concat", *[v for v in ctx.inputs() if v is not None], axis=ctx.attr("axis", 0))
+
+
+@converter("Transpose")
+def transpose(ctx: NodeContext) -> Any:
+    perm = ctx.attr("perm")
+    return ctx.op("ember.transpose", ctx.input(0), perm=tuple(perm) if perm is not None else None)
+
+
+@converter("Gather")
+def gather(ctx: NodeContext) -> Any:
+    return ctx.op("ember.gather", ctx.input(0), ctx.input(1), axis=ctx.attr("axis", 0))
+
+
+@converter("ConstantOfShape")
+def constant_of_shape(ctx: NodeContext) -> Any:
+    dims = ctx.dims(0, "the shape")
+    value = ctx.attr("value")
+    fill = np.asarray(value).reshape(()) if value is not None else np.array(0.0, np.float32)
+    if all(isinstance(d, int) for d in dims):
+        count = int(np.prod(dims, dtype=np.int64))
+        if count <= 1 << 16:
+            return np.full(tuple(int(d) for d in dims), fill, dtype=fill.dtype)
+    scalar = ctx.constant(fill)
+    return ctx.op("ember.expand", scalar, shape=dims)
+
+
+@converter("Expand")
+def expand(ctx: NodeContext) -> Any:
+    return ctx.op("ember.expand", ctx.input(0), shape=ctx.dims(1, "the shape"))
+
+
+@converter("Range")
+def range_(ctx: NodeContext) -> Any:
+    start, limit, delta = (ctx.shape_value(i) for i in range(3))
+    length = None
+    if start is not None and limit is not None and delta is not None and delta.is_static \
+            and all(len(v.elements) == 1 for v in (start, limit, delta)):
+        from ember.ir.dims import ceildiv
+        step = int(delta.elements[0])
+        if step > 0 and not (start.is_static and limit.is_static):
+            length = ceildiv(limit.elements[0] - start.elements[0], step)  # type: ignore[operator]
+    kwargs = {"length": length} if length is not None else {}
+    return ctx.op("ember.range", ctx.input(0), ctx.input(1), ctx.input(2), **kwargs)
+
+
+def tensor_type(ctx: NodeContext, i: int) -> TensorType:
+    return ctx.tensor_type(i)

@@ -1,0 +1,195 @@
+"""Partial evaluation of integer shape arithmetic.
+
+Exported graphs compute the arguments of reshape, expand, slice and friends
+at run time: `Shape -> Gather -> Concat -> Reshape`, `Shape -> Mul -> Unsqueeze`.
+Ember wants those arguments as (possibly symbolic) attributes, so frontends and
+the canonicalizer ask here what such a value is: a `ShapeValue` holds the
+elements of a 0-d or 1-d integer tensor as dims (ints or symbolic
+expressions). The rules cover the ops shape code is made of; anything else is
+unknown (None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ember.ir.dims import Dim, DimExpr, Unknown, add, dmax, dmin, floordiv, mod, mul
+from ember.ir.opdef import Op
+from ember.ir.types import TensorType
+
+
+@dataclass(frozen=True)
+class ShapeValue:
+    """A small integer tensor (rank 0 or 1) whose elements are known as dims."""
+
+    elements: tuple[Dim, ...]
+    shape: tuple[int, ...]
+
+    @staticmethod
+    def of(array: np.ndarray) -> "ShapeValue | None":
+        a = np.asarray(array)
+        if a.ndim > 1 or a.dtype.kind not in "iu" or a.size > 64:
+            return None
+        return ShapeValue(tuple(int(x) for x in a.ravel()), a.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(e, int) for e in self.elements)
+
+    def to_array(self, dtype: np.dtype = np.dtype(np.int64)) -> np.ndarray | None:
+        if not self.is_static:
+            return None
+        return np.array(self.elements, dtype=dtype).reshape(self.shape)
+
+
+Rule = Callable[[Op, Sequence["ShapeValue | None"]], "ShapeValue | None"]
+RULES: dict[str, Rule] = {}
+
+
+def rule(*names: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        for n in names:
+            RULES[n] = fn
+        return fn
+    return register
+
+
+def evaluate(op: Op, operands: Sequence["ShapeValue | None"]) -> "ShapeValue | None":
+    """What `op` computes, if its (single) result is a small integer known as dims."""
+    fn = RULES.get(op.name)
+    if fn is None or len(op.results) != 1:
+        return None
+    t = op.results[0].type
+    if not isinstance(t, TensorType) or not t.dtype.is_int or t.shape is None or len(t.shape) > 1:
+        return None
+    try:
+        out = fn(op, operands)
+    except (ValueError, TypeError, IndexError, ZeroDivisionError, ArithmeticError):
+        return None
+    if out is None or any(isinstance(e, Unknown) for e in out.elements):
+        return None
+    return out
+
+
+@rule("ember.shape")
+def _shape(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    t = op.operands[0].type  # type: ignore[union-attr]
+    if not isinstance(t, TensorType) or t.shape is None:
+        return None
+    rank = len(t.shape)
+    start = op.attributes["start"]
+    end = op.attributes["end"]
+    start = max(0, min(rank, start + rank if start < 0 else start))
+    end = rank if end is None else max(0, min(rank, end + rank if end < 0 else end))
+    dims = tuple(t.shape[start:end])
+    return ShapeValue(dims, (len(dims),))
+
+
+@rule("ember.size")
+def _size(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    t = op.operands[0].type  # type: ignore[union-attr]
+    if not isinstance(t, TensorType) or t.shape is None:
+        return None
+    total: Dim = 1
+    for d in t.shape:
+        total = mul(total, d)
+    return ShapeValue((total,), ())
+
+
+@rule("ember.identity", "ember.cast")
+def _same(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    return args[0]
+
+
+@rule("ember.reshape", "ember.squeeze", "ember.unsqueeze", "ember.flatten")
+def _view(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    x = args[0]
+    if x is None:
+        return None
+    out = op.results[0].type.shape  # type: ignore[attr-defined]
+    if len(out) == 0 and len(x.elements) == 1:
+        return ShapeValue(x.elements, ())
+    if len(out) == 1 and out[0] == len(x.elements):
+        return ShapeValue(x.elements, (len(x.elements),))
+    return None
+
+
+@rule("ember.concat")
+def _concat(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    if any(a is None or a.shape == () for a in args):
+        return None
+    elements = tuple(e for a in args for e in a.elements)  # type: ignore[union-attr]
+    return ShapeValue(elements, (len(elements),))
+
+
+def _index(i: int, n: int) -> int:
+    if not -n <= i < n:
+        raise IndexError(i)
+    return i % n
+
+
+@rule("ember.gather")
+def _gather(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    data, idx = args
+    if data is None or idx is None or data.shape == () or not idx.is_static:
+        return None
+    n = len(data.elements)
+    picked = tuple(data.elements[_index(int(i), n)] for i in idx.elements)
+    return ShapeValue(picked, idx.shape)
+
+
+@rule("ember.slice")
+def _slice(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    data = args[0]
+    if data is None or data.shape == ():
+        return None
+    starts, ends = op.attributes["starts"], op.attributes["ends"]
+    steps = op.attributes["steps"] or (1,) * len(starts)
+    if len(starts) != 1 or not all(isinstance(v, int) for v in (starts[0], ends[0], steps[0])):
+        return None
+    picked = tuple(data.elements[slice(starts[0], ends[0], steps[0])])
+    return ShapeValue(picked, (len(picked),))
+
+
+def _broadcast(a: ShapeValue, b: ShapeValue, fn: Callable[[Dim, Dim], Dim]) -> ShapeValue:
+    na, nb = len(a.elements), len(b.elements)
+    if na != nb and 1 not in (na, nb):
+        raise ValueError("shapes do not broadcast")
+    n = max(na, nb)
+    xs = a.elements * n if na == 1 else a.elements
+    ys = b.elements * n if nb == 1 else b.elements
+    shape = () if a.shape == () and b.shape == () else (n,)
+    return ShapeValue(tuple(fn(x, y) for x, y in zip(xs, ys)), shape)
+
+
+def _truncdiv(a: Dim, b: Dim) -> Dim:
+    """Integer division toward zero (ONNX/C); exact on the nonnegative sizes shapes hold."""
+    if isinstance(a, int) and isinstance(b, int):
+        q = abs(a) // abs(b)
+        return q if (a >= 0) == (b >= 0) else -q
+    return floordiv(a, b)  # symbolic sizes are nonnegative, where the two agree
+
+
+def _binary(fn: Callable[[Dim, Dim], Dim]) -> Rule:
+    def apply(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+        a, b = args
+        if a is None or b is None:
+            return None
+        return _broadcast(a, b, fn)
+    return apply
+
+
+RULES["ember.add"] = _binary(add)
+RULES["ember.sub"] = _binary(lambda a, b: add(a, mul(b, -1)))
+RULES["ember.mul"] = _binary(mul)
+RULES["ember.div"] = _binary(_truncdiv)
+RULES["ember.mod"] = _binary(lambda a, b: mod(a, b))
+RULES["ember.max"] = _binary(dmax)
+RULES["ember.min"] = _binary(dmin)
+
+
+def is_symbolic(value: ShapeValue) -> bool:
+    return any(isinstance(e, DimExpr) for e in value.elements)
