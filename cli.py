@@ -2,6 +2,7 @@
 
 Subcommands grow with the pipeline; each reads models through `ember.load`:
 
+    ember import MODEL [-o OUT.ir] [--freeze NAME=FILE.npy]   an .onnx file to .ir (+ .weights)
     ember inspect MODEL [--ir] [--dot FILE]     what a model holds
     ember run MODEL [-i NAME=FILE.npy ...]      run it (on the reference interpreter for now)
     ember verify MODEL                          check every IR invariant
@@ -149,6 +150,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from ember.loader import load
+
+    src = Path(args.model)
+    out = Path(args.output) if args.output else src.with_suffix(".ir")
+    if out.resolve() == src.resolve():
+        raise EmberError(f"the output {out} would overwrite the model it is imported from")
+    options = {}
+    if args.freeze:
+        options["frozen_inputs"] = _parse_feeds(args.freeze)
+    module = load(src, **options)
+    module.save(out)
+    n_ops = sum(1 for _ in module.walk())
+    nbytes = sum(w.data.nbytes for w in module.weights.values() if w.data is not None)
+    _console().print(f"{src} -> {out}: {n_ops} ops, {len(module.weights)} weights ({_fmt_bytes(nbytes)})")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ember.ir.verify import verify
 
@@ -168,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ember", description="Ember: compile trained networks into GPU engines.")
     p.add_argument("--version", action="version", version=f"ember {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("import", help="import a model (ONNX) into Ember's IR: OUT.ir and OUT.weights")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", metavar="OUT.ir", help="default: the model's name with .ir")
+    s.add_argument("--freeze", action="append", metavar="NAME=FILE.npy",
+                   help="fix a graph input to a build-time value (inputs that feed shapes)")
+    s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, weights")
     s.add_argument("model")

@@ -23,7 +23,8 @@ def load(path: str | os.PathLike, **options: object) -> Module:
             raise UnsupportedOpError(f"{p}: the TensorFlow SavedModel frontend is not built yet (issue order 5)")
         raise ModelFormatError(f"{p} is a folder without saved_model.pb: not a SavedModel")
     if p.suffix == ".onnx":
-        raise UnsupportedOpError(f"{p}: the ONNX frontend is not built yet (issue order 2)")
+        from ember.frontends.onnx import load as load_onnx
+        return load_onnx(p, **options)  # type: ignore[arg-type]
     if p.suffix in (".ir", ".mlir", ".txt") or not p.suffix:
         from ember.ir.files import load_module
         return load_module(p, **options)  # type: ignore[arg-type]

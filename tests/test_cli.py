@@ -51,7 +51,8 @@ def test_verify(saved, capsys):
     (["run", "{saved}"], "inputs image not given"),
     (["run", "{saved}", "-i", "image=nope.npy"], "cannot read nope.npy"),
     (["run", "{saved}", "-i", "image"], "expected NAME=FILE.npy"),
-    (["inspect", "{model.onnx}"], "ONNX frontend is not built yet"),
+    (["inspect", "{model.onnx}"], "empty file, not an ONNX model"),
+    (["import", "{saved}", "-o", "{saved}"], "would overwrite the model"),
 ])
 def test_errors_are_one_clear_line(saved, tmp_path, capsys, args, message):
     (tmp_path / "bad.ir").write_text("garbage")

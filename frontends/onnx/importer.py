@@ -269,7 +269,7 @@ class OnnxImporter:
         self.known: dict[Value, np.ndarray] = {}
         self.known_dims: dict[Value, ShapeValue] = {}
         self.errors: list[str] = []
-        self.reported: set[int] = set()  # nodes check_support already listed
+        self.reported: set[tuple] = set()  # nodes check_support already listed
         self.needs_static: list[str] = []
         self.prologue: Block | None = None
         self.prologue_len = 0
@@ -389,7 +389,7 @@ class OnnxImporter:
         """Record every node whose op Ember cannot import at all (no converter, no expansion)."""
         for k, node in enumerate(graph.node):
             if not self.can_import(node, opsets):
-                self.reported.add(id(node))
+                self.reported.add(_node_key(node))
                 dom = registry.canonical_domain(node.domain)
                 self.errors.append(
                     f"{node.domain + '.' if dom else ''}{node.op_type} (opset {opsets.get(dom, '?')}) "
@@ -477,7 +477,7 @@ class OnnxImporter:
                 return
             if self.can_import(node, opsets):
                 self.expand_schema_function(node, scope, b, opsets, label)
-            elif id(node) not in self.reported:  # a node inside a function body
+            elif _node_key(node) not in self.reported:  # a node inside a function body
                 self._node_failed(node, version, label, "no converter for this op", True, ())
             return
         ctx = NodeContext(self, node, scope, b, opsets, label)
@@ -751,6 +751,11 @@ class OnnxImporter:
         used = {op.attributes["name"] for op in module.walk() if op.name == "ember.weight"}
         for name in [n for n in module.weights if n not in used]:
             del module.weights[name]
+
+
+def _node_key(node: NodeProto) -> tuple:
+    """Identifies a node across protobuf wrapper objects (which are not kept)."""
+    return (node.name, node.op_type, node.domain, tuple(node.input), tuple(node.output))
 
 
 def _dead_code(block: Block) -> None:

@@ -6,5 +6,5 @@ add it to that family's tests, which check it against onnx.reference where
 ONNX has the op and against hand-computed cases for every attribute variant.
 """
 
-from ember.ir.ops import (control, core, elementwise, linalg, nn, normalization, quant, reduction,  # noqa: F401
-                          resize, sequence, shape)
+from ember.ir.ops import (attention, control, core, elementwise, linalg, ml, nn, normalization,  # noqa: F401
+                          quant, recurrent, reduction, resize, sequence, shape, signal, text, vision)
