@@ -31,7 +31,7 @@ class ShapeValue:
     @staticmethod
     def of(array: np.ndarray) -> "ShapeValue | None":
         a = np.asarray(array)
-        if a.ndim > 1 or a.dtype.kind not in "iu" or a.size > 64:
+        if a.ndim > 1 or a.dtype.kind not in "iub" or a.size > 64:
             return None
         return ShapeValue(tuple(int(x) for x in a.ravel()), a.shape)
 
@@ -63,7 +63,8 @@ def evaluate(op: Op, operands: Sequence["ShapeValue | None"]) -> "ShapeValue | N
     if fn is None or len(op.results) != 1:
         return None
     t = op.results[0].type
-    if not isinstance(t, TensorType) or not t.dtype.is_int or t.shape is None or len(t.shape) > 1:
+    if not isinstance(t, TensorType) or not (t.dtype.is_int or t.dtype.kind == "bool") or t.shape is None \
+            or len(t.shape) > 1:
         return None
     try:
         out = fn(op, operands)
@@ -189,6 +190,44 @@ RULES["ember.div"] = _binary(_truncdiv)
 RULES["ember.mod"] = _binary(lambda a, b: mod(a, b))
 RULES["ember.max"] = _binary(dmax)
 RULES["ember.min"] = _binary(dmin)
+
+
+def _equal(a: Dim, b: Dim) -> Dim:
+    """1 or 0 where known: sizes are >= 0, so a symbolic dim never equals a negative int."""
+    if a == b:
+        return 1
+    if isinstance(a, int) and isinstance(b, int):
+        return 0
+    if isinstance(a, int) and a < 0 or isinstance(b, int) and b < 0:
+        return 0
+    raise ValueError("equality of symbolic dims is not known")
+
+
+RULES["ember.equal"] = _binary(_equal)
+
+
+@rule("ember.where")
+def _where(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    cond, x, y = args
+    if cond is None or x is None or y is None or not cond.is_static:
+        return None
+    n = max(len(cond.elements), len(x.elements), len(y.elements))
+    pick = []
+    for i in range(n):
+        c = cond.elements[i if len(cond.elements) > 1 else 0]
+        src = x if c else y
+        pick.append(src.elements[i if len(src.elements) > 1 else 0])
+    shape = () if all(v.shape == () for v in (cond, x, y)) else (n,)
+    return ShapeValue(tuple(pick), shape)
+
+
+@rule("ember.expand")
+def _expand(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    x = args[0]
+    out = op.results[0].type.shape  # type: ignore[attr-defined]
+    if x is None or len(out) != 1 or not isinstance(out[0], int) or len(x.elements) != 1:
+        return None
+    return ShapeValue(x.elements * out[0], (out[0],))
 
 
 def is_symbolic(value: ShapeValue) -> bool:

@@ -486,7 +486,11 @@ def _cumsum(w: GraphWriter, op: Operation) -> None:
 @exports("ember.topk")
 def _topk(w: GraphWriter, op: Operation) -> None:
     a = op.attributes
-    w.node("TopK", [w.name(op.operands[0]), w.dims_tensor([a["k"]], "k")], _outs(w, op), axis=a["axis"],
+    if a["k"] is not None:
+        k = w.dims_tensor([a["k"]], "k")
+    else:
+        k = w.node("Reshape", [w.name(op.operands[1]), w.ints([1], "one")], hint="k")[0]
+    w.node("TopK", [w.name(op.operands[0]), k], _outs(w, op), axis=a["axis"],
            largest=int(a["largest"]), sorted=int(a["sorted"]))
 
 

@@ -33,7 +33,7 @@ from ember.ir.attrs import Dense
 from ember.ir.builder import Builder
 from ember.ir.core import Block, Location, Module, Operation, Value
 from ember.ir.dims import Dim, sym
-from ember.ir.opdef import REGISTRY, EvalContext, Op, Pure
+from ember.ir.opdef import REGISTRY, EvalContext, Op, Pure, ShapeOnly
 from ember.ir.shape_values import ShapeValue
 from ember.ir.types import DTYPES, OptionalType, SequenceType, TensorType, Type, dtype_of
 from ember.ir.verify import verify
@@ -246,10 +246,14 @@ class NodeContext:
 
     def import_subgraph(self, graph: GraphProto, builder: Builder, args: Sequence[Value]) -> list[Value]:
         """Import `graph` into `builder`'s block; its inputs are `args`; it may read outer values."""
-        outs = self.importer.import_body(graph, builder, Scope(parent=self.scope), self.opsets, args)
+        imp = self.importer
+        errors_before, static_before, needs_before = len(imp.errors), imp.static_failures, len(imp.needs_static)
+        outs = imp.import_body(graph, builder, Scope(parent=self.scope), self.opsets, args)
         if any(v is None for v in outs):
+            only_static = imp.static_failures - static_before == len(imp.errors) - errors_before
+            needs = imp.needs_static[needs_before:] if only_static else ()
             raise NodeError(f"its subgraph {graph.name!r} could not be imported (see the errors above)",
-                            unsupported=False)
+                            unsupported=False, needs=needs)
         return outs
 
 
@@ -270,7 +274,8 @@ class OnnxImporter:
         self.known_dims: dict[Value, ShapeValue] = {}
         self.errors: list[str] = []
         self.reported: set[tuple] = set()  # nodes check_support already listed
-        self.needs_static: list[str] = []
+        self.needs_static: list[str] = []  # graph inputs that failed nodes need at build time
+        self.static_failures = 0           # how many of the errors are only that
         self.prologue: Block | None = None
         self.prologue_len = 0
         self._counter = itertools.count()
@@ -307,7 +312,7 @@ class OnnxImporter:
             self.errors.append(f"graph outputs {missing} were not produced")
         if self.errors:
             message = self._report("the model has unsupported parts")
-            if self.needs_static and len(self.needs_static) == len(self.errors):
+            if self.needs_static and self.static_failures == len(self.errors):
                 raise StaticInputsRequired(message, list(dict.fromkeys(self.needs_static)))
             raise UnsupportedOpError(message)
         for vi, v in zip(graph.output, outputs):
@@ -501,6 +506,7 @@ class OnnxImporter:
                            f"      {describe_node(node)}")
         if needs:
             self.needs_static.extend(needs)
+            self.static_failures += 1
 
     def bind_outputs(self, node: NodeProto, result: Any, scope: Scope, label: str, version: int) -> None:
         results = list(result) if isinstance(result, (list, tuple)) else [result]
@@ -529,20 +535,17 @@ class OnnxImporter:
             if not isinstance(op, Op) or op.regions or Pure not in op.traits:
                 continue
             operands = [v for v in op.operands if v is not None]
-            if all(v in self.known for v in operands):
-                sizes = [self.known[v].size for v in operands]
-                if sum(sizes) <= FOLD_LIMIT and all(isinstance(r.type, TensorType) for r in op.results):
-                    out_sizes = [self._static_numel(r.type) for r in op.results]
-                    if all(s is not None and s <= FOLD_LIMIT for s in out_sizes):
-                        try:
-                            args = [self.known[v] if v is not None else None for v in op.operands]
-                            with np.errstate(all="ignore"):
-                                values = op.evaluate(args, self._eval_ctx)
-                            for r, val in zip(op.results, values):
-                                self.known[r] = np.asarray(val)
-                            continue
-                        except Exception:  # folding is an optimization: leave it to run time
-                            pass
+            if all(v in self.known for v in operands) and self._worth_folding(op, operands):
+                try:
+                    args = [self.known[v] if v is not None else None for v in op.operands]
+                    with np.errstate(all="ignore"):
+                        values = [np.asarray(val) for val in op.evaluate(args, self._eval_ctx)]
+                    if all(val.size <= FOLD_LIMIT for val in values):
+                        for r, val in zip(op.results, values):
+                            self.known[r] = val
+                        continue
+                except Exception:  # folding is an optimization: leave it to run time
+                    pass
             svs = [self.shape_value_of(v) for v in op.operands if v is not None]
             sv = shape_values.evaluate(op, svs) if len(op.results) == 1 else None
             if sv is not None:
@@ -552,11 +555,16 @@ class OnnxImporter:
                 else:
                     self.known_dims[op.results[0]] = sv
 
-    @staticmethod
-    def _static_numel(t: TensorType) -> int | None:
-        if not t.is_static:
-            return None
-        return int(np.prod(t.static_shape, dtype=np.int64))
+    def _worth_folding(self, op: Operation, operands: Sequence[Value]) -> bool:
+        """Small inputs, and results that are small or of a size only the data decides."""
+        if sum(self.known[v].size for v in operands) > FOLD_LIMIT:
+            return False
+        for r in op.results:
+            if not isinstance(r.type, TensorType):
+                return False
+            if r.type.is_static and int(np.prod(r.type.static_shape, dtype=np.int64)) > FOLD_LIMIT:
+                return False
+        return True
 
     def shape_value_of(self, v: Value) -> ShapeValue | None:
         if v in self.known:
@@ -577,6 +585,9 @@ class OnnxImporter:
                 if x.owner is self.prologue and x.name:
                     out.append(x.name)
                 continue
+            if ShapeOnly in getattr(x.owner, "traits", ()) and all(
+                    isinstance(o.type, TensorType) and o.type.is_static for o in x.owner.operands if o is not None):
+                continue  # reads only static shapes: no input's data reaches it through here
             stack.extend(o for o in x.owner.operands if o is not None)
         return sorted(out)
 

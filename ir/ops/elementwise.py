@@ -98,23 +98,23 @@ class Pow(Op):
 
 @register_op("ember.mod", traits=BINARY)
 class Mod(_Binary):
-    """Remainder. fmod=false: sign of the divisor (Python's %), integers only;
-    fmod=true: sign of the dividend (C's fmod)."""
+    """Remainder (ONNX Mod, opset 28 semantics).
+
+    fmod=false: x - floor(x / y) * y, the sign of the divisor (Python's %). For floats:
+    a zero x gives a zero with y's sign; an infinite x, a zero y or a NaN gives NaN; an
+    infinite y gives x when x and y have the same sign (or x is zero), else y.
+    fmod=true: x - trunc(x / y) * y, the sign of the dividend (C's fmod); an infinite y
+    gives x. Low-precision floats compute in f32. Integer remainder by zero is undefined
+    (the reference gives 0)."""
 
     fmod = Attr(A.Bool, default=False)
-
-    def infer(self, x: Type, y: Type) -> TensorType:
-        out = super().infer(x, y)
-        if out.dtype.is_float and not self.fmod:
-            raise self.error("floating-point mod needs fmod=true")
-        return out
 
     @staticmethod
     def reference(x: np.ndarray, y: np.ndarray, *, fmod: bool) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             if fmod:
                 return in_f32(np.fmod)(x, y)
-            return np.mod(x, y)
+            return in_f32(np.mod)(x, y)  # numpy's float mod has exactly the special cases above
 
 
 @register_op("ember.max", traits=BINARY | {Commutative})
@@ -260,20 +260,30 @@ class BitwiseNot(Op):
 
 @register_op("ember.bit_shift", traits=BINARY)
 class BitShift(_Bitwise):
-    """x << y or x >> y (logical, on unsigned integers as ONNX)."""
+    """x << y or x >> y, elementwise (ONNX BitShift, opset 28).
+
+    Unsigned x shifts logically. Signed x: a right shift is arithmetic (sign-extending, so
+    a negative x stays negative); a left shift works on the two's complement bits, and
+    bits moved past the sign bit are lost. A shift amount that is negative or not below
+    the bit width gives what the sign fill alone gives: -1 for a right shift of a
+    negative x, 0 in every other case (C leaves this undefined; kernels must test it).
+    %z = ember.bit_shift %x, %y {direction = "right"} : i32[4]"""
 
     direction = Attr(A.OneOf("left", "right"))
 
-    def infer(self, x: Type, y: Type) -> TensorType:
-        out = super().infer(x, y)
-        if out.dtype.kind != "uint":
-            raise self.error(f"bit_shift takes unsigned integers, got {out.dtype}")
-        return out
-
     @staticmethod
     def reference(x: np.ndarray, y: np.ndarray, *, direction: str) -> np.ndarray:
-        fn = np.left_shift if direction == "left" else np.right_shift
-        return fn(x, y).astype(x.dtype)
+        x, y = np.broadcast_arrays(x, y)
+        bits = x.dtype.itemsize * 8
+        out_of_range = (y < 0) | (y >= bits)
+        amount = np.where(out_of_range, 0, y).astype(np.uint64)
+        unsigned = np.dtype(f"u{x.dtype.itemsize}")
+        if direction == "left":
+            shifted = np.left_shift(x.view(unsigned), amount.astype(unsigned)).view(x.dtype)
+            return np.where(out_of_range, 0, shifted).astype(x.dtype)
+        shifted = np.right_shift(x, amount.astype(x.dtype))  # numpy: arithmetic for signed types
+        fill = np.where(x < 0, -1, 0) if x.dtype.kind == "i" else 0
+        return np.where(out_of_range, fill, shifted).astype(x.dtype)
 
 
 # -- unary ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Indexing ops, the second half of the shape family (imported by ember.ir.ops.shape):
-gather, gather_elements, gather_nd, scatter_elements, scatter_nd, nonzero, one_hot.
+gather, gather_elements, gather_nd, scatter_elements, scatter_nd, tensor_scatter,
+reverse_sequence, nonzero, one_hot, unique.
 
 Indices are data (operands of i32/i64, any integer type accepted). Conventions
 for every op here, where ONNX leaves room:
@@ -238,6 +239,109 @@ class ScatterND(_Scatter):
         return work.astype(data.dtype).reshape(data.shape)
 
 
+@register_op("ember.tensor_scatter", traits=MOVE)
+class TensorScatter(Op):
+    """A KV-cache write: a copy of `cache` where, for each batch row b (dim 0) and every
+    index of the dims before `axis`, update's positions 0..S-1 along `axis` land at
+    write_indices[b] + 0..S-1 (mod the cache's length there with mode=circular).
+    cache and update differ only at `axis` (update's S <= the cache's length);
+    write_indices is [batch], zeros when absent. With mode=linear a write past the
+    end is an error in the reference (ONNX TensorScatter, opset 24).
+    %y = ember.tensor_scatter %cache, %update, %pos {axis = -2, mode = "linear"} : f32[B,H,L,D]"""
+
+    cache = Operand(AnyTensor)
+    update = Operand(AnyTensor)
+    write_indices = Operand(IntTensor, optional=True)
+    axis = Attr(A.Int, default=-2)
+    mode = Attr(A.OneOf("linear", "circular"), default="linear")
+    out = Result(AnyTensor)
+
+    def infer(self, cache: Type, update: Type, write_indices: Type | None) -> TensorType:
+        cs, us = shape_of(self, cache, "cache"), shape_of(self, update, "update")
+        rules.same_dtype(self, cache, update)
+        if len(cs) != len(us) or len(cs) < 2:
+            raise self.error(f"cache {cache} and update {update} need one rank >= 2")
+        ax = rules.axis(self, self.axis, len(cs))
+        if ax == 0:
+            raise self.error("axis 0 is the batch axis; the sequence axis must come after it")
+        out = list(cs)
+        for i, (c, u) in enumerate(zip(cs, us)):
+            if i == ax:
+                if isinstance(c, int) and isinstance(u, int) and u > c:
+                    raise self.error(f"update has {u} positions along axis {ax}, more than the cache's {c}")
+                continue
+            m = merge_dims(c, u)
+            if m is None:
+                raise self.error(f"cache {cache} and update {update} differ at dim {i}; only axis {ax} may")
+            out[i] = m
+        if write_indices is not None:
+            ws = shape_of(self, write_indices, "write_indices")
+            if len(ws) != 1 or merge_dims(ws[0], out[0]) is None:
+                raise self.error(f"write_indices must be [batch] = [{out[0]}], got {write_indices}")
+        return rules.tensor(self, cache).with_shape(out)
+
+    @staticmethod
+    def reference(cache: np.ndarray, update: np.ndarray, write_indices: np.ndarray | None, *, axis: int,
+                  mode: str) -> np.ndarray:
+        axis %= cache.ndim
+        batch, length, steps = cache.shape[0], cache.shape[axis], update.shape[axis]
+        start = np.zeros(batch, np.int64) if write_indices is None else write_indices.astype(np.int64)
+        pos = start[:, None] + np.arange(steps, dtype=np.int64)[None, :]  # [batch, steps]
+        if mode == "circular":
+            pos %= max(length, 1)
+        elif pos.size and (pos.min() < 0 or pos.max() >= length):
+            raise IndexError(f"tensor_scatter writes positions {int(pos.min())}..{int(pos.max())} into a cache "
+                             f"of length {length} (mode linear)")
+        shape = [1] * cache.ndim
+        shape[0], shape[axis] = batch, steps
+        index = np.broadcast_to(pos.reshape(shape), update.shape)
+        out = cache.copy()
+        np.put_along_axis(out, index, update, axis=axis)
+        return out
+
+
+@register_op("ember.reverse_sequence", traits=MOVE)
+class ReverseSequence(Op):
+    """For each index b along `batch_axis`, reverse the first lengths[b] elements along
+    `time_axis` and keep the rest in place (ONNX ReverseSequence, where the two axes
+    are 0 and 1; any two distinct axes here). Lengths must be in [0, time dim].
+    %y = ember.reverse_sequence %x, %lens {batch_axis = 1, time_axis = 0} : f32[T,B,8]"""
+
+    x = Operand(AnyTensor)
+    lengths = Operand(IntTensor)
+    batch_axis = Attr(A.Int, default=1)
+    time_axis = Attr(A.Int, default=0)
+    out = Result(AnyTensor)
+
+    def infer(self, x: Type, lengths: Type) -> TensorType:
+        xs, ls = shape_of(self, x), shape_of(self, lengths, "lengths")
+        if len(xs) < 2:
+            raise self.error(f"needs rank >= 2, got {x}")
+        b = rules.axis(self, self.batch_axis, len(xs), "batch_axis")
+        t = rules.axis(self, self.time_axis, len(xs), "time_axis")
+        if b == t:
+            raise self.error(f"batch_axis and time_axis are both axis {b}; they must differ")
+        if len(ls) != 1 or merge_dims(ls[0], xs[b]) is None:
+            raise self.error(f"lengths must be [{xs[b]}] (the batch dim of {x}), got {lengths}")
+        return rules.tensor(self, x)
+
+    @staticmethod
+    def reference(x: np.ndarray, lengths: np.ndarray, *, batch_axis: int, time_axis: int) -> np.ndarray:
+        b, t = batch_axis % x.ndim, time_axis % x.ndim
+        steps = x.shape[t]
+        lens = lengths.astype(np.int64)
+        if lens.size and (lens.min() < 0 or lens.max() > steps):
+            raise IndexError(f"sequence lengths {lens.tolist()} must be in [0, {steps}]")
+        shape = [1] * x.ndim
+        shape[t] = steps
+        time = np.arange(steps, dtype=np.int64).reshape(shape)
+        shape = [1] * x.ndim
+        shape[b] = lens.size
+        lens = lens.reshape(shape)
+        source = np.where(time < lens, lens - 1 - time, time)
+        return np.take_along_axis(x, np.broadcast_to(source, x.shape), axis=t)
+
+
 # -- data-dependent and generated ---------------------------------------------------------------------
 @register_op("ember.nonzero", traits={Pure})
 class NonZero(Op):
@@ -294,5 +398,57 @@ class OneHot(Op):
         return np.where(hot, values[1], values[0]).astype(values.dtype)
 
 
-__all__ = ["Gather", "GatherElements", "GatherND", "ScatterElements", "ScatterND", "NonZero", "OneHot",
-           "wrap_indices"]
+@register_op("ember.unique", traits={Pure})
+class Unique(Op):
+    """The distinct elements of x (flattened), or its distinct slices along `axis`;
+    sorted ascending, or with sorted=false in the order they first occur. Results:
+    the unique values, the index of each one's first occurrence in x, for each element
+    (slice) of x the index of its value in the result (`inverse`), and each value's
+    count. All counts are data: the result length is an unknown dim bounded by numel
+    (or by the axis dim). NaNs are one value; -0.0 and 0.0 are one value (numpy's
+    np.unique); f16/bf16/fp8 compare exactly as f32 (ONNX Unique).
+    %u, %first, %inverse, %counts = ember.unique %x {sorted = true} : f32[?<=N*4], i64[?<=N*4], i64[N*4], i64[?<=N*4]"""
+
+    x = Operand(AnyTensor)
+    sorted = Attr(A.Bool, default=True)
+    axis = Attr(A.Optional(A.Int), default=None)
+    values = Result(AnyTensor)
+    first = Result(IntTensor)
+    inverse = Result(IntTensor)
+    counts = Result(IntTensor)
+
+    def infer(self, x: Type) -> tuple[TensorType, ...]:
+        xs = shape_of(self, x)
+        t = rules.tensor(self, x)
+        if self.axis is None:
+            total = product(xs)
+            n = Unknown(None if isinstance(total, Unknown) else total)
+            values = t.with_shape((n,))
+        else:
+            ax = rules.axis(self, self.axis, len(xs))
+            total = xs[ax]
+            n = Unknown(None if isinstance(total, Unknown) else total)
+            values = t.with_shape(xs[:ax] + (n,) + xs[ax + 1:])
+        return values, TensorType(i64, (n,)), TensorType(i64, (total,)), TensorType(i64, (n,))
+
+    @staticmethod
+    def reference(x: np.ndarray, *, sorted: bool, axis: int | None) -> tuple[np.ndarray, ...]:
+        work = x.astype(rules.compute_dtype(x.dtype), copy=False)  # f16/bf16/fp8 exactly as f32
+        if axis is None:
+            work, ax = work.reshape(-1), 0
+        else:
+            ax = axis % x.ndim
+        values, first, inverse, counts = np.unique(work, return_index=True, return_inverse=True,
+                                                   return_counts=True, axis=None if axis is None else ax)
+        inverse = inverse.reshape(-1)
+        if not sorted:
+            order = np.argsort(first, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.size)
+            values, first, counts, inverse = np.take(values, order, axis=ax), first[order], counts[order], \
+                rank[inverse]
+        return (values.astype(x.dtype), first.astype(np.int64), inverse.astype(np.int64), counts.astype(np.int64))
+
+
+__all__ = ["Gather", "GatherElements", "GatherND", "ScatterElements", "ScatterND", "TensorScatter", "ReverseSequence",
+           "NonZero", "OneHot", "Unique", "wrap_indices"]

@@ -1,4 +1,4 @@
-"""Linear algebra: matmul, gemm, einsum.
+"""Linear algebra: matmul, gemm, einsum, det.
 
 These are the Heavy ops (cuBLAS-class work that fusion never duplicates).
 Accumulation follows rules.py: f16/bf16/fp8 operands accumulate in f32 and
@@ -23,7 +23,7 @@ import numpy as np
 from ember.errors import ShapeError
 from ember.ir import attrs as A
 from ember.ir.dims import Dim, Unknown, broadcast_dim, broadcast_shapes, format_shape
-from ember.ir.opdef import Attr, Heavy, NumericTensor, Op, Operand, Pure, Result, register_op
+from ember.ir.opdef import Attr, FloatTensor, Heavy, NumericTensor, Op, Operand, Pure, Result, register_op
 from ember.ir.ops import rules
 from ember.ir.types import DType, TensorType, Type, i32
 
@@ -283,4 +283,33 @@ class Einsum(Op):
         return np.asarray(out).astype(dt)
 
 
-__all__ = ["MatMul", "Gemm", "Einsum", "parse_equation"]
+# -- det --------------------------------------------------------------------------------------
+@register_op("ember.det", traits={Pure})
+class Det(Op):
+    """Determinant of each square matrix in the last two axes (ONNX Det): x is [..., M, M],
+    the result [...], of x's float type. Computed by LU factorization with partial
+    pivoting (numpy.linalg.det) in f32 for f16/bf16/fp8 (rounded once) and in x's type
+    otherwise. A singular matrix gives 0 (or a tiny value from rounding); a 0x0 matrix 1;
+    a matrix holding a NaN gives NaN (LAPACK's pivoting may otherwise skip it).
+    %d = ember.det %x : f32[N]"""
+
+    x = Operand(FloatTensor)
+    out = Result(FloatTensor)
+
+    def infer(self, x: Type) -> TensorType:
+        t = rules.ranked(self, x, "x")
+        if t.rank < 2:
+            raise self.error(f"x must have rank >= 2 (matrices in the last two axes), got {t}")
+        _same_dim(self, t.shape[-2], t.shape[-1], f"matrices of {t} are not square")
+        return t.with_shape(t.shape[:-2])
+
+    @staticmethod
+    def reference(x: np.ndarray) -> np.ndarray:
+        w = x.astype(rules.compute_dtype(x.dtype), copy=False)
+        if w.shape[-1] == 0:
+            return np.ones(x.shape[:-2], x.dtype)
+        d = np.where(np.isnan(w).any(axis=(-2, -1)), np.nan, np.linalg.det(w))
+        return np.asarray(d).astype(x.dtype)
+
+
+__all__ = ["MatMul", "Gemm", "Einsum", "Det", "parse_equation"]

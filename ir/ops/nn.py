@@ -33,10 +33,11 @@ from ember.errors import ShapeError
 from ember.ir import attrs as A
 from ember.ir import layout as L
 from ember.ir.dims import Dim, Unknown, dmin
-from ember.ir.opdef import (AnyTensor, Attr, DataMovement, FloatTensor, Heavy, LayoutSensitive, Op, Operand, Pure,
-                            Reduction, Result, TypeConstraint, register_op)
+from ember.ir.opdef import (AnyTensor, Attr, DataMovement, FloatTensor, Heavy, IntTensor, LayoutSensitive,
+                            NumericTensor, Op, Operand, Pure, Quantization, Reduction, Result, TypeConstraint,
+                            register_op)
 from ember.ir.ops import rules
-from ember.ir.types import TensorType, Type, i64
+from ember.ir.types import TensorType, Type, i32, i64
 
 AUTO_PAD = A.OneOf("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 RealTensor = TypeConstraint("float or integer tensor", frozenset({"float", "int", "uint"}))
@@ -209,6 +210,24 @@ class _ConvBase(Op):
             raise self.error(f"group {self.groups} must be positive")
         return x, w, lay, wl
 
+    def _forward_shape(self, x: TensorType, w: TensorType, lay: L.Layout, wl: L.WeightLayout) -> tuple[Dim, ...]:
+        """The output shape of a forward convolution (ember.conv, ember.conv_integer)."""
+        n = x.rank - 2
+        kernel = self._conv_kernel(w, wl, lay.spatial)
+        strides, dilations, begin, end = _window_attrs(self, n, kernel, self.strides, self.dilations, self.pads,
+                                                       self.auto_pad)
+        c_in, c_out, w_in = x.shape[lay.channel_axis], w.shape[wl.out_axis], w.shape[wl.in_axis]
+        g = self.groups
+        if _static(c_in, w_in) and c_in != w_in * g:
+            raise self.error(f"x has {c_in} input channels but the filter {w} takes {w_in} per group "
+                             f"x {g} groups = {w_in * g}")
+        if isinstance(c_out, int) and c_out % g:
+            raise self.error(f"the filter's {c_out} output channels do not split into {g} groups")
+        sizes = [x.shape[a] for a in lay.spatial_axes]
+        outs = [_window_out(self, i, *args, self.auto_pad)
+                for i, args in enumerate(zip(sizes, kernel, strides, dilations, begin, end))]
+        return _to_layout((x.shape[lay.axis("N")], c_out, *outs), lay)
+
     def _conv_bias(self, bias: Type | None, channels: Dim) -> None:
         if bias is None:
             return
@@ -246,22 +265,9 @@ class Conv(_ConvBase):
 
     def infer(self, x: Type, w: Type, bias: Type | None) -> TensorType:
         x, w, lay, wl = self._conv_operands(x, w, bias)
-        n = x.rank - 2
-        kernel = self._conv_kernel(w, wl, lay.spatial)
-        strides, dilations, begin, end = _window_attrs(self, n, kernel, self.strides, self.dilations, self.pads,
-                                                       self.auto_pad)
-        c_in, c_out, w_in = x.shape[lay.channel_axis], w.shape[wl.out_axis], w.shape[wl.in_axis]
-        g = self.groups
-        if _static(c_in, w_in) and c_in != w_in * g:
-            raise self.error(f"x has {c_in} input channels but the filter {w} takes {w_in} per group "
-                             f"x {g} groups = {w_in * g}")
-        if isinstance(c_out, int) and c_out % g:
-            raise self.error(f"the filter's {c_out} output channels do not split into {g} groups")
-        self._conv_bias(bias, c_out)
-        sizes = [x.shape[a] for a in lay.spatial_axes]
-        outs = [_window_out(self, i, *args, self.auto_pad)
-                for i, args in enumerate(zip(sizes, kernel, strides, dilations, begin, end))]
-        return x.with_shape(_to_layout((x.shape[lay.axis("N")], c_out, *outs), lay))
+        shape = self._forward_shape(x, w, lay, wl)
+        self._conv_bias(bias, w.shape[wl.out_axis])
+        return x.with_shape(shape)
 
     @staticmethod
     def reference(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, *, kernel_shape: tuple[int, ...],
@@ -410,6 +416,88 @@ class ConvTranspose(_ConvBase):
         if bias is not None:
             y = y + bias.astype(acc).reshape((-1,) + (1,) * n)
         return np.transpose(y, lay.from_channels_first).astype(x.dtype)
+
+
+@register_op("ember.conv_integer", traits={Pure, Heavy, LayoutSensitive, Quantization})
+class ConvInteger(_ConvBase):
+    """Integer convolution with zero points and an exact i32 result (ONNX ConvInteger,
+    and the core of QLinearConv): y = sum over the window of (x - x_zero_point) *
+    (w - w_zero_point). Same windows, groups, layouts and shape rule as ember.conv.
+    x and w are 8-bit integers (each i8 or u8, independently); x_zero_point is a
+    scalar (or one element) of x's type; w_zero_point a scalar of w's type or a vector
+    of one per output channel. Absent zero points are 0. Taps in the padding add
+    nothing (they read x_zero_point, as onnxruntime pads). The sum is exact in i32
+    (an overflow, beyond 2^31, wraps; no 8-bit model comes near it).
+    A separate op rather than an integer ember.conv: its operands differ (zero points,
+    mixed signedness), its result type is not its operands', and it is what int8
+    kernels (IMMA, dp4a) implement; QLinearConv is this op followed by the
+    requantizing elementwise ops and ember.quantize.
+    %y = ember.conv_integer %x, %w, %xz, %wz {pads = [1, 1, 1, 1]} : i32[1,16,28,28]"""
+
+    x = Operand(IntTensor)
+    w = Operand(IntTensor)
+    x_zero_point = Operand(IntTensor, optional=True)
+    w_zero_point = Operand(IntTensor, optional=True)
+    kernel_shape = Attr(A.Ints, default=())
+    strides = Attr(A.Ints, default=())
+    pads = Attr(A.Ints, default=())
+    dilations = Attr(A.Ints, default=())
+    groups = Attr(A.Int, default=1, key="group")
+    auto_pad = Attr(AUTO_PAD, default="NOTSET")
+    layout = Attr(A.Optional(A.Str), default=None)
+    weight_layout = Attr(A.Optional(A.Str), default=None)
+    out = Result(TypeConstraint("i32 tensor", frozenset({"int"})))
+
+    _weight_default = "OI"
+
+    def infer(self, x: Type, w: Type, x_zero_point: Type | None, w_zero_point: Type | None) -> TensorType:
+        x, lay = _spatial(self, x)
+        w = rules.ranked(self, w, "w")
+        for what, t in (("x", x), ("w", w)):
+            if t.dtype.name not in ("i8", "u8"):
+                raise self.error(f"{what} {t} must be i8 or u8")
+        if w.rank != x.rank:
+            raise self.error(f"filter w {w} must have rank {x.rank}, as x {x} has")
+        wl = L.weight(self, self.weight_layout, lay.spatial, default="OI")
+        if self.groups < 1:
+            raise self.error(f"group {self.groups} must be positive")
+        shape = self._forward_shape(x, w, lay, wl)
+        c_out = w.shape[wl.out_axis]
+        for what, zp, like, per_channel in (("x_zero_point", x_zero_point, x, False),
+                                            ("w_zero_point", w_zero_point, w, True)):
+            if zp is None:
+                continue
+            zp = rules.ranked(self, zp, what)
+            if zp.dtype != like.dtype:
+                raise self.error(f"{what} {zp} must have the element type of {like}")
+            scalar = zp.rank == 0 or zp.shape == (1,)
+            channel = per_channel and zp.rank == 1 and (not _static(zp.shape[0], c_out) or zp.shape[0] == c_out)
+            if not (scalar or channel):
+                want = f"a scalar or one value per output channel ({c_out})" if per_channel else "a scalar"
+                raise self.error(f"{what} {zp} must be {want}")
+        return TensorType(i32, shape)
+
+    @staticmethod
+    def reference(x: np.ndarray, w: np.ndarray, x_zero_point: np.ndarray | None, w_zero_point: np.ndarray | None,
+                  *, kernel_shape: tuple[int, ...], strides: tuple[int, ...], pads: tuple[int, ...],
+                  dilations: tuple[int, ...], group: int, auto_pad: str, layout: str | None,
+                  weight_layout: str | None) -> np.ndarray:
+        xs = x.astype(np.int64)
+        ws = w.astype(np.int64)
+        if x_zero_point is not None:
+            xs = xs - x_zero_point.astype(np.int64).reshape(())
+        if w_zero_point is not None:
+            zp = w_zero_point.astype(np.int64)
+            if zp.size == 1:
+                ws = ws - zp.reshape(())
+            else:
+                spatial = L.resolve(layout, x.ndim).spatial
+                axis = L.resolve_weight(weight_layout, spatial, "OI").out_axis
+                ws = ws - zp.reshape([-1 if i == axis else 1 for i in range(w.ndim)])
+        y = Conv.reference(xs, ws, None, kernel_shape=kernel_shape, strides=strides, pads=pads,
+                           dilations=dilations, group=group, auto_pad=auto_pad, layout=layout,
+                           weight_layout=weight_layout)
+        return y.astype(np.int32)
 
 
 def _output_padding(op: Op, value: Sequence[int], strides: Sequence[int], dilations: Sequence[int]
@@ -691,6 +779,89 @@ class GlobalLpPool(_GlobalPool):
         acc = rules.accumulate_dtype(x.dtype)
         total = np.sum(np.abs(x.astype(acc)) ** p, axis=_spatial_axes(x, layout), keepdims=True)
         return (total ** (1.0 / p)).astype(x.dtype)
+
+
+# -- unpooling ------------------------------------------------------------------------------
+@register_op("ember.max_unpool", traits={Pure, LayoutSensitive, DataMovement})
+class MaxUnpool(Op):
+    """Scatter pooled maxima back to where they came from (ONNX MaxUnpool), the
+    inverse of ember.max_pool_with_indices: y is zeros except y[indices[e]] = x[e]
+    for every element e. indices are flat positions in y read channels first
+    ((n*C + c) * prod(out spatial) + row-major spatial position), whatever `layout`
+    says, as max_pool_with_indices gives them; x and indices share a shape.
+
+    The spatial output size is (in-1)*stride + kernel - pad_begin - pad_end per axis
+    (the pooled input's size when pooling dropped nothing), or `output_shape` (the
+    spatial dims only, may be symbolic): the indices then address that shape. When
+    two elements name the same position, the later one in channels-first row-major
+    order of x wins (onnxruntime's sequential loop). An index outside y is an error
+    in the interpreter and undefined in kernels.
+    %y = ember.max_unpool %x, %i {kernel_shape = [2, 2], strides = [2, 2]} : f32[1,3,8,8]"""
+
+    x = Operand(NumericTensor)
+    indices = Operand(TypeConstraint("i64 tensor", frozenset({"int"})))
+    kernel_shape = Attr(A.Ints)
+    strides = Attr(A.Ints, default=())
+    pads = Attr(A.Ints, default=())
+    output_shape = Attr(A.Optional(A.Dims), default=None)
+    layout = Attr(A.Optional(A.Str), default=None)
+    out = Result(NumericTensor)
+
+    def infer(self, x: Type, indices: Type) -> TensorType:
+        x, lay = _spatial(self, x)
+        indices = rules.ranked(self, indices, "indices")
+        if indices.dtype != i64:
+            raise self.error(f"indices {indices} must be i64")
+        if indices.rank != x.rank or not all(_may_equal(a, b) for a, b in zip(indices.shape, x.shape)):
+            raise self.error(f"indices {indices} must have the shape of x {x}")
+        n = x.rank - 2
+        if len(self.kernel_shape) != n:
+            raise self.error(f"kernel_shape {list(self.kernel_shape)} has {len(self.kernel_shape)} entries; "
+                             f"expected {n} (one per spatial dim of {x})")
+        strides, _, begin, end = _window_attrs(self, n, self.kernel_shape, self.strides, (), self.pads, "NOTSET")
+        if self.output_shape is not None:
+            if len(self.output_shape) != n:
+                raise self.error(f"output_shape {list(self.output_shape)} has {len(self.output_shape)} entries; "
+                                 f"expected {n} (the spatial dims only)")
+            if any(isinstance(d, int) and d < 0 for d in self.output_shape):
+                raise self.error(f"output_shape {list(self.output_shape)} must not be negative")
+            outs = list(self.output_shape)
+        else:
+            outs = []
+            for i, a in enumerate(lay.spatial_axes):
+                size = x.shape[a]
+                if isinstance(size, Unknown):
+                    outs.append(Unknown())
+                    continue
+                out = (size - 1) * strides[i] + self.kernel_shape[i] - begin[i] - end[i]
+                if isinstance(out, int) and out < 0:
+                    raise self.error(f"pads crop spatial dim {i} to {out} elements")
+                outs.append(out)
+        return x.with_shape(_to_layout((x.shape[lay.axis("N")], x.shape[lay.channel_axis], *outs), lay))
+
+    @staticmethod
+    def reference(x: np.ndarray, indices: np.ndarray, *, kernel_shape: tuple[int, ...], strides: tuple[int, ...],
+                  pads: tuple[int, ...], output_shape: tuple[int, ...] | None, layout: str | None) -> np.ndarray:
+        xc, lay = _channels_first(x, layout)
+        ic = np.transpose(indices, lay.to_channels_first)
+        n = xc.ndim - 2
+        strides, _, begin, end = _window_attrs(None, n, kernel_shape, strides, (), pads, "NOTSET")
+        if output_shape is not None:
+            outs = [int(d) for d in output_shape]
+        else:
+            outs = [(size - 1) * s + k - b - e for size, s, k, b, e in zip(xc.shape[2:], strides, kernel_shape,
+                                                                             begin, end)]
+        y = np.zeros(xc.shape[:2] + tuple(outs), x.dtype)
+        flat = ic.ravel()
+        if flat.size and (flat.min() < 0 or flat.max() >= y.size):
+            raise ValueError(f"max_unpool: indices range over [{flat.min()}, {flat.max()}]; the output has "
+                             f"{y.size} elements")
+        y.reshape(-1)[flat] = xc.ravel()
+        return np.transpose(y, lay.from_channels_first)
+
+
+def _may_equal(a: Dim, b: Dim) -> bool:
+    return a == b or not _static(a, b)
 
 
 # -- depth and space ------------------------------------------------------------------------

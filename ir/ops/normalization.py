@@ -211,7 +211,8 @@ class LayerNorm(Op):
     """Normalize over the trailing axes axis..rank-1, then y = normalized * scale + bias.
     scale and the optional bias have x's type and broadcast (one way) to the normalized
     shape x.shape[axis:]. Only Y is produced: ONNX's optional Mean and InvStdDev outputs
-    serve training. Statistics are kept in f32 for low-precision x (ONNX's stash_type=1).
+    (used by training) are reductions beside this op, which the frontend emits when asked.
+    Statistics are kept in f32 for low-precision x (ONNX's stash_type=1).
     %y = ember.layer_norm %x, %scale, %bias : f32[2,16,64]"""
 
     x = Operand(FloatTensor)

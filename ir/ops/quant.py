@@ -3,7 +3,8 @@ QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear).
 
 The scale and the optional zero point share one shape, which picks the
 granularity (ONNX opset 23+):
-- per tensor: the scale is a scalar (or has one element);
+- per tensor: the scale is a scalar (or has one element); so is the zero
+  point (a scalar with a [1] partner is accepted, as ONNX's test data has it);
 - per axis: the scale is 1-d with x.shape[axis] elements (block_size 0);
 - blocked: block_size > 0, the scale has x's rank and x's shape except along
   `axis`, where it has ceil(x.shape[axis] / block_size) entries; each scale
@@ -44,7 +45,7 @@ def _check_scale(op: Op, x: TensorType, scale: TensorType, zero_point: TensorTyp
         raise op.error(f"scale needs a known rank, got {scale}")
     if zero_point is not None:
         zero_point = rules.ranked(op, zero_point, "zero_point")
-        if zero_point.shape != scale.shape:
+        if zero_point.shape != scale.shape and not (block_size == 0 and _one(scale) and _one(zero_point)):
             raise op.error(f"zero_point {zero_point} must have the scale's shape, got scale {scale}")
     if block_size < 0:
         raise op.error(f"block_size must be >= 0, got {block_size}")
@@ -66,6 +67,11 @@ def _check_scale(op: Op, x: TensorType, scale: TensorType, zero_point: TensorTyp
         if not _may_equal(s, want):
             raise op.error(f"blocked scale {scale} does not fit x {x} with block_size {block_size} "
                            f"along axis {axis}: axis {i} should have {want} entries")
+
+
+def _one(t: TensorType) -> bool:
+    """A per-tensor parameter: a scalar or a one-element vector."""
+    return t.rank == 0 or t.shape == (1,)
 
 
 def _may_equal(a: Dim, b: Dim) -> bool:

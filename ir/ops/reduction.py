@@ -1,4 +1,4 @@
-"""Reductions over axes, arg-reductions, the cumulative sum and top-k.
+"""Reductions over axes, arg-reductions, running sums and products, and top-k.
 
 Reductions take `axes` as an attribute (ONNX 18+ passes it as an input; the
 frontend folds it): None reduces every axis; an empty tuple reduces over no axis
@@ -25,8 +25,9 @@ import numpy as np
 
 from ember.errors import ShapeError
 from ember.ir import attrs as A
-from ember.ir.dims import Dim
-from ember.ir.opdef import AnyTensor, Attr, NumericTensor, Op, Operand, Pure, Reduction, Result, register_op
+from ember.ir.dims import Dim, Unknown
+from ember.ir.opdef import (AnyTensor, Attr, IntTensor, NumericTensor, Op, Operand, Pure, Reduction, Result,
+                            register_op)
 from ember.ir.ops import rules
 from ember.ir.types import TensorType, Type, i64
 
@@ -247,14 +248,12 @@ class ArgMin(_ArgReduce):
     reference = _arg_reference(np.argmin)
 
 
-# -- cumsum ----------------------------------------------------------------------------------------
-@register_op("ember.cumsum", traits={Pure})
-class CumSum(Op):
-    """Running sum along `axis` (an attribute: ONNX's axis input is a constant in practice).
-    exclusive: element i sums the elements before i (the first is 0); reverse: run from
-    the end. Low-precision floats run the sum in f32 and round each output once; integers
-    wrap in their own type.
-    %y = ember.cumsum %x {axis = 1, reverse = true} : f32[2,8]"""
+# -- cumsum, cumprod -------------------------------------------------------------------------------
+class _Cumulative(Op):
+    """A running reduction along `axis` (an attribute: ONNX's axis input is a constant in
+    practice). exclusive: element i combines the elements before i (the first is the
+    identity); reverse: run from the end. Low-precision floats accumulate in f32 and round
+    each output once; integers wrap in their own type."""
 
     x = Operand(NumericTensor)
     axis = Attr(A.Int)
@@ -268,19 +267,38 @@ class CumSum(Op):
         rules.axis(self, self.axis, t.rank)
         return t
 
-    @staticmethod
+
+def _cumulative(scan: Callable[..., np.ndarray], identity: int) -> Reference:
+    """A running reduction's reference from a numpy scan (np.cumsum, np.cumprod)."""
+
     def reference(x: np.ndarray, *, axis: int, exclusive: bool, reverse: bool) -> np.ndarray:
         w = x.astype(rules.accumulate_dtype(x.dtype), copy=False)
         if reverse:
             w = np.flip(w, axis)
         with np.errstate(over="ignore", invalid="ignore"):
-            s = np.cumsum(w, axis=axis, dtype=w.dtype)
-        if exclusive:  # shift by one along the axis, 0 first
+            s = scan(w, axis=axis, dtype=w.dtype)
+        if exclusive:  # shift by one along the axis, the identity first
             s = np.moveaxis(s, axis, 0)
-            s = np.moveaxis(np.concatenate([np.zeros_like(s[:1]), s[:-1]]), 0, axis)
+            s = np.moveaxis(np.concatenate([np.full_like(s[:1], identity), s[:-1]]), 0, axis)
         if reverse:
             s = np.flip(s, axis)
         return s.astype(x.dtype)
+
+    return staticmethod(reference)  # type: ignore[return-value]
+
+
+@register_op("ember.cumsum", traits={Pure})
+class CumSum(_Cumulative):
+    """Running sum along `axis` (ONNX CumSum); exclusive starts from 0.
+    %y = ember.cumsum %x {axis = 1, reverse = true} : f32[2,8]"""
+    reference = _cumulative(np.cumsum, 0)
+
+
+@register_op("ember.cumprod", traits={Pure})
+class CumProd(_Cumulative):
+    """Running product along `axis` (ONNX CumProd, opset 26); exclusive starts from 1.
+    %y = ember.cumprod %x {axis = 0, exclusive = true} : f64[5]"""
+    reference = _cumulative(np.cumprod, 1)
 
 
 # -- topk ------------------------------------------------------------------------------------------
@@ -290,24 +308,34 @@ class TopK(Op):
 
     `k` is an attribute (ONNX's K input is a constant or shape arithmetic in practice)
     holding one dim, because k is a size that may be symbolic (k = min(N, 100) in
-    detection heads, k = S in argsort-style uses) and becomes the result's dim on `axis`. Ties go to the lower index (as ONNX says). NaN counts as
-    larger than every number: largest=true returns NaNs first, largest=false last.
+    detection heads, k = S in argsort-style uses) and becomes the result's dim on `axis`.
+    Ties go to the lower index (as ONNX says). NaN counts as larger than every number:
+    largest=true returns NaNs first, largest=false last.
     sorted=false only permits any order; the reference always returns sorted results.
+    Where k is data (a detector's min(candidates, boxes over a threshold)), it comes as
+    the optional scalar operand `k_value` instead, and the axis's size is unknown,
+    bounded by the input's.
     %v, %i = ember.topk %x {k = 5} : f32[2,5], i64[2,5]"""
 
     x = Operand(NumericTensor)
-    k = Attr(A.Dim)
+    k_value = Operand(IntTensor, optional=True, doc="k computed at run time; exclusive with `k`")
+    k = Attr(A.Optional(A.Dim), default=None)
     axis = Attr(A.Int, default=-1)
     largest = Attr(A.Bool, default=True)
     sorted = Attr(A.Bool, default=True)
     values = Result(NumericTensor)
     indices = Result(NumericTensor)
 
-    def infer(self, x: Type) -> tuple[TensorType, TensorType]:
+    def infer(self, x: Type, k_value: Type | None) -> tuple[TensorType, TensorType]:
         t = rules.ranked(self, x, "x")
         rules.dtype_in(self, t, ("float", "int", "uint"), "x")
         ax = rules.axis(self, self.axis, t.rank)
-        k, n = self.k, t.shape[ax]  # type: ignore[index]
+        if (k_value is None) == (self.k is None):
+            raise self.error("give k either as the attribute k or as the operand k_value, not both or neither")
+        if k_value is not None and rules.tensor(self, k_value).shape not in ((), (1,)):
+            raise self.error(f"k_value must be a scalar, got {k_value}")
+        n = t.shape[ax]  # type: ignore[index]
+        k = self.k if self.k is not None else Unknown(None if isinstance(n, Unknown) else n)
         if isinstance(k, int) and k < 0:
             raise self.error(f"k must be >= 0, got {k}")
         if isinstance(k, int) and isinstance(n, int) and k > n:
@@ -317,9 +345,10 @@ class TopK(Op):
         return t.with_shape(shape), TensorType(i64, tuple(shape))
 
     @staticmethod
-    def reference(x: np.ndarray, *, k: int, axis: int, largest: bool,
+    def reference(x: np.ndarray, k_value: np.ndarray | None, *, k: int | None, axis: int, largest: bool,
                   sorted: bool) -> tuple[np.ndarray, np.ndarray]:
-        count, axis = int(k), axis % x.ndim
+        count = int(k) if k is not None else int(np.asarray(k_value).reshape(()))
+        axis = axis % x.ndim
         n = x.shape[axis]
         if not 0 <= count <= n:
             raise ShapeError(f"k = {count} is out of range for {n} elements on axis {axis}")
@@ -336,4 +365,4 @@ class TopK(Op):
 
 
 __all__ = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-           "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ArgMax", "ArgMin", "CumSum", "TopK"]
+           "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ArgMax", "ArgMin", "CumSum", "CumProd", "TopK"]

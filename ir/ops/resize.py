@@ -1,10 +1,13 @@
 """Resize: nearest, n-linear and n-cubic resampling over every axis (ONNX Resize, opset 19+).
 
 One op covers upsampling and downsampling of any rank. The output size comes
-from `scales` (out = floor(in * scale) per axis) or from `sizes` (given, may be
-symbolic), exactly one of the two, always one entry per axis: ONNX's `axes`
-subset and `keep_aspect_ratio_policy` are frontend conveniences that the ONNX
-importer turns into full-rank `sizes`. Everything per axis (`scales`, `sizes`,
+from `sizes` (given, may be symbolic) or else from `scales` (out = floor(in *
+scale) per axis), always one entry per axis. With both, `sizes` fixes the output
+and `scales` the sample positions (ONNX's keep_aspect_ratio_policy rounds the
+size but positions by the scale; PyTorch's interpolate without
+recompute_scale_factor does the same). ONNX's `axes` subset and
+`keep_aspect_ratio_policy` are frontend conveniences that the ONNX importer
+turns into full-rank `sizes` (and `scales`). Everything per axis (`scales`, `sizes`,
 `roi`) is indexed by axis, so Resize is layout-agnostic: the layout pass only
 permutes those lists.
 
@@ -28,7 +31,7 @@ from ember.ir.types import TensorType, Type
 
 MODES = ("nearest", "linear", "cubic")
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
-                    "asymmetric", "tf_crop_and_resize")
+                    "asymmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 # A symbolic dim times a scale has an exact dim expression when the scale is p/q
@@ -53,21 +56,26 @@ def scaled_dim(d: Dim, scale: float) -> Dim:
 class Resize(Op):
     """Resample every axis by nearest, n-linear or n-cubic interpolation (ONNX Resize).
 
-    Output dims: floor(in * scale) with `scales` (a symbolic dim gets an exact
-    expression for dyadic scales such as 2.0 -> 2*H, 0.5 -> H//2, 1.5 ->
-    (3*H)//2, and `?` otherwise), or `sizes` as given. The per-axis scale used
-    below is the given one, or out/in with `sizes`.
+    Output dims: `sizes` as given, or else floor(in * scale) with `scales` (a
+    symbolic dim gets an exact expression for dyadic scales such as 2.0 -> 2*H,
+    0.5 -> H//2, 1.5 -> (3*H)//2, and `?` otherwise). The per-axis scale s used
+    below is the given `scales` entry, or out/in when only `sizes` is given.
 
-    Source coordinate x of output index y on an axis (in, out: lengths; s: scale):
+    Source coordinate x of output index y on an axis (in, out: lengths; s: scale;
+    L: the unrounded output length in*s with `scales`, out with `sizes` only):
       half_pixel            (y + 0.5) / s - 0.5
       half_pixel_symmetric  in/2 * (1 - out/(s*in)) + (y + 0.5) / s - 0.5
       pytorch_half_pixel    (y + 0.5) / s - 0.5, or 0 when out == 1
-      align_corners         y * (in - 1) / (out - 1), or 0 when out == 1
+      align_corners         y * (in - 1) / (L - 1), or 0 when L == 1
       asymmetric            y / s
-      tf_crop_and_resize    start*(in-1) + y * (end-start) * (in-1) / (out-1), or
-                            (start+end)/2 * (in-1) when out == 1; roi = [starts..., ends...];
+      tf_half_pixel_for_nn  (y + 0.5) / s  (ONNX opset 11's mode for TensorFlow's nearest)
+      tf_crop_and_resize    start*(in-1) + y * (end-start) * (in-1) / (L-1), or
+                            (start+end)/2 * (in-1) when L == 1; roi = [starts..., ends...];
                             an output whose x on any axis lies outside [0, in-1] is
                             `extrapolation_value`.
+    L follows ONNX's reference and backend tests: downsampling 4 elements by 0.6
+    with align_corners reads x = 3/1.4 for y = 1, where onnxruntime and PyTorch
+    divide by out - 1 = 1 (a frontend wanting that passes `sizes` alone).
     Coordinates are computed in f64.
 
     Taps and weights:
@@ -93,8 +101,8 @@ class Resize(Op):
     %y = ember.resize %x {scales = [1.0, 1.0, 2.0, 2.0], mode = "linear"} : f32[1,3,64,64]"""
 
     x = Operand(AnyTensor)
-    scales = Attr(A.Optional(A.Floats), default=None, doc="one per axis, > 0; exclusive with sizes")
-    sizes = Attr(A.Optional(A.Dims), default=None, doc="one per axis, may be symbolic; exclusive with scales")
+    scales = Attr(A.Optional(A.Floats), default=None, doc="one per axis, > 0")
+    sizes = Attr(A.Optional(A.Dims), default=None, doc="one per axis, may be symbolic; wins over scales")
     mode = Attr(A.OneOf(*MODES), default="nearest")
     coordinate_transformation_mode = Attr(A.OneOf(*COORDINATE_MODES), default="half_pixel")
     nearest_mode = Attr(A.OneOf(*NEAREST_MODES), default="round_prefer_floor", doc="mode=nearest only")
@@ -108,8 +116,8 @@ class Resize(Op):
     def infer(self, x: Type) -> TensorType:
         x = rules.ranked(self, x, "x")
         rank = x.rank
-        if (self.scales is None) == (self.sizes is None):
-            raise self.error("give exactly one of scales and sizes")
+        if self.scales is None and self.sizes is None:
+            raise self.error("give scales or sizes (or both)")
         if self.mode != "nearest" and x.dtype.kind not in ("float", "int", "uint"):
             raise self.error(f"mode {self.mode!r} interpolates numbers; x is {x}")
         if self.antialias and self.mode == "nearest":
@@ -131,6 +139,7 @@ class Resize(Op):
             bad = [s for s in self.scales if not (math.isfinite(s) and s > 0)]
             if bad:
                 raise self.error(f"scales must be finite and > 0, got {list(self.scales)}")
+        if self.sizes is None:
             return x.with_shape(scaled_dim(d, s) for d, s in zip(x.shape, self.scales))  # type: ignore[union-attr]
         if len(self.sizes) != rank:
             raise self.error(f"sizes has {len(self.sizes)} values; x has rank {rank}")
@@ -152,7 +161,8 @@ class Resize(Op):
             for d, o in zip(x.shape, outs):
                 if d == 0 and o != 0:
                     raise ValueError(f"cannot resize an empty axis to {o}")
-            factors = [o / d if d else 1.0 for o, d in zip(outs, x.shape)]
+            factors = [float(s) for s in scales] if scales is not None else \
+                [o / d if d else 1.0 for o, d in zip(outs, x.shape)]
         else:
             assert scales is not None
             factors = [float(s) for s in scales]
@@ -163,8 +173,9 @@ class Resize(Op):
         outside: np.ndarray | None = None
         for axis in range(rank):
             n_in, n_out, scale = x.shape[axis], outs[axis], factors[axis]
+            length = n_in * scale if scales is not None else float(n_out)
             pair = (roi[axis], roi[axis + rank]) if roi is not None else None
-            coords = _source_coords(coordinate_transformation_mode, n_in, n_out, scale, pair)
+            coords = _source_coords(coordinate_transformation_mode, n_in, n_out, scale, length, pair)
             if pair is not None:
                 mask = ((coords < 0) | (coords > n_in - 1)).reshape((-1,) + (1,) * (rank - axis - 1))
                 outside = mask if outside is None else (outside | mask)
@@ -195,9 +206,9 @@ def _to_dtype(values: np.ndarray, dt: np.dtype) -> np.ndarray:
     return values.astype(dt)
 
 
-def _source_coords(ctm: str, n_in: int, n_out: int, scale: float, roi: tuple[float, float] | None
-                   ) -> np.ndarray:
-    """The source coordinate of every output index along one axis (f64)."""
+def _source_coords(ctm: str, n_in: int, n_out: int, scale: float, length: float,
+                   roi: tuple[float, float] | None) -> np.ndarray:
+    """The source coordinate of every output index along one axis (f64); `length` is L."""
     y = np.arange(n_out, dtype=np.float64)
     if ctm == "half_pixel":
         return (y + 0.5) / scale - 0.5
@@ -208,13 +219,15 @@ def _source_coords(ctm: str, n_in: int, n_out: int, scale: float, roi: tuple[flo
     if ctm == "pytorch_half_pixel":
         return (y + 0.5) / scale - 0.5 if n_out > 1 else np.zeros(n_out)
     if ctm == "align_corners":
-        return y * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
+        return y * (n_in - 1) / (length - 1) if length != 1 else np.zeros(n_out)
     if ctm == "asymmetric":
         return y / scale
+    if ctm == "tf_half_pixel_for_nn":
+        return (y + 0.5) / scale
     assert ctm == "tf_crop_and_resize" and roi is not None
     start, end = roi
-    if n_out > 1:
-        return y * (end - start) * (n_in - 1) / (n_out - 1) + start * (n_in - 1)
+    if length != 1:
+        return y * (end - start) * (n_in - 1) / (length - 1) + start * (n_in - 1)
     return np.full(n_out, (start + end) / 2 * (n_in - 1))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ember.ir import attrs as A
-from ember.ir.dims import Dim, Unknown
+from ember.ir.dims import Dim, DimExpr, Unknown
 from ember.ir.opdef import (AnyTensor, AnyType, Attr, HostOnly, IntTensor, Op, Operand, OptionalValue,
                             Pure, Result, SequenceValue, register_op)
 from ember.ir.ops import rules
@@ -48,6 +48,15 @@ def _position(position: np.ndarray, n: int, allow_end: bool) -> int:
         raise IndexError(f"position {p} is out of range for a sequence of {n} tensors "
                          f"(accepted: {-n}..{hi})")
     return p + n if p < 0 else p
+
+
+def _unbound(t: Type) -> Type:
+    """`t` with its symbolic dims unknown (they may differ from element to element)."""
+    if isinstance(t, TensorType) and t.shape is not None:
+        return t.with_shape(Unknown() if isinstance(d, DimExpr) else d for d in t.shape)
+    if isinstance(t, (SequenceType, OptionalType)):
+        return type(t)(_unbound(t.element))
+    return t
 
 
 def _join_all(op: Op, types: list[Type], what: str) -> Type:
@@ -97,6 +106,10 @@ class SequenceEmpty(Op):
 @register_op("ember.sequence_at", traits=SEQ)
 class SequenceAt(Op):
     """The tensor at `position` (in -n..n-1; out of range is an error).
+
+    Symbolic dims of the element type become unknown in the result: elements
+    may differ in them (ONNX models declare a sequence input `seq(float[N])`
+    whose elements have different N), so one symbol cannot stand for all.
     %t = ember.sequence_at %s, %p : f32[?,3]"""
 
     input_sequence = Operand(SequenceValue)
@@ -105,7 +118,7 @@ class SequenceAt(Op):
 
     def infer(self, input_sequence: Type, position: Type) -> Type:
         _position_type(self, position)
-        return _element(self, input_sequence)
+        return _unbound(_element(self, input_sequence))
 
     @staticmethod
     def reference(input_sequence: list[np.ndarray], position: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""Shape and data-movement ops: views (reshape, squeeze, unsqueeze, flatten),
-permutes, joins and cuts (transpose, concat, split, slice), padding and
+"""Shape and data-movement ops: views (reshape, squeeze, unsqueeze, flatten,
+bitcast), permutes, joins and cuts (transpose, concat, split, slice), padding and
 replication (pad, expand, tile), shape queries (shape, size), generators
-(range, trilu). Indexing ops (gather*, scatter*, nonzero, one_hot) live in
-`ember.ir.ops.indexing`, imported at the end of this module.
+(range, trilu, eye_like). Indexing ops (gather*, scatter*, tensor_scatter,
+reverse_sequence, nonzero, one_hot, unique) live in `ember.ir.ops.indexing`,
+imported at the end of this module.
 
 Sizes and indices that are static configuration in practice (reshape's shape,
 slice's starts/ends, pad's pads, expand's shape, tile's repeats, split's sizes)
@@ -273,6 +274,38 @@ class Flatten(Op):
     def reference(x: np.ndarray, *, axis: int) -> np.ndarray:
         a = axis if axis >= 0 else axis + x.ndim
         return np.reshape(x, (int(np.prod(x.shape[:a])), int(np.prod(x.shape[a:]))))
+
+
+@register_op("ember.bitcast", traits=VIEW)
+class BitCast(Op):
+    """The same bits read as another element type of the same bit width (f32 <-> i32,
+    u16 <-> f16, bool <-> u8, i4 <-> u4 <-> f4e2m1, ...); the shape is unchanged.
+    Bytes are little endian, as ONNX says. Sub-byte types hold their bits in the low
+    bits of a byte (as ml_dtypes stores them), so i4 -1 reads as u4 15. Reading bytes
+    as bool gives `byte != 0`: a bool holds only 0 or 1.
+    %y = ember.bitcast %x {to = i32} : i32[N,4]"""
+
+    x = Operand(AnyTensor)
+    to = Attr(A.DTypeAttr)
+    out = Result(AnyTensor)
+
+    def infer(self, x: Type) -> TensorType:
+        t = rules.tensor(self, x)
+        if "string" in (t.dtype.kind, self.to.kind):
+            raise self.error(f"cannot bitcast {t.dtype} to {self.to}: strings have no fixed bit width")
+        if t.dtype.bits != self.to.bits:
+            raise self.error(f"cannot bitcast {t.dtype} ({t.dtype.bits} bits) to {self.to} ({self.to.bits} bits); "
+                             "the bit widths must be equal")
+        return t.with_dtype(self.to)
+
+    @staticmethod
+    def reference(x: np.ndarray, *, to: Any) -> np.ndarray:
+        data = np.asarray(x, order="C")
+        if data.dtype.byteorder == ">":
+            data = data.astype(data.dtype.newbyteorder("<"))
+        if to.kind == "bool":
+            return data.view(np.uint8) != 0
+        return data.view(to.np_dtype).copy()
 
 
 # -- permute, join, cut ---------------------------------------------------------------------------
@@ -603,6 +636,66 @@ class Tile(Op):
         return np.tile(x, tuple(repeats)) if x.ndim else x.copy()
 
 
+@register_op("ember.constant_of_shape", traits={Pure})
+class ConstantOfShape(Op):
+    """A tensor filled with `value` whose shape is data: the shape operand is a 1-D
+    i64 tensor known only at run time (the size of what survived a NonZero, say).
+    Shapes known at build time, symbolic ones included, use ember.expand of a scalar
+    instead; this op is for data-dependent sizes, whose dims are unknown here.
+    %z = ember.constant_of_shape %s {value = dense<f32[]: 0.0>} : f32[?,4]"""
+
+    shape = Operand(IntTensor)
+    value = Attr(A.TensorAttr)
+    out = Result(AnyTensor)
+
+    def infer(self, shape: Type) -> TensorType:
+        s = rules.ranked(self, shape, "shape")
+        if s.rank != 1 or not isinstance(s.shape[0], int):  # type: ignore[index]
+            raise self.error(f"shape must be a 1-D tensor of static length, got {shape}")
+        if self.value.array.size != 1:
+            raise self.error(f"value must hold one element, got {self.value.type}")
+        known = static_value(self.operands[0])
+        dims: tuple[Dim, ...] = tuple(int(d) for d in known) if known is not None else \
+            tuple(Unknown() for _ in range(s.shape[0]))  # type: ignore[index]
+        if any(isinstance(d, int) and d < 0 for d in dims):
+            raise self.error(f"shape {list(dims)} has a negative dim")
+        return TensorType(self.value.dtype, dims)
+
+    @staticmethod
+    def reference(shape: np.ndarray, *, value: np.ndarray) -> np.ndarray:
+        dims = tuple(int(d) for d in np.asarray(shape).ravel())
+        if any(d < 0 for d in dims):
+            raise ValueError(f"shape {list(dims)} has a negative dim")
+        return np.full(dims, value.reshape(()), dtype=value.dtype)
+
+
+@register_op("ember.eye_like", traits={Pure, ShapeOnly})
+class EyeLike(Op):
+    """A matrix of x's 2-D shape with ones where column - row == k and zeros elsewhere,
+    of element type `dtype` (default: x's). Only x's shape is read, so a symbolic
+    shape stays symbolic (ONNX EyeLike).
+    %y = ember.eye_like %x {k = 1, dtype = f32} : f32[N,M]"""
+
+    x = Operand(AnyTensor)
+    k = Attr(A.Int, default=0)
+    dtype = Attr(A.Optional(A.DTypeAttr), default=None)
+    out = Result(AnyTensor)
+
+    def infer(self, x: Type) -> TensorType:
+        xs = shape_of(self, x)
+        if len(xs) != 2:
+            raise self.error(f"needs a 2-D operand, got {x}")
+        dt = self.dtype if self.dtype is not None else rules.tensor(self, x).dtype
+        if dt.kind == "string":
+            raise self.error(f"cannot make an identity matrix of {dt}")
+        return TensorType(dt, xs)
+
+    @staticmethod
+    def reference(x: np.ndarray, *, k: int, dtype: Any) -> np.ndarray:
+        dt = dtype.np_dtype if dtype is not None else x.dtype
+        return np.eye(x.shape[0], x.shape[1], k=k, dtype=np.bool_).astype(dt)
+
+
 @register_op("ember.trilu", traits=MOVE)
 class Trilu(Op):
     """Keep the upper (upper=true: j - i >= k) or lower (j - i <= k) triangle of the
@@ -732,6 +825,6 @@ class Range(Op):
 
 from ember.ir.ops import indexing  # noqa: E402,F401  (the indexing half of this family)
 
-__all__ = ["Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Concat", "Split", "Slice", "Pad",
-           "Expand", "Tile", "Trilu", "Shape", "Size", "Range", "nonneg", "exact_div", "merge_dims", "product",
-           "provably_different", "clamp_index", "slice_length", "range_length", "indexing"]
+__all__ = ["Reshape", "Squeeze", "Unsqueeze", "Flatten", "BitCast", "Transpose", "Concat", "Split", "Slice", "Pad",
+           "Expand", "Tile", "Trilu", "EyeLike", "Shape", "Size", "Range", "nonneg", "exact_div", "merge_dims",
+           "product", "provably_different", "clamp_index", "slice_length", "range_length", "indexing"]

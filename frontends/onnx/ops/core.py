@@ -9,7 +9,7 @@ import numpy as np
 from ember.frontends.onnx.importer import NodeContext
 from ember.frontends.onnx.registry import converter
 from ember.frontends.onnx.tensors import element_type
-from ember.ir.types import TensorType
+from ember.ir.dims import Unknown, ceildiv
 
 
 @converter("Constant")
@@ -44,23 +44,28 @@ def cast(ctx: NodeContext) -> Any:
 
 @converter("CastLike")
 def cast_like(ctx: NodeContext) -> Any:
-    target = ctx.tensor_type(1).dtype
-    return ctx.op("ember.cast", ctx.input(0), to=target, saturate=bool(ctx.attr("saturate", 1)))
+    kwargs: dict[str, Any] = {"to": ctx.tensor_type(1).dtype, "saturate": bool(ctx.attr("saturate", 1))}
+    if ctx.has_attr("round_mode"):
+        kwargs["round_mode"] = ctx.attr("round_mode")
+    return ctx.op("ember.cast", ctx.input(0), **kwargs)
 
 
 @converter("Shape")
 def shape(ctx: NodeContext) -> Any:
-    t = ctx.tensor_type(0)
     kwargs: dict[str, Any] = {}
     if ctx.opset >= 15:
         kwargs = {"start": ctx.attr("start", 0), "end": ctx.attr("end", None)}
-    return ctx.op("ember.shape", ctx.input(0), **kwargs) if t.shape is not None else \
-        ctx.op("ember.shape", ctx.input(0), **kwargs)
+    return ctx.op("ember.shape", ctx.input(0), **kwargs)
 
 
 @converter("Size")
 def size(ctx: NodeContext) -> Any:
     return ctx.op("ember.size", ctx.input(0))
+
+
+@converter("Reshape", since=1)
+def reshape_attr(ctx: NodeContext) -> Any:
+    return ctx.op("ember.reshape", ctx.input(0), shape=tuple(ctx.attr("shape")))
 
 
 @converter("Reshape", since=5)
@@ -98,7 +103,10 @@ def unsqueeze(ctx: NodeContext) -> Any:
 
 @converter("Concat")
 def concat(ctx: NodeContext) -> Any:
-    return ctx.op("ember.concat", *[v for v in ctx.inputs() if v is not None], axis=ctx.attr("axis", 0))
+    axis = ctx.attr("axis", 1 if ctx.opset < 4 else None)  # opsets 1-3: default 1; from 4 on: required
+    if axis is None:
+        raise ctx.fail("attribute 'axis' is required")
+    return ctx.op("ember.concat", *[v for v in ctx.inputs() if v is not None], axis=axis)
 
 
 @converter("Transpose")
@@ -114,9 +122,12 @@ def gather(ctx: NodeContext) -> Any:
 
 @converter("ConstantOfShape")
 def constant_of_shape(ctx: NodeContext) -> Any:
-    dims = ctx.dims(0, "the shape")
     value = ctx.attr("value")
     fill = np.asarray(value).reshape(()) if value is not None else np.array(0.0, np.float32)
+    known = ctx.shape_value(0)
+    if known is None:  # a data-dependent shape (after NonZero, NMS): the shape stays an operand
+        return ctx.op("ember.constant_of_shape", ctx.input(0), value=fill)
+    dims = known.elements
     if all(isinstance(d, int) for d in dims):
         count = int(np.prod(dims, dtype=np.int64))
         if count <= 1 << 16:
@@ -132,17 +143,27 @@ def expand(ctx: NodeContext) -> Any:
 
 @converter("Range")
 def range_(ctx: NodeContext) -> Any:
+    """The length is data unless the bounds are known; with symbolic bounds (range(0, S, 1)
+    from a Shape) and a static step it is ceil((limit - start) / delta), kept as a dim."""
     start, limit, delta = (ctx.shape_value(i) for i in range(3))
     length = None
     if start is not None and limit is not None and delta is not None and delta.is_static \
-            and all(len(v.elements) == 1 for v in (start, limit, delta)):
-        from ember.ir.dims import ceildiv
+            and all(len(v.elements) == 1 for v in (start, limit, delta)) \
+            and not (start.is_static and limit.is_static):
         step = int(delta.elements[0])
-        if step > 0 and not (start.is_static and limit.is_static):
-            length = ceildiv(limit.elements[0] - start.elements[0], step)  # type: ignore[operator]
-    kwargs = {"length": length} if length is not None else {}
-    return ctx.op("ember.range", ctx.input(0), ctx.input(1), ctx.input(2), **kwargs)
+        span = limit.elements[0] - start.elements[0]  # type: ignore[operator]
+        if step > 0:
+            length = ceildiv(span, step)
+        elif step < 0:
+            length = ceildiv(-span, -step)  # type: ignore[operator]
+    kwargs = {"length": length} if length is not None and not isinstance(length, Unknown) else {}
+    return ctx.op("ember.range", *(_scalar_operand(ctx, i) for i in range(3)), **kwargs)
 
 
-def tensor_type(ctx: NodeContext, i: int) -> TensorType:
-    return ctx.tensor_type(i)
+def _scalar_operand(ctx: NodeContext, i: int) -> Any:
+    """Range's operand i as a scalar: ONNX says scalars; exporters (AffineGrid's own body
+    among them) pass one-element tensors, which onnxruntime accepts too."""
+    t = ctx.tensor_type(i)
+    if t.shape is not None and len(t.shape) == 1 and t.shape[0] == 1:
+        return ctx.op("ember.reshape", ctx.input(i), shape=())
+    return ctx.input(i)

@@ -25,7 +25,6 @@ BINARY = {
     "And": "ember.and", "Or": "ember.or", "Xor": "ember.xor", "Equal": "ember.equal", "Less": "ember.less",
     "LessOrEqual": "ember.less_equal", "Greater": "ember.greater", "GreaterOrEqual": "ember.greater_equal",
     "BitwiseAnd": "ember.bitwise_and", "BitwiseOr": "ember.bitwise_or", "BitwiseXor": "ember.bitwise_xor",
-    "PRelu": "ember.prelu",
 }
 # Activation attributes: ONNX name -> (Ember name, default), per op.
 WITH_ATTRS: dict[str, tuple[str, dict[str, tuple[str, Any]]]] = {
@@ -63,6 +62,22 @@ for _onnx, _ember in BINARY.items():
     converter(_onnx)(_binary(_ember))
 for _onnx, (_ember, _attrs) in WITH_ATTRS.items():
     converter(_onnx)(_with_attrs(_ember, _attrs))
+
+
+@converter("PRelu", since=1)
+def prelu_channels(ctx: NodeContext) -> Any:
+    """Before opset 7 a slope vector holds one value per channel (axis 1), as in Caffe2 and
+    PyTorch's exports; it is reshaped to [C, 1, ..., 1] to broadcast that way."""
+    x, slope = ctx.input(0), ctx.input(1)
+    xt, st = ctx.tensor_type(0), ctx.tensor_type(1)
+    if xt.rank is not None and xt.rank > 2 and st.shape is not None and st.rank == 1 and st.shape != (1,):
+        slope = ctx.op("ember.unsqueeze", slope, axes=tuple(range(1, xt.rank - 1)))
+    return ctx.op("ember.prelu", x, slope)
+
+
+@converter("PRelu", since=7)
+def prelu(ctx: NodeContext) -> Any:
+    return ctx.op("ember.prelu", ctx.input(0), ctx.input(1))
 
 
 @converter("Mod")

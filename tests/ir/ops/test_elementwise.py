@@ -78,8 +78,28 @@ def test_mod_int_vs_onnx(dt):
 
 
 @pytest.mark.parametrize("dt", FLOATS, ids=ids(FLOATS))
-def test_mod_float_vs_onnx(dt):
-    check_vs_onnx("ember.mod", "Mod", [rand((3, 4), dt), rand((1, 4), dt)], {"fmod": True}, {"fmod": 1})
+@pytest.mark.parametrize("fmod", [False, True])
+def test_mod_float_vs_onnx(dt, fmod):
+    check_vs_onnx("ember.mod", "Mod", [rand((3, 4), dt), rand((1, 4), dt)], {"fmod": fmod}, {"fmod": int(fmod)},
+                  opset=28)
+
+
+def test_mod_float_special_values():
+    # ONNX 28's table for fmod=0: a zero x takes y's sign; inf x, zero y, NaN give NaN;
+    # an infinite y gives x (same sign) or y (opposite signs)
+    inf, nan = np.inf, np.nan
+    x = np.float32([0.0, -0.0, 0.0, inf, 3.0, nan, 5.0, -5.0, 5.0, -5.0, 7.5, -7.5])
+    y = np.float32([2.0, 2.0, -2.0, 2.0, 0.0, 2.0, inf, -inf, -inf, inf, -2.0, 2.0])
+    got = ember_op("ember.mod", [x, y])[0]
+    want = np.float32([0.0, 0.0, -0.0, nan, nan, nan, 5.0, -5.0, -inf, inf, -0.5, 0.5])
+    assert np.array_equal(got, want, equal_nan=True)
+    signed = ~np.isnan(want)
+    assert np.array_equal(np.signbit(got[signed]), np.signbit(want[signed]))
+    fm = ember_op("ember.mod", [x, y], {"fmod": True})[0]
+    want_fm = np.float32([0.0, -0.0, 0.0, nan, nan, nan, 5.0, -5.0, 5.0, -5.0, 1.5, -1.5])
+    assert np.array_equal(fm, want_fm, equal_nan=True)
+    half = ember_op("ember.mod", [np.float16([-7.5]), np.float16([2.0])])[0]
+    assert half.dtype == np.float16 and half.tolist() == [0.5]
 
 
 PRELU_SLOPES = [(2, 3, 4), (4,), (3, 1), (1,), ()]
@@ -176,14 +196,15 @@ def test_bitwise_by_hand():
     assert ember_op("ember.bitwise_not", [np.array([0, 255], np.uint8)])[0].tolist() == [255, 0]
 
 
-@pytest.mark.parametrize("dt", UNSIGNED, ids=ids(UNSIGNED))
+@pytest.mark.parametrize("dt", INTS, ids=ids(INTS))
 @pytest.mark.parametrize("direction", ["left", "right"])
 def test_bit_shift_vs_onnx(dt, direction):
     bits = np.dtype(dt).itemsize * 8
-    x = rand((3, 4), dt, low=0, high=25)
-    y = np.random.default_rng().integers(0, bits, size=(4,)).astype(dt)
+    x = rand((3, 4), dt, low=-25 if np.dtype(dt).kind == "i" else 0, high=25)
+    low = -3 if np.dtype(dt).kind == "i" else 0  # out-of-range amounts: negative and >= the width
+    y = np.random.default_rng().integers(low, bits + 3, size=(4,)).astype(dt)
     check_vs_onnx("ember.bit_shift", "BitShift", [x, y], {"direction": direction},
-                  {"direction": direction.upper()})
+                  {"direction": direction.upper()}, opset=28)
 
 
 def test_bit_shift_by_hand():
@@ -191,6 +212,17 @@ def test_bit_shift_by_hand():
     s = np.array([3, 1, 4], np.uint8)
     assert ember_op("ember.bit_shift", [x, s], {"direction": "left"})[0].tolist() == [8, 0x02, 0xF0]
     assert ember_op("ember.bit_shift", [x, s], {"direction": "right"})[0].tolist() == [0, 0x40, 0x0F]
+
+
+def test_bit_shift_signed_by_hand():
+    x = np.array([-8, -1, 64, 5, -5, -5, 7], np.int8)
+    s = np.array([1, 7, 1, 8, -1, 9, 0], np.int8)
+    # right: arithmetic (sign fill); out of range (8, -1, 9): -1 for negative x, else 0
+    assert ember_op("ember.bit_shift", [x, s], {"direction": "right"})[0].tolist() == [-4, -1, 32, 0, -1, -1, 7]
+    # left: two's complement bits, past the sign bit lost; out of range: 0
+    assert ember_op("ember.bit_shift", [x, s], {"direction": "left"})[0].tolist() == [-16, -128, -128, 0, 0, 0, 7]
+    big = np.array([1, 1], np.uint64), np.array([63, 64], np.uint64)
+    assert ember_op("ember.bit_shift", list(big), {"direction": "left"})[0].tolist() == [1 << 63, 0]
 
 
 # -- unary math -------------------------------------------------------------------------------
@@ -482,8 +514,8 @@ def test_symbolic_shapes(op, types, attrs, want):
     ("add", [ir.f32[3], ir.f16[3]], {}, "share an element type"),
     ("add", [ir.f32[3, 4], ir.f32[5]], {}, "do not broadcast"),
     ("add", [ir.boolean[3], ir.boolean[3]], {}, "numeric tensor"),
-    ("mod", [ir.f32[3], ir.f32[3]], {}, "floating-point mod needs fmod=true"),
-    ("bit_shift", [ir.i32[3], ir.i32[3]], {"direction": "left"}, "unsigned integers"),
+    ("bit_shift", [ir.i32[3], ir.i16[3]], {"direction": "left"}, "share an element type"),
+    ("bit_shift", [ir.f32[3], ir.f32[3]], {"direction": "left"}, "integer tensor"),
     ("bitwise_and", [ir.f32[3], ir.f32[3]], {}, "integer tensor"),
     ("and", [ir.i32[3], ir.i32[3]], {}, "bool tensor"),
     ("not", [ir.f32[3]], {}, "bool tensor"),

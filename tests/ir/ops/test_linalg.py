@@ -314,3 +314,50 @@ def test_einsum_round_trips_equation_with_ellipsis():
     got = ember_op("ember.einsum", [x], {"equation": "...ii -> ...i"})[0]
     assert_close(got, np.einsum("...ii->...i", x))
     assert_close(got, onnx_op("Einsum", [x], {"equation": "...ii -> ...i"})[0])
+
+
+# -- det --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(3, 3), (2, 4, 4), (2, 3, 1, 1), (5, 2, 2)])
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_det_vs_onnx(shape, dt):
+    check_vs_onnx("ember.det", "Det", [rand(shape, dt)], opset=22)
+
+
+def test_det_f16_computes_in_f32():
+    x = rand((2, 3, 3), np.float16)  # onnx.reference's numpy cannot take f16 here
+    got = ember_op("ember.det", [x])[0]
+    assert got.dtype == np.float16
+    assert np.array_equal(got, np.linalg.det(x.astype(np.float32)).astype(np.float16))
+
+
+def test_det_by_hand():
+    x = np.array([[[1, 2], [3, 4]], [[2, 0], [0, 3]], [[1, 2], [2, 4]]], np.float64)
+    got = ember_op("ember.det", [x])[0]
+    assert got.shape == (3,) and np.allclose(got, [-2, 6, 0])
+    three = np.array([[2, 0, 1], [1, 3, 2], [1, 1, 1]], np.float32)  # 2*(3-2) - 0 + 1*(1-3) = 0
+    assert ember_op("ember.det", [three])[0].shape == ()
+    assert abs(float(ember_op("ember.det", [three])[0])) < 1e-5
+    perm = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], np.float32)  # an even permutation
+    assert float(ember_op("ember.det", [perm])[0]) == pytest.approx(1.0)
+    assert ember_op("ember.det", [np.zeros((2, 0, 0), np.float32)])[0].tolist() == [1.0, 1.0]  # empty product
+    nan = ember_op("ember.det", [np.array([[np.nan, 1], [1, 1]], np.float32)])[0]
+    assert np.isnan(nan)
+
+
+def test_det_symbolic():
+    b = ir.Builder()
+    x = b.input("x", ir.f32["N", "M", "M"])
+    assert str(b.det(x).type) == "f32[N]"
+    y = b.input("y", ir.f16[4, "K", 3])  # K must be 3 at run time
+    assert str(b.det(y).type) == "f16[4]"
+
+
+@pytest.mark.parametrize("t,match", [
+    (ir.f32[3], "rank >= 2"),
+    (ir.f32[2, 3], "not square"),
+    (ir.i32[2, 2], "float tensor"),
+])
+def test_det_errors(t, match):
+    b = ir.Builder()
+    with pytest.raises(ShapeError, match=match):
+        b.det(b.input("x", t))

@@ -820,3 +820,145 @@ def test_traits():
                  "ember.depth_to_space", "ember.space_to_depth"):
         assert {Pure, LayoutSensitive} <= ir.lookup(name).traits
         assert Heavy not in ir.lookup(name).traits
+
+
+# -- conv_integer -------------------------------------------------------------------------------
+CONV_INT = [
+    pytest.param({}, id="plain"),
+    pytest.param({"pads": [1, 1, 1, 1], "strides": [2, 2]}, id="pads-strides"),
+    pytest.param({"dilations": [2, 1], "pads": [0, 1, 2, 1]}, id="dilations"),
+    pytest.param({"auto_pad": "SAME_LOWER", "strides": [2, 1]}, id="same-lower"),
+    pytest.param({"group": 2}, id="groups"),
+]
+
+
+@pytest.mark.parametrize("attrs", CONV_INT)
+@pytest.mark.parametrize("x_dtype,w_dtype", [(np.uint8, np.uint8), (np.uint8, np.int8), (np.int8, np.int8)],
+                         ids=["u8-u8", "u8-i8", "i8-i8"])
+def test_conv_integer_vs_onnx(attrs, x_dtype, w_dtype):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0 if x_dtype == np.uint8 else -128, 128, (1, 4, 5, 5)).astype(x_dtype)
+    w = rng.integers(0 if w_dtype == np.uint8 else -128, 128, (4, 4 // attrs.get("group", 1), 3, 3)).astype(w_dtype)
+    xz, wz = np.array(7, x_dtype), np.array(3, w_dtype)
+    got = check_vs_onnx("ember.conv_integer", "ConvInteger", [x, w, xz, wz], attrs)[0]
+    assert got.dtype == np.int32
+
+
+def test_conv_integer_per_channel_w_zero_point_and_absent_x_zero_point():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 255, (2, 3, 4, 4)).astype(np.uint8)
+    w = rng.integers(-128, 127, (5, 3, 2, 2)).astype(np.int8)
+    wz = rng.integers(-5, 5, (5,)).astype(np.int8)
+    got = ember_op("ember.conv_integer", [x, w, None, wz], {"pads": [1, 0, 0, 1]})[0]
+    # the same sums in float64, which is exact here
+    want = ember_op("ember.conv", [x.astype(np.float64), (w.astype(np.float64) - wz.reshape(5, 1, 1, 1)), None],
+                    {"pads": [1, 0, 0, 1]})[0]
+    assert np.array_equal(got, want.astype(np.int32))
+
+
+def test_conv_integer_hand_computed_padding_reads_zero_point():
+    # x - 2 = [[1, 2], [3, 4]]; a 2x2 window of ones over it padded by one at the top-left:
+    # the padding adds nothing (it stands for the zero point).
+    x = np.array([[[[3, 4], [5, 6]]]], np.uint8)
+    w = np.ones((1, 1, 2, 2), np.uint8)
+    got = ember_op("ember.conv_integer", [x, w, np.array(2, np.uint8), None], {"pads": [1, 1, 0, 0]})[0]
+    assert got.tolist() == [[[[1, 3], [4, 10]]]]
+
+
+def test_conv_integer_channels_last():
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 255, (1, 2, 4, 5)).astype(np.uint8)
+    w = rng.integers(0, 255, (3, 2, 3, 2)).astype(np.uint8)
+    got = ember_op("ember.conv_integer", [to_last(x), np.transpose(w, (0, 2, 3, 1)), None, None],
+                   {"layout": "NHWC", "weight_layout": "OHWI", "pads": [1, 0, 1, 1]})[0]
+    want = onnx_op("ConvInteger", [x, w], {"pads": [1, 0, 1, 1]})[0]
+    assert np.array_equal(to_first(got), want)
+
+
+def test_conv_integer_symbolic_shape():
+    assert infer("ember.conv_integer", ir.u8["N", 3, "H", "W"], ir.i8[8, 3, 3, 3], None, ir.i8[8],
+                 strides=[2, 2], pads=[1, 1, 1, 1]) == "i32[N,8,(H+1)//2,(W+1)//2]"
+
+
+@pytest.mark.parametrize("types,attrs,match", [
+    ((ir.f32[1, 3, 4, 4], ir.i8[2, 3, 1, 1], None, None), {}, "must be a integer tensor"),
+    ((ir.i32[1, 3, 4, 4], ir.i8[2, 3, 1, 1], None, None), {}, "must be i8 or u8"),
+    ((ir.u8[1, 3, 4, 4], ir.i8[2, 3, 1, 1], ir.i8[()], None), {}, "x_zero_point .* element type"),
+    ((ir.u8[1, 3, 4, 4], ir.i8[2, 3, 1, 1], ir.u8[3], None), {}, "x_zero_point .* must be a scalar"),
+    ((ir.u8[1, 3, 4, 4], ir.i8[2, 3, 1, 1], None, ir.i8[3]), {}, "one value per output channel"),
+    ((ir.u8[1, 4, 4, 4], ir.i8[2, 3, 1, 1], None, None), {}, "4 input channels"),
+])
+def test_conv_integer_errors(types, attrs, match):
+    with pytest.raises(ShapeError, match=match):
+        infer("ember.conv_integer", *types, **attrs)
+
+
+# -- max_unpool ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,attrs", [
+    ((1, 2, 4, 6), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ((2, 1, 5, 5), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 3, 8), {"kernel_shape": [2], "strides": [2]}),
+    ((1, 1, 4, 4, 4), {"kernel_shape": [2, 2, 2], "strides": [2, 2, 2]}),
+])
+def test_max_unpool_inverts_max_pool_vs_onnx(shape, attrs):
+    x = rand(shape)
+    pooled, idx = ember_op("ember.max_pool_with_indices", [x], attrs)
+    check_vs_onnx("ember.max_unpool", "MaxUnpool", [pooled, idx], attrs)
+
+
+def test_max_unpool_hand_computed_and_output_shape():
+    x = np.array([[[[1, 2], [3, 4]]]], np.float32)
+    idx = np.array([[[[5, 7], [13, 15]]]], np.int64)
+    got = ember_op("ember.max_unpool", [x, idx], {"kernel_shape": [2, 2], "strides": [2, 2]})[0]
+    assert got.tolist() == [[[[0, 0, 0, 0], [0, 1, 0, 2], [0, 0, 0, 0], [0, 3, 0, 4]]]]
+    # output_shape: the indices address the 5x5 output (PyTorch's and onnxruntime's reading)
+    got = ember_op("ember.max_unpool", [x, idx], {"kernel_shape": [2, 2], "strides": [2, 2],
+                                                  "output_shape": [5, 5]})[0]
+    want = np.zeros(25, np.float32)
+    want[[5, 7, 13, 15]] = [1, 2, 3, 4]
+    assert got.ravel().tolist() == want.tolist()
+
+
+def test_max_unpool_channels_last_uses_channels_first_indices():
+    x = rand((1, 2, 4, 4))
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2]}
+    pooled, idx = ember_op("ember.max_pool_with_indices", [x], attrs)
+    want = ember_op("ember.max_unpool", [pooled, idx], attrs)[0]
+    got = ember_op("ember.max_unpool", [to_last(pooled), to_last(idx)], attrs | {"layout": "NHWC"})[0]
+    assert_close(to_first(got), want)
+
+
+def test_max_unpool_integers_and_duplicate_indices():
+    x = np.array([[[5, 9]]], np.int32)
+    idx = np.array([[[1, 1]]], np.int64)
+    got = ember_op("ember.max_unpool", [x, idx], {"kernel_shape": [2], "strides": [2]})[0]
+    assert got.tolist() == [[[0, 9, 0, 0]]]  # the later element wins
+
+
+def test_max_unpool_index_out_of_range_raises():
+    x, idx = np.ones((1, 1, 1, 1), np.float32), np.array([[[[4]]]], np.int64)
+    with pytest.raises(Exception, match="indices range over"):
+        ember_op("ember.max_unpool", [x, idx], {"kernel_shape": [2, 2], "strides": [2, 2]})
+
+
+def test_max_unpool_symbolic_shapes():
+    assert infer("ember.max_unpool", ir.f32["N", 8, "H", "W"], ir.i64["N", 8, "H", "W"],
+                 kernel_shape=[2, 2], strides=[2, 2]) == "f32[N,8,2*H,2*W]"
+    assert infer("ember.max_unpool", ir.f32["N", 8, "H", "W"], ir.i64["N", 8, "H", "W"],
+                 kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], output_shape=["A", 9],
+                 layout=None) == "f32[N,8,A,9]"
+    assert infer("ember.max_unpool", ir.f32["N", "H", "W", 8], ir.i64["N", "H", "W", 8],
+                 kernel_shape=[2, 2], strides=[2, 2], layout="NHWC") == "f32[N,2*H,2*W,8]"
+
+
+@pytest.mark.parametrize("types,attrs,match", [
+    ((ir.f32[1, 1, 2, 2], ir.i32[1, 1, 2, 2]), {"kernel_shape": [2, 2]}, "must be i64"),
+    ((ir.f32[1, 1, 2, 2], ir.i64[1, 1, 2, 3]), {"kernel_shape": [2, 2]}, "shape of x"),
+    ((ir.f32[1, 1, 2, 2], ir.i64[1, 1, 2, 2]), {"kernel_shape": [2]}, "expected 2"),
+    ((ir.f32[1, 1, 2, 2], ir.i64[1, 1, 2, 2]), {"kernel_shape": [2, 2], "output_shape": [4]},
+     "output_shape .* expected 2"),
+    ((ir.f32[1, 1, 1, 1], ir.i64[1, 1, 1, 1]), {"kernel_shape": [1, 1], "pads": [1, 1, 1, 1]}, "crop"),
+])
+def test_max_unpool_errors(types, attrs, match):
+    with pytest.raises(ShapeError, match=match):
+        infer("ember.max_unpool", *types, **attrs)

@@ -215,9 +215,9 @@ def test_quantize_fp8_by_hand():
     # the formula adds the zero point even for float types
     zp = np.array(1.0, ir.f8e4m3fn.np_dtype)
     assert quantize(np.float32([2.0]), np.float32(1), zp).astype(np.float32).tolist() == [3.0]
-    # fp4 has no infinity: always saturates, NaN to +max
+    # fp4 has no infinity: always saturates; NaN converts as ember.cast does (+NaN to -0)
     f4 = quantize(np.float32([100, -100, np.nan, 2.5]), np.float32(1), dtype=ir.f4e2m1, saturate=False)
-    assert f4.astype(np.float32).tolist() == [6, -6, 6, 2]
+    assert f4.astype(np.float32).tolist() == [6, -6, 0, 2] and np.signbit(f4.astype(np.float32)[2])
 
 
 def test_quantize_nan_gives_the_zero_point():
@@ -243,6 +243,14 @@ def test_dequantize_by_hand():
     f4 = ml_dtypes.float4_e2m1fn
     assert dequantize(np.array([3.0, -1.0], f4), np.float32(2), np.array(1.0, f4)).tolist() == [4.0, -4.0]
     assert dequantize(np.array([6.0], ir.f6e3m2.np_dtype), np.float32(0.5)).tolist() == [3.0]
+
+
+def test_per_tensor_scalar_and_one_element_mix():
+    # a scalar scale with a [1] zero point (ONNX's test_dequantizelinear_e4m3fn_zero_point) and back
+    assert dequantize(np.uint8([10, 20]), np.float32(0.5), np.uint8([4])).tolist() == [3.0, 8.0]
+    assert dequantize(np.uint8([10, 20]), np.float32([0.5]), np.uint8(4)).tolist() == [3.0, 8.0]
+    got = quantize(np.float32([1.0, -1.0]), np.float32(0.5), np.int8([3]))
+    assert got.dtype == np.int8 and got.tolist() == [5, 1]
 
 
 def test_dynamic_quantize_by_hand():

@@ -1,4 +1,4 @@
-"""Reductions, argmax/argmin, cumsum and topk: against onnx.reference, hand-computed
+"""Reductions, argmax/argmin, cumsum, cumprod and topk: against onnx.reference, hand-computed
 cases (wrap-around, NaN, empty axes, ties, f32 accumulation of f16), symbolic shape
 inference and errors."""
 
@@ -212,6 +212,37 @@ def test_cumsum_by_hand():
     assert empty.shape == (2, 0)
 
 
+# -- cumprod ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.float16, np.float64])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("exclusive,reverse", [(False, False), (True, False), (False, True), (True, True)])
+def test_cumprod_vs_onnx(dtype, axis, exclusive, reverse):
+    small = (-1.5, 1.5) if np.dtype(dtype).kind == "f" else (-0.4, 0.4)  # ints in [-4, 4]
+    x = rand((3, 5), dtype, low=small[0], high=small[1])
+    check_vs_onnx("ember.cumprod", "CumProd", [x], {"axis": axis, "exclusive": exclusive, "reverse": reverse},
+                  {"exclusive": int(exclusive), "reverse": int(reverse)}, onnx_inputs=[x, np.array(axis)],
+                  opset=26)
+
+
+def test_cumprod_by_hand():
+    x = np.array([1, 2, 3, 4], np.float64)
+    def run(**attrs):
+        return ember_op("ember.cumprod", [x], {"axis": 0, **attrs})[0].tolist()
+
+    assert run() == [1, 2, 6, 24]
+    assert run(exclusive=True) == [1, 1, 2, 6]
+    assert run(reverse=True) == [24, 24, 12, 4]
+    assert run(exclusive=True, reverse=True) == [24, 12, 4, 1]
+    m = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
+    assert ember_op("ember.cumprod", [m], {"axis": 0})[0].tolist() == [[1, 2, 3], [4, 10, 18]]
+    assert ember_op("ember.cumprod", [m], {"axis": -1})[0].tolist() == [[1, 2, 6], [4, 20, 120]]
+    assert ember_op("ember.cumprod", [np.array([16, 16], np.int8)], {"axis": 0})[0].tolist() == [16, 0]  # wraps
+    nan = ember_op("ember.cumprod", [np.float32([2, np.nan, 3])], {"axis": 0})[0]
+    assert nan[0] == 2 and np.isnan(nan[1:]).all()
+    empty = ember_op("ember.cumprod", [np.zeros((0, 3), np.float32)], {"axis": 0, "exclusive": True})[0]
+    assert empty.shape == (0, 3)
+
+
 # -- topk ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("axis", [0, 1, -1])
 @pytest.mark.parametrize("largest", [True, False])
@@ -269,6 +300,7 @@ def test_symbolic_reduce_shapes():
     assert str(b.argmax(x, axis=1, keepdims=False).type) == "i64[N,D]"
     assert str(b.argmin(x, axis=2).type) == "i64[N,S,1]"
     assert str(b.cumsum(x, axis=1).type) == "f32[N,S,D]"
+    assert str(b.cumprod(x, axis=-1, reverse=True).type) == "f32[N,S,D]"
     v, i = b.topk(x, k="min(S, 8)", axis=1)
     assert str(v.type) == "f32[N,min(8, S),D]" and str(i.type) == "i64[N,min(8, S),D]"
 
@@ -289,6 +321,8 @@ def _build(op, t, **attrs):
     ("argmax", ir.f32[2, 3], {"axis": -3}, "axis -3 is out of range for rank 2"),
     ("argmin", ir.f32[2, 0], {"axis": 1}, "empty"),
     ("cumsum", ir.f32[2, 3], {"axis": 2}, "axis 2 is out of range"),
+    ("cumprod", ir.f32[2, 3], {"axis": -3}, "axis -3 is out of range"),
+    ("cumprod", ir.boolean[2], {"axis": 0}, "must be a numeric tensor"),
     ("topk", ir.f32[2, 3], {"k": 4}, "k = 4 exceeds the 3 elements"),
     ("topk", ir.f32[2, 3], {"k": -1}, "k must be >= 0"),
     ("topk", ir.f32[2, 3], {"k": 1, "axis": 5}, "axis 5 is out of range"),
@@ -311,3 +345,21 @@ def test_runtime_k_out_of_range():
     """k = A is only known when the graph runs: the reference checks it."""
     with pytest.raises(Exception, match="k = 5 is out of range for 3 elements"):
         ember_op("ember.topk", [np.ones((5, 3), np.float32)], {"k": "A"}, symbolic={0: ["A", "B"]})
+
+
+def test_topk_with_k_computed_at_run_time():
+    """A detector's k = min(candidates, boxes over a threshold) is data: k as an operand."""
+    b = ir.Builder()
+    x = b.input("x", ir.f32[2, 6])
+    k = b.input("k", ir.i64[()])
+    values, indices = b.topk(x, k, axis=1)
+    assert str(values.type) == "f32[2,?<=6]" and str(indices.type) == "i64[2,?<=6]"
+    b.output("v", values)
+    b.output("i", indices)
+    m = b.build()
+    x_ = np.array([[3, 1, 4, 1, 5, 9], [2, 6, 5, 3, 5, 8]], np.float32)
+    out = ir.interpret(ir.parse(str(m)), {"x": x_, "k": np.array(2, np.int64)})
+    np.testing.assert_array_equal(out["v"], [[9, 5], [8, 6]])
+    np.testing.assert_array_equal(out["i"], [[5, 4], [5, 1]])
+    with pytest.raises(VerifyError, match="either as the attribute k or as the operand k_value"):
+        ir.parse(str(m).replace("ember.topk %x, %k {axis = 1}", "ember.topk %x, %k {k = 2, axis = 1}"))

@@ -169,12 +169,32 @@ def test_half_pixel_symmetric_recentres():
                  np.array([20 / 3, 70 / 3], np.float32))
 
 
-def test_align_corners_fractional_width_uses_the_integer_output_length():
-    # ONNX spec and onnxruntime: length_resized is the output dim (4 here, from floor(3 * 1.5));
-    # onnx.reference divides by 4.5 - 1 instead. Samples y * 2 / 3.
+def test_align_corners_with_scales_divides_by_the_unrounded_length():
+    # ONNX's reference and backend tests: with scales, L = 3 * 1.5 = 4.5, samples y * 2 / 3.5
+    # (onnxruntime divides by the integer output length 4 - 1).
     got = resize(np.array([0, 30, 60], np.float32), scales=[1.5], mode="linear",
                  coordinate_transformation_mode="align_corners")
+    assert_close(got, np.array([0, 60 / 3.5, 120 / 3.5, 180 / 3.5], np.float32))
+
+
+def test_align_corners_with_sizes_divides_by_the_output_length():
+    got = resize(np.array([0, 30, 60], np.float32), sizes=[4], mode="linear",
+                 coordinate_transformation_mode="align_corners")
     assert_close(got, np.array([0, 20, 40, 60], np.float32))
+
+
+def test_scales_and_sizes_together_size_by_sizes_and_sample_by_scales():
+    # keep_aspect_ratio_policy: 4 elements at scale 0.6 give round(2.4) = 2 outputs, sampled at
+    # half_pixel (y + 0.5) / 0.6 - 0.5 = 0.333..., 2.0
+    x = np.array([0, 10, 20, 30], np.float32)
+    got = resize(x, scales=[0.6], sizes=[2], mode="linear")
+    assert_close(got, np.array([10 / 3, 20], np.float32))
+
+
+def test_tf_half_pixel_for_nn():
+    # opset 11: x = (y + 0.5) / s; 3 -> 2 at s = 2/3 reads 0.75 -> 1 and 2.25 -> 2 (round_prefer_floor)
+    got = resize(np.array([1, 2, 3], np.float32), sizes=[2], coordinate_transformation_mode="tf_half_pixel_for_nn")
+    assert got.tolist() == [2, 3]
 
 
 def test_pytorch_half_pixel_single_output_samples_zero():
@@ -231,8 +251,8 @@ def test_symbolic_sizes_and_scales():
 
 
 @pytest.mark.parametrize("attrs,message", [
-    (dict(), "exactly one of scales and sizes"),
-    (dict(scales=[1.0, 2.0], sizes=[1, 2]), "exactly one of scales and sizes"),
+    (dict(), "give scales or sizes"),
+    (dict(scales=[1.0, 2.0], sizes=[1, 2, 3]), "sizes has 3 values; x has rank 2"),
     (dict(scales=[2.0]), "scales has 1 values; x has rank 2"),
     (dict(sizes=[2, 3, 4]), "sizes has 3 values; x has rank 2"),
     (dict(scales=[1.0, 0.0]), "scales must be finite and > 0"),

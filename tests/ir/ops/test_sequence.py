@@ -177,6 +177,21 @@ def test_sequence_as_a_graph_input_and_output():
     assert [a.tolist() for a in out] == [[3]]
 
 
+def test_sequence_at_forgets_symbols_elements_may_differ_in():
+    """A sequence input seq<f32[N,3]> whose elements have different N (as ONNX's tests
+    feed them): sequence_at gives f32[?,3], so reading each element binds no N."""
+    b = ir.Builder()
+    s = b.input("s", ir.SequenceType(ir.f32["N", 3]))
+    first = b.sequence_at(s, b.constant(np.array(0, np.int64)))
+    last = b.sequence_at(s, b.constant(np.array(-1, np.int64)))
+    assert str(first.type) == "f32[?,3]"
+    b.output("first", b.relu(first))
+    b.output("last", b.relu(last))
+    m = b.build()
+    out = ir.interpret(m, {"s": [np.ones((2, 3), np.float32), np.ones((5, 3), np.float32)]})
+    assert out["first"].shape == (2, 3) and out["last"].shape == (5, 3)
+
+
 def test_optionals():
     b = ir.Builder()
     x = b.input("x", ir.f32[2])

@@ -4,7 +4,7 @@ inference, and errors."""
 
 import numpy as np
 import pytest
-from oracle import check_vs_onnx, ember_op, onnx_op, rand
+from oracle import check_vs_onnx, ember_op, onnx, onnx_op, rand
 
 from ember import ir
 from ember.errors import InterpretError, ShapeError, VerifyError
@@ -659,3 +659,191 @@ def test_onnx_python_slicing_differs_only_in_the_documented_corner():
     assert want.tolist() == []
     (got,) = ember_op("ember.slice", [x], {"starts": (-20,), "ends": (-30,), "steps": (-1,)})
     assert got.tolist() == [0]
+
+
+# -- eye_like, bitcast, unique, reverse_sequence, tensor_scatter ----------------------------------------------------
+ONNX_CODE = {np.float32: 1, np.int32: 6, np.float16: 10, np.int64: 7, np.bool_: 9}
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (4, 3), (3, 3)])
+@pytest.mark.parametrize("k", [0, 1, -2, 5])
+@pytest.mark.parametrize("dtype", [None, np.int32, np.float16])
+def test_eye_like_vs_onnx(shape, k, dtype):
+    x = rand(shape, np.int64)
+    attrs = {"k": k, "dtype": None if dtype is None else ir.dtype_of(np.dtype(dtype))}
+    onnx_attrs = {"k": k} if dtype is None else {"k": k, "dtype": ONNX_CODE[dtype]}
+    (y,) = check_vs_onnx("ember.eye_like", "EyeLike", [x], attrs, onnx_attrs)
+    assert y.dtype == (np.int64 if dtype is None else dtype)
+
+
+def test_eye_like_hand_and_symbolic():
+    (y,) = ember_op("ember.eye_like", [rand((2, 3))], {"k": 1})
+    assert y.tolist() == [[0, 1, 0], [0, 0, 1]] and y.dtype == np.float32
+    (y,) = ember_op("ember.eye_like", [rand((3, 2))], {"k": -1, "dtype": ir.boolean})
+    assert y.tolist() == [[False, False], [True, False], [False, True]]
+    b, (x,) = build(ir.f32["N", "M"])
+    assert str(b.eye_like(x).type) == "f32[N,M]"
+    assert str(b.eye_like(x, dtype=ir.i64, k=2).type) == "i64[N,M]"
+    assert ShapeOnly in ir.lookup("ember.eye_like").traits
+    (y,) = ember_op("ember.eye_like", [rand((2, 2))], {}, symbolic={0: ("N", "N")})
+    assert y.tolist() == [[1, 0], [0, 1]]
+
+
+@pytest.mark.parametrize("src,dst", [(np.float32, np.int32), (np.int32, np.float32), (np.float64, np.int64),
+                                     (np.uint16, np.int16), (np.int8, np.uint8), (np.bool_, np.uint8),
+                                     (np.float16, np.uint16)])
+@pytest.mark.parametrize("shape", [(), (2, 3)])
+def test_bitcast_vs_onnx(src, dst, shape):
+    x = rand(shape, src)
+    code = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dst))
+    (y,) = check_vs_onnx("ember.bitcast", "BitCast", [x], {"to": ir.dtype_of(np.dtype(dst))}, {"to": code},
+                         opset=26)
+    assert y.dtype == dst and y.shape == shape
+
+
+def test_bitcast_hand():
+    (y,) = ember_op("ember.bitcast", [np.array([1.0, -2.0], np.float32)], {"to": ir.i32})
+    assert y.tolist() == [0x3F800000, -0x40000000]
+    (y,) = ember_op("ember.bitcast", [np.array([-1, 127], np.int8)], {"to": ir.u8})
+    assert y.tolist() == [255, 127]
+    (y,) = ember_op("ember.bitcast", [np.array([-1, -8, 7], ir.i4.np_dtype)], {"to": ir.u4})
+    assert y.astype(np.int64).tolist() == [15, 8, 7]
+    (y,) = ember_op("ember.bitcast", [np.array([0, 1, 2], np.uint8)], {"to": ir.boolean})
+    assert y.tolist() == [False, True, True]
+    (y,) = ember_op("ember.bitcast", [np.array(0x3C00, np.uint16)], {"to": ir.f16})
+    assert y.shape == () and y == 1.0
+    b, (x,) = build(ir.f32["N", 4])
+    assert str(b.bitcast(x, to=ir.u32).type) == "u32[N,4]"
+    assert ViewLike in ir.lookup("ember.bitcast").traits
+
+
+def _dups(shape, dtype=np.float32):
+    return np.random.default_rng().integers(0, 3, shape).astype(dtype)  # many repeats
+
+
+# onnx.reference reorders unsorted results with np.take(x, first, axis=0), wrong for a flattened
+# multi-dim x or an axis other than 0, so those variants are checked by hand (and against onnxruntime
+# in tests/frontends/onnx/test_shape.py).
+@pytest.mark.parametrize("sort,axis,shape", [
+    (True, None, (3, 4)), (True, 0, (5, 2)), (True, 1, (2, 6)), (True, -1, (2, 2, 5)), (True, None, (7,)),
+    (False, None, (7,)), (False, 0, (5, 2)), (False, 0, (6, 2, 2)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_unique_vs_onnx(sort, axis, shape, dtype):
+    x = _dups(shape, dtype)
+    attrs = {"sorted": sort, "axis": axis}
+    onnx_attrs = {"sorted": int(sort)} if axis is None else {"sorted": int(sort), "axis": axis}
+    check_vs_onnx("ember.unique", "Unique", [x], attrs, onnx_attrs, n_outputs=4)
+
+
+def test_unique_hand():
+    x = np.array([2, 1, 1, 3, 4, 3], np.int32)  # the ONNX spec's example 1
+    y, first, inverse, counts = ember_op("ember.unique", [x], {"sorted": False})
+    assert (y.tolist(), first.tolist(), inverse.tolist(), counts.tolist()) == \
+        ([2, 1, 3, 4], [0, 1, 3, 4], [0, 1, 1, 2, 3, 2], [1, 2, 2, 1])
+    y, first, inverse, counts = ember_op("ember.unique", [x], {})
+    assert (y.tolist(), first.tolist(), inverse.tolist(), counts.tolist()) == \
+        ([1, 2, 3, 4], [1, 0, 3, 4], [1, 0, 0, 2, 3, 2], [2, 1, 2, 1])
+    x = np.array([[1, 0, 0], [1, 0, 0], [2, 3, 4]], np.float16)  # example 3, in f16
+    y, first, inverse, counts = ember_op("ember.unique", [x], {"axis": 0})
+    assert y.dtype == np.float16 and y.tolist() == [[1, 0, 0], [2, 3, 4]]
+    assert (first.tolist(), inverse.tolist(), counts.tolist()) == ([0, 2], [0, 0, 1], [2, 1])
+    x = np.array([[2, 1, 2], [0, 5, 0]], np.int64)  # columns (2, 0), (1, 5), (2, 0)
+    y, first, inverse, counts = ember_op("ember.unique", [x], {"axis": 1, "sorted": False})
+    assert (y.tolist(), first.tolist(), inverse.tolist(), counts.tolist()) == \
+        ([[2, 1], [0, 5]], [0, 1], [0, 1, 0], [2, 1])
+    y, first, inverse, counts = ember_op("ember.unique", [x], {"axis": 1})
+    assert (y.tolist(), first.tolist(), inverse.tolist(), counts.tolist()) == \
+        ([[1, 2], [5, 0]], [1, 0], [1, 0, 1], [1, 2])
+    y, first, inverse, counts = ember_op("ember.unique", [np.array([[2, 1, 1], [3, 1, 2]], np.float32)],
+                                         {"sorted": False})
+    assert (y.tolist(), first.tolist(), inverse.tolist(), counts.tolist()) == \
+        ([2, 1, 3], [0, 1, 3], [0, 1, 1, 2, 1, 0], [2, 3, 1])
+    y, _, inverse, counts = ember_op("ember.unique", [np.array([np.nan, 1.0, np.nan, -0.0, 0.0], np.float32)], {})
+    assert y.tolist()[:2] == [0.0, 1.0] and np.isnan(y[2]) and counts.tolist() == [2, 1, 2]
+
+
+def test_unique_symbolic():
+    b, (x,) = build(ir.f32["N", 4])
+    assert [str(r.type) for r in b.unique(x)] == ["f32[?<=4*N]", "i64[?<=4*N]", "i64[4*N]", "i64[?<=4*N]"]
+    assert [str(r.type) for r in b.unique(x, axis=0)] == ["f32[?<=N,4]", "i64[?<=N]", "i64[N]", "i64[?<=N]"]
+    got = ember_op("ember.unique", [_dups((3, 4))], {"axis": 1}, symbolic={0: ("N", "M")})
+    assert got[0].shape[0] == 3 and got[2].shape == (4,)
+
+
+@pytest.mark.parametrize("time_axis,batch_axis", [(0, 1), (1, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_reverse_sequence_vs_onnx(time_axis, batch_axis, dtype):
+    shape = [0, 0, 3]
+    shape[time_axis], shape[batch_axis] = 5, 4
+    x = rand(shape, dtype)
+    lens = np.random.default_rng().integers(0, 6, 4).astype(np.int64)
+    attrs = {"time_axis": time_axis, "batch_axis": batch_axis}
+    check_vs_onnx("ember.reverse_sequence", "ReverseSequence", [x, lens], attrs)
+
+
+def test_reverse_sequence_hand():
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)  # the ONNX spec's example 2
+    (y,) = ember_op("ember.reverse_sequence", [x, i64(1, 2, 3, 4)], {"time_axis": 1, "batch_axis": 0})
+    assert y.tolist() == [[0, 1, 2, 3], [5, 4, 6, 7], [10, 9, 8, 11], [15, 14, 13, 12]]
+    (y,) = ember_op("ember.reverse_sequence", [x, i64(0, 4, 1, 2)], {})
+    assert y[:, 0].tolist() == [0, 4, 8, 12] and y[:, 1].tolist() == [13, 9, 5, 1] and y[:, 3].tolist() == [7, 3, 11, 15]
+    b, (x, lens) = build(ir.f32["T", "B", 8], ir.i32["B"])
+    assert str(b.reverse_sequence(x, lens).type) == "f32[T,B,8]"
+    with pytest.raises(InterpretError, match="must be in \\[0, 4\\]"):
+        ember_op("ember.reverse_sequence", [rand((4, 2)), i64(5, 1)], {})
+
+
+def _scatter_inputs(cache_shape, update_shape, axis, with_indices, dtype=np.float32):
+    cache, update = rand(cache_shape, dtype), rand(update_shape, dtype)
+    room = cache_shape[axis] - update_shape[axis]
+    pos = np.random.default_rng().integers(0, room + 1, cache_shape[0]).astype(np.int64) if with_indices else None
+    return cache, update, pos
+
+
+@pytest.mark.parametrize("cache_shape,update_shape,axis", [((2, 3, 6, 4), (2, 3, 2, 4), -2),
+                                                           ((2, 5, 3), (2, 1, 3), 1), ((3, 4), (3, 4), 1)])
+@pytest.mark.parametrize("with_indices", [True, False])
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+def test_tensor_scatter_vs_onnx(cache_shape, update_shape, axis, with_indices, mode):
+    cache, update, pos = _scatter_inputs(cache_shape, update_shape, axis, with_indices)
+    if pos is not None and mode == "circular":
+        pos = pos + cache_shape[axis] - 1  # wraps
+    check_vs_onnx("ember.tensor_scatter", "TensorScatter", [cache, update, pos], {"axis": axis, "mode": mode},
+                  opset=24)
+
+
+def test_tensor_scatter_hand():
+    cache = np.zeros((2, 4), np.int32)
+    update = np.array([[1, 2], [3, 4]], np.int32)
+    (y,) = ember_op("ember.tensor_scatter", [cache, update, i64(1, 2)], {"axis": 1})
+    assert y.tolist() == [[0, 1, 2, 0], [0, 0, 3, 4]]
+    (y,) = ember_op("ember.tensor_scatter", [cache, update, i64(3, 0)], {"axis": 1, "mode": "circular"})
+    assert y.tolist() == [[2, 0, 0, 1], [3, 4, 0, 0]]
+    (y,) = ember_op("ember.tensor_scatter", [cache, update], {"axis": -1})
+    assert y.tolist() == [[1, 2, 0, 0], [3, 4, 0, 0]]
+    with pytest.raises(InterpretError, match="into a cache of length 4 \\(mode linear\\)"):
+        ember_op("ember.tensor_scatter", [cache, update, i64(3, 0)], {"axis": 1})
+    b, (c, u, p) = build(ir.f16["B", "H", "L", 64], ir.f16["B", "H", "S", 64], ir.i64["B"])
+    assert str(b.tensor_scatter(c, u, p).type) == "f16[B,H,L,64]"
+    assert str(b.tensor_scatter(c, u, mode="circular").type) == "f16[B,H,L,64]"
+
+
+@pytest.mark.parametrize("types,op,attrs,match", [
+    ((ir.f32[2, 3, 4],), "eye_like", {}, "needs a 2-D operand"),
+    ((ir.string[2, 2],), "eye_like", {}, "cannot make an identity matrix of str"),
+    ((ir.f32[2],), "bitcast", {"to": ir.i16}, "the bit widths must be equal"),
+    ((ir.f32[2],), "bitcast", {"to": ir.string}, "strings have no fixed bit width"),
+    ((ir.f32[2, 3],), "unique", {"axis": 2}, "out of range"),
+    ((ir.f32[4], ir.i64[4]), "reverse_sequence", {}, "needs rank >= 2"),
+    ((ir.f32[4, 2], ir.i64[2]), "reverse_sequence", {"batch_axis": 0}, "both axis 0"),
+    ((ir.f32[4, 2], ir.i64[3]), "reverse_sequence", {}, "lengths must be \\[2\\]"),
+    ((ir.f32[4, 2], ir.f32[2]), "reverse_sequence", {}, "integer tensor"),
+    ((ir.f32[2, 4], ir.f32[2, 5]), "tensor_scatter", {"axis": 1}, "more than the cache's 4"),
+    ((ir.f32[2, 4], ir.f32[3, 2]), "tensor_scatter", {"axis": 1}, "differ at dim 0"),
+    ((ir.f32[2, 4], ir.f32[2, 4]), "tensor_scatter", {"axis": 0}, "the batch axis"),
+    ((ir.f32[2, 4], ir.f16[2, 4]), "tensor_scatter", {"axis": 1}, "share an element type"),
+    ((ir.f32[2, 4], ir.f32[2, 2], ir.i64[3]), "tensor_scatter", {"axis": 1}, "write_indices must be \\[batch\\]"),
+])
+def test_new_op_errors(types, op, attrs, match):
+    _raises(types, op, match, **attrs)
