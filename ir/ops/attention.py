@@ -57,14 +57,16 @@ class Attention(Op):
 
     The bias: a float `mask` (broadcasting to [B,Hq,Sq,Skv]) is added; a bool `mask`
     admits the keys where it is true. Keys not admitted (by the mask, causal, window or
-    kv_lens) score -inf whatever their product (an inf or NaN there does not leak). Query i sits at position
-    p = i + offset: offset = q_offset for align = "top_left" (0 by default; a KV
-    cache's past length, the keys before the query block), and L_b - Sq for
-    "bottom_right" (L_b = kv_lens[b] if given, else Skv: the queries are the last Sq
-    of the L_b valid keys, as with an external KV cache). `causal` admits keys j <= p; `window`
-    = [left, right] admits p - left <= j <= p + right (-1: unbounded on that side);
-    `kv_lens` [B] admits only keys j < kv_lens[b]. A row with no admitted key (or a float
-    mask of -inf at each one) gets zero probabilities and a zero output row.
+    kv_lens) score -inf whatever their product (an inf or NaN there does not leak).
+
+    Query i sits at position p = i + offset: offset = q_offset for align = "top_left"
+    (0 by default; with a KV cache, its past length: the keys before the query block),
+    and L_b - Sq for "bottom_right" (L_b = kv_lens[b] if given, else Skv: the queries
+    are the last Sq of the L_b valid keys, as with an external KV cache). `causal`
+    admits keys j <= p; `window` = [left, right] admits p - left <= j <= p + right (-1:
+    unbounded on that side); `kv_lens` [B] admits only keys j < kv_lens[b]. A row with
+    no admitted key (or a float mask of -inf at each one) gets zero probabilities and a
+    zero output row.
 
     `scores` (one of raw, softcap, biased, probs) adds a second result
     [B,Hq,Sq,Skv] holding s after that stage: the scaled product, after the soft cap,

@@ -220,7 +220,7 @@ class RNN(_Recurrent):
                   activations: tuple[str, ...] | None, activation_alpha: tuple[float, ...],
                   activation_beta: tuple[float, ...], clip: float | None,
                   batch_first: bool) -> tuple[np.ndarray, ...]:
-        dt, xf, wf, rf, bias, states = _prepare(x, w, r, b, 1, [initial_h], batch_first)
+        _, xf, wf, rf, bias, states = _prepare(x, w, r, b, 1, [initial_h], batch_first)
         ndir, hidden = w.shape[0], r.shape[2]
         fns = _activation_fns(activations, RNN.default_activations, ndir, activation_alpha, activation_beta)
         clamp = _clipper(clip)
@@ -270,7 +270,7 @@ class GRU(_Recurrent):
                   activations: tuple[str, ...] | None, activation_alpha: tuple[float, ...],
                   activation_beta: tuple[float, ...], clip: float | None, linear_before_reset: bool,
                   batch_first: bool) -> tuple[np.ndarray, ...]:
-        dt, xf, wf, rf, bias, states = _prepare(x, w, r, b, 3, [initial_h], batch_first)
+        _, xf, wf, rf, bias, states = _prepare(x, w, r, b, 3, [initial_h], batch_first)
         ndir, hid = w.shape[0], r.shape[2]
         fns = _activation_fns(activations, GRU.default_activations, ndir, activation_alpha, activation_beta)
         clamp = _clipper(clip)

@@ -86,12 +86,15 @@ def import_graph(ctx: NodeContext, graph: GraphProto, b: Builder, args: Sequence
 
 
 def _attempt(build: Callable[[], Any]) -> tuple[Any, bool]:
-    """Run `build`; when it fails only because a body needs values at build time,
-    return (None, True) so the caller can resolve the control flow at build time."""
+    """Run `build`; when it fails only because a body needs values at build time
+    that no graph input gives (they come from a loop's iteration number, say),
+    return (None, True) so the caller can resolve the control flow at build time.
+    Values computed from graph inputs are left to the backend to freeze: with them
+    known, the region imports."""
     try:
         return build(), False
     except NodeError as err:
-        if BUILD_TIME not in str(err):
+        if BUILD_TIME not in str(err) or err.needs:
             raise
         return None, True
 

@@ -83,7 +83,8 @@ def affine_grid(ctx: NodeContext) -> Any:
     base = np.stack(coords + [np.ones(coords[0].shape)], axis=1).astype(theta.dtype.np_dtype)  # (prod, r+1)
     theta_t = ctx.op("ember.transpose", ctx.input(0), perm=(0, 2, 1))
     grid = ctx.op("ember.matmul", _const(ctx, base), theta_t)
-    return ctx.op("ember.reshape", grid, shape=(size[0], *spatial, r))
+    batch = theta.shape[0] if theta.shape is not None else size[0]  # equal by ONNX's contract
+    return ctx.op("ember.reshape", grid, shape=(batch, *spatial, r))
 
 
 def _const(ctx: NodeContext, array: np.ndarray) -> Any:

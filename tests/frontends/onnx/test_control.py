@@ -9,6 +9,7 @@ from onnx import helper as h
 from onnx_check import check_model, imported, run_ember
 
 from ember.errors import UnsupportedOpError
+from ember.frontends.onnx.importer import StaticInputsRequired
 
 F32, I64, BOOL = TP.FLOAT, TP.INT64, TP.BOOL
 
@@ -90,15 +91,19 @@ def test_if_with_a_known_condition_imports_only_the_taken_branch():
 
 
 @pytest.mark.parametrize("flag", [True, False])
-def test_if_whose_branch_needs_build_time_values_imports_the_branch_its_frozen_condition_takes(flag):
+def test_if_whose_branch_needs_a_graph_input_at_build_time(flag):
+    """The backend freezes that input (as for a top-level Reshape); then both branches import."""
     then_g = h.make_graph([h.make_node("Neg", ["x"], ["t"])], "then", [], [vi("t", F32, [3])])
     else_g = h.make_graph([h.make_node("Reshape", ["x", "shape"], ["e"])], "else", [], [vi("e", F32, None)])
     node = h.make_node("If", ["c"], ["r"], then_branch=then_g, else_branch=else_g)
     m = model([node], [vi("c", BOOL, []), vi("x", F32, [3]), vi("shape", I64, [2])], [vi("r", F32, None)])
-    with pytest.raises(UnsupportedOpError, match="the condition .* must be known at build time|shape"):
+    with pytest.raises(StaticInputsRequired) as err:
         imported(m)
+    assert err.value.names == ("shape",)
     got, _ = check_model(m, {"c": np.array(flag), "x": rand(3), "shape": np.array([1, 3])})
     assert got[0].shape == ((3,) if flag else (1, 3))
+    module = imported(m, frozen_inputs={"shape": np.array([1, 3])})
+    assert "ember.if" in op_names(module) and str(module.main.output_types[0]) == "f32[*]"
 
 
 # -- Loop ------------------------------------------------------------------------------------------
@@ -183,6 +188,20 @@ def test_loop_whose_body_slices_by_the_iteration_number_is_unrolled():
         imported(m)  # without the trip count frozen
     module = imported(m, frozen_inputs={"M": feeds["M"], "cond": feeds["cond"]})
     assert "ember.loop" not in op_names(module)
+
+
+def test_loop_needing_the_iteration_number_with_a_run_time_condition_is_unsupported():
+    body = [h.make_node("Unsqueeze", ["i", "zero"], ["start1"]), h.make_node("Add", ["start1", "one"], ["end1"]),
+            h.make_node("Slice", ["x", "start1", "end1"], ["sl"]), h.make_node("Add", ["y", "sl"], ["y2"]),
+            h.make_node("ReduceSum", ["y2"], ["s"], keepdims=0), h.make_node("Less", ["s", "limit"], ["c2"])]
+    inits = [onnx.numpy_helper.from_array(np.array([1], np.int64), "one"),
+             onnx.numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    m = loop_model(body, [vi("i", I64, []), vi("c", BOOL, []), vi("y", F32, [1])],
+                   [vi("c2", BOOL, []), vi("y2", F32, [1])], ["M", "cond", "y0"],
+                   [vi("M", I64, []), vi("cond", BOOL, []), vi("y0", F32, [1]), vi("x", F32, [5]),
+                    vi("limit", F32, [])], [vi("yf", F32, [1])], initializers=inits)
+    with pytest.raises(UnsupportedOpError, match="its condition is computed at run time"):
+        imported(m, frozen_inputs={"M": np.array(3), "cond": np.array(True)})
 
 
 def test_loop_over_a_symbolic_batch_imports_symbolically():

@@ -68,7 +68,7 @@ def test_recurrent_attributes(op, attrs):
 
 def test_one_activation_list_serves_both_directions():
     """onnxruntime rejects this; Ember reads it as the same list for each direction."""
-    inputs, names = recurrent_inputs("RNN", "bidirectional", full=False)
+    inputs, _ = recurrent_inputs("RNN", "bidirectional", full=False)
     attrs = {"hidden_size": 5, "direction": "bidirectional"}
     one = node_model("RNN", inputs, attrs | {"activations": ["Relu"]}, outputs=("y", "y_h"), opset=22)
     two = node_model("RNN", inputs, attrs | {"activations": ["Relu", "Relu"]}, outputs=("y", "y_h"), opset=22)
@@ -98,7 +98,7 @@ def test_recurrent_imports_one_op_with_symbolic_batch():
 
 
 def test_recurrent_rejects_bad_attributes():
-    inputs, names = recurrent_inputs("RNN", full=False)
+    inputs, _ = recurrent_inputs("RNN", full=False)
     for attrs, match in (({"activations": ["Gelu"]}, "activation"), ({"hidden_size": 7}, "hidden_size"),
                          ({"direction": "both"}, "direction")):
         model = node_model("RNN", inputs, {"hidden_size": 5} | attrs, outputs=("y", "y_h"), opset=22)

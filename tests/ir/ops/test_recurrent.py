@@ -165,7 +165,7 @@ def test_lstm_gru_by_hand():
     # gates i, o, f, c: i = o = 1, f = 1, c = tanh(1); C = C0 + tanh(1); H = tanh(C)
     b = np.array([[big, big, big, 1.0, 0, 0, 0, 0]], np.float32)
     c0 = np.array([[[0.5]]], np.float32)
-    y, y_h, y_c = ember_op("ember.lstm", [x, w4, r4, b, None, None, c0])
+    _, y_h, y_c = ember_op("ember.lstm", [x, w4, r4, b, None, None, c0])
     assert_close(y_c.ravel(), np.array([0.5 + np.tanh(1.0)], np.float32))
     assert_close(y_h.ravel(), np.tanh(np.array([0.5 + np.tanh(1.0)], np.float32)))
     # gru: z = sigmoid(-50) = 0 so H = candidate = tanh(bias_h)

@@ -847,3 +847,23 @@ def test_tensor_scatter_hand():
 ])
 def test_new_op_errors(types, op, attrs, match):
     _raises(types, op, match, **attrs)
+
+
+def test_constant_of_shape_takes_a_data_dependent_shape():
+    """Its shape is data (what survived a NonZero); dims stay unknown until run time."""
+    b = ir.Builder()
+    s = b.input("s", ir.i64[2])
+    z = b.constant_of_shape(s, value=np.array(1.5, np.float32))
+    assert str(z.type) == "f32[?,?]"
+    b.output("z", z)
+    m = ir.parse(str(b.build()))
+    out = ir.interpret(m, {"s": np.array([2, 3], np.int64)})["z"]
+    assert out.shape == (2, 3) and out.dtype == np.float32 and (out == 1.5).all()
+    want = onnx_op("ConstantOfShape", [np.array([2, 3], np.int64)],
+                   {"value": onnx.numpy_helper.from_array(np.array([1.5], np.float32))})[0]
+    np.testing.assert_array_equal(out, want)
+    with pytest.raises(ShapeError, match="value must hold one element"):
+        b2 = ir.Builder()
+        b2.constant_of_shape(b2.input("s", ir.i64[2]), value=np.zeros(2, np.float32))
+    with pytest.raises(InterpretError, match="negative dim"):
+        ir.interpret(m, {"s": np.array([2, -1], np.int64)})
