@@ -32,7 +32,7 @@ from ember.ir import shape_values
 from ember.ir.attrs import Dense
 from ember.ir.builder import Builder
 from ember.ir.core import Block, Location, Module, Operation, Value
-from ember.ir.dims import Dim, sym
+from ember.ir.dims import Dim, Unknown, sym
 from ember.ir.opdef import REGISTRY, EvalContext, Op, Pure, ShapeOnly
 from ember.ir.shape_values import ShapeValue
 from ember.ir.types import DTYPES, OptionalType, SequenceType, TensorType, Type, dtype_of
@@ -55,6 +55,9 @@ class StaticInputsRequired(UnsupportedOpError):
     def __init__(self, message: str, names: Sequence[str]) -> None:
         super().__init__(message)
         self.names = tuple(names)
+
+
+EXPANDED = object()  # a converter's result meaning "imported through the function expansion"
 
 
 class NodeError(Exception):
@@ -237,6 +240,12 @@ class NodeContext:
 
     def fail(self, message: str) -> NodeError:
         return NodeError(message, unsupported=False)
+
+    def expand(self) -> Any:
+        """Import this node through its ONNX function expansion (for forms a converter leaves
+        to it); returns nothing: the expansion binds the node's outputs itself."""
+        self.importer.expand_schema_function(self.node, self.scope, self.b, self.opsets, self.name)
+        return EXPANDED
 
     def subgraph(self, name: str) -> GraphProto:
         g = self.attr(name)
@@ -471,8 +480,14 @@ class OnnxImporter:
         scope.slots[t.name] = Slot(const=array, weight=t.name)
 
     def import_node(self, node: NodeProto, scope: Scope, b: Builder, opsets: dict[str, int], label: str) -> None:
-        if any(name and scope.lookup(name) is None for name in node.input):
-            return  # downstream of a node that failed: already reported
+        missing = [name for name in node.input if name and scope.lookup(name) is None]
+        missing += [name for name in _outer_reads(node) if scope.lookup(name) is None]
+        if missing:
+            if not self.errors:  # not downstream of a reported failure: say what is missing
+                dom = registry.canonical_domain(node.domain)
+                self._node_failed(node, opsets.get(dom, 1), label,
+                                  f"input {missing[0]!r} is not defined where this node runs", False, ())
+            return
         dom = registry.canonical_domain(node.domain)
         version = opsets.get(dom, 1)
         conv = registry.find(dom, node.op_type, version)
@@ -496,6 +511,8 @@ class OnnxImporter:
             self._node_failed(node, version, label, str(err).split("\n")[0], False, ())
             return
         self.fold(b.block.ops[start:])
+        if result is EXPANDED:
+            return
         self.bind_outputs(node, result, scope, label, version)
 
     def _node_failed(self, node: NodeProto, version: int, label: str, message: str, unsupported: bool,
@@ -707,11 +724,47 @@ class OnnxImporter:
                     new.name = a.name
                     out.attribute.append(new)
                 continue
+            if a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                new = AttributeProto()
+                new.CopyFrom(a)
+                for g in ([new.g] if a.type == AttributeProto.GRAPH else list(new.graphs)):
+                    self._rename_outer_refs(g, name, attrs)
+                out.attribute.append(new)
+                continue
             out.attribute.append(a)
         return out
 
+    def _rename_outer_refs(self, graph: GraphProto, name: Any, attrs: dict[str, AttributeProto]) -> None:
+        """Inside a function body's subgraph, names the subgraph does not define refer to the
+        body's values, which inlining renamed: rename those references (in place)."""
+        local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+        local |= {o for n in graph.node for o in n.output}
+        renamed = []
+        for n in graph.node:
+            new = NodeProto()
+            new.CopyFrom(n)
+            del new.input[:]
+            new.input.extend(i if (not i or i in local) else name(i) for i in n.input)
+            del new.attribute[:]
+            for a in n.attribute:
+                b = AttributeProto()
+                b.CopyFrom(attrs[a.ref_attr_name] if a.ref_attr_name and a.ref_attr_name in attrs else a)
+                if a.ref_attr_name:
+                    b.name = a.name
+                if b.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+                    inner_name = lambda x, local=local: x if x in local else name(x)  # noqa: E731
+                    for g in ([b.g] if b.type == AttributeProto.GRAPH else list(b.graphs)):
+                        self._rename_outer_refs(g, inner_name, attrs)
+                new.attribute.append(b)
+            renamed.append(new)
+        del graph.node[:]
+        graph.node.extend(renamed)
+        for o in graph.output:
+            if o.name not in local:
+                o.name = name(o.name)
+
     # -- types ------------------------------------------------------------------------------
-    def value_type(self, t: TypeProto, where: str, value_name: str) -> Type:
+    def value_type(self, t: TypeProto, where: str, value_name: str, element: bool = False) -> Type:
         kind = t.WhichOneof("value")
         if kind == "tensor_type":
             dt = element_type(t.tensor_type.elem_type, where)
@@ -721,15 +774,17 @@ class OnnxImporter:
             for axis, d in enumerate(t.tensor_type.shape.dim):
                 if d.HasField("dim_value"):
                     dims.append(int(d.dim_value))
+                elif element:  # elements of a sequence may each have other sizes
+                    dims.append(Unknown())
                 elif d.HasField("dim_param") and d.dim_param:
                     dims.append(sym(sanitize_symbol(d.dim_param)))
                 else:
                     dims.append(sym(sanitize_symbol(f"{value_name}_{axis}")))
             return TensorType(dt, tuple(dims))
         if kind == "sequence_type":
-            return SequenceType(self.value_type(t.sequence_type.elem_type, where, value_name))
+            return SequenceType(self.value_type(t.sequence_type.elem_type, where, value_name, element=True))
         if kind == "optional_type":
-            return OptionalType(self.value_type(t.optional_type.elem_type, where, value_name))
+            return OptionalType(self.value_type(t.optional_type.elem_type, where, value_name, element=element))
         raise UnsupportedOpError(f"{where}: {kind or 'an empty'} type is not supported")
 
     def type_proto(self, scope: Scope, name: str) -> TypeProto:
@@ -762,6 +817,20 @@ class OnnxImporter:
         used = {op.attributes["name"] for op in module.walk() if op.name == "ember.weight"}
         for name in [n for n in module.weights if n not in used]:
             del module.weights[name]
+
+
+def _outer_reads(node: NodeProto) -> list[str]:
+    """Names a node's subgraphs read from the scope around the node."""
+    out: list[str] = []
+    for a in node.attribute:
+        for g in ([a.g] if a.type == AttributeProto.GRAPH else list(a.graphs)):
+            local = {i.name for i in g.input} | {t.name for t in g.initializer}
+            local |= {o for n in g.node for o in n.output}
+            for n in g.node:
+                out.extend(i for i in n.input if i and i not in local)
+                out.extend(i for i in _outer_reads(n) if i not in local)
+            out.extend(o.name for o in g.output if o.name not in local)
+    return list(dict.fromkeys(out))
 
 
 def _node_key(node: NodeProto) -> tuple:

@@ -46,7 +46,7 @@ class LabelEncoder(Op):
 
     @staticmethod
     def reference(x: np.ndarray, *, keys: np.ndarray, values: np.ndarray, default: np.ndarray) -> np.ndarray:
-        fill = np.asarray(default).reshape(())
+        fill = np.asarray(default).reshape(-1).tolist()[0]  # a Python value: str for str tensors
         is_float = keys.dtype.kind == "f"
         table: dict[Any, Any] = {}
         nan_value = None

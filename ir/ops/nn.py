@@ -1,4 +1,4 @@
-"""Convolution, pooling and depth/space rearrangement.
+"""Convolution (float and integer), pooling, unpooling and depth/space rearrangement.
 
 Every op here carries a `layout` attribute for its activations (None: channels
 first, N C spatial...; "NHWC" and the other channels-last spellings of

@@ -398,8 +398,8 @@ class RoiAlign(Op):
             if not half:
                 roi_w, roi_h = max(roi_w, pos.type(1)), max(roi_h, pos.type(1))
             bin_h, bin_w = pos.type(roi_h / output_height), pos.type(roi_w / output_width)
-            grid_h = sampling_ratio if sampling_ratio > 0 else int(math.ceil(roi_h / output_height))
-            grid_w = sampling_ratio if sampling_ratio > 0 else int(math.ceil(roi_w / output_width))
+            grid_h = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / output_height)
+            grid_w = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / output_width)
             if grid_h <= 0 or grid_w <= 0:
                 continue  # no samples: the bins stay 0
             ys = _roi_samples(start_h, bin_h, output_height, grid_h, height, pos)

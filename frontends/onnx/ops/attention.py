@@ -1,16 +1,19 @@
 """Attention-family ONNX ops: Attention (opsets 23-25) and RotaryEmbedding (23) as single
-Ember ops (`ember.attention`, `ember.rotary_embedding`).
+Ember ops (`ember.attention`, `ember.rotary_embedding`), LinearAttention, FlexAttention.
 
 Attention's 3-D packed-heads form becomes reshape + transpose around the op (Ember's
 attention is BHSD only); its internal KV cache (past_key/past_value) becomes a concat
 along the sequence axis, which is also present_key/present_value; a mask shorter than
 the total key length is padded with -inf (False for bool masks), as ONNX says.
 `softmax_precision` is not carried: Ember's attention computes its softmax in f32 for
-f16/bf16 inputs (f64 for f64), which every request of f32 or wider gets; a request for
-a narrower softmax (f16 on f32 inputs) is computed more precisely than asked.
+f16, bf16 and f32 inputs and in f64 for f64. So the usual request (f32 for f16/bf16
+inputs) is what it does anyway; f64 requested on f32 inputs is computed in f32, and a
+narrower type (f16 on f32 inputs) more precisely than asked.
 
-Forms the op cannot express fall back to ONNX's function expansion: unranked Q/K/V
-(whether they are 3-D or 4-D is unknown).
+Every Attention form maps to `ember.attention`; Q/K/V of unknown rank are rejected (the
+ONNX expansion needs their ranks too). LinearAttention (27) becomes `ember.linear_attention`.
+FlexAttention (ai.onnx.preview) without score_mod/prob_mod is `ember.attention`; with those
+subgraphs it is imported through its ONNX function expansion.
 """
 
 from __future__ import annotations
@@ -28,18 +31,9 @@ from ember.ir.types import TensorType
 SCORE_MODES = {0: "raw", 1: "softcap", 2: "biased", 3: "probs"}
 
 
-def expand(ctx: NodeContext) -> list[Any]:
-    """Import the node through its ONNX function expansion; return its outputs."""
-    imp = ctx.importer
-    before = len(imp.errors)
-    imp.expand_schema_function(ctx.node, ctx.scope, ctx.b, ctx.opsets, ctx.name)
-    if len(imp.errors) > before:
-        raise ctx.fail("its ONNX function expansion could not be imported (see above)")
-    outs: list[Any] = []
-    for name in ctx.node.output:
-        slot = ctx.scope.lookup(name) if name else None
-        outs.append(None if slot is None else slot.value if slot.value is not None else slot.const)
-    return outs
+def expand(ctx: NodeContext) -> Any:
+    """Import the node through its ONNX function expansion."""
+    return ctx.expand()
 
 
 def split_heads(ctx: NodeContext, x: Value, heads: int) -> Value:
@@ -77,9 +71,8 @@ def _pad_mask(ctx: NodeContext, mask: Value, total: Any) -> Value:
 
 @converter("Attention", since=23)
 def attention(ctx: NodeContext) -> Any:
-    types = [ctx.type(i) for i in range(3)]
-    if any(not isinstance(t, TensorType) or t.shape is None for t in types):
-        return expand(ctx)
+    if any(ctx.tensor_type(i).shape is None for i in range(3)):
+        raise ctx.unsupported("Q, K and V need known ranks (3-D packed heads or 4-D)")
     qt = ctx.tensor_type(0)
     q, k, v = ctx.input(0), ctx.input(1), ctx.input(2)
     if ctx.tensor_type(2).dtype != qt.dtype:

@@ -5,13 +5,16 @@ regions are not isolated). A loop-carried value has one type for every
 iteration, so a body whose carried values change shape is imported again with
 the joined (wider) types until they settle.
 
-Ember takes shapes and slice bounds as attributes, known at build time. A
-body that needs such a value computed from the iteration number (ONNX's loop
-tests slice `x[:i+1]`) cannot be a region; such a loop is unrolled when its
-trip count and condition are known at build time (the backend freezes them
-when they are graph inputs, as it does for Reshape's shape), and an If whose
-branch needs build-time values imports just the branch its known condition
-takes. An If with a known condition is always inlined.
+Ember takes shapes and slice bounds as attributes, known at build time. When
+a body needs such a value and graph inputs give it, the backend freezes those
+inputs, as for a top-level Reshape's shape. When the value comes from the
+iteration number instead (ONNX's loop tests slice `x[:i+1]`), the body cannot
+be a region: the loop is unrolled, which needs its trip count and condition
+at build time (frozen in turn when graph inputs give them); an If in that
+situation imports just the branch its known condition takes. An If with a
+known condition is always inlined, and so is one whose branches yield
+different ranks when graph inputs give its condition: its result would be
+unranked, which Ember's ops (as TensorRT's) cannot take.
 
 Scan is lowered, not given an op of its own: each scan input is moved to put
 its scan axis first (transpose) and reversed for a reverse direction (slice
@@ -119,8 +122,18 @@ def if_(ctx: NodeContext) -> Any:
         return import_graph(ctx, then_g if _flag(known) else else_g, ctx.b, [])
 
     def build() -> Any:
-        blocks = [_branch(ctx, g) for g in (then_g, else_g)]
-        return list(ctx.op("ember.if", ctx.input(0), then_branch=blocks[0], else_branch=blocks[1]))
+        blocks: list[Block] = []
+        try:
+            for g in (then_g, else_g):
+                blocks.append(_branch(ctx, g))
+        except NodeError:
+            for block in blocks:
+                _discard(block)
+            raise
+        outs = list(ctx.op("ember.if", ctx.input(0), then_branch=blocks[0], else_branch=blocks[1]))
+        if _ranks_differ(*blocks):
+            _resolve_if_possible(ctx)
+        return outs
 
     outs, needs_build_time = _attempt(build)
     if not needs_build_time:
@@ -128,6 +141,24 @@ def if_(ctx: NodeContext) -> Any:
     known = ctx.static(0, "the condition (a branch needs values known at build time, so only the taken "
                           "branch is imported)")
     return import_graph(ctx, then_g if _flag(known) else else_g, ctx.b, [])
+
+
+def _ranks_differ(then_b: Block, else_b: Block) -> bool:
+    return any(isinstance(a, TensorType) and isinstance(b, TensorType) and a.shape is not None
+               and b.shape is not None and len(a.shape) != len(b.shape)
+               for a, b in zip(then_b.output_types, else_b.output_types))
+
+
+def _resolve_if_possible(ctx: NodeContext) -> None:
+    """Branches that yield different ranks give an unranked result, which Ember's ops
+    (as TensorRT's) cannot take. Ask for the condition at build time when graph inputs
+    give it (the backend freezes them); otherwise keep the unranked result."""
+    try:
+        ctx.static(0, "the condition (the branches yield results of different ranks, so the If is "
+                      "resolved at build time)")
+    except NodeError as err:
+        if err.needs:
+            raise
 
 
 def _branch(ctx: NodeContext, graph: GraphProto) -> Block:

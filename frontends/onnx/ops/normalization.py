@@ -64,19 +64,41 @@ for _onnx, _ember in SOFTMAX_LIKE.items():
 # -- batch, instance, group ------------------------------------------------------------------------
 @converter("BatchNormalization")
 def batch_norm(ctx: NodeContext) -> Any:
-    """Inference form only. Before opset 14 the statistics outputs (mean, var, saved mean,
-    saved var) exist only in training; from 14 `training_mode` says so. Opsets 1-6's
-    `is_test` is not read: like onnxruntime, Y uses the given statistics."""
+    """Inference form, and opset 14+'s training_mode=1: normalize with the batch's own
+    statistics (biased variance) and give the running statistics updated by `momentum`.
+    Opsets 1-6's `is_test` is not read: like onnxruntime, Y uses the given statistics."""
+    eps = float(ctx.attr("epsilon", 1e-5))
+    if not ctx.attr("spatial", 1):
+        raise ctx.unsupported("spatial=0 (per-activation statistics) is not supported")
     if ctx.attr("training_mode", 0):
-        raise ctx.unsupported("training_mode=1 (normalizing with batch statistics and updating the running "
-                              "mean and variance) is not supported: Ember imports inference graphs")
+        return _batch_norm_training(ctx, eps)
     extra = [i for i in range(1, ctx.n_outputs) if ctx.has_output(i)]
     if extra:
         raise ctx.unsupported(f"outputs {extra} (running or saved statistics) exist only in training mode, "
-                              "which is not supported")
-    if not ctx.attr("spatial", 1):
-        raise ctx.unsupported("spatial=0 (per-activation statistics) is not supported")
-    return ctx.op("ember.batch_norm", *(ctx.input(i) for i in range(5)), epsilon=float(ctx.attr("epsilon", 1e-5)))
+                              "which opsets before 14 do not mark")
+    return ctx.op("ember.batch_norm", *(ctx.input(i) for i in range(5)), epsilon=eps)
+
+
+def _batch_norm_training(ctx: NodeContext, eps: float) -> list[Any]:
+    x, scale, bias, running_mean, running_var = (ctx.input(i) for i in range(5))
+    rank = ctx.tensor_type(0).rank
+    axes = tuple(a for a in range(rank) if a != 1)
+    mean = ctx.op("ember.reduce_mean", x, axes=axes, keepdims=False)
+    centered = ctx.op("ember.sub", x, ctx.op("ember.reshape", mean, shape=(1, -1) + (1,) * (rank - 2)))
+    var = ctx.op("ember.reduce_mean", ctx.op("ember.mul", centered, centered), axes=axes, keepdims=False)
+    y = ctx.op("ember.batch_norm", x, scale, bias, mean, var, epsilon=eps)
+    outs: list[Any] = [y]
+    if ctx.has_output(1) or ctx.has_output(2):
+        dt = running_mean.type.dtype.np_dtype  # type: ignore[union-attr]
+        momentum = ctx.constant(np.array(ctx.attr("momentum", 0.9), dt))
+        rest = ctx.constant(np.array(1 - ctx.attr("momentum", 0.9), dt))
+
+        def update(old: Any, new: Any) -> Any:
+            new = ctx.op("ember.cast", new, to=old.type.dtype) if new.type.dtype != old.type.dtype else new
+            return ctx.op("ember.add", ctx.op("ember.mul", old, momentum), ctx.op("ember.mul", new, rest))
+
+        outs += [update(running_mean, mean), update(running_var, var)]
+    return outs
 
 
 @converter("InstanceNormalization")

@@ -90,20 +90,36 @@ def test_if_with_a_known_condition_imports_only_the_taken_branch():
     np.testing.assert_array_equal(got[0], -x)
 
 
-@pytest.mark.parametrize("flag", [True, False])
-def test_if_whose_branch_needs_a_graph_input_at_build_time(flag):
-    """The backend freezes that input (as for a top-level Reshape); then both branches import."""
+def reshape_if(shape_len):
     then_g = h.make_graph([h.make_node("Neg", ["x"], ["t"])], "then", [], [vi("t", F32, [3])])
     else_g = h.make_graph([h.make_node("Reshape", ["x", "shape"], ["e"])], "else", [], [vi("e", F32, None)])
     node = h.make_node("If", ["c"], ["r"], then_branch=then_g, else_branch=else_g)
-    m = model([node], [vi("c", BOOL, []), vi("x", F32, [3]), vi("shape", I64, [2])], [vi("r", F32, None)])
+    return model([node], [vi("c", BOOL, []), vi("x", F32, [3]), vi("shape", I64, [shape_len])], [vi("r", F32, None)])
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_if_whose_branch_needs_a_graph_input_at_build_time(flag):
+    """The backend freezes that input (as for a top-level Reshape); then both branches import."""
+    m = reshape_if(1)
     with pytest.raises(StaticInputsRequired) as err:
         imported(m)
     assert err.value.names == ("shape",)
+    got, _ = check_model(m, {"c": np.array(flag), "x": rand(3), "shape": np.array([3])})
+    module = imported(m, frozen_inputs={"shape": np.array([3])})
+    assert "ember.if" in op_names(module) and str(module.main.output_types[0]) == "f32[3]"
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_if_whose_branches_differ_in_rank_is_resolved_at_build_time(flag):
+    """An unranked result would stop most ops, so the condition (a graph input) is frozen too."""
+    m = reshape_if(2)
+    with pytest.raises(StaticInputsRequired) as err:
+        imported(m, frozen_inputs={"shape": np.array([1, 3])})
+    assert err.value.names == ("c",)
     got, _ = check_model(m, {"c": np.array(flag), "x": rand(3), "shape": np.array([1, 3])})
     assert got[0].shape == ((3,) if flag else (1, 3))
-    module = imported(m, frozen_inputs={"shape": np.array([1, 3])})
-    assert "ember.if" in op_names(module) and str(module.main.output_types[0]) == "f32[*]"
+    module = imported(m, frozen_inputs={"shape": np.array([1, 3]), "c": np.array(flag)})
+    assert "ember.if" not in op_names(module)
 
 
 # -- Loop ------------------------------------------------------------------------------------------

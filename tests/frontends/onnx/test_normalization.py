@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx_check import check_node, imported, node_model
+from onnx_check import check_model, check_node, imported, node_model
 from oracle import rand
 
 from ember.errors import UnsupportedOpError
@@ -53,11 +53,14 @@ def test_batch_norm(opset, attrs):
     check_node("BatchNormalization", BN_INPUTS, attrs, opset=opset, reference="onnx" if opset < 7 else "ort")
 
 
-def test_batch_norm_training_is_unsupported():
-    model = node_model("BatchNormalization", BN_INPUTS, {"training_mode": 1}, opset=15,
+@pytest.mark.parametrize("momentum", [0.9, 0.5])
+def test_batch_norm_training_mode_uses_batch_statistics(momentum):
+    model = node_model("BatchNormalization", BN_INPUTS, {"training_mode": 1, "momentum": momentum}, opset=15,
                        outputs=("y", "running_mean", "running_var"))
-    with pytest.raises(UnsupportedOpError, match="training_mode=1 .* is not supported"):
-        import_model(model)
+    check_model(model, BN_INPUTS, reference="onnx")
+
+
+def test_batch_norm_unsupported_forms():
     model = node_model("BatchNormalization", BN_INPUTS, {}, opset=9, outputs=("y", "m", "v", "sm", "sv"))
     with pytest.raises(UnsupportedOpError, match=r"outputs \[1, 2, 3, 4\] .* exist only in training mode"):
         import_model(model)

@@ -51,6 +51,10 @@ def test_label_encoder_by_hand():
                       {"keys": np.array([6], np.int32), "values": np.array([1.5], np.float32),
                        "default": np.array(0.25, np.float32)})
     assert got.dtype == np.float32 and got.tolist() == [0.25, 1.5]
+    (got,) = ember_op("ember.label_encoder", [np.array([[1, 2]])],
+                      {"keys": np.array([2]), "values": strs("two"), "default": np.array("none", dtype=object)})
+    assert got.dtype == object and got.tolist() == [["none", "two"]]
+    assert all(type(s) is str for s in got.ravel())  # not 0-d arrays inside the object array
 
 
 def test_label_encoder_types_and_errors():

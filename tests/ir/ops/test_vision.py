@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle import assert_close, check_vs_onnx, ember_op, onnx_op, rand
+from oracle import assert_close, check_vs_onnx, ember_op, rand
 
 from ember import ir
 from ember.errors import ShapeError
