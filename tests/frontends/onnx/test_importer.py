@@ -186,3 +186,22 @@ def test_ember_import_command(tmp_path, capsys):
     assert (tmp_path / "mlp.ir").exists() and (tmp_path / "mlp.weights").exists()
     assert "mlp.onnx -> " in capsys.readouterr().out
     assert ember.load(tmp_path / "mlp.ir").weights["fc.weight"].data.shape == (4, 8)
+
+
+def test_model_over_2gb_with_external_data_is_mapped(tmp_path):
+    """A 2.2 GB initializer in external data (a sparse file here): mapped, never read whole."""
+    count = 550_000_000  # float32: 2.2 GB, past protobuf's 2 GB limit
+    table = TensorProto(name="table", data_type=F, dims=[count])
+    table.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "big.bin"), ("offset", "0"), ("length", str(count * 4))):
+        table.external_data.add(key=k, value=v)
+    nodes = [helper.make_node("Gather", ["table", "idx"], ["y"], name="lookup")]
+    m = model(nodes, [vi("idx", [2], TensorProto.INT64)], [vi("y", [2])], [table])
+    (tmp_path / "big.onnx").write_bytes(m.SerializeToString())
+    with open(tmp_path / "big.bin", "wb") as f:
+        f.truncate(count * 4)  # sparse: no disk blocks behind it
+    module = load(tmp_path / "big.onnx")
+    data = module.weights["table"].data
+    assert isinstance(data, np.memmap) and data.shape == (count,)
+    out = ir.interpret(module, {"idx": np.array([0, count - 1], np.int64)})["y"]
+    np.testing.assert_array_equal(out, [0.0, 0.0])
