@@ -21,6 +21,20 @@ def test_installed_package_is_the_wheel_or_the_checkout():
     assert (Path(ember.__file__).parent / "ir" / "grammar.lark").exists()
 
 
+def test_every_package_is_listed_in_pyproject():
+    """A package missing from pyproject's list imports in a checkout but not once installed."""
+    if not (REPO / "pyproject.toml").exists():
+        pytest.skip("not run from a checkout")
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"ember"}
+    for init in REPO.rglob("__init__.py"):
+        rel = init.parent.relative_to(REPO)
+        if rel.parts and rel.parts[0] in ("ir", "passes", "codegen", "runtime", "frontends"):
+            found.add(".".join(("ember",) + rel.parts))
+    assert found == listed, f"missing: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+
+
 @pytest.mark.slow
 def test_editable_install_imports_the_checkout(tmp_path):
     """pip install -e . in a fresh environment whose dependencies come from this one."""
