@@ -241,6 +241,15 @@ EXPORTERS["ember.size"] = _simple("Size")
 EXPORTERS["ember.nonzero"] = _simple("NonZero")
 
 
+def _same_operands(onnx_type: str, **attrs: str) -> Exporter:
+    """An ONNX op with Ember's operands in order and attributes renamed (onnx_name=ember_name)."""
+    def emit(w: GraphWriter, op: Operation) -> None:
+        values = {k: op.attributes[v] for k, v in attrs.items()}
+        values = {k: int(v) if isinstance(v, bool) else v for k, v in values.items()}
+        w.node(onnx_type, [w.name(v) for v in op.operands], _outs(w, op), **values)
+    return emit
+
+
 def _with_attrs(onnx_type: str, mapping: dict[str, tuple[str, Any]]) -> Exporter:
     def emit(w: GraphWriter, op: Operation) -> None:
         attrs = {onnx_name: op.attributes[ember] for onnx_name, (ember, _) in mapping.items()}
@@ -253,9 +262,6 @@ for _onnx, (_ember, _attrs) in WITH_ATTRS.items():
     EXPORTERS[_ember] = _with_attrs(_onnx, _attrs)
 
 
-@exports("ember.mod")
-def _mod(w: GraphWriter, op: Operation) -> None:
-    w.node("Mod", [w.name(v) for v in op.operands], _outs(w, op), fmod=int(op.attributes["fmod"]))
 
 
 @exports("ember.bit_shift")
@@ -299,16 +305,8 @@ def _fused(w: GraphWriter, op: Operation) -> None:
         w.node("Identity", [w.name(v)], [w.name(r)])
 
 
-@exports("ember.gemm")
-def _gemm(w: GraphWriter, op: Operation) -> None:
-    a = op.attributes
-    w.node("Gemm", [w.name(v) for v in op.operands], _outs(w, op), alpha=a["alpha"], beta=a["beta"],
-           transA=int(a["trans_a"]), transB=int(a["trans_b"]))
 
 
-@exports("ember.einsum")
-def _einsum(w: GraphWriter, op: Operation) -> None:
-    w.node("Einsum", [w.name(v) for v in op.operands], _outs(w, op), equation=op.attributes["equation"])
 
 
 # -- layouts: ONNX is channels-first, so other layouts transpose around the op --------------------------
@@ -425,16 +423,8 @@ EXPORTERS["ember.depth_to_space"] = _channel_op("DepthToSpace", lambda op: {
 EXPORTERS["ember.space_to_depth"] = _channel_op("SpaceToDepth", lambda op: {"blocksize": op.attributes["blocksize"]})
 
 
-@exports("ember.layer_norm")
-def _layer_norm(w: GraphWriter, op: Operation) -> None:
-    w.node("LayerNormalization", [w.name(v) for v in op.operands], _outs(w, op), axis=op.attributes["axis"],
-           epsilon=op.attributes["epsilon"])
 
 
-@exports("ember.rms_norm")
-def _rms_norm(w: GraphWriter, op: Operation) -> None:
-    w.node("RMSNormalization", [w.name(v) for v in op.operands], _outs(w, op), axis=op.attributes["axis"],
-           epsilon=op.attributes["epsilon"])
 
 
 def _axis_op(onnx_type: str) -> Exporter:
@@ -467,15 +457,6 @@ for _ember, _onnx in {"ember.reduce_sum": "ReduceSum", "ember.reduce_mean": "Red
     EXPORTERS[_ember] = _reduce(_onnx)
 
 
-def _arg(onnx_type: str) -> Exporter:
-    return lambda w, op: w.node(onnx_type, [w.name(op.operands[0])], _outs(w, op), axis=op.attributes["axis"],
-                                keepdims=int(op.attributes["keepdims"]),
-                                select_last_index=int(op.attributes["select_last_index"]))
-
-
-EXPORTERS["ember.argmax"] = _arg("ArgMax")
-EXPORTERS["ember.argmin"] = _arg("ArgMin")
-
 
 @exports("ember.cumsum")
 def _cumsum(w: GraphWriter, op: Operation) -> None:
@@ -506,9 +487,6 @@ def _transpose(w: GraphWriter, op: Operation) -> None:
     w.node("Transpose", [w.name(op.operands[0])], _outs(w, op), perm=list(perm) if perm is not None else None)
 
 
-@exports("ember.concat")
-def _concat(w: GraphWriter, op: Operation) -> None:
-    w.node("Concat", [w.name(v) for v in op.operands], _outs(w, op), axis=op.attributes["axis"])
 
 
 @exports("ember.split")
@@ -562,26 +540,12 @@ def _shape(w: GraphWriter, op: Operation) -> None:
     w.node("Shape", [w.name(op.operands[0])], _outs(w, op), start=op.attributes["start"], end=end)
 
 
-@exports("ember.gather", "ember.gather_elements")
-def _gather(w: GraphWriter, op: Operation) -> None:
-    onnx_type = "Gather" if op.name == "ember.gather" else "GatherElements"
-    w.node(onnx_type, [w.name(v) for v in op.operands], _outs(w, op), axis=op.attributes["axis"])
 
 
-@exports("ember.gather_nd")
-def _gather_nd(w: GraphWriter, op: Operation) -> None:
-    w.node("GatherND", [w.name(v) for v in op.operands], _outs(w, op), batch_dims=op.attributes["batch_dims"])
 
 
-@exports("ember.scatter_elements")
-def _scatter_elements(w: GraphWriter, op: Operation) -> None:
-    w.node("ScatterElements", [w.name(v) for v in op.operands], _outs(w, op), axis=op.attributes["axis"],
-           reduction=op.attributes["reduction"])
 
 
-@exports("ember.scatter_nd")
-def _scatter_nd(w: GraphWriter, op: Operation) -> None:
-    w.node("ScatterND", [w.name(v) for v in op.operands], _outs(w, op), reduction=op.attributes["reduction"])
 
 
 @exports("ember.pad")
@@ -646,9 +610,6 @@ def _dequantize(w: GraphWriter, op: Operation) -> None:
            block_size=a["block_size"], output_dtype=onnx_type_code(out_type))
 
 
-@exports("ember.dynamic_quantize")
-def _dynamic_quantize(w: GraphWriter, op: Operation) -> None:
-    w.node("DynamicQuantizeLinear", [w.name(op.operands[0])], _outs(w, op))
 
 
 @exports("ember.if")
@@ -685,3 +646,22 @@ for _ember, _onnx in {"ember.sequence_construct": "SequenceConstruct", "ember.se
                       "ember.sequence_length": "SequenceLength", "ember.optional_has_element": "OptionalHasElement",
                       "ember.optional_get_element": "OptionalGetElement"}.items():
     EXPORTERS[_ember] = _simple(_onnx)
+
+
+for _ember, _exporter in {
+    "ember.mod": _same_operands("Mod", fmod="fmod"),
+    "ember.gemm": _same_operands("Gemm", alpha="alpha", beta="beta", transA="trans_a", transB="trans_b"),
+    "ember.einsum": _same_operands("Einsum", equation="equation"),
+    "ember.layer_norm": _same_operands("LayerNormalization", axis="axis", epsilon="epsilon"),
+    "ember.rms_norm": _same_operands("RMSNormalization", axis="axis", epsilon="epsilon"),
+    "ember.concat": _same_operands("Concat", axis="axis"),
+    "ember.gather": _same_operands("Gather", axis="axis"),
+    "ember.gather_elements": _same_operands("GatherElements", axis="axis"),
+    "ember.gather_nd": _same_operands("GatherND", batch_dims="batch_dims"),
+    "ember.scatter_elements": _same_operands("ScatterElements", axis="axis", reduction="reduction"),
+    "ember.scatter_nd": _same_operands("ScatterND", reduction="reduction"),
+    "ember.dynamic_quantize": _same_operands("DynamicQuantizeLinear"),
+    "ember.argmax": _same_operands("ArgMax", axis="axis", keepdims="keepdims", select_last_index="select_last_index"),
+    "ember.argmin": _same_operands("ArgMin", axis="axis", keepdims="keepdims", select_last_index="select_last_index"),
+}.items():
+    EXPORTERS[_ember] = _exporter
