@@ -3,6 +3,7 @@
 Subcommands grow with the pipeline; each reads models through `ember.load`:
 
     ember import MODEL [-o OUT.ir] [--freeze NAME=FILE.npy]   an .onnx file to .ir (+ .weights)
+    ember opt IN.ir -p PIPELINE [-o OUT.ir] [--print-ir-after-all] [--timing]   run passes, like mlir-opt
     ember inspect MODEL [--ir] [--dot FILE]     what a model holds
     ember run MODEL [-i NAME=FILE.npy ...]      run it (on the reference interpreter for now)
     ember verify MODEL                          check every IR invariant
@@ -168,6 +169,26 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_opt(args: argparse.Namespace) -> int:
+    import ember.passes.registry  # noqa: F401  (the built-in passes)
+    from ember.passes.manager import PassManager, timing_report
+
+    module = _load(args.input)
+    manager = PassManager(args.pipeline, verify_each=not args.no_verify, print_ir_after=args.print_ir_after or (),
+                          print_ir_after_all=args.print_ir_after_all, out=sys.stderr)
+    records = manager.run(module)
+    if args.timing:
+        sys.stderr.write(timing_report(records))
+    if args.output:
+        out = Path(args.output)
+        if out.resolve() == Path(args.input).resolve() and not args.in_place:
+            raise EmberError(f"the output {out} is the input; pass --in-place to overwrite it")
+        module.save(out)
+    else:
+        sys.stdout.write(str(module))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ember.ir.verify import verify
 
@@ -194,6 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--freeze", action="append", metavar="NAME=FILE.npy",
                    help="fix a graph input to a build-time value (inputs that feed shapes)")
     s.set_defaults(fn=cmd_import)
+
+    s = sub.add_parser("opt", help="run a pass pipeline on a model, like mlir-opt")
+    s.add_argument("input", help="an .ir file (or any model ember.load reads)")
+    s.add_argument("-p", "--pipeline", required=True, help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
+    s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights (default: print the IR)")
+    s.add_argument("--in-place", action="store_true", help="allow -o to name the input")
+    s.add_argument("--print-ir-after-all", action="store_true")
+    s.add_argument("--print-ir-after", action="append", metavar="PASS")
+    s.add_argument("--timing", action="store_true", help="per-pass time and statistics on stderr")
+    s.add_argument("--no-verify", action="store_true", help="skip verification after each pass")
+    s.set_defaults(fn=cmd_opt)
 
     s = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, weights")
     s.add_argument("model")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ember.ir.attrs import Dense
-from ember.ir.core import Block, Function, Location, Module, SymbolRange, Value
+from ember.ir.core import Block, Function, Location, Module, Operation, SymbolRange, Value
 from ember.ir.dims import DimExpr, sym
 from ember.ir.opdef import Op, lookup
 from ember.ir.types import DType, Type, dtype_of, tensor
@@ -32,8 +32,14 @@ class Builder:
     """Appends ops to one block; `build()` closes the function and verifies the module."""
 
     def __init__(self, name: str | None = None, *, function: str = "main", module: Module | None = None,
-                 block: Block | None = None, dialect: str = "ember") -> None:
+                 block: Block | None = None, dialect: str = "ember", before: Operation | None = None,
+                 loc: Any = None) -> None:
+        """`before`: insert new ops ahead of this op of `block` instead of at its end (rewrites);
+        `loc`: the location of ops made without one."""
         self.module = module if module is not None else Module(name)
+        self.before = before
+        self.default_loc = Location.of(loc) if loc is not None else None
+        self.created: list[Operation] = []
         self.function_name = function
         self.block = block if block is not None else Block()
         self.dialect = dialect
@@ -72,7 +78,7 @@ class Builder:
             raise ValueError(f"weight {name!r} already holds other data")
         op = lookup("ember.weight").create((), {"name": name}, result_types=[w.type], loc=loc)  # type: ignore[union-attr]
         op.result.name = name  # the printer quotes or uniquifies it as needed
-        self.block.append(op)
+        self._place(op)
         return op.result
 
     def constant(self, value: Any, dtype: DType | str | None = None, *, loc: Any = None) -> Value:
@@ -104,12 +110,21 @@ class Builder:
                                 "(make constants with b.constant)")
         operand_types = [v.type if v is not None else None for v in operands]
         regions = [self._region(cls, f, bodies[f], operand_types, attrs) for f in region_fields]
+        if loc is None and self.default_loc is not None:
+            loc = self.default_loc
         op = cls.create(list(operands), attrs, regions=regions, loc=Location.of(loc))
-        self.block.append(op)
+        self._place(op)
         groups = op.result_fields
         if len(op.results) == 1 and not any(f.variadic for f in groups):
             return op.results[0]
         return op.results
+
+    def _place(self, op: Operation) -> None:
+        if self.before is not None:
+            self.block.insert_before(self.before, op)
+        else:
+            self.block.append(op)
+        self.created.append(op)
 
     def _region(self, cls: type[Op], field: str, body: Any, operand_types: list[Type | None],
                 attrs: dict[str, Any]) -> Block:

@@ -1,7 +1,9 @@
 """Write an Ember module back as ONNX, so optimized graphs can be opened in Netron
 and checked against onnxruntime.
 
-Each Ember op has an exporter that emits ONNX nodes (opset 23). Attributes
+Each Ember op has an exporter that emits ONNX nodes (opset 23; an op that ONNX
+has only in a later opset raises the model's opset import to it, and the
+ai.onnx.ml ops add that domain's import). Attributes
 that ONNX takes as inputs (reshape's shape, slice's bounds) become
 initializers; symbolic ones (`shape = [N, -1]`) become small shape
 computations from the graph inputs that carry the symbols. Layout attributes
@@ -62,6 +64,15 @@ class ModelWriter:
         self.weight_names: set[str] = set()
         self.counter = itertools.count()
         self.problems: list[str] = []
+        self.min_opset = 0  # raised by exporters of ops that ONNX has only in a later opset
+        self.domains: dict[str, int] = {}  # other operator sets used (ai.onnx.ml) and their versions
+
+    def require(self, version: int, domain: str = "") -> None:
+        """The exported model needs `domain` (default: ai.onnx) at `version` or later."""
+        if domain:
+            self.domains[domain] = max(self.domains.get(domain, 0), version)
+        else:
+            self.min_opset = max(self.min_opset, version)
 
     def unique(self, hint: str) -> str:
         base = hint or "v"
@@ -217,7 +228,9 @@ def export_module(module: Module, *, function: str | None = None, opset: int = O
         raise UnsupportedOpError(f"{len(model.problems)} ops cannot be exported to ONNX:\n"
                                  + "\n".join("  " + p for p in model.problems))
     graph = helper.make_graph(top.nodes, module.name or fn.name, inputs, outputs, model.initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="ember")
+    imports = [helper.make_opsetid("", max(opset, model.min_opset))]
+    imports += [helper.make_opsetid(d, v) for d, v in sorted(model.domains.items())]
+    return helper.make_model(graph, opset_imports=imports, producer_name="ember")
 
 
 # -- exporters ----------------------------------------------------------------------------------
@@ -665,3 +678,492 @@ for _ember, _exporter in {
     "ember.argmin": _same_operands("ArgMin", axis="axis", keepdims="keepdims", select_last_index="select_last_index"),
 }.items():
     EXPORTERS[_ember] = _exporter
+
+
+# -- ops ONNX has in a later opset, in another domain, or only as a composition -------------------------
+def _operand(op: Operation, i: int) -> Value | None:
+    return op.operands[i] if i < len(op.operands) else None
+
+
+def _inputs(w: GraphWriter, *values: Value | str | None) -> list[str]:
+    """Input names, absent optional ones as "" (trailing ones dropped, as ONNX prefers)."""
+    names = [v if isinstance(v, str) else w.name(v) for v in values]
+    while names and names[-1] == "":
+        names.pop()
+    return names
+
+
+def _scalar_i64(w: GraphWriter, d: Dim, hint: str) -> str:
+    """A 0-D int64 tensor holding one dim (computed at run time where it is symbolic)."""
+    if isinstance(d, int):
+        return w.const(np.array(d, np.int64), hint)
+    return w.node("Squeeze", [w.dim_tensor(d)], hint=hint)[0]
+
+
+def _scalar_const(w: GraphWriter, value: Any, dtype: Any, hint: str) -> str:
+    return w.const(np.array(value, dtype), hint)
+
+
+@exports("ember.rsqrt")
+def _rsqrt(w: GraphWriter, op: Operation) -> None:
+    w.node("Reciprocal", [w.node("Sqrt", [w.name(op.operands[0])])[0]], _outs(w, op))
+
+
+@exports("ember.silu")
+def _silu(w: GraphWriter, op: Operation) -> None:
+    x = w.name(op.operands[0])
+    w.node("Mul", [x, w.node("Sigmoid", [x])[0]], _outs(w, op))
+
+
+EXPORTERS["ember.max"] = _simple("Max")
+EXPORTERS["ember.min"] = _simple("Min")
+EXPORTERS["ember.prelu"] = _simple("PRelu")
+EXPORTERS["ember.det"] = _simple("Det")
+EXPORTERS["ember.string_concat"] = _simple("StringConcat")
+
+
+@exports("ember.bitcast")
+def _bitcast(w: GraphWriter, op: Operation) -> None:
+    w.model.require(26)
+    w.node("BitCast", [w.name(op.operands[0])], _outs(w, op), to=onnx_type_code(op.attributes["to"]))
+
+
+@exports("ember.cumprod")
+def _cumprod(w: GraphWriter, op: Operation) -> None:
+    w.model.require(26)
+    w.node("CumProd", [w.name(op.operands[0]), w.const(np.array(op.attributes["axis"], np.int64), "axis")],
+           _outs(w, op), exclusive=int(op.attributes["exclusive"]), reverse=int(op.attributes["reverse"]))
+
+
+@exports("ember.eye_like")
+def _eye_like(w: GraphWriter, op: Operation) -> None:
+    dt = op.attributes["dtype"]
+    w.node("EyeLike", [w.name(op.operands[0])], _outs(w, op), k=op.attributes["k"],
+           dtype=onnx_type_code(dt) if dt is not None else None)
+
+
+@exports("ember.constant_of_shape")
+def _constant_of_shape(w: GraphWriter, op: Operation) -> None:
+    value = np.asarray(op.attributes["value"].array).reshape(1)
+    w.node("ConstantOfShape", [w.name(op.operands[0])], _outs(w, op), value=from_array(value, "value"))
+
+
+@exports("ember.unique")
+def _unique(w: GraphWriter, op: Operation) -> None:
+    w.node("Unique", [w.name(op.operands[0])], _outs(w, op), sorted=int(op.attributes["sorted"]),
+           axis=op.attributes["axis"])
+
+
+@exports("ember.reverse_sequence")
+def _reverse_sequence(w: GraphWriter, op: Operation) -> None:
+    """ONNX reverses along axis 0 or 1 with the batch on the other; other axes transpose there."""
+    x, lengths = op.operands
+    rank = x.type.rank  # type: ignore[union-attr]
+    b, t = op.attributes["batch_axis"] % rank, op.attributes["time_axis"] % rank
+    if {b, t} == {0, 1}:
+        w.node("ReverseSequence", [w.name(x), w.name(lengths)], _outs(w, op), batch_axis=b, time_axis=t)
+        return
+    perm = [t, b] + [i for i in range(rank) if i not in (b, t)]
+    xt = w.node("Transpose", [w.name(x)], perm=perm)[0]
+    y = w.node("ReverseSequence", [xt, w.name(lengths)], batch_axis=1, time_axis=0)[0]
+    w.node("Transpose", [y], _outs(w, op), perm=list(L.inverse(tuple(perm))))
+
+
+@exports("ember.tensor_scatter")
+def _tensor_scatter(w: GraphWriter, op: Operation) -> None:
+    w.model.require(24)
+    w.node("TensorScatter", _inputs(w, *op.operands), _outs(w, op), axis=op.attributes["axis"],
+           mode=op.attributes["mode"])
+
+
+# -- sequences and optionals ------------------------------------------------------------------------------
+@exports("ember.sequence_empty")
+def _sequence_empty(w: GraphWriter, op: Operation) -> None:
+    w.node("SequenceEmpty", [], _outs(w, op), dtype=onnx_type_code(op.attributes["dtype"]))
+
+
+@exports("ember.split_to_sequence")
+def _split_to_sequence(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    inputs = [w.name(op.operands[0])]
+    extra: dict[str, Any] = {}
+    if a["split"] is not None:
+        inputs.append(w.dims_tensor(a["split"], "split"))
+    elif a["chunk_size"] is not None:
+        inputs.append(w.const(np.array(a["chunk_size"], np.int64), "split"))
+    else:
+        extra["keepdims"] = int(a["keepdims"])
+    w.node("SplitToSequence", inputs, _outs(w, op), axis=a["axis"], **extra)
+
+
+@exports("ember.concat_from_sequence")
+def _concat_from_sequence(w: GraphWriter, op: Operation) -> None:
+    w.node("ConcatFromSequence", [w.name(op.operands[0])], _outs(w, op), axis=op.attributes["axis"],
+           new_axis=int(op.attributes["new_axis"]))
+
+
+@exports("ember.optional")
+def _optional(w: GraphWriter, op: Operation) -> None:
+    x = _operand(op, 0)
+    if x is not None:
+        w.node("Optional", [w.name(x)], _outs(w, op))
+    else:
+        w.node("Optional", [], _outs(w, op), type=type_proto(op.attributes["type"]))
+
+
+# -- strings and classic ML --------------------------------------------------------------------------------
+@exports("ember.regex_full_match")
+def _regex_full_match(w: GraphWriter, op: Operation) -> None:
+    w.node("RegexFullMatch", [w.name(op.operands[0])], _outs(w, op), pattern=op.attributes["pattern"])
+
+
+@exports("ember.string_split")
+def _string_split(w: GraphWriter, op: Operation) -> None:
+    w.node("StringSplit", [w.name(op.operands[0])], _outs(w, op), delimiter=op.attributes["delimiter"],
+           maxsplit=op.attributes["maxsplit"])
+
+
+@exports("ember.string_normalizer")
+def _string_normalizer(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    w.node("StringNormalizer", [w.name(op.operands[0])], _outs(w, op), case_change_action=a["case_change"].upper(),
+           is_case_sensitive=int(a["case_sensitive"]), locale=a["locale"],
+           stopwords=list(a["stopwords"]) if a["stopwords"] else None)
+
+
+@exports("ember.tfidf_vectorizer")
+def _tfidf_vectorizer(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    lists = {k: list(a[k]) for k in ("pool_int64s", "pool_strings", "weights") if a[k] is not None}
+    w.node("TfIdfVectorizer", [w.name(op.operands[0])], _outs(w, op), mode=a["mode"],
+           min_gram_length=a["min_gram_length"], max_gram_length=a["max_gram_length"],
+           max_skip_count=a["max_skip_count"], ngram_counts=list(a["ngram_counts"]),
+           ngram_indexes=list(a["ngram_indexes"]), **lists)
+
+
+ML = "ai.onnx.ml"
+_LABEL_SUFFIX = {"str": "strings", "i64": "int64s", "f32": "floats"}
+_LABEL_DEFAULT = {"str": "default_string", "i64": "default_int64", "f32": "default_float"}
+
+
+@exports("ember.label_encoder")
+def _label_encoder(w: GraphWriter, op: Operation) -> None:
+    """Typed lists (opset 2) where keys and values are strings, i64 or f32; tensors (opset 4) otherwise."""
+    a = op.attributes
+    keys, values = a["keys"].array, a["values"].array
+    default = np.asarray(a["default"].array).reshape(-1)
+    kt, vt = a["keys"].dtype.name, a["values"].dtype.name
+    if kt in _LABEL_SUFFIX and vt in _LABEL_SUFFIX:
+        w.model.require(2, ML)
+        fill = default[0].item() if vt != "str" else str(default[0])
+        attrs = {f"keys_{_LABEL_SUFFIX[kt]}": [x if kt != "str" else str(x) for x in keys.tolist()],
+                 f"values_{_LABEL_SUFFIX[vt]}": [x if vt != "str" else str(x) for x in values.tolist()],
+                 _LABEL_DEFAULT[vt]: fill}
+    else:
+        w.model.require(4, ML)
+        attrs = {"keys_tensor": from_array(keys, "keys"), "values_tensor": from_array(values, "values"),
+                 "default_tensor": from_array(default, "default")}
+    w.node("LabelEncoder", [w.name(op.operands[0])], _outs(w, op), domain=ML, **attrs)
+
+
+_AGGREGATES = {"average": 0, "sum": 1, "min": 2, "max": 3}
+_TRANSFORMS = {"none": 0, "softmax": 1, "logistic": 2, "softmax_zero": 3}
+
+
+@exports("ember.tree_ensemble")
+def _tree_ensemble(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    w.model.require(5, ML)
+    ints = {k: list(a[k]) for k in ("nodes_featureids", "nodes_truenodeids", "nodes_trueleafs", "nodes_falsenodeids",
+                                    "nodes_falseleafs", "tree_roots", "leaf_targetids")}
+    if a["nodes_missing_value_tracks_true"] is not None:
+        ints["nodes_missing_value_tracks_true"] = list(a["nodes_missing_value_tracks_true"])
+    tensors = {"nodes_splits": from_array(a["nodes_splits"].array.reshape(-1), "nodes_splits"),
+               "nodes_modes": from_array(np.array(a["nodes_modes"], np.uint8), "nodes_modes"),
+               "leaf_weights": from_array(a["leaf_weights"].array.reshape(-1), "leaf_weights")}
+    if a["membership_values"] is not None:
+        tensors["membership_values"] = from_array(a["membership_values"].array.reshape(-1), "membership_values")
+    w.node("TreeEnsemble", [w.name(op.operands[0])], _outs(w, op), domain=ML, n_targets=a["n_targets"],
+           aggregate_function=_AGGREGATES[a["aggregate_function"]], post_transform=_TRANSFORMS[a["post_transform"]],
+           **ints, **tensors)
+
+
+# -- vision -----------------------------------------------------------------------------------------------
+def _onnx_weight(w: GraphWriter, op: Operation, weight: Value, lay: L.Layout, default: str) -> str:
+    """A filter in ONNX's order (OI + spatial) from its `weight_layout`."""
+    wl = L.weight(op, op.attributes.get("weight_layout"), lay.spatial, default)  # type: ignore[arg-type]
+    name = w.name(weight)
+    target = default + lay.spatial
+    if wl.letters != target:
+        name = w.node("Transpose", [name], perm=list(L.permutation(wl.letters, target)))[0]
+    return name
+
+
+@exports("ember.conv_integer")
+def _conv_integer(w: GraphWriter, op: Operation) -> None:
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    weight = _onnx_weight(w, op, op.operands[1], lay, "OI")  # type: ignore[arg-type]
+    y = w.node("ConvInteger", _inputs(w, x, weight, _operand(op, 2), _operand(op, 3)),
+               group=op.attributes["group"], **_window_attrs(op))[0]
+    _from_channels_first(w, y, w.name(op.results[0]), lay)
+
+
+@exports("ember.deform_conv")
+def _deform_conv(w: GraphWriter, op: Operation) -> None:
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    weight = _onnx_weight(w, op, op.operands[1], lay, "OI")  # type: ignore[arg-type]
+    offset = _to_channels_first(w, w.name(op.operands[2]), lay)
+    mask = _operand(op, 4)
+    mask_name = _to_channels_first(w, w.name(mask), lay) if mask is not None else ""
+    attrs = {k: list(op.attributes[k]) for k in ("kernel_shape", "strides", "pads", "dilations") if op.attributes[k]}
+    y = w.node("DeformConv", _inputs(w, x, weight, offset, _operand(op, 3), mask_name),
+               group=op.attributes["group"], offset_group=op.attributes["offset_group"], **attrs)[0]
+    _from_channels_first(w, y, w.name(op.results[0]), lay)
+
+
+@exports("ember.max_unpool")
+def _max_unpool(w: GraphWriter, op: Operation) -> None:
+    """Ember's output_shape (spatial) is ONNX's output_shape input with x's batch and channels
+    before it; the indices then address that shape (onnxruntime's reading)."""
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    indices = _to_channels_first(w, w.name(op.operands[1]), lay)
+    a = op.attributes
+    inputs = [x, indices]
+    if a["output_shape"] is not None:
+        lead = w.node("Shape", [x], hint="batch_channels", start=0, end=2)[0]
+        inputs.append(w.node("Concat", [lead, w.dims_tensor(a["output_shape"], "spatial")], hint="output_shape",
+                             axis=0)[0])
+    attrs = {k: list(a[k]) for k in ("strides", "pads") if a[k]}
+    y = w.node("MaxUnpool", inputs, kernel_shape=list(a["kernel_shape"]), **attrs)[0]
+    _from_channels_first(w, y, w.name(op.results[0]), lay)
+
+
+@exports("ember.grid_sample")
+def _grid_sample(w: GraphWriter, op: Operation) -> None:
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    a = op.attributes
+    y = w.node("GridSample", [x, w.name(op.operands[1])], mode=a["mode"], padding_mode=a["padding_mode"],
+               align_corners=int(a["align_corners"]))[0]
+    _from_channels_first(w, y, w.name(op.results[0]), lay)
+
+
+@exports("ember.roi_align")
+def _roi_align(w: GraphWriter, op: Operation) -> None:
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    a = op.attributes
+    y = w.node("RoiAlign", [x, w.name(op.operands[1]), w.name(op.operands[2])], mode=a["mode"],
+               output_height=a["output_height"], output_width=a["output_width"], sampling_ratio=a["sampling_ratio"],
+               spatial_scale=a["spatial_scale"],
+               coordinate_transformation_mode=a["coordinate_transformation_mode"])[0]
+    _from_channels_first(w, y, w.name(op.results[0]), lay)
+
+
+@exports("ember.nms")
+def _nms(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    score = a["score_threshold"]
+    inputs = [w.name(op.operands[0]), w.name(op.operands[1]),
+              w.const(np.array([a["max_output_boxes_per_class"]], np.int64), "max_boxes"),
+              w.const(np.array([a["iou_threshold"]], np.float32), "iou_threshold")]
+    if score is not None:
+        inputs.append(w.const(np.array([score], np.float32), "score_threshold"))
+    w.node("NonMaxSuppression", inputs, _outs(w, op), center_point_box=int(a["center_point_box"]))
+
+
+@exports("ember.col2im")
+def _col2im(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    lay = L.activation(op, a.get("layout"), len(a["image_shape"]) + 2)  # type: ignore[arg-type]
+    attrs = {k: list(a[k]) for k in ("strides", "pads", "dilations") if a[k]}
+    y = w.node("Col2Im", [w.name(op.operands[0]), w.dims_tensor(a["image_shape"], "image_shape"),
+                          w.ints(a["block_shape"], "block_shape")], **attrs)[0]
+    _from_channels_first(w, y, w.name(op.results[0]), lay)
+
+
+# -- signal -----------------------------------------------------------------------------------------------
+@exports("ember.dft")
+def _dft(w: GraphWriter, op: Operation) -> None:
+    """Ember's axis counts the signal axes; ONNX's counts them all (the same for a
+    non-negative axis below the trailing real/imaginary one)."""
+    a = op.attributes
+    x = op.operands[0]
+    axis = a["axis"] % (x.type.rank - 1)  # type: ignore[union-attr]
+    length = _scalar_i64(w, a["length"], "dft_length") if a["length"] is not None else ""
+    w.node("DFT", [w.name(x), length, w.const(np.array(axis, np.int64), "axis")], _outs(w, op),
+           inverse=int(a["inverse"]), onesided=int(a["onesided"]))
+
+
+@exports("ember.stft")
+def _stft(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    w.node("STFT", [w.name(op.operands[0]), _scalar_i64(w, a["frame_step"], "frame_step"), w.name(_operand(op, 1)),
+                    _scalar_i64(w, a["frame_length"], "frame_length")], _outs(w, op), onesided=int(a["onesided"]))
+
+
+_WINDOWS = {"hann": "HannWindow", "hamming": "HammingWindow", "blackman": "BlackmanWindow"}
+
+
+@exports("ember.window")
+def _window(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    w.node(_WINDOWS[a["kind"]], [_scalar_i64(w, a["size"], "size")], _outs(w, op), periodic=int(a["periodic"]),
+           output_datatype=onnx_type_code(a["dtype"]))
+
+
+@exports("ember.mel_weight_matrix")
+def _mel_weight_matrix(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    inputs = [_scalar_const(w, a[k], np.int64, k) for k in ("num_mel_bins", "dft_length", "sample_rate")]
+    inputs += [_scalar_const(w, a[k], np.float32, k) for k in ("lower_edge_hertz", "upper_edge_hertz")]
+    w.node("MelWeightMatrix", inputs, _outs(w, op), output_datatype=onnx_type_code(a["dtype"]))
+
+
+# -- recurrent --------------------------------------------------------------------------------------------
+_ACTIVATION_NAMES = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "affine": "Affine",
+                     "leaky_relu": "LeakyRelu", "thresholded_relu": "ThresholdedRelu", "scaled_tanh": "ScaledTanh",
+                     "hard_sigmoid": "HardSigmoid", "elu": "Elu", "softsign": "Softsign", "softplus": "Softplus"}
+
+
+def _recurrent(onnx_type: str, n_states: int, flag: str | None) -> Exporter:
+    """RNN/GRU/LSTM. batch_first becomes transposes around the node (onnxruntime has no layout = 1).
+    ONNX reads activation_alpha/beta in order, one per activation that takes it; every
+    such parameter is written out (Ember's value, or its default)."""
+    from ember.ir.ops.recurrent import ACTIVATION_PARAMS, ACTIVATIONS
+
+    def emit(w: GraphWriter, op: Operation) -> None:
+        a = op.attributes
+        batch_first = a["batch_first"]
+        x, weight, r, bias, lens = (_operand(op, i) for i in range(5))
+        states = [_operand(op, 5 + i) for i in range(n_states)]
+        extra = _operand(op, 5 + n_states)  # LSTM's peepholes
+
+        def swap(v: Value | None) -> str:
+            if v is None:
+                return ""
+            return w.node("Transpose", [w.name(v)], perm=[1, 0, 2])[0] if batch_first else w.name(v)
+
+        lens_name = w.name(lens)
+        if lens is not None and lens.type.dtype.name != "i32":  # type: ignore[union-attr]
+            lens_name = w.node("Cast", [lens_name], to=onnx.TensorProto.INT32)[0]
+        attrs: dict[str, Any] = {"direction": a["direction"], "clip": a["clip"]}
+        hidden = r.type.shape[-1] if r is not None else None  # type: ignore[union-attr]
+        if isinstance(hidden, int):
+            attrs["hidden_size"] = hidden
+        if flag is not None:
+            attrs[flag] = int(a[flag])
+        if a["activations"] is not None:
+            acts = list(a["activations"])
+            given_a, given_b = list(a["activation_alpha"] or ()), list(a["activation_beta"] or ())
+            alphas, betas = [], []
+            for k, name in enumerate(acts):
+                _, da, db = ACTIVATIONS[name]
+                takes_a, takes_b = ACTIVATION_PARAMS.get(name, (False, False))
+                if takes_a:
+                    alphas.append(float(given_a[k]) if given_a else da)
+                if takes_b:
+                    betas.append(float(given_b[k]) if given_b else db)
+            attrs["activations"] = [_ACTIVATION_NAMES[n] for n in acts]
+            attrs["activation_alpha"] = alphas or None
+            attrs["activation_beta"] = betas or None
+        inputs = _inputs(w, swap(x), weight, r, bias, lens_name, *[swap(s) for s in states],
+                         *([extra] if n_states == 2 else []))
+        outs = _outs(w, op)
+        if not batch_first:
+            w.node(onnx_type, inputs, outs, **attrs)
+            return
+        raw = w.node(onnx_type, inputs, [w.fresh(f"{onnx_type.lower()}_out{k}") for k in range(len(outs))], **attrs)
+        w.node("Transpose", [raw[0]], [outs[0]], perm=[2, 0, 1, 3])  # [S,D,B,H] -> [B,S,D,H]
+        for src, dst in zip(raw[1:], outs[1:]):
+            w.node("Transpose", [src], [dst], perm=[1, 0, 2])  # [D,B,H] -> [B,D,H]
+    return emit
+
+
+EXPORTERS["ember.rnn"] = _recurrent("RNN", 1, None)
+EXPORTERS["ember.gru"] = _recurrent("GRU", 1, "linear_before_reset")
+EXPORTERS["ember.lstm"] = _recurrent("LSTM", 2, "input_forget")
+
+
+# -- attention --------------------------------------------------------------------------------------------
+_SCORE_MODES = {"raw": 0, "softcap": 1, "biased": 2, "probs": 3}
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+@exports("ember.attention")
+def _attention(w: GraphWriter, op: Operation) -> None:
+    """ONNX Attention (4-D). Query positions: ONNX offsets its causal and window masks by
+    the past length (past_key) or bottom-right by nonpad_kv_seqlen (opset 24). So a
+    top-left q_offset splits K and V there into past and current; bottom_right passes
+    kv_lens (or every batch's full key length) as nonpad_kv_seqlen. A window needs opset 25."""
+    a = op.attributes
+    q, k, v, mask, kv_lens = (_operand(op, i) for i in range(5))
+    left, right = a["window"]
+    windowed = left >= 0 or right >= 0
+    positional = a["causal"] or windowed  # whether the queries' positions matter
+    k_name, v_name = w.name(k), w.name(v)
+    past_k = past_v = nonpad = ""
+    if kv_lens is not None or (a["align"] == "bottom_right" and positional):
+        if a["align"] == "top_left" and positional:
+            raise UnsupportedOpError("kv_lens with a top-left causal or window mask has no ONNX form "
+                                     "(ONNX aligns those masks bottom-right to nonpad_kv_seqlen)")
+        w.model.require(24)
+        if kv_lens is not None:
+            nonpad = w.name(kv_lens)
+            if kv_lens.type.dtype.name != "i64":  # type: ignore[union-attr]
+                nonpad = w.node("Cast", [nonpad], hint="nonpad_kv_seqlen", to=onnx.TensorProto.INT64)[0]
+        else:
+            keys = w.node("Shape", [k_name], hint="kv_len", start=2, end=3)[0]
+            batch = w.node("Shape", [k_name], hint="batch", start=0, end=1)[0]
+            nonpad = w.node("Expand", [keys, batch], hint="nonpad_kv_seqlen")[0]
+    elif positional and a["q_offset"] != 0:
+        at = w.dims_tensor([a["q_offset"]], "q_offset")
+        zero, end, axis = w.ints([0], "zero"), w.ints([_INT64_MAX], "end"), w.ints([2], "axis")
+        past_k, k_name = (w.node("Slice", [k_name, lo, hi, axis])[0] for lo, hi in ((zero, at), (at, end)))
+        past_v, v_name = (w.node("Slice", [v_name, lo, hi, axis])[0] for lo, hi in ((zero, at), (at, end)))
+    if windowed:
+        w.model.require(25)
+    attrs: dict[str, Any] = {"scale": a["scale"], "is_causal": int(a["causal"]), "softcap": a["softcap"] or None}
+    if windowed:
+        attrs.update(left_window_size=left, right_window_size=right)
+    outs = [w.name(op.results[0]), "", ""]
+    if a["scores"] != "none":
+        attrs["qk_matmul_output_mode"] = _SCORE_MODES[a["scores"]]
+        outs.append(w.name(op.results[1]))
+    w.node("Attention", _inputs(w, q, k_name, v_name, w.name(mask), past_k, past_v, nonpad), outs, **attrs)
+
+
+@exports("ember.rotary_embedding")
+def _rotary_embedding(w: GraphWriter, op: Operation) -> None:
+    a = op.attributes
+    w.node("RotaryEmbedding", _inputs(w, *op.operands), _outs(w, op), interleaved=int(a["interleaved"]),
+           rotary_embedding_dim=a["rotary_dim"], num_heads=a["num_heads"])
+
+
+@exports("ember.linear_attention")
+def _linear_attention(w: GraphWriter, op: Operation) -> None:
+    """ONNX LinearAttention (opset 27) packs heads: [B, T, H*D]. Ember's BHTD operands are
+    transposed and reshaped into that form, and the output back."""
+    w.model.require(27)
+    q, k, v, past, decay, beta = (_operand(op, i) for i in range(6))
+    hq, hkv = q.type.shape[1], k.type.shape[1]  # type: ignore[union-attr]
+    if not isinstance(hq, int) or not isinstance(hkv, int):
+        raise UnsupportedOpError(f"the head counts {hq} and {hkv} must be static (ONNX takes them as attributes)")
+
+    def packed(value: Value | None) -> str:
+        """[B, H, T, D] -> [B, T, H*D] (a [B, H, T, 1] per-head value becomes [B, T, H])."""
+        if value is None:
+            return ""
+        t = w.node("Transpose", [w.name(value)], perm=[0, 2, 1, 3])[0]
+        return w.node("Reshape", [t, w.ints([0, 0, -1], "packed")])[0]
+
+    a = op.attributes
+    out = w.fresh("linear_attention_out")
+    w.node("LinearAttention", _inputs(w, packed(q), packed(k), packed(v), w.name(past), packed(decay), packed(beta)),
+           [out, w.name(op.results[1])], q_num_heads=hq, kv_num_heads=hkv, update_rule=a["update_rule"],
+           scale=a["scale"])
+    split = w.node("Reshape", [out, w.ints([0, 0, hq, -1], "heads")])[0]
+    w.node("Transpose", [split], [w.name(op.results[0])], perm=[0, 2, 1, 3])
