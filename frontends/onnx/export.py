@@ -1133,7 +1133,13 @@ def _attention(w: GraphWriter, op: Operation) -> None:
     if a["scores"] != "none":
         attrs["qk_matmul_output_mode"] = _SCORE_MODES[a["scores"]]
         outs.append(w.name(op.results[1]))
-    w.node("Attention", _inputs(w, q, k_name, v_name, w.name(mask), past_k, past_v, nonpad), outs, **attrs)
+    if past_k:  # onnxruntime wants the present outputs with a past
+        outs[1:3] = [w.fresh("present_key"), w.fresh("present_value")]
+    mask_name = w.name(mask)
+    if mask is not None and mask.type.rank < 2:  # type: ignore[union-attr]
+        # the same broadcast; onnxruntime takes 2-D to 4-D masks
+        mask_name = w.node("Reshape", [mask_name, w.ints([1, -1], "mask_shape")], hint="attn_mask")[0]
+    w.node("Attention", _inputs(w, q, k_name, v_name, mask_name, past_k, past_v, nonpad), outs, **attrs)
 
 
 @exports("ember.rotary_embedding")
