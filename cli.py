@@ -169,9 +169,29 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_plugins(paths: Sequence[str]) -> None:
+    """Import user modules (files or dotted names) that register passes or ops."""
+    import importlib
+    import importlib.util
+    for item in paths:
+        if item.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(item).stem, item)
+            if spec is None or spec.loader is None or not Path(item).exists():
+                raise EmberError(f"--load {item}: no such file")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(item)
+            except ImportError as err:
+                raise EmberError(f"--load {item}: {err}") from None
+
+
 def cmd_opt(args: argparse.Namespace) -> int:
     import ember.passes.registry  # noqa: F401  (the built-in passes)
     from ember.passes.manager import PassManager, timing_report
+
+    _load_plugins(args.load or [])
 
     module = _load(args.input)
     manager = PassManager(args.pipeline, verify_each=not args.no_verify, print_ir_after=args.print_ir_after or (),
@@ -225,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--print-ir-after", action="append", metavar="PASS")
     s.add_argument("--timing", action="store_true", help="per-pass time and statistics on stderr")
     s.add_argument("--no-verify", action="store_true", help="skip verification after each pass")
+    s.add_argument("--load", action="append", metavar="FILE.py|MODULE", help="import your own passes first")
     s.set_defaults(fn=cmd_opt)
 
     s = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, weights")

@@ -777,9 +777,17 @@ def _tensor_scatter(w: GraphWriter, op: Operation) -> None:
 
 
 # -- sequences and optionals ------------------------------------------------------------------------------
+# The element types ONNX sequences may hold (seq(tensor(T)) in every sequence op's schema).
+_SEQUENCE_TYPES = {"u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f16", "f32", "f64", "str", "bool", "c64",
+                   "c128"}
+
+
 @exports("ember.sequence_empty")
 def _sequence_empty(w: GraphWriter, op: Operation) -> None:
-    w.node("SequenceEmpty", [], _outs(w, op), dtype=onnx_type_code(op.attributes["dtype"]))
+    dt = op.attributes["dtype"]
+    if dt.name not in _SEQUENCE_TYPES:
+        raise UnsupportedOpError(f"ONNX sequences cannot hold {dt} tensors")
+    w.node("SequenceEmpty", [], _outs(w, op), dtype=onnx_type_code(dt))
 
 
 @exports("ember.split_to_sequence")
@@ -1136,9 +1144,11 @@ def _attention(w: GraphWriter, op: Operation) -> None:
     if past_k:  # onnxruntime wants the present outputs with a past
         outs[1:3] = [w.fresh("present_key"), w.fresh("present_value")]
     mask_name = w.name(mask)
-    if mask is not None and mask.type.rank < 2:  # type: ignore[union-attr]
-        # the same broadcast; onnxruntime takes 2-D to 4-D masks
-        mask_name = w.node("Reshape", [mask_name, w.ints([1, -1], "mask_shape")], hint="attn_mask")[0]
+    if mask is not None and (mask.type.rank < 2 or mask.type.shape[-2] == 1):  # type: ignore[union-attr]
+        # the same broadcast, made explicit over the queries: onnxruntime takes only 2-D to 4-D
+        # masks whose second-to-last dim is Q's sequence length
+        rows = w.node("Concat", [w.node("Shape", [w.name(q)], start=2, end=3)[0], w.ints([1], "one")], axis=0)[0]
+        mask_name = w.node("Expand", [mask_name, rows], hint="attn_mask")[0]
     w.node("Attention", _inputs(w, q, k_name, v_name, mask_name, past_k, past_v, nonpad), outs, **attrs)
 
 

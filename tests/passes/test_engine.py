@@ -129,3 +129,23 @@ def test_context_counts_accumulate():
     ctx.count("p", "a")
     ctx.count("p", "a", 2)
     assert ctx.stats["p"]["a"] == 3
+
+
+def test_the_readme_custom_pass(tmp_path, capsys):
+    """examples/custom_pass.py is README's example; ember opt --load runs it."""
+    from pathlib import Path
+
+    from ember.cli import main
+    example = Path(__file__).parent.parent.parent / "examples" / "custom_pass.py"
+    b = ir.Builder()
+    x = b.input("x", ir.f32[3])
+    b.output("y", b.mul(b.relu(b.relu(x)), b.constant(np.float32(2))))
+    b.build().save(tmp_path / "m.ir")
+    try:
+        assert main(["opt", str(tmp_path / "m.ir"), "-p", "my-simplify{max-rewrites=100}", "--load", str(example),
+                     "--timing"]) == 0
+        out, err = capsys.readouterr()
+        assert out.count("ember.relu") == 1 and "ember.mul" not in out and "ember.add" in out
+        assert "relu-relu 1" in err and "double 1" in err
+    finally:
+        PASSES.pop("my-simplify", None)

@@ -181,8 +181,8 @@ def case_later_opsets():
 def case_sequences():
     b = ir.Builder("sequences")
     x = b.input("x", ir.f32["N", 4])
-    b.output("parts", b.concat_from_sequence(b.split_to_sequence(x, axis=1, split=(1, 3)), axis=0))
-    b.output("chunks", b.concat_from_sequence(b.split_to_sequence(x, axis=1, chunk_size=3), axis=0))
+    b.output("parts", b.concat_from_sequence(b.split_to_sequence(x, axis=1, split=(1, 3)), axis=-1))
+    b.output("chunks", b.concat_from_sequence(b.split_to_sequence(x, axis=1, chunk_size=3), axis=1))
     b.output("rows", b.concat_from_sequence(b.split_to_sequence(x, axis=0, keepdims=False), axis=1, new_axis=True))
     b.output("grown", b.sequence_length(b.sequence_insert(b.sequence_empty(dtype=ir.f32), x, None)))
     b.output("empty_has", b.optional_has_element(b.optional(None, type=ir.f32["N", 4])))
@@ -224,11 +224,18 @@ def case_classic_ml():
     b.output("tfidf", b.tfidf_vectorizer(u, mode="TFIDF", min_gram_length=1, max_gram_length=2, max_skip_count=1,
                                          ngram_counts=(0, 2), ngram_indexes=(0, 1, 2), pool_int64s=(1, 3, 1, 2),
                                          weights=(0.5, 1.0, 2.0)))
-    b.output("trees", b.tree_ensemble(
-        x, nodes_featureids=(0, 3), nodes_splits=np.array([1.0, 0.5], np.float32), nodes_modes=(0, 3),
+    # onnxruntime 1.32 swaps post_transform SOFTMAX (1) and LOGISTIC (2); those are left out here
+    for agg, post in (("sum", "none"), ("max", "softmax_zero")):
+        b.output(f"trees_{agg}", b.tree_ensemble(
+            x, nodes_featureids=(0, 3), nodes_splits=np.array([1.0, 0.5], np.float32), nodes_modes=(0, 3),
+            nodes_truenodeids=(1, 0), nodes_trueleafs=(0, 1), nodes_falsenodeids=(1, 1), nodes_falseleafs=(1, 1),
+            nodes_missing_value_tracks_true=(1, 0), tree_roots=(0,), leaf_targetids=(0, 1),
+            leaf_weights=np.array([-1.5, 2.5], np.float32), n_targets=2, aggregate_function=agg, post_transform=post))
+    b.output("members", b.tree_ensemble(
+        x, nodes_featureids=(0, 3), nodes_splits=np.array([1.0, np.nan], np.float32), nodes_modes=(0, 6),
         nodes_truenodeids=(1, 0), nodes_trueleafs=(0, 1), nodes_falsenodeids=(1, 1), nodes_falseleafs=(1, 1),
-        tree_roots=(0,), leaf_targetids=(0, 1), leaf_weights=np.array([-1.5, 2.5], np.float32), n_targets=2,
-        aggregate_function="sum", post_transform="logistic"))
+        membership_values=np.array([1.0, 3.0, np.nan], np.float32), tree_roots=(0, 1), leaf_targetids=(0, 1),
+        leaf_weights=np.array([0.25, 2.5], np.float32), n_targets=2, aggregate_function="average"))
     x_ = np.array([[0.5, 1, 2, 3], [np.nan, 2, 0.5, 0], [3, 0, 0, 1]], np.float32)
     u_ = np.array([[1, 3, 1, 2], [2, 1, 3, 3], [0, 1, 2, 1]], np.int64)
     return b.build(), {"x": x_, "u": u_}
@@ -276,11 +283,6 @@ def case_vision():
                                       kernel_shape=(2, 2), strides=(2, 2), output_shape=("H", "W")))
     b.output("cubic", b.grid_sample(img, grid, mode="cubic", padding_mode="reflection"))
     b.output("linear", b.grid_sample(img, grid, align_corners=True))
-    rois = b.constant(np.array([[0, 0, 2, 2], [1, 0.5, 3, 3.5]], np.float32))
-    idx = b.constant(np.array([0, 1], np.int64))
-    b.output("roi_max", b.roi_align(img, rois, idx, output_height=2, output_width=2, mode="max"))
-    b.output("roi_avg", b.roi_align(img, rois, idx, output_height=3, output_width=2, sampling_ratio=2,
-                                    spatial_scale=0.5, coordinate_transformation_mode="output_half_pixel"))
     b.output("nms", b.nms(b.constant(np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 5, 1, 6]]], np.float32)),
                           b.constant(np.array([[[0.9, 0.8, 0.7]]], np.float32)), max_output_boxes_per_class=2,
                           iou_threshold=0.5, score_threshold=0.1))
@@ -291,6 +293,20 @@ def case_vision():
     return b.build(), {"img": rand(2, 4, 6, 6), "offset": rand(2, 18, 6, 6), "mask": rand(2, 9, 6, 6, lo=0),
                        "grid": rand(2, 3, 5, 2, lo=-1.2, hi=1.2), "cols": rand(2, 8, 6),
                        "cols9": rand(2, 8, 9)}
+
+
+def case_roi_align():
+    """onnxruntime has RoiAlign up to opset 16 only (no kernel for RoiAlign-22)."""
+    b = ir.Builder("roi_align")
+    img = b.input("img", ir.f32["N", 4, "H", "W"])
+    nhwc = b.input("nhwc", ir.f32["N", "H", "W", 4])
+    rois = b.constant(np.array([[0, 0, 2, 2], [1, 0.5, 3, 3.5]], np.float32))
+    idx = b.constant(np.array([0, 1], np.int64))
+    b.output("roi_max", b.roi_align(img, rois, idx, output_height=2, output_width=2, mode="max"))
+    b.output("roi_avg", b.roi_align(nhwc, rois, idx, output_height=3, output_width=2, sampling_ratio=2,
+                                    spatial_scale=0.5, coordinate_transformation_mode="output_half_pixel",
+                                    layout="NHWC"))
+    return b.build(), {"img": rand(2, 4, 6, 6), "nhwc": rand(2, 6, 6, 4)}
 
 
 def case_signal():
@@ -416,7 +432,7 @@ def case_linear_attention():
     (case_elementwise, "ort", 23), (case_shape_ops, "ort", 23), (case_later_opsets, "ort", 26),
     (case_sequences, "ort", 23), (case_strings, "ort", 23),
     (case_string_normalizer, "onnx", 23),  # onnxruntime needs the en_US.UTF-8 locale installed
-    (case_classic_ml, "ort", 23), (case_tfidf, "onnx", 23), (case_conv_integer, "ort", 23), (case_vision, "ort", 23),
+    (case_classic_ml, "ort", 23), (case_tfidf, "onnx", 23), (case_conv_integer, "ort", 23), (case_vision, "ort", 23), (case_roi_align, "onnx", 23),
     (case_signal, "ort", 23), (case_irfft, "onnx", 23),  # onnxruntime's DFT has no one-sided inverse
     (case_recurrent, "ort", 23), (case_attention, "ort", 23), (case_attention_24, "ort", 24),
     (case_attention_window, "ort", 25), (case_rotary, "ort", 23), (case_linear_attention, "ort", 27),
