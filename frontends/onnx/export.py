@@ -15,7 +15,8 @@ Ops with no ONNX form are listed, all at once, in one error.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -91,7 +92,7 @@ class ModelWriter:
 class GraphWriter:
     """Emits the nodes of one block (a function body or a region)."""
 
-    def __init__(self, model: ModelWriter, parent: "GraphWriter | None" = None) -> None:
+    def __init__(self, model: ModelWriter, parent: GraphWriter | None = None) -> None:
         self.model = model
         self.parent = parent
         self.names: dict[Value, str] = {}
@@ -637,10 +638,21 @@ def _loop(w: GraphWriter, op: Operation) -> None:
     body = op.regions[0]
     hints = ["iter", "cond"] + [f"carried{k}" for k in range(len(body.args) - 2)]
     graph = w.subgraph(body, w.fresh("body"), list(zip(body.args, hints)))
+    has_trip, has_cond = len(op.operands) > 0 and op.operands[0] is not None, \
+        len(op.operands) > 1 and op.operands[1] is not None
+    if has_trip and not has_cond:
+        # Ember follows ONNX's table: with a trip count and no cond, the body's cond is ignored.
+        # Runtimes differ there (onnxruntime stops on it), so the export says it outright.
+        true = w.fresh("always")
+        graph.node.append(helper.make_node("Constant", [], [true], value=helper.make_tensor(
+            true, onnx.TensorProto.BOOL, [], [True])))
+        graph.output[0].name, old = w.fresh("cond_ignored"), graph.output[0].name
+        graph.node.append(helper.make_node("Identity", [true], [graph.output[0].name]))
+        del old
     w.node("Loop", [w.name(v) for v in op.operands], _outs(w, op), body=graph)
 
 
-__all__ = ["export_module", "EXPORTERS", "exports"]
+__all__ = ["EXPORTERS", "export_module", "exports"]
 
 
 @exports("ember.max_pool_with_indices")
@@ -745,7 +757,11 @@ def _eye_like(w: GraphWriter, op: Operation) -> None:
 @exports("ember.constant_of_shape")
 def _constant_of_shape(w: GraphWriter, op: Operation) -> None:
     value = np.asarray(op.attributes["value"].array).reshape(1)
-    w.node("ConstantOfShape", [w.name(op.operands[0])], _outs(w, op), value=from_array(value, "value"))
+    shape = op.operands[0]
+    name = w.name(shape)
+    if shape.type.dtype.name != "i64":  # type: ignore[union-attr]
+        name = w.node("Cast", [name], hint="shape", to=onnx.TensorProto.INT64)[0]
+    w.node("ConstantOfShape", [name], _outs(w, op), value=from_array(value, "value"))
 
 
 @exports("ember.unique")
@@ -1144,7 +1160,8 @@ def _attention(w: GraphWriter, op: Operation) -> None:
     if past_k:  # onnxruntime wants the present outputs with a past
         outs[1:3] = [w.fresh("present_key"), w.fresh("present_value")]
     mask_name = w.name(mask)
-    if mask is not None and (mask.type.rank < 2 or mask.type.shape[-2] == 1):  # type: ignore[union-attr]
+    mask_shape = mask.type.shape if mask is not None else None  # type: ignore[union-attr]
+    if mask_shape is not None and (len(mask_shape) < 2 or mask_shape[-2] == 1):
         # the same broadcast, made explicit over the queries: onnxruntime takes only 2-D to 4-D
         # masks whose second-to-last dim is Q's sequence length
         rows = w.node("Concat", [w.node("Shape", [w.name(q)], start=2, end=3)[0], w.ints([1], "one")], axis=0)[0]
