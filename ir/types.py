@@ -245,3 +245,23 @@ def refines(declared: Type, inferred: Type) -> bool:
     if isinstance(declared, (SequenceType, OptionalType)) and type(declared) is type(inferred):
         return refines(declared.element, inferred.element)  # type: ignore[attr-defined]
     return declared == inferred
+
+
+def compatible(declared: Type, inferred: Type) -> bool:
+    """True when the two could describe the same values: each refines the other where
+    the other is unknown. A declared type that knows less than its rule (left as `?` when
+    a pass later folded an operand to a constant) stays valid, if less useful."""
+    return refines(declared, inferred) or refines(inferred, declared) or _dims_compatible(declared, inferred)
+
+
+def _dims_compatible(a: Type, b: Type) -> bool:
+    if isinstance(a, TensorType) and isinstance(b, TensorType):
+        if a.dtype != b.dtype:
+            return False
+        if a.shape is None or b.shape is None:
+            return True
+        return len(a.shape) == len(b.shape) and all(
+            x == y or isinstance(x, Unknown) or isinstance(y, Unknown) for x, y in zip(a.shape, b.shape))
+    if isinstance(a, (SequenceType, OptionalType)) and type(a) is type(b):
+        return compatible(a.element, b.element)  # type: ignore[attr-defined]
+    return a == b

@@ -4,8 +4,8 @@ Checks, per module: symbol declarations, weight declarations against their
 data; per function: named unique inputs and outputs, SSA (each use after its
 definition, isolated regions reading only their arguments); per op: its
 schema (operand counts and kinds, attributes), its type rule re-run against
-the declared result types (a declared type may refine an unknown dim that the
-rule leaves open), and its own extra checks (`verify_`).
+the declared result types (they must be compatible: where one leaves a dim
+unknown, the other may know it), and its own extra checks (`verify_`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ember.ir.attrs import AttrError, attr_equal
 from ember.ir.core import Block, Function, Module, Operation, Value
 from ember.ir.opdef import Op, format_exception
 from ember.ir.printer import name_values
-from ember.ir.types import DTYPES, TensorType, refines
+from ember.ir.types import DTYPES, TensorType, compatible
 
 
 class _Checker:
@@ -109,7 +109,7 @@ class _Checker:
             self.report(head, f"declares {len(declared)} results; the type rule gives {len(inferred)}")
             return
         for i, (d, t) in enumerate(zip(declared, inferred)):
-            if not refines(d, t):
+            if not compatible(d, t):
                 self.report(head, f"result {i} is declared {d} but the type rule gives {t}")
         try:
             op.verify_()

@@ -15,11 +15,13 @@ import numpy as np
 
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Value
+from ember.ir import shape_values
 from ember.ir.dims import Unknown
+from ember.ir.shape_values import ShapeValue
 from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
 from ember.passes.manager import Pass, PassContext, register_pass
-from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules
+from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules, known_value
 
 x = P.var("x")
 
@@ -91,11 +93,18 @@ def explicit_reshape(m: Match, b: Builder) -> Value | None:
 
 
 # -- no-op data movement ----------------------------------------------------------------------------------
+def _known_same_type(a: Value, b: Value) -> bool:
+    """Equal types with no unknown dims: `?` against `?` says nothing about the sizes."""
+    t = a.type
+    return a.type == b.type and isinstance(t, TensorType) and t.shape is not None \
+        and not any(isinstance(d, Unknown) for d in t.shape)
+
+
 def noop_slice(m: Match, b: Builder) -> Value | None:
-    """A slice from 0 with steps of 1 whose result has its input's type selects everything."""
+    """A slice from 0 with steps of 1 whose result has its input's (known) type selects everything."""
     a = m.s.attributes
     steps = a["steps"] or (1,) * len(a["starts"])
-    if m.s.results[0].type != m.x.type or any(s != 1 for s in steps) or any(s != 0 for s in a["starts"]):
+    if not _known_same_type(m.s.results[0], m.x) or any(s != 1 for s in steps) or any(s != 0 for s in a["starts"]):
         return None
     return m.x
 
@@ -105,8 +114,8 @@ def noop_pad(m: Match, b: Builder) -> Value | None:
 
 
 def noop_repeat(m: Match, b: Builder) -> Value | None:
-    """expand or tile that leaves the type as it is copies nothing."""
-    return m.x if m.e.results[0].type == m.x.type else None
+    """expand or tile that leaves the (known) type as it is copies nothing."""
+    return m.x if _known_same_type(m.e.results[0], m.x) else None
 
 
 def single_concat(m: Match, b: Builder) -> Value | None:
@@ -134,6 +143,30 @@ def static_size(m: Match, b: Builder) -> Value | None:
         return None
     return b.constant(np.array(int(np.prod(t.static_shape, dtype=np.int64)), np.int64))
 
+
+def _shape_value(v: Value | None, depth: int = 0) -> ShapeValue | None:
+    """What a small integer value is, as dims, from the shape arithmetic that computes it."""
+    if v is None or depth > 64:
+        return None
+    array = known_value(v)
+    if array is not None:
+        return ShapeValue.of(array)
+    op = v.defining_op
+    if op is None or op.name not in shape_values.RULES:
+        return None
+    return shape_values.evaluate(op, [_shape_value(o, depth + 1) for o in op.operands if o is not None])
+
+
+def static_shape_arithmetic(m: Match, b: Builder) -> Value | None:
+    """Shape/Gather/Concat/arithmetic chains over static dims are constants."""
+    result = m.s.results[0]
+    sv = _shape_value(result)
+    if sv is None or not sv.is_static:
+        return None
+    return b.constant(sv.to_array(result.type.dtype.np_dtype))  # type: ignore[union-attr]
+
+
+SHAPE_ARITHMETIC = tuple(n for n in shape_values.RULES if n not in ("ember.shape", "ember.size", "ember.identity"))
 
 ALGEBRA = RuleSet("algebra", [
     Rule("add-zero", P.op("ember.add", x, P.splat(0)), _same, doc="x + 0 = x"),
@@ -166,6 +199,8 @@ DATA_MOVEMENT = RuleSet("data-movement", [
          doc="concat of one tensor is that tensor"),
     Rule("static-shape", P.op("ember.shape", x, name="s"), static_shape, doc="shape of static dims is constant"),
     Rule("static-size", P.op("ember.size", x, name="s"), static_size, doc="size of a static shape is constant"),
+    Rule("static-shape-arithmetic", P.op(SHAPE_ARITHMETIC, name="s", any_operands=True), static_shape_arithmetic,
+         doc="integer arithmetic on shapes whose dims are static is a constant"),
 ])
 
 CANONICAL = ALGEBRA + DATA_MOVEMENT

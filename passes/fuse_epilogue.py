@@ -1,1 +1,145 @@
-"""(being written)"""
+"""fuse-epilogue: a heavy op and the elementwise work on its result, as one fused op.
+
+Every op with the Heavy trait (conv, conv_transpose, matmul, gemm, einsum...)
+outside fused regions becomes an `ember.fused` op of kind "epilogue" whose
+isolated body holds the heavy op first, then its epilogue: the elementwise
+ops that consume its result on its own output grid (bias and residual adds,
+activations, scales, clips, casts; the Elementwise trait, with a result of
+the heavy op's shape). The fused op's operands are the outside values the
+body reads, in first-read order; it yields the epilogue's last value.
+
+The epilogue grows from the heavy op's result, one step at a time, while the
+current value's users (with the ops that consume theirs, when several values
+must meet again, as in x * sigmoid(x)) are all epilogue ops and leave exactly
+one value used outside. It stops at a value used outside the epilogue, by a
+non-elementwise op or as a function output: an intermediate used outside
+cannot be fused away, and fusing its users anyway would compute the heavy op
+twice. Each fused op holds one heavy op: an add of two convs' results goes
+into the epilogue of the first in program order, and the other's fused op
+yields its result as an operand.
+
+Contract: afterwards every heavy op of one result outside fused regions sits
+in an epilogue fused op, one per op, and no op runs twice. Heavy ops of
+several results (rnn, gru, lstm) stay as they are, and so do ops already in
+fused regions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ember.ir.core import Block, Module, Operation, Value
+from ember.ir.opdef import Elementwise, Heavy, Op, Pure
+from ember.ir.types import TensorType
+from ember.passes.fusion import fuse, skip_fused
+from ember.passes.manager import Pass, PassContext, register_pass
+
+
+def is_heavy(op: Operation) -> bool:
+    return (isinstance(op, Op) and Heavy in op.traits and Pure in op.traits and not op.regions
+            and len(op.results) == 1 and isinstance(op.results[0].type, TensorType))
+
+
+def _epilogue_op(op: Operation, block: Block, shape: tuple) -> bool:
+    """An elementwise op of `block` that computes on the heavy op's output grid."""
+    if not isinstance(op, Op) or op.parent is not block or op.regions or len(op.results) != 1:
+        return False
+    if Elementwise not in op.traits or Pure not in op.traits or Heavy in op.traits:
+        return False
+    t = op.results[0].type
+    return isinstance(t, TensorType) and t.shape == shape and t.dtype.kind != "string"
+
+
+class _Grower:
+    """Grows one heavy op's epilogue (see the module docstring)."""
+
+    def __init__(self, heavy: Operation, position: dict[int, int], max_ops: int) -> None:
+        self.block = heavy.parent
+        self.shape = heavy.results[0].type.shape  # type: ignore[union-attr]
+        self.position = position
+        self.max_ops = max_ops
+        self.group = [heavy]
+        self.members = {id(heavy)}
+
+    def grow(self) -> list[Operation]:
+        out = self.group[0].results[0]
+        while len(self.group) < self.max_ops:
+            step = self._step(out, self.max_ops - len(self.group))
+            if step is None:
+                break
+            self.group.extend(step)
+            self.members.update(id(op) for op in step)
+            out = step[-1].results[0]
+        return self.group
+
+    def _outside(self, v: Value, taken: set[int]) -> list[Operation] | None:
+        """The users of `v` outside the group and `taken`; None if a block output reads it."""
+        users = []
+        for u in v.uses:
+            if not isinstance(u.user, Operation):
+                return None
+            if id(u.user) not in self.members and id(u.user) not in taken and u.user not in users:
+                users.append(u.user)
+        return users
+
+    def _step(self, out: Value, budget: int) -> list[Operation] | None:
+        """The smallest set of epilogue ops that takes in every use of `out` and leaves one
+        value used outside; None if there is none within `budget` ops."""
+        step: list[Operation] = []
+        taken: set[int] = set()
+        frontier = [out]
+        while True:
+            added = False
+            for v in frontier:
+                users = self._outside(v, taken)
+                if users is None:
+                    return None
+                for user in users:
+                    if not _epilogue_op(user, self.block, self.shape):
+                        return None
+                    step.append(user)
+                    taken.add(id(user))
+                    added = True
+            if not added or len(step) > budget:
+                return None
+            frontier = [r for op in step for r in op.results if self._escapes(r, taken)]
+            if len(frontier) == 1:
+                step.sort(key=lambda op: self.position[id(op)])
+                assert frontier[0].owner is step[-1], "the one escaping value is the last op's"
+                return step
+
+    def _escapes(self, v: Value, taken: set[int]) -> bool:
+        return not v.uses or any(not isinstance(u.user, Operation)
+                                 or (id(u.user) not in self.members and id(u.user) not in taken) for u in v.uses)
+
+
+def fuse_epilogues(module: Module, max_ops: int) -> tuple[int, int]:
+    """Wrap every heavy op with its epilogue; returns (fused ops made, epilogue ops taken in)."""
+    made = taken = 0
+    for fn in module.functions.values():
+        for block in skip_fused([fn.body]):
+            position = {id(op): i for i, op in enumerate(block.ops)}
+            for op in list(block.ops):
+                if op.parent is not block or not is_heavy(op):
+                    continue
+                group = _Grower(op, position, max_ops).grow()
+                fuse(group, "epilogue")
+                made += 1
+                taken += len(group) - 1
+    return made, taken
+
+
+@register_pass("fuse-epilogue")
+@dataclass(frozen=True)
+class FuseEpilogue(Pass):
+    """Wrap each heavy op with the elementwise ops after it in one ember.fused (kind "epilogue")."""
+
+    max_ops: int = 16
+
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        made, taken = fuse_epilogues(module, self.max_ops)
+        if made:
+            ctx.count(self.name, "fused ops", made)
+        if taken:
+            ctx.count(self.name, "epilogue ops", taken)
+        return bool(made)
