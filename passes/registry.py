@@ -6,3 +6,11 @@ from ember.passes.manager import register_pipeline
 
 register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
                   doc="simplify, merge duplicates, fold constants")
+
+# The inference pipeline: simplify and fold; fold normalizations into weights; find the
+# single ops exporters decomposed (attention, GELU, LayerNorm); move convolutions to
+# channels-last and cancel the transposes; then fuse heavy ops with their epilogues and
+# the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
+DEFAULT = ("canonicalize,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
+           "layout-nhwc,canonicalize,fold-constants,cse,fuse-epilogue,fuse-elementwise,dce")
+register_pipeline("default", DEFAULT, doc="the inference pipeline")
