@@ -38,7 +38,7 @@ import numpy as np
 from ember.errors import PassError
 from ember.ir.builder import Builder
 from ember.ir.core import Block, Location, Module, Operation, Value
-from ember.ir.opdef import Commutative, Op, Pure
+from ember.ir.opdef import Commutative, Op, Pure, static_value
 from ember.ir.types import Type, refines
 
 
@@ -91,12 +91,12 @@ class Var(Pattern):
 
 
 def known_value(v: Value | None) -> np.ndarray | None:
-    """The build-time value of `v`: an inline constant, or a weight with data."""
-    if v is None or v.defining_op is None:
-        return None
+    """The build-time value of `v`: an inline constant, or a weight with data (type rules
+    see only the first, `static_value`, so a module's types never depend on its weights)."""
+    array = static_value(v)
+    if array is not None or v is None or v.defining_op is None:
+        return array
     op = v.defining_op
-    if op.name == "ember.constant":
-        return op.attributes["value"].array
     if op.name == "ember.weight":
         fn = op.function
         w = fn.module.weights.get(op.attributes["name"]) if fn is not None and fn.module is not None else None
