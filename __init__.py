@@ -22,6 +22,8 @@ _LAZY = {
     "load": ("ember.loader", "load"),
     "interpret": ("ember.ir.interpret", "interpret"),
     "EmberError": ("ember.errors", "EmberError"),
+    "compile": ("ember.build", "compile"),
+    "Engine": ("ember.runtime.engine", "Engine"),
 }
 
 

@@ -4,8 +4,10 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
 
     ember import MODEL [-o OUT.ir] [--freeze NAME=FILE.npy]   an .onnx file to .ir (+ .weights)
     ember opt IN.ir -p PIPELINE [-o OUT.ir] [--print-ir-after-all] [--timing]   run passes, like mlir-opt
+    ember compile MODEL -o OUT.engine [--fp16|--bf16] [--target sm_80,sm_90] [--shapes NAME:1x3x224x224]
+                  [--pipeline P] [--dump-cuda DIR] [--strict]    build an engine (NVRTC; no GPU needed)
     ember inspect MODEL [--ir] [--dot FILE]     what a model holds
-    ember run MODEL [-i NAME=FILE.npy ...]      run it (on the reference interpreter for now)
+    ember run MODEL [-i NAME=FILE.npy ...] [--device cpu|cuda]   run an engine (or build one first)
     ember verify MODEL                          check every IR invariant
 
 Errors Ember raises on purpose print as one clear message and exit 2; nothing
@@ -116,25 +118,78 @@ def random_inputs(fn: Any, seed: int, dims: dict[str, int]) -> dict[str, np.ndar
     return out
 
 
+def _parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.rpartition(":")
+        if not sep or not name:
+            raise EmberError(f"--shapes {item!r}: expected NAME:1x3x224x224")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
+        except ValueError:
+            raise EmberError(f"--shapes {item!r}: dims must be integers joined by x") from None
+    return shapes
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ember.build import compile as build
+
+    src, out = Path(args.model), Path(args.output)
+    if out.exists() and out.resolve() == src.resolve():
+        raise EmberError(f"the output {out} is the model itself")
+    module = _load(args.model)
+    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    with Progress(TextColumn("compiling kernels"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=_console(), transient=True) as bar:
+        task = bar.add_task("kernels", total=None)
+
+        def tick(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        engine = build(module, precision=precision, targets=targets, shapes=_parse_shapes(args.shapes or []),
+                       pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
+                       cache_dir=args.cache_dir)
+    engine.save(out)
+    con = _console()
+    con.print(f"{src} -> {out} ({precision}, {', '.join(targets)})")
+    con.print(engine.report.summary(), markup=False)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ember.ir.interpret import interpret
 
-    module = _load(args.model)
-    fn = module.functions[args.function] if args.function else module.main
     feeds = _parse_feeds(args.input or [])
     dims = {}
     for item in args.dim or []:
         name, _, value = item.partition("=")
         dims[name] = int(value)
+    if args.model.endswith(".engine"):
+        from ember.runtime.engine import Engine
+        engine = Engine.load(args.model)
+        module = engine.module
+    else:
+        engine, module = None, _load(args.model)
+    fn = module.functions[args.function] if args.function else module.main
     missing = [n for n in fn.input_names if n not in feeds]
     if missing:
         if not args.random:
             raise EmberError(f"inputs {', '.join(missing)} not given: pass --input NAME=FILE.npy or --random")
         feeds.update({k: v for k, v in random_inputs(fn, args.seed, dims).items() if k in missing})
-    outputs = interpret(module, feeds, function=fn.name)
-    table = Table(title=f"{args.model} on the reference interpreter", title_justify="left")
+    if args.reference:
+        outputs, where = interpret(module, feeds, function=fn.name), "the reference interpreter"
+    else:
+        if engine is None:
+            from ember.build import compile as build
+            engine = build(module, shapes={k: np.shape(v) for k, v in feeds.items()})
+        outputs = engine.run(feeds, device=args.device)
+        where = f"the engine ({args.device})"
+    table = Table(title=f"{args.model} on {where}", title_justify="left")
     for col in ("output", "dtype", "shape", "min", "max", "mean"):
         table.add_column(col)
     for name, arr in outputs.items():
@@ -254,8 +309,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dot", metavar="FILE", help="write the dataflow graph as Graphviz DOT")
     s.set_defaults(fn=cmd_inspect)
 
-    s = sub.add_parser("run", help="run a model on inputs (the reference interpreter for now)")
+    s = sub.add_parser("compile", help="build an engine: optimize, generate CUDA, compile with NVRTC")
     s.add_argument("model")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.engine")
+    s.add_argument("--fp16", action="store_true")
+    s.add_argument("--bf16", action="store_true")
+    s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures (default sm_80,sm_90)")
+    s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224", help="input shapes (symbols)")
+    s.add_argument("--pipeline", default="default")
+    s.add_argument("--dump-cuda", metavar="DIR", help="write every kernel's CUDA source")
+    s.add_argument("--strict", action="store_true", help="fail if any op would run on the host")
+    s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
+    s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("run", help="run a model: an .engine, or an .onnx/.ir built into one first")
+    s.add_argument("model")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="cuda, or cpu: the engine's plan on a host arena (default: cuda when there is a GPU)")
+    s.add_argument("--reference", action="store_true", help="run the reference interpreter instead")
     s.add_argument("-i", "--input", action="append", metavar="NAME=FILE.npy")
     s.add_argument("--random", action="store_true", help="random data for inputs not given")
     s.add_argument("--dim", action="append", metavar="SYMBOL=VALUE", help="symbol values for --random")

@@ -1,0 +1,139 @@
+"""Ember against PyTorch eager and torch.compile on the same GPU, in the same run.
+
+    python benchmarks/gpu_latency.py --out DIR      (on the device: scripts/gpu_check.sh bench)
+
+Measures, as METHOD.md asks (CUDA events, warm-up, median of many runs):
+- build time of ResNet-50 (torchvision, random weights): cold (empty kernel cache) and warm;
+- ResNet-50 latency at batch 1 and 32: Ember's engine, PyTorch eager, torch.compile;
+- an fp32 GEMM of 4096^3: Ember (a one-op engine) against torch.matmul with TF32 off.
+Writes gpu_latency.json and gpu_latency.md (device name and date) to --out and to
+benchmarks/results/ when that folder is writable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def cuda_time(fn: Callable[[], Any], warmup: int = 10, runs: int = 50) -> dict[str, float]:
+    import torch
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(runs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "runs": runs}
+
+
+def resnet(batch: int, path: Path) -> dict[str, Any]:
+    import torch
+    import torchvision
+
+    import ember
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(weights=None).eval().cuda()
+    x = torch.randn(batch, 3, 224, 224, device="cuda")
+    out: dict[str, Any] = {"batch": batch}
+    with torch.no_grad():
+        out["torch_eager"] = cuda_time(lambda: model(x))
+        compiled = torch.compile(model)
+        compiled(x)
+        out["torch_compile"] = cuda_time(lambda: compiled(x))
+    module = ember.load(path)
+    engine = ember.compile(module, shapes={module.main.input_names[0]: (batch, 3, 224, 224)})
+    ctx = engine.create_context(device="cuda", stream=torch.cuda.current_stream().cuda_stream)
+    feeds = {module.main.input_names[0]: x}
+    out["ember"] = cuda_time(lambda: ctx.run(feeds))
+    out["ember_host_ops"] = len(engine.report.host_ops)
+    return out
+
+
+def build_times(path: Path) -> dict[str, float]:
+    import ember
+    cache = Path(tempfile.mkdtemp())
+    module = ember.load(path)
+    t = time.perf_counter()
+    ember.compile(module, shapes={module.main.input_names[0]: (1, 3, 224, 224)}, cache_dir=cache)
+    cold = time.perf_counter() - t
+    t = time.perf_counter()
+    ember.compile(module, shapes={module.main.input_names[0]: (1, 3, 224, 224)}, cache_dir=cache)
+    warm = time.perf_counter() - t
+    shutil.rmtree(cache, ignore_errors=True)
+    return {"cold_s": round(cold, 2), "warm_s": round(warm, 2)}
+
+
+def gemm(n: int = 4096) -> dict[str, Any]:
+    import torch
+
+    import ember
+    from ember import ir
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.randn(n, n, device="cuda")
+    b = torch.randn(n, n, device="cuda")
+    torch_t = cuda_time(lambda: torch.matmul(a, b), warmup=5, runs=20)
+    bld = ir.Builder("gemm")
+    x, y = bld.input("a", ir.f32[n, n]), bld.input("b", ir.f32[n, n])
+    bld.output("c", bld.matmul(x, y))
+    engine = ember.compile(bld.build(), pipeline="canonicalize")
+    ctx = engine.create_context(device="cuda", stream=torch.cuda.current_stream().cuda_stream)
+    ember_t = cuda_time(lambda: ctx.run({"a": a, "b": b}), warmup=5, runs=20)
+    flops = 2 * n ** 3
+    return {"n": n, "torch_tf32_off": torch_t, "ember": ember_t,
+            "torch_tflops": flops / torch_t["median_ms"] / 1e9, "ember_tflops": flops / ember_t["median_ms"] / 1e9,
+            "ember_vs_torch": torch_t["median_ms"] / ember_t["median_ms"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--model", default="/tmp/resnet50.onnx")
+    args = parser.parse_args()
+    import torch
+    path = Path(args.model)
+    if not path.exists():
+        import sys
+        sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+        from export_models import export
+        exported, _ = export("resnet50", False, path.parent)
+        exported.rename(path)
+    result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "date": date.today().isoformat()}
+    for name, fn in (("build", lambda: build_times(path)), ("resnet50_b1", lambda: resnet(1, path)),
+                     ("resnet50_b32", lambda: resnet(32, path)), ("gemm_4096", gemm)):
+        try:
+            result[name] = fn()
+        except Exception as err:  # report every benchmark, not the first failure
+            result[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
+        print(name, json.dumps(result[name])[:400], flush=True)
+    text = json.dumps(result, indent=1)
+    lines = [f"# Ember GPU benchmarks ({result['date']}, {result['device']})", "", "```json", text, "```"]
+    for folder in (Path(args.out), RESULTS):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "gpu_latency.json").write_text(text + "\n")
+            (folder / "gpu_latency.md").write_text("\n".join(lines) + "\n")
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    np.random.seed(0)
+    main()

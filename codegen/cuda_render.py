@@ -1,0 +1,270 @@
+"""The one place that turns kernel descriptions into CUDA C.
+
+Element types map to C storage types and compute types (f16, bf16 and fp8 compute
+in float, as the interpreter does); elementwise ops map to C expressions through
+one table, `C_EXPR`; `render_body` writes a region's ops as straight-line C, one
+line per op with its source op and location in a comment; kernels are written
+with `CWriter` and include the shared prelude (include/ember_prelude.cuh).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from ember.codegen.cwriter import CWriter
+from ember.errors import UnsupportedOpError
+from ember.ir.core import Block, Operation, Value
+from ember.ir.types import DType, TensorType
+
+STORAGE = {
+    "f64": "double", "f32": "float", "f16": "__half", "bf16": "__nv_bfloat16",
+    "f8e4m3fn": "__nv_fp8_e4m3", "f8e5m2": "__nv_fp8_e5m2",
+    "i64": "long long", "i32": "int", "i16": "short", "i8": "signed char",
+    "u64": "unsigned long long", "u32": "unsigned int", "u16": "unsigned short", "u8": "unsigned char",
+    "bool": "bool",
+}
+LOW = {"f16", "bf16", "f8e4m3fn", "f8e5m2"}
+
+
+def has_ctype(dt: DType) -> bool:
+    return dt.name in STORAGE
+
+
+def ctype(dt: DType) -> str:
+    """The C type a tensor of `dt` is stored as."""
+    try:
+        return STORAGE[dt.name]
+    except KeyError:
+        raise UnsupportedOpError(f"element type {dt} has no CUDA kernel support yet") from None
+
+
+def compute_ctype(dt: DType) -> str:
+    """The C type values of `dt` are computed in."""
+    return "float" if dt.name in LOW else ctype(dt)
+
+
+def literal(value: float | int | bool, dt: DType) -> str:
+    """A C literal of `value` in `dt`'s compute type (NaN and infinities included)."""
+    c = compute_ctype(dt)
+    if dt.kind == "bool":
+        return "true" if value else "false"
+    if dt.is_int:
+        return f"({c})({int(value)}LL)"
+    v = float(value)
+    if v != v:
+        return f"({c})NAN"
+    if v in (float("inf"), float("-inf")):
+        return f"({c})({'-' if v < 0 else ''}INFINITY)"
+    return f"({c}){v!r}" if c == "double" else f"{v!r}f"
+
+
+# -- the elementwise expression table ----------------------------------------------------------------
+def _fn(name: str) -> Callable[[str], str]:
+    """A float math function: `expf` for float compute, `exp` for double."""
+    return lambda c: name if c == "double" else name + "f"
+
+
+def _math1(name: str) -> Callable[..., str]:
+    return lambda op, a, c: f"{_fn(name)(c)}({a[0]})"
+
+
+def _attr(op: Operation, key: str, c: str) -> str:
+    v = float(op.attributes[key])
+    return f"({c}){v!r}" if c == "double" else f"{v!r}f"
+
+
+def _float_only(fn: Callable[..., str]) -> Callable[..., str]:
+    def render(op: Operation, a: Sequence[str], c: str) -> str:
+        if c not in ("float", "double"):
+            raise UnsupportedOpError(f"{op.name} on {c} has no kernel")
+        return fn(op, a, c)
+    return render
+
+
+def _div(op: Operation, a: Sequence[str], c: str) -> str:
+    return f"({a[0]} / {a[1]})" if c in ("float", "double") else f"ember::div_int<{c}>({a[0]}, {a[1]})"
+
+
+def _mod(op: Operation, a: Sequence[str], c: str) -> str:
+    if c in ("float", "double"):
+        return f"{_fn('fmod')(c)}({a[0]}, {a[1]})" if op.attributes["fmod"] else f"ember::floor_mod({a[0]}, {a[1]})"
+    return f"({a[0]} % {a[1]})" if op.attributes["fmod"] else f"ember::floor_mod_int<{c}>({a[0]}, {a[1]})"
+
+
+def _pow(op: Operation, a: Sequence[str], c: str) -> str:
+    if c in ("float", "double"):
+        return f"{_fn('pow')(c)}({a[0]}, ({c}){a[1]})"
+    return f"ember::ipow<{c}>({a[0]}, ({c}){a[1]})"
+
+
+def _isinf(op: Operation, a: Sequence[str], c: str) -> str:
+    neg, pos = op.attributes["detect_negative"], op.attributes["detect_positive"]
+    tests = ([f"({a[0]} == -INFINITY)"] if neg else []) + ([f"({a[0]} == INFINITY)"] if pos else [])
+    return "(" + " || ".join(tests) + ")" if tests else "false"
+
+
+def _clip(op: Operation, a: Sequence[str], c: str) -> str:
+    out = a[0]
+    operands = op.operands
+    k = 1
+    if len(operands) > 1 and operands[1] is not None:
+        out = f"ember::max_nan<{c}>({out}, {a[k]})"
+        k += 1
+    if len(operands) > 2 and operands[2] is not None:
+        out = f"ember::min_nan<{c}>({out}, {a[k]})"
+    return out
+
+
+def _shift(op: Operation, a: Sequence[str], c: str) -> str:
+    return f"({a[0]} << {a[1]})" if op.attributes["direction"] == "left" else f"({a[0]} >> {a[1]})"
+
+
+C_EXPR: dict[str, Callable[..., str]] = {
+    "ember.add": lambda op, a, c: f"({a[0]} + {a[1]})",
+    "ember.sub": lambda op, a, c: f"({a[0]} - {a[1]})",
+    "ember.mul": lambda op, a, c: f"({a[0]} * {a[1]})",
+    "ember.div": _div,
+    "ember.mod": _mod,
+    "ember.pow": _pow,
+    "ember.max": lambda op, a, c: f"ember::max_nan<{c}>({a[0]}, {a[1]})",
+    "ember.min": lambda op, a, c: f"ember::min_nan<{c}>({a[0]}, {a[1]})",
+    "ember.prelu": lambda op, a, c: f"({a[0]} < ({c})0 ? {a[0]} * {a[1]} : {a[0]})",
+    "ember.equal": lambda op, a, c: f"({a[0]} == {a[1]})",
+    "ember.less": lambda op, a, c: f"({a[0]} < {a[1]})",
+    "ember.less_equal": lambda op, a, c: f"({a[0]} <= {a[1]})",
+    "ember.greater": lambda op, a, c: f"({a[0]} > {a[1]})",
+    "ember.greater_equal": lambda op, a, c: f"({a[0]} >= {a[1]})",
+    "ember.and": lambda op, a, c: f"({a[0]} && {a[1]})",
+    "ember.or": lambda op, a, c: f"({a[0]} || {a[1]})",
+    "ember.xor": lambda op, a, c: f"({a[0]} != {a[1]})",
+    "ember.not": lambda op, a, c: f"(!{a[0]})",
+    "ember.bitwise_and": lambda op, a, c: f"({a[0]} & {a[1]})",
+    "ember.bitwise_or": lambda op, a, c: f"({a[0]} | {a[1]})",
+    "ember.bitwise_xor": lambda op, a, c: f"({a[0]} ^ {a[1]})",
+    "ember.bitwise_not": lambda op, a, c: f"(~{a[0]})",
+    "ember.bit_shift": _shift,
+    "ember.neg": lambda op, a, c: f"(-{a[0]})",
+    "ember.abs": lambda op, a, c: f"({a[0]} < ({c})0 ? -{a[0]} : {a[0]})",
+    "ember.sign": lambda op, a, c: f"ember::sign<{c}>({a[0]})",
+    "ember.relu": lambda op, a, c: f"ember::relu<{c}>({a[0]})",
+    "ember.exp": _float_only(_math1("exp")),
+    "ember.log": _float_only(_math1("log")),
+    "ember.sqrt": _float_only(_math1("sqrt")),
+    "ember.rsqrt": _float_only(lambda op, a, c: f"(({c})1 / {_fn('sqrt')(c)}({a[0]}))"),
+    "ember.reciprocal": _float_only(lambda op, a, c: f"(({c})1 / {a[0]})"),
+    "ember.sin": _float_only(_math1("sin")),
+    "ember.cos": _float_only(_math1("cos")),
+    "ember.tan": _float_only(_math1("tan")),
+    "ember.asin": _float_only(_math1("asin")),
+    "ember.acos": _float_only(_math1("acos")),
+    "ember.atan": _float_only(_math1("atan")),
+    "ember.sinh": _float_only(_math1("sinh")),
+    "ember.cosh": _float_only(_math1("cosh")),
+    "ember.tanh": _float_only(_math1("tanh")),
+    "ember.asinh": _float_only(_math1("asinh")),
+    "ember.acosh": _float_only(_math1("acosh")),
+    "ember.atanh": _float_only(_math1("atanh")),
+    "ember.erf": _float_only(_math1("erf")),
+    "ember.floor": _float_only(_math1("floor")),
+    "ember.ceil": _float_only(_math1("ceil")),
+    "ember.round": _float_only(_math1("rint")),
+    "ember.sigmoid": _float_only(lambda op, a, c: f"ember::sigmoid({a[0]})"),
+    "ember.softplus": _float_only(lambda op, a, c: f"ember::softplus({a[0]})"),
+    "ember.softsign": _float_only(lambda op, a, c: f"({a[0]} / (({c})1 + {_fn('fabs')(c)}({a[0]})))"),
+    "ember.silu": _float_only(lambda op, a, c: f"({a[0]} * ember::sigmoid({a[0]}))"),
+    "ember.mish": _float_only(lambda op, a, c: f"({a[0]} * {_fn('tanh')(c)}(ember::softplus({a[0]})))"),
+    "ember.hardswish": _float_only(lambda op, a, c: f"ember::hardswish({a[0]})"),
+    "ember.gelu": _float_only(lambda op, a, c: f"ember::gelu_{'tanh' if op.attributes['approximate'] == 'tanh' else 'erf'}"
+                                               f"({a[0]})"),
+    "ember.leaky_relu": _float_only(lambda op, a, c: f"({a[0]} < ({c})0 ? {a[0]} * {_attr(op, 'alpha', c)} : {a[0]})"),
+    "ember.elu": _float_only(lambda op, a, c: f"({a[0]} < ({c})0 ? {_attr(op, 'alpha', c)} * "
+                                              f"{_fn('expm1')(c)}({a[0]}) : {a[0]})"),
+    "ember.selu": _float_only(lambda op, a, c: f"({_attr(op, 'gamma', c)} * ({a[0]} > ({c})0 ? {a[0]} : "
+                                               f"{_attr(op, 'alpha', c)} * {_fn('expm1')(c)}({a[0]})))"),
+    "ember.celu": _float_only(lambda op, a, c: f"({_fn('fmax')(c)}(({c})0, {a[0]}) + {_fn('fmin')(c)}(({c})0, "
+                                               f"{_attr(op, 'alpha', c)} * {_fn('expm1')(c)}({a[0]} / "
+                                               f"{_attr(op, 'alpha', c)})))"),
+    "ember.hard_sigmoid": _float_only(lambda op, a, c: f"{_fn('fmax')(c)}(({c})0, {_fn('fmin')(c)}(({c})1, "
+                                                       f"{_attr(op, 'alpha', c)} * {a[0]} + {_attr(op, 'beta', c)}))"),
+    "ember.thresholded_relu": _float_only(lambda op, a, c: f"({a[0]} > {_attr(op, 'alpha', c)} ? {a[0]} : ({c})0)"),
+    "ember.shrink": lambda op, a, c: (f"({a[0]} < -{_attr(op, 'lambd', 'float')} ? {a[0]} + ({c}){_attr(op, 'bias', 'float')}"
+                                      f" : ({a[0]} > {_attr(op, 'lambd', 'float')} ? {a[0]} - "
+                                      f"({c}){_attr(op, 'bias', 'float')} : ({c})0))"),
+    "ember.isnan": lambda op, a, c: f"ember::is_nan({a[0]})",
+    "ember.isinf": _isinf,
+    "ember.clip": _clip,
+    "ember.where": lambda op, a, c: f"({a[0]} ? {a[1]} : {a[2]})",
+    "ember.identity": lambda op, a, c: a[0],
+}
+
+
+def expression(op: Operation, args: Sequence[str], compute: str) -> str:
+    fn = C_EXPR.get(op.name)
+    if fn is None:
+        raise UnsupportedOpError(f"{op.name} has no elementwise CUDA form")
+    return fn(op, args, compute)
+
+
+def result_dtype(v: Value) -> DType:
+    t = v.type
+    if not isinstance(t, TensorType):
+        raise UnsupportedOpError(f"{t} values have no CUDA form")
+    return t.dtype
+
+
+def operand_compute(op: Operation) -> str:
+    """The compute type an op works in: its first tensor operand's (comparisons, casts read it)."""
+    for v in op.operands:
+        if v is not None:
+            return compute_ctype(result_dtype(v))
+    return compute_ctype(result_dtype(op.results[0]))
+
+
+def render_op(w: CWriter, op: Operation, names: dict[Value, str], fresh: Callable[[], str]) -> None:
+    """One elementwise op as a C statement, rounding low-precision results as the interpreter does."""
+    out = op.results[0]
+    dt = result_dtype(out)
+    c_out = compute_ctype(dt)
+    args = [names[v] for v in op.operands if v is not None]
+    if op.name == "ember.cast":
+        src = result_dtype(op.operands[0])
+        expr = _cast(args[0], src, dt, op.attributes)
+    else:
+        expr = expression(op, args, operand_compute(op) if op.name != "ember.where" else c_out)
+    if dt.name in LOW:
+        expr = f"ember::round_to<{ctype(dt)}, float>({expr})"
+    name = fresh()
+    names[out] = name
+    loc = f" @ {op.loc}" if op.loc else ""
+    w.line(f"const {c_out} {name} = {expr};  // {op.name}{loc}")
+
+
+def _cast(value: str, src: DType, dst: DType, attrs: dict[str, Any]) -> str:
+    c_dst = compute_ctype(dst)
+    if dst.kind == "bool":
+        return f"({value} != 0)"
+    if dst.is_int and src.kind == "float":
+        return f"({c_dst})({value})"  # C truncates toward zero, as Cast does
+    return f"({c_dst})({value})"
+
+
+def render_body(w: CWriter, block: Block, arg_names: Sequence[str], fresh: Callable[[], str]) -> list[str]:
+    """A region of elementwise ops as straight-line C; returns the names of what it yields."""
+    names: dict[Value, str] = dict(zip(block.args, arg_names))
+    for op in block.ops:
+        if op.name == "ember.constant":
+            value = op.attributes["value"]
+            if value.array.size != 1:
+                raise UnsupportedOpError("a non-scalar constant inside an elementwise body")
+            dt = value.dtype
+            name = fresh()
+            names[op.results[0]] = name
+            w.line(f"const {compute_ctype(dt)} {name} = {literal(value.array.reshape(()).item(), dt)};")
+            continue
+        render_op(w, op, names, fresh)
+    return [names[v] for v in block.outputs]
+
+
+def index_type(max_elements: int) -> str:
+    """32-bit indices while every tensor fits, 64-bit beyond 2^31 elements."""
+    return "long long" if max_elements >= 2**31 - 1 else "int"

@@ -1,0 +1,113 @@
+// Device helpers every generated kernel includes. Kernels compute low-precision floats
+// (f16, bf16, fp8) in f32 and round once per op result, as the reference interpreter does
+// (ir/ops/rules.py); NaN propagates through max, min and relu.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+namespace ember {
+
+typedef long long i64;
+
+// -- conversions between storage types and compute types -------------------------------------
+__device__ __forceinline__ float to_compute(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_compute(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_compute(__nv_fp8_e4m3 x) { return static_cast<float>(x); }
+__device__ __forceinline__ float to_compute(__nv_fp8_e5m2 x) { return static_cast<float>(x); }
+template <typename T> __device__ __forceinline__ T to_compute(T x) { return x; }
+
+template <typename T> struct Store {
+  template <typename C> __device__ __forceinline__ static T from(C x) { return static_cast<T>(x); }
+};
+template <> struct Store<__half> {
+  __device__ __forceinline__ static __half from(float x) { return __float2half_rn(x); }
+  __device__ __forceinline__ static __half from(double x) { return __double2half(x); }
+};
+template <> struct Store<__nv_bfloat16> {
+  __device__ __forceinline__ static __nv_bfloat16 from(float x) { return __float2bfloat16_rn(x); }
+  __device__ __forceinline__ static __nv_bfloat16 from(double x) { return __double2bfloat16(x); }
+};
+template <> struct Store<__nv_fp8_e4m3> {  // saturating to the finite range, as Cast's default
+  __device__ __forceinline__ static __nv_fp8_e4m3 from(float x) {
+    __nv_fp8_e4m3 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3); return r; }
+};
+template <> struct Store<__nv_fp8_e5m2> {
+  __device__ __forceinline__ static __nv_fp8_e5m2 from(float x) {
+    __nv_fp8_e5m2 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E5M2); return r; }
+};
+template <typename T, typename C> __device__ __forceinline__ T store(C x) { return Store<T>::from(x); }
+
+// Round a compute value to what storage type T can hold (per-op rounding of low precision).
+template <typename T, typename C> __device__ __forceinline__ C round_to(C x) {
+  return static_cast<C>(to_compute(store<T>(x)));
+}
+
+// -- float semantics where C and numpy differ ------------------------------------------------------
+template <typename C> __device__ __forceinline__ bool is_nan(C x) { return x != x; }
+template <typename C> __device__ __forceinline__ C max_nan(C a, C b) {
+  return is_nan(a) ? a : (is_nan(b) ? b : (a > b ? a : b));
+}
+template <typename C> __device__ __forceinline__ C min_nan(C a, C b) {
+  return is_nan(a) ? a : (is_nan(b) ? b : (a < b ? a : b));
+}
+template <typename C> __device__ __forceinline__ C relu(C a) { return is_nan(a) ? a : (a > C(0) ? a : C(0)); }
+template <typename C> __device__ __forceinline__ C sign(C a) {
+  return is_nan(a) ? a : (a > C(0) ? C(1) : (a < C(0) ? C(-1) : C(0)));
+}
+
+// Integer division truncating towards zero (C's), 0 where the divisor is 0 (undefined in ONNX).
+template <typename C> __device__ __forceinline__ C div_int(C a, C b) { return b == C(0) ? C(0) : a / b; }
+// Python's %: the result takes the divisor's sign.
+template <typename C> __device__ __forceinline__ C floor_mod_int(C a, C b) {
+  if (b == C(0)) return C(0);
+  C r = a % b;
+  return (r != C(0) && ((r < C(0)) != (b < C(0)))) ? r + b : r;
+}
+__device__ __forceinline__ float floor_mod(float a, float b) {
+  float r = fmodf(a, b);
+  return (r != 0.f && ((r < 0.f) != (b < 0.f))) ? r + b : r;
+}
+__device__ __forceinline__ double floor_mod(double a, double b) {
+  double r = fmod(a, b);
+  return (r != 0.0 && ((r < 0.0) != (b < 0.0))) ? r + b : r;
+}
+template <typename C> __device__ __forceinline__ C ipow(C base, C e) {
+  if (e < C(0)) return C(0);
+  C r = C(1);
+  while (e > C(0)) { if (e & C(1)) r *= base; base *= base; e >>= 1; }
+  return r;
+}
+
+// -- activations (float and double) ---------------------------------------------------------------
+__device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
+__device__ __forceinline__ double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+__device__ __forceinline__ float softplus(float x) { return x > 20.f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
+__device__ __forceinline__ double softplus(double x) { return x > 40.0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+__device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+__device__ __forceinline__ double gelu_erf(double x) { return 0.5 * x * (1.0 + erf(x * 0.70710678118654752)); }
+__device__ __forceinline__ float gelu_tanh(float x) {
+  return 0.5f * x * (1.f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+__device__ __forceinline__ double gelu_tanh(double x) {
+  return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+}
+__device__ __forceinline__ float hardswish(float x) { return x * fminf(fmaxf(x / 6.f + 0.5f, 0.f), 1.f); }
+__device__ __forceinline__ double hardswish(double x) { return x * fmin(fmax(x / 6.0 + 0.5, 0.0), 1.0); }
+
+// -- indexing -------------------------------------------------------------------------------------------
+// The offset of output element `i` in an input broadcast to the output: `meta` holds the
+// output dims then the input's strides (0 along broadcast axes), `rank` of each.
+template <typename Index>
+__device__ __forceinline__ Index broadcast_offset(Index i, int rank, const i64* __restrict__ dims,
+                                                  const i64* __restrict__ strides) {
+  Index off = 0;
+  for (int d = rank - 1; d >= 0; --d) {
+    const Index size = static_cast<Index>(dims[d]);
+    off += (i % size) * static_cast<Index>(strides[d]);
+    i /= size;
+  }
+  return off;
+}
+
+}  // namespace ember

@@ -1,0 +1,264 @@
+"""Lower an optimized module to a program: values, kernels and the steps that run them.
+
+Each top-level op of the entry function becomes: nothing (weights and constants
+are data; views such as reshape alias their input's buffer), one or more kernel
+launches (from `LOWERINGS`, by op name or fused kind), or a host step that the
+runtime runs on the reference interpreter (an op with no kernel yet, region ops,
+sequences). The program is a plain, JSON-serializable description that the
+engine stores and the runtime executes (docs/engine-format.md); codegen and the
+runtime share nothing but it.
+
+A lowering is a function of a `LowerContext` and the op:
+
+    @lowering("ember.softmax")
+    def softmax(ctx, op):
+        ctx.launch(kernel, grid, block, [ctx.arg(op.operands[0]), ctx.out(op.results[0]), ...])
+
+It raises UnsupportedOpError for cases it does not cover; the op then runs on the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ember.codegen.kernel import Arg, Kernel, Launch
+from ember.errors import EmberError, UnsupportedOpError
+from ember.ir.core import Function, Module, Operation, Value
+from ember.ir.dims import Unknown, evaluate
+from ember.ir.opdef import ViewLike
+from ember.ir.types import TensorType
+
+Lowering = Callable[["LowerContext", Operation], None]
+LOWERINGS: dict[str, Lowering] = {}
+FUSED_LOWERINGS: dict[str, Lowering] = {}  # ember.fused, by its `kind`
+ALIASING_VIEWS = {"ember.reshape", "ember.squeeze", "ember.unsqueeze", "ember.flatten", "ember.identity"}
+
+
+def lowering(*op_names: str, fused_kind: str | None = None) -> Callable[[Lowering], Lowering]:
+    def register(fn: Lowering) -> Lowering:
+        for name in op_names:
+            LOWERINGS[name] = fn
+        if fused_kind is not None:
+            FUSED_LOWERINGS[fused_kind] = fn
+        return fn
+    return register
+
+
+@dataclass
+class ValueInfo:
+    id: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    kind: str                    # input | weight | const | activation | view | host
+    weight: str | None = None    # weight store name (weights), or const:<id> for constants
+    alias: int | None = None     # views: the value whose buffer they read
+
+    @property
+    def nbytes(self) -> int:
+        from ember.ir.types import dtype
+        return int(np.prod(self.shape, dtype=np.int64)) * dtype(self.dtype).itemsize
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"id": self.id, "name": self.name, "dtype": self.dtype, "shape": list(self.shape), "kind": self.kind,
+               "nbytes": self.nbytes}
+        if self.weight is not None:
+            out["weight"] = self.weight
+        if self.alias is not None:
+            out["alias"] = self.alias
+        return out
+
+
+@dataclass
+class Program:
+    values: list[ValueInfo] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    kernels: dict[str, Kernel] = field(default_factory=dict)
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    host_ops: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "values": [v.to_json() for v in self.values],
+            "inputs": self.inputs, "outputs": self.outputs,
+            "kernels": [{"name": k.name, "params": [p.__dict__ for p in k.params], "ops": list(k.ops)}
+                        for k in self.kernels.values()],
+            "steps": self.steps,
+        }
+
+
+class LowerContext:
+    """What a lowering sees: concrete shapes, value ids, and where to put its launches."""
+
+    def __init__(self, lowerer: "Lowerer", op: Operation, index: int) -> None:
+        self.lowerer, self.op, self.index = lowerer, op, index
+        self.launches: list[Launch] = []
+
+    def shape(self, v: Value) -> tuple[int, ...]:
+        return self.lowerer.shape(v)
+
+    def dtype(self, v: Value) -> Any:
+        t = v.type
+        if not isinstance(t, TensorType):
+            raise UnsupportedOpError(f"{t} values have no kernels")
+        return t.dtype
+
+    def arg(self, v: Value) -> Arg:
+        return Arg("value", self.lowerer.ids[v])
+
+    def meta(self, values: Sequence[int]) -> Arg:
+        return Arg("meta", tuple(int(x) for x in values))
+
+    def scratch(self, nbytes: int) -> Arg:
+        return Arg("scratch", int(nbytes))
+
+    def i64(self, x: int) -> Arg:
+        return Arg("i64", int(x))
+
+    def i32(self, x: int) -> Arg:
+        return Arg("i32", int(x))
+
+    def f32(self, x: float) -> Arg:
+        return Arg("f32", float(x))
+
+    def launch(self, kernel: Kernel, grid: Sequence[int], block: Sequence[int], args: Sequence[Arg],
+               shared: int = 0) -> None:
+        g = tuple(int(x) for x in grid) + (1,) * (3 - len(grid))
+        bl = tuple(int(x) for x in block) + (1,) * (3 - len(block))
+        if any(x <= 0 for x in g + bl):
+            raise UnsupportedOpError(f"{self.op.name}: empty launch grid {g} x {bl}")
+        self.launches.append(Launch(kernel, g, bl, tuple(args), shared, (self.index,)))
+
+    def loc(self) -> str:
+        return f"{self.op.name} @ {self.op.loc}" if self.op.loc else self.op.name
+
+
+class Lowerer:
+    def __init__(self, module: Module, env: Mapping[str, int]) -> None:
+        self.module = module
+        self.fn: Function = module.main
+        self.env = dict(env)
+        self.ids: dict[Value, int] = {}
+        self.program = Program()
+
+    def shape(self, v: Value) -> tuple[int, ...]:
+        t = v.type
+        if not isinstance(t, TensorType) or t.shape is None:
+            raise UnsupportedOpError(f"{t} has no static shape")
+        out = []
+        for d in t.shape:
+            if isinstance(d, Unknown):
+                raise UnsupportedOpError(f"{t} has a data-dependent dim")
+            out.append(evaluate(d, self.env))
+        return tuple(out)
+
+    def _add_value(self, v: Value, kind: str, **extra: Any) -> int:
+        vid = len(self.program.values)
+        self.ids[v] = vid
+        t = v.type
+        if isinstance(t, TensorType):
+            try:
+                shape = self.shape(v)
+            except (UnsupportedOpError, EmberError):
+                shape, kind = (), "host"
+            dt = t.dtype.name
+        else:
+            shape, dt, kind = (), str(t), "host"
+        self.program.values.append(ValueInfo(vid, v.name or f"v{vid}", dt, shape, kind, **extra))
+        return vid
+
+    def run(self) -> Program:
+        for name, v in zip(self.fn.input_names, self.fn.inputs):
+            vid = self._add_value(v, "input")
+            self.program.inputs.append({"name": name, "value": vid})
+        for index, op in enumerate(self.fn.body.ops):
+            self.lower_op(index, op)
+        for name, v in zip(self.fn.output_names, self.fn.outputs):
+            self.program.outputs.append({"name": name, "value": self.ids[v]})
+        return self.program
+
+    def lower_op(self, index: int, op: Operation) -> None:
+        if op.name == "ember.weight":
+            self._add_value(op.results[0], "weight", weight=op.attributes["name"])
+            return
+        if op.name == "ember.constant":
+            vid = self._add_value(op.results[0], "const", weight=f"const:{len(self.program.values)}")
+            info = self.program.values[vid]
+            self.program.constants[info.weight] = np.asarray(op.attributes["value"].array)  # type: ignore[index]
+            return
+        if op.name in ALIASING_VIEWS and ViewLike in getattr(op, "traits", ()) and self._is_tensor(op):
+            source = self.program.values[self.ids[op.operands[0]]]  # type: ignore[index]
+            if source.kind != "host":
+                root = source.alias if source.kind == "view" else source.id
+                self._add_value(op.results[0], "view", alias=root)
+                if self.program.values[-1].kind == "view":
+                    return  # a view costs no kernel: it reads its source's buffer
+        for r in op.results:
+            if r not in self.ids:
+                self._add_value(r, "activation")
+        fn = FUSED_LOWERINGS.get(op.attributes.get("kind", "")) if op.name == "ember.fused" else LOWERINGS.get(op.name)
+        reason = "no kernel for this op yet"
+        if fn is not None and all(self.program.values[self.ids[r]].kind != "host" for r in op.results):
+            ctx = LowerContext(self, op, index)
+            try:
+                fn(ctx, op)
+                for launch in ctx.launches:
+                    self.program.kernels.setdefault(launch.kernel.name, launch.kernel)
+                    self.program.steps.append(_launch_step(launch, self.program))
+                return
+            except UnsupportedOpError as err:
+                reason = str(err)
+        self._host_step(index, op, reason)
+
+    def _is_tensor(self, op: Operation) -> bool:
+        return all(isinstance(v.type, TensorType) for v in [*op.operands, *op.results] if v is not None)
+
+    def _host_step(self, index: int, op: Operation, reason: str) -> None:
+        for r in op.results:
+            info = self.program.values[self.ids[r]]
+            if info.kind == "view":  # a view whose source has no buffer: computed on the host instead
+                info.kind, info.alias = "activation", None
+        reads = sorted({self.ids[v] for v in _reads(op) if v in self.ids})
+        writes = [self.ids[r] for r in op.results]
+        self.program.steps.append({"kind": "host", "ops": [index], "reads": reads, "writes": writes,
+                                   "reason": reason})
+        self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
+
+
+def _reads(op: Operation) -> list[Value]:
+    """Operands, and outer values read inside non-isolated regions."""
+    out = [v for v in op.operands if v is not None]
+    inner: set[Value] = set()
+    for nested in op.walk():
+        inner.update(nested.results)
+        for region in nested.regions:
+            inner.update(region.args)
+    for nested in list(op.walk())[1:]:
+        out.extend(v for v in nested.operands if v is not None and v not in inner)
+    for region in op.regions:
+        out.extend(v for v in region.outputs if v not in inner)
+    return list(dict.fromkeys(out))
+
+
+def _launch_step(launch: Launch, program: Program) -> dict[str, Any]:
+    reads, writes = [], []
+    for p, a in zip(launch.kernel.params, launch.args):
+        if a.kind == "value":
+            (writes if p.role == "out" else reads).append(a.value)
+    return {"kind": "launch", "kernel": launch.kernel.name, "grid": list(launch.grid), "block": list(launch.block),
+            "shared": launch.shared, "args": [a.to_json() for a in launch.args], "ops": list(launch.ops),
+            "reads": reads, "writes": writes}
+
+
+def lower(module: Module, env: Mapping[str, int] | None = None) -> Program:
+    """The program for `module`'s entry function, with symbols bound by `env`."""
+    import ember.codegen.ops  # noqa: F401  (registers the lowerings)
+    return Lowerer(module, env or {}).run()
+
+
+__all__ = ["lower", "lowering", "LowerContext", "Program", "ValueInfo", "LOWERINGS", "FUSED_LOWERINGS"]

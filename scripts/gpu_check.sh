@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The GPU checks, run on the lent device (no network there: only carried wheels are installed).
+#
+#   bash scripts/gpu_check.sh tests [--dry-run]   pytest -m gpu: every kernel, the fixtures, full-size models
+#   bash scripts/gpu_check.sh bench [--dry-run]   benchmarks/gpu_*.py: build time, latency, GEMM
+#
+# Each stage has a timeout well inside the device's 10-minute command limit. Files (at most 8)
+# go to $OUT: the log, a JUnit XML, and a summary (device, driver, NVRTC, counts) to commit.
+# The run fails on any failed or skipped GPU test. --dry-run rehearses here: it checks the
+# wheels and collects the GPU tests without running them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+dry=0
+[ "${2:-}" = "--dry-run" ] && dry=1
+case "$mode" in tests|bench) ;; *) echo "usage: $0 tests|bench [--dry-run]" >&2; exit 2 ;; esac
+OUT=${OUT:-/tmp/ember-gpu-out}
+mkdir -p "$OUT"
+python=${PYTHON:-python3}
+
+# Ember and its carried wheels (lark is not on the device image), importable without installing.
+ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: see the device README (carry lark)" >&2; exit 2; }
+if [ $dry = 0 ]; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ember-site .whl/*.whl || exit 2
+  mkdir -p /tmp/ember-pkg && ln -sfn "$PWD" /tmp/ember-pkg/ember
+  export PYTHONPATH=/tmp/ember-pkg:/tmp/ember-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+summary="$OUT/gpu-$mode-summary.md"
+{
+  echo "# scripts/gpu_check.sh $mode ($(date -u +%Y-%m-%d))"
+  echo
+  if [ $dry = 0 ]; then
+    echo "- device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+    echo "- CUDA driver API: $("$python" -c 'from cuda.bindings import driver as d; d.cuInit(0); print(d.cuDriverGetVersion()[1])' 2>/dev/null)"
+    echo "- NVRTC: $("$python" -c 'from ember.codegen.nvrtc import nvrtc_version; print(nvrtc_version())' 2>&1 | tail -1)"
+    echo "- python $("$python" -c 'import sys; print(sys.version.split()[0])'), torch $("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null), onnxruntime $("$python" -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null)"
+  fi
+} > "$summary"
+
+status=0
+if [ "$mode" = tests ]; then
+  if [ $dry = 1 ]; then
+    timeout 300 "$python" -m pytest -m gpu --collect-only -q -p no:cacheprovider tests | tail -3
+    status=${PIPESTATUS[0]}
+  else
+    timeout 480 "$python" -m pytest -m gpu -q -rfEs -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" tests \
+      > "$OUT/gpu-tests.log" 2>&1
+    status=$?
+    tail -25 "$OUT/gpu-tests.log"
+    "$python" - "$OUT/gpu-tests.xml" >> "$summary" <<'PY' || status=1
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root)
+count = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+print(f"- GPU tests: {count['tests']} run, {count['failures']} failed, {count['errors']} errors, "
+      f"{count['skipped']} skipped")
+if count["skipped"]:
+    print("- FAIL: GPU tests must not be skipped on the device")
+    sys.exit(1)
+PY
+  fi
+else
+  for bench in benchmarks/gpu_*.py; do
+    [ -e "$bench" ] || continue
+    if [ $dry = 1 ]; then
+      echo "would run: timeout 480 $python $bench --out $OUT"
+      "$python" -m py_compile "$bench" || status=1
+    else
+      timeout 480 "$python" "$bench" --out "$OUT" >> "$OUT/gpu-bench.log" 2>&1 || status=1
+    fi
+  done
+  [ $dry = 1 ] || tail -40 "$OUT/gpu-bench.log"
+fi
+echo "- exit status: $status" >> "$summary"
+cat "$summary"
+exit $status
