@@ -51,11 +51,22 @@ def literal(value: float | int | bool, dt: DType) -> str:
     if dt.is_int:
         return f"({c})({int(value)}LL)"
     v = float(value)
-    if v != v:
-        return f"({c})NAN"
-    if v in (float("inf"), float("-inf")):
-        return f"({c})({'-' if v < 0 else ''}INFINITY)"
+    if v != v or v in (float("inf"), float("-inf")):
+        return special_float(v, c)
     return f"({c}){v!r}" if c == "double" else f"{v!r}f"
+
+
+def special_float(v: float, c: str) -> str:
+    """NaN and the infinities by their bits: NVRTC defines no NAN or INFINITY macros."""
+    if c == "double":
+        bits = {"nan": "0x7ff8000000000000LL", "inf": "0x7ff0000000000000LL"}
+        fn = "__longlong_as_double"
+    else:
+        bits = {"nan": "0x7fc00000", "inf": "0x7f800000"}
+        fn = "__int_as_float"
+    if v != v:
+        return f"{fn}({bits['nan']})"
+    return f"{'-' if v < 0 else ''}{fn}({bits['inf']})"
 
 
 # -- the elementwise expression table ----------------------------------------------------------------
@@ -99,7 +110,8 @@ def _pow(op: Operation, a: Sequence[str], c: str) -> str:
 
 def _isinf(op: Operation, a: Sequence[str], c: str) -> str:
     neg, pos = op.attributes["detect_negative"], op.attributes["detect_positive"]
-    tests = ([f"({a[0]} == -INFINITY)"] if neg else []) + ([f"({a[0]} == INFINITY)"] if pos else [])
+    inf = special_float(float("inf"), c)
+    tests = ([f"({a[0]} == -{inf})"] if neg else []) + ([f"({a[0]} == {inf})"] if pos else [])
     return "(" + " || ".join(tests) + ")" if tests else "false"
 
 
@@ -232,7 +244,8 @@ def render_op(w: CWriter, op: Operation, names: dict[Value, str], fresh: Callabl
     else:
         expr = expression(op, args, operand_compute(op) if op.name != "ember.where" else c_out)
     if dt.name in LOW:
-        expr = f"ember::round_to<{ctype(dt)}, float>({expr})"
+        nosat = op.name == "ember.cast" and not op.attributes.get("saturate", True) and dt.name.startswith("f8")
+        expr = f"ember::round_to{'_nosat' if nosat else ''}<{ctype(dt)}, float>({expr})"
     name = fresh()
     names[out] = name
     loc = f" @ {op.loc}" if op.loc else ""

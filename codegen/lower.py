@@ -154,7 +154,10 @@ class Lowerer:
         for d in t.shape:
             if isinstance(d, Unknown):
                 raise UnsupportedOpError(f"{t} has a data-dependent dim")
-            out.append(evaluate(d, self.env))
+            try:
+                out.append(evaluate(d, self.env))
+            except EmberError as err:
+                raise UnsupportedOpError(f"{t}: {err} (give the input shapes)") from None
         return tuple(out)
 
     def _add_value(self, v: Value, kind: str, **extra: Any) -> int:

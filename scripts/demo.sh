@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job (README quick start): set up a virtual environment with Ember
-# installed, then build the README's example network, print its IR and run it.
+# The main job (README quick start): set up a virtual environment with Ember, compile a
+# bundled ONNX model (a small ResNet-50-style network) into an engine, and run it: on the
+# GPU where there is one, else on the host (the engine's own plan on a host arena).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -9,4 +10,7 @@ if [ ! -x "$venv/bin/ember" ]; then
   "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check .
-"$venv/bin/ember" demo "$@"
+mkdir -p .demo
+"$venv/bin/ember" compile tests/fixtures/onnx/resnet50_small.onnx -o .demo/resnet.engine --shapes image:4x3x64x64
+"$venv/bin/ember" run .demo/resnet.engine --random -o .demo/outputs.npz
+"$venv/bin/ember" demo --quiet

@@ -43,6 +43,19 @@ template <typename T, typename C> __device__ __forceinline__ C round_to(C x) {
   return static_cast<C>(to_compute(store<T>(x)));
 }
 
+// fp8 without saturation: values past the range become NaN (e4m3) or infinity (e5m2), as Cast
+// with saturate=0 says.
+template <typename T> struct NoSat;
+template <> struct NoSat<__nv_fp8_e4m3> {
+  __device__ __forceinline__ static float round(float x) {
+    __nv_fp8_e4m3 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E4M3); return static_cast<float>(r); }
+};
+template <> struct NoSat<__nv_fp8_e5m2> {
+  __device__ __forceinline__ static float round(float x) {
+    __nv_fp8_e5m2 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E5M2); return static_cast<float>(r); }
+};
+template <typename T, typename C> __device__ __forceinline__ C round_to_nosat(C x) { return NoSat<T>::round(x); }
+
 // -- float semantics where C and numpy differ ------------------------------------------------------
 template <typename C> __device__ __forceinline__ bool is_nan(C x) { return x != x; }
 template <typename C> __device__ __forceinline__ C max_nan(C a, C b) {

@@ -1,0 +1,401 @@
+"""Reduction, softmax, normalization, scan, top-k and pooling kernels (ember.codegen.ops.reduce),
+and fused regions of kind "reduction".
+
+Every case is a one-op module (or one ember.fused). On the CPU it is lowered, every kernel is
+compiled by NVRTC for sm_80 and sm_90 (cleanly: a warning fails) and each launch's grid is
+checked to cover its work; the row plans are replayed in numpy. With `-m gpu` each case runs
+on the GPU against the interpreter, on fresh random inputs (NaN planted where the reference
+propagates it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import ember
+import ember.codegen.ops.movement  # noqa: F401  (with reduce below: registers the lowerings until ops/__init__ does)
+from ember.codegen.lower import Program, lower
+from ember.codegen.nvrtc import Compiler
+from ember.codegen.ops.reduce import plan_rows
+from ember.ir.builder import Builder
+from ember.ir.core import Module, Value
+from ember.ir.types import Type, bf16, boolean, f16, f32, f64, i8, i32, i64, u8
+from ember.passes.manager import PassManager
+from ember.tolerance import assert_close
+
+GRID_CAP = 1 << 18
+
+
+# -- cases ------------------------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    inputs: list[tuple[str, Type]]
+    make: Callable[..., Any]
+    feeds: dict[str, Callable[[np.random.Generator], np.ndarray]] = field(default_factory=dict)
+    host: bool = False  # expected to run on the host
+
+    def module(self) -> Module:
+        b = Builder(self.name)
+        values = [b.input(n, t) for n, t in self.inputs]
+        out = self.make(b, *values)
+        outs = [out] if isinstance(out, Value) else list(out)
+        for i, v in enumerate(outs):
+            b.output(f"y{i}", v)
+        return b.build()
+
+    def random_feeds(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {n: self.feeds[n](rng) if n in self.feeds else rand(rng, t) for n, t in self.inputs}
+
+
+def rand(rng: np.random.Generator, t: Type, low: float = 0.05, high: float = 3.0) -> np.ndarray:
+    """Fresh random data: floats of magnitude in [low, high) and either sign (never 0), small ints, bools."""
+    shape, dt = tuple(t.shape), t.dtype.np_dtype
+    if dt == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        return rng.integers(max(info.min, -60), min(info.max, 60) + 1, size=shape).astype(dt)
+    x = rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return x.astype(dt)
+
+
+def positive(t: Type, low: float = 0.5, high: float = 1.5) -> Callable[[np.random.Generator], np.ndarray]:
+    return lambda rng: rng.uniform(low, high, size=tuple(t.shape)).astype(t.dtype.np_dtype)
+
+
+def near_one(t: Type) -> Callable[[np.random.Generator], np.ndarray]:
+    """Magnitudes near 1, either sign (products stay finite)."""
+    return lambda rng: (rng.uniform(0.8, 1.25, size=tuple(t.shape)) *
+                        rng.choice([-1.0, 1.0], size=tuple(t.shape))).astype(t.dtype.np_dtype)
+
+
+def with_nan(t: Type, every: int = 7) -> Callable[[np.random.Generator], np.ndarray]:
+    """Random floats with a NaN at every `every`-th position of the flat array (and -inf beside some)."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        x = rand(rng, t)
+        flat = x.reshape(-1)
+        flat[::every] = np.nan
+        flat[3::every * 2] = -np.inf
+        return x
+    return make
+
+
+def ties(t: Type, values: int = 4) -> Callable[[np.random.Generator], np.ndarray]:
+    """Few distinct values: ties everywhere."""
+    return lambda rng: rng.integers(-values // 2, values // 2 + 1, size=tuple(t.shape)).astype(t.dtype.np_dtype)
+
+
+def case(name: str, inputs: list[tuple[str, Type]], make: Callable[..., Any], **kw: Any) -> Case:
+    return Case(name, inputs, make, **kw)
+
+
+def reduce_case(op: str, t: Type, dtype_name: str, **attrs: Any) -> Case:
+    feeds = {}
+    if op == "reduce_prod" and t.dtype.kind == "float":
+        feeds = {"x": near_one(t)}
+    elif op == "reduce_log_sum":
+        feeds = {"x": positive(t)}
+    return case(f"{op}_{dtype_name}_{'x'.join(map(str, t.shape))}", [("x", t)],
+                lambda b, x: getattr(b, op)(x, **attrs), feeds=feeds)
+
+
+X3 = f32[3, 5, 7]
+CASES = [
+    # reduce_*: rows, columns (inner kept axis >= 16), generic, whole tensor, no axes
+    *[reduce_case(op, X3, "f32", axes=[1], keepdims=False)
+      for op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2",
+                 "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp")],
+    *[reduce_case(op, f16[4, 300], "f16", axes=[-1])
+      for op in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_l2", "reduce_log_sum_exp")],
+    *[reduce_case(op, i32[2, 3, 4, 5], "i32", axes=[0, 2])
+      for op in ("reduce_sum", "reduce_mean", "reduce_min", "reduce_prod", "reduce_l1", "reduce_sum_square")],
+    reduce_case("reduce_sum", i8[6], "i8"),
+    reduce_case("reduce_max", u8[5, 40], "u8", axes=[0]),
+    reduce_case("reduce_max", boolean[3, 5, 2], "bool", axes=[1]),
+    reduce_case("reduce_min", boolean[7, 9], "bool", axes=[1]),
+    reduce_case("reduce_sum", f32[2, 3, 40, 1], "f32", axes=[1]),
+    reduce_case("reduce_mean", f16[2, 64, 3, 3], "f16", axes=[2, 3]),
+    reduce_case("reduce_sum", bf16[3, 2500], "bf16", axes=[1]),
+    reduce_case("reduce_sum", f32[1, 9000], "f32", axes=[1], keepdims=False),
+    reduce_case("reduce_sum_square", f32[3, 4], "f32", axes=[]),
+    reduce_case("reduce_mean", f64[4, 6, 5], "f64", axes=[0, 2]),
+    reduce_case("reduce_max", i64[6, 7, 8], "i64"),
+    case("reduce_max_nan_f32", [("x", f32[6, 20])], lambda b, x: b.reduce_max(x, axes=[1]),
+         feeds={"x": with_nan(f32[6, 20], 23)}),
+    case("reduce_min_nan_cols_f32", [("x", f32[6, 20])], lambda b, x: b.reduce_min(x, axes=[0]),
+         feeds={"x": with_nan(f32[6, 20], 23)}),
+    case("reduce_log_sum_exp_inf_f32", [("x", f32[6, 5])], lambda b, x: b.reduce_log_sum_exp(x, axes=[1]),
+         feeds={"x": lambda rng: np.where(np.arange(30).reshape(6, 5) // 5 == 2, -np.inf,
+                                          rng.uniform(-3, 3, (6, 5))).astype(np.float32)}),
+    # argmax, argmin
+    case("argmax_axis1_f32", [("x", f32[3, 5, 7])], lambda b, x: b.argmax(x, axis=1)),
+    case("argmax_ties_last_i32", [("x", i32[4, 33])], lambda b, x: b.argmax(x, axis=1, select_last_index=True),
+         feeds={"x": ties(i32[4, 33])}),
+    case("argmin_ties_i64", [("x", i64[4, 33])], lambda b, x: b.argmin(x, axis=-1, keepdims=False),
+         feeds={"x": ties(i64[4, 33])}),
+    case("argmin_columns_f16", [("x", f16[7, 3, 40])], lambda b, x: b.argmin(x, axis=1)),
+    case("argmax_nan_f32", [("x", f32[6, 20])], lambda b, x: b.argmax(x, axis=1),
+         feeds={"x": with_nan(f32[6, 20], 23)}),
+    case("argmax_long_rows_f32", [("x", f32[2, 3000])], lambda b, x: b.argmax(x, axis=1, select_last_index=True),
+         feeds={"x": ties(f32[2, 3000], 50)}),
+    # softmax family
+    case("softmax_axis1_f32", [("x", f32[2, 5, 7])], lambda b, x: b.softmax(x, axis=1)),
+    case("softmax_last_f16", [("x", f16[4, 1000])], lambda b, x: b.softmax(x)),
+    case("softmax_long_f32", [("x", f32[3, 4000])], lambda b, x: b.softmax(x)),
+    case("softmax_columns_f32", [("x", f32[2, 20, 33])], lambda b, x: b.softmax(x, axis=1)),
+    case("softmax_nan_rows_f32", [("x", f32[5, 9])], lambda b, x: b.softmax(x), feeds={"x": with_nan(f32[5, 9], 19)}),
+    case("softmax_rank1_f64", [("x", f64[13])], lambda b, x: b.softmax(x)),
+    case("log_softmax_bf16", [("x", bf16[3, 5, 70])], lambda b, x: b.log_softmax(x)),
+    case("log_softmax_axis0_f32", [("x", f32[9, 2, 3])], lambda b, x: b.log_softmax(x, axis=0)),
+    case("hardmax_f32", [("x", f32[4, 10])], lambda b, x: b.hardmax(x), feeds={"x": ties(f32[4, 10])}),
+    case("hardmax_axis0_f16", [("x", f16[5, 3, 2])], lambda b, x: b.hardmax(x, axis=0)),
+    # normalizations
+    case("layer_norm_f32", [("x", f32[2, 5, 64]), ("s", f32[64]), ("b", f32[64])],
+         lambda b, x, s, c: b.layer_norm(x, s, c)),
+    case("layer_norm_two_axes_f16", [("x", f16[3, 7, 10]), ("s", f16[7, 10]), ("b", f16[10])],
+         lambda b, x, s, c: b.layer_norm(x, s, c, axis=1)),
+    case("layer_norm_long_no_bias_f32", [("x", f32[4, 3000]), ("s", f32[3000])],
+         lambda b, x, s: b.layer_norm(x, s, None, epsilon=1e-3)),
+    case("layer_norm_broadcast_scale_bf16", [("x", bf16[2, 3, 4, 5]), ("s", bf16[1, 5]), ("b", bf16[4, 1])],
+         lambda b, x, s, c: b.layer_norm(x, s, c, axis=2)),
+    case("rms_norm_f32", [("x", f32[2, 5, 64]), ("s", f32[64])], lambda b, x, s: b.rms_norm(x, s, epsilon=1e-6)),
+    case("rms_norm_f16_f32_scale", [("x", f16[3, 48]), ("s", f32[48])], lambda b, x, s: b.rms_norm(x, s)),
+    case("batch_norm_nchw_f32", [("x", f32[2, 3, 4, 5]), ("s", f32[3]), ("b", f32[3]), ("m", f32[3]), ("v", f32[3])],
+         lambda b, x, s, c, m, v: b.batch_norm(x, s, c, m, v), feeds={"v": positive(f32[3])}),
+    case("batch_norm_nhwc_f16", [("x", f16[2, 4, 5, 6]), ("s", f32[6]), ("b", f32[6]), ("m", f32[6]), ("v", f32[6])],
+         lambda b, x, s, c, m, v: b.batch_norm(x, s, c, m, v, layout="NHWC", epsilon=1e-3),
+         feeds={"v": positive(f32[6])}),
+    case("instance_norm_nchw_f32", [("x", f32[2, 3, 5, 7]), ("s", f32[3]), ("b", f32[3])],
+         lambda b, x, s, c: b.instance_norm(x, s, c)),
+    case("instance_norm_nhwc_f32", [("x", f32[2, 5, 7, 30]), ("s", f32[30]), ("b", f32[30])],
+         lambda b, x, s, c: b.instance_norm(x, s, c, layout="NHWC")),
+    case("instance_norm_rank3_f16", [("x", f16[2, 4, 9]), ("s", f16[4]), ("b", f16[4])],
+         lambda b, x, s, c: b.instance_norm(x, s, c)),
+    case("instance_norm_rank5_nhwc_f32", [("x", f32[1, 2, 3, 4, 5]), ("s", f32[5]), ("b", f32[5])],
+         lambda b, x, s, c: b.instance_norm(x, s, c, layout="NDHWC")),
+    case("group_norm_nchw_f32", [("x", f32[2, 6, 5, 7]), ("s", f32[6]), ("b", f32[6])],
+         lambda b, x, s, c: b.group_norm(x, s, c, num_groups=3)),
+    case("group_norm_nhwc_f16", [("x", f16[2, 5, 7, 6]), ("s", f16[6]), ("b", f16[6])],
+         lambda b, x, s, c: b.group_norm(x, s, c, num_groups=2, layout="NHWC")),
+    case("group_norm_rank2_f32", [("x", f32[3, 8]), ("s", f32[8]), ("b", f32[8])],
+         lambda b, x, s, c: b.group_norm(x, s, c, num_groups=4)),
+    case("lrn_nchw_f32", [("x", f32[2, 6, 5, 7])], lambda b, x: b.lrn(x, size=3)),
+    case("lrn_nhwc_even_f16", [("x", f16[1, 4, 5, 10])], lambda b, x: b.lrn(x, size=4, alpha=1e-2, beta=0.5, bias=2.0,
+                                                                              layout="NHWC")),
+    # scans and top-k
+    case("cumsum_f32", [("x", f32[5, 40])], lambda b, x: b.cumsum(x, axis=1)),
+    case("cumsum_exclusive_reverse_i32", [("x", i32[3, 70, 2])],
+         lambda b, x: b.cumsum(x, axis=1, exclusive=True, reverse=True)),
+    case("cumsum_rank1_f16", [("x", f16[100])], lambda b, x: b.cumsum(x, axis=0)),
+    case("cumprod_f32", [("x", f32[4, 37])], lambda b, x: b.cumprod(x, axis=-1), feeds={"x": near_one(f32[4, 37])}),
+    case("cumprod_exclusive_i64", [("x", i64[2, 9, 3])], lambda b, x: b.cumprod(x, axis=1, exclusive=True)),
+    case("topk_largest_f32", [("x", f32[3, 50, 7])], lambda b, x: b.topk(x, k=5, axis=1)),
+    case("topk_smallest_ties_i32", [("x", i32[4, 60])], lambda b, x: b.topk(x, k=9, largest=False),
+         feeds={"x": ties(i32[4, 60], 6)}),
+    case("topk_f16_long", [("x", f16[2, 1000])], lambda b, x: b.topk(x, k=10)),
+    case("topk_nan_full_sort_f32", [("x", f32[3, 12])], lambda b, x: b.topk(x, k=12),
+         feeds={"x": with_nan(f32[3, 12], 5)}),
+    case("topk_nan_smallest_f32", [("x", f32[3, 12])], lambda b, x: b.topk(x, k=7, largest=False),
+         feeds={"x": with_nan(f32[3, 12], 5)}),
+    # windowed pooling
+    case("max_pool_nchw_f32", [("x", f32[2, 3, 9, 9])],
+         lambda b, x: b.max_pool(x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+    case("max_pool_nhwc_f16", [("x", f16[1, 8, 8, 5])],
+         lambda b, x: b.max_pool(x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], layout="NHWC")),
+    case("max_pool_ceil_dilated_i8", [("x", i8[1, 3, 8, 8])],
+         lambda b, x: b.max_pool(x, kernel_shape=[2, 3], strides=[2, 2], dilations=[2, 1], ceil_mode=True)),
+    case("max_pool_same_upper_u8", [("x", u8[1, 2, 7, 6])],
+         lambda b, x: b.max_pool(x, kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER")),
+    case("max_pool_nan_f32", [("x", f32[1, 2, 6, 6])], lambda b, x: b.max_pool(x, kernel_shape=[2, 2]),
+         feeds={"x": with_nan(f32[1, 2, 6, 6], 17)}),
+    case("avg_pool_include_pad_f16", [("x", f16[1, 3, 8, 8])],
+         lambda b, x: b.avg_pool(x, kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=True)),
+    case("avg_pool_exclude_pad_ceil_f32", [("x", f32[2, 3, 7, 7])],
+         lambda b, x: b.avg_pool(x, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=True)),
+    case("avg_pool_ceil_include_pad_f32", [("x", f32[1, 2, 6, 6])],
+         lambda b, x: b.avg_pool(x, kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=True,
+                                 count_include_pad=True)),
+    case("avg_pool_same_lower_nhwc_f32", [("x", f32[1, 5, 6, 4])],
+         lambda b, x: b.avg_pool(x, kernel_shape=[2, 3], auto_pad="SAME_LOWER", layout="NHWC")),
+    case("avg_pool_1d_f32", [("x", f32[2, 3, 11])], lambda b, x: b.avg_pool(x, kernel_shape=[4], strides=[3])),
+    case("max_pool_3d_f32", [("x", f32[1, 2, 4, 5, 6])],
+         lambda b, x: b.max_pool(x, kernel_shape=[2, 2, 3], strides=[2, 1, 2], pads=[0, 1, 1, 1, 0, 1])),
+    *[case(f"lp_pool_p{p}_f32", [("x", f32[1, 3, 6, 6])],
+           lambda b, x, p=p: b.lp_pool(x, kernel_shape=[2, 2], p=p, pads=[1, 0, 0, 1])) for p in (1, 2, 3)],
+    case("global_avg_pool_nhwc_f16", [("x", f16[2, 7, 7, 64])], lambda b, x: b.global_avg_pool(x, layout="NHWC")),
+    case("global_avg_pool_nchw_f32", [("x", f32[2, 5, 3, 3])], lambda b, x: b.global_avg_pool(x)),
+    case("global_max_pool_rank3_f32", [("x", f32[2, 6, 17])], lambda b, x: b.global_max_pool(x)),
+    case("global_max_pool_nhwc_i8", [("x", i8[2, 3, 3, 20])], lambda b, x: b.global_max_pool(x, layout="NHWC")),
+    case("global_lp_pool_rank5_f32", [("x", f32[1, 4, 2, 3, 3])], lambda b, x: b.global_lp_pool(x, p=3)),
+    # fused regions of kind "reduction": the prologue is computed at the load
+    case("fused_add_add_layer_norm", [("x", f32[2, 5, 32]), ("p", f32[5, 32]), ("t", f32[2, 5, 32]),
+                                      ("s", f32[32]), ("c", f32[32])],
+         lambda b, x, p, t, s, c: b.fused(x, p, t, s, c, kind="reduction",
+                                          body=lambda r, x, p, t, s, c: r.layer_norm(r.add(r.add(x, p), t), s, c))),
+    case("fused_add_layer_norm_f16", [("x", f16[3, 40]), ("y", f16[3, 40]), ("s", f16[40]), ("c", f16[40])],
+         lambda b, x, y, s, c: b.fused(x, y, s, c, kind="reduction",
+                                       body=lambda r, x, y, s, c: r.layer_norm(r.add(x, y), s, c))),
+    case("fused_mul_reduce_sum", [("x", f32[4, 6, 5]), ("y", f32[6, 1])],
+         lambda b, x, y: b.fused(x, y, kind="reduction",
+                                 body=lambda r, x, y: r.reduce_sum(r.mul(x, y), axes=[1], keepdims=False))),
+    case("fused_sub_exp_softmax", [("x", f32[3, 50]), ("m", f32[3, 1])],
+         lambda b, x, m: b.fused(x, m, kind="reduction", body=lambda r, x, m: r.softmax(r.exp(r.sub(x, m))))),
+    case("fused_cast_argmax", [("x", i32[5, 9])],
+         lambda b, x: b.fused(x, kind="reduction", body=lambda r, x: r.argmax(r.cast(x, to=f32), axis=1))),
+    case("fused_scale_prologue_rms_norm", [("x", f32[2, 64]), ("s", f32[64]), ("g", f32[64])],
+         lambda b, x, s, g: b.fused(x, s, g, kind="reduction",
+                                    body=lambda r, x, s, g: r.rms_norm(r.relu(x), r.mul(s, g)))),
+    case("fused_global_avg_pool_nhwc", [("x", f16[1, 4, 4, 32]), ("y", f16[32])],
+         lambda b, x, y: b.fused(x, y, kind="reduction",
+                                 body=lambda r, x, y: r.global_avg_pool(r.mul(x, y), layout="NHWC"))),
+    # what goes to the host
+    case("topk_runtime_k_host", [("x", f32[2, 9]), ("k", i64[()])], lambda b, x, k: b.topk(x, k),
+         feeds={"k": lambda rng: np.array(4, np.int64)}, host=True),
+]
+IDS = [c.name for c in CASES]
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def lowered(c: Case) -> tuple[Module, Program]:
+    m = c.module()
+    PassManager("canonicalize").run(m)
+    return m, lower(m)
+
+
+def launches(program: Program) -> list[dict[str, Any]]:
+    return [s for s in program.steps if s["kind"] == "launch"]
+
+
+def check_cover(step: dict[str, Any], source: str) -> None:
+    """The grid reaches every work item: grid-stride kernels need min(n, cap) items' blocks."""
+    per_block = int(re.search(r"grid-stride: (\d+) work item", source).group(1))
+    n = step["args"][-1]["i64"]
+    threads = int(np.prod(step["block"]))
+    assert f"__launch_bounds__({threads})" in source
+    assert 1 <= threads <= 1024 and threads % 32 == 0 and step["grid"][1:] == [1, 1]
+    assert step["grid"][0] * per_block >= min(n, GRID_CAP * per_block), (step["grid"], per_block, n)
+    assert step["grid"][0] <= GRID_CAP
+
+
+@pytest.fixture(scope="module")
+def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    return Compiler(("sm_80", "sm_90"), cache_dir=tmp_path_factory.mktemp("nvrtc"), jobs=2)
+
+
+# -- CPU: lowering, NVRTC, coverage ---------------------------------------------------------------------
+@pytest.mark.parametrize("c", CASES, ids=IDS)
+def test_kernels_compile_and_cover(c: Case, compiler: Compiler) -> None:
+    _, program = lowered(c)
+    assert bool(program.host_ops) == c.host, program.host_ops
+    steps = launches(program)
+    assert bool(steps) != c.host
+    compiler.compile_all(program.kernels.values())
+    for step in steps:
+        check_cover(step, program.kernels[step["kernel"]].source)
+
+
+LARGE = [
+    case("reduce_sum_big", [("x", f16[3, 2**30])], lambda b, x: b.reduce_sum(x, axes=[1])),
+    case("reduce_max_columns_big", [("x", f32[2**25, 64])], lambda b, x: b.reduce_max(x, axes=[0])),
+    case("argmax_big", [("x", f32[2**16, 2**15])], lambda b, x: b.argmax(x, axis=1)),
+    case("softmax_big", [("x", f16[2**21, 1024])], lambda b, x: b.softmax(x)),
+    case("layer_norm_big", [("x", f16[2**21, 1024]), ("s", f16[1024]), ("b", f16[1024])],
+         lambda b, x, s, c: b.layer_norm(x, s, c)),
+    case("group_norm_nhwc_big", [("x", f16[2, 2**14, 2**12, 32]), ("s", f16[32]), ("b", f16[32])],
+         lambda b, x, s, c: b.group_norm(x, s, c, num_groups=4, layout="NHWC")),
+    case("cumsum_big", [("x", f32[2**20, 2**11])], lambda b, x: b.cumsum(x, axis=1)),
+    case("topk_big", [("x", f32[2**20, 2**11])], lambda b, x: b.topk(x, k=8)),
+    case("max_pool_big", [("x", f16[1, 2**14, 2**10, 2**8])], lambda b, x: b.max_pool(x, kernel_shape=[2, 2])),
+]
+
+
+@pytest.mark.parametrize("c", LARGE, ids=[c.name for c in LARGE])
+def test_large_tensors_index_in_64_bits(c: Case, compiler: Compiler) -> None:
+    program = lower(c.module())
+    assert not program.host_ops
+    for step in launches(program):
+        source = program.kernels[step["kernel"]].source
+        assert ", long long" in source.split("ENTRY")[-1], source
+        check_cover(step, source)
+    compiler.compile_all(program.kernels.values())
+
+
+def test_fused_prologue_is_inline() -> None:
+    _, program = lowered(next(c for c in CASES if c.name == "fused_add_add_layer_norm"))
+    (step,) = launches(program)
+    source = program.kernels[step["kernel"]].source
+    assert "struct Prologue0" in source and "ember.add" in source and "norm_rows" in source
+    assert len(step["reads"]) == 5  # every region input, and no scratch buffer
+
+
+def geometry_offsets(plan: Any, o: int) -> np.ndarray:
+    """The flat offsets of row o, as ember::Geometry computes them."""
+    r = np.arange(plan.R)
+    if plan.geo == "GEO_ROWS":
+        return o * plan.R + r
+    if plan.geo == "GEO_COLUMNS":
+        return (o // plan.inner) * plan.R * plan.inner + o % plan.inner + r * plan.inner
+    base, rest = 0, o
+    for d, s in reversed(plan.kept):
+        base += (rest % d) * s
+        rest //= d
+    off = np.full(plan.R, base)
+    rest = r.copy()
+    for d, s in reversed(plan.reduced):
+        off += (rest % d) * s
+        rest //= d
+    return off
+
+
+@pytest.mark.parametrize("shape, axes", [
+    ((3, 5, 7), (1,)), ((3, 5, 7), (0, 2)), ((2, 3, 40, 1), (1,)), ((4, 300), (1,)), ((6,), (0,)),
+    ((2, 1, 3, 4, 5), (0, 3)), ((2, 7, 7, 64), (1, 2)), ((2, 5, 1, 6), (1, 3)), ((3, 4), ()), ((1, 1), (0, 1)),
+    ((2, 3, 4, 5, 6), (1, 3, 4)),
+])
+def test_row_plans_cover_each_row(shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
+    x = np.random.default_rng(1).integers(-9, 9, size=shape)
+    plan = plan_rows(shape, axes)
+    want = x.sum(axis=axes).reshape(-1) if axes else x.reshape(-1)
+    flat = x.reshape(-1)
+    got = np.array([flat[geometry_offsets(plan, o)].sum() for o in range(plan.rows)])
+    assert plan.rows == want.size and np.array_equal(got, want), plan
+
+
+def test_plans_pick_teams() -> None:
+    assert plan_rows((64, 4096), (1,)).team == "TEAM_BLOCK"
+    assert plan_rows((4096, 64), (1,)).team == "TEAM_WARP"
+    assert plan_rows((2, 49, 64), (1,)).team == "TEAM_COLUMN"
+
+
+# -- GPU: against the interpreter -------------------------------------------------------------------------------
+def gpu_available() -> bool:
+    try:
+        from ember.runtime import cuda
+        return bool(cuda.available()[0])
+    except Exception:  # noqa: BLE001  (no driver, no runtime)
+        return False
+
+
+def build_engine(module: Module) -> Any:
+    compile_ = getattr(ember, "compile", None)
+    if compile_ is None:
+        from ember.build import compile as compile_
+    return compile_(module, pipeline="canonicalize")
+
+
+@pytest.mark.parametrize("c", CASES, ids=IDS)
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_on_gpu(c: Case) -> None:
+    m = c.module()
+    feeds = c.random_feeds(np.random.default_rng())
+    want = ember.interpret(m, feeds)
+    got = build_engine(m).run(feeds, device="cuda")
+    for name, value in want.items():
+        assert_close(np.asarray(got[name]), value, what=f"{c.name}: {name}")
