@@ -1,0 +1,216 @@
+// The tiled shared-memory GEMM core that matmul, gemm, einsum, convolution (as an implicit
+// GEMM) and the recurrent ops' input projections share.
+//
+// A block computes a BM x BN tile of C = A (M x K) * B (K x N); each thread a TM x TN micro-tile
+// (rows ty*4 .. ty*4+3 in each of TM/4 bands of the tile, columns likewise), in registers of the
+// compute type C (float for f32/f16/bf16/fp8, double for f64, an unsigned integer for integers, so
+// that sums wrap as the reference's do). K advances BK at a time through two shared-memory stages:
+// while the block multiplies one stage, each thread holds the next tile's elements in registers.
+//
+// Operands are read through loaders, so the same core serves strided matrices and the im2col view
+// of a convolution. A loader gives a `Line` for one row of A (or one column of B), computed once
+// per thread before the K loop, and the element at (line, k); the core checks m < M, n < N, k < K
+// and never asks outside them. `A_KMAJOR` (B_KMAJOR) says that consecutive k are adjacent in memory,
+// so consecutive threads load consecutive k; otherwise they load consecutive m (n).
+// The epilogue gets (m, n, acc) for each element inside the matrix.
+#pragma once
+#include "ember_prelude.cuh"
+
+namespace ember {
+namespace gemm {
+
+template <typename A, typename B> struct same_type { static constexpr bool value = false; };
+template <typename A> struct same_type<A, A> { static constexpr bool value = true; };
+
+template <int BM_, int BN_, int BK_, int TM_, int TN_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
+  static constexpr int THREADS = (BM / TM) * (BN / TN);
+  static constexpr int LDA = BM + 4, LDB = BN + 4;  // shared pitch: conflict-free stores, 16-byte rows
+  static constexpr int A_PER = BM * BK / THREADS, B_PER = BK * BN / THREADS;
+  static constexpr int STAGE = BK * (LDA + LDB);
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are made of 4-wide bands");
+  static_assert(THREADS % BK == 0 && THREADS % BM == 0 && THREADS % BN == 0, "loads must tile evenly");
+  static_assert(A_PER * THREADS == BM * BK && B_PER * THREADS == BK * BN, "loads must tile evenly");
+};
+
+// Row (column) of a tile that micro-tile entry i of thread coordinate t covers.
+template <int B, int T> __device__ __forceinline__ int micro(int t, int i) {
+  return (i / 4) * (B / (T / 4)) + t * 4 + (i % 4);
+}
+
+template <int T, int B, typename C>
+__device__ __forceinline__ void fragment(C (&f)[T], const C* __restrict__ row, int t) {
+#pragma unroll
+  for (int g = 0; g < T / 4; ++g) {
+    const C* p = row + g * (B / (T / 4)) + t * 4;
+    if constexpr (same_type<C, float>::value) {
+      const float4 v = *reinterpret_cast<const float4*>(p);
+      f[g * 4 + 0] = v.x; f[g * 4 + 1] = v.y; f[g * 4 + 2] = v.z; f[g * 4 + 3] = v.w;
+    } else {
+#pragma unroll
+      for (int q = 0; q < 4; ++q) f[g * 4 + q] = p[q];
+    }
+  }
+}
+
+// One block's tile: rows m0.., columns n0.. of an M x N x K product; calls epi(m, n, acc) per element.
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class LA, class LB, class Epi>
+__device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
+                                     const Epi& epi, C* __restrict__ smem) {
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, TM = T::TM, TN = T::TN, NT = T::THREADS;
+  constexpr int NLA = A_KMAJOR ? T::A_PER : 1;
+  constexpr int NLB = B_KMAJOR ? T::B_PER : 1;
+  const int tid = threadIdx.x;
+
+  // Where this thread's loads fall in a tile: fixed rows (columns) and a k offset.
+  typename LA::Line a_line[NLA];
+  bool a_ok[NLA];
+#pragma unroll
+  for (int e = 0; e < NLA; ++e) {
+    const int m = m0 + (A_KMAJOR ? tid / BK + e * (NT / BK) : tid % BM);
+    a_ok[e] = m < M;
+    a_line[e] = la.line(a_ok[e] ? m : m0);
+  }
+  typename LB::Line b_line[NLB];
+  bool b_ok[NLB];
+#pragma unroll
+  for (int e = 0; e < NLB; ++e) {
+    const int n = n0 + (B_KMAJOR ? tid / BK + e * (NT / BK) : tid % BN);
+    b_ok[e] = n < N;
+    b_line[e] = lb.line(b_ok[e] ? n : n0);
+  }
+
+  C ra[T::A_PER], rb[T::B_PER];
+  auto fetch = [&](int k0) {
+#pragma unroll
+    for (int e = 0; e < T::A_PER; ++e) {
+      const int k = k0 + (A_KMAJOR ? tid % BK : tid / BM + e * (NT / BM));
+      const int l = A_KMAJOR ? e : 0;
+      ra[e] = (a_ok[l] && k < K) ? la.at(a_line[l], k) : C(0);
+    }
+#pragma unroll
+    for (int e = 0; e < T::B_PER; ++e) {
+      const int k = k0 + (B_KMAJOR ? tid % BK : tid / BN + e * (NT / BN));
+      const int l = B_KMAJOR ? e : 0;
+      rb[e] = (b_ok[l] && k < K) ? lb.at(b_line[l], k) : C(0);
+    }
+  };
+  auto stash = [&](C* __restrict__ s) {
+    C* As = s;
+    C* Bs = s + BK * T::LDA;
+#pragma unroll
+    for (int e = 0; e < T::A_PER; ++e) {
+      const int kk = A_KMAJOR ? tid % BK : tid / BM + e * (NT / BM);
+      const int mm = A_KMAJOR ? tid / BK + e * (NT / BK) : tid % BM;
+      As[kk * T::LDA + mm] = ra[e];
+    }
+#pragma unroll
+    for (int e = 0; e < T::B_PER; ++e) {
+      const int kk = B_KMAJOR ? tid % BK : tid / BN + e * (NT / BN);
+      const int nn = B_KMAJOR ? tid / BK + e * (NT / BK) : tid % BN;
+      Bs[kk * T::LDB + nn] = rb[e];
+    }
+  };
+
+  C acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = C(0);
+
+  const int tx = tid % (BN / TN), ty = tid / (BN / TN);
+  fetch(0);
+  stash(smem);
+  __syncthreads();
+  int stage = 0;
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    const bool more = k0 + BK < K;
+    if (more) fetch(k0 + BK);
+    const C* As = smem + stage * T::STAGE;
+    const C* Bs = As + BK * T::LDA;
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      C a[TM], b[TN];
+      fragment<TM, BM>(a, As + kk * T::LDA, ty);
+      fragment<TN, BN>(b, Bs + kk * T::LDB, tx);
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+    }
+    if (more) stash(smem + (stage ^ 1) * T::STAGE);
+    __syncthreads();
+    stage ^= 1;
+  }
+
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int m = m0 + micro<BM, TM>(ty, i);
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int n = n0 + micro<BN, TN>(tx, j);
+      if (n < N) epi(m, n, acc[i][j]);
+    }
+  }
+}
+
+// -- strided (batched) matrices -------------------------------------------------------------------
+// A(m, k) = a[base + m * sm + k * sk]: matmul, gemm (transposes are strides), einsum.
+template <typename S, typename C, typename Index>
+struct Strided {
+  const S* __restrict__ p;
+  Index sm, sk;
+  struct Line { Index off; };
+  __device__ __forceinline__ Line line(int m) const { return Line{static_cast<Index>(m) * sm}; }
+  __device__ __forceinline__ C at(const Line& l, int k) const {
+    return static_cast<C>(to_compute(p[l.off + static_cast<Index>(k) * sk]));
+  }
+};
+
+// The batch layout of a strided product, from `meta`: the batch rank r, the batch dims, then the
+// strides of A, B and C along each (0 where an operand broadcasts), then sam, sak, sbk, sbn, scm, scn.
+template <typename Index>
+struct Batched {
+  const i64* __restrict__ meta;
+  __device__ __forceinline__ int rank() const { return static_cast<int>(meta[0]); }
+  __device__ __forceinline__ void offsets(i64 z, Index& a, Index& b, Index& c) const {
+    const int r = rank();
+    a = b = c = 0;
+    for (int d = r - 1; d >= 0; --d) {
+      const i64 size = meta[1 + d];
+      const Index i = static_cast<Index>(z % size);
+      z /= size;
+      a += i * static_cast<Index>(meta[1 + r + d]);
+      b += i * static_cast<Index>(meta[1 + 2 * r + d]);
+      c += i * static_cast<Index>(meta[1 + 3 * r + d]);
+    }
+  }
+  __device__ __forceinline__ Index stride(int which) const { return static_cast<Index>(meta[1 + 4 * rank() + which]); }
+};
+
+// A batched strided product: grid (M tiles, N tiles, batches); epi(index of C, n, acc).
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, typename Index, typename SA, typename SB, class Epi>
+__device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __restrict__ b, const i64* __restrict__ meta,
+                                        int M, int N, int K, i64 batches, const Epi& epi) {
+  __shared__ __align__(16) C smem[2 * T::STAGE];
+  const Batched<Index> bl{meta};
+  const Index sam = bl.stride(0), sak = bl.stride(1), sbk = bl.stride(2), sbn = bl.stride(3);
+  const Index scm = bl.stride(4), scn = bl.stride(5);
+  const int m0 = blockIdx.x * T::BM, n0 = blockIdx.y * T::BN;
+  for (i64 z = blockIdx.z; z < batches; z += gridDim.z) {
+    Index ao, bo, co;
+    bl.offsets(z, ao, bo, co);
+    const Strided<SA, C, Index> la{a + ao, sam, sak};
+    const Strided<SB, C, Index> lb{b + bo, sbn, sbk};
+    auto store = [&](int m, int n, C acc) {
+      epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
+    };
+    tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, store, smem);
+    __syncthreads();
+  }
+}
+
+}  // namespace gemm
+}  // namespace ember
