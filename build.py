@@ -36,11 +36,15 @@ class BuildReport:
     compiled: int = 0
     cache_hits: int = 0
     compile_seconds: float = 0.0
+    unpinned_layout: int = 0
     memory: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"kernels: {self.kernels} ({self.launches} launches); NVRTC: {self.compiled} compiled, "
                  f"{self.cache_hits} from cache, {self.compile_seconds:.2f} s"]
+        if self.unpinned_layout:
+            lines.append(f"note: {self.unpinned_layout} kernels compiled where address-space randomization could "
+                         "not be turned off; their PTX may differ between rebuilds")
         if self.memory:
             lines.append(f"activation arena: {self.memory.get('arena_bytes', 0)} bytes "
                          f"(peak of live bytes {self.memory.get('peak_live_bytes', 0)}, "
@@ -129,6 +133,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     binaries = compiler.compile_all(program.kernels.values(), progress=tick)
     report.compiled, report.cache_hits = compiler.stats.compiled, compiler.stats.cache_hits
     report.compile_seconds = compiler.stats.seconds
+    report.unpinned_layout = compiler.stats.unpinned_layout
     weights = {name: np.asarray(w.data) for name, w in work.weights.items() if w.data is not None}
     weights.update(program.constants)
     engine = Engine.build(

@@ -7,14 +7,18 @@ anything (a warning) fails: kernels must compile cleanly.
 
 Results are cached on disk under a key made of the source, the options, the
 target, the NVRTC version and the shared headers, so rebuilding an unchanged
-model compiles nothing; `CompileStats` counts hits and compiles. Independent
-kernels compile in parallel threads (NVRTC releases the GIL).
+model compiles nothing; `CompileStats` counts hits and compiles. What is not
+cached compiles in a fresh process per kernel (nvrtc_worker.py says why: NVRTC's
+PTX is not deterministic within a long-lived process), several at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import json
+import subprocess
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +30,7 @@ from ember.codegen.kernel import Kernel
 from ember.errors import EmberError
 
 INCLUDE = Path(__file__).with_name("include")
+WORKER = Path(__file__).with_name("nvrtc_worker.py")
 
 
 class NvrtcError(EmberError, RuntimeError):
@@ -52,6 +57,9 @@ class CompileStats:
     compiled: int = 0
     cache_hits: int = 0
     seconds: float = 0.0
+    # Kernels compiled where the worker could not fix the address-space layout, so their PTX
+    # may differ from one build to the next (see nvrtc_worker.py).
+    unpinned_layout: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, hit: bool) -> None:
@@ -134,57 +142,62 @@ class Compiler:
         text = "\0".join([kernel.rendered, options, arch, kind, self.salt])
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def _cached(self, key: str, build: Callable[[], bytes]) -> bytes:
-        path = self.cache_dir / key[:2] / key
-        if path.exists():
-            self.stats.add(True)
-            return path.read_bytes()
-        data = build()
-        self.stats.add(False)
+    def _path(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / key
+
+    def _store(self, key: str, data: bytes) -> None:
+        path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-        return data
 
-    def _compile(self, kernel: Kernel, arch: str, ptx: bool) -> bytes:
-        nvrtc = _nvrtc()
-        source = kernel.rendered
-        err, prog = nvrtc.nvrtcCreateProgram(source.encode(), f"{kernel.name}.cu".encode(), 0, [], [])
-        _check(err, "nvrtcCreateProgram")
+    def _run_worker(self, kernel: Kernel, builds: list[tuple[str, str]]) -> list[bytes]:
+        """Compile `builds` ((kind, arch) pairs, PTX first) in a fresh process: see nvrtc_worker.py."""
+        request = {"source": kernel.rendered, "name": f"{kernel.name}.cu", "options": self.base_options,
+                   "builds": [list(b) for b in builds]}
+        proc = subprocess.run([sys.executable, str(WORKER)], input=json.dumps(request).encode(),
+                              capture_output=True, check=False)
+        head, _, body = proc.stdout.partition(b"\n")
         try:
-            gpu = ("compute_" + arch[3:]) if ptx else arch
-            options = [o.encode() for o in self.base_options + [f"--gpu-architecture={gpu}"]]
-            (err,) = nvrtc.nvrtcCompileProgram(prog, len(options), options)
-            _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-            log = b" " * size
-            nvrtc.nvrtcGetProgramLog(prog, log)
-            text = log.rstrip(b"\0 ").decode(errors="replace")
-            if int(err) != 0:
-                raise NvrtcError(f"kernel {kernel.name} ({', '.join(kernel.ops)}) failed to compile for {arch}",
-                                 text, source)
-            if text.strip():
-                raise NvrtcError(f"kernel {kernel.name} ({', '.join(kernel.ops)}) compiled with warnings for "
-                                 f"{arch}", text, source)
-            if ptx:
-                _, size = nvrtc.nvrtcGetPTXSize(prog)
-                out = b" " * size
-                _check(nvrtc.nvrtcGetPTX(prog, out)[0], "nvrtcGetPTX")
-            else:
-                _, size = nvrtc.nvrtcGetCUBINSize(prog)
-                out = b" " * size
-                _check(nvrtc.nvrtcGetCUBIN(prog, out)[0], "nvrtcGetCUBIN")
-            return bytes(out)
-        finally:
-            nvrtc.nvrtcDestroyProgram(prog)
+            reply = json.loads(head)
+        except ValueError:
+            raise NvrtcError(f"the NVRTC worker for kernel {kernel.name} died (exit status {proc.returncode})",
+                             proc.stderr.decode(errors="replace")[-4000:]) from None
+        if not reply["ok"]:
+            what = "failed to compile" if reply["failed"] else "compiled with warnings"
+            raise NvrtcError(f"kernel {kernel.name} ({', '.join(kernel.ops)}) {what} for {reply['arch']}",
+                             reply["log"], kernel.rendered)
+        if not reply.get("fixed_layout"):
+            with self.stats.lock:
+                self.stats.unpinned_layout += 1
+        out, at = [], 0
+        for size in reply["sizes"]:
+            out.append(body[at:at + size])
+            at += size
+        return out
 
     def compile(self, kernel: Kernel) -> Binary:
-        cubins = {arch: self._cached(self._key(kernel, arch, "cubin"), lambda a=arch: self._compile(kernel, a, False))
-                  for arch in self.targets}
         top = self.targets[-1]
-        ptx = self._cached(self._key(kernel, top, "ptx"), lambda: self._compile(kernel, top, True))
-        return Binary(kernel.name, cubins, ptx, "compute_" + top[3:])
+        ptx_arch = "compute_" + top[3:]
+        wanted = [("ptx", ptx_arch, self._key(kernel, top, "ptx"))] + \
+            [("cubin", arch, self._key(kernel, arch, "cubin")) for arch in self.targets]
+        found: dict[str, bytes] = {}
+        for kind, arch, key in wanted:
+            path = self._path(key)
+            if path.exists():
+                found[key] = path.read_bytes()
+                self.stats.add(True)
+        missing = [(kind, arch, key) for kind, arch, key in wanted if key not in found]
+        if missing:
+            for (kind, arch, key), data in zip(missing, self._run_worker(kernel, [(k, a) for k, a, _ in missing])):
+                self._store(key, data)
+                found[key] = data
+                self.stats.add(False)
+        ptx = found[wanted[0][2]]
+        cubins = {arch: found[key] for _, arch, key in wanted[1:]}
+        return Binary(kernel.name, cubins, ptx, ptx_arch)
 
     def compile_all(self, kernels: Iterable[Kernel], progress: Callable[[Binary], None] | None = None
                     ) -> dict[str, Binary]:

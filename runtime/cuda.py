@@ -1,0 +1,695 @@
+"""The CUDA execution context, on the driver API through cuda-python (`cuda.bindings.driver`).
+
+Per engine and GPU, once (`DeviceEngine`, shared by every context): the primary
+context is retained, each kernel's cubin for the device's architecture is loaded
+(or its PTX, JIT-compiled by the driver), and the weights, constants and the
+launches' metadata arrays are uploaded. Per context (`CudaContext`): one arena of
+the planned size and a stream (the caller's, or its own).
+
+`run` is asynchronous on the context's stream. numpy inputs are copied into their
+arena slots; device arrays (torch, CuPy, anything with DLPack or the CUDA array
+interface) are read where they are, after their producer's pending work. Launch
+steps launch their kernel with arguments packed by parameter kind (pointers to the
+value's buffer, its arena slot, a metadata array or a scratch slot; i64, i32, f32
+scalars). Host steps copy what they read to the host, run the op on the reference
+interpreter (runtime/host.py) and copy what they write back. The stretches of
+launches between host steps are captured as CUDA graphs on the first run and
+replayed after, as long as the device pointers of the inputs read in place are the
+same (an engine's shapes are fixed when it is built). Outputs come back as numpy
+arrays (the stream is synchronized), or, when the inputs were device arrays, as
+device arrays of the same library (torch tensors for torch inputs, CuPy arrays for
+CuPy) or as `DeviceArray`s, ordered after the run on the library's current stream,
+with no host synchronization.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ember.errors import EmberError
+from ember.runtime.engine import EngineInputError, cubin_runs_on, ptx_runs_on, _arch_number
+from ember.runtime.engine_format import EngineFormatError
+from ember.runtime.host import HostOps, check_result, detach
+from ember.runtime.memory_plan import in_arena
+
+_CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
+_TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
+                 "i32": "int32", "i16": "int16", "i8": "int8", "u8": "uint8", "u16": "uint16", "u32": "uint32",
+                 "u64": "uint64", "bool": "bool", "c64": "complex64", "c128": "complex128",
+                 "f8e4m3fn": "float8_e4m3fn", "f8e5m2": "float8_e5m2", "f8e4m3fnuz": "float8_e4m3fnuz",
+                 "f8e5m2fnuz": "float8_e5m2fnuz"}
+GRAPH_CACHE = 8  # executable graphs kept per segment (one per set of in-place input pointers)
+
+
+class CudaError(EmberError, RuntimeError):
+    """A CUDA driver call that failed: the call and its CUresult."""
+
+    def __init__(self, call: str, result: Any = None, detail: str = "") -> None:
+        self.call, self.result = call, result
+        name = _error_name(result) if result is not None else ""
+        text = f"{call} failed"
+        if name:
+            text += f": {name}"
+        if detail:
+            text += f" ({detail})"
+        super().__init__(text)
+
+
+_driver: Any = None
+_state_lock = threading.Lock()
+_available: tuple[bool, str] | None = None
+
+
+def _drv() -> Any:
+    global _driver
+    if _driver is None:
+        from cuda.bindings import driver
+        _driver = driver
+    return _driver
+
+
+def _error_name(err: Any) -> str:
+    try:
+        d = _drv()
+        e1, name = d.cuGetErrorName(err)
+        e2, text = d.cuGetErrorString(err)
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        return f"{name} ({text})" if int(e2) == 0 and text else name
+    except Exception:
+        return str(err)
+
+
+def _call(name: str, *args: Any, detail: str = "") -> Any:
+    """Call driver.<name>; raise CudaError unless CUDA_SUCCESS; return the results after the status."""
+    out = getattr(_drv(), name)(*args)
+    err = out[0] if isinstance(out, tuple) else out
+    if int(err) != 0:
+        raise CudaError(name, err, detail)
+    if not isinstance(out, tuple) or len(out) == 1:
+        return None
+    return out[1] if len(out) == 2 else out[1:]
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when a CUDA GPU can be used here, else (False, why not)."""
+    global _available
+    with _state_lock:
+        if _available is not None:
+            return _available
+        try:
+            d = _drv()
+        except ImportError as err:
+            _available = (False, f"cuda-python is not installed: {err}")
+            return _available
+        try:
+            (err,) = d.cuInit(0)
+        except RuntimeError as err:  # the bindings could not load libcuda
+            _available = (False, f"no CUDA driver: {err}")
+            return _available
+        if int(err) != 0:
+            _available = (False, f"cuInit: {_error_name(err)}")
+            return _available
+        err, count = d.cuDeviceGetCount()
+        if int(err) != 0 or count == 0:
+            _available = (False, "no CUDA device")
+            return _available
+        _available = (True, "")
+        return _available
+
+
+def device_info(index: int = 0) -> dict[str, Any] | None:
+    """The GPU's architecture ("sm_90"), name and driver version (13000 for 13.0), or None without one."""
+    ok, _ = available()
+    if not ok:
+        return None
+    d = _drv()
+    dev = _call("cuDeviceGet", index)
+    attr = d.CUdevice_attribute
+    major = _call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
+    minor = _call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
+    name = _call("cuDeviceGetName", 256, dev)
+    name = name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(name, bytes) else str(name)
+    return {"arch": f"sm_{major}{minor}", "driver": int(_call("cuDriverGetVersion")), "name": name,
+            "index": index}
+
+
+def stream_handle(stream: Any) -> int:
+    """A CUstream handle (int) from an int, a driver.CUstream, a torch or CuPy stream, or a `__cuda_stream__`."""
+    if stream is None:
+        return 0
+    if isinstance(stream, int):
+        return stream
+    if hasattr(stream, "__cuda_stream__"):
+        return int(stream.__cuda_stream__()[1])
+    if hasattr(stream, "cuda_stream"):  # torch.cuda.Stream
+        return int(stream.cuda_stream)
+    if hasattr(stream, "ptr") and not hasattr(stream, "getPtr"):  # cupy.cuda.Stream
+        return int(stream.ptr)
+    try:
+        return int(stream)  # driver.CUstream
+    except (TypeError, ValueError):
+        raise EngineInputError(f"stream {stream!r}: expected a CUDA stream handle, a driver.CUstream, or a "
+                               "torch/CuPy stream") from None
+
+
+def _align(n: int, a: int = 256) -> int:
+    return (n + a - 1) // a * a
+
+
+class DeviceEngine:
+    """An engine's state on one GPU: kernels loaded, weights, constants and metadata uploaded.
+    Made once per engine and device (Engine.device_state) and shared by its contexts."""
+
+    def __init__(self, engine: Any, index: int = 0) -> None:
+        ok, reason = available()
+        if not ok:
+            raise CudaError("cuInit", None, f"no CUDA GPU here: {reason}")
+        self.engine, self.index = engine, index
+        self.device = _call("cuDeviceGet", index)
+        self.context = _call("cuDevicePrimaryCtxRetain", self.device)
+        self.activate()
+        info = device_info(index)
+        assert info is not None
+        self.arch, self.driver_version, self.name = info["arch"], info["driver"], info["name"]
+        engine.check_arch(self.arch, self.driver_version)
+        self._allocations: list[int] = []
+        self.modules: list[Any] = []
+        self.functions: dict[str, Any] = {}
+        self._load_kernels()
+        self.weight_ptr: dict[str, int] = {}
+        self._upload_weights()
+        self.meta_ptr: dict[tuple[int, ...], int] = {}
+        self._upload_meta()
+        self.host_ops = HostOps(engine) if engine.host_steps else None
+
+    def activate(self) -> None:
+        """Make the engine's (primary) context current on this thread."""
+        _call("cuCtxSetCurrent", self.context)
+
+    def _image(self, k: Any) -> tuple[bytes, str]:
+        if self.arch in k.cubins:
+            return k.cubins[self.arch], self.arch
+        fits = [a for a in k.cubins if cubin_runs_on(a, self.arch)]
+        if fits:
+            best = max(fits, key=_arch_number)
+            return k.cubins[best], best
+        if k.ptx and k.ptx_arch and ptx_runs_on(k.ptx_arch, self.arch):
+            ptx = bytes(k.ptx)
+            return (ptx if ptx.endswith(b"\0") else ptx + b"\0"), k.ptx_arch
+        raise EngineFormatError(f"{self.engine.source}: kernel {k.name} has no cubin or PTX for {self.arch}")
+
+    def _load_kernels(self) -> None:
+        shared: dict[str, int] = {}
+        for step in self.engine.steps:
+            if step["kind"] == "launch":
+                shared[step["kernel"]] = max(shared.get(step["kernel"], 0), int(step.get("shared", 0)))
+        d = _drv()
+        for name in sorted(self.engine.kernels):
+            k = self.engine.kernels[name]
+            image, form = self._image(k)
+            module = _call("cuModuleLoadData", image, detail=f"kernel {name} ({form})")
+            self.modules.append(module)
+            fn = _call("cuModuleGetFunction", module, name.encode(), detail=f"kernel {name}")
+            if shared.get(name, 0) > 48 * 1024:
+                _call("cuFuncSetAttribute", fn,
+                      d.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared[name],
+                      detail=f"kernel {name}: {shared[name]} bytes of dynamic shared memory")
+            self.functions[name] = fn
+
+    def alloc(self, nbytes: int) -> int:
+        if nbytes <= 0:
+            return 0
+        ptr = int(_call("cuMemAlloc", nbytes, detail=f"{nbytes} bytes"))
+        return ptr
+
+    def free(self, ptr: int) -> None:
+        if ptr:
+            try:
+                self.activate()
+                _call("cuMemFree", ptr)
+            except Exception:
+                pass
+
+    def _upload_weights(self) -> None:
+        placed = []
+        total = 0
+        for name in sorted(self.engine.weights):
+            arr = self.engine.weights[name]
+            if arr.dtype == object or arr.nbytes == 0:
+                continue
+            placed.append((name, total, arr))
+            total += _align(arr.nbytes)
+        base = self.alloc(total)
+        if base:
+            self._allocations.append(base)
+        for name, off, arr in placed:
+            host = np.asarray(arr, order="C")
+            _call("cuMemcpyHtoD", base + off, host.ctypes.data, host.nbytes, detail=f"weight {name}")
+            self.weight_ptr[name] = base + off
+
+    def _upload_meta(self) -> None:
+        metas: list[tuple[int, ...]] = []
+        for step in self.engine.steps:
+            if step["kind"] != "launch":
+                continue
+            for arg in step["args"]:
+                if "meta" in arg:
+                    key = tuple(int(x) for x in arg["meta"])
+                    if key not in self.meta_ptr:
+                        self.meta_ptr[key] = -1
+                        metas.append(key)
+        offsets = []
+        total = 0
+        for key in metas:
+            offsets.append(total)
+            total += _align(max(8 * len(key), 8), 16)
+        blob = np.zeros(total // 8, dtype=np.int64)
+        for key, off in zip(metas, offsets):
+            blob[off // 8:off // 8 + len(key)] = key
+        base = self.alloc(total)
+        if base:
+            self._allocations.append(base)
+            _call("cuMemcpyHtoD", base, blob.ctypes.data, blob.nbytes, detail="kernel metadata")
+        for key, off in zip(metas, offsets):
+            self.meta_ptr[key] = base + off
+
+    def close(self) -> None:
+        try:
+            self.activate()
+        except Exception:
+            return
+        for ptr in self._allocations:
+            self.free(ptr)
+        self._allocations = []
+        for m in self.modules:
+            try:
+                _call("cuModuleUnload", m)
+            except Exception:
+                pass
+        self.modules = []
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+            _drv().cuDevicePrimaryCtxRelease(self.device)
+        except Exception:
+            pass
+
+
+class CudaContext:
+    """An execution context: an arena and a stream on one GPU; see the module docstring."""
+
+    device = "cuda"
+
+    def __init__(self, engine: Any, stream: Any = None, graphs: bool = True, device_index: int = 0) -> None:
+        self.engine = engine
+        self.dev: DeviceEngine = engine.device_state(device_index)
+        self.dev.activate()
+        self._own_stream = stream is None
+        if stream is None:
+            flags = _drv().CUstream_flags.CU_STREAM_NON_BLOCKING
+            self.stream = int(_call("cuStreamCreate", int(flags)))
+        else:
+            self.stream = stream_handle(stream)
+        self.graphs = graphs and self.stream not in (0, 1)  # the legacy stream cannot be captured
+        self.arena = self.dev.alloc(engine.plan.arena_bytes)
+        self._lock = threading.Lock()
+        self._graphs: dict[tuple[int, tuple], Any] = {}
+        self._graph_order: dict[int, list[tuple]] = {}
+        self.graph_launches = 0
+        self.captures = 0
+        steps = engine.steps
+        self.segments: list[tuple[int, int]] = []
+        for t, s in enumerate(steps):
+            if s["kind"] != "launch":
+                continue
+            if self.segments and self.segments[-1][1] == t - 1:
+                self.segments[-1] = (self.segments[-1][0], t)
+            else:
+                self.segments.append((t, t))
+        self._segment_at = {first: (first, last) for first, last in self.segments}
+        self._scratch_first = {first for first, _ in engine.groups}
+        self._kernel_params_of = {k["name"]: k["params"] for k in engine.program["kernels"]}
+        self._params = [self._static_params(t, s) if s["kind"] == "launch" else None for t, s in enumerate(steps)]
+        self._reads_inputs = {seg: tuple(sorted(self._inputs_read(seg))) for seg in self.segments}
+
+    # -- launch arguments ------------------------------------------------------------------
+    def _static_params(self, t: int, step: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+        """Per argument: ("ptr", value) fixed, ("input", value id, fallback pointer), or a scalar."""
+        params = self._kernel_params_of[step["kernel"]]
+        if len(params) != len(step["args"]):
+            raise EngineFormatError(f"{self.engine.source}: step {t}: {len(step['args'])} arguments for "
+                                    f"{len(params)} parameters of {step['kernel']}")
+        out: list[tuple[str, Any, Any]] = []
+        for a, (p, arg) in enumerate(zip(params, step["args"])):
+            kind = p["kind"]
+            ctype = _CTYPES[kind]
+            if "value" in arg:
+                vid = self.engine.root(int(arg["value"]))
+                info = self.engine.values[vid]
+                if info["kind"] == "input" and in_arena(info) and int(info["nbytes"]):
+                    out.append(("input", vid, ctype))
+                else:
+                    out.append(("ptr", self._value_ptr(vid), ctype))
+            elif "scratch" in arg:
+                out.append(("ptr", self.arena + self.engine.plan.scratch[(t, a)], ctype))
+            elif "meta" in arg:
+                out.append(("ptr", self.dev.meta_ptr[tuple(int(x) for x in arg["meta"])], ctype))
+            else:
+                (scalar_kind, scalar), = arg.items()
+                out.append(("scalar", float(scalar) if kind == "f32" else int(scalar), ctype))
+        return out
+
+    def _value_ptr(self, vid: int, overrides: Mapping[int, int] | None = None) -> int:
+        """The device address of value `vid`'s buffer (views: their source's)."""
+        engine = self.engine
+        root = engine.root(vid)
+        if overrides and root in overrides:
+            return overrides[root]
+        info = engine.values[root]
+        if info["kind"] in ("weight", "const"):
+            name = info["weight"]
+            if name not in self.dev.weight_ptr:
+                if engine.weights[name].nbytes == 0:
+                    return 0
+                raise EngineFormatError(f"{engine.source}: weight {name!r} has no device copy (element type "
+                                        f"{info['dtype']})")
+            return self.dev.weight_ptr[name]
+        if in_arena(info):
+            return self.arena + engine.plan.offsets[root] if int(info["nbytes"]) else 0
+        raise EngineFormatError(f"{engine.source}: value {info['name']} lives on the host; a kernel cannot read it")
+
+    def _inputs_read(self, seg: tuple[int, int]) -> set[int]:
+        found = set()
+        for t in range(seg[0], seg[1] + 1):
+            for kind, vid, _ in self._params[t] or []:
+                if kind == "input":
+                    found.add(vid)
+        return found
+
+    def _kernel_params(self, t: int, overrides: Mapping[int, int]) -> tuple[tuple, tuple]:
+        values, types = [], []
+        for kind, v, ctype in self._params[t]:  # type: ignore[union-attr]
+            if kind == "input":
+                values.append(overrides.get(v) or (self.arena + self.engine.plan.offsets[v]))
+            else:
+                values.append(v)
+            types.append(ctype)
+        return tuple(values), tuple(types)
+
+    # -- running ---------------------------------------------------------------------------
+    def _enqueue(self, seg: tuple[int, int], overrides: Mapping[int, int]) -> None:
+        steps = self.engine.steps
+        for t in range(seg[0], seg[1] + 1):
+            step = steps[t]
+            if t in self._scratch_first:
+                for off, nbytes in self.engine.plan.scratch_slots.get(t, []):
+                    _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
+            grid, block = step["grid"], step["block"]
+            _call("cuLaunchKernel", self.dev.functions[step["kernel"]], int(grid[0]), int(grid[1]), int(grid[2]),
+                  int(block[0]), int(block[1]), int(block[2]), int(step.get("shared", 0)), self.stream,
+                  self._kernel_params(t, overrides), 0, detail=f"step {t}: kernel {step['kernel']}")
+
+    def _capturing(self) -> bool:
+        d = _drv()
+        status = _call("cuStreamIsCapturing", self.stream)
+        return status != d.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE
+
+    def _run_segment(self, seg: tuple[int, int], overrides: Mapping[int, int], capturing: bool) -> None:
+        if not self.graphs or capturing:
+            self._enqueue(seg, overrides)
+            return
+        key = tuple((vid, overrides.get(vid, 0)) for vid in self._reads_inputs[seg])
+        exe = self._graphs.get((seg[0], key))
+        if exe is None:
+            d = _drv()
+            _call("cuStreamBeginCapture", self.stream, d.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            try:
+                self._enqueue(seg, overrides)
+            except BaseException:
+                d.cuStreamEndCapture(self.stream)
+                raise
+            graph = _call("cuStreamEndCapture", self.stream)
+            try:
+                exe = _call("cuGraphInstantiate", graph, 0)
+            finally:
+                d.cuGraphDestroy(graph)
+            self.captures += 1
+            order = self._graph_order.setdefault(seg[0], [])
+            if len(order) >= GRAPH_CACHE:
+                old = self._graphs.pop((seg[0], order.pop(0)))
+                d.cuGraphExecDestroy(old)
+            order.append(key)
+            self._graphs[(seg[0], key)] = exe
+        _call("cuGraphLaunch", exe, self.stream)
+        self.graph_launches += 1
+
+    def _wait_on(self, streams: Sequence[int]) -> None:
+        """Order our stream after the work already queued on `streams`."""
+        d = _drv()
+        for s in streams:
+            if s == self.stream:
+                continue
+            event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+            try:
+                _call("cuEventRecord", event, s)
+                _call("cuStreamWaitEvent", self.stream, event, 0)
+            finally:
+                d.cuEventDestroy(event)
+
+    def _signal(self, streams: Sequence[int]) -> None:
+        """Order `streams` after the work queued on ours so far."""
+        d = _drv()
+        for s in streams:
+            if s == self.stream:
+                continue
+            event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+            try:
+                _call("cuEventRecord", event, self.stream)
+                _call("cuStreamWaitEvent", s, event, 0)
+            finally:
+                d.cuEventDestroy(event)
+
+    def synchronize(self) -> None:
+        self.dev.activate()
+        _call("cuStreamSynchronize", self.stream)
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the engine once on this context's stream (see the module docstring)."""
+        from ember.runtime import dlpack
+        engine = self.engine
+        engine.check_inputs(inputs)
+        with self._lock:
+            self.dev.activate()
+            overrides: dict[int, int] = {}
+            keep: list[Any] = []
+            host: dict[int, Any] = {}
+            producers: set[int] = set()
+            frameworks: list[str] = []
+            device_mode = False
+            for spec in engine.inputs:
+                x = inputs[spec.name]
+                info = engine.values[spec.value]
+                view = dlpack.device_view(x, self.stream) if dlpack.is_device_array(x) else None
+                if view is not None:
+                    device_mode = True
+                    engine.check_input(spec, view.dtype, view.shape)
+                    if not view.contiguous:
+                        raise EngineInputError(f"input {spec.name!r}: a strided device array; pass a contiguous one "
+                                               "(.contiguous() in torch, cupy.ascontiguousarray)")
+                    if view.device_id is not None and view.device_id != self.dev.index:
+                        raise EngineInputError(f"input {spec.name!r} is on cuda:{view.device_id}; this context runs "
+                                               f"on cuda:{self.dev.index}")
+                    if not in_arena(info):
+                        raise EngineInputError(f"input {spec.name!r} ({spec.dtype}) must be given as a host array")
+                    overrides[spec.value] = view.ptr
+                    keep.append(view)
+                    if view.stream is not None:
+                        producers.add(view.stream)
+                    frameworks.append(view.framework)
+                    continue
+                x = engine.host_input(spec, x)
+                if in_arena(info):
+                    arr = np.asarray(x, order="C")
+                    keep.append(arr)
+                    if arr.nbytes:
+                        _call("cuMemcpyHtoDAsync", self._value_ptr(spec.value), arr.ctypes.data, arr.nbytes,
+                              self.stream, detail=f"input {spec.name}")
+                else:
+                    host[spec.value] = x
+            self._wait_on(sorted(producers))
+            capturing = self._capturing()
+            steps = engine.steps
+            t = 0
+            while t < len(steps):
+                if steps[t]["kind"] == "launch":
+                    seg = self._segment_at[t]
+                    self._run_segment(seg, overrides, capturing)
+                    t = seg[1] + 1
+                    continue
+                if capturing:
+                    raise CudaError("cuStreamBeginCapture", None, "the stream is being captured, and this engine "
+                                    "has host steps, which cannot be captured")
+                self._host_step(t, overrides, host, keep)
+                t += 1
+            return self._outputs(overrides, host, device_mode, frameworks)
+
+    def _fetch(self, vid: int, overrides: Mapping[int, int], host: Mapping[int, Any]) -> tuple[Any, bool]:
+        """A value on the host: (array, whether a copy was queued that the stream must finish first)."""
+        engine = self.engine
+        info = engine.values[vid]
+        if info["kind"] == "view":
+            base, pending = self._fetch(engine.root(vid), overrides, host)
+            return np.asarray(base).reshape(tuple(info["shape"])), pending
+        if info["kind"] in ("weight", "const"):
+            return engine.weights[info["weight"]], False
+        if not in_arena(info):
+            if vid not in host:
+                raise EngineFormatError(f"{engine.source}: value {info['name']} is read before any step computed it")
+            return host[vid], False
+        from ember.ir.types import DTYPES
+        arr = np.empty(tuple(info["shape"]), DTYPES[info["dtype"]].np_dtype)
+        if arr.nbytes:
+            _call("cuMemcpyDtoHAsync", arr.ctypes.data, self._value_ptr(vid, overrides), arr.nbytes, self.stream)
+            return arr, True
+        return arr, False
+
+    def _host_step(self, t: int, overrides: Mapping[int, int], host: dict[int, Any], keep: list[Any]) -> None:
+        engine = self.engine
+        step = engine.steps[t]
+        fetched: dict[int, Any] = {}
+        pending = False
+        for vid in step.get("reads", ()):
+            fetched[vid], p = self._fetch(int(vid), overrides, host)
+            pending = pending or p
+        if pending:
+            _call("cuStreamSynchronize", self.stream, detail=f"before host step {t}")
+
+        def fetch(vid: int) -> Any:
+            if vid not in fetched:
+                fetched[vid], p = self._fetch(vid, overrides, host)
+                if p:
+                    _call("cuStreamSynchronize", self.stream)
+            return fetched[vid]
+
+        runner = self.dev.host_ops
+        assert runner is not None
+        for index in step["ops"]:
+            for vid, out in runner.run(int(index), fetch):
+                info = engine.values[vid]
+                if in_arena(info):
+                    arr = np.asarray(check_result(engine, vid, out), order="C")
+                    keep.append(arr)
+                    if arr.nbytes:
+                        _call("cuMemcpyHtoDAsync", self._value_ptr(vid, overrides), arr.ctypes.data, arr.nbytes,
+                              self.stream, detail=f"host step {t}")
+                else:
+                    host[vid] = detach(out)
+
+    def _outputs(self, overrides: Mapping[int, int], host: Mapping[int, Any], device_mode: bool,
+                 frameworks: Sequence[str]) -> dict[str, Any]:
+        engine = self.engine
+        from ember.ir.types import DTYPES
+        results: dict[str, Any] = {}
+        framework = frameworks[0] if frameworks and all(f == frameworks[0] for f in frameworks) else ""
+        if not device_mode:
+            for spec in engine.outputs:
+                info = engine.values[spec.value]
+                root = engine.values[engine.root(spec.value)]
+                if root["kind"] in ("weight", "const"):
+                    results[spec.name] = np.array(engine.weights[root["weight"]]).reshape(tuple(info["shape"]))
+                elif not in_arena(root):
+                    results[spec.name] = detach(host.get(engine.root(spec.value)))
+                else:
+                    out = np.empty(tuple(info["shape"]), DTYPES[info["dtype"]].np_dtype)
+                    if out.nbytes:
+                        _call("cuMemcpyDtoHAsync", out.ctypes.data, self._value_ptr(spec.value, overrides), out.nbytes,
+                              self.stream, detail=f"output {spec.name}")
+                    results[spec.name] = out
+            _call("cuStreamSynchronize", self.stream, detail="after the run")
+            return results
+        consumer: list[int] = []
+        for spec in engine.outputs:
+            info = engine.values[spec.value]
+            root = engine.values[engine.root(spec.value)]
+            if root["kind"] not in ("weight", "const") and not in_arena(root):
+                results[spec.name] = detach(host.get(engine.root(spec.value)))
+                continue
+            shape, dtype = tuple(info["shape"]), info["dtype"]
+            nbytes = int(info["nbytes"])
+            array, ptr = self._new_device_array(shape, dtype, nbytes, framework, consumer)
+            if nbytes:
+                _call("cuMemcpyDtoDAsync", ptr, self._value_ptr(spec.value, overrides), nbytes, self.stream,
+                      detail=f"output {spec.name}")
+            results[spec.name] = array
+        self._signal(sorted(set(consumer)))
+        return results
+
+    def _new_device_array(self, shape: tuple[int, ...], dtype: str, nbytes: int, framework: str,
+                          consumer: list[int]) -> tuple[Any, int]:
+        """An output buffer from the inputs' library (its current stream will wait on ours), or our own."""
+        if framework == "torch" and dtype in _TORCH_DTYPES:
+            import torch
+            tdtype = getattr(torch, _TORCH_DTYPES[dtype], None)
+            if tdtype is not None:
+                device = torch.device("cuda", self.dev.index)
+                out = torch.empty(shape, dtype=tdtype, device=device)
+                consumer.append(int(torch.cuda.current_stream(device).cuda_stream))
+                return out, int(out.data_ptr())
+        if framework == "cupy":
+            import cupy
+            from ember.ir.types import DTYPES
+            np_dtype = DTYPES[dtype].np_dtype
+            if np_dtype.kind in "biufc":
+                with cupy.cuda.Device(self.dev.index):
+                    out = cupy.empty(shape, dtype=np_dtype)
+                    consumer.append(int(cupy.cuda.get_current_stream().ptr))
+                return out, int(out.data.ptr)
+        from ember.runtime.dlpack import DeviceArray
+        ptr = self.dev.alloc(nbytes)
+        return DeviceArray(shape, dtype, ptr, nbytes, self.stream, self.dev.free, self.dev.index), ptr
+
+    def close(self) -> None:
+        """Free the arena, the graphs and the stream (also done when the context is collected)."""
+        d = _drv()
+        try:
+            self.dev.activate()
+            for exe in self._graphs.values():
+                d.cuGraphExecDestroy(exe)
+            self._graphs = {}
+            if self.arena:
+                self.dev.free(self.arena)
+                self.arena = 0
+            if self._own_stream and self.stream:
+                d.cuStreamDestroy(self.stream)
+                self.stream = 0
+        except Exception:
+            pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def copy_to_host(ptr: int, shape: Sequence[int], dtype: np.dtype, stream: int | None, device_index: int = 0
+                 ) -> np.ndarray:
+    """Copy device memory to a new numpy array, after the work queued on `stream`."""
+    dev = _call("cuDeviceGet", device_index)
+    ctx = _call("cuDevicePrimaryCtxRetain", dev)
+    try:
+        _call("cuCtxSetCurrent", ctx)
+        out = np.empty(tuple(shape), dtype)
+        if stream:
+            _call("cuStreamSynchronize", stream)
+        if out.nbytes:
+            _call("cuMemcpyDtoH", out.ctypes.data, ptr, out.nbytes)
+        return out
+    finally:
+        _drv().cuDevicePrimaryCtxRelease(dev)
+
+
+__all__ = ["CudaContext", "DeviceEngine", "CudaError", "available", "device_info", "stream_handle", "copy_to_host"]

@@ -1,0 +1,591 @@
+"""The engine: everything needed to run a compiled model, in one file.
+
+An engine holds the optimized IR (host steps run its ops on the reference
+interpreter), the program codegen lowered it to (values, launch and host steps,
+kernels and their parameters), the memory plan (runtime/memory_plan.py), every
+kernel's CUDA C source, cubins and PTX, and the weights. `Engine.build` makes one
+from the compiler's products (build.py calls it); `save` writes it as one
+self-describing file (runtime/engine_format.py, docs/engine-format.md) and `load`
+reads it back, refusing, in one line, a file that is truncated, corrupted, too new
+or built for another GPU.
+
+Running: `engine.run({name: array})` executes on the GPU when there is one and on
+a host arena otherwise; `engine.create_context(...)` makes an execution context
+(runtime/cuda.py on a GPU, runtime/host.py on the host) with its own arena and
+stream; contexts of one engine share its uploaded weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+import ember
+from ember.errors import EmberError
+from ember.ir.types import DTYPES, dtype_of, string
+from ember.runtime import engine_format as fmt
+from ember.runtime.engine_format import EngineFormatError, Section
+from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
+
+WEIGHT_ALIGN = 256
+BINARY_ALIGN = 256
+REQUIRED_SECTIONS = ("ir", "io", "plan", "kernels", "weights.index", "binaries", "weights")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class EngineInputError(EmberError, ValueError):
+    """Inputs that do not fit the engine: names, element types or shapes."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An engine input or output: its name, Ember element type and shape.
+
+    `shape` holds the concrete dims the engine was built for (None where a dim is
+    data-dependent); `dims` holds them as the model declared them, symbols kept
+    (`("1", "3", "height", "width")`)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    dims: tuple[str, ...]
+    value: int
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return DTYPES[self.dtype].np_dtype if self.dtype in DTYPES else np.dtype(object)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "dims": list(self.dims),
+                "value": self.value}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "TensorSpec":
+        return cls(str(d["name"]), str(d["dtype"]), tuple(None if x is None else int(x) for x in d["shape"]),
+                   tuple(str(x) for x in d["dims"]), int(d["value"]))
+
+    def __str__(self) -> str:
+        shape = ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{shape}]"
+
+
+@dataclass
+class KernelImage:
+    """One kernel's compiled forms and where it came from."""
+
+    name: str
+    ops: tuple[str, ...]
+    source: str
+    cubins: dict[str, bytes]
+    ptx: bytes
+    ptx_arch: str
+
+
+def _arch_number(arch: str) -> tuple[int, int, bool]:
+    """`sm_90a` -> (9, 0, True); `compute_90` -> (9, 0, False)."""
+    digits = arch.split("_", 1)[1] if "_" in arch else arch
+    specific = digits.endswith("a") or digits.endswith("f")
+    digits = digits.rstrip("af")
+    if not digits.isdigit() or len(digits) < 2:
+        raise EngineFormatError(f"{arch!r} is not a CUDA architecture like sm_80 or sm_90")
+    return int(digits[:-1]), int(digits[-1]), specific
+
+
+def cubin_runs_on(cubin_arch: str, device_arch: str) -> bool:
+    """A cubin runs on GPUs of its major version and an equal or higher minor (sm_80 on sm_86);
+    an arch-specific cubin (sm_90a) only on its own architecture."""
+    cm, cn, c_specific = _arch_number(cubin_arch)
+    dm, dn, _ = _arch_number(device_arch)
+    if c_specific:
+        return (cm, cn) == (dm, dn)
+    return cm == dm and cn <= dn
+
+
+def ptx_runs_on(ptx_arch: str, device_arch: str) -> bool:
+    """PTX for compute_XY is JIT-compiled by the driver for any GPU of XY or newer."""
+    pm, pn, p_specific = _arch_number(ptx_arch)
+    dm, dn, _ = _arch_number(device_arch)
+    if p_specific:
+        return (pm, pn) == (dm, dn)
+    return (dm, dn) >= (pm, pn)
+
+
+def _version_number(version: str) -> int:
+    """"13.0" -> 13000, as cuDriverGetVersion reports."""
+    try:
+        major, minor = (version.split(".") + ["0"])[:2]
+        return int(major) * 1000 + int(minor) * 10
+    except ValueError:
+        return 0
+
+
+def _le(array: np.ndarray) -> np.ndarray:
+    arr = np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return arr
+
+
+def _weight_bytes(array: np.ndarray) -> tuple[bytes | memoryview, str]:
+    if array.dtype == object or dtype_of(array) is string:
+        return json.dumps([str(x) for x in array.ravel().tolist()], ensure_ascii=False).encode("utf-8"), "json"
+    arr = _le(array)
+    return memoryview(arr.reshape(-1).view(np.uint8)) if arr.size else b"", "raw"
+
+
+def _aligned(n: int, alignment: int) -> int:
+    return (n + alignment - 1) // alignment * alignment
+
+
+class Engine:
+    """A compiled model: IR, program, memory plan, kernels and weights (see the module docstring)."""
+
+    def __init__(self, *, ir_text: str, program: dict[str, Any], plan: MemoryPlan, weights: dict[str, np.ndarray],
+                 kernels: dict[str, KernelImage], info: dict[str, Any], inputs: Sequence[TensorSpec],
+                 outputs: Sequence[TensorSpec], source: str = "<built>", container: Any = None) -> None:
+        self.ir_text = ir_text
+        self.program = program
+        self.plan = plan
+        self.weights = weights
+        self.kernels = kernels
+        self.info = info
+        self.inputs: list[TensorSpec] = list(inputs)
+        self.outputs: list[TensorSpec] = list(outputs)
+        self.source = source
+        self.report: Any = None  # the BuildReport, set by ember.compile
+        self._container = container  # keeps the mapped file alive under the weights
+        self._module: Any = None
+        self._value_ids: Any = None
+        self._contexts: dict[str, Any] = {}
+        self._devices: dict[int, Any] = {}
+        self._lock = threading.RLock()
+        self._noticed = False
+        self.groups = op_groups(program["steps"])
+
+    # -- what it is ------------------------------------------------------------------------
+    @property
+    def values(self) -> list[dict[str, Any]]:
+        return self.program["values"]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.program["steps"]
+
+    @property
+    def symbols(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in (self.info.get("symbols") or {}).items()}
+
+    @property
+    def host_steps(self) -> int:
+        return sum(1 for s in self.steps if s["kind"] == "host")
+
+    def root(self, vid: int) -> int:
+        return root_of(self.values, vid)
+
+    def memory_report(self) -> dict[str, Any]:
+        return self.plan.report()
+
+    def __repr__(self) -> str:
+        ins = ", ".join(map(str, self.inputs))
+        outs = ", ".join(map(str, self.outputs))
+        return (f"<Engine ({ins}) -> ({outs}): {len(self.kernels)} kernels, {len(self.steps)} steps "
+                f"({self.host_steps} on the host), arena {self.plan.arena_bytes} bytes>")
+
+    @property
+    def module(self) -> Any:
+        """The optimized IR, parsed, with the engine's weights attached (host steps run its ops)."""
+        with self._lock:
+            if self._module is None:
+                from ember.ir.parser import parse
+                self._module = parse(self.ir_text, source=f"{self.source}:ir", verify=False)
+            for name, w in self._module.weights.items():
+                if w.data is None and name in self.weights:
+                    w.data = self.weights[name]
+            return self._module
+
+    @property
+    def value_ids(self) -> dict[Any, int]:
+        """The IR values of the entry function by program value id (inputs, then each op's results)."""
+        with self._lock:
+            if self._value_ids is None:
+                fn = self.module.main
+                ids: dict[Any, int] = {}
+                for v in fn.inputs:
+                    ids[v] = len(ids)
+                for op in fn.body.ops:
+                    for r in op.results:
+                        ids[r] = len(ids)
+                if len(ids) != len(self.values):
+                    raise EngineFormatError(f"{self.source}: the plan has {len(self.values)} values, the IR's entry "
+                                            f"function {len(ids)}: the sections do not belong together")
+                self._value_ids = ids
+            return self._value_ids
+
+    # -- building --------------------------------------------------------------------------
+    @classmethod
+    def build(cls, *, ir_text: str, program: Mapping[str, Any], weights: Mapping[str, np.ndarray],
+              binaries: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str],
+              info: Mapping[str, Any]) -> "Engine":
+        """An engine from the compiler's products (see build.py): plans the memory, keeps the
+        weights the IR uses, and pairs each kernel with its binaries and source."""
+        from ember.ir.parser import parse
+        program = json.loads(fmt.canonical_json(program))  # a private, JSON-clean copy
+        module = parse(ir_text, verify=False)
+        used = _weights_used(module, program)
+        missing = [n for n in used if n not in weights]
+        if missing:
+            raise EngineFormatError(f"engine build: no data for weight{'s' if len(missing) > 1 else ''} "
+                                    f"{', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''}")
+        store = {n: _le(np.asarray(weights[n])) for n in sorted(used)}
+        kernels: dict[str, KernelImage] = {}
+        for k in program["kernels"]:
+            name = k["name"]
+            if name not in binaries:
+                raise EngineFormatError(f"engine build: kernel {name} has no compiled binaries")
+            b = binaries[name]
+            ptx = bytes(b.get("ptx") or b"")
+            kernels[name] = KernelImage(name, tuple(k.get("ops", ())), str(sources.get(name, "")),
+                                        {str(a): bytes(c) for a, c in dict(b.get("cubins") or {}).items()},
+                                        ptx, str(b.get("ptx_arch") or ""))
+        clean_info = json.loads(fmt.canonical_json({
+            "targets": list(info.get("targets") or []), "nvrtc": str(info.get("nvrtc") or ""),
+            "precision": str(info.get("precision") or ""), "pipeline": str(info.get("pipeline") or ""),
+            "symbols": {str(k): int(v) for k, v in dict(info.get("symbols") or {}).items()}}))
+        plan = plan_memory(program, extra_reads=_op_reads_beyond_kernels(module, program))
+        inputs, outputs = _signature(module, program)
+        engine = cls(ir_text=ir_text, program=program, plan=plan, weights=store, kernels=kernels, info=clean_info,
+                     inputs=inputs, outputs=outputs)
+        engine._module = module
+        return engine
+
+    # -- the file --------------------------------------------------------------------------
+    def _sections(self) -> tuple[dict[str, Any], list[Section]]:
+        blobs = bytearray()
+        kernels_json: dict[str, Any] = {}
+        for name in sorted(self.kernels):
+            k = self.kernels[name]
+            entry: dict[str, Any] = {"ops": list(k.ops), "source": k.source, "cubins": {}, "ptx_arch": k.ptx_arch}
+            for arch in sorted(k.cubins):
+                blobs.extend(b"\0" * (_aligned(len(blobs), BINARY_ALIGN) - len(blobs)))
+                entry["cubins"][arch] = [len(blobs), len(k.cubins[arch])]
+                blobs.extend(k.cubins[arch])
+            blobs.extend(b"\0" * (_aligned(len(blobs), BINARY_ALIGN) - len(blobs)))
+            entry["ptx"] = [len(blobs), len(k.ptx)]
+            blobs.extend(k.ptx)
+            kernels_json[name] = entry
+        index: dict[str, Any] = {}
+        chunks: list[tuple[int, bytes | memoryview]] = []
+        offset = 0
+        for name in sorted(self.weights):
+            arr = self.weights[name]
+            data, encoding = _weight_bytes(arr)
+            offset = _aligned(offset, WEIGHT_ALIGN)
+            index[name] = {"dtype": dtype_of(arr).name, "shape": [int(d) for d in arr.shape], "offset": offset,
+                           "nbytes": len(data), "encoding": encoding}
+            chunks.append((offset, data))
+            offset += len(data)
+        weights_blob = bytearray(offset)
+        for off, data in chunks:
+            weights_blob[off:off + len(data)] = data
+        io = {"inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs]}
+        plan = {"program": self.program, "memory": self.plan.to_json(), "symbols": self.symbols}
+        ptx_arches = sorted({k.ptx_arch for k in self.kernels.values() if k.ptx_arch})
+        header = {
+            "ember_version": ember.__version__, "nvrtc": self.info.get("nvrtc", ""),
+            "targets": list(self.info.get("targets", [])), "ptx_arch": ptx_arches,
+            "precision": self.info.get("precision", ""), "pipeline": self.info.get("pipeline", ""),
+            "symbols": self.symbols,
+            "counts": {"kernels": len(self.kernels), "steps": len(self.steps), "host_steps": self.host_steps,
+                       "weights": len(self.weights), "weight_bytes": len(weights_blob),
+                       "arena_bytes": self.plan.arena_bytes},
+        }
+        sections = [
+            Section("ir", self.ir_text.encode("utf-8")),
+            Section("io", fmt.canonical_json(io)),
+            Section("plan", fmt.canonical_json(plan)),
+            Section("kernels", fmt.canonical_json(kernels_json)),
+            Section("weights.index", fmt.canonical_json(index)),
+            Section("binaries", bytes(blobs), BINARY_ALIGN),
+            Section("weights", memoryview(weights_blob), fmt.PAGE),
+        ]
+        return header, sections
+
+    def to_bytes(self) -> bytes:
+        """The engine file's bytes (what `save` writes)."""
+        header, sections = self._sections()
+        return fmt.to_bytes(header, sections)
+
+    def save(self, path: str | os.PathLike) -> int:
+        """Write the engine to `path` atomically; returns the file's size in bytes."""
+        header, sections = self._sections()
+        return fmt.write(path, header, sections)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, arch: str | None = None) -> "Engine":
+        """Read and check an engine file. `arch` ("sm_80") checks it can run on that GPU; by default
+        the GPU of this machine is checked when there is one (on none, the host arena runs anything)."""
+        container = fmt.read(path)
+        return cls._from_container(container, str(path), arch)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, arch: str | None = None, source: str = "<bytes>") -> "Engine":
+        return cls._from_container(fmt.parse(memoryview(data), source, data), source, arch)
+
+    @classmethod
+    def _from_container(cls, c: fmt.Container, source: str, arch: str | None) -> "Engine":
+        header = c.header
+        if header.get("format") != "ember-engine":
+            raise EngineFormatError(f"{source}: the header does not describe an Ember engine")
+        missing = [s for s in REQUIRED_SECTIONS if s not in c.sections]
+        if missing:
+            raise EngineFormatError(f"{source}: the engine lacks section{'s' if len(missing) > 1 else ''} "
+                                    f"{', '.join(map(repr, missing))}")
+        try:
+            engine = cls._decode(c, source)
+        except EngineFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, UnicodeDecodeError) as err:
+            raise EngineFormatError(f"{source}: malformed engine contents: {type(err).__name__}: {err}") from None
+        engine.check_arch(arch)
+        return engine
+
+    @classmethod
+    def _decode(cls, c: fmt.Container, source: str) -> "Engine":
+        header = c.header
+        ir_text = bytes(c["ir"]).decode("utf-8")
+        io = c.json("io")
+        plan_json = c.json("plan")
+        program = plan_json["program"]
+        plan = MemoryPlan.from_json(plan_json["memory"])
+        binaries = c["binaries"]
+        kernels: dict[str, KernelImage] = {}
+        for name, k in c.json("kernels").items():
+            cubins = {arch: bytes(binaries[off:off + size]) for arch, (off, size) in k["cubins"].items()}
+            off, size = k["ptx"]
+            kernels[name] = KernelImage(name, tuple(k["ops"]), k["source"], cubins, bytes(binaries[off:off + size]),
+                                        k["ptx_arch"])
+        for k in program["kernels"]:
+            if k["name"] not in kernels:
+                raise EngineFormatError(f"{source}: kernel {k['name']} of the plan has no binaries")
+        blob = c["weights"]
+        weights: dict[str, np.ndarray] = {}
+        for name, w in c.json("weights.index").items():
+            off, nbytes, shape = int(w["offset"]), int(w["nbytes"]), tuple(int(d) for d in w["shape"])
+            if off + nbytes > len(blob):
+                raise EngineFormatError(f"{source}: weight {name!r} lies outside the weights section")
+            if w.get("encoding") == "json":
+                items = json.loads(bytes(blob[off:off + nbytes]).decode("utf-8"))
+                arr = np.empty(len(items), dtype=object)
+                arr[:] = items
+                weights[name] = arr.reshape(shape)
+                continue
+            dt = DTYPES[w["dtype"]].np_dtype
+            count = int(np.prod(shape, dtype=np.int64))
+            if count * dt.itemsize != nbytes:
+                raise EngineFormatError(f"{source}: weight {name!r} has {nbytes} bytes for {w['dtype']}{list(shape)}")
+            arr = np.frombuffer(blob, dtype=dt, count=count, offset=off) if count else np.zeros(shape, dt)
+            weights[name] = arr.reshape(shape)
+        info = {"targets": header.get("targets", []), "nvrtc": header.get("nvrtc", ""),
+                "precision": header.get("precision", ""), "pipeline": header.get("pipeline", ""),
+                "symbols": plan_json.get("symbols", {}),
+                "ember_version": header.get("ember_version", ""), "format_version": header.get("format_version")}
+        inputs = [TensorSpec.from_json(t) for t in io["inputs"]]
+        outputs = [TensorSpec.from_json(t) for t in io["outputs"]]
+        return cls(ir_text=ir_text, program=program, plan=plan, weights=weights, kernels=kernels, info=info,
+                   inputs=inputs, outputs=outputs, source=source, container=c)
+
+    def check_arch(self, arch: str | None = None, driver_version: int | None = None) -> None:
+        """Refuse (EngineFormatError) when no kernel image runs on `arch`: no cubin for it and no PTX its
+        driver can JIT. With arch=None, the GPU of this machine (if any) is checked."""
+        if not self.kernels:
+            return
+        if arch is None:
+            from ember.runtime import cuda
+            found = cuda.device_info()
+            if found is None:
+                return  # no GPU: the host arena runs any engine
+            arch, driver_version = found["arch"], found["driver"]
+        _arch_number(arch)
+        nvrtc = _version_number(str(self.info.get("nvrtc", "")))
+        unusable = []
+        for k in self.kernels.values():
+            if any(cubin_runs_on(a, arch) for a in k.cubins):
+                continue
+            if k.ptx and k.ptx_arch and ptx_runs_on(k.ptx_arch, arch):
+                if driver_version is None or not nvrtc or driver_version >= nvrtc:
+                    continue
+            unusable.append(k.name)
+        if not unusable:
+            return
+        cubins = sorted({a for k in self.kernels.values() for a in k.cubins}, key=lambda a: _arch_number(a))
+        ptx = sorted({k.ptx_arch for k in self.kernels.values() if k.ptx and k.ptx_arch})
+        driver = ""
+        if driver_version is not None and nvrtc and driver_version < nvrtc and any(ptx_runs_on(p, arch) for p in ptx):
+            driver = (f"; its PTX needs a CUDA {self.info.get('nvrtc')} driver and this one is "
+                      f"{driver_version // 1000}.{driver_version % 1000 // 10}")
+        raise EngineFormatError(
+            f"{self.source}: built for {', '.join(cubins) or 'no cubin'} (PTX {', '.join(ptx) or 'none'}); "
+            f"this GPU is {arch} and can run none of {len(unusable)} kernel{'s' if len(unusable) > 1 else ''}"
+            f"{driver}: rebuild with --target {arch}")
+
+    # -- running ---------------------------------------------------------------------------
+    def pick_device(self, device: str = "auto") -> str:
+        if device not in DEVICES:
+            raise EngineInputError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+        if device != "auto":
+            return device
+        from ember.runtime import cuda
+        ok, reason = cuda.available()
+        if ok:
+            return "cuda"
+        if not self._noticed:
+            self._noticed = True
+            print(f"ember: no CUDA GPU ({reason}); running the engine on the host arena", file=sys.stderr)
+        return "cpu"
+
+    def create_context(self, device: str = "cuda", stream: Any = None, *, graphs: bool = True,
+                       device_index: int = 0) -> Any:
+        """A new execution context: its own arena (and, on CUDA, stream); the weights are shared."""
+        device = self.pick_device(device)
+        if device == "cpu":
+            from ember.runtime.host import HostContext
+            return HostContext(self)
+        from ember.runtime.cuda import CudaContext
+        return CudaContext(self, stream=stream, graphs=graphs, device_index=device_index)
+
+    def device_state(self, device_index: int = 0) -> Any:
+        """The engine's per-GPU state (kernels loaded, weights and metadata uploaded), made once."""
+        with self._lock:
+            if device_index not in self._devices:
+                from ember.runtime.cuda import DeviceEngine
+                self._devices[device_index] = DeviceEngine(self, device_index)
+            return self._devices[device_index]
+
+    def run(self, inputs: Mapping[str, Any], device: str = "auto") -> dict[str, Any]:
+        """Run once. numpy in, numpy out; on CUDA, device arrays in (torch, CuPy: DLPack or
+        __cuda_array_interface__) give device arrays out."""
+        device = self.pick_device(device)
+        with self._lock:
+            ctx = self._contexts.get(device)
+            if ctx is None:
+                ctx = self._contexts[device] = self.create_context(device)
+        return ctx.run(inputs)
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Names first: every input given, nothing else."""
+        if not isinstance(inputs, Mapping):
+            raise EngineInputError(f"inputs must be a mapping from input name to array, got {type(inputs).__name__}")
+        names = [t.name for t in self.inputs]
+        missing = [n for n in names if n not in inputs]
+        extra = [n for n in inputs if n not in names]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+            if extra:
+                parts.append(f"unexpected input{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}")
+            raise EngineInputError(f"{'; '.join(parts)} (the engine's inputs: {', '.join(map(repr, names))})")
+
+    def host_input(self, spec: TensorSpec, x: Any) -> Any:
+        """A host input checked against its spec (as the interpreter checks): element type and shape."""
+        if spec.dtype == "str" or spec.value >= len(self.values) or self.values[spec.value]["kind"] == "host":
+            return x
+        if not isinstance(x, np.ndarray):
+            if hasattr(x, "__array__") or isinstance(x, (list, tuple, int, float, bool)):
+                x = np.asarray(x, dtype=spec.np_dtype if not hasattr(x, "dtype") else None)
+            else:
+                raise EngineInputError(f"input {spec.name!r}: expected an array of {spec}, got {type(x).__name__}")
+        try:
+            got = dtype_of(x).name
+        except ValueError:
+            raise EngineInputError(f"input {spec.name!r}: numpy dtype {x.dtype} is not an Ember element type") from None
+        self.check_input(spec, got, tuple(x.shape))
+        return x
+
+    def check_input(self, spec: TensorSpec, dtype: str, shape: tuple[int, ...]) -> None:
+        if dtype != spec.dtype:
+            raise EngineInputError(f"input {spec.name!r}: expected element type {spec.dtype}, got {dtype}")
+        want = spec.shape
+        if len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape)):
+            raise EngineInputError(f"input {spec.name!r}: the engine was built for shape "
+                                   f"{['?' if w is None else w for w in want]}, got {list(shape)}")
+
+
+def _weights_used(module: Any, program: Mapping[str, Any]) -> list[str]:
+    names = {v["weight"] for v in program["values"] if v["kind"] in ("weight", "const") and "weight" in v}
+    for fn in module.functions.values():
+        for op in fn.walk():
+            if op.name == "ember.weight":
+                names.add(op.attributes["name"])
+    return sorted(names)
+
+
+def ir_reads(op: Any) -> list[Any]:
+    """The values an op reads: its operands, and values from outside read inside its regions."""
+    out = [v for v in op.operands if v is not None]
+    inner: set[Any] = set()
+    for nested in op.walk():
+        inner.update(nested.results)
+        for region in nested.regions:
+            inner.update(region.args)
+    for nested in list(op.walk())[1:]:
+        out.extend(v for v in nested.operands if v is not None and v not in inner)
+    for region in op.regions:
+        out.extend(v for v in region.outputs if v not in inner)
+    return list(dict.fromkeys(out))
+
+
+def _op_reads_beyond_kernels(module: Any, program: Mapping[str, Any]) -> dict[int, list[int]]:
+    """Per launch group's last step, the values its IR ops read that its kernels do not (the
+    host-arena executor runs the op there, so they must still be live)."""
+    fn = module.main
+    ids: dict[Any, int] = {}
+    for v in fn.inputs:
+        ids[v] = len(ids)
+    ops = list(fn.body.ops)
+    for op in ops:
+        for r in op.results:
+            ids[r] = len(ids)
+    if len(ids) != len(program["values"]):
+        raise EngineFormatError(f"engine build: the program has {len(program['values'])} values, the IR's entry "
+                                f"function {len(ids)}")
+    steps = program["steps"]
+    extra: dict[int, list[int]] = {}
+    for first, last in op_groups(steps):
+        listed = {int(v) for t in range(first, last + 1) for v in steps[t].get("reads", ())}
+        listed |= {int(v) for t in range(first, last + 1) for v in steps[t].get("writes", ())}
+        wanted = {ids[v] for index in steps[first]["ops"] for v in ir_reads(ops[int(index)]) if v in ids}
+        if wanted - listed:
+            extra[last] = sorted(wanted - listed)
+    return extra
+
+
+def _signature(module: Any, program: Mapping[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    fn = module.main
+    values = program["values"]
+
+    def spec(name: str, v: Any, vid: int) -> TensorSpec:
+        info = values[vid]
+        t = v.type
+        declared = getattr(t, "shape", None)
+        dims = tuple(str(d) for d in declared) if declared is not None else ()
+        dtype = getattr(getattr(t, "dtype", None), "name", None) or info["dtype"]
+        if info["kind"] == "host":
+            shape = tuple(d if isinstance(d, int) else None for d in declared) if declared is not None else ()
+        else:
+            shape = tuple(int(d) for d in info["shape"])
+        return TensorSpec(name, dtype, shape, dims, vid)
+
+    inputs = [spec(io["name"], v, int(io["value"])) for io, v in zip(program["inputs"], fn.inputs)]
+    outputs = [spec(io["name"], v, int(io["value"])) for io, v in zip(program["outputs"], fn.outputs)]
+    return inputs, outputs
+
+
+__all__ = ["Engine", "EngineFormatError", "EngineInputError", "TensorSpec", "KernelImage", "cubin_runs_on",
+           "ptx_runs_on"]

@@ -1,0 +1,215 @@
+"""The host-arena executor: an engine's own plan run on the CPU, for machines with no GPU.
+
+It allocates one numpy byte arena of the planned size and places every input,
+activation and scratch buffer at its planned offset (views at their source's), as
+the CUDA context does in device memory. Launch steps run the IR op they compute on
+the reference interpreter (each op once, at its last launch), host steps likewise,
+reading their operands as views of the arena and writing results into it. So the
+planner's offsets and aliasing are checked without a GPU: two buffers that are live
+at once and overlap would corrupt the results. The arena starts filled with 0xFF
+bytes (NaN for floats), so a read of memory no step wrote shows.
+
+`HostOps` (running one top-level op of the engine's IR on given operand arrays) is
+shared with the CUDA context, whose host steps use it too.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from ember.errors import InterpretError
+from ember.ir.interpret import _run_block
+from ember.ir.opdef import EvalContext
+from ember.runtime.memory_plan import in_arena
+
+
+class _Outer(Mapping):
+    """Values of the entry function, by IR value, fetched on demand (what regions read from outside)."""
+
+    def __init__(self, ids: Mapping[Any, int], fetch: Callable[[int], Any]) -> None:
+        self.ids, self.fetch = ids, fetch
+
+    def __getitem__(self, v: Any) -> Any:
+        if v not in self.ids:
+            raise KeyError(v)
+        return self.fetch(self.ids[v])
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class HostOps:
+    """Runs top-level ops of an engine's IR on the reference interpreter."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.module = engine.module
+        self.ids = engine.value_ids
+        self.ops = list(self.module.main.body.ops)
+        self.env = engine.symbols
+
+    def run(self, index: int, fetch: Callable[[int], Any]) -> list[tuple[int, Any]]:
+        """Evaluate op `index` with operands from `fetch(value id)`; returns (value id, result) pairs."""
+        op = self.ops[index]
+        operands = [fetch(self.ids[v]) if v is not None else None for v in op.operands]
+        outer = _Outer(self.ids, fetch)
+        ctx = EvalContext(env=dict(self.env), module=self.module,
+                          run_block=lambda block, xs: _run_block(block, xs, ctx, outer))
+        where = f"{op.loc}: " if op.loc else ""
+        try:
+            with np.errstate(all="ignore"):
+                results = op.evaluate(operands, ctx)
+        except InterpretError:
+            raise
+        except Exception as err:
+            raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
+        if len(results) != len(op.results):
+            raise InterpretError(f"{where}{op.name}: reference gave {len(results)} results for {len(op.results)}")
+        return [(self.ids[r], out) for r, out in zip(op.results, results)]
+
+
+def detach(x: Any) -> Any:
+    """A copy that shares no memory with the arena (arrays copied, sequences walked)."""
+    if isinstance(x, np.ndarray):
+        return np.array(x, copy=True)
+    if isinstance(x, list):
+        return [detach(e) for e in x]
+    if isinstance(x, tuple):
+        return tuple(detach(e) for e in x)
+    return x
+
+
+def check_result(engine: Any, vid: int, out: Any) -> np.ndarray:
+    """A result bound for an arena slot, checked against the plan's dtype and shape."""
+    info = engine.values[vid]
+    want_dtype = np.dtype(_np_dtype(info["dtype"]))
+    arr = np.asarray(out)
+    if arr.dtype != want_dtype or tuple(arr.shape) != tuple(info["shape"]):
+        raise InterpretError(f"value {info['name']}: the op gave {arr.dtype}{list(arr.shape)}, the plan has "
+                             f"{info['dtype']}{list(info['shape'])}")
+    return arr
+
+
+def _np_dtype(name: str) -> np.dtype:
+    from ember.ir.types import DTYPES
+    return DTYPES[name].np_dtype
+
+
+class HostContext:
+    """Runs an engine on a host-memory arena laid out by its memory plan (see the module docstring)."""
+
+    device = "cpu"
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.arena = np.full(engine.plan.arena_bytes, 0xFF, dtype=np.uint8)
+        self.ops = HostOps(engine)
+        self._lock = threading.Lock()
+        self._dtypes = {i: (_np_dtype(v["dtype"]) if v["dtype"] in _dtype_names() else None)
+                        for i, v in enumerate(engine.values)}
+        self._run_at: dict[int, list[int]] = {}
+        for first, last in engine.groups:
+            self._run_at[last] = list(engine.steps[first]["ops"])
+
+    def _slot(self, vid: int, writable: bool = False) -> np.ndarray:
+        info = self.engine.values[vid]
+        dt = self._dtypes[vid]
+        shape = tuple(info["shape"])
+        nbytes = int(info["nbytes"])
+        if nbytes == 0:
+            return np.zeros(shape, dt)
+        off = self.engine.plan.offsets[vid]
+        view = self.arena[off:off + nbytes].view(dt).reshape(shape)
+        if not writable:
+            view.flags.writeable = False
+        return view
+
+    def _read(self, vid: int, host: Mapping[int, Any]) -> Any:
+        info = self.engine.values[vid]
+        kind = info["kind"]
+        if kind == "view":
+            root = self.engine.root(vid)
+            base = self._read(root, host)
+            return np.asarray(base).reshape(tuple(info["shape"]))
+        if kind in ("weight", "const"):
+            return self.engine.weights[info["weight"]]
+        if in_arena(info):
+            return self._slot(vid)
+        if vid not in host:
+            raise InterpretError(f"value {info['name']} is read before any step computed it")
+        return host[vid]
+
+    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Run the engine's steps on the arena; numpy arrays in, numpy arrays out."""
+        engine = self.engine
+        engine.check_inputs(inputs)
+        with self._lock:
+            host: dict[int, Any] = {}
+            for spec in engine.inputs:
+                x = engine.host_input(spec, _to_host(inputs[spec.name]))
+                info = engine.values[spec.value]
+                if in_arena(info):
+                    if int(info["nbytes"]):
+                        np.copyto(self._slot(spec.value, writable=True), x)
+                else:
+                    host[spec.value] = x
+            done: set[int] = set()
+            fetch = lambda vid: self._read(vid, host)  # noqa: E731
+            for t, step in enumerate(engine.steps):
+                if step["kind"] == "launch":
+                    ops = self._run_at.get(t, [])
+                else:
+                    ops = list(step["ops"])
+                for index in ops:
+                    if index in done:
+                        continue
+                    done.add(index)
+                    for vid, out in self.ops.run(index, fetch):
+                        self._write(vid, out, host)
+            return {spec.name: detach(np.asarray(self._read(spec.value, host))
+                                      if engine.values[spec.value]["kind"] != "host" else host.get(spec.value))
+                    for spec in engine.outputs}
+
+    def _write(self, vid: int, out: Any, host: dict[int, Any]) -> None:
+        info = self.engine.values[vid]
+        if in_arena(info):
+            arr = check_result(self.engine, vid, out)
+            if arr.size:
+                np.copyto(self._slot(vid, writable=True), arr)
+        else:
+            host[vid] = detach(out)
+
+
+def _to_host(x: Any) -> Any:
+    if hasattr(x, "__cuda_array_interface__") or (hasattr(x, "__dlpack_device__") and not isinstance(x, np.ndarray)
+                                                  and _dlpack_device_type(x) not in (1, 3)):
+        from ember.runtime.engine import EngineInputError
+        raise EngineInputError("a device array was given to the host-arena executor; pass a numpy array "
+                               "(or run with device='cuda')")
+    return x
+
+
+def _dlpack_device_type(x: Any) -> int:
+    try:
+        return int(x.__dlpack_device__()[0])
+    except Exception:
+        return 1
+
+
+_DTYPE_NAMES: set[str] = set()
+
+
+def _dtype_names() -> set[str]:
+    if not _DTYPE_NAMES:
+        from ember.ir.types import DTYPES
+        _DTYPE_NAMES.update(DTYPES)
+    return _DTYPE_NAMES
+
+
+__all__ = ["HostContext", "HostOps", "detach", "check_result"]
