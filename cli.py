@@ -176,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         engine, module = None, _load(args.model)
     fn = module.functions[args.function] if args.function else module.main
+    if engine is not None:
+        dims = {**engine.symbols, **dims}  # random inputs take the shapes the engine was built for
     missing = [n for n in fn.input_names if n not in feeds]
     if missing:
         if not args.random:
@@ -187,8 +189,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if engine is None:
             from ember.build import compile as build
             engine = build(module, shapes={k: np.shape(v) for k, v in feeds.items()})
-        outputs = engine.run(feeds, device=args.device)
-        where = f"the engine ({args.device})"
+        device = engine.pick_device(args.device)
+        if args.device == "cpu":
+            print("ember: running the engine's plan on the host arena (--device cpu): each kernel's reference op "
+                  "at the planned offsets", file=sys.stderr)
+        outputs = engine.run(feeds, device=device)
+        where = f"the engine ({'GPU' if device == 'cuda' else 'host arena'})"
     table = Table(title=f"{args.model} on {where}", title_justify="left")
     for col in ("output", "dtype", "shape", "min", "max", "mean"):
         table.add_column(col)

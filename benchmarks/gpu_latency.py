@@ -102,6 +102,42 @@ def gemm(n: int = 4096) -> dict[str, Any]:
             "ember_vs_torch": torch_t["median_ms"] / ember_t["median_ms"]}
 
 
+def _ms(entry: Any, key: str) -> str:
+    try:
+        return f"{entry[key]['median_ms']:.3f}"
+    except (KeyError, TypeError):
+        return "n/a"
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The tables: ResNet-50 latency per batch, the GEMM, the build times; errors as they came."""
+    lines = [f"# Ember GPU benchmarks ({result['date']}, {result['device']})", "",
+             "Median of many runs after warm-up, CUDA events, same process and GPU for every column.", "",
+             "| ResNet-50 fp32 | PyTorch eager (ms) | torch.compile (ms) | Ember (ms) | Ember vs eager | "
+             "Ember vs torch.compile | Ember host ops |", "|---|---|---|---|---|---|---|"]
+    for key in ("resnet50_b1", "resnet50_b32"):
+        r = result.get(key, {})
+        if "error" in r:
+            lines.append(f"| batch {key.split('_b')[1]} | error: {r['error'][:200]} | | | | | |")
+            continue
+        ember_ms = r["ember"]["median_ms"]
+        lines.append(f"| batch {r['batch']} | {_ms(r, 'torch_eager')} | {_ms(r, 'torch_compile')} | {ember_ms:.3f} | "
+                     f"{r['torch_eager']['median_ms'] / ember_ms:.2f}x | {r['torch_compile']['median_ms'] / ember_ms:.2f}x"
+                     f" | {r['ember_host_ops']} |")
+    g = result.get("gemm_4096", {})
+    lines += ["", "| fp32 GEMM 4096^3 (TF32 off) | ms | TFLOP/s |", "|---|---|---|"]
+    if "error" in g:
+        lines.append(f"| error | {g['error'][:200]} | |")
+    else:
+        lines.append(f"| torch.matmul | {_ms(g, 'torch_tf32_off')} | {g['torch_tflops']:.1f} |")
+        lines.append(f"| Ember | {_ms(g, 'ember')} | {g['ember_tflops']:.1f} ({100 * g['ember_vs_torch']:.0f}% of "
+                     "torch) |")
+    b = result.get("build", {})
+    lines += ["", "| ResNet-50 build (batch 1, sm_80 + sm_90 + PTX) | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in b.items()]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -124,7 +160,7 @@ def main() -> None:
             result[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
         print(name, json.dumps(result[name])[:400], flush=True)
     text = json.dumps(result, indent=1)
-    lines = [f"# Ember GPU benchmarks ({result['date']}, {result['device']})", "", "```json", text, "```"]
+    lines = markdown(result)
     for folder in (Path(args.out), RESULTS):
         try:
             folder.mkdir(parents=True, exist_ok=True)

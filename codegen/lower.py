@@ -115,6 +115,10 @@ class LowerContext:
         return Arg("meta", tuple(int(x) for x in values))
 
     def scratch(self, nbytes: int) -> Arg:
+        """Temporary device memory for one op, zeroed before the op's first launch. The j-th
+        scratch argument of every launch of the op names the same buffer (sized for the
+        largest request), so a two-launch op (a split reduction, a counter) passes its
+        partial results from one launch to the next through it (runtime/memory_plan.py)."""
         return Arg("scratch", int(nbytes))
 
     def i64(self, x: int) -> Arg:
@@ -206,7 +210,14 @@ class Lowerer:
                 self._add_value(r, "activation")
         fn = FUSED_LOWERINGS.get(op.attributes.get("kind", "")) if op.name == "ember.fused" else LOWERINGS.get(op.name)
         reason = "no kernel for this op yet"
-        if fn is not None and all(self.program.values[self.ids[r]].kind != "host" for r in op.results):
+        if op.name in ALIASING_VIEWS:
+            reason = "a view of a value the host computes"
+        elif op.regions:
+            reason = "control flow runs from the host"
+        unsized = [r for r in op.results if self.program.values[self.ids[r]].kind == "host"]
+        if fn is not None and unsized:
+            reason = f"its result {unsized[0].type} {self._why_unsized(unsized[0])}"
+        if fn is not None and not unsized:
             ctx = LowerContext(self, op, index)
             try:
                 fn(ctx, op)
@@ -217,6 +228,15 @@ class Lowerer:
             except UnsupportedOpError as err:
                 reason = str(err)
         self._host_step(index, op, reason)
+
+    def _why_unsized(self, v: Value) -> str:
+        try:
+            self.shape(v)
+        except UnsupportedOpError as err:
+            text = str(err)
+            return "has a data-dependent dim (known only when the model runs)" if "data-dependent" in text \
+                else text.split(": ", 1)[-1]
+        return "is not a tensor a kernel can write"
 
     def _is_tensor(self, op: Operation) -> bool:
         return all(isinstance(v.type, TensorType) for v in [*op.operands, *op.results] if v is not None)

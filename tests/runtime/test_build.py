@@ -1,0 +1,111 @@
+"""The builder and its command line: the compile report lists every host fallback (the
+fixtures' lists are kept in expected_host_ops.json, so a new fallback fails here and on the
+GPU), --strict refuses them all at once, --dump-cuda writes each kernel's source, the
+example networks compile with NVRTC and run on the host arena, and `ember compile` then
+`ember run` work on an engine file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ember
+from ember.cli import main
+from ember.errors import UnsupportedOpError
+from ember.tolerance import assert_close
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
+MODELS = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
+EXPECTED_HOST_OPS = json.loads((Path(__file__).with_name("expected_host_ops.json")).read_text())
+
+
+def test_the_expected_host_ops_list_every_fixture():
+    assert sorted(EXPECTED_HOST_OPS) == MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compile_report_lists_exactly_the_expected_host_fallbacks(built, name):
+    report = built.engine(name).report
+    assert [h.split(": ", 1)[0] for h in report.host_ops] == EXPECTED_HOST_OPS[name]
+    summary = report.summary()
+    if report.host_ops:
+        assert f"host fallbacks ({len(report.host_ops)}):" in summary
+        assert all(h in summary and h.split(": ", 1)[1] for h in report.host_ops)  # each with its reason
+    else:
+        assert "host fallbacks" not in summary
+    host_steps = [s for s in built.engine(name).steps if s["kind"] == "host"]
+    assert len(host_steps) == len(report.host_ops)
+
+
+def test_strict_lists_every_host_op_at_once(built):
+    module = ember.load(FIXTURES / "ssdlite_small.onnx")
+    with np.load(FIXTURES / "ssdlite_small.inputs.npz") as data:
+        shapes = {k: data[k].shape for k in data.files}
+    with pytest.raises(UnsupportedOpError) as info:
+        ember.compile(module, shapes=shapes, strict=True, cache_dir=built.cache_dir)
+    message = str(info.value)
+    expected = EXPECTED_HOST_OPS["ssdlite_small"]
+    assert message.splitlines()[0] == f"--strict: {len(expected)} ops have no GPU kernel:"
+    assert [line.strip().split(": ", 1)[0] for line in message.splitlines()[1:]] == expected
+    # A model with no fallbacks builds under --strict.
+    module = ember.load(FIXTURES / "resnet50_small.onnx")
+    engine = ember.compile(module, shapes={"image": (2, 3, 64, 64)}, strict=True, cache_dir=built.cache_dir)
+    assert engine.report.host_ops == []
+
+
+@pytest.mark.parametrize("example", ["cnn_block", "attention_block"])
+def test_the_example_networks_compile_and_run_on_the_host_arena(built, example):
+    from ember.ir import examples
+    module = getattr(examples, example)()
+    rng = np.random.default_rng(1)
+    name = module.main.input_names[0]
+    shape = (3, 3, 32, 32) if example == "cnn_block" else (3, 5, 32)
+    feeds = {name: rng.standard_normal(shape).astype(np.float32)}
+    engine = ember.compile(module, shapes={name: shape}, cache_dir=built.cache_dir)
+    assert engine.kernels and engine.report.host_ops == []
+    want = ember.interpret(module, feeds)
+    got = engine.run(feeds, device="cpu")
+    for k in want:
+        assert_close(np.asarray(got[k]), np.asarray(want[k]), what=f"{example}:{k}")
+
+
+def test_cli_compile_dump_cuda_then_run_the_engine(built, tmp_path, capsys):
+    engine_path, dump = tmp_path / "resnet.engine", tmp_path / "cuda"
+    model = FIXTURES / "resnet50_small.onnx"
+    assert main(["compile", str(model), "-o", str(engine_path), "--shapes", "image:2x3x64x64",
+                 "--dump-cuda", str(dump), "--cache-dir", str(built.cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{model} -> {engine_path} (fp32, sm_80, sm_90)" in out and "NVRTC: 0 compiled" in out
+    engine = ember.Engine.load(engine_path)
+    sources = sorted(dump.glob("*.cu"))
+    assert sorted(p.stem for p in sources) == sorted(engine.kernels)
+    for path in sources:
+        text = path.read_text()
+        assert text.startswith("// ops: ") and f" {path.stem}(" in text  # the ops, then the kernel
+        assert text.split("\n", 1)[1] == engine.kernels[path.stem].source
+    # --random takes the shapes the engine was built for; --device cpu says where it runs.
+    out_path = tmp_path / "out.npz"
+    assert main(["run", str(engine_path), "--random", "--device", "cpu", "-o", str(out_path)]) == 0
+    captured = capsys.readouterr()
+    assert "host arena" in captured.err and len(captured.err.strip().splitlines()) == 1
+    with np.load(out_path) as data:
+        assert data["logits"].shape == (2, 10) and np.isfinite(data["logits"]).all()
+    # The same run from input files gives what the interpreter gives on the model.
+    image = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "image.npy", image)
+    assert main(["run", str(engine_path), "-i", f"image={tmp_path / 'image.npy'}", "--device", "cpu",
+                 "-o", str(out_path)]) == 0
+    want = ember.interpret(ember.load(model), {"image": image})["logits"]
+    with np.load(out_path) as data:
+        assert_close(data["logits"], np.asarray(want), what="resnet50_small logits")
+
+
+def test_cli_compile_refuses_to_overwrite_the_model(tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    model.write_bytes((FIXTURES / "resnet50_small.onnx").read_bytes())
+    assert main(["compile", str(model), "-o", str(model)]) != 0
+    assert "is the model itself" in capsys.readouterr().err
+    assert model.read_bytes() == (FIXTURES / "resnet50_small.onnx").read_bytes()
