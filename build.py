@@ -89,6 +89,20 @@ def bind_shapes(module: Module, shapes: Mapping[str, Sequence[int]] | None) -> d
     return env
 
 
+def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
+    """The pipeline with convert-precision in it. In the default pipeline it goes before
+    fusion, so fused kernels read and write half-precision tensors and the weights are
+    converted once, here; convert-precision after fusion would leave f32 at every kernel
+    boundary and cast inside each kernel. A custom pipeline gets it at the end."""
+    from ember.passes.registry import DEFAULT
+    keep_opt = f",keep=[{','.join(keep)}]" if keep else ""
+    convert = f"convert-precision{{to={low}{keep_opt}}},canonicalize,cse"
+    if pipeline == "default":
+        head, fusion, tail = DEFAULT.partition("fuse-epilogue")
+        return f"{head}{convert},{fusion}{tail}"
+    return f"{pipeline},{convert}"
+
+
 def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),
             shapes: Mapping[str, Sequence[int]] | None = None, pipeline: str = "default", strict: bool = False,
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
@@ -107,10 +121,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     for name, w in module.weights.items():
         work.weights[name].data = w.data
     env = bind_shapes(work, shapes)
-    steps = pipeline
-    if PRECISIONS[precision] is not None:
-        keep_opt = f",keep=[{','.join(keep)}]" if keep else ""
-        steps = f"{pipeline},convert-precision{{to={PRECISIONS[precision]}{keep_opt}}},canonicalize,cse"
+    steps = pipeline if PRECISIONS[precision] is None else with_precision(pipeline, PRECISIONS[precision], keep)
     PassManager(steps).run(work)
     program = lower(work, env)
     report = BuildReport(pipeline=steps, kernels=len(program.kernels),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks, run on the lent device (no network there: only carried wheels are installed).
 #
-#   bash scripts/gpu_check.sh tests [--dry-run]   pytest -m gpu: every kernel, the fixtures, full-size models
-#   bash scripts/gpu_check.sh bench [--dry-run]   benchmarks/gpu_*.py: build time, latency, GEMM
+#   bash scripts/gpu_check.sh tests [--dry-run] [PYTEST ARGS]   pytest -m gpu: every kernel, the fixtures,
+#                                                               full-size models (ARGS narrow it: paths, -k)
+#   bash scripts/gpu_check.sh bench [--dry-run]                 benchmarks/gpu_*.py: build time, latency, GEMM
 #
 # Each stage has a timeout well inside the device's 10-minute command limit. Files (at most 8)
 # go to $OUT: the log, a JUnit XML, and a summary (device, driver, NVRTC, counts) to commit.
@@ -11,8 +12,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
+shift || true
 dry=0
-[ "${2:-}" = "--dry-run" ] && dry=1
+if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
+selection=("$@")
+[ ${#selection[@]} -eq 0 ] && selection=(tests)
 case "$mode" in tests|bench) ;; *) echo "usage: $0 tests|bench [--dry-run]" >&2; exit 2 ;; esac
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
@@ -41,12 +45,13 @@ summary="$OUT/gpu-$mode-summary.md"
 status=0
 if [ "$mode" = tests ]; then
   if [ $dry = 1 ]; then
-    timeout 300 "$python" -m pytest -m gpu --collect-only -q -p no:cacheprovider tests | tail -3
+    timeout 300 "$python" -m pytest -m gpu --collect-only -q -p no:cacheprovider "${selection[@]}" | tail -3
     status=${PIPESTATUS[0]}
   else
-    timeout 480 "$python" -m pytest -m gpu -q -rfEs -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" tests \
+    timeout 480 "$python" -m pytest -m gpu -q -rfEs -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" "${selection[@]}" \
       > "$OUT/gpu-tests.log" 2>&1
     status=$?
+    echo "- selection: ${selection[*]}" >> "$summary"
     tail -25 "$OUT/gpu-tests.log"
     "$python" - "$OUT/gpu-tests.xml" >> "$summary" <<'PY' || status=1
 import sys, xml.etree.ElementTree as ET

@@ -109,3 +109,23 @@ def test_cli_compile_refuses_to_overwrite_the_model(tmp_path, capsys):
     assert main(["compile", str(model), "-o", str(model)]) != 0
     assert "is the model itself" in capsys.readouterr().err
     assert model.read_bytes() == (FIXTURES / "resnet50_small.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["resnet50_small", "bert_small"])
+def test_fp16_engines_keep_every_op_on_the_gpu_and_meet_the_fp16_rule(built, name):
+    """convert-precision runs before fusion, so kernels read and write f16 and no fused op
+    falls back to the host; the outputs keep their f32 type."""
+    from ember.tolerance import TOLERANCES, compare
+    feeds = built.feeds(name)
+    engine = ember.compile(ember.load(FIXTURES / f"{name}.onnx"), precision="fp16",
+                           shapes={k: v.shape for k, v in feeds.items()}, cache_dir=built.cache_dir)
+    assert engine.report.host_ops == [], engine.report.summary()
+    pipeline = engine.report.pipeline
+    assert pipeline.index("convert-precision") < pipeline.index("fuse-epilogue")
+    assert any("__half" in k.source for k in engine.kernels.values())
+    got = engine.run(feeds, device="cpu")
+    rtol, atol = TOLERANCES["float16"]
+    for k, want in built.expected(name).items():
+        assert got[k].dtype == want.dtype
+        c = compare(np.asarray(got[k]), want, rtol=rtol, atol=atol)
+        assert c, f"{name}:{k}: {c.message}"
