@@ -49,6 +49,10 @@ def resnet(batch: int, path: Path) -> dict[str, Any]:
 
     import ember
 
+    # fp32 as Ember computes it: no TF32 in cuDNN's convolutions or cuBLAS (PyTorch allows it in
+    # cuDNN by default, which would compare 10-bit-mantissa products against full fp32 ones).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.manual_seed(0)
     model = torchvision.models.resnet50(weights=None).eval().cuda()
     x = torch.randn(batch, 3, 224, 224, device="cuda")
@@ -113,7 +117,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     """The tables: ResNet-50 latency per batch, the GEMM, the build times; errors as they came."""
     lines = [f"# Ember GPU benchmarks ({result['date']}, {result['device']})", "",
              "Median of many runs after warm-up, CUDA events, same process and GPU for every column.", "",
-             "| ResNet-50 fp32 | PyTorch eager (ms) | torch.compile (ms) | Ember (ms) | Ember vs eager | "
+             "| ResNet-50 fp32 (TF32 off everywhere) | PyTorch eager (ms) | torch.compile (ms) | Ember (ms) | Ember vs eager | "
              "Ember vs torch.compile | Ember host ops |", "|---|---|---|---|---|---|---|"]
     for key in ("resnet50_b1", "resnet50_b32"):
         r = result.get(key, {})
