@@ -106,8 +106,13 @@ def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
 def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),
             shapes: Mapping[str, Sequence[int]] | None = None, pipeline: str = "default", strict: bool = False,
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
-            progress: Callable[[int, int], None] | None = None, keep: Sequence[str] = ()) -> Any:
-    """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine)."""
+            progress: Callable[[int, int], None] | None = None, keep: Sequence[str] = (),
+            tactics: Mapping[int | str, str] | None = None) -> Any:
+    """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
+
+    `tactics` picks, per heavy op (by its index in the optimized entry function or by a
+    source location such as an ONNX node name), one of its candidate implementations; the
+    engine's launch steps list the one chosen and the candidates."""
     from ember.codegen.lower import lower
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import parse
@@ -123,7 +128,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     env = bind_shapes(work, shapes)
     steps = pipeline if PRECISIONS[precision] is None else with_precision(pipeline, PRECISIONS[precision], keep)
     PassManager(steps).run(work)
-    program = lower(work, env)
+    program = lower(work, env, tactics)
     report = BuildReport(pipeline=steps, kernels=len(program.kernels),
                          launches=sum(1 for s in program.steps if s["kind"] == "launch"),
                          host_ops=list(program.host_ops))

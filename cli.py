@@ -131,6 +131,16 @@ def _parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _parse_tactics(items: Sequence[str]) -> dict[int | str, str]:
+    tactics: dict[int | str, str] = {}
+    for item in items:
+        op, sep, name = item.rpartition("=")
+        if not sep or not op or not name:
+            raise EmberError(f"--tactic {item!r}: expected OP=NAME (OP: an op's location or index)")
+        tactics[int(op) if op.isdigit() else op] = name
+    return tactics
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -151,7 +161,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
         engine = build(module, precision=precision, targets=targets, shapes=_parse_shapes(args.shapes or []),
                        pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []))
     engine.save(out)
     con = _console()
     con.print(f"{src} -> {out} ({precision}, {', '.join(targets)})")
@@ -326,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dump-cuda", metavar="DIR", help="write every kernel's CUDA source")
     s.add_argument("--strict", action="store_true", help="fail if any op would run on the host")
     s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
+    s.add_argument("--tactic", action="append", metavar="OP=NAME",
+                   help="pick a heavy op's implementation (OP: its ONNX node name or op index); a wrong "
+                        "name lists the op's candidates")
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("run", help="run a model: an .engine, or an .onnx/.ir built into one first")

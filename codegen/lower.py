@@ -98,6 +98,25 @@ class LowerContext:
     def __init__(self, lowerer: "Lowerer", op: Operation, index: int) -> None:
         self.lowerer, self.op, self.index = lowerer, op, index
         self.launches: list[Launch] = []
+        self.tactic: str | None = None
+        self.candidates: tuple[str, ...] = ()
+
+    def choose(self, candidates: Sequence[str]) -> str:
+        """One of the op's candidate implementations (tactics, in TensorRT's word), by name:
+        the one the build asked for this op (`tactics=`, keyed by op index or location),
+        else the first, which is the lowering's heuristic pick."""
+        if not candidates:
+            raise UnsupportedOpError(f"{self.loc()}: no implementation fits")
+        self.candidates = tuple(candidates)
+        asked = self.lowerer.tactic_for(self.index, self.op)
+        if asked is None:
+            self.tactic = candidates[0]
+        elif asked in candidates:
+            self.tactic = asked
+        else:
+            raise EmberError(f"tactic {asked!r} for {self.loc()}: this op's candidates are "
+                             f"{', '.join(candidates)}")
+        return self.tactic
 
     def shape(self, v: Value) -> tuple[int, ...]:
         return self.lowerer.shape(v)
@@ -143,8 +162,10 @@ class LowerContext:
 
 
 class Lowerer:
-    def __init__(self, module: Module, env: Mapping[str, int]) -> None:
+    def __init__(self, module: Module, env: Mapping[str, int],
+                 tactics: Mapping[int | str, str] | None = None) -> None:
         self.module = module
+        self.tactics = dict(tactics or {})
         self.fn: Function = module.main
         self.env = dict(env)
         self.ids: dict[Value, int] = {}
@@ -223,11 +244,19 @@ class Lowerer:
                 fn(ctx, op)
                 for launch in ctx.launches:
                     self.program.kernels.setdefault(launch.kernel.name, launch.kernel)
-                    self.program.steps.append(_launch_step(launch, self.program))
+                    step = _launch_step(launch, self.program)
+                    if ctx.tactic is not None:  # which candidate runs, and the others
+                        step["tactic"], step["candidates"] = ctx.tactic, list(ctx.candidates)
+                    self.program.steps.append(step)
                 return
             except UnsupportedOpError as err:
                 reason = str(err)
         self._host_step(index, op, reason)
+
+    def tactic_for(self, index: int, op: Operation) -> str | None:
+        if index in self.tactics:
+            return self.tactics[index]
+        return next((self.tactics[n] for n in op.loc.names if n in self.tactics), None)
 
     def _why_unsized(self, v: Value) -> str:
         try:
@@ -278,10 +307,23 @@ def _launch_step(launch: Launch, program: Program) -> dict[str, Any]:
             "reads": reads, "writes": writes}
 
 
-def lower(module: Module, env: Mapping[str, int] | None = None) -> Program:
-    """The program for `module`'s entry function, with symbols bound by `env`."""
+def lower(module: Module, env: Mapping[str, int] | None = None,
+          tactics: Mapping[int | str, str] | None = None) -> Program:
+    """The program for `module`'s entry function, with symbols bound by `env`; `tactics`
+    picks a candidate implementation for heavy ops (by op index or location)."""
     import ember.codegen.ops  # noqa: F401  (registers the lowerings)
-    return Lowerer(module, env or {}).run()
+    lowerer = Lowerer(module, env or {}, tactics)
+    program = lowerer.run()
+    unused = [k for k in lowerer.tactics if not any(
+        s.get("tactic") is not None and (k in s["ops"] or k in _locs(module, s["ops"])) for s in program.steps)]
+    if unused:
+        raise EmberError(f"tactics name no heavy op of the model: {', '.join(map(str, unused))}")
+    return program
+
+
+def _locs(module: Module, indices: Sequence[int]) -> set[str]:
+    ops = module.main.body.ops
+    return {n for i in indices for n in ops[i].loc.names}
 
 
 __all__ = ["lower", "lowering", "LowerContext", "Program", "ValueInfo", "LOWERINGS", "FUSED_LOWERINGS"]

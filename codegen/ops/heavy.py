@@ -305,12 +305,22 @@ class Product:
         return numel(self.batch)
 
 
-def tile_for(M: int, N: int, batches: int, acc: str) -> tuple[int, int, int, int, int]:
-    """BM, BN, BK, TM, TN: 128x128 tiles of 8x8 per thread for large products, 64x64 of 4x4 otherwise."""
+# Tactics: the candidate implementations of a heavy op, by name. A lowering asks
+# `ctx.choose(candidates)` for one: the first (the heuristic's pick) unless the build
+# names another for this op (`ember.compile(..., tactics={op: name})`); order 6 times them.
+TILES = {"tile128x128x8/8x8": (128, 128, 8, 8, 8), "tile64x64x16/4x4": (64, 64, 16, 4, 4)}
+
+
+def tile_candidates(M: int, N: int, batches: int, acc: str) -> list[str]:
+    """The GEMM-core tiles that can run this product, the heuristic's pick first: 128x128
+    tiles of 8x8 per thread when a large product fills the GPU twice over, else 64x64 of 4x4.
+    The big tile only has an f32 and u32 accumulator path."""
+    if acc not in ("float", "unsigned int"):
+        return ["tile64x64x16/4x4"]
     big = -(-M // 128) * -(-N // 128) * batches
-    if acc in ("float", "unsigned int") and M >= 128 and N >= 128 and big >= 2 * SMS:
-        return (128, 128, 8, 8, 8)
-    return (64, 64, 16, 4, 4)
+    if M >= 128 and N >= 128 and big >= 2 * SMS:
+        return ["tile128x128x8/8x8", "tile64x64x16/4x4"]
+    return ["tile64x64x16/4x4", "tile128x128x8/8x8"]
 
 
 def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product, a: Value, b: Value) -> None:
@@ -330,7 +340,7 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     sig.scalar("N", "i32", ctx.i32(prob.N))
     sig.scalar("K", "i32", ctx.i32(prob.K))
     sig.scalar("batches", "i64", ctx.i64(prob.batches))
-    bm, bn, bk, tm, tn = tile_for(prob.M, prob.N, prob.batches, store.acc)
+    bm, bn, bk, tm, tn = TILES[ctx.choose(tile_candidates(prob.M, prob.N, prob.batches, store.acc))]
     a_kmajor = prob.sak == 1 or prob.M == 1
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
     tile = f"ember::gemm::Tile<{bm}, {bn}, {bk}, {tm}, {tn}>"
@@ -546,7 +556,15 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
     P = numel(geom[6:9])
     kg, cg = c_out // groups, c_in // groups
     cl = str(channels_last).lower()
-    if transposed or kg < 16:
+    M, N = n_batch * P, kg
+    if transposed:
+        choice = ctx.choose(["direct"])
+    else:
+        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc)]
+        if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
+            tiles = []  # rows past 32 bits: only the direct kernel
+        choice = ctx.choose(["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"])
+    if choice == "direct":
         sig.scalar("total", "i64", ctx.i64(total))
         fn = "transposed" if transposed else "direct"
         call = [f"ember::conv::{fn}<{cl}, {acc}, {index}>(x, w, meta, static_cast<{index}>(total), epi);"]
@@ -555,10 +573,7 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         blocks = max(1, min(-(-total // DIRECT_THREADS), 65535 * 16))
         ctx.launch(kernel, (blocks,), (DIRECT_THREADS,), sig.args)
         return
-    M, N = n_batch * P, kg
-    if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
-        raise UnsupportedOpError("a convolution too large for 32-bit rows")
-    bm, bn, bk, tm, tn = tile_for(M, N, groups, acc)
+    bm, bn, bk, tm, tn = TILES[choice.split("/", 1)[1]]
     tile = f"ember::gemm::Tile<{bm}, {bn}, {bk}, {tm}, {tn}>"
     call = [f"ember::conv::implicit_gemm<{tile}, {cl}, {acc}, {index}>(x, w, meta, epi);"]
     kernel = build_kernel(ctx, epi, writer, "ember_conv.cuh", "conv", sig, GEMM_THREADS, call, len(geom))

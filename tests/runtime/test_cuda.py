@@ -4,6 +4,7 @@ contexts on two streams at once; CUDA-graph replay; weights shared by contexts."
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def close_all(got, want, what):
 @pytest.mark.parametrize("name", MODELS)
 def test_fixture_on_cuda_matches_the_interpreter(built, name, tmp_path):
     engine = built.engine(name)
+    # Only the host fallbacks expected (gpu_check.sh fails on any other).
+    expected = json.loads((Path(__file__).with_name("expected_host_ops.json")).read_text())[name]
+    assert [h.split(": ", 1)[0] for h in engine.report.host_ops] == expected
     feeds, want = built.feeds(name), built.expected(name)
     close_all(engine.run(feeds, device="cuda"), want, name)
     close_all(engine.run(feeds), want, name)  # auto picks the GPU, silently
