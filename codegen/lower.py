@@ -275,26 +275,11 @@ class Lowerer:
             info = self.program.values[self.ids[r]]
             if info.kind == "view":  # a view whose source has no buffer: computed on the host instead
                 info.kind, info.alias = "activation", None
-        reads = sorted({self.ids[v] for v in _reads(op) if v in self.ids})
+        reads = sorted({self.ids[v] for v in op.reads() if v in self.ids})
         writes = [self.ids[r] for r in op.results]
         self.program.steps.append({"kind": "host", "ops": [index], "reads": reads, "writes": writes,
                                    "reason": reason})
         self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
-
-
-def _reads(op: Operation) -> list[Value]:
-    """Operands, and outer values read inside non-isolated regions."""
-    out = [v for v in op.operands if v is not None]
-    inner: set[Value] = set()
-    for nested in op.walk():
-        inner.update(nested.results)
-        for region in nested.regions:
-            inner.update(region.args)
-    for nested in list(op.walk())[1:]:
-        out.extend(v for v in nested.operands if v is not None and v not in inner)
-    for region in op.regions:
-        out.extend(v for v in region.outputs if v not in inner)
-    return list(dict.fromkeys(out))
 
 
 def _launch_step(launch: Launch, program: Program) -> dict[str, Any]:

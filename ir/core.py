@@ -173,6 +173,21 @@ class Operation:
         for r in self.regions:
             yield from r.walk()
 
+    def reads(self) -> list["Value"]:
+        """What the op reads from its enclosing scope: its operands, then the outer values
+        read inside its regions (control flow), each once, in order."""
+        out = [v for v in self.operands if v is not None]
+        inner: set[Value] = set()
+        for nested in self.walk():
+            inner.update(nested.results)
+            for region in nested.regions:
+                inner.update(region.args)
+        for nested in list(self.walk())[1:]:
+            out.extend(v for v in nested.operands if v is not None and v not in inner)
+        for region in self.regions:
+            out.extend(v for v in region.outputs if v not in inner)
+        return list(dict.fromkeys(out))
+
     def erase(self) -> None:
         """Remove from the parent block; the results must have no uses left."""
         for r in self.results:

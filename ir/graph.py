@@ -25,7 +25,7 @@ def to_networkx(fn: Function) -> nx.DiGraph:
         producer[v] = node
     for op in fn.body.ops:
         g.add_node(op, kind="op", label=op.name, loc=str(op.loc))
-        for v in _reads(op):
+        for v in op.reads():
             if v in producer:
                 g.add_edge(producer[v], op, value=names.get(v, "?"), type=str(v.type))
         for r in op.results:
@@ -35,21 +35,6 @@ def to_networkx(fn: Function) -> nx.DiGraph:
         g.add_node(node, kind="output", label=name, type=str(v.type))
         g.add_edge(producer[v], node, value=names.get(v, "?"), type=str(v.type))
     return g
-
-
-def _reads(op: Operation) -> list[Value]:
-    """Operands, and the outer values its non-isolated regions read."""
-    out = [v for v in op.operands if v is not None]
-    inner = set()
-    for nested in op.walk():
-        inner.update(nested.results)
-        for region in nested.regions:
-            inner.update(region.args)
-    for nested in list(op.walk())[1:]:
-        out.extend(v for v in nested.operands if v is not None and v not in inner)
-    for region in op.regions:
-        out.extend(v for v in region.outputs if v not in inner)
-    return list(dict.fromkeys(out))
 
 
 def topological_order(fn: Function) -> list[Operation]:

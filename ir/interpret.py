@@ -40,19 +40,25 @@ def _function(module: Module, name: str | None) -> Function:
     return module.functions[name]
 
 
+def input_names_mismatch(names: list[str], given: Mapping[str, Any]) -> str:
+    """'missing input 'x'; unexpected input 'y'' for inputs given by name, or '' when they agree."""
+    missing = [n for n in names if n not in given]
+    extra = [n for n in given if n not in names]
+    parts = []
+    if missing:
+        parts.append(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    if extra:
+        parts.append(f"unexpected input{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}")
+    return "; ".join(parts)
+
+
 def bind_inputs(fn: Function, inputs: Mapping[str, Any], module: Module | None = None
                 ) -> tuple[list[Any], dict[str, int]]:
     """Check inputs against the signature; return them in order and the symbol values they fix."""
     names = fn.input_names
-    missing = [n for n in names if n not in inputs]
-    extra = [n for n in inputs if n not in names]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
-        if extra:
-            parts.append(f"unexpected input{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}")
-        raise InterpretError(f"@{fn.name}: {'; '.join(parts)} (inputs are {', '.join(map(repr, names))})")
+    mismatch = input_names_mismatch(names, inputs)
+    if mismatch:
+        raise InterpretError(f"@{fn.name}: {mismatch} (inputs are {', '.join(map(repr, names))})")
     env: dict[str, int] = {}
     args = []
     for name, v in zip(names, fn.inputs):

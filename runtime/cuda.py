@@ -451,29 +451,13 @@ class CudaContext:
 
     def _wait_on(self, streams: Sequence[int]) -> None:
         """Order our stream after the work already queued on `streams`."""
-        d = _drv()
         for s in streams:
-            if s == self.stream:
-                continue
-            event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
-            try:
-                _call("cuEventRecord", event, s)
-                _call("cuStreamWaitEvent", self.stream, event, 0)
-            finally:
-                d.cuEventDestroy(event)
+            _order(after=s, waiter=self.stream)
 
     def _signal(self, streams: Sequence[int]) -> None:
         """Order `streams` after the work queued on ours so far."""
-        d = _drv()
         for s in streams:
-            if s == self.stream:
-                continue
-            event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
-            try:
-                _call("cuEventRecord", event, self.stream)
-                _call("cuStreamWaitEvent", s, event, 0)
-            finally:
-                d.cuEventDestroy(event)
+            _order(after=self.stream, waiter=s)
 
     def synchronize(self) -> None:
         self.dev.activate()
@@ -673,6 +657,19 @@ class CudaContext:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _order(after: int, waiter: int) -> None:
+    """Make stream `waiter` wait for the work queued on stream `after` so far (an event)."""
+    if after == waiter:
+        return
+    d = _drv()
+    event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+    try:
+        _call("cuEventRecord", event, after)
+        _call("cuStreamWaitEvent", waiter, event, 0)
+    finally:
+        d.cuEventDestroy(event)
 
 
 def copy_to_host(ptr: int, shape: Sequence[int], dtype: np.dtype, stream: int | None, device_index: int = 0

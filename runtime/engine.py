@@ -481,16 +481,11 @@ class Engine:
         """Names first: every input given, nothing else."""
         if not isinstance(inputs, Mapping):
             raise EngineInputError(f"inputs must be a mapping from input name to array, got {type(inputs).__name__}")
+        from ember.ir.interpret import input_names_mismatch
         names = [t.name for t in self.inputs]
-        missing = [n for n in names if n not in inputs]
-        extra = [n for n in inputs if n not in names]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
-            if extra:
-                parts.append(f"unexpected input{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}")
-            raise EngineInputError(f"{'; '.join(parts)} (the engine's inputs: {', '.join(map(repr, names))})")
+        mismatch = input_names_mismatch(names, inputs)
+        if mismatch:
+            raise EngineInputError(f"{mismatch} (the engine's inputs: {', '.join(map(repr, names))})")
 
     def host_input(self, spec: TensorSpec, x: Any) -> Any:
         """A host input checked against its spec (as the interpreter checks): element type and shape."""
@@ -526,21 +521,6 @@ def _weights_used(module: Any, program: Mapping[str, Any]) -> list[str]:
     return sorted(names)
 
 
-def ir_reads(op: Any) -> list[Any]:
-    """The values an op reads: its operands, and values from outside read inside its regions."""
-    out = [v for v in op.operands if v is not None]
-    inner: set[Any] = set()
-    for nested in op.walk():
-        inner.update(nested.results)
-        for region in nested.regions:
-            inner.update(region.args)
-    for nested in list(op.walk())[1:]:
-        out.extend(v for v in nested.operands if v is not None and v not in inner)
-    for region in op.regions:
-        out.extend(v for v in region.outputs if v not in inner)
-    return list(dict.fromkeys(out))
-
-
 def _op_reads_beyond_kernels(module: Any, program: Mapping[str, Any]) -> dict[int, list[int]]:
     """Per launch group's last step, the values its IR ops read that its kernels do not (the
     host-arena executor runs the op there, so they must still be live)."""
@@ -560,7 +540,7 @@ def _op_reads_beyond_kernels(module: Any, program: Mapping[str, Any]) -> dict[in
     for first, last in op_groups(steps):
         listed = {int(v) for t in range(first, last + 1) for v in steps[t].get("reads", ())}
         listed |= {int(v) for t in range(first, last + 1) for v in steps[t].get("writes", ())}
-        wanted = {ids[v] for index in steps[first]["ops"] for v in ir_reads(ops[int(index)]) if v in ids}
+        wanted = {ids[v] for index in steps[first]["ops"] for v in ops[int(index)].reads() if v in ids}
         if wanted - listed:
             extra[last] = sorted(wanted - listed)
     return extra
