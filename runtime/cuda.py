@@ -25,6 +25,7 @@ with no host synchronization.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -318,6 +319,9 @@ class CudaContext:
             self.stream = stream_handle(stream)
         self.graphs = graphs and self.stream not in (0, 1)  # the legacy stream cannot be captured
         self.arena = self.dev.alloc(engine.plan.arena_bytes)
+        # Debugging and the GPU tests: fill the arena with 0xFF (NaN in every float type) before
+        # each run, so a kernel that leaves an output element unwritten cannot pass by luck.
+        self.poison = os.environ.get("EMBER_POISON_ARENA", "") not in ("", "0")
         self._lock = threading.Lock()
         self._graphs: dict[tuple[int, tuple], Any] = {}
         self._graph_order: dict[int, list[tuple]] = {}
@@ -470,6 +474,8 @@ class CudaContext:
         engine.check_inputs(inputs)
         with self._lock:
             self.dev.activate()
+            if self.poison and engine.plan.arena_bytes:
+                _call("cuMemsetD8Async", self.arena, 0xFF, engine.plan.arena_bytes, self.stream)
             overrides: dict[int, int] = {}
             keep: list[Any] = []
             host: dict[int, Any] = {}

@@ -30,6 +30,8 @@ if [ $dry = 0 ]; then
   export PYTHONPATH=/tmp/ember-pkg:/tmp/ember-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+# GPU tests poison every execution context's arena (0xFF, NaN) before each run.
+[ "$mode" = tests ] && export EMBER_POISON_ARENA=1
 summary="$OUT/gpu-$mode-summary.md"
 {
   echo "# scripts/gpu_check.sh $mode ($(date -u +%Y-%m-%d))"
