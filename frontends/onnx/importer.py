@@ -16,7 +16,6 @@ other ops (or model-local functions) are imported through that expansion.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -28,19 +27,15 @@ from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TypeProto, h
 from ember.errors import EmberError, UnsupportedOpError, VerifyError
 from ember.frontends.onnx import registry
 from ember.frontends.onnx.tensors import TensorError, element_type, onnx_type_code, to_array
-from ember.ir import shape_values
-from ember.ir.attrs import Dense
 from ember.ir.builder import Builder
-from ember.ir.core import Block, Location, Module, Operation, Value
+from ember.ir.core import Block, Location, Module, Value
 from ember.ir.dims import Dim, Unknown, sym
-from ember.ir.opdef import REGISTRY, EvalContext, Op, Pure, ShapeOnly
+from ember.ir.opdef import ShapeOnly
 from ember.ir.shape_values import ShapeValue
+from ember.ir.staging import Slot, Staging, SymbolicOnly
 from ember.ir.types import DTYPES, OptionalType, SequenceType, TensorType, Type, dtype_of
 from ember.ir.verify import verify
 
-# Values computed at import time only while they stay this small (elements).
-FOLD_LIMIT = 1 << 16
-INLINE_CONSTANT_LIMIT = 64
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"}
 
 
@@ -67,16 +62,6 @@ class NodeError(Exception):
         super().__init__(message)
         self.unsupported = unsupported
         self.needs = tuple(needs)
-
-
-@dataclass
-class Slot:
-    """What the importer holds for one ONNX value name."""
-
-    value: Value | None = None
-    const: np.ndarray | None = None
-    weight: str | None = None        # initializers live in the weight store under this name
-    dims: ShapeValue | None = None
 
 
 @dataclass
@@ -266,33 +251,23 @@ class NodeContext:
         return outs
 
 
-class OnnxImporter:
+class OnnxImporter(Staging):
     def __init__(self, model: ModelProto, *, source: str = "<model>", base_dir: str | None = None,
                  frozen_inputs: dict[str, np.ndarray] | None = None) -> None:
+        super().__init__(Module(model.graph.name or None))
         self.model = model
         self.source = source
         self.base_dir = base_dir
         self.frozen = dict(frozen_inputs or {})
-        self.module = Module(model.graph.name or None)
         self.module.attributes = {"producer": f"{model.producer_name} {model.producer_version}".strip()} \
             if model.producer_name else {}
         self.opsets = {registry.canonical_domain(o.domain): int(o.version) for o in model.opset_import}
         self.opsets.setdefault("", 1)
         self.functions = {(registry.canonical_domain(f.domain), f.name): f for f in model.functions}
-        self.known: dict[Value, np.ndarray] = {}
-        self.known_dims: dict[Value, ShapeValue] = {}
         self.errors: list[str] = []
         self.reported: set[tuple] = set()  # nodes check_support already listed
         self.needs_static: list[str] = []  # graph inputs that failed nodes need at build time
         self.static_failures = 0           # how many of the errors are only that
-        self.prologue: Block | None = None
-        self.prologue_len = 0
-        self._counter = itertools.count()
-        self._eval_ctx = EvalContext(env={}, module=self.module, run_block=self._no_regions)
-
-    @staticmethod
-    def _no_regions(block: Block, args: Sequence[Any]) -> tuple:
-        raise RuntimeError("regions are not folded at import")
 
     # -- the whole model ---------------------------------------------------------------------
     def run(self) -> Module:
@@ -545,49 +520,7 @@ class OnnxImporter:
                 r.name = name
             scope.slots[name] = Slot(value=r, const=self.known.get(r), dims=self.known_dims.get(r))
 
-    # -- build-time knowledge ------------------------------------------------------------------
-    def fold(self, ops: Sequence[Operation]) -> None:
-        """Compute what the newly emitted ops give when their operands are known."""
-        for op in ops:
-            if not isinstance(op, Op) or op.regions or Pure not in op.traits:
-                continue
-            operands = [v for v in op.operands if v is not None]
-            if all(v in self.known for v in operands) and self._worth_folding(op, operands):
-                try:
-                    args = [self.known[v] if v is not None else None for v in op.operands]
-                    with np.errstate(all="ignore"):
-                        values = [np.asarray(val) for val in op.evaluate(args, self._eval_ctx)]
-                    if all(val.size <= FOLD_LIMIT for val in values):
-                        for r, val in zip(op.results, values):
-                            self.known[r] = val
-                        continue
-                except Exception:  # folding is an optimization: leave it to run time
-                    pass
-            svs = [self.shape_value_of(v) for v in op.operands if v is not None]
-            sv = shape_values.evaluate(op, svs) if len(op.results) == 1 else None
-            if sv is not None:
-                arr = sv.to_array(op.results[0].type.dtype.np_dtype)  # type: ignore[attr-defined]
-                if arr is not None:
-                    self.known[op.results[0]] = arr
-                else:
-                    self.known_dims[op.results[0]] = sv
-
-    def _worth_folding(self, op: Operation, operands: Sequence[Value]) -> bool:
-        """Small inputs, and results that are small or of a size only the data decides."""
-        if sum(self.known[v].size for v in operands) > FOLD_LIMIT:
-            return False
-        for r in op.results:
-            if not isinstance(r.type, TensorType):
-                return False
-            if r.type.is_static and int(np.prod(r.type.static_shape, dtype=np.int64)) > FOLD_LIMIT:
-                return False
-        return True
-
-    def shape_value_of(self, v: Value) -> ShapeValue | None:
-        if v in self.known:
-            return ShapeValue.of(self.known[v])
-        return self.known_dims.get(v)
-
+    # -- build-time knowledge (folding: ember.ir.staging) ------------------------------------
     def graph_inputs_feeding(self, v: Value | None) -> list[str]:
         """The function inputs a value is computed from (for 'needs a static input' reports)."""
         if v is None:
@@ -610,44 +543,10 @@ class OnnxImporter:
 
     # -- materializing constants -------------------------------------------------------------
     def materialize(self, slot: Slot, name: str) -> Value:
-        if slot.value is not None:
-            return slot.value
-        if slot.const is None and slot.dims is not None:
-            raise NodeError(f"{name!r} is known only as symbolic dims {list(slot.dims.elements)}; "
-                            "it cannot be used as data", unsupported=True)
-        assert slot.const is not None
-        if slot.weight is not None or slot.const.size > INLINE_CONSTANT_LIMIT:
-            slot.value = self.weight(slot.weight or name, slot.const)
-        else:
-            slot.value = self.constant(slot.const, name)
-        return slot.value
-
-    def _prepend(self, op: Op) -> Value:
-        assert self.prologue is not None
-        op.parent = self.prologue
-        self.prologue.ops.insert(self.prologue_len, op)
-        self.prologue_len += 1
-        return op.result
-
-    def constant(self, array: np.ndarray, name: str | None = None) -> Value:
-        op = REGISTRY["ember.constant"].create((), {"value": Dense(array)})
-        v = self._prepend(op)
-        v.name = name
-        self.known[v] = op.attributes["value"].array
-        return v
-
-    def weight(self, name: str, array: np.ndarray) -> Value:
-        store = self.module.weights
-        key = name
-        if key in store and store[key].data is not array:
-            key = f"{name}_{next(self._counter)}"
-        if key not in store:
-            self.module.add_weight(key, array)
-        op = REGISTRY["ember.weight"].create((), {"name": key}, result_types=[store[key].type])
-        v = self._prepend(op)
-        v.name = name
-        self.known[v] = array
-        return v
+        try:
+            return super().materialize(slot, name)
+        except SymbolicOnly as err:
+            raise NodeError(str(err), unsupported=True) from None
 
     # -- functions -----------------------------------------------------------------------------
     def expand_schema_function(self, node: NodeProto, scope: Scope, b: Builder, opsets: dict[str, int],
@@ -809,15 +708,6 @@ class OnnxImporter:
             return a.tp
         return helper.get_attribute_value(a)
 
-    # -- cleanup -----------------------------------------------------------------------------
-    def prune(self, module: Module) -> None:
-        """Drop ops nobody uses (shape arithmetic that became attributes), then unused weights."""
-        for fn in module.functions.values():
-            _dead_code(fn.body)
-        used = {op.attributes["name"] for op in module.walk() if op.name == "ember.weight"}
-        for name in [n for n in module.weights if n not in used]:
-            del module.weights[name]
-
 
 def _outer_reads(node: NodeProto) -> list[str]:
     """Names a node's subgraphs read from the scope around the node."""
@@ -836,18 +726,6 @@ def _outer_reads(node: NodeProto) -> list[str]:
 def _node_key(node: NodeProto) -> tuple:
     """Identifies a node across protobuf wrapper objects (which are not kept)."""
     return (node.name, node.op_type, node.domain, tuple(node.input), tuple(node.output))
-
-
-def _dead_code(block: Block) -> None:
-    changed = True
-    while changed:
-        changed = False
-        for op in reversed(list(block.ops)):
-            for region in op.regions:
-                _dead_code(region)
-            if isinstance(op, Op) and Pure in op.traits and not any(r.has_uses for r in op.results):
-                op.erase()
-                changed = True
 
 
 def _type_proto(t: Type) -> TypeProto:

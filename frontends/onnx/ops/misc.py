@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from ember.frontends.onnx.importer import FOLD_LIMIT, NodeContext
+from ember.frontends.onnx.importer import NodeContext
+from ember.ir.staging import FOLD_LIMIT
 from ember.frontends.onnx.registry import converter
 from ember.ir.core import Value
 
