@@ -155,6 +155,19 @@ def _slice(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
     return ShapeValue(picked, (len(picked),))
 
 
+@rule("ember.reduce_prod", "ember.reduce_sum")
+def _reduce(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    """The product or sum of a vector of dims (Keras' Tensordot multiplies the free dims)."""
+    x = args[0]
+    axes = op.attributes["axes"]
+    if x is None or x.shape == () or (axes is not None and list(axes) not in ([0], [-1])):
+        return None
+    total: Dim = 1 if op.name == "ember.reduce_prod" else 0
+    for e in x.elements:
+        total = mul(total, e) if op.name == "ember.reduce_prod" else add(total, e)
+    return ShapeValue((total,), (1,) if op.attributes["keepdims"] else ())
+
+
 def _broadcast(a: ShapeValue, b: ShapeValue, fn: Callable[[Dim, Dim], Dim]) -> ShapeValue:
     na, nb = len(a.elements), len(b.elements)
     if na != nb and 1 not in (na, nb):

@@ -1,0 +1,455 @@
+"""Build an Ember Module for one signature of a SavedModel.
+
+The signature names graph tensors (`serving_default_x:0` in,
+`StatefulPartitionedCall_1:0` out). The importer evaluates, from those outputs
+backwards, only the nodes they need: the calls that tf.function and Keras
+produce (StatefulPartitionedCall, PartitionedCall, or a function's name as the
+op) are inlined, each function body evaluated with its arguments bound; the
+save/restore machinery, NoOps, assertions and control dependencies are simply
+never reached. Resource handles (VarHandleOp, passed into calls) resolve to
+checkpoint entries (reader.py), and ReadVariableOp turns one into a weight.
+
+Build-time values (ember.ir.staging) let Keras' shape bookkeeping (Shape ->
+StridedSlice -> Pack -> Reshape, Tensordot's GatherV2/Prod/ConcatV2) become
+attributes, symbolic batch dims included. Every unsupported op reachable from
+the outputs is listed, with its node name, in one error before anything is
+emitted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ember.errors import EmberError, UnsupportedOpError, VerifyError
+from ember.frontends.savedmodel.protos import entries
+from ember.frontends.savedmodel.reader import (CALL_OPS, FunctionBody, SavedModelDir, SavedModelError,
+                                               split_ref)
+from ember.frontends.savedmodel.tensors import DT_RESOURCE, TensorError, numpy_dtype, to_array, type_name
+from ember.ir.builder import Builder
+from ember.ir.core import Location, Module, Value
+from ember.ir.dims import Dim, sym
+from ember.ir.shape_values import ShapeValue
+from ember.ir.staging import Slot, Staging, SymbolicOnly
+from ember.ir.types import DTYPES, TensorType, dtype_of
+from ember.ir.verify import verify
+
+# Ops that pass their input through (or do nothing) at inference.
+PASS_THROUGH = {"Identity", "StopGradient", "PreventGradient", "Snapshot", "EnsureShape", "CheckNumerics",
+                "PlaceholderWithDefault"}
+# Output argument names of ops with several single-tensor outputs, in order (function-body
+# references name them: `bn:batch_mean:0`). Every other op's outputs are one argument (or one list).
+OUTPUT_ARGS = {
+    "FusedBatchNorm": ("y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2"),
+    "FusedBatchNormV2": ("y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2"),
+    "FusedBatchNormV3": ("y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2",
+                         "reserve_space_3"),
+    "TopKV2": ("values", "indices"),
+    "Unique": ("y", "idx"),
+}
+
+
+class SavedModelImportError(EmberError, ValueError):
+    """A graph Ember cannot import as it stands (a dangling reference, a cycle, bad tensors)."""
+
+
+class NodeError(Exception):
+    """Raised by a converter to reject one node; the importer adds where it is."""
+
+    def __init__(self, message: str, unsupported: bool = False) -> None:
+        super().__init__(message)
+        self.unsupported = unsupported
+
+
+@dataclass
+class Resource:
+    """A variable handle: the checkpoint key of its value and a readable name."""
+
+    key: str
+    name: str
+
+
+Converter = Callable[["NodeContext"], Any]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(*ops: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for op in ops:
+            if op in CONVERTERS:
+                raise ValueError(f"TensorFlow op {op} is registered twice")
+            CONVERTERS[op] = fn
+        return fn
+    return register
+
+
+def supported_ops() -> set[str]:
+    import ember.frontends.savedmodel.ops  # noqa: F401  (registers the converters)
+    return set(CONVERTERS) | PASS_THROUGH | set(CALL_OPS) | {"Placeholder", "Const", "VarHandleOp",
+                                                             "ReadVariableOp", "IdentityN"}
+
+
+def sanitize_symbol(name: str) -> str:
+    text = re.sub(r"\W", "_", name.strip()) or "d"
+    if text[0].isdigit():
+        text = "d_" + text
+    if text in DTYPES or text in ("max", "min", "none", "nan", "inf", "true", "false"):
+        text += "_"
+    return text
+
+
+class NodeContext:
+    """What a converter sees of its node, and the tools to emit Ember ops."""
+
+    def __init__(self, importer: "SavedModelImporter", node: Any, slots: list[Slot | Resource],
+                 b: Builder, where: str) -> None:
+        self.importer, self.node, self._slots, self.b = importer, node, slots, b
+        self.op_type = node.op
+        self.name = node.name
+        self.where = where
+        self.loc = Location((node.name,))
+        self._attrs = entries(node.attr)
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self._slots)
+
+    def _slot(self, i: int) -> Slot:
+        if i >= len(self._slots):
+            raise self.fail(f"input {i} is missing (the node has {len(self._slots)})")
+        s = self._slots[i]
+        if isinstance(s, Resource):
+            raise self.fail(f"input {i} is a variable handle, not a tensor")
+        return s
+
+    def input(self, i: int) -> Value:
+        try:
+            return self.importer.materialize(self._slot(i), self.node.input[i])
+        except SymbolicOnly as err:
+            raise NodeError(str(err), unsupported=True) from None
+
+    def inputs(self) -> list[Value]:
+        return [self.input(i) for i in range(self.n_inputs)]
+
+    def resource(self, i: int) -> Resource:
+        s = self._slots[i] if i < len(self._slots) else None
+        if not isinstance(s, Resource):
+            raise self.fail(f"input {i} must be a variable handle")
+        return s
+
+    def type(self, i: int) -> TensorType:
+        s = self._slot(i)
+        if s.value is not None:
+            assert isinstance(s.value.type, TensorType)
+            return s.value.type
+        if s.const is not None:
+            return TensorType(dtype_of(s.const), tuple(int(d) for d in s.const.shape))
+        assert s.dims is not None
+        return TensorType(dtype_of(np.zeros(0, np.int64)), (len(s.dims.elements),))
+
+    def rank(self, i: int) -> int:
+        t = self.type(i)
+        if t.shape is None:
+            raise self.unsupported(f"input {i} needs a known rank")
+        return t.rank
+
+    def const(self, i: int) -> np.ndarray | None:
+        s = self._slot(i)
+        if s.const is not None:
+            return s.const
+        return self.importer.known.get(s.value) if s.value is not None else None
+
+    def static(self, i: int, what: str) -> np.ndarray:
+        value = self.const(i)
+        if value is None:
+            raise self.unsupported(f"{what} (input {i}, {self.node.input[i]!r}) must be known at build time")
+        return value
+
+    def ints(self, i: int, what: str) -> list[int]:
+        return [int(v) for v in np.asarray(self.static(i, what)).reshape(-1)]
+
+    def shape_value(self, i: int) -> ShapeValue | None:
+        s = self._slot(i)
+        if s.const is not None:
+            return ShapeValue.of(s.const)
+        if s.dims is not None:
+            return s.dims
+        return self.importer.shape_value_of(s.value) if s.value is not None else None
+
+    def dims(self, i: int, what: str) -> tuple[Dim, ...]:
+        sv = self.shape_value(i)
+        if sv is None:
+            raise self.unsupported(f"{what} (input {i}, {self.node.input[i]!r}) must be known at build time")
+        return sv.elements
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        a = self._attrs.get(name)
+        if a is None:
+            return default
+        kind = a.WhichOneof("value")
+        if kind is None:
+            return default
+        if kind == "list":
+            lst = a.list
+            for field in ("i", "f", "s", "b", "type", "shape"):
+                values = list(getattr(lst, field))
+                if values:
+                    return [v.decode() if isinstance(v, bytes) else v for v in values]
+            return []
+        if kind == "s":
+            return a.s.decode("utf-8", errors="replace")
+        if kind == "tensor":
+            try:
+                return to_array(a.tensor, f"{self.where}: attribute {name!r}")
+            except TensorError as err:
+                raise self.fail(str(err)) from None
+        if kind == "func":
+            return a.func.name
+        return getattr(a, kind)
+
+    def dtype(self, name: str) -> np.dtype:
+        code = self.attr(name)
+        if code is None:
+            raise self.fail(f"attribute {name!r} is missing")
+        try:
+            return numpy_dtype(int(code), self.where)
+        except TensorError as err:
+            raise self.unsupported(str(err)) from None
+
+    def op(self, name: str, *operands: Value | None, **attrs: Any) -> Any:
+        try:
+            return self.b.op(name, *operands, loc=self.loc, **attrs)
+        except VerifyError as err:
+            raise NodeError(str(err).split("\n")[0]) from None
+
+    def constant(self, value: Any, dtype: Any = None) -> Value:
+        return self.importer.constant(np.asarray(value, dtype=dtype))
+
+    def unsupported(self, message: str) -> NodeError:
+        return NodeError(message, unsupported=True)
+
+    def fail(self, message: str) -> NodeError:
+        return NodeError(message)
+
+
+class SavedModelImporter(Staging):
+    def __init__(self, saved: SavedModelDir, signature: str) -> None:
+        super().__init__(Module(None))
+        self.saved = saved
+        self.signature_key = signature
+        self.signature = saved.signature(signature)
+        self.source = f"{saved.path} (signature {signature!r})"
+        self.module.attributes = {"producer": f"TensorFlow {saved.tf_version}".strip()}
+        self._calls = 0
+
+    # -- the signature -------------------------------------------------------------------------
+    def run(self) -> Module:
+        sig = self.signature
+        inputs = sorted(entries(sig.inputs).items())
+        outputs = sorted(entries(sig.outputs).items())
+        if not outputs:
+            raise SavedModelError(f"{self.source}: the signature has no outputs")
+        for key, info in inputs + outputs:
+            if info.WhichOneof("encoding") != "name":
+                raise UnsupportedOpError(f"{self.source}: {key!r} is a sparse or composite tensor; "
+                                         "Ember imports dense tensors only")
+        self.check_support([info.name for _, info in outputs])
+        b = Builder(module=self.module)
+        self.prologue = b.block
+        env: dict[str, Slot | Resource] = {}
+        for key, info in inputs:
+            node = split_ref(info.name)[0]
+            try:
+                dt = dtype_of(np.zeros(0, numpy_dtype(info.dtype, f"signature input {key!r}")))
+            except TensorError as err:
+                raise UnsupportedOpError(f"{self.source}: {err}") from None
+            shape = None if info.tensor_shape.unknown_rank else tuple(
+                int(d.size) if d.size >= 0 else sym(sanitize_symbol(f"{key}_{axis}"))
+                for axis, d in enumerate(info.tensor_shape.dim))
+            env[node] = Slot(value=b.input(key, TensorType(dt, shape)))
+        results = self.evaluate(self.saved.graph, [info.name for _, info in outputs], env, b)
+        for (key, _info), slot in zip(outputs, results):
+            if isinstance(slot, Resource):
+                raise SavedModelImportError(f"{self.source}: output {key!r} is a variable handle")
+            b.output(key, self.materialize(slot, key))
+        module = b.build(verify=False)
+        self.prune(module)
+        verify(module)
+        return module
+
+    # -- support check -----------------------------------------------------------------------
+    def check_support(self, refs: Sequence[str]) -> None:
+        """Every unsupported op the outputs reach, through every called function, at once."""
+        supported = supported_ops()
+        problems: list[str] = []
+        seen: set[tuple[str, str]] = set()
+
+        def visit(body: FunctionBody, names: Sequence[str]) -> None:
+            stack = list(names)
+            while stack:
+                name = stack.pop()
+                if (body.name, name) in seen or name not in body.nodes:
+                    continue
+                seen.add((body.name, name))
+                node = body.nodes[name]
+                callee = self._callee(node)
+                if callee is not None:
+                    inner = self.saved.body(callee)
+                    visit(inner, [split_ref(r)[0] for r in inner.returns])
+                elif node.op not in supported:
+                    problems.append(f"{node.op} node {node.name!r}" +
+                                    (f" in function {body.name!r}" if body.is_function else ""))
+                stack.extend(split_ref(i)[0] for i in node.input if not i.startswith("^"))
+
+        visit(self.saved.graph, [split_ref(r)[0] for r in refs])
+        if problems:
+            ops = sorted({p.split(" ")[0] for p in problems})
+            raise UnsupportedOpError(
+                f"{self.source}: {len(problems)} node(s) use ops Ember does not import: {', '.join(ops)}\n" +
+                "\n".join("  " + p for p in sorted(problems)))
+
+    def _callee(self, node: Any) -> str | None:
+        if node.op in CALL_OPS:
+            f = entries(node.attr).get("f")
+            name = f.func.name if f is not None else ""
+            if name not in self.saved.functions:
+                raise SavedModelImportError(f"{self.source}: node {node.name!r} calls {name!r}, "
+                                            "which is not in the function library")
+            return name
+        return node.op if node.op in self.saved.functions else None
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, body: FunctionBody, refs: Sequence[str], env: dict[str, Slot | Resource],
+                 b: Builder) -> list[Slot | Resource]:
+        """The slots of `refs` in `body`, importing the nodes they need in dependency order."""
+        order = self._order(body, refs, env)
+        results: dict[str, list[Slot | Resource]] = {}
+        for name in order:
+            node = body.nodes[name]
+            ins = [self._resolve(body, ref, env, results) for ref in node.input if not ref.startswith("^")]
+            results[name] = self.import_node(body, node, ins, b)
+        return [self._resolve(body, ref, env, results) for ref in refs]
+
+    def _order(self, body: FunctionBody, refs: Sequence[str], env: dict[str, Any]) -> list[str]:
+        order: list[str] = []
+        state: dict[str, int] = {}
+        for root in (split_ref(r)[0] for r in refs):
+            stack = [root]
+            while stack:
+                name = stack[-1]
+                if state.get(name) == 2 or name in env:
+                    stack.pop()
+                    continue
+                node = body.nodes.get(name)
+                if node is None:
+                    raise SavedModelImportError(f"{self.source}: {body.name}: a node reads {name!r}, which is "
+                                                "no node or argument there")
+                if state.get(name) == 1:
+                    state[name] = 2
+                    order.append(name)
+                    stack.pop()
+                    continue
+                state[name] = 1
+                for i in node.input:
+                    if i.startswith("^"):
+                        continue
+                    dep = split_ref(i)[0]
+                    if state.get(dep) == 1 and dep not in env:
+                        raise SavedModelImportError(f"{self.source}: {body.name}: node {name!r} is in a cycle "
+                                                    f"through {dep!r}")
+                    if state.get(dep) != 2 and dep not in env:
+                        stack.append(dep)
+        return order
+
+    def _resolve(self, body: FunctionBody, ref: str, env: dict[str, Slot | Resource],
+                 results: dict[str, list[Slot | Resource]]) -> Slot | Resource:
+        name, arg, index = split_ref(ref)
+        if name in env:
+            return env[name]
+        outs = results[name]
+        node = body.nodes[name]
+        flat = index
+        if arg and node.op in OUTPUT_ARGS:
+            names = OUTPUT_ARGS[node.op]
+            if arg not in names:
+                raise SavedModelImportError(f"{self.source}: {ref!r}: {node.op} has no output {arg!r}")
+            flat = names.index(arg) + index
+        if flat >= len(outs) or outs[flat] is None:
+            raise SavedModelImportError(f"{self.source}: {ref!r}: node {name!r} ({node.op}) has no output {flat}")
+        return outs[flat]
+
+    def import_node(self, body: FunctionBody, node: Any, ins: list[Slot | Resource], b: Builder
+                    ) -> list[Slot | Resource]:
+        where = f"{node.op} node {node.name!r}" + (f" in function {body.name!r}" if body.is_function else "")
+        try:
+            return self._import_node(body, node, ins, b, where)
+        except NodeError as err:
+            kind = UnsupportedOpError if err.unsupported else SavedModelImportError
+            raise kind(f"{self.source}: {where}: {err}") from None
+        except (SymbolicOnly, TensorError, VerifyError) as err:
+            raise SavedModelImportError(f"{self.source}: {where}: {str(err).splitlines()[0]}") from None
+
+    def _import_node(self, body: FunctionBody, node: Any, ins: list[Slot | Resource], b: Builder,
+                     where: str) -> list[Slot | Resource]:
+        op = node.op
+        if op in PASS_THROUGH:
+            return ins[:1]
+        if op == "IdentityN":
+            return list(ins)
+        if op == "Const":
+            value = entries(node.attr).get("value")
+            return [Slot(const=to_array(value.tensor, where))]
+        if op == "Placeholder":
+            raise NodeError("this graph input is not an input of the signature, but the outputs need it")
+        if op == "VarHandleOp":
+            keys = self.saved.handle_keys()
+            if node.name not in keys:
+                raise NodeError("the checkpoint restores no value into this variable")
+            shared = entries(node.attr).get("shared_name")
+            return [Resource(keys[node.name], shared.s.decode() if shared is not None and shared.s else node.name)]
+        if op == "ReadVariableOp":
+            res = ins[0]
+            if not isinstance(res, Resource):
+                raise NodeError("reads a value that is not a variable handle")
+            return [Slot(const=self.saved.checkpoint.read(res.key), weight=res.name)]
+        callee = self._callee(node)
+        if callee is not None:
+            return self.call(callee, ins, b)
+        ctx = NodeContext(self, node, ins, b, where)
+        start = len(b.block.ops)
+        result = CONVERTERS[op](ctx)
+        self.fold(b.block.ops[start:])
+        return self._bind(result)
+
+    def call(self, name: str, args: list[Slot | Resource], b: Builder) -> list[Slot | Resource]:
+        """Inline a function: its body evaluated with its arguments bound to `args`."""
+        body = self.saved.body(name)
+        if len(args) != len(body.args):
+            raise NodeError(f"calls {name!r} with {len(args)} arguments; it takes {len(body.args)}")
+        env: dict[str, Slot | Resource] = {}
+        for formal, kind, actual in zip(body.args, body.arg_types, args):
+            if kind == DT_RESOURCE and not isinstance(actual, Resource):
+                raise NodeError(f"argument {formal!r} of {name!r} must be a variable handle")
+            env[formal] = actual
+        return self.evaluate(body, body.returns, env, b)
+
+    def _bind(self, result: Any) -> list[Slot | Resource]:
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        out: list[Slot | Resource] = []
+        for r in results:
+            if isinstance(r, np.ndarray):
+                out.append(Slot(const=r))
+            elif isinstance(r, ShapeValue):
+                arr = r.to_array()
+                out.append(Slot(const=arr) if arr is not None else Slot(dims=r))
+            else:
+                out.append(Slot(value=r, const=self.known.get(r), dims=self.known_dims.get(r)))
+        return out
+
+
+def import_saved_model(path: Any, signature: str = "serving_default", tags: Sequence[str] = ("serve",)) -> Module:
+    saved = SavedModelDir(path, tuple(tags))
+    return SavedModelImporter(saved, signature).run()

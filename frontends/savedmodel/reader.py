@@ -1,0 +1,188 @@
+"""A SavedModel folder: its MetaGraphDef, signatures, function library, and variables.
+
+Variables reach a signature's graph as resource handles (VarHandleOp nodes
+passed into the call of the signature's function). Which checkpoint entry
+holds each one is written down by the graph's own restore op (SaverDef's
+restore_op_name): RestoreV2 reads a list of checkpoint keys, and each of its
+outputs is assigned (AssignVariableOp, or Assign for TF1 variables) to a
+handle, possibly inside the called restore function. Following those
+assignments gives handle -> key for TF2 (Keras) and TF1 SavedModels alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ember.errors import EmberError
+from ember.frontends.savedmodel.checkpoint import Checkpoint
+from ember.frontends.savedmodel.protos import SavedModel, entries
+from ember.frontends.savedmodel.tensors import to_array
+
+INIT_OP_KEY = "__saved_model_init_op"
+CALL_OPS = ("StatefulPartitionedCall", "PartitionedCall")
+
+
+class SavedModelError(EmberError, ValueError):
+    """A folder that is not a readable SavedModel, or a signature that is not in it."""
+
+
+def split_ref(ref: str) -> tuple[str, str, int]:
+    """A tensor reference as (node, output arg name or "", index): graph form `node:2`,
+    function form `node:arg:2`, a bare `node` (output 0), or a function argument."""
+    parts = ref.split(":")
+    if len(parts) == 1:
+        return parts[0], "", 0
+    if len(parts) == 2:
+        return parts[0], "", int(parts[1])
+    return parts[0], parts[1], int(parts[2])
+
+
+@dataclass
+class FunctionBody:
+    """A graph or a function: its nodes by name, and (functions) arguments and returns."""
+
+    name: str
+    nodes: dict[str, Any]
+    args: list[str] = field(default_factory=list)
+    arg_types: list[int] = field(default_factory=list)
+    returns: list[str] = field(default_factory=list)
+    is_function: bool = False
+
+
+class SavedModelDir:
+    """The parsed folder; tensors of variables are read lazily from the checkpoint."""
+
+    def __init__(self, path: str | Path, tags: tuple[str, ...] = ("serve",)) -> None:
+        self.path = Path(path)
+        pb = self.path / "saved_model.pb"
+        if not self.path.is_dir():
+            raise SavedModelError(f"{self.path}: not a folder (a SavedModel is a folder with saved_model.pb)")
+        if not pb.exists():
+            hint = " (it has saved_model.pbtxt: text SavedModels are not supported)" \
+                if (self.path / "saved_model.pbtxt").exists() else ""
+            raise SavedModelError(f"{self.path}: no saved_model.pb in this folder: not a SavedModel{hint}")
+        try:
+            saved = SavedModel.FromString(pb.read_bytes())
+        except Exception as err:  # protobuf's DecodeError, for a truncated or foreign file
+            raise SavedModelError(f"{pb}: not a readable SavedModel protobuf ({err})") from None
+        if not saved.meta_graphs:
+            raise SavedModelError(f"{pb}: the SavedModel has no MetaGraphDef")
+        self.meta = self._pick(saved, tags, pb)
+        self.graph = FunctionBody("graph", {n.name: n for n in self.meta.graph_def.node})
+        self.functions = {f.signature.name: f for f in self.meta.graph_def.library.function}
+        self.signatures = {k: v for k, v in entries(self.meta.signature_def).items() if k != INIT_OP_KEY}
+        self.tf_version = self.meta.meta_info_def.tensorflow_version
+        self._checkpoint: Checkpoint | None = None
+        self._handle_keys: dict[str, str] | None = None
+        self._bodies: dict[str, FunctionBody] = {}
+
+    @staticmethod
+    def _pick(saved: Any, tags: tuple[str, ...], pb: Path) -> Any:
+        for mg in saved.meta_graphs:
+            if set(tags) <= set(mg.meta_info_def.tags):
+                return mg
+        if len(saved.meta_graphs) == 1 and not saved.meta_graphs[0].meta_info_def.tags:
+            return saved.meta_graphs[0]
+        have = [sorted(mg.meta_info_def.tags) for mg in saved.meta_graphs]
+        raise SavedModelError(f"{pb}: no MetaGraphDef with tags {sorted(tags)}; it has {have}")
+
+    def signature(self, key: str) -> Any:
+        if key not in self.signatures:
+            have = ", ".join(repr(k) for k in sorted(self.signatures)) or "none"
+            raise SavedModelError(f"{self.path}: no signature {key!r}; the SavedModel has {have}")
+        return self.signatures[key]
+
+    # -- functions -------------------------------------------------------------------------------
+    def body(self, name: str) -> FunctionBody:
+        if name not in self._bodies:
+            f = self.functions[name]
+            rets = entries(f.ret)
+            self._bodies[name] = FunctionBody(
+                name, {n.name: n for n in f.node_def}, [a.name for a in f.signature.input_arg],
+                [a.type for a in f.signature.input_arg], [rets[a.name] for a in f.signature.output_arg],
+                is_function=True)
+        return self._bodies[name]
+
+    # -- variables -------------------------------------------------------------------------------
+    @property
+    def checkpoint(self) -> Checkpoint:
+        if self._checkpoint is None:
+            self._checkpoint = Checkpoint(self.path / "variables" / "variables")
+        return self._checkpoint
+
+    def handle_keys(self) -> dict[str, str]:
+        """Graph VarHandleOp (or TF1 Variable) node name -> checkpoint key, from the restore op."""
+        if self._handle_keys is None:
+            self._handle_keys = {}
+            restore = self.meta.saver_def.restore_op_name
+            if restore:
+                self._trace_restore(self.graph, restore.split(":")[0].lstrip("^"), {}, self._handle_keys, set())
+        return self._handle_keys
+
+    def _trace_restore(self, body: FunctionBody, start: str, arg_handles: dict[str, str],
+                       out: dict[str, str], seen: set[tuple[str, str]]) -> None:
+        """Walk back from `start` through every input (control ones too), recording each
+        assignment of a RestoreV2 output to a variable handle."""
+        stack = [start]
+        while stack:
+            name = stack.pop()
+            if (body.name, name) in seen or name not in body.nodes:
+                continue
+            seen.add((body.name, name))
+            node = body.nodes[name]
+            if node.op in ("AssignVariableOp", "Assign"):
+                handle = self._handle_of(body, node.input[0], arg_handles)
+                key = self._restored_key(body, node.input[1])
+                if handle is not None and key is not None:
+                    out.setdefault(handle, key)
+            callee = _callee(node, self.functions)
+            if callee is not None:
+                inner = self.body(callee)
+                handles = {}
+                for formal, actual in zip(inner.args, [i for i in node.input if not i.startswith("^")]):
+                    h = self._handle_of(body, actual, arg_handles)
+                    if h is not None:
+                        handles[formal] = h
+                for ref in list(inner.nodes):
+                    self._trace_restore(inner, ref, handles, out, seen)
+            stack.extend(i.lstrip("^").split(":")[0] for i in node.input)
+
+    def _handle_of(self, body: FunctionBody, ref: str, arg_handles: dict[str, str]) -> str | None:
+        node_name = split_ref(ref.lstrip("^"))[0]
+        if body.is_function and node_name in arg_handles:
+            return arg_handles[node_name]
+        node = body.nodes.get(node_name)
+        if node is None or body.is_function:
+            return None
+        if node.op in ("VarHandleOp", "VariableV2", "Variable"):
+            return node.name
+        return None
+
+    def _restored_key(self, body: FunctionBody, ref: str) -> str | None:
+        """The checkpoint key a value comes from: RestoreV2's output k, through Identity chains."""
+        for _ in range(64):
+            name, _arg, index = split_ref(ref)
+            node = body.nodes.get(name)
+            if node is None:
+                return None
+            if node.op in ("Identity", "IdentityN"):
+                ref = node.input[index if node.op == "IdentityN" else 0]
+                continue
+            if node.op in ("RestoreV2", "Restore", "RestoreSlice"):
+                names_node = body.nodes.get(split_ref(node.input[1])[0])
+                if names_node is None or names_node.op != "Const":
+                    return None
+                value = entries(names_node.attr)["value"].tensor
+                keys = to_array(value, f"{body.name}/{names_node.name}").reshape(-1)
+                return keys[index].decode() if index < keys.size else None
+            return None
+        return None
+
+
+def _callee(node: Any, functions: dict[str, Any]) -> str | None:
+    if node.op in CALL_OPS:
+        f = entries(node.attr).get("f")
+        return f.func.name if f is not None and f.func.name in functions else None
+    return node.op if node.op in functions else None
