@@ -134,11 +134,12 @@ class NodeContext:
     def inputs(self) -> list[Value]:
         return [self.input(i) for i in range(self.n_inputs)]
 
-    def resource(self, i: int) -> Resource:
+    def variable(self, i: int) -> Value:
+        """The value of the variable whose handle is input `i`."""
         s = self._slots[i] if i < len(self._slots) else None
         if not isinstance(s, Resource):
             raise self.fail(f"input {i} must be a variable handle")
-        return s
+        return self.importer.materialize(self.importer.variable(s), s.name)
 
     def type(self, i: int) -> TensorType:
         s = self._slot(i)
@@ -243,7 +244,7 @@ class SavedModelImporter(Staging):
         self.signature = saved.signature(signature)
         self.source = f"{saved.path} (signature {signature!r})"
         self.module.attributes = {"producer": f"TensorFlow {saved.tf_version}".strip()}
-        self._calls = 0
+        self._variables: dict[str, Slot] = {}
 
     # -- the signature -------------------------------------------------------------------------
     def run(self) -> Module:
@@ -414,7 +415,7 @@ class SavedModelImporter(Staging):
             res = ins[0]
             if not isinstance(res, Resource):
                 raise NodeError("reads a value that is not a variable handle")
-            return [Slot(const=self.saved.checkpoint.read(res.key), weight=res.name)]
+            return [self.variable(res)]
         callee = self._callee(node)
         if callee is not None:
             return self.call(callee, ins, b)
@@ -423,6 +424,12 @@ class SavedModelImporter(Staging):
         result = CONVERTERS[op](ctx)
         self.fold(b.block.ops[start:])
         return self._bind(result)
+
+    def variable(self, res: Resource) -> Slot:
+        """The value of a variable, read once from the checkpoint (one weight however often read)."""
+        if res.key not in self._variables:
+            self._variables[res.key] = Slot(const=self.saved.checkpoint.read(res.key), weight=res.name)
+        return self._variables[res.key]
 
     def call(self, name: str, args: list[Slot | Resource], b: Builder) -> list[Slot | Resource]:
         """Inline a function: its body evaluated with its arguments bound to `args`."""

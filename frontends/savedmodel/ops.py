@@ -495,6 +495,13 @@ def gather(ctx: NodeContext) -> Any:
     return ctx.op("ember.gather", ctx.input(0), ctx.input(1), axis=axis)
 
 
+@converter("ResourceGather")
+def resource_gather(ctx: NodeContext) -> Any:
+    if int(ctx.attr("batch_dims", 0)) != 0:
+        raise ctx.unsupported(f"batch_dims={ctx.attr('batch_dims')}")
+    return ctx.op("ember.gather", ctx.variable(0), ctx.input(1), axis=0)
+
+
 @converter("GatherNd")
 def gather_nd(ctx: NodeContext) -> Any:
     idx = ctx.input(1)

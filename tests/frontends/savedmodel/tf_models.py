@@ -1,0 +1,266 @@
+"""SavedModels built with TensorFlow for the frontend's tests (TensorFlow is a test-only extra).
+
+Each builder writes a SavedModel folder and returns the inputs it was fed and
+TensorFlow's own outputs for them, per signature, so tests compare Ember's
+interpreter with TensorFlow. Weights are random (batch-norm statistics
+included, variances positive) so that no output is trivially constant.
+
+Run as a script to write them all under a folder (for a look with `ember import`):
+    python tests/frontends/savedmodel/tf_models.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+Reference = dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]  # signature -> (inputs, outputs)
+
+
+def _tf() -> Any:
+    import tensorflow as tf
+    return tf
+
+
+def _randomize(model: Any, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        shape = tuple(w.shape)
+        if "variance" in w.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif "gamma" in w.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+            value = rng.standard_normal(shape) / np.sqrt(max(fan_in, 1))
+        w.assign(value.astype(w.dtype))
+
+
+def _run(path: Path, feeds_by_sig: dict[str, dict[str, np.ndarray]]) -> Reference:
+    tf = _tf()
+    loaded = tf.saved_model.load(str(path))
+    out: Reference = {}
+    for sig, feeds in feeds_by_sig.items():
+        fn = loaded.signatures[sig]
+        result = fn(**{k: tf.constant(v) for k, v in feeds.items()})
+        out[sig] = (feeds, {k: v.numpy() for k, v in result.items()})
+    return out
+
+
+def _export_keras(model: Any, path: Path, batch: int = 2, seed: int = 0) -> Reference:
+    model.export(str(path), verbose=False)
+    tf = _tf()
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (name, spec), = fn.structured_input_signature[1].items()
+    rng = np.random.default_rng(seed)
+    shape = [batch if d is None else d for d in spec.shape]
+    return _run(path, {"serving_default": {name: rng.standard_normal(shape).astype(np.float32)}})
+
+
+# -- the models ---------------------------------------------------------------------------------
+def mobilenet_v2(path: Path) -> Reference:
+    import keras
+    model = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10,
+                                           classifier_activation=None)
+    _randomize(model, 1)
+    return _export_keras(model, path)
+
+
+def small_resnet(path: Path) -> Reference:
+    import keras
+    from keras import layers
+
+    def block(x: Any, filters: int, stride: int) -> Any:
+        shortcut = x
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        y = layers.BatchNormalization()(y)
+        y = layers.ReLU()(y)
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+        y = layers.BatchNormalization()(y)
+        if stride != 1 or x.shape[-1] != filters:
+            shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
+            shortcut = layers.BatchNormalization()(shortcut)
+        return layers.ReLU()(layers.Add()([y, shortcut]))
+
+    inp = keras.Input((32, 32, 3))
+    x = layers.Conv2D(16, 7, strides=2, padding="same", use_bias=False)(inp)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = block(x, 16, 1)
+    x = block(x, 32, 2)
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(10)(x)
+    model = keras.Model(inp, out)
+    _randomize(model, 2)
+    return _export_keras(model, path)
+
+
+def transformer_block(path: Path) -> Reference:
+    import keras
+    from keras import layers
+    inp = keras.Input((16, 32))
+    att = layers.MultiHeadAttention(num_heads=4, key_dim=8)(inp, inp)
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([inp, att]))
+    h = layers.Dense(64, activation="gelu")(x)  # the exact (erf) GELU
+    h = layers.Dense(32)(h)
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, h]))
+    h = layers.Dense(48)(x)
+    h = layers.Activation(lambda t: keras.activations.gelu(t, approximate=True))(h)  # the tanh form
+    out = layers.Dense(32)(h)
+    model = keras.Model(inp, out)
+    _randomize(model, 3)
+    return _export_keras(model, path)
+
+
+def two_signatures(path: Path) -> Reference:
+    tf = _tf()
+
+    class Scorer(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            rng = np.random.default_rng(4)
+            self.w = tf.Variable(rng.standard_normal((8, 4)).astype(np.float32), name="w")
+            self.b = tf.Variable(rng.standard_normal((4,)).astype(np.float32), name="b")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="features")])
+        def logits(self, features: Any) -> Any:
+            return {"logits": tf.matmul(features, self.w) + self.b}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32, name="features"),
+                                      tf.TensorSpec([None, 4], tf.float32, name="prior")])
+        def scores(self, features: Any, prior: Any) -> Any:
+            z = tf.matmul(features, self.w) + self.b + prior
+            return {"probabilities": tf.nn.softmax(z), "best": tf.argmax(z, axis=-1, output_type=tf.int32)}
+
+    m = Scorer()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.logits, "scores": m.scores})
+    rng = np.random.default_rng(5)
+    f = rng.standard_normal((3, 8)).astype(np.float32)
+    return _run(path, {"serving_default": {"features": f},
+                       "scores": {"features": f, "prior": rng.standard_normal((3, 4)).astype(np.float32)}})
+
+
+def dynamic_batch(path: Path) -> Reference:
+    """A Keras model whose batch is None, fed a batch of 5 (its graph computes shapes from it)."""
+    import keras
+    from keras import layers
+    inp = keras.Input((6, 6, 4))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = layers.Reshape((36, 8))(x)
+    x = layers.Dense(5)(x)
+    out = layers.Flatten()(x)
+    model = keras.Model(inp, out)
+    _randomize(model, 6)
+    return _export_keras(model, path, batch=5)
+
+
+def op_zoo(path: Path) -> Reference:
+    """One tf.function using TensorFlow ops Keras layers produce, each result a signature output."""
+    tf = _tf()
+    rng = np.random.default_rng(7)
+    conv_w = rng.standard_normal((3, 3, 4, 6)).astype(np.float32)
+    dw_w = rng.standard_normal((3, 3, 4, 2)).astype(np.float32)
+    tconv_w = rng.standard_normal((3, 3, 5, 4)).astype(np.float32)
+    bn = [rng.uniform(0.5, 1.5, 4).astype(np.float32) for _ in range(4)]
+    table = rng.standard_normal((10, 3)).astype(np.float32)
+
+    class Zoo(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv_w = tf.Variable(conv_w)
+            self.dw_w = tf.Variable(dw_w)
+            self.tconv_w = tf.Variable(tconv_w)
+            self.table = tf.Variable(table)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 4], tf.float32, name="image"),
+                                      tf.TensorSpec([None, 5, 6], tf.float32, name="seq"),
+                                      tf.TensorSpec([None, 3], tf.int32, name="ids")])
+        def __call__(self, image: Any, seq: Any, ids: Any) -> Any:
+            o: dict[str, Any] = {}
+            o["conv_same"] = tf.nn.conv2d(image, self.conv_w, strides=2, padding="SAME")
+            o["conv_valid_dilated"] = tf.nn.conv2d(image, self.conv_w, strides=1, padding="VALID", dilations=2)
+            o["conv_explicit"] = tf.nn.conv2d(image, self.conv_w, strides=1, padding=[[0, 0], [1, 2], [0, 1], [0, 0]])
+            o["depthwise"] = tf.nn.depthwise_conv2d(image, self.dw_w, strides=[1, 1, 1, 1], padding="SAME")
+            o["conv_transpose"] = tf.nn.conv2d_transpose(
+                tf.nn.relu(image), self.tconv_w, output_shape=tf.stack([tf.shape(image)[0], 16, 16, 5]),
+                strides=2, padding="SAME")
+            o["max_pool"] = tf.nn.max_pool2d(image, 3, 2, "SAME")
+            o["avg_pool"] = tf.nn.avg_pool2d(image, 3, 2, "SAME")
+            o["avg_pool_valid"] = tf.nn.avg_pool2d(image, 2, 2, "VALID")
+            o["fused_bn"] = tf.compat.v1.nn.fused_batch_norm(image, bn[0], bn[1], bn[2], bn[3], epsilon=1e-3,
+                                                            is_training=False)[0]
+            o["bias_relu6"] = tf.nn.relu6(tf.nn.bias_add(image, bn[1]) * 3.0)
+            o["elu_selu"] = tf.nn.elu(image) + tf.nn.selu(image) + tf.nn.softplus(image) + tf.nn.leaky_relu(image)
+            o["resize_bilinear"] = tf.image.resize(image, [11, 13], method="bilinear")
+            o["resize_nearest"] = tf.image.resize(image, [16, 12], method="nearest")
+            o["resize_v1_align"] = tf.compat.v1.image.resize_bilinear(image, [15, 15], align_corners=True)
+            o["pad"] = tf.pad(image, [[0, 0], [1, 2], [2, 1], [0, 0]], constant_values=0.5)
+            o["mirror_reflect"] = tf.pad(image, [[0, 0], [2, 1], [1, 2], [0, 0]], mode="REFLECT")
+            o["mirror_symmetric"] = tf.pad(image, [[0, 0], [2, 1], [1, 3], [0, 0]], mode="SYMMETRIC")
+            o["strided"] = image[:, 1:-1:2, ::-1, 2]
+            o["strided_ellipsis"] = image[..., tf.newaxis, 1:3]
+            o["strided_shrink_neg"] = seq[:, -1]
+            o["slice"] = tf.slice(seq, [0, 1, 2], [-1, 3, 3])
+            o["tile"] = tf.tile(seq[:, :2], [1, 2, 3])
+            o["gather"] = tf.gather(self.table, ids)
+            o["gather_axis1"] = tf.gather(seq, [4, 0, 2], axis=1)
+            parts = tf.split(seq, [2, -1, 1], axis=2)
+            o["split_v"] = parts[1] * parts[0][..., :1] + parts[2]
+            a, b = tf.split(seq, 2, axis=2)
+            o["split"] = a - b
+            u = tf.unstack(seq, axis=1)
+            o["unstack_stack"] = tf.stack([u[4], u[0] * u[1]], axis=2)
+            o["concat_expand_squeeze"] = tf.squeeze(tf.concat([tf.expand_dims(seq, 1), tf.expand_dims(seq, 1)],
+                                                              axis=1)[:, :1], axis=1)
+            o["transpose_reshape"] = tf.reshape(tf.transpose(seq, [0, 2, 1]), [-1, 30])
+            o["reductions"] = (tf.reduce_mean(seq, axis=[1]) + tf.reduce_sum(seq, axis=-1, keepdims=True)[:, 0] +
+                               tf.reduce_max(seq, axis=1) - tf.reduce_min(seq, axis=1) +
+                               tf.reduce_prod(seq * 0.5 + 1.0, axis=1))
+            o["argmax"] = tf.argmax(seq, axis=2)
+            o["argmin"] = tf.argmin(seq, axis=1, output_type=tf.int32)
+            o["softmax"] = tf.nn.softmax(seq) + tf.nn.log_softmax(seq, axis=-1)
+            o["matmul"] = tf.matmul(seq, seq, transpose_b=True) + tf.linalg.matmul(seq, seq, adjoint_a=True)[:, :1, :1]
+            o["einsum"] = tf.einsum("bij,bkj->bik", seq, seq * 2.0)
+            o["math"] = (tf.math.erf(seq) + tf.math.erfc(seq) + tf.square(seq) + tf.math.squared_difference(seq, 0.3)
+                         + tf.math.rsqrt(tf.abs(seq) + 1.0) + tf.add_n([seq, seq, seq]) + tf.sigmoid(seq)
+                         + tf.tanh(seq) + tf.exp(-tf.abs(seq)) + tf.math.log1p(tf.abs(seq)) + tf.sign(seq)
+                         + tf.floor(seq) + tf.math.reciprocal(tf.abs(seq) + 1.0) + tf.maximum(seq, 0.1)
+                         + tf.minimum(seq, 0.2) + tf.pow(tf.abs(seq), 1.5) + tf.clip_by_value(seq, -0.5, 0.5))
+            o["select"] = tf.where(seq > 0.0, seq, -seq * 2.0) + tf.cast(tf.logical_and(seq > -1.0, seq < 1.0),
+                                                                         tf.float32)
+            o["int_math"] = (ids // 3) * 7 + ids % 4 - tf.math.floordiv(-ids, 2) + tf.cast(tf.range(3), tf.int32)
+            o["fill_like"] = tf.fill(tf.shape(seq)[:2], 2.5) + tf.ones_like(seq)[..., 0] + tf.zeros_like(seq)[..., 1]
+            o["shape_math"] = tf.reshape(seq, tf.concat([tf.shape(seq)[:1], [-1]], axis=0)) * tf.cast(
+                tf.shape(seq)[1], tf.float32)
+            o["broadcast"] = tf.broadcast_to(seq[:, :1, :], tf.shape(seq)) + tf.cast(tf.size(seq), tf.float32)
+            return o
+
+    zoo = Zoo()
+    tf.saved_model.save(zoo, str(path), signatures={"serving_default": zoo.__call__})
+    rng = np.random.default_rng(8)
+    feeds = {"image": rng.standard_normal((2, 8, 8, 4)).astype(np.float32),
+             "seq": rng.standard_normal((2, 5, 6)).astype(np.float32),
+             "ids": rng.integers(0, 10, (2, 3)).astype(np.int32)}
+    return _run(path, {"serving_default": feeds})
+
+
+BUILDERS: dict[str, Callable[[Path], Reference]] = {
+    "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
+    "two_signatures": two_signatures, "dynamic_batch": dynamic_batch, "op_zoo": op_zoo,
+}
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "savedmodels")
+    for name, build in BUILDERS.items():
+        ref = build(out / name)
+        np.savez(out / f"{name}.reference.npz", **{f"{sig}/{kind}/{k}": v for sig, (i, o) in ref.items()
+                                                   for kind, d in (("in", i), ("out", o)) for k, v in d.items()})
+        print(name, "->", out / name)
