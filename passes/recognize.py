@@ -286,7 +286,11 @@ CUBE = either(P.op("ember.pow", x, P.splat(3), single_use=True),
 TANH_ONE_PLUS = P.op("ember.add", P.op("ember.tanh", P.op(
     "ember.mul", P.op("ember.add", x, P.op("ember.mul", CUBE, near(0.044715), single_use=True), single_use=True),
     near(math.sqrt(2.0 / math.pi)), single_use=True), name="tanh", single_use=True), ONE, single_use=True)
-PHI = either(ERF_ONE_PLUS, TANH_ONE_PLUS)  # 2 * Phi(x), exactly or by the tanh approximation
+ERFC_NEG = P.op("ember.sub", ONE, P.op("ember.erf", either(
+    P.op("ember.mul", P.op("ember.neg", x, single_use=True), near(1.0 / math.sqrt(2.0)), single_use=True),
+    P.op("ember.mul", x, near(-1.0 / math.sqrt(2.0)), single_use=True)), name="erf", single_use=True),
+    single_use=True)  # erfc(-x / sqrt 2) = 1 + erf(x / sqrt 2), TensorFlow's tf.nn.gelu (Keras 3)
+PHI = either(ERF_ONE_PLUS, TANH_ONE_PLUS, ERFC_NEG)  # 2 * Phi(x), exactly or by the tanh approximation
 
 
 def gelu(m: Match, b: Builder) -> Value | None:
@@ -490,7 +494,40 @@ LN_DENOM = P.op("ember.add", P.op("ember.reduce_mean", _square("d"), name="var",
 RMS_DENOM = P.op("ember.add", P.op("ember.reduce_mean", _square("x"), name="var", single_use=True), scalar("eps"),
                  single_use=True)
 
+def layer_norm_affine(m: Match, b: Builder) -> Value | None:
+    """x * inv + (beta - mean * inv), inv = rsqrt(var + eps) [* gamma]: Keras' LayerNormalization
+    (and batch-norm-style moments) = layer_norm(x, 1) [* gamma] + beta, which norm-scale and
+    layer-norm-bias then fold in."""
+    params = _norm_params(m, m.var)
+    if params is None or m.mean.attributes["axes"] is None or m.var.attributes["axes"] is None:
+        return None
+    t = _tensor(m.x)
+    assert t is not None
+    if sorted(a % t.rank for a in m.mean.attributes["axes"]) != sorted(a % t.rank for a in m.var.attributes["axes"]):
+        return None
+    if not all(_users_within(m.bindings[k], m.ops) for k in ("mu", "d", "inv")):
+        return None
+    axis, eps = params
+    y = b.layer_norm(m.x, _ones(t.dtype.np_dtype, b), None, axis=axis, epsilon=eps)
+    if "gamma" in m.bindings:
+        y = b.mul(y, m.gamma)
+    return b.add(y, m.beta)
+
+
+MU = Capture("mu", P.op("ember.reduce_mean", x, name="mean"))
+MOMENT_D = Capture("d", P.op("ember.sub", x, MU))
+MOMENT_DENOM = P.op("ember.add", P.op("ember.reduce_mean", either(
+    P.op("ember.mul", MOMENT_D, MOMENT_D, name="sq"), P.op("ember.pow", MOMENT_D, P.splat(2), name="sq")),
+    name="var", single_use=True), scalar("eps"), single_use=True)
+INV_STD = Capture("inv", either(P.op("ember.mul", _inv_sqrt(MOMENT_DENOM), P.var("gamma")), _inv_sqrt(MOMENT_DENOM)))
+SHIFT = either(P.op("ember.add", P.op("ember.mul", P.op("ember.neg", MU, single_use=True), INV_STD, single_use=True),
+                    P.var("beta"), single_use=True),
+               P.op("ember.sub", P.var("beta"), P.op("ember.mul", MU, INV_STD, single_use=True), single_use=True))
+
 NORMS = RuleSet("norms", [
+    Rule("layer-norm-affine", P.op("ember.add", P.op("ember.mul", x, INV_STD, single_use=True), SHIFT),
+         layer_norm_affine, benefit=3,
+         doc="x * inv + (beta - mean * inv), inv = rsqrt(var + eps) * gamma = layer_norm(x, gamma, beta)"),
     Rule("layer-norm", P.op("ember.div", CENTERED, P.op("ember.sqrt", LN_DENOM, single_use=True)), layer_norm,
          benefit=2, doc="(x - mean) / sqrt(var + eps) = layer_norm(x, 1)"),
     Rule("layer-norm-rsqrt", P.op("ember.mul", CENTERED, _inv_sqrt(LN_DENOM)), layer_norm, benefit=2,
