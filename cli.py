@@ -27,9 +27,20 @@ import numpy as np
 from ember.errors import EmberError
 
 
-def _load(path: str) -> Any:
+def _load(path: str, args: argparse.Namespace | None = None) -> Any:
     from ember.loader import load
-    return load(path)
+    return load(path, **_model_options(args))
+
+
+def _model_options(args: argparse.Namespace | None) -> dict[str, Any]:
+    """Options of the model's frontend given on the command line (a SavedModel's signature)."""
+    signature = getattr(args, "signature", None)
+    return {"signature": signature} if signature else {}
+
+
+def _add_signature(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--signature", metavar="KEY",
+                        help="a SavedModel's signature to import (default serving_default)")
 
 
 def _console() -> Any:
@@ -50,7 +61,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from ember.ir.graph import to_dot
 
-    module = _load(args.model)
+    module = _load(args.model, args)
     con = _console()
     if args.ir:
         con.print(str(module), end="", markup=False)
@@ -149,7 +160,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     src, out = Path(args.model), Path(args.output)
     if out.exists() and out.resolve() == src.resolve():
         raise EmberError(f"the output {out} is the model itself")
-    module = _load(args.model)
+    module = _load(args.model, args)
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     with Progress(TextColumn("compiling kernels"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -184,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = Engine.load(args.model)
         module = engine.module
     else:
-        engine, module = None, _load(args.model)
+        engine, module = None, _load(args.model, args)
     fn = module.functions[args.function] if args.function else module.main
     if engine is not None:
         dims = {**engine.symbols, **dims}  # random inputs take the shapes the engine was built for
@@ -227,9 +238,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     src = Path(args.model)
     out = Path(args.output) if args.output else src.with_suffix(".ir")
-    if out.resolve() == src.resolve():
-        raise EmberError(f"the output {out} would overwrite the model it is imported from")
-    options = {}
+    for target in (out, out.with_suffix(".weights")):
+        if target.resolve() == src.resolve() or (src.is_dir() and src.resolve() in target.resolve().parents):
+            raise EmberError(f"the output {target} would overwrite the model it is imported from")
+    options = _model_options(args)
     if args.freeze:
         options["frozen_inputs"] = _parse_feeds(args.freeze)
     module = load(src, **options)
@@ -264,7 +276,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
 
     _load_plugins(args.load or [])
 
-    module = _load(args.input)
+    module = _load(args.input, args)
     manager = PassManager(args.pipeline, verify_each=not args.no_verify, print_ir_after=args.print_ir_after or (),
                           print_ir_after_all=args.print_ir_after_all, out=sys.stderr)
     records = manager.run(module)
@@ -283,7 +295,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ember.ir.verify import verify
 
-    verify(_load(args.model))
+    verify(_load(args.model, args))
     _console().print(f"{args.model}: ok")
     return 0
 
@@ -300,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"ember {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("import", help="import a model (ONNX) into Ember's IR: OUT.ir and OUT.weights")
+    s = sub.add_parser("import", help="import a model (ONNX, or a SavedModel folder) into Ember's IR: "
+                                     "OUT.ir and OUT.weights")
+    _add_signature(s)
     s.add_argument("model")
     s.add_argument("-o", "--output", metavar="OUT.ir", help="default: the model's name with .ir")
     s.add_argument("--freeze", action="append", metavar="NAME=FILE.npy",
@@ -308,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_import)
 
     s = sub.add_parser("opt", help="run a pass pipeline on a model, like mlir-opt")
+    _add_signature(s)
     s.add_argument("input", help="an .ir file (or any model ember.load reads)")
     s.add_argument("-p", "--pipeline", required=True, help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
     s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights (default: print the IR)")
@@ -320,12 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_opt)
 
     s = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, weights")
+    _add_signature(s)
     s.add_argument("model")
     s.add_argument("--ir", action="store_true", help="print the textual IR")
     s.add_argument("--dot", metavar="FILE", help="write the dataflow graph as Graphviz DOT")
     s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("compile", help="build an engine: optimize, generate CUDA, compile with NVRTC")
+    _add_signature(s)
     s.add_argument("model")
     s.add_argument("-o", "--output", required=True, metavar="OUT.engine")
     s.add_argument("--fp16", action="store_true")
@@ -342,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("run", help="run a model: an .engine, or an .onnx/.ir built into one first")
+    _add_signature(s)
     s.add_argument("model")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="cuda, or cpu: the engine's plan on a host arena (default: cuda when there is a GPU)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ember.errors import ModelFormatError, UnsupportedOpError
+from ember.errors import ModelFormatError
 from ember.ir.core import Module
 
 
@@ -19,9 +19,10 @@ def load(path: str | os.PathLike, **options: object) -> Module:
     if not p.exists():
         raise FileNotFoundError(f"no such model: {p}")
     if p.is_dir():
-        if (p / "saved_model.pb").exists():
-            raise UnsupportedOpError(f"{p}: the TensorFlow SavedModel frontend is not built yet (issue order 5)")
-        raise ModelFormatError(f"{p} is a folder without saved_model.pb: not a SavedModel")
+        from ember.frontends.savedmodel import load as load_saved_model
+        return load_saved_model(p, **options)  # type: ignore[arg-type]
+    if "signature" in options:
+        raise ModelFormatError(f"{p}: a signature is chosen only for SavedModel folders, and this is a file")
     if p.suffix == ".onnx":
         from ember.frontends.onnx import load as load_onnx
         return load_onnx(p, **options)  # type: ignore[arg-type]

@@ -268,7 +268,7 @@ class SavedModelImporter(Staging):
             except TensorError as err:
                 raise UnsupportedOpError(f"{self.source}: {err}") from None
             shape = None if info.tensor_shape.unknown_rank else tuple(
-                int(d.size) if d.size >= 0 else sym(sanitize_symbol(f"{key}_{axis}"))
+                int(d.size) if d.size >= 0 else sym(self.symbol_for(key, axis, len(info.tensor_shape.dim)))
                 for axis, d in enumerate(info.tensor_shape.dim))
             env[node] = Slot(value=b.input(key, TensorType(dt, shape)))
         results = self.evaluate(self.saved.graph, [info.name for _, info in outputs], env, b)
@@ -280,6 +280,15 @@ class SavedModelImporter(Staging):
         self.prune(module)
         verify(module)
         return module
+
+    @staticmethod
+    def symbol_for(key: str, axis: int, rank: int) -> str:
+        """The symbol of an unknown input dim. TensorFlow Serving batches every input of a
+        signature along axis 0, so an unknown leading dim of a batched input (rank >= 2) is
+        the one `batch` symbol; any other unknown dim is its own, named after input and axis."""
+        if axis == 0 and rank >= 2:
+            return "batch"
+        return sanitize_symbol(f"{key}_{axis}")
 
     # -- support check -----------------------------------------------------------------------
     def check_support(self, refs: Sequence[str]) -> None:

@@ -251,9 +251,27 @@ def op_zoo(path: Path) -> Reference:
     return _run(path, {"serving_default": feeds})
 
 
+def unsupported_ops(path: Path) -> Reference:
+    """Ops Ember does not import (RFFT, ComplexAbs, Svd), in a called function: one error lists all."""
+    tf = _tf()
+
+    class Odd(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([4, 8], tf.float32, name="x")])
+        def __call__(self, x: Any) -> Any:
+            spectrum = tf.abs(tf.signal.rfft(x))
+            s = tf.linalg.svd(x, compute_uv=False)
+            return {"y": tf.reduce_sum(spectrum, axis=-1) + s}
+
+    odd = Odd()
+    tf.saved_model.save(odd, str(path), signatures={"serving_default": odd.__call__})
+    x = np.random.default_rng(9).standard_normal((4, 8)).astype(np.float32)
+    return _run(path, {"serving_default": {"x": x}})
+
+
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
     "two_signatures": two_signatures, "dynamic_batch": dynamic_batch, "op_zoo": op_zoo,
+    "unsupported_ops": unsupported_ops,
 }
 
 

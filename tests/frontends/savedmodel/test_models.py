@@ -1,0 +1,126 @@
+"""Keras and tf.Module SavedModels imported without TensorFlow's help, against TensorFlow's outputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+
+import ember
+from ember.frontends import savedmodel
+from ember.ir.interpret import interpret
+from ember.ir.types import TensorType
+from ember.ir.verify import verify
+from ember.passes.manager import run_pipeline
+from ember.tolerance import assert_close
+
+CASES = [("mobilenet_v2", "serving_default"), ("small_resnet", "serving_default"),
+         ("transformer_block", "serving_default"), ("two_signatures", "serving_default"),
+         ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default")]
+
+
+def _check(module: Any, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    out = interpret(module, feeds)
+    assert sorted(out) == sorted(expected)
+    for name, ref in expected.items():
+        assert_close(out[name], ref, what=name)
+
+
+@pytest.mark.parametrize("name,signature", CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_matches_tensorflow(saved_models: Any, name: str, signature: str) -> None:
+    path, reference = saved_models[name]
+    module = ember.load(path, signature=signature)
+    verify(module)
+    feeds, expected = reference[signature]
+    fn = module.functions["main"]
+    assert [a.name for a in fn.body.args] == sorted(feeds), "inputs are the signature's keys, as TF Serving shows"
+    _check(module, feeds, expected)
+
+
+def test_every_op_zoo_output_is_compared(saved_models: Any) -> None:
+    _, reference = saved_models["op_zoo"]
+    assert len(reference["serving_default"][1]) == 41
+
+
+def test_signatures_are_listed(saved_models: Any) -> None:
+    path, _ = saved_models["two_signatures"]
+    assert savedmodel.signatures(path) == ["scores", "serving_default"]
+    scores = ember.load(path, signature="scores")
+    fn = scores.functions["main"]
+    assert fn.output_names == ["best", "probabilities"]
+    assert [str(v.type) for v in fn.outputs] == ["i32[batch]", "f32[batch,4]"]
+    assert [a.name for a in fn.body.args] == ["features", "prior"]
+
+
+def test_batch_stays_symbolic_and_runs_at_other_sizes(saved_models: Any) -> None:
+    import tensorflow as tf
+    path, _ = saved_models["dynamic_batch"]
+    module = ember.load(path)
+    (arg,) = module.functions["main"].body.args
+    assert isinstance(arg.type, TensorType) and str(arg.type.shape[0]) == "batch"
+    assert "reshape" in str(module)  # Keras' Reshape and Flatten: symbolic target shapes, no host shapes
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    for batch in (1, 3, 8):
+        x = np.random.default_rng(batch).standard_normal((batch, 6, 6, 4)).astype(np.float32)
+        (key, ref), = fn(**{arg.name: tf.constant(x)}).items()
+        assert_close(interpret(module, {arg.name: x})[key], ref.numpy(), what=f"batch {batch}")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "small_resnet"])
+def test_keras_cnn_needs_no_transposes(saved_models: Any, name: str) -> None:
+    """NHWC is imported as NHWC: after the default pipeline there is no transpose at all,
+    batch norms are folded into convolutions, and the result still matches TensorFlow."""
+    path, reference = saved_models[name]
+    module = ember.load(path)
+    assert not any(op.name == "ember.transpose" for op in module.walk())
+    run_pipeline(module, "default")
+    ops = Counter(op.name for op in module.walk())
+    assert ops["ember.transpose"] == 0, ops
+    assert ops["ember.batch_norm"] == 0 and ops["ember.rsqrt"] == 0, ops
+    assert all(op.attributes["layout"] == "NHWC" for op in module.walk() if op.name == "ember.conv")
+    _check(module, *reference["serving_default"])
+
+
+def test_transformer_gelu_and_layer_norm_are_recognized(saved_models: Any) -> None:
+    path, reference = saved_models["transformer_block"]
+    module = ember.load(path)
+    run_pipeline(module, "default")
+    ops = Counter(op.name for op in module.walk())
+    assert ops["ember.layer_norm"] == 2 and ops["ember.gelu"] == 2, ops
+    assert ops["ember.erf"] == 0 and ops["ember.rsqrt"] == 0 and ops["ember.tanh"] == 0, ops
+    approx = sorted(op.attributes["approximate"] for op in module.walk() if op.name == "ember.gelu")
+    assert approx == ["none", "tanh"]
+    _check(module, *reference["serving_default"])
+
+
+def test_weights_come_from_the_checkpoint_once(saved_models: Any) -> None:
+    """Keras' export reads each variable through two handles; the module holds each value once."""
+    path, _ = saved_models["small_resnet"]
+    module = ember.load(path)
+    arrays = [w.data for w in module.weights.values()]
+    assert len(module.weights) == 6 + 6 * 4 + 2  # conv kernels, batch norms' four vectors, the dense layer
+    assert len({id(a) for a in arrays}) == len(arrays)
+    contents = {a.tobytes() for a in arrays}
+    assert len(contents) == len(arrays), "a variable's value was imported twice"
+
+
+def test_cli_import(saved_models: Any, tmp_path: Any, capsys: Any) -> None:
+    from ember.cli import main
+    path, reference = saved_models["two_signatures"]
+    out = tmp_path / "scores.ir"
+    assert main(["import", str(path), "-o", str(out), "--signature", "scores"]) == 0
+    module = ember.load(out)
+    _check(module, *reference["scores"])
+
+
+def test_engine_from_a_saved_model_runs_on_the_host(saved_models: Any) -> None:
+    """SavedModel -> passes -> CUDA through NVRTC -> engine, run on the host arena."""
+    path, reference = saved_models["two_signatures"]
+    feeds, expected = reference["scores"]
+    engine = ember.compile(ember.load(path, signature="scores"), targets=["sm_80"],
+                           shapes={name: value.shape for name, value in feeds.items()})
+    out = engine.run(feeds, device="cpu")
+    for name, ref in expected.items():
+        assert_close(np.asarray(out[name]), ref, what=name)
