@@ -348,21 +348,58 @@ def avg_pool(ctx: NodeContext) -> Any:
 
 @converter("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
 def fused_batch_norm(ctx: NodeContext) -> Any:
-    if ctx.attr("is_training", True):
-        # Keras writes is_training=False for inference; with True, TF normalizes by the batch's own moments
-        raise ctx.unsupported("is_training=True (batch statistics) is a training-time form")
     layout, _ = _format(ctx, ctx.rank(0) - 2)
     x = ctx.input(0)
     scale, offset, mean, var = (ctx.input(i) for i in range(1, 5))
     xt = ctx.type(0)
+    eps = float(ctx.attr("epsilon", 1e-4))
     if xt.dtype != ctx.type(1).dtype:  # f16 activations, f32 statistics
         x = ctx.op("ember.cast", x, to=ctx.type(1).dtype)
-    y = ctx.op("ember.batch_norm", x, scale, offset, mean, var, epsilon=float(ctx.attr("epsilon", 1e-3)),
-               layout=layout)
+    if ctx.attr("is_training", True):
+        y, mean, var = _batch_statistics_norm(ctx, x, scale, offset, eps, channel=xt.rank - 1 if layout else 1)
+    else:
+        y = ctx.op("ember.batch_norm", x, scale, offset, mean, var, epsilon=eps, layout=layout)
     if xt.dtype != ctx.type(1).dtype:
         y = ctx.op("ember.cast", y, to=xt.dtype)
     n = 6 if ctx.op_type == "FusedBatchNormV3" else 5
     return [y, mean, var, mean, var, mean][:n]
+
+
+def _batch_statistics_norm(ctx: NodeContext, x: Any, scale: Any, offset: Any, eps: float, channel: int
+                           ) -> tuple[Any, Any, Any]:
+    """is_training=True: normalize by the moments over every axis but the channels (biased
+    variance), as tf.keras' LayerNormalization does on its input reshaped to [1, rows, D, 1].
+    Axes of size 1 drop out of the reduction, so that form reduces over trailing axes and
+    recognize-patterns sees a LayerNorm."""
+    shape = x.type.shape
+    axes = tuple(a for a in range(len(shape)) if a != channel and (a > channel or shape[a] != 1))
+    mean = ctx.op("ember.reduce_mean", x, axes=axes, keepdims=True)
+    d = ctx.op("ember.sub", x, mean)
+    var = ctx.op("ember.reduce_mean", ctx.op("ember.mul", d, d), axes=axes, keepdims=True)
+    eps_c = ctx.constant(np.asarray(eps, dtype=x.type.dtype.np_dtype))
+    y = ctx.op("ember.mul", d, ctx.op("ember.rsqrt", ctx.op("ember.add", var, eps_c)))
+    trailing = len(shape) - 1 - channel
+    for param, unit, combine in ((scale, 1.0, "ember.mul"), (offset, 0.0, "ember.add")):
+        if _splat(ctx, param) == unit:  # tf.keras passes ones and zeros (made by Fill)
+            continue
+        if trailing:  # [C] against the channel axis
+            param = ctx.op("ember.unsqueeze", param, axes=tuple(range(1, trailing + 1)))
+        y = ctx.op(combine, y, param)
+    flat_mean = ctx.op("ember.reshape", mean, shape=(shape[channel],))
+    flat_var = ctx.op("ember.reshape", var, shape=(shape[channel],))
+    return y, flat_mean, flat_var
+
+
+def _splat(ctx: NodeContext, v: Any) -> float | None:
+    """The one value every element of `v` has, when the import knows it (a constant, or a
+    constant expanded to a shape that may be symbolic); None otherwise."""
+    known = ctx.importer.known.get(v)
+    if known is None and getattr(v.owner, "name", None) == "ember.expand":
+        known = ctx.importer.known.get(v.owner.operands[0])
+    if known is None or known.size == 0:
+        return None
+    first = known.reshape(-1)[0]
+    return float(first) if np.all(known == first) else None
 
 
 # -- reductions -----------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from ember.tolerance import assert_close
 
 CASES = [("mobilenet_v2", "serving_default"), ("small_resnet", "serving_default"),
          ("transformer_block", "serving_default"), ("two_signatures", "serving_default"),
-         ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default")]
+         ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default"),
+         ("keras2_layer_norm", "serving_default")]
 
 
 def _check(module: Any, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
@@ -41,7 +42,7 @@ def test_matches_tensorflow(saved_models: Any, name: str, signature: str) -> Non
 
 def test_every_op_zoo_output_is_compared(saved_models: Any) -> None:
     _, reference = saved_models["op_zoo"]
-    assert len(reference["serving_default"][1]) == 41
+    assert len(reference["serving_default"][1]) == 43
 
 
 def test_signatures_are_listed(saved_models: Any) -> None:
@@ -92,6 +93,17 @@ def test_transformer_gelu_and_layer_norm_are_recognized(saved_models: Any) -> No
     assert ops["ember.erf"] == 0 and ops["ember.rsqrt"] == 0 and ops["ember.tanh"] == 0, ops
     approx = sorted(op.attributes["approximate"] for op in module.walk() if op.name == "ember.gelu")
     assert approx == ["none", "tanh"]
+    _check(module, *reference["serving_default"])
+
+
+def test_keras2_fused_batch_norm_layer_norm_is_recognized(saved_models: Any) -> None:
+    """tf.keras 2's LayerNormalization through FusedBatchNormV3(is_training=True) becomes one
+    layer_norm over the last axis (its unit scale and zero offset disappear)."""
+    path, reference = saved_models["keras2_layer_norm"]
+    module = ember.load(path)
+    run_pipeline(module, "default")
+    ops = Counter(op.name for op in module.walk())
+    assert ops["ember.layer_norm"] == 1 and ops["ember.rsqrt"] == 0 and ops["ember.reduce_mean"] == 0, ops
     _check(module, *reference["serving_default"])
 
 

@@ -240,6 +240,8 @@ def op_zoo(path: Path) -> Reference:
             o["shape_math"] = tf.reshape(seq, tf.concat([tf.shape(seq)[:1], [-1]], axis=0)) * tf.cast(
                 tf.shape(seq)[1], tf.float32)
             o["broadcast"] = tf.broadcast_to(seq[:, :1, :], tf.shape(seq)) + tf.cast(tf.size(seq), tf.float32)
+            o["select_v1_rows"] = tf.raw_ops.Select(condition=seq[:, 0, 0] > 0.0, x=seq, y=-seq)
+            o["range_dynamic"] = tf.cast(tf.range(tf.shape(seq)[0] * 2), tf.float32) * 0.5
             return o
 
     zoo = Zoo()
@@ -249,6 +251,37 @@ def op_zoo(path: Path) -> Reference:
              "seq": rng.standard_normal((2, 5, 6)).astype(np.float32),
              "ids": rng.integers(0, 10, (2, 3)).astype(np.int32)}
     return _run(path, {"serving_default": feeds})
+
+
+def keras2_layer_norm(path: Path) -> Reference:
+    """tf.keras 2's fused LayerNormalization: the input reshaped to [1, rows, D, 1] (NCHW),
+    FusedBatchNormV3 with is_training=True and unit scale, reshaped back, * gamma + beta."""
+    tf = _tf()
+    rng = np.random.default_rng(10)
+    gamma = rng.uniform(0.5, 1.5, 16).astype(np.float32)
+    beta = rng.standard_normal(16).astype(np.float32)
+
+    class Keras2LayerNorm(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gamma = tf.Variable(gamma)
+            self.beta = tf.Variable(beta)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 6, 16], tf.float32, name="x")])
+        def __call__(self, x: Any) -> Any:
+            shape = tf.shape(x)
+            rows = shape[0] * shape[1]
+            y = tf.reshape(x, tf.stack([1, rows, 16, 1]))
+            ones = tf.fill(tf.stack([rows]), 1.0)
+            zeros = tf.fill(tf.stack([rows]), 0.0)
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(y, ones, zeros, epsilon=1e-3, data_format="NCHW")
+            y = tf.reshape(y, shape)
+            return {"y": y * self.gamma + self.beta}
+
+    m = Keras2LayerNorm()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.__call__})
+    x = rng.standard_normal((3, 6, 16)).astype(np.float32) * 2 + 1
+    return _run(path, {"serving_default": {"x": x}})
 
 
 def unsupported_ops(path: Path) -> Reference:
@@ -271,7 +304,7 @@ def unsupported_ops(path: Path) -> Reference:
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
     "two_signatures": two_signatures, "dynamic_batch": dynamic_batch, "op_zoo": op_zoo,
-    "unsupported_ops": unsupported_ops,
+    "keras2_layer_norm": keras2_layer_norm, "unsupported_ops": unsupported_ops,
 }
 
 
