@@ -89,7 +89,8 @@ def converter(*ops: str) -> Callable[[Converter], Converter]:
 def supported_ops() -> set[str]:
     import ember.frontends.savedmodel.ops  # noqa: F401  (registers the converters)
     return set(CONVERTERS) | PASS_THROUGH | set(CALL_OPS) | {"Placeholder", "Const", "VarHandleOp",
-                                                             "ReadVariableOp", "IdentityN"}
+                                                             "ReadVariableOp", "IdentityN", "VariableV2",
+                                                             "Variable"}
 
 
 def sanitize_symbol(name: str) -> str:
@@ -420,6 +421,11 @@ class SavedModelImporter(Staging):
                 raise NodeError("the checkpoint restores no value into this variable")
             shared = entries(node.attr).get("shared_name")
             return [Resource(keys[node.name], shared.s.decode() if shared is not None and shared.s else node.name)]
+        if op in ("VariableV2", "Variable"):  # TF1 reference variables are read directly
+            keys = self.saved.handle_keys()
+            if node.name not in keys:
+                raise NodeError("the checkpoint restores no value into this variable")
+            return [self.variable(Resource(keys[node.name], node.name))]
         if op == "ReadVariableOp":
             res = ins[0]
             if not isinstance(res, Resource):

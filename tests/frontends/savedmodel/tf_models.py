@@ -284,6 +284,31 @@ def keras2_layer_norm(path: Path) -> Reference:
     return _run(path, {"serving_default": {"x": x}})
 
 
+def tf1_graph(use_resource: bool) -> Callable[[Path], Reference]:
+    """A TF1 SavedModel (Builder, Session, placeholders), with resource or reference
+    (VariableV2) variables: no functions; the restore op assigns in the graph itself."""
+    def build(path: Path) -> Reference:
+        tf = _tf()
+        tf1 = tf.compat.v1
+        rng = np.random.default_rng(11)
+        graph = tf.Graph()
+        with graph.as_default():
+            x = tf1.placeholder(tf.float32, [None, 4], name="x")
+            w = tf1.get_variable("w", initializer=rng.standard_normal((4, 3)).astype(np.float32),
+                                 use_resource=use_resource)
+            b = tf1.get_variable("b", initializer=rng.standard_normal(3).astype(np.float32), use_resource=use_resource)
+            y = tf.nn.relu(tf.matmul(x, w) + b, name="y")
+            with tf1.Session(graph=graph) as sess:
+                sess.run(tf1.global_variables_initializer())
+                builder = tf1.saved_model.Builder(str(path))
+                signature = tf1.saved_model.predict_signature_def({"x": x}, {"y": y})
+                builder.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": signature})
+                builder.save()
+                feed = rng.standard_normal((5, 4)).astype(np.float32)
+                return {"serving_default": ({"x": feed}, {"y": sess.run(y, {x: feed})})}
+    return build
+
+
 def unsupported_ops(path: Path) -> Reference:
     """Ops Ember does not import (RFFT, ComplexAbs, Svd), in a called function: one error lists all."""
     tf = _tf()
@@ -304,7 +329,8 @@ def unsupported_ops(path: Path) -> Reference:
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
     "two_signatures": two_signatures, "dynamic_batch": dynamic_batch, "op_zoo": op_zoo,
-    "keras2_layer_norm": keras2_layer_norm, "unsupported_ops": unsupported_ops,
+    "keras2_layer_norm": keras2_layer_norm, "tf1_resource_variables": tf1_graph(True),
+    "tf1_ref_variables": tf1_graph(False), "unsupported_ops": unsupported_ops,
 }
 
 
