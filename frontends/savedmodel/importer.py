@@ -27,8 +27,8 @@ import numpy as np
 from ember.errors import EmberError, UnsupportedOpError, VerifyError
 from ember.frontends.savedmodel.protos import entries
 from ember.frontends.savedmodel.reader import (CALL_OPS, FunctionBody, SavedModelDir, SavedModelError,
-                                               split_ref)
-from ember.frontends.savedmodel.tensors import DT_RESOURCE, TensorError, numpy_dtype, to_array, type_name
+                                               split_ref, walk_back)
+from ember.frontends.savedmodel.tensors import DT_RESOURCE, TensorError, numpy_dtype, to_array
 from ember.ir.builder import Builder
 from ember.ir.core import Location, Module, Value
 from ember.ir.dims import Dim, sym
@@ -299,13 +299,7 @@ class SavedModelImporter(Staging):
         seen: set[tuple[str, str]] = set()
 
         def visit(body: FunctionBody, names: Sequence[str]) -> None:
-            stack = list(names)
-            while stack:
-                name = stack.pop()
-                if (body.name, name) in seen or name not in body.nodes:
-                    continue
-                seen.add((body.name, name))
-                node = body.nodes[name]
+            for node in walk_back(body, names, seen, control=False):
                 callee = self._callee(node)
                 if callee is not None:
                     inner = self.saved.body(callee)
@@ -313,7 +307,6 @@ class SavedModelImporter(Staging):
                 elif node.op not in supported:
                     problems.append(f"{node.op} node {node.name!r}" +
                                     (f" in function {body.name!r}" if body.is_function else ""))
-                stack.extend(split_ref(i)[0] for i in node.input if not i.startswith("^"))
 
         visit(self.saved.graph, [split_ref(r)[0] for r in refs])
         if problems:

@@ -51,6 +51,20 @@ class FunctionBody:
     is_function: bool = False
 
 
+def walk_back(body: FunctionBody, starts: Any, seen: set[tuple[str, str]], *, control: bool) -> Any:
+    """The nodes of `body` that `starts` depend on (themselves included), each once across
+    calls sharing `seen`; through control inputs too when `control`."""
+    stack = list(starts)
+    while stack:
+        name = stack.pop()
+        if (body.name, name) in seen or name not in body.nodes:
+            continue
+        seen.add((body.name, name))
+        node = body.nodes[name]
+        yield node
+        stack.extend(split_ref(i.lstrip("^"))[0] for i in node.input if control or not i.startswith("^"))
+
+
 class SavedModelDir:
     """The parsed folder; tensors of variables are read lazily from the checkpoint."""
 
@@ -125,13 +139,7 @@ class SavedModelDir:
                        out: dict[str, str], seen: set[tuple[str, str]]) -> None:
         """Walk back from `start` through every input (control ones too), recording each
         assignment of a RestoreV2 output to a variable handle."""
-        stack = [start]
-        while stack:
-            name = stack.pop()
-            if (body.name, name) in seen or name not in body.nodes:
-                continue
-            seen.add((body.name, name))
-            node = body.nodes[name]
+        for node in walk_back(body, [start], seen, control=True):
             if node.op in ("AssignVariableOp", "Assign"):
                 handle = self._handle_of(body, node.input[0], arg_handles)
                 key = self._restored_key(body, node.input[1])
@@ -147,7 +155,6 @@ class SavedModelDir:
                         handles[formal] = h
                 for ref in list(inner.nodes):
                     self._trace_restore(inner, ref, handles, out, seen)
-            stack.extend(i.lstrip("^").split(":")[0] for i in node.input)
 
     def _handle_of(self, body: FunctionBody, ref: str, arg_handles: dict[str, str]) -> str | None:
         node_name = split_ref(ref.lstrip("^"))[0]
