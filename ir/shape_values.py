@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ember.ir.dims import Dim, DimExpr, Unknown, add, dmax, dmin, floordiv, mod, mul
+from ember.ir.dims import Dim, DimExpr, Unknown, add, ceildiv, dmax, dmin, floordiv, mod, mul
 from ember.ir.opdef import Op
 from ember.ir.types import TensorType
 
@@ -245,3 +245,22 @@ def _expand(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
 
 def is_symbolic(value: ShapeValue) -> bool:
     return any(isinstance(e, DimExpr) for e in value.elements)
+
+
+def range_length(start: ShapeValue | None, limit: ShapeValue | None, delta: ShapeValue | None) -> Dim | None:
+    """The length of range(start, limit, delta) as a dim, when the bounds are known as dims
+    (range(0, S, 1) from a shape) and the step is static: ceil((limit - start) / delta).
+    None when it is data (or all static, which folding handles)."""
+    if start is None or limit is None or delta is None or not delta.is_static \
+            or not all(len(v.elements) == 1 for v in (start, limit, delta)) \
+            or (start.is_static and limit.is_static):
+        return None
+    step = int(delta.elements[0])
+    span = limit.elements[0] - start.elements[0]  # type: ignore[operator]
+    if step > 0:
+        length = ceildiv(span, step)
+    elif step < 0:
+        length = ceildiv(-span, -step)  # type: ignore[operator]
+    else:
+        return None
+    return None if isinstance(length, Unknown) else length

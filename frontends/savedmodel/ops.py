@@ -20,6 +20,7 @@ import numpy as np
 
 from ember.frontends.savedmodel.importer import NodeContext, converter
 from ember.ir.dims import Dim, add
+from ember.ir.shape_values import range_length
 from ember.ir.types import dtype_of
 
 BIG = 1 << 62  # an open slice bound
@@ -579,7 +580,9 @@ def range_(ctx: NodeContext) -> Any:
     if all(v is not None for v in values):
         start, limit, delta = (v.reshape(()) for v in values)  # type: ignore[union-attr]
         return np.arange(start, limit, delta, dtype=_range_dtype(ctx))
-    return ctx.op("ember.range", ctx.input(0), ctx.input(1), ctx.input(2))
+    length = range_length(*(ctx.shape_value(i) for i in range(3)))
+    return ctx.op("ember.range", ctx.input(0), ctx.input(1), ctx.input(2),
+                  **({"length": length} if length is not None else {}))
 
 
 def _range_dtype(ctx: NodeContext) -> Any:

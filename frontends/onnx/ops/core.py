@@ -9,7 +9,7 @@ import numpy as np
 from ember.frontends.onnx.importer import NodeContext
 from ember.frontends.onnx.registry import converter
 from ember.frontends.onnx.tensors import element_type
-from ember.ir.dims import Unknown, ceildiv
+from ember.ir.shape_values import range_length
 
 
 @converter("Constant")
@@ -145,18 +145,8 @@ def expand(ctx: NodeContext) -> Any:
 def range_(ctx: NodeContext) -> Any:
     """The length is data unless the bounds are known; with symbolic bounds (range(0, S, 1)
     from a Shape) and a static step it is ceil((limit - start) / delta), kept as a dim."""
-    start, limit, delta = (ctx.shape_value(i) for i in range(3))
-    length = None
-    if start is not None and limit is not None and delta is not None and delta.is_static \
-            and all(len(v.elements) == 1 for v in (start, limit, delta)) \
-            and not (start.is_static and limit.is_static):
-        step = int(delta.elements[0])
-        span = limit.elements[0] - start.elements[0]  # type: ignore[operator]
-        if step > 0:
-            length = ceildiv(span, step)
-        elif step < 0:
-            length = ceildiv(-span, -step)  # type: ignore[operator]
-    kwargs = {"length": length} if length is not None and not isinstance(length, Unknown) else {}
+    length = range_length(*(ctx.shape_value(i) for i in range(3)))
+    kwargs = {"length": length} if length is not None else {}
     return ctx.op("ember.range", *(_scalar_operand(ctx, i) for i in range(3)), **kwargs)
 
 
