@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ember.frontends.savedmodel.importer import NodeContext, converter
-from ember.ir.dims import Dim, add
+from ember.ir.dims import Dim, add, floordiv, mul
 from ember.ir.shape_values import range_length
 from ember.ir.types import dtype_of
 
@@ -734,3 +734,62 @@ def resize(ctx: NodeContext) -> Any:
         ctm, nearest = "asymmetric", "floor"
     return ctx.op("ember.resize", ctx.input(0), sizes=sizes, mode="nearest", coordinate_transformation_mode=ctm,
                   nearest_mode=nearest)
+
+
+# -- space/batch rearrangement (TensorFlow's dilated convolutions) ------------------------------
+def _block_geometry(ctx: NodeContext, what: str) -> tuple[list[int], list[list[int]]]:
+    block = ctx.ints(1, "block_shape")
+    pairs = np.asarray(ctx.static(2, what)).reshape(-1, 2).tolist()
+    if len(pairs) != len(block) or any(b < 1 for b in block):
+        raise ctx.fail(f"block_shape {block} and {what} {pairs} do not match")
+    return block, [[int(a), int(b)] for a, b in pairs]
+
+
+@converter("SpaceToBatchND")
+def space_to_batch(ctx: NodeContext) -> Any:
+    """Pad the M spatial dims, cut each into (size/b, b), move the b's in front of the batch:
+    [B, s1..sM, rest] -> [b1*..*bM*B, s1/b1.., rest] (how TF dilates a convolution)."""
+    block, pads = _block_geometry(ctx, "paddings")
+    m = len(block)
+    x = ctx.input(0)
+    shape = list(x.type.shape)
+    rest = shape[1 + m:]
+    if any(p for pair in pads for p in pair):
+        x = ctx.op("ember.pad", x, None, mode="constant",
+                   pads=(0,) + tuple(p[0] for p in pads) + (0,) * len(rest) +
+                   (0,) + tuple(p[1] for p in pads) + (0,) * len(rest))
+    padded = list(x.type.shape)
+    split: list[Dim] = [padded[0]]
+    for i, b in enumerate(block):
+        split += [floordiv(padded[1 + i], b), b]
+    x = ctx.op("ember.reshape", x, shape=tuple(split + rest), allowzero=True)
+    perm = [2 + 2 * i for i in range(m)] + [0] + [1 + 2 * i for i in range(m)] + \
+        [1 + 2 * m + i for i in range(len(rest))]
+    x = ctx.op("ember.transpose", x, perm=tuple(perm))
+    total = int(np.prod(block))
+    out = [mul(padded[0], total)] + [split[1 + 2 * i] for i in range(m)] + rest
+    return ctx.op("ember.reshape", x, shape=tuple(out), allowzero=True)
+
+
+@converter("BatchToSpaceND")
+def batch_to_space(ctx: NodeContext) -> Any:
+    """The inverse: [b1*..*bM*B, d1..dM, rest] -> [B, d1*b1.., rest], then the crops."""
+    block, crops = _block_geometry(ctx, "crops")
+    m = len(block)
+    x = ctx.input(0)
+    shape = list(x.type.shape)
+    rest = shape[1 + m:]
+    batch = floordiv(shape[0], int(np.prod(block)))
+    x = ctx.op("ember.reshape", x, shape=tuple(block) + (batch,) + tuple(shape[1:]), allowzero=True)
+    perm = [m]
+    for i in range(m):
+        perm += [m + 1 + i, i]
+    perm += [2 * m + 1 + i for i in range(len(rest))]
+    x = ctx.op("ember.transpose", x, perm=tuple(perm))
+    merged = [batch] + [mul(shape[1 + i], block[i]) for i in range(m)] + rest
+    x = ctx.op("ember.reshape", x, shape=tuple(merged), allowzero=True)
+    axes = [1 + i for i in range(m) if crops[i][0] or crops[i][1]]
+    if not axes:
+        return x
+    return ctx.op("ember.slice", x, starts=tuple(crops[a - 1][0] for a in axes),
+                  ends=tuple(add(merged[a], -crops[a - 1][1]) for a in axes), axes=tuple(axes))

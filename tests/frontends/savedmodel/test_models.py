@@ -17,7 +17,7 @@ from ember.passes.manager import run_pipeline
 from ember.tolerance import assert_close
 
 CASES = [("mobilenet_v2", "serving_default"), ("small_resnet", "serving_default"),
-         ("transformer_block", "serving_default"), ("two_signatures", "serving_default"),
+         ("transformer_block", "serving_default"), ("keras_layers", "serving_default"), ("two_signatures", "serving_default"),
          ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default"),
          ("keras2_layer_norm", "serving_default"), ("tf1_resource_variables", "serving_default"),
          ("tf1_ref_variables", "serving_default")]

@@ -119,6 +119,49 @@ def transformer_block(path: Path) -> Reference:
     return _export_keras(model, path)
 
 
+def keras_layers(path: Path) -> Reference:
+    """Many Keras 3 layers in one model with three inputs (image, sequence, token ids):
+    Rescaling, SeparableConv2D (swish), Conv2DTranspose, Cropping2D, ZeroPadding2D, bilinear and
+    nearest UpSampling2D, AveragePooling2D, GroupNormalization, DepthwiseConv2D (hard_sigmoid),
+    Dropout, GlobalMaxPooling2D, dilated causal Conv1D (SpaceToBatchND/BatchToSpaceND), MaxPooling1D,
+    LayerNormalization, Embedding, Attention, Concatenate, GlobalAveragePooling1D, Dense with
+    leaky_relu/selu/mish, softmax, PReLU, ELU, BatchNormalization."""
+    import keras
+    from keras import layers as L
+    img = keras.Input((16, 16, 3), name="img")
+    seq = keras.Input((10, 8), name="seq")
+    tok = keras.Input((10,), dtype="int32", name="tok")
+    x = L.Rescaling(1 / 127.5, offset=-1)(img)
+    x = L.SeparableConv2D(8, 3, padding="same", activation="swish")(x)
+    x = L.Conv2DTranspose(6, 3, strides=2, padding="same")(x)
+    x = L.Cropping2D(((1, 2), (2, 1)))(x)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.UpSampling2D(2, interpolation="bilinear")(x)
+    x = L.AveragePooling2D(4)(x)
+    x = L.GroupNormalization(groups=3)(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, activation="hard_sigmoid")(x)
+    x = L.UpSampling2D(2)(x)
+    x = L.Dropout(0.3)(x)
+    x = L.GlobalMaxPooling2D()(x)
+    s = L.Conv1D(12, 3, padding="causal", dilation_rate=2, activation="gelu")(seq)
+    s = L.MaxPooling1D(2)(s)
+    s = L.LayerNormalization()(s)
+    e = L.Embedding(50, 12)(tok)
+    e = L.Attention()([e, e])
+    s2 = L.GlobalAveragePooling1D()(L.Concatenate(axis=1)([s, e]))
+    heads = [x, s2, L.Activation("softmax")(L.Dense(4, activation="leaky_relu")(s2)), L.PReLU()(L.Dense(3)(s2)),
+             L.ELU()(L.Dense(2, activation="selu")(s2))]
+    out = L.BatchNormalization()(L.Dense(5, activation="mish")(L.Concatenate()(heads)))
+    model = keras.Model([img, seq, tok], out)
+    _randomize(model, 12)
+    model.export(str(path), verbose=False)
+    rng = np.random.default_rng(13)
+    feeds = {"img": rng.uniform(0, 255, (2, 16, 16, 3)).astype(np.float32),
+             "seq": rng.standard_normal((2, 10, 8)).astype(np.float32),
+             "tok": rng.integers(0, 50, (2, 10)).astype(np.int32)}
+    return _run(path, {"serving_default": feeds})
+
+
 def two_signatures(path: Path) -> Reference:
     tf = _tf()
 
@@ -328,7 +371,8 @@ def unsupported_ops(path: Path) -> Reference:
 
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
-    "two_signatures": two_signatures, "dynamic_batch": dynamic_batch, "op_zoo": op_zoo,
+    "keras_layers": keras_layers, "two_signatures": two_signatures, "dynamic_batch": dynamic_batch,
+    "op_zoo": op_zoo,
     "keras2_layer_norm": keras2_layer_norm, "tf1_resource_variables": tf1_graph(True),
     "tf1_ref_variables": tf1_graph(False), "unsupported_ops": unsupported_ops,
 }
