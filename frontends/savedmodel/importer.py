@@ -72,6 +72,16 @@ class Resource:
     name: str
 
 
+@dataclass
+class TensorList:
+    """A TensorFlow TensorList (TensorArray) known element by element at build time: how
+    Keras' recurrent layers feed and collect their time steps (see control.py)."""
+
+    items: list[Slot | None]
+    dtype: Any = None
+
+
+TFValue = Slot | Resource | TensorList  # what a TensorFlow tensor is during import
 Converter = Callable[["NodeContext"], Any]
 CONVERTERS: dict[str, Converter] = {}
 
@@ -86,9 +96,14 @@ def converter(*ops: str) -> Callable[[Converter], Converter]:
     return register
 
 
+# Ops that act on the import itself (loops unrolled, TensorLists): fn(importer, node, inputs, builder).
+STRUCTURAL: dict[str, Callable[..., list[Any]]] = {}
+
+
 def supported_ops() -> set[str]:
+    import ember.frontends.savedmodel.control  # noqa: F401  (registers loops and TensorLists)
     import ember.frontends.savedmodel.ops  # noqa: F401  (registers the converters)
-    return set(CONVERTERS) | PASS_THROUGH | set(CALL_OPS) | {"Placeholder", "Const", "VarHandleOp",
+    return set(CONVERTERS) | set(STRUCTURAL) | PASS_THROUGH | set(CALL_OPS) | {"Placeholder", "Const", "VarHandleOp",
                                                              "ReadVariableOp", "IdentityN", "VariableV2",
                                                              "Variable"}
 
@@ -105,7 +120,7 @@ def sanitize_symbol(name: str) -> str:
 class NodeContext:
     """What a converter sees of its node, and the tools to emit Ember ops."""
 
-    def __init__(self, importer: "SavedModelImporter", node: Any, slots: list[Slot | Resource],
+    def __init__(self, importer: "SavedModelImporter", node: Any, slots: list[TFValue],
                  b: Builder, where: str) -> None:
         self.importer, self.node, self._slots, self.b = importer, node, slots, b
         self.op_type = node.op
@@ -124,6 +139,8 @@ class NodeContext:
         s = self._slots[i]
         if isinstance(s, Resource):
             raise self.fail(f"input {i} is a variable handle, not a tensor")
+        if isinstance(s, TensorList):
+            raise self.fail(f"input {i} is a TensorList, not a tensor")
         return s
 
     def input(self, i: int) -> Value:
@@ -261,7 +278,7 @@ class SavedModelImporter(Staging):
         self.check_support([info.name for _, info in outputs])
         b = Builder(module=self.module)
         self.prologue = b.block
-        env: dict[str, Slot | Resource] = {}
+        env: dict[str, TFValue] = {}
         for key, info in inputs:
             node = split_ref(info.name)[0]
             try:
@@ -274,8 +291,9 @@ class SavedModelImporter(Staging):
             env[node] = Slot(value=b.input(key, TensorType(dt, shape)))
         results = self.evaluate(self.saved.graph, [info.name for _, info in outputs], env, b)
         for (key, _info), slot in zip(outputs, results):
-            if isinstance(slot, Resource):
-                raise SavedModelImportError(f"{self.source}: output {key!r} is a variable handle")
+            if not isinstance(slot, Slot):
+                raise SavedModelImportError(f"{self.source}: output {key!r} is a variable handle or a TensorList, "
+                                            "not a tensor")
             b.output(key, self.materialize(slot, key))
         module = b.build(verify=False)
         self.prune(module)
@@ -301,10 +319,10 @@ class SavedModelImporter(Staging):
         def visit(body: FunctionBody, names: Sequence[str]) -> None:
             for node in walk_back(body, names, seen, control=False):
                 callee = self._callee(node)
-                if callee is not None:
-                    inner = self.saved.body(callee)
+                for name in [callee] if callee is not None else self.branch_functions(node):
+                    inner = self.saved.body(name)
                     visit(inner, [split_ref(r)[0] for r in inner.returns])
-                elif node.op not in supported:
+                if callee is None and node.op not in supported:
                     problems.append(f"{node.op} node {node.name!r}" +
                                     (f" in function {body.name!r}" if body.is_function else ""))
 
@@ -314,6 +332,16 @@ class SavedModelImporter(Staging):
             raise UnsupportedOpError(
                 f"{self.source}: {len(problems)} node(s) use ops Ember does not import: {', '.join(ops)}\n" +
                 "\n".join("  " + p for p in sorted(problems)))
+
+    def branch_functions(self, node: Any) -> list[str]:
+        """The functions a While or If node runs (cond and body; the two branches)."""
+        attrs = entries(node.attr)
+        names = [attrs[k].func.name for k in ("cond", "body", "then_branch", "else_branch") if k in attrs]
+        for name in names:
+            if name not in self.saved.functions:
+                raise SavedModelImportError(f"{self.source}: node {node.name!r} runs {name!r}, "
+                                            "which is not in the function library")
+        return names
 
     def _callee(self, node: Any) -> str | None:
         if node.op in CALL_OPS:
@@ -326,11 +354,11 @@ class SavedModelImporter(Staging):
         return node.op if node.op in self.saved.functions else None
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, body: FunctionBody, refs: Sequence[str], env: dict[str, Slot | Resource],
-                 b: Builder) -> list[Slot | Resource]:
+    def evaluate(self, body: FunctionBody, refs: Sequence[str], env: dict[str, TFValue],
+                 b: Builder) -> list[TFValue]:
         """The slots of `refs` in `body`, importing the nodes they need in dependency order."""
         order = self._order(body, refs, env)
-        results: dict[str, list[Slot | Resource]] = {}
+        results: dict[str, list[TFValue]] = {}
         for name in order:
             node = body.nodes[name]
             ins = [self._resolve(body, ref, env, results) for ref in node.input if not ref.startswith("^")]
@@ -368,8 +396,8 @@ class SavedModelImporter(Staging):
                         stack.append(dep)
         return order
 
-    def _resolve(self, body: FunctionBody, ref: str, env: dict[str, Slot | Resource],
-                 results: dict[str, list[Slot | Resource]]) -> Slot | Resource:
+    def _resolve(self, body: FunctionBody, ref: str, env: dict[str, TFValue],
+                 results: dict[str, list[TFValue]]) -> TFValue:
         name, arg, index = split_ref(ref)
         if name in env:
             return env[name]
@@ -385,8 +413,8 @@ class SavedModelImporter(Staging):
             raise SavedModelImportError(f"{self.source}: {ref!r}: node {name!r} ({node.op}) has no output {flat}")
         return outs[flat]
 
-    def import_node(self, body: FunctionBody, node: Any, ins: list[Slot | Resource], b: Builder
-                    ) -> list[Slot | Resource]:
+    def import_node(self, body: FunctionBody, node: Any, ins: list[TFValue], b: Builder
+                    ) -> list[TFValue]:
         where = f"{node.op} node {node.name!r}" + (f" in function {body.name!r}" if body.is_function else "")
         try:
             return self._import_node(body, node, ins, b, where)
@@ -396,8 +424,8 @@ class SavedModelImporter(Staging):
         except (SymbolicOnly, TensorError, VerifyError) as err:
             raise SavedModelImportError(f"{self.source}: {where}: {str(err).splitlines()[0]}") from None
 
-    def _import_node(self, body: FunctionBody, node: Any, ins: list[Slot | Resource], b: Builder,
-                     where: str) -> list[Slot | Resource]:
+    def _import_node(self, body: FunctionBody, node: Any, ins: list[TFValue], b: Builder,
+                     where: str) -> list[TFValue]:
         op = node.op
         if op in PASS_THROUGH:
             return ins[:1]
@@ -427,6 +455,8 @@ class SavedModelImporter(Staging):
         callee = self._callee(node)
         if callee is not None:
             return self.call(callee, ins, b)
+        if op in STRUCTURAL:
+            return STRUCTURAL[op](self, node, ins, b)
         ctx = NodeContext(self, node, ins, b, where)
         start = len(b.block.ops)
         result = CONVERTERS[op](ctx)
@@ -439,21 +469,21 @@ class SavedModelImporter(Staging):
             self._variables[res.key] = Slot(const=self.saved.checkpoint.read(res.key), weight=res.name)
         return self._variables[res.key]
 
-    def call(self, name: str, args: list[Slot | Resource], b: Builder) -> list[Slot | Resource]:
+    def call(self, name: str, args: list[TFValue], b: Builder) -> list[TFValue]:
         """Inline a function: its body evaluated with its arguments bound to `args`."""
         body = self.saved.body(name)
         if len(args) != len(body.args):
             raise NodeError(f"calls {name!r} with {len(args)} arguments; it takes {len(body.args)}")
-        env: dict[str, Slot | Resource] = {}
+        env: dict[str, TFValue] = {}
         for formal, kind, actual in zip(body.args, body.arg_types, args):
             if kind == DT_RESOURCE and not isinstance(actual, Resource):
                 raise NodeError(f"argument {formal!r} of {name!r} must be a variable handle")
             env[formal] = actual
         return self.evaluate(body, body.returns, env, b)
 
-    def _bind(self, result: Any) -> list[Slot | Resource]:
+    def _bind(self, result: Any) -> list[TFValue]:
         results = list(result) if isinstance(result, (list, tuple)) else [result]
-        out: list[Slot | Resource] = []
+        out: list[TFValue] = []
         for r in results:
             if isinstance(r, np.ndarray):
                 out.append(Slot(const=r))

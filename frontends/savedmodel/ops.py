@@ -623,6 +623,16 @@ def _symmetric_pad(ctx: NodeContext, paddings: np.ndarray) -> Any:
     return x
 
 
+@converter("ReverseV2")
+def reverse(ctx: NodeContext) -> Any:
+    rank = ctx.rank(0)
+    axes = sorted({a % rank for a in ctx.ints(1, "axis")})
+    if not axes:
+        return ctx.op("ember.identity", ctx.input(0))
+    return ctx.op("ember.slice", ctx.input(0), starts=(-1,) * len(axes), ends=(-BIG,) * len(axes),
+                  axes=tuple(axes), steps=(-1,) * len(axes))
+
+
 @converter("Slice")
 def slice_(ctx: NodeContext) -> Any:
     begin = list(ctx.dims(1, "begin"))

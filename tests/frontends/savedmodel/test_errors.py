@@ -37,7 +37,8 @@ def test_folder_without_saved_model_pb(tmp_path: Path, capsys: Any) -> None:
 
 def test_unknown_signature_lists_the_ones_there(saved_models: Any, capsys: Any) -> None:
     path, _ = saved_models["two_signatures"]
-    with pytest.raises(SavedModelError, match=r"no signature 'predict'; the SavedModel has 'scores', 'serving_default'"):
+    listed = r"no signature 'predict'; the SavedModel has 'scores', 'serving_default'"
+    with pytest.raises(SavedModelError, match=listed):
         ember.load(path, signature="predict")
     err = _cli_error(["import", str(path), "--signature", "predict"], capsys)
     assert "'scores', 'serving_default'" in err
@@ -119,6 +120,14 @@ def test_unsupported_ops_are_listed_at_once_with_node_names(saved_models: Any, c
         assert sum(line.strip().startswith(f"{op} node '") and "in function '" in line for line in rest) == 1
     err = _cli_error(["import", str(path)], capsys)
     assert "RFFT" in err and "Svd" in err
+
+
+def test_a_loop_whose_trip_count_is_data_is_reported(saved_models: Any) -> None:
+    path, _ = saved_models["data_dependent_loop"]
+    with pytest.raises(UnsupportedOpError) as info:
+        ember.load(path)
+    first = str(info.value).splitlines()[0]
+    assert "While node" in first and "the loop's condition must be known at build time" in first
 
 
 def test_import_never_overwrites_the_model(saved_models: Any, tmp_path: Path, capsys: Any) -> None:

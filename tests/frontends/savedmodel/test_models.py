@@ -17,7 +17,8 @@ from ember.passes.manager import run_pipeline
 from ember.tolerance import assert_close
 
 CASES = [("mobilenet_v2", "serving_default"), ("small_resnet", "serving_default"),
-         ("transformer_block", "serving_default"), ("keras_layers", "serving_default"), ("two_signatures", "serving_default"),
+         ("transformer_block", "serving_default"), ("keras_layers", "serving_default"),
+         ("keras_rnn", "serving_default"), ("two_signatures", "serving_default"),
          ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default"),
          ("keras2_layer_norm", "serving_default"), ("tf1_resource_variables", "serving_default"),
          ("tf1_ref_variables", "serving_default")]
@@ -106,6 +107,16 @@ def test_keras2_fused_batch_norm_layer_norm_is_recognized(saved_models: Any) -> 
     ops = Counter(op.name for op in module.walk())
     assert ops["ember.layer_norm"] == 1 and ops["ember.rsqrt"] == 0 and ops["ember.reduce_mean"] == 0, ops
     _check(module, *reference["serving_default"])
+
+
+def test_keras_recurrent_loops_are_unrolled(saved_models: Any) -> None:
+    """LSTM, bidirectional GRU and SimpleRNN loops have a build-time trip count (7 steps):
+    unrolled, with no loop op left and each weight imported once."""
+    path, _ = saved_models["keras_rnn"]
+    module = ember.load(path)
+    ops = Counter(op.name for op in module.walk())
+    assert ops["ember.loop"] == 0 and ops["ember.sigmoid"] >= 7 * (3 + 2 * 2), ops
+    assert len(module.weights) == 3 + 2 * 3 + 3 + 2  # LSTM, two GRUs, SimpleRNN (kernel, recurrent, bias), Dense
 
 
 def test_weights_come_from_the_checkpoint_once(saved_models: Any) -> None:

@@ -37,8 +37,8 @@ def test_loads_and_runs_with_tensorflow_blocked(saved_models: Any, tmp_path: Pat
     path, reference = saved_models["two_signatures"]
     feeds, expected = reference["scores"]
     np.savez(tmp_path / "in.npz", **feeds)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=300)
+    args = [sys.executable, "-c", SCRIPT, str(path), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "loaded without tensorflow" in proc.stdout
     out = np.load(tmp_path / "out.npz")

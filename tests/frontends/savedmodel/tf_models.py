@@ -162,6 +162,21 @@ def keras_layers(path: Path) -> Reference:
     return _run(path, {"serving_default": feeds})
 
 
+def keras_rnn(path: Path) -> Reference:
+    """Keras recurrent layers: While loops over TensorLists, with a trip count known at build
+    time (the sequence length), which the importer unrolls."""
+    import keras
+    from keras import layers as L
+    inp = keras.Input((7, 5))
+    x = L.LSTM(8, return_sequences=True)(inp)
+    x = L.Bidirectional(L.GRU(6, return_sequences=True))(x)
+    x = L.SimpleRNN(4, go_backwards=True)(x)
+    out = L.Dense(3)(x)
+    model = keras.Model(inp, out)
+    _randomize(model, 14)
+    return _export_keras(model, path, batch=3)
+
+
 def two_signatures(path: Path) -> Reference:
     tf = _tf()
 
@@ -352,6 +367,22 @@ def tf1_graph(use_resource: bool) -> Callable[[Path], Reference]:
     return build
 
 
+def data_dependent_loop(path: Path) -> Reference:
+    """A While loop whose trip count depends on the input: not unrollable at build time."""
+    tf = _tf()
+
+    class Doubler(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([4], tf.float32, name="x")])
+        def __call__(self, x: Any) -> Any:
+            y = tf.while_loop(lambda v: tf.reduce_sum(tf.abs(v)) < 100.0, lambda v: (v * 2.0,), (x,))[0]
+            return {"y": y}
+
+    m = Doubler()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.__call__})
+    x = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+    return _run(path, {"serving_default": {"x": x}})
+
+
 def unsupported_ops(path: Path) -> Reference:
     """Ops Ember does not import (RFFT, ComplexAbs, Svd), in a called function: one error lists all."""
     tf = _tf()
@@ -371,10 +402,12 @@ def unsupported_ops(path: Path) -> Reference:
 
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
-    "keras_layers": keras_layers, "two_signatures": two_signatures, "dynamic_batch": dynamic_batch,
+    "keras_layers": keras_layers, "keras_rnn": keras_rnn, "two_signatures": two_signatures,
+    "dynamic_batch": dynamic_batch,
     "op_zoo": op_zoo,
     "keras2_layer_norm": keras2_layer_norm, "tf1_resource_variables": tf1_graph(True),
-    "tf1_ref_variables": tf1_graph(False), "unsupported_ops": unsupported_ops,
+    "tf1_ref_variables": tf1_graph(False), "data_dependent_loop": data_dependent_loop,
+    "unsupported_ops": unsupported_ops,
 }
 
 

@@ -1,0 +1,163 @@
+"""Loops, branches and TensorLists, resolved at build time.
+
+Keras' recurrent layers (LSTM, GRU, SimpleRNN) export as a While loop over the time
+steps: the input is a TensorList made from the time-major sequence, the outputs are
+collected in a TensorList reserved for them, and the loop's condition compares the step
+and a counter with constants. Such a loop has a trip count known at build time, and the
+importer unrolls it: it evaluates the condition function on the loop variables (the
+counters fold to constants) and, while it holds, imports the body function once more with
+the previous iteration's results. TensorLists become Python lists of imported values
+(`TensorList`), read and written at indices known at build time; stacking one emits a
+concat. An If whose predicate is known at build time imports the branch taken.
+
+A loop or branch whose condition depends on the data is reported as unsupported (Ember's
+ember.loop/ember.if would run it from the host; that import is future work).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ember.frontends.savedmodel.importer import STRUCTURAL, NodeError, SavedModelImporter, TensorList, TFValue
+from ember.frontends.savedmodel.protos import entries
+from ember.ir.builder import Builder
+from ember.ir.staging import Slot
+
+MAX_UNROLL = 4096
+
+
+def structural(*ops: str) -> Any:
+    def register(fn: Any) -> Any:
+        for op in ops:
+            STRUCTURAL[op] = fn
+        return fn
+    return register
+
+
+def _known(importer: SavedModelImporter, value: TFValue, what: str) -> np.ndarray:
+    if isinstance(value, Slot):
+        if value.const is not None:
+            return value.const
+        if value.value is not None and value.value in importer.known:
+            return importer.known[value.value]
+    raise NodeError(f"{what} must be known at build time (it depends on the model's inputs)", unsupported=True)
+
+
+def _index(importer: SavedModelImporter, value: TFValue, size: int, what: str) -> int:
+    i = int(_known(importer, value, what).reshape(()))
+    if not -size <= i < size:
+        raise NodeError(f"{what} {i} is out of range for a TensorList of {size} elements")
+    return i % size
+
+
+def _tensor_list(value: TFValue) -> TensorList:
+    if not isinstance(value, TensorList):
+        raise NodeError("expects a TensorList")
+    return value
+
+
+# -- control flow -----------------------------------------------------------------------------
+@structural("While", "StatelessWhile")
+def while_loop(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    attrs = entries(node.attr)
+    cond, body = attrs["cond"].func.name, attrs["body"].func.name
+    state = list(ins)
+    for _ in range(MAX_UNROLL + 1):
+        (flag,) = importer.call(cond, state, b)[:1]
+        if not bool(_known(importer, flag, "the loop's condition").reshape(-1)[0]):
+            return state
+        state = importer.call(body, state, b)
+    raise NodeError(f"the loop runs more than {MAX_UNROLL} iterations; Ember unrolls loops at build time",
+                    unsupported=True)
+
+
+@structural("If", "StatelessIf")
+def if_(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    attrs = entries(node.attr)
+    taken = bool(_known(importer, ins[0], "the branch's predicate").reshape(-1)[0])
+    return importer.call(attrs["then_branch" if taken else "else_branch"].func.name, ins[1:], b)
+
+
+# -- TensorLists -------------------------------------------------------------------------------
+@structural("TensorListReserve")
+def reserve(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    n = int(_known(importer, ins[1], "num_elements").reshape(()))
+    if n < 0:
+        raise NodeError("a TensorList of unknown length (num_elements -1)", unsupported=True)
+    return [TensorList([None] * n)]
+
+
+@structural("EmptyTensorList")
+def empty(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    return [TensorList([])]
+
+
+@structural("TensorListFromTensor")
+def from_tensor(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    x = ins[0]
+    if not isinstance(x, Slot):
+        raise NodeError("expects a tensor")
+    v = importer.materialize(x, node.input[0])
+    n = v.type.shape[0] if v.type.shape else None
+    if not isinstance(n, int):
+        raise NodeError(f"a TensorList from a tensor of {v.type}: its leading dim must be static", unsupported=True)
+    items = []
+    for i in range(n):
+        piece = b.op("ember.slice", v, starts=(i,), ends=(i + 1,), axes=(0,), loc=node.name)
+        items.append(_bound(importer, b.op("ember.squeeze", piece, axes=(0,), loc=node.name)))
+    return [TensorList(items)]
+
+
+def _bound(importer: SavedModelImporter, v: Any) -> Slot:
+    importer.fold([v.owner.operands[0].owner, v.owner])
+    return Slot(value=v, const=importer.known.get(v))
+
+
+@structural("TensorListGetItem")
+def get_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    lst = _tensor_list(ins[0])
+    i = _index(importer, ins[1], len(lst.items), "the index")
+    item = lst.items[i]
+    if item is None:
+        raise NodeError(f"reads element {i} of a TensorList before it is written")
+    return [item]
+
+
+@structural("TensorListSetItem")
+def set_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    lst = _tensor_list(ins[0])
+    i = _index(importer, ins[1], len(lst.items), "the index")
+    if not isinstance(ins[2], Slot):
+        raise NodeError("writes something that is not a tensor")
+    items = list(lst.items)
+    items[i] = ins[2]
+    return [TensorList(items, lst.dtype)]
+
+
+@structural("TensorListPushBack")
+def push_back(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    lst = _tensor_list(ins[0])
+    if not isinstance(ins[1], Slot):
+        raise NodeError("pushes something that is not a tensor")
+    return [TensorList(list(lst.items) + [ins[1]], lst.dtype)]
+
+
+@structural("TensorListLength")
+def length(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    return [Slot(const=np.array(len(_tensor_list(ins[0]).items), dtype=np.int32))]
+
+
+@structural("TensorListStack")
+def stack(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+    lst = _tensor_list(ins[0])
+    if not lst.items or any(item is None for item in lst.items):
+        unset = [i for i, item in enumerate(lst.items) if item is None]
+        raise NodeError(f"stacks a TensorList with unwritten elements {unset[:8]}" if lst.items
+                        else "stacks an empty TensorList", unsupported=True)
+    parts = [b.op("ember.unsqueeze", importer.materialize(item, node.name), axes=(0,), loc=node.name)
+             for item in lst.items]
+    out = parts[0] if len(parts) == 1 else b.op("ember.concat", *parts, axis=0, loc=node.name)
+    return [Slot(value=out)]
+
