@@ -263,6 +263,7 @@ class SavedModelImporter(Staging):
         self.source = f"{saved.path} (signature {signature!r})"
         self.module.attributes = {"producer": f"TensorFlow {saved.tf_version}".strip()}
         self._variables: dict[str, Slot] = {}
+        self.atrous: dict[Value, Any] = {}  # values on a SpaceToBatchND chain (atrous.py)
 
     # -- the signature -------------------------------------------------------------------------
     def run(self) -> Module:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ember.frontends.savedmodel import atrous
 from ember.frontends.savedmodel.importer import NodeContext, converter
 from ember.ir.dims import Dim, add, floordiv, mul
 from ember.ir.shape_values import range_length
@@ -267,8 +268,7 @@ def conv(ctx: NodeContext) -> Any:
     group = 1
     if isinstance(channels, int) and isinstance(per_group, int) and per_group and channels != per_group:
         group = channels // per_group
-    return ctx.op("ember.conv", ctx.input(0), ctx.input(1), None, group=group, layout=layout,
-                  weight_layout="HWIO" if n == 2 else "DHWIO", **attrs)
+    return _conv(ctx, ctx.input(1), group, layout, "HWIO" if n == 2 else "DHWIO", attrs)
 
 
 @converter("DepthwiseConv2dNative")
@@ -281,8 +281,24 @@ def depthwise_conv(ctx: NodeContext) -> Any:
             if w.size <= 64 else ctx.importer.weight(f"{ctx.name}/filter", w.reshape(kh, kw, 1, c * m))
     else:  # output channel c*m + j reads input channel c: the filter's [C, M] axes flatten in order
         weight = ctx.op("ember.reshape", ctx.input(1), shape=(kh, kw, 1, c * m))
-    return ctx.op("ember.conv", ctx.input(0), weight, None, group=c, layout=layout, weight_layout="HWIO",
-                  **attrs)
+    return _conv(ctx, weight, c, layout, "HWIO", attrs)
+
+
+def _conv(ctx: NodeContext, weight: Any, group: Any, layout: str | None, weight_layout: str,
+          attrs: dict[str, Any]) -> Any:
+    x = ctx.input(0)
+    out = ctx.op("ember.conv", x, weight, None, group=group, layout=layout, weight_layout=weight_layout, **attrs)
+    n = len(attrs["strides"])
+    spatial = tuple(range(1, 1 + n)) if layout else tuple(range(2, 2 + n))
+    if attrs["auto_pad"] == "VALID" and all(st == 1 for st in attrs["strides"]) \
+            and all(d == 1 for d in attrs.get("dilations") or (1,) * n):
+        def redo(v: Any, dilations: dict[int, int], pads: dict[int, tuple[int, int]]) -> Any:
+            return ctx.op("ember.conv", v, weight, None, group=group, layout=layout, weight_layout=weight_layout,
+                          strides=(1,) * n, dilations=tuple(dilations.get(a, 1) for a in spatial),
+                          pads=tuple(pads.get(a, (0, 0))[0] for a in spatial) +
+                          tuple(pads.get(a, (0, 0))[1] for a in spatial), auto_pad="NOTSET")
+        atrous.conv(ctx.importer.atrous, out, x, spatial, redo)
+    return out
 
 
 @converter("Conv2DBackpropInput")
@@ -517,12 +533,31 @@ def split_v(ctx: NodeContext) -> Any:
 @converter("Squeeze")
 def squeeze(ctx: NodeContext) -> Any:
     axes = ctx.attr("squeeze_dims", [])
-    return ctx.op("ember.squeeze", ctx.input(0), axes=tuple(int(a) for a in axes) if axes else None)
+    x = ctx.input(0)
+    out = ctx.op("ember.squeeze", x, axes=tuple(int(a) for a in axes) if axes else None)
+    if axes:
+        rank = ctx.rank(0)
+        gone = sorted({int(a) % rank for a in axes})
+
+        def moved(tracked: tuple[int, ...]) -> tuple[int, ...] | None:
+            if set(tracked) & set(gone):
+                return None
+            return tuple(a - sum(g < a for g in gone) for a in tracked)
+        t = ctx.importer.atrous.get(x)
+        atrous.view(ctx.importer.atrous, out, x, moved(t.axes) if t else None,
+                    lambda v: ctx.op("ember.squeeze", v, axes=tuple(gone)))
+    return out
 
 
 @converter("ExpandDims")
 def expand_dims(ctx: NodeContext) -> Any:
-    return ctx.op("ember.unsqueeze", ctx.input(0), axes=(ctx.ints(1, "axis")[0],))
+    x = ctx.input(0)
+    axis = ctx.ints(1, "axis")[0] % (ctx.rank(0) + 1)
+    out = ctx.op("ember.unsqueeze", x, axes=(axis,))
+    t = ctx.importer.atrous.get(x)
+    atrous.view(ctx.importer.atrous, out, x, tuple(a + (a >= axis) for a in t.axes) if t else None,
+                lambda v: ctx.op("ember.unsqueeze", v, axes=(axis,)))
+    return out
 
 
 @converter("GatherV2", "Gather")
@@ -778,7 +813,9 @@ def space_to_batch(ctx: NodeContext) -> Any:
     x = ctx.op("ember.transpose", x, perm=tuple(perm))
     total = int(np.prod(block))
     out = [mul(padded[0], total)] + [split[1 + 2 * i] for i in range(m)] + rest
-    return ctx.op("ember.reshape", x, shape=tuple(out), allowzero=True)
+    result = ctx.op("ember.reshape", x, shape=tuple(out), allowzero=True)
+    atrous.start(ctx.importer.atrous, result, ctx.input(0), block, pads)
+    return result
 
 
 @converter("BatchToSpaceND")
@@ -787,6 +824,14 @@ def batch_to_space(ctx: NodeContext) -> Any:
     block, crops = _block_geometry(ctx, "crops")
     m = len(block)
     x = ctx.input(0)
+    dilated = atrous.finish(ctx.importer.atrous, x, block, crops)
+    if dilated is not None:  # SpaceToBatchND -> convolution -> BatchToSpaceND: one dilated convolution
+        y, left = dilated
+        axes = [a for a, (b, e) in sorted(left.items()) if b or e]
+        if not axes:
+            return y
+        return ctx.op("ember.slice", y, starts=tuple(left[a][0] for a in axes),
+                      ends=tuple(add(y.type.shape[a], -left[a][1]) for a in axes), axes=tuple(axes))
     shape = list(x.type.shape)
     rest = shape[1 + m:]
     batch = floordiv(shape[0], int(np.prod(block)))

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not cuda.available()[0], reason=f"no CUDA GPU: {cuda.available()[1]}")]
 
 ROOT = Path(__file__).resolve().parents[3]
-MODELS = ["mobilenet_v2", "small_resnet", "transformer_block", "keras_layers", "keras_rnn", "dynamic_batch", "op_zoo",
+MODELS = ["mobilenet_v2", "small_resnet", "transformer_block", "keras_layers", "keras_rnn", "dilated_convs",
+          "dynamic_batch", "op_zoo",
           "keras2_layer_norm", "tf1_resource_variables"]
 
 

@@ -18,7 +18,7 @@ from ember.tolerance import assert_close
 
 CASES = [("mobilenet_v2", "serving_default"), ("small_resnet", "serving_default"),
          ("transformer_block", "serving_default"), ("keras_layers", "serving_default"),
-         ("keras_rnn", "serving_default"), ("two_signatures", "serving_default"),
+         ("keras_rnn", "serving_default"), ("dilated_convs", "serving_default"), ("two_signatures", "serving_default"),
          ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default"),
          ("keras2_layer_norm", "serving_default"), ("tf1_resource_variables", "serving_default"),
          ("tf1_ref_variables", "serving_default")]
@@ -117,6 +117,18 @@ def test_keras_recurrent_loops_are_unrolled(saved_models: Any) -> None:
     ops = Counter(op.name for op in module.walk())
     assert ops["ember.loop"] == 0 and ops["ember.sigmoid"] >= 7 * (3 + 2 * 2), ops
     assert len(module.weights) == 3 + 2 * 3 + 3 + 2  # LSTM, two GRUs, SimpleRNN (kernel, recurrent, bias), Dense
+
+
+def test_space_to_batch_convolutions_become_dilated_convolutions(saved_models: Any) -> None:
+    """SpaceToBatchND -> conv -> BatchToSpaceND is one dilated ember.conv: no rearranging
+    transposes or reshapes are left, and the result still matches TensorFlow."""
+    path, reference = saved_models["dilated_convs"]
+    module = ember.load(path)
+    ops = Counter(op.name for op in module.walk())
+    assert ops["ember.transpose"] == 0 and ops["ember.reshape"] == 0, ops
+    dilations = sorted(tuple(op.attributes["dilations"]) for op in module.walk() if op.name == "ember.conv")
+    assert dilations == [(1, 3), (2, 2), (2, 3), (3, 3)], dilations
+    _check(module, *reference["serving_default"])
 
 
 def test_weights_come_from_the_checkpoint_once(saved_models: Any) -> None:

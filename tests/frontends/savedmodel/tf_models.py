@@ -177,6 +177,31 @@ def keras_rnn(path: Path) -> Reference:
     return _export_keras(model, path, batch=3)
 
 
+def dilated_convs(path: Path) -> Reference:
+    """Dilated convolutions that TensorFlow writes as SpaceToBatchND -> conv -> BatchToSpaceND,
+    with odd sizes so that paddings and crops are not zero."""
+    tf = _tf()
+    rng = np.random.default_rng(15)
+    dw = rng.standard_normal((3, 3, 4, 2)).astype(np.float32)
+    k2 = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+    k1 = rng.standard_normal((3, 5, 6)).astype(np.float32)
+
+    class Dilated(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 13, 11, 4], tf.float32, name="image"),
+                                      tf.TensorSpec([None, 17, 5], tf.float32, name="signal")])
+        def __call__(self, image: Any, signal: Any) -> Any:
+            return {"depthwise_rate": tf.nn.depthwise_conv2d(image, dw, [1, 1, 1, 1], "SAME", dilations=[2, 3]),
+                    "atrous_valid": tf.nn.atrous_conv2d(image, k2, rate=2, padding="VALID"),
+                    "atrous_same": tf.nn.atrous_conv2d(image, k2, rate=3, padding="SAME"),
+                    "conv1d_dilated": tf.nn.convolution(signal, k1, padding="SAME", dilations=[3])}
+
+    m = Dilated()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.__call__})
+    feeds = {"image": rng.standard_normal((2, 13, 11, 4)).astype(np.float32),
+             "signal": rng.standard_normal((2, 17, 5)).astype(np.float32)}
+    return _run(path, {"serving_default": feeds})
+
+
 def two_signatures(path: Path) -> Reference:
     tf = _tf()
 
@@ -402,7 +427,8 @@ def unsupported_ops(path: Path) -> Reference:
 
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
-    "keras_layers": keras_layers, "keras_rnn": keras_rnn, "two_signatures": two_signatures,
+    "keras_layers": keras_layers, "keras_rnn": keras_rnn, "dilated_convs": dilated_convs,
+    "two_signatures": two_signatures,
     "dynamic_batch": dynamic_batch,
     "op_zoo": op_zoo,
     "keras2_layer_norm": keras2_layer_norm, "tf1_resource_variables": tf1_graph(True),
