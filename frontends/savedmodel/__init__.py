@@ -18,11 +18,13 @@ from ember.ir.core import Module
 
 
 def load(path: str | os.PathLike, *, signature: str = "serving_default", tags: Sequence[str] = ("serve",),
-         **options: Any) -> Module:
-    """Import one signature of the SavedModel in folder `path`."""
+         shared_batch: bool = True, **options: Any) -> Module:
+    """Import one signature of the SavedModel in folder `path` (the MetaGraphDef with `tags`).
+    Unknown leading dims of the inputs are one symbol, `batch`, as TensorFlow Serving batches
+    them; `shared_batch=False` names each input's own (`<input>_0`)."""
     if options:
         raise TypeError(f"unknown options for SavedModel import: {', '.join(options)}")
-    return import_saved_model(path, signature=signature, tags=tags)
+    return import_saved_model(path, signature=signature, tags=tags, shared_batch=shared_batch)
 
 
 def signatures(path: str | os.PathLike, tags: Sequence[str] = ("serve",)) -> list[str]:

@@ -255,10 +255,11 @@ class NodeContext:
 
 
 class SavedModelImporter(Staging):
-    def __init__(self, saved: SavedModelDir, signature: str) -> None:
+    def __init__(self, saved: SavedModelDir, signature: str, shared_batch: bool = True) -> None:
         super().__init__(Module(None))
         self.saved = saved
         self.signature_key = signature
+        self.shared_batch = shared_batch
         self.signature = saved.signature(signature)
         self.source = f"{saved.path} (signature {signature!r})"
         self.module.attributes = {"producer": f"TensorFlow {saved.tf_version}".strip()}
@@ -301,12 +302,12 @@ class SavedModelImporter(Staging):
         verify(module)
         return module
 
-    @staticmethod
-    def symbol_for(key: str, axis: int, rank: int) -> str:
+    def symbol_for(self, key: str, axis: int, rank: int) -> str:
         """The symbol of an unknown input dim. TensorFlow Serving batches every input of a
         signature along axis 0, so an unknown leading dim of a batched input (rank >= 2) is
-        the one `batch` symbol; any other unknown dim is its own, named after input and axis."""
-        if axis == 0 and rank >= 2:
+        the one `batch` symbol (unless shared_batch=False: inputs whose leading dims differ,
+        such as two sets of vectors); any other unknown dim is its own, named after input and axis."""
+        if axis == 0 and rank >= 2 and self.shared_batch:
             return "batch"
         return sanitize_symbol(f"{key}_{axis}")
 
@@ -496,6 +497,7 @@ class SavedModelImporter(Staging):
         return out
 
 
-def import_saved_model(path: Any, signature: str = "serving_default", tags: Sequence[str] = ("serve",)) -> Module:
+def import_saved_model(path: Any, signature: str = "serving_default", tags: Sequence[str] = ("serve",),
+                       shared_batch: bool = True) -> Module:
     saved = SavedModelDir(path, tuple(tags))
-    return SavedModelImporter(saved, signature).run()
+    return SavedModelImporter(saved, signature, shared_batch).run()

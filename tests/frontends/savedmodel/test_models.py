@@ -57,6 +57,15 @@ def test_signatures_are_listed(saved_models: Any) -> None:
     assert [a.name for a in fn.body.args] == ["features", "prior"]
 
 
+def test_leading_dims_can_be_separate_symbols(saved_models: Any) -> None:
+    path, reference = saved_models["two_signatures"]
+    shared = ember.load(path, signature="scores")
+    assert [str(a.type) for a in shared.functions["main"].body.args] == ["f32[batch,8]", "f32[batch,4]"]
+    separate = ember.load(path, signature="scores", shared_batch=False)
+    assert [str(a.type) for a in separate.functions["main"].body.args] == ["f32[features_0,8]", "f32[prior_0,4]"]
+    _check(separate, *reference["scores"])
+
+
 def test_batch_stays_symbolic_and_runs_at_other_sizes(saved_models: Any) -> None:
     import tensorflow as tf
     path, _ = saved_models["dynamic_batch"]
