@@ -40,6 +40,8 @@ from ember.ir.verify import verify
 # Ops that pass their input through (or do nothing) at inference.
 PASS_THROUGH = {"Identity", "StopGradient", "PreventGradient", "Snapshot", "EnsureShape", "CheckNumerics",
                 "PlaceholderWithDefault"}
+# Ops the importer itself resolves (graph inputs, constants, variables).
+BUILTIN = {"Placeholder", "Const", "VarHandleOp", "ReadVariableOp", "IdentityN", "VariableV2", "Variable"}
 # Output argument names of ops with several single-tensor outputs, in order (function-body
 # references name them: `bn:batch_mean:0`). Every other op's outputs are one argument (or one list).
 OUTPUT_ARGS = {
@@ -103,9 +105,7 @@ STRUCTURAL: dict[str, Callable[..., list[Any]]] = {}
 def supported_ops() -> set[str]:
     import ember.frontends.savedmodel.control  # noqa: F401  (registers loops and TensorLists)
     import ember.frontends.savedmodel.ops  # noqa: F401  (registers the converters)
-    return set(CONVERTERS) | set(STRUCTURAL) | PASS_THROUGH | set(CALL_OPS) | {"Placeholder", "Const", "VarHandleOp",
-                                                             "ReadVariableOp", "IdentityN", "VariableV2",
-                                                             "Variable"}
+    return set(CONVERTERS) | set(STRUCTURAL) | PASS_THROUGH | set(CALL_OPS) | BUILTIN
 
 
 def sanitize_symbol(name: str) -> str:
@@ -255,6 +255,8 @@ class NodeContext:
 
 
 class SavedModelImporter(Staging):
+    """One signature of a SavedModel imported into a new Module (see the module docstring)."""
+
     def __init__(self, saved: SavedModelDir, signature: str, shared_batch: bool = True) -> None:
         super().__init__(Module(None))
         self.saved = saved
