@@ -41,7 +41,17 @@ SCHEMA: dict[str, list[tuple[str, int, str, str]]] = {
     # tensorflow/core/protobuf/saved_model.proto, meta_graph.proto, saver.proto
     "SavedModel": [("saved_model_schema_version", 1, "int64", ""), ("meta_graphs", 2, "MetaGraphDef", "repeated")],
     "MetaGraphDef": [("meta_info_def", 1, "MetaInfoDef", ""), ("graph_def", 2, "GraphDef", ""),
-                     ("saver_def", 3, "SaverDef", ""), ("signature_def", 5, "SignatureDefEntry", "repeated")],
+                     ("saver_def", 3, "SaverDef", ""), ("signature_def", 5, "SignatureDefEntry", "repeated"),
+                     ("object_graph_def", 7, "SavedObjectGraph", "")],
+    # tensorflow/core/protobuf/saved_object_graph.proto: which objects a function captures
+    "SavedObjectGraph": [("concrete_functions", 2, "ConcreteFunctionEntry", "repeated")],
+    "ConcreteFunctionEntry": [("key", 1, "string", ""), ("value", 2, "SavedConcreteFunction", "")],
+    "SavedConcreteFunction": [("bound_inputs", 2, "int32", "repeated")],
+    # tensorflow/core/protobuf/trackable_object_graph.proto (the checkpoint's object graph)
+    "TrackableObjectGraph": [("nodes", 1, "TrackableObject", "repeated")],
+    "TrackableObject": [("attributes", 2, "SerializedTensor", "repeated")],
+    "SerializedTensor": [("name", 1, "string", ""), ("full_name", 2, "string", ""),
+                         ("checkpoint_key", 3, "string", "")],
     "MetaInfoDef": [("meta_graph_version", 1, "string", ""), ("tags", 4, "string", "repeated"),
                     ("tensorflow_version", 5, "string", ""), ("tensorflow_git_version", 6, "string", "")],
     "SaverDef": [("filename_tensor_name", 1, "string", ""), ("save_tensor_name", 2, "string", ""),
@@ -128,6 +138,7 @@ MESSAGES: dict[str, Any] = {name: _message_class(_POOL.FindMessageTypeByName(f"{
 SavedModel = MESSAGES["SavedModel"]
 TensorProto = MESSAGES["TensorProto"]
 BundleHeaderProto = MESSAGES["BundleHeaderProto"]
+TrackableObjectGraph = MESSAGES["TrackableObjectGraph"]
 BundleEntryProto = MESSAGES["BundleEntryProto"]
 
 

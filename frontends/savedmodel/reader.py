@@ -17,7 +17,7 @@ from typing import Any
 
 from ember.errors import EmberError
 from ember.frontends.savedmodel.checkpoint import Checkpoint
-from ember.frontends.savedmodel.protos import SavedModel, entries
+from ember.frontends.savedmodel.protos import SavedModel, TrackableObjectGraph, entries
 from ember.frontends.savedmodel.tensors import to_array
 
 INIT_OP_KEY = "__saved_model_init_op"
@@ -127,13 +127,48 @@ class SavedModelDir:
         return self._checkpoint
 
     def handle_keys(self) -> dict[str, str]:
-        """Graph VarHandleOp (or TF1 Variable) node name -> checkpoint key, from the restore op."""
+        """Graph VarHandleOp (or TF1 Variable) node name -> checkpoint key: from the objects the
+        called functions capture (TF2), then from what the restore op assigns (TF1, and TF2
+        handles the first way does not reach)."""
         if self._handle_keys is None:
-            self._handle_keys = {}
+            self._handle_keys = self._captured_keys()
             restore = self.meta.saver_def.restore_op_name
             if restore:
-                self._trace_restore(self.graph, restore.split(":")[0].lstrip("^"), {}, self._handle_keys, set())
+                traced: dict[str, str] = {}
+                self._trace_restore(self.graph, restore.split(":")[0].lstrip("^"), {}, traced, set())
+                for handle, key in traced.items():
+                    self._handle_keys.setdefault(handle, key)
         return self._handle_keys
+
+    def _captured_keys(self) -> dict[str, str]:
+        """TF2's own binding: a concrete function's last inputs are the objects listed in its
+        `bound_inputs` (node ids of the SavedObjectGraph), and the checkpoint's object graph
+        (the same ids) names each variable's checkpoint key."""
+        bound = {name: list(f.bound_inputs) for name, f in entries(self.meta.object_graph_def.concrete_functions).items()
+                 if f.bound_inputs}
+        calls = [n for n in self.graph.nodes.values() if _callee(n, self.functions) in bound]
+        if not calls:
+            return {}
+        keys = self._object_keys()
+        out: dict[str, str] = {}
+        for call in calls:
+            ids = bound[_callee(call, self.functions) or ""]
+            data = [i for i in call.input if not i.startswith("^")]
+            for ref, node_id in zip(data[len(data) - len(ids):], ids):
+                node = self.graph.nodes.get(split_ref(ref)[0])
+                if node is not None and node.op == "VarHandleOp" and node_id in keys:
+                    out.setdefault(node.name, keys[node_id])
+        return out
+
+    def _object_keys(self) -> dict[int, str]:
+        """Object id -> checkpoint key of its value, from the checkpoint's object graph."""
+        key = "_CHECKPOINTABLE_OBJECT_GRAPH"
+        if key not in self.checkpoint.entries:
+            return {}
+        raw = self.checkpoint.read(key).reshape(()).item()
+        graph = TrackableObjectGraph.FromString(raw)
+        return {i: a.checkpoint_key for i, node in enumerate(graph.nodes) for a in node.attributes
+                if a.name == "VARIABLE_VALUE"}
 
     def _trace_restore(self, body: FunctionBody, start: str, arg_handles: dict[str, str],
                        out: dict[str, str], seen: set[tuple[str, str]]) -> None:

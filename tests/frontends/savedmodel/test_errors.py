@@ -80,12 +80,17 @@ def test_corrupted_index_block(saved_models: Any, tmp_path: Path) -> None:
 
 
 def test_flipped_byte_in_a_shard_names_the_variable(saved_models: Any, tmp_path: Path) -> None:
+    from ember.frontends.savedmodel.reader import SavedModelDir
     path = _copy(saved_models, "small_resnet", tmp_path)
+    saved = SavedModelDir(path)
+    key = sorted(saved.handle_keys().values())[0]  # a variable the signature reads
+    entry = saved.checkpoint.entries[key]
+    saved.checkpoint.close()
     shard = path / "variables" / "variables.data-00000-of-00001"
     data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    data[entry.offset + entry.size // 2] ^= 0x01
     shard.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"variable '.*': checksum mismatch \(the shard is corrupted\)"):
+    with pytest.raises(CheckpointError, match=rf"variable '{key}': checksum mismatch \(the shard is corrupted\)"):
         ember.load(path)
 
 

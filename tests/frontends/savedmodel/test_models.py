@@ -18,7 +18,8 @@ from ember.tolerance import assert_close
 
 CASES = [("mobilenet_v2", "serving_default"), ("small_resnet", "serving_default"),
          ("transformer_block", "serving_default"), ("keras_layers", "serving_default"),
-         ("keras_rnn", "serving_default"), ("dilated_convs", "serving_default"), ("two_signatures", "serving_default"),
+         ("keras_rnn", "serving_default"), ("dilated_convs", "serving_default"),
+         ("keras_tf_save", "serving_default"), ("two_signatures", "serving_default"),
          ("two_signatures", "scores"), ("dynamic_batch", "serving_default"), ("op_zoo", "serving_default"),
          ("keras2_layer_norm", "serving_default"), ("tf1_resource_variables", "serving_default"),
          ("tf1_ref_variables", "serving_default")]

@@ -202,6 +202,22 @@ def dilated_convs(path: Path) -> Reference:
     return _run(path, {"serving_default": feeds})
 
 
+def keras_tf_save(path: Path) -> Reference:
+    """A Keras 3 model written by tf.saved_model.save (not model.export): its serving function
+    captures variables that only TF2's object graph binds to checkpoint keys (the restore op
+    writes other handles)."""
+    import keras
+    tf = _tf()
+    inp = keras.Input((8,))
+    x = keras.layers.Dense(16, activation="relu")(inp)
+    out = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inp, out)
+    _randomize(model, 16)
+    tf.saved_model.save(model, str(path))
+    x = np.random.default_rng(17).standard_normal((4, 8)).astype(np.float32)
+    return _run(path, {"serving_default": {"inputs": x}})
+
+
 def two_signatures(path: Path) -> Reference:
     tf = _tf()
 
@@ -428,6 +444,7 @@ def unsupported_ops(path: Path) -> Reference:
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
     "keras_layers": keras_layers, "keras_rnn": keras_rnn, "dilated_convs": dilated_convs,
+    "keras_tf_save": keras_tf_save,
     "two_signatures": two_signatures,
     "dynamic_batch": dynamic_batch,
     "op_zoo": op_zoo,
