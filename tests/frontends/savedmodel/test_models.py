@@ -170,3 +170,21 @@ def test_engine_from_a_saved_model_runs_on_the_host(saved_models: Any) -> None:
     out = engine.run(feeds, device="cpu")
     for name, ref in expected.items():
         assert_close(np.asarray(out[name]), ref, what=name)
+
+
+def test_cli_compile_and_run_a_saved_model(saved_models: Any, tmp_path: Any) -> None:
+    """`ember compile DIR --signature ... --shapes ...` then `ember run OUT.engine` (host arena)."""
+    from ember.cli import main
+    path, reference = saved_models["two_signatures"]
+    feeds, expected = reference["scores"]
+    engine = tmp_path / "scores.engine"
+    assert main(["compile", str(path), "--signature", "scores", "-o", str(engine), "--target", "sm_90",
+                 "--shapes", "features:3x8", "--shapes", "prior:3x4"]) == 0
+    args = ["run", str(engine), "-o", str(tmp_path / "out.npz"), "--device", "cpu"]
+    for name, value in feeds.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        args += ["-i", f"{name}={tmp_path / f'{name}.npy'}"]
+    assert main(args) == 0
+    out = np.load(tmp_path / "out.npz")
+    for name, ref in expected.items():
+        assert_close(out[name], ref, what=name)
