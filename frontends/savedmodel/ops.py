@@ -848,3 +848,47 @@ def batch_to_space(ctx: NodeContext) -> Any:
         return x
     return ctx.op("ember.slice", x, starts=tuple(crops[a - 1][0] for a in axes),
                   ends=tuple(add(merged[a], -crops[a - 1][1]) for a in axes), axes=tuple(axes))
+
+
+# -- indexing, sorting, scans -------------------------------------------------------------------
+@converter("OneHot")
+def one_hot(ctx: NodeContext) -> Any:
+    depth = ctx.ints(1, "depth")[0]
+    values = ctx.op("ember.concat", ctx.op("ember.unsqueeze", ctx.input(3), axes=(0,)),
+                    ctx.op("ember.unsqueeze", ctx.input(2), axes=(0,)), axis=0)  # [off, on]
+    return ctx.op("ember.one_hot", ctx.input(0), values, depth=depth, axis=int(ctx.attr("axis", -1)))
+
+
+@converter("TopKV2")
+def top_k(ctx: NodeContext) -> Any:
+    k = ctx.dims(1, "k")[0]
+    values, indices = ctx.op("ember.topk", ctx.input(0), None, k=k, axis=-1, largest=True,
+                             sorted=bool(ctx.attr("sorted", True)))
+    want = _dt(ctx.dtype("index_type")) if ctx.attr("index_type") is not None else _dt(np.int32)
+    return [values, indices if indices.type.dtype == want else ctx.op("ember.cast", indices, to=want)]
+
+
+@converter("Cumsum", "Cumprod")
+def cumulative(ctx: NodeContext) -> Any:
+    return ctx.op("ember.cumsum" if ctx.op_type == "Cumsum" else "ember.cumprod", ctx.input(0),
+                  axis=ctx.ints(1, "axis")[0], exclusive=bool(ctx.attr("exclusive", False)),
+                  reverse=bool(ctx.attr("reverse", False)))
+
+
+@converter("MatrixBandPart")
+def band_part(ctx: NodeContext) -> Any:
+    """Keep -lower <= j - i <= upper (a negative bound keeps that whole side): tf.linalg.band_part,
+    how causal masks are made."""
+    lower, upper = ctx.ints(1, "num_lower")[0], ctx.ints(2, "num_upper")[0]
+    x = ctx.input(0)
+    if upper >= 0:
+        x = ctx.op("ember.trilu", x, upper=False, k=upper)
+    if lower >= 0:
+        x = ctx.op("ember.trilu", x, upper=True, k=-lower)
+    return x if (upper >= 0 or lower >= 0) else ctx.op("ember.identity", x)
+
+
+@converter("Where")
+def where_coordinates(ctx: NodeContext) -> Any:
+    """tf.where(cond) with one input: the coordinates of the true elements, [n, rank] int64."""
+    return ctx.op("ember.transpose", ctx.op("ember.nonzero", ctx.input(0)), perm=(1, 0))

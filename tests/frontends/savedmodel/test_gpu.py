@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.gpu,
 
 ROOT = Path(__file__).resolve().parents[3]
 MODELS = ["mobilenet_v2", "small_resnet", "transformer_block", "keras_layers", "keras_rnn", "dilated_convs",
-          "dynamic_batch", "op_zoo", "keras2_layer_norm", "tf1_resource_variables"]
+          "causal_attention", "dynamic_batch", "op_zoo", "keras2_layer_norm", "tf1_resource_variables"]
 
 
 def _folder() -> Path:

@@ -119,6 +119,17 @@ def transformer_block(path: Path) -> Reference:
     return _export_keras(model, path)
 
 
+def causal_attention(path: Path) -> Reference:
+    """Keras MultiHeadAttention with use_causal_mask (the mask made from cumsums of ones)."""
+    import keras
+    from keras import layers as L
+    inp = keras.Input((12, 16))
+    x = L.MultiHeadAttention(num_heads=2, key_dim=8)(inp, inp, use_causal_mask=True)
+    model = keras.Model(inp, L.LayerNormalization()(L.Add()([x, inp])))
+    _randomize(model, 18)
+    return _export_keras(model, path)
+
+
 def keras_layers(path: Path) -> Reference:
     """Many Keras 3 layers in one model with three inputs (image, sequence, token ids):
     Rescaling, SeparableConv2D (swish), Conv2DTranspose, Cropping2D, ZeroPadding2D, bilinear and
@@ -341,6 +352,12 @@ def op_zoo(path: Path) -> Reference:
             o["broadcast"] = tf.broadcast_to(seq[:, :1, :], tf.shape(seq)) + tf.cast(tf.size(seq), tf.float32)
             o["select_v1_rows"] = tf.raw_ops.Select(condition=seq[:, 0, 0] > 0.0, x=seq, y=-seq)
             o["range_dynamic"] = tf.cast(tf.range(tf.shape(seq)[0] * 2), tf.float32) * 0.5
+            o["one_hot"] = tf.one_hot(ids, 10, on_value=2.0, off_value=-1.0)
+            top_values, top_indices = tf.math.top_k(seq, k=3)
+            o["top_k_values"], o["top_k_indices"] = top_values, top_indices
+            o["cumsum"] = tf.cumsum(seq, axis=1) + tf.cumsum(seq, axis=2, exclusive=True, reverse=True)
+            o["band_part"] = tf.linalg.band_part(seq, 1, 2) + tf.linalg.band_part(seq, -1, 0)
+            o["where_coordinates"] = tf.where(seq > 0.5)
             return o
 
     zoo = Zoo()
@@ -444,7 +461,7 @@ def unsupported_ops(path: Path) -> Reference:
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
     "keras_layers": keras_layers, "keras_rnn": keras_rnn, "dilated_convs": dilated_convs,
-    "keras_tf_save": keras_tf_save,
+    "keras_tf_save": keras_tf_save, "causal_attention": causal_attention,
     "two_signatures": two_signatures,
     "dynamic_batch": dynamic_batch,
     "op_zoo": op_zoo,
