@@ -24,6 +24,9 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not cuda.available()[0], reason=f"no CUDA GPU: {cuda.available()[1]}")]
 
 ROOT = Path(__file__).resolve().parents[3]
+# Host segments each model is expected to have: tf.where's coordinates have a size only the data
+# decides, and ember.nonzero has no kernel yet (as for ONNX's NonZero).
+EXPECTED_HOST_OPS = {"op_zoo": ["ember.nonzero @ Where", "ember.transpose @ Where"]}
 MODELS = ["mobilenet_v2", "small_resnet", "transformer_block", "keras_layers", "keras_rnn", "dilated_convs",
           "causal_attention", "dynamic_batch", "op_zoo", "keras2_layer_norm", "tf1_resource_variables"]
 
@@ -45,7 +48,8 @@ def test_saved_model_engine_on_the_gpu_matches_tensorflow(name: str, tmp_path: P
     want = {k.split("/")[2]: ref[k] for k in ref.files if k.startswith("serving_default/out/")}
     engine = ember.compile(ember.load(folder / name), shapes={k: v.shape for k, v in feeds.items()},
                            cache_dir=tmp_path / "cache")
-    assert engine.report.host_ops == [], engine.report.summary()
+    host = [str(entry).split(":")[0] for entry in engine.report.host_ops]
+    assert host == EXPECTED_HOST_OPS.get(name, []), engine.report.summary()
     got = engine.run(feeds, device="cuda")
     assert sorted(got) == sorted(want)
     for k, w in want.items():
