@@ -38,6 +38,10 @@ The forms (x is any float value, c constants):
   so a mask is accepted only when no row can be fully masked: its values are
   provably finite, or it is a constant admitting a key in every row. The
   reshapes and transposes that split and merge the heads stay outside.
+  Keras' MultiHeadAttention computes the scores and the weighted values with einsums in
+  [B, T, N, H] (BTNH,BSNH->BNTS and BNTS,BSNH->BTNH); in that attention form (the q.k einsum
+  feeding the softmax through scalings and an added mask, the softmax feeding the second
+  einsum) they are first rewritten as transposes around matmuls, which the rule then reads.
 """
 
 from __future__ import annotations
@@ -767,8 +771,104 @@ def attention(m: Match, b: Builder) -> Value | None:
     return b.attention(sc.q, key, m.v, mask, None, scale=sc.scale, causal=causal, loc=loc)[0]
 
 
+def _einsum_product(op: Operation) -> tuple[list[int], list[int], list[int]] | None:
+    """For a two-operand einsum that is a batched matrix product (no ellipsis, no repeated
+    label, exactly one label kept from each operand alone and one summed): the transposes
+    that put a in [batch..., m, k] and b in [batch..., k, n] (batch labels in output order),
+    and the one from [batch..., m, n] to the output. None for any other einsum."""
+    eq = op.attributes["equation"].replace(" ", "")
+    if "..." in eq or "->" not in eq or len(op.operands) != 2:
+        return None
+    ins, out = eq.split("->")
+    terms = ins.split(",")
+    if len(terms) != 2:
+        return None
+    a, c = terms
+    if any(len(set(t)) != len(t) for t in (a, c, out)):
+        return None
+    batch = [x for x in out if x in a and x in c]
+    free_a = [x for x in out if x in a and x not in c]
+    free_b = [x for x in out if x in c and x not in a]
+    summed = [x for x in a if x in c and x not in out]
+    if len(free_a) != 1 or len(free_b) != 1 or len(summed) != 1 or \
+            set(a) != set(batch + free_a + summed) or set(c) != set(batch + free_b + summed):
+        return None
+    perm_a = [a.index(x) for x in batch + free_a + summed]
+    perm_b = [c.index(x) for x in batch + summed + free_b]
+    product = batch + free_a + free_b
+    perm_out = [product.index(x) for x in out]
+    return perm_a, perm_b, perm_out
+
+
+def _as_matmul(op: Operation, b: Builder) -> Value | None:
+    """The einsum as transposes around one ember.matmul (the form the attention rule reads)."""
+    perms = _einsum_product(op)
+    if perms is None:
+        return None
+    perm_a, perm_b, perm_out = perms
+    x, y = op.operands
+    if perm_a != sorted(perm_a):
+        x = b.transpose(x, perm=tuple(perm_a))
+    if perm_b != sorted(perm_b):
+        y = b.transpose(y, perm=tuple(perm_b))
+    out = b.matmul(x, y)
+    return out if perm_out == sorted(perm_out) else b.transpose(out, perm=tuple(perm_out))
+
+
+def _feeds_softmax(op: Operation) -> bool:
+    """Does the einsum's result reach a softmax over its last axis through single uses of
+    scalings and an added mask (the attention scores)?"""
+    v = op.results[0]
+    for _ in range(4):
+        if len(v.uses) != 1 or not isinstance(v.uses[0].user, Operation):
+            return False
+        user = v.uses[0].user
+        if user.name == "ember.softmax":
+            return user.attributes["axis"] in (-1, v.type.rank - 1)  # type: ignore[attr-defined]
+        if user.name not in ("ember.mul", "ember.div", "ember.add"):
+            return False
+        v = user.results[0]
+    return False
+
+
+def einsum_scores(m: Match, b: Builder) -> Value | None:
+    """q . k einsum feeding a softmax (Keras' MultiHeadAttention: BTNH,BSNH->BNTS) as
+    transpose(q) @ transpose(k), so that the attention rule sees its form."""
+    if not _feeds_softmax(m.root) or _tensor(m.root.results[0]) is None or m.root.results[0].type.rank != 4:
+        return None
+    return _as_matmul(m.root, b)
+
+
+def _scores_product(v: Value, depth: int = 4) -> bool:
+    """Is `v` a q.k product (matmul or einsum), possibly scaled and with a mask added, as the
+    attention rule reads scores? (A where-masked softmax, say, is not.)"""
+    op = v.defining_op
+    if op is None or depth == 0:
+        return False
+    if op.name in ("ember.matmul", "ember.einsum"):
+        return True
+    if op.name in ("ember.mul", "ember.div", "ember.add"):
+        return any(_scores_product(x, depth - 1) for x in op.operands if x is not None)
+    return False
+
+
+def einsum_values(m: Match, b: Builder) -> Value | None:
+    """softmax(scores) . v einsum (BNTS,BSNH->BTNH) as transpose(softmax @ transpose(v)),
+    when the scores are of the attention rule's form."""
+    perms = _einsum_product(m.root)
+    if perms is None or perms[0] != [0, 1, 2, 3] or _tensor(m.root.results[0]) is None \
+            or m.root.results[0].type.rank != 4 or not _scores_product(m.sm.operands[0]):
+        return None
+    return _as_matmul(m.root, b)
+
+
 SOFTMAX_OF_SCORES = P.op("ember.softmax", P.var("s"), name="sm")
 ATTENTION = RuleSet("attention", [
+    Rule("attention-einsum-scores", P.op("ember.einsum", any_operands=True), einsum_scores,
+         doc="an einsum batched product feeding a softmax = transposes and a matmul (for the attention rule)"),
+    Rule("attention-einsum-values", P.op("ember.einsum", P.op("ember.softmax", any_operands=True, name="sm",
+                                                              single_use=True), P.var("v")), einsum_values,
+         doc="an einsum of softmax(scores) with values = a matmul with transposes (for the attention rule)"),
     Rule("attention", P.op("ember.matmul", P.op("ember.softmax", P.var("s"), name="sm", single_use=True),
                            P.var("v")), attention,
          doc="softmax(scale * q @ k^T + mask) @ v = attention(q, k, v, mask)"),

@@ -96,13 +96,14 @@ def test_keras_cnn_needs_no_transposes(saved_models: Any, name: str) -> None:
     _check(module, *reference["serving_default"])
 
 
-def test_transformer_gelu_and_layer_norm_are_recognized(saved_models: Any) -> None:
+def test_transformer_gelu_layer_norm_and_attention_are_recognized(saved_models: Any) -> None:
     path, reference = saved_models["transformer_block"]
     module = ember.load(path)
     run_pipeline(module, "default")
     ops = Counter(op.name for op in module.walk())
-    assert ops["ember.layer_norm"] == 2 and ops["ember.gelu"] == 2, ops
+    assert ops["ember.layer_norm"] == 2 and ops["ember.gelu"] == 2 and ops["ember.attention"] == 1, ops
     assert ops["ember.erf"] == 0 and ops["ember.rsqrt"] == 0 and ops["ember.tanh"] == 0, ops
+    assert ops["ember.einsum"] == 0 and ops["ember.softmax"] == 0, ops
     approx = sorted(op.attributes["approximate"] for op in module.walk() if op.name == "ember.gelu")
     assert approx == ["none", "tanh"]
     _check(module, *reference["serving_default"])
