@@ -16,6 +16,7 @@ every block (and every If/Loop region) can see them.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ from ember.ir.attrs import Dense
 from ember.ir.core import Block, Module, Operation, Value
 from ember.ir.opdef import REGISTRY, EvalContext, Op, Pure
 from ember.ir.shape_values import ShapeValue
-from ember.ir.types import TensorType
+from ember.ir.types import DTYPES, TensorType
 
 # Values computed at import time only while they stay this small (elements).
 FOLD_LIMIT = 1 << 16
@@ -43,6 +44,17 @@ class Slot:
     const: np.ndarray | None = None
     weight: str | None = None
     dims: ShapeValue | None = None
+
+
+def sanitize_symbol(name: str) -> str:
+    """A source model's dim name (an ONNX dim_param, a SavedModel's input and axis) as an Ember
+    symbol: an identifier that is no element type name nor a word of the textual form."""
+    text = re.sub(r"\W", "_", name.strip()) or "d"
+    if text[0].isdigit():
+        text = "d_" + text
+    if text in DTYPES or text in ("max", "min", "none", "nan", "inf", "true", "false"):
+        text = text + "_"
+    return text
 
 
 class SymbolicOnly(ValueError):

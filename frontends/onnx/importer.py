@@ -16,7 +16,6 @@ other ops (or model-local functions) are imported through that expansion.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -32,8 +31,8 @@ from ember.ir.core import Block, Location, Module, Value
 from ember.ir.dims import Dim, Unknown, sym
 from ember.ir.opdef import ShapeOnly
 from ember.ir.shape_values import ShapeValue
-from ember.ir.staging import Slot, Staging, SymbolicOnly
-from ember.ir.types import DTYPES, OptionalType, SequenceType, TensorType, Type, dtype_of
+from ember.ir.staging import Slot, Staging, SymbolicOnly, sanitize_symbol
+from ember.ir.types import OptionalType, SequenceType, TensorType, Type, dtype_of
 from ember.ir.verify import verify
 
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training"}
@@ -76,16 +75,6 @@ class Scope:
                 return scope.slots[name]
             scope = scope.parent
         return None
-
-
-def sanitize_symbol(name: str) -> str:
-    """An ONNX dim_param as an Ember symbol (an identifier, not an element type name)."""
-    text = re.sub(r"\W", "_", name.strip()) or "d"
-    if text[0].isdigit():
-        text = "d_" + text
-    if text in DTYPES or text in ("max", "min", "none", "nan", "inf", "true", "false"):
-        text = text + "_"
-    return text
 
 
 def describe_node(node: NodeProto) -> str:

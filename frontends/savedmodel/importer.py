@@ -18,7 +18,6 @@ emitted.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -33,8 +32,8 @@ from ember.ir.builder import Builder
 from ember.ir.core import Location, Module, Value
 from ember.ir.dims import Dim, sym
 from ember.ir.shape_values import ShapeValue
-from ember.ir.staging import Slot, Staging, SymbolicOnly
-from ember.ir.types import DTYPES, TensorType, dtype_of
+from ember.ir.staging import Slot, Staging, SymbolicOnly, sanitize_symbol
+from ember.ir.types import TensorType, dtype_of
 from ember.ir.verify import verify
 
 # Ops that pass their input through (or do nothing) at inference.
@@ -106,15 +105,6 @@ def supported_ops() -> set[str]:
     import ember.frontends.savedmodel.control  # noqa: F401  (registers loops and TensorLists)
     import ember.frontends.savedmodel.ops  # noqa: F401  (registers the converters)
     return set(CONVERTERS) | set(STRUCTURAL) | PASS_THROUGH | set(CALL_OPS) | BUILTIN
-
-
-def sanitize_symbol(name: str) -> str:
-    text = re.sub(r"\W", "_", name.strip()) or "d"
-    if text[0].isdigit():
-        text = "d_" + text
-    if text in DTYPES or text in ("max", "min", "none", "nan", "inf", "true", "false"):
-        text += "_"
-    return text
 
 
 class NodeContext:

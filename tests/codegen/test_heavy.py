@@ -8,7 +8,6 @@ through `ember.compile(...).run(..., device="cuda")` on fresh random inputs and 
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,6 +23,7 @@ from ember.ir.builder import Builder
 from ember.ir.types import DType, bf16, f16, f32, f64, i8, i32, u8
 from ember.ir.types import boolean as ir_bool
 from ember.tolerance import assert_close
+from kernel_checks import gpu_available, nvrtc_compiler
 
 Feeds = dict[str, np.ndarray]
 
@@ -331,9 +331,8 @@ CASES = MATMUL + GEMM + EINSUM + CONV + CONV_TRANSPOSE + ATTENTION + FUSED
 
 # -- CPU: lowering and NVRTC ----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def compiler() -> Compiler:
-    with tempfile.TemporaryDirectory() as cache:
-        yield Compiler(("sm_80", "sm_90"), cache_dir=cache)
+def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    return nvrtc_compiler(tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -413,21 +412,6 @@ def test_fixture_heavy_kernels_compile(compiler: Compiler) -> None:
 
 
 # -- GPU: against the interpreter -----------------------------------------------------------
-def _gpu_available() -> bool:
-    try:
-        from cuda.bindings import driver
-        (err,) = driver.cuInit(0)
-        if int(err) != 0:
-            return False
-        err, count = driver.cuDeviceGetCount()
-        return int(err) == 0 and count > 0
-    except Exception:  # noqa: BLE001  (no driver, no GPU)
-        return False
-
-
-GPU = [pytest.mark.gpu, pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU")]
-
-
 def run_on_gpu(module: Any, feeds: Feeds, pipeline: str) -> dict[str, np.ndarray]:
     engine = ember.compile(module, pipeline=pipeline)
     return engine.run(feeds, device="cuda")
@@ -435,7 +419,7 @@ def run_on_gpu(module: Any, feeds: Feeds, pipeline: str) -> dict[str, np.ndarray
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.host], ids=lambda c: c.name)
 @pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_gpu_matches_interpreter(case: Case) -> None:
     module, feeds = case.build(np.random.default_rng())
     expected = ember.interpret(module, feeds)
@@ -445,7 +429,7 @@ def test_gpu_matches_interpreter(case: Case) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_gpu_gemm_4096_cubed_spot_check() -> None:
     """fp32 4096^3: a few rows against numpy in f64."""
     rng = np.random.default_rng()

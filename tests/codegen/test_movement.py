@@ -24,8 +24,8 @@ from ember.codegen.nvrtc import Compiler
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Value
 from ember.ir.types import Type, bf16, boolean, f16, f32, i8, i32, i64, u8
-from ember.passes.manager import PassManager
 from ember.tolerance import assert_close
+from kernel_checks import gpu_available, launches, lowered, nvrtc_compiler, rand
 
 GRID_CAP = 1 << 18
 
@@ -51,18 +51,6 @@ class Case:
 
     def random_feeds(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {n: self.feeds[n](rng) if n in self.feeds else rand(rng, t) for n, t in self.inputs}
-
-
-def rand(rng: np.random.Generator, t: Type) -> np.ndarray:
-    """Fresh random data of a tensor type: floats in +-3 (never 0), small integers, bools."""
-    shape, dt = tuple(t.shape), t.dtype.np_dtype
-    if dt == np.bool_:
-        return rng.random(shape) < 0.5
-    if np.issubdtype(dt, np.integer):
-        info = np.iinfo(dt)
-        return rng.integers(max(info.min, -60), min(info.max, 60) + 1, size=shape).astype(dt)
-    x = rng.uniform(0.05, 3.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-    return x.astype(dt)
 
 
 def indices(shape: tuple[int, ...], dim: int, dtype: Any = np.int64) -> Callable[[np.random.Generator], np.ndarray]:
@@ -214,16 +202,6 @@ IDS = [c.name for c in CASES]
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def lowered(c: Case) -> tuple[Module, Program]:
-    m = c.module()
-    PassManager("canonicalize").run(m)
-    return m, lower(m)
-
-
-def launches(program: Program) -> list[dict[str, Any]]:
-    return [s for s in program.steps if s["kind"] == "launch"]
-
-
 def check_cover(step: dict[str, Any], source: str) -> None:
     """The grid reaches every work item: grid-stride kernels need min(n, cap) items' blocks."""
     per_block = int(re.search(r"grid-stride: (\d+) work item", source).group(1))
@@ -276,13 +254,13 @@ def replay_copies(program: Program, feeds: dict[str, np.ndarray]) -> dict[str, n
 
 @pytest.fixture(scope="module")
 def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    return Compiler(("sm_80", "sm_90"), cache_dir=tmp_path_factory.mktemp("nvrtc"), jobs=2)
+    return nvrtc_compiler(tmp_path_factory)
 
 
 # -- CPU: lowering, NVRTC, coverage, numpy replay ---------------------------------------------------------------
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 def test_kernels_compile_and_cover(c: Case, compiler: Compiler) -> None:
-    _, program = lowered(c)
+    _, program = lowered(c.module())
     assert not program.host_ops, program.host_ops
     steps = launches(program)
     assert bool(steps) == c.launches
@@ -295,7 +273,7 @@ def test_kernels_compile_and_cover(c: Case, compiler: Compiler) -> None:
                                                                          "tile", "depth", "space"))],
                          ids=lambda c: c.name)
 def test_copies_replayed_in_numpy(c: Case) -> None:
-    m, program = lowered(c)
+    m, program = lowered(c.module())
     feeds = c.random_feeds(np.random.default_rng(0))
     got = replay_copies(program, feeds)
     assert got is not None, "only strided copies and tiled transposes expected"
@@ -314,7 +292,7 @@ def test_shape_queries_lower_without_folding() -> None:
 
 
 def test_transpose_layout_change_is_tiled() -> None:
-    _, program = lowered(CASES[0])
+    _, program = lowered(CASES[0].module())
     (step,) = launches(program)
     assert "transpose_tiled" in program.kernels[step["kernel"]].source and step["block"] == [32, 8, 1]
 
@@ -351,21 +329,6 @@ def test_scatter_with_many_rows_goes_to_the_host() -> None:
 
 
 # -- GPU: against the interpreter -------------------------------------------------------------------------------
-def gpu_available() -> bool:
-    try:
-        from ember.runtime import cuda
-        return bool(cuda.available()[0])
-    except Exception:  # noqa: BLE001  (no driver, no runtime)
-        return False
-
-
-def build_engine(module: Module) -> Any:
-    compile_ = getattr(ember, "compile", None)
-    if compile_ is None:
-        from ember.build import compile as compile_
-    return compile_(module, pipeline="canonicalize")
-
-
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
@@ -373,6 +336,6 @@ def test_on_gpu(c: Case) -> None:
     m = c.module()
     feeds = c.random_feeds(np.random.default_rng())
     want = ember.interpret(m, feeds)
-    got = build_engine(m).run(feeds, device="cuda")
+    got = ember.compile(m, pipeline="canonicalize").run(feeds, device="cuda")
     for name, value in want.items():
         assert_close(np.asarray(got[name]), value, what=f"{c.name}: {name}")

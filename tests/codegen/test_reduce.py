@@ -19,14 +19,14 @@ import pytest
 
 import ember
 import ember.codegen.ops.movement  # noqa: F401  (with reduce below: registers the lowerings until ops/__init__ does)
-from ember.codegen.lower import Program, lower
+from ember.codegen.lower import lower
 from ember.codegen.nvrtc import Compiler
 from ember.codegen.ops.reduce import plan_rows
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Value
 from ember.ir.types import Type, bf16, boolean, f16, f32, f64, i8, i32, i64, u8
-from ember.passes.manager import PassManager
 from ember.tolerance import assert_close
+from kernel_checks import gpu_available, launches, lowered, nvrtc_compiler, rand
 
 GRID_CAP = 1 << 18
 
@@ -51,18 +51,6 @@ class Case:
 
     def random_feeds(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return {n: self.feeds[n](rng) if n in self.feeds else rand(rng, t) for n, t in self.inputs}
-
-
-def rand(rng: np.random.Generator, t: Type, low: float = 0.05, high: float = 3.0) -> np.ndarray:
-    """Fresh random data: floats of magnitude in [low, high) and either sign (never 0), small ints, bools."""
-    shape, dt = tuple(t.shape), t.dtype.np_dtype
-    if dt == np.bool_:
-        return rng.random(shape) < 0.5
-    if np.issubdtype(dt, np.integer):
-        info = np.iinfo(dt)
-        return rng.integers(max(info.min, -60), min(info.max, 60) + 1, size=shape).astype(dt)
-    x = rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-    return x.astype(dt)
 
 
 def positive(t: Type, low: float = 0.5, high: float = 1.5) -> Callable[[np.random.Generator], np.ndarray]:
@@ -262,16 +250,6 @@ IDS = [c.name for c in CASES]
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-def lowered(c: Case) -> tuple[Module, Program]:
-    m = c.module()
-    PassManager("canonicalize").run(m)
-    return m, lower(m)
-
-
-def launches(program: Program) -> list[dict[str, Any]]:
-    return [s for s in program.steps if s["kind"] == "launch"]
-
-
 def check_cover(step: dict[str, Any], source: str) -> None:
     """The grid reaches every work item: grid-stride kernels need min(n, cap) items' blocks."""
     per_block = int(re.search(r"grid-stride: (\d+) work item", source).group(1))
@@ -285,13 +263,13 @@ def check_cover(step: dict[str, Any], source: str) -> None:
 
 @pytest.fixture(scope="module")
 def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    return Compiler(("sm_80", "sm_90"), cache_dir=tmp_path_factory.mktemp("nvrtc"), jobs=2)
+    return nvrtc_compiler(tmp_path_factory)
 
 
 # -- CPU: lowering, NVRTC, coverage ---------------------------------------------------------------------
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 def test_kernels_compile_and_cover(c: Case, compiler: Compiler) -> None:
-    _, program = lowered(c)
+    _, program = lowered(c.module())
     assert bool(program.host_ops) == c.host, program.host_ops
     steps = launches(program)
     assert bool(steps) != c.host
@@ -327,7 +305,7 @@ def test_large_tensors_index_in_64_bits(c: Case, compiler: Compiler) -> None:
 
 
 def test_fused_prologue_is_inline() -> None:
-    _, program = lowered(next(c for c in CASES if c.name == "fused_add_add_layer_norm"))
+    _, program = lowered(next(c for c in CASES if c.name == "fused_add_add_layer_norm").module())
     (step,) = launches(program)
     source = program.kernels[step["kernel"]].source
     assert "struct Prologue0" in source and "ember.add" in source and "norm_rows" in source
@@ -374,21 +352,6 @@ def test_plans_pick_teams() -> None:
 
 
 # -- GPU: against the interpreter -------------------------------------------------------------------------------
-def gpu_available() -> bool:
-    try:
-        from ember.runtime import cuda
-        return bool(cuda.available()[0])
-    except Exception:  # noqa: BLE001  (no driver, no runtime)
-        return False
-
-
-def build_engine(module: Module) -> Any:
-    compile_ = getattr(ember, "compile", None)
-    if compile_ is None:
-        from ember.build import compile as compile_
-    return compile_(module, pipeline="canonicalize")
-
-
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
@@ -396,6 +359,6 @@ def test_on_gpu(c: Case) -> None:
     m = c.module()
     feeds = c.random_feeds(np.random.default_rng())
     want = ember.interpret(m, feeds)
-    got = build_engine(m).run(feeds, device="cuda")
+    got = ember.compile(m, pipeline="canonicalize").run(feeds, device="cuda")
     for name, value in want.items():
         assert_close(np.asarray(got[name]), value, what=f"{c.name}: {name}")

@@ -6,7 +6,6 @@ a warning. GPU (`-m gpu`): each case matches `ember.interpret` on fresh random i
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,6 +20,7 @@ from ember.codegen.nvrtc import Compiler
 from ember.ir.builder import Builder
 from ember.ir.types import DType, bf16, f16, f32, f64, i32, i64
 from ember.tolerance import assert_close
+from kernel_checks import gpu_available, nvrtc_compiler
 
 Feeds = dict[str, np.ndarray]
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -102,9 +102,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def compiler() -> Compiler:
-    with tempfile.TemporaryDirectory() as cache:
-        yield Compiler(("sm_80", "sm_90"), cache_dir=cache)
+def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    return nvrtc_compiler(tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -140,21 +139,9 @@ def test_fixture_lstm_lowers() -> None:
     assert not host & set(lstm), program.host_ops
 
 
-def _gpu_available() -> bool:
-    try:
-        from cuda.bindings import driver
-        (err,) = driver.cuInit(0)
-        if int(err) != 0:
-            return False
-        err, count = driver.cuDeviceGetCount()
-        return int(err) == 0 and count > 0
-    except Exception:  # noqa: BLE001  (no driver, no GPU)
-        return False
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 @pytest.mark.gpu
-@pytest.mark.skipif(not _gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_gpu_matches_interpreter(case: Case) -> None:
     module, feeds = case.module(np.random.default_rng())
     expected = ember.interpret(module, feeds)

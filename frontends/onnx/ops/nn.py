@@ -266,28 +266,22 @@ def _legacy_resize(ctx: NodeContext, scales: tuple[float, ...], mode: str) -> An
     return value
 
 
-@converter("Upsample", since=7)
-def upsample_7(ctx: NodeContext) -> Any:
-    scales = _floats(np.asarray(ctx.attr("scales", []), dtype=np.float64))
+def _scaled(ctx: NodeContext, given: Any) -> Any:
+    scales = _floats(given)
     if scales is None:
         raise ctx.fail("scales is required")
     return _legacy_resize(ctx, scales, ctx.attr("mode", "nearest"))
+
+
+@converter("Upsample", since=7)
+def upsample_7(ctx: NodeContext) -> Any:
+    return _scaled(ctx, np.asarray(ctx.attr("scales", []), dtype=np.float64))
 
 
 @converter("Upsample", since=9)
-def upsample_9(ctx: NodeContext) -> Any:
-    scales = _floats(ctx.static(1, "scales"))
-    if scales is None:
-        raise ctx.fail("scales is required")
-    return _legacy_resize(ctx, scales, ctx.attr("mode", "nearest"))
-
-
 @converter("Resize", since=10)
-def resize_10(ctx: NodeContext) -> Any:
-    scales = _floats(ctx.static(1, "scales"))
-    if scales is None:
-        raise ctx.fail("scales is required")
-    return _legacy_resize(ctx, scales, ctx.attr("mode", "nearest"))
+def upsample_9(ctx: NodeContext) -> Any:
+    return _scaled(ctx, ctx.static(1, "scales"))
 
 
 @converter("Resize", since=11)

@@ -1,0 +1,51 @@
+"""What the codegen tests share: fresh random inputs, the NVRTC compiler they build with,
+lowering a one-op module, and whether a GPU is there for the `-m gpu` half of each file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ember.codegen.lower import Program, lower
+from ember.codegen.nvrtc import Compiler
+from ember.ir.core import Module
+from ember.ir.types import Type
+from ember.passes.manager import PassManager
+
+
+def rand(rng: np.random.Generator, t: Type, low: float = 0.05, high: float = 3.0) -> np.ndarray:
+    """Fresh random data of a tensor type: floats of magnitude in [low, high) and either sign
+    (never 0), small integers, bools."""
+    shape, dt = tuple(t.shape), t.dtype.np_dtype
+    if dt == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        return rng.integers(max(info.min, -60), min(info.max, 60) + 1, size=shape).astype(dt)
+    x = rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return x.astype(dt)
+
+
+def nvrtc_compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
+    """A compiler for sm_80 and sm_90 with a cache of its own (so a test file starts cold)."""
+    return Compiler(("sm_80", "sm_90"), cache_dir=tmp_path_factory.mktemp("nvrtc"), jobs=2)
+
+
+def lowered(module: Module) -> tuple[Module, Program]:
+    """The module canonicalized and lowered to a program of kernels and launches."""
+    PassManager("canonicalize").run(module)
+    return module, lower(module)
+
+
+def launches(program: Program) -> list[dict[str, Any]]:
+    return [s for s in program.steps if s["kind"] == "launch"]
+
+
+def gpu_available() -> bool:
+    try:
+        from ember.runtime import cuda
+        return bool(cuda.available()[0])
+    except Exception:  # noqa: BLE001  (no driver, no runtime)
+        return False
