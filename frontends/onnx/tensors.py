@@ -8,13 +8,14 @@ model's weights cost no copy until they are used.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import posixpath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
-import onnx
 from onnx import TensorProto, numpy_helper
 
 from ember.errors import EmberError
+from ember.ir import sizes
 from ember.ir import types as T
 from ember.ir.types import DType
 
@@ -55,7 +56,7 @@ def to_array(t: TensorProto, base_dir: str | os.PathLike | None, where: str) -> 
     """The numpy value of a TensorProto, external data included (mapped, not read)."""
     dt = element_type(t.data_type, where)
     shape = tuple(int(d) for d in t.dims)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = sizes.numel(shape, where)
     if t.data_location == TensorProto.EXTERNAL:
         return _external(t, dt, shape, count, base_dir, where)
     try:
@@ -70,31 +71,89 @@ def to_array(t: TensorProto, base_dir: str | os.PathLike | None, where: str) -> 
     return arr.astype(dt.np_dtype, copy=False).reshape(shape)
 
 
+def external_file(base_dir: str | os.PathLike | None, location: str, where: str) -> Path:
+    """The file an external-data `location` names, only if it lies inside the model's folder.
+
+    A model is untrusted input: its locations must be relative, must not climb out with
+    `..`, and must not reach out through a symlink (the file, resolved, must still lie
+    under the folder, resolved). ONNX's own checker applies the same rule."""
+    if base_dir is None:
+        raise TensorError(f"{where}: its data is in an external file {location!r}, and the model was not read "
+                          "from a folder (pass base_dir)")
+    if not location or "\0" in location:
+        raise TensorError(f"{where}: external data location {location!r} is empty or not a file name")
+    if PurePosixPath(location).is_absolute() or PureWindowsPath(location).is_absolute() or \
+            PureWindowsPath(location).drive:
+        raise TensorError(f"{where}: external data location {location!r} is an absolute path; it must be "
+                          "relative to the model's folder")
+    normal = posixpath.normpath(location.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../"):
+        raise TensorError(f"{where}: external data location {location!r} points outside the model's folder")
+    folder = Path(base_dir).resolve()
+    path = folder / normal
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise TensorError(f"{where}: its external data file {path} does not exist") from None
+    except (OSError, RuntimeError) as err:
+        raise TensorError(f"{where}: cannot read its external data file {path}: {err}") from None
+    if real != folder and folder not in real.parents:
+        raise TensorError(f"{where}: external data location {location!r} leads outside the model's folder "
+                          f"through a symlink (to {real})")
+    if not real.is_file():
+        raise TensorError(f"{where}: external data location {location!r} is not a regular file")
+    return real
+
+
+def _external_int(info: dict[str, str], key: str, default: int, where: str) -> int:
+    text = info.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise TensorError(f"{where}: external data {key} {text!r} is not an integer") from None
+    if value < 0:
+        raise TensorError(f"{where}: external data {key} {value} is negative")
+    return value
+
+
 def _external(t: TensorProto, dt: DType, shape: tuple[int, ...], count: int, base_dir: str | os.PathLike | None,
               where: str) -> np.ndarray:
     info = {e.key: e.value for e in t.external_data}
     if "location" not in info:
         raise TensorError(f"{where}: external data without a location")
-    path = Path(base_dir or ".") / info["location"]
-    offset = int(info.get("offset", 0))
+    path = external_file(base_dir, info["location"], where)
+    offset = _external_int(info, "offset", 0, where)
+    packed = t.data_type in _PACKED or dt is T.string
+    nbytes = sizes.nbytes(shape, dt.itemsize if not packed else 1, where) if dt is not T.string else None
+    length = _external_int(info, "length", -1, where)
     try:
-        size = path.stat().st_size
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as err:
         raise TensorError(f"{where}: cannot read its external data file {path}: {err.strerror}") from None
-    if t.data_type in _PACKED or dt is T.string:
-        proto = TensorProto()
-        proto.CopyFrom(t)
-        onnx.external_data_helper.load_external_data_for_tensor(proto, str(base_dir or "."))
-        return to_array(proto, base_dir, where)
-    nbytes = count * dt.itemsize
-    length = int(info.get("length", nbytes))
-    if length != nbytes:
-        raise TensorError(f"{where}: external data holds {length} bytes, {dt}{list(shape)} needs {nbytes}")
-    if offset + nbytes > size:
-        raise TensorError(f"{where}: external data file {path} is truncated ({size} bytes, needs {offset + nbytes})")
-    if nbytes == 0:
-        return np.zeros(shape, dt.np_dtype)
-    return np.memmap(path, dtype=dt.np_dtype.newbyteorder("<"), mode="r", offset=offset, shape=shape)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if packed:
+            # Packed sub-byte and string tensors: read their bytes and let ONNX unpack them.
+            if length < 0:
+                length = size - offset
+            sizes.check_range(offset, length, size, f"{where}: external data file {path}")
+            f.seek(offset)
+            proto = TensorProto()
+            proto.CopyFrom(t)
+            del proto.external_data[:]
+            proto.data_location = TensorProto.DEFAULT
+            proto.raw_data = f.read(length)
+            return to_array(proto, None, where)
+        if length >= 0 and length != nbytes:
+            raise TensorError(f"{where}: external data holds {length} bytes, {dt}{list(shape)} needs {nbytes}")
+        if offset + nbytes > size:
+            raise TensorError(f"{where}: external data file {path} is truncated ({size} bytes, needs "
+                              f"{offset + nbytes})")
+        if nbytes == 0:
+            return np.zeros(shape, dt.np_dtype)
+        return np.memmap(f, dtype=dt.np_dtype.newbyteorder("<"), mode="r", offset=offset, shape=shape)
 
 
 def from_array(array: np.ndarray, name: str = "") -> TensorProto:
