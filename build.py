@@ -8,6 +8,7 @@ imports this: an engine runs without the compiler.
 
 from __future__ import annotations
 
+import operator
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ember.errors import EmberError, UnsupportedOpError
+from ember.ir import sizes
 from ember.ir.core import Module
 from ember.ir.dims import as_symbol
 
@@ -69,7 +71,7 @@ def bind_shapes(module: Module, shapes: Mapping[str, Sequence[int]] | None) -> d
         t = v.type
         if name not in given or not hasattr(t, "shape") or t.shape is None:
             continue
-        dims = tuple(int(d) for d in given[name])
+        dims = tuple(sizes.check_dim(_int_dim(d, name), f"shapes of input {name!r}") for d in given[name])
         if len(dims) != len(t.shape):
             raise BuildError(f"input {name!r}: shape {list(dims)} has rank {len(dims)}; the model's {t} has "
                              f"rank {len(t.shape)}")
@@ -87,6 +89,13 @@ def bind_shapes(module: Module, shapes: Mapping[str, Sequence[int]] | None) -> d
         for s in getattr(v.type, "symbols", lambda: set())():
             env.setdefault(s, 1)
     return env
+
+
+def _int_dim(d: object, name: str) -> int:
+    try:
+        return operator.index(d)  # type: ignore[arg-type]
+    except TypeError:
+        raise BuildError(f"shapes of input {name!r}: dim {d!r} is not an integer") from None
 
 
 def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
@@ -159,6 +168,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         info={"targets": list(compiler.targets), "nvrtc": compiler.version, "precision": precision,
               "pipeline": steps, "symbols": env})
     report.memory = engine.memory_report()
+    sizes.check_bytes(report.memory["arena_bytes"], "the activation arena (the live activations at the peak)")
     engine.report = report
     return engine
 

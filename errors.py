@@ -52,5 +52,9 @@ class ModelFormatError(EmberError, ValueError):
     """A path that is not a model Ember reads (unknown suffix, a folder without saved_model.pb)."""
 
 
+class ModelNotFoundError(ModelFormatError, FileNotFoundError):
+    """A model path that does not exist."""
+
+
 class WeightsFileError(EmberError, ValueError):
     """A weights file that is missing, truncated, corrupted or of another format."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ember.errors import ModelFormatError
+from ember.errors import ModelFormatError, ModelNotFoundError
 from ember.ir.core import Module
 
 
@@ -17,7 +17,7 @@ def load(path: str | os.PathLike, **options: object) -> Module:
     """Read `path`: a `.ir` file (its weights beside it), an `.onnx` file, or a SavedModel folder."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"no such model: {p}")
+        raise ModelNotFoundError(f"no such model: {p}")
     if p.is_dir():
         from ember.frontends.savedmodel import load as load_saved_model
         return load_saved_model(p, **options)  # type: ignore[arg-type]

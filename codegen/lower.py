@@ -27,6 +27,7 @@ import numpy as np
 from ember.codegen.kernel import Arg, Kernel, Launch
 from ember.errors import EmberError, UnsupportedOpError
 from ember.ir.core import Function, Module, Operation, Value
+from ember.ir import sizes
 from ember.ir.dims import Unknown, evaluate
 from ember.ir.opdef import ViewLike
 from ember.ir.types import TensorType
@@ -60,7 +61,7 @@ class ValueInfo:
     @property
     def nbytes(self) -> int:
         from ember.ir.types import dtype
-        return int(np.prod(self.shape, dtype=np.int64)) * dtype(self.dtype).itemsize
+        return sizes.nbytes(self.shape, dtype(self.dtype).itemsize, f"value {self.name}")
 
     def to_json(self) -> dict[str, Any]:
         out = {"id": self.id, "name": self.name, "dtype": self.dtype, "shape": list(self.shape), "kind": self.kind,
@@ -185,6 +186,16 @@ class Lowerer:
                 raise UnsupportedOpError(f"{t}: {err} (give the input shapes)") from None
         return tuple(out)
 
+    def _describe(self, v: Value, t: TensorType) -> str:
+        """How a size error names a value: what defines it, where, its type and the symbols bound."""
+        op = v.defining_op
+        if op is None:
+            what = f"input %{v.name}" if v.name else "a function input"
+        else:
+            what = f"{op.loc}: {op.name}" if op.loc else op.name
+        bound = ", ".join(f"{s}={self.env[s]}" for s in sorted(t.symbols()) if s in self.env)
+        return f"{what} ({t}{' with ' + bound if bound else ''})"
+
     def _add_value(self, v: Value, kind: str, **extra: Any) -> int:
         vid = len(self.program.values)
         self.ids[v] = vid
@@ -194,6 +205,8 @@ class Lowerer:
                 shape = self.shape(v)
             except (UnsupportedOpError, EmberError):
                 shape, kind = (), "host"
+            else:
+                sizes.nbytes(shape, t.dtype.itemsize, self._describe(v, t))
             dt = t.dtype.name
         else:
             shape, dt, kind = (), str(t), "host"
@@ -312,3 +325,4 @@ def _locs(module: Module, indices: Sequence[int]) -> set[str]:
 
 
 __all__ = ["lower", "lowering", "LowerContext", "Program", "ValueInfo", "LOWERINGS", "FUSED_LOWERINGS"]
+

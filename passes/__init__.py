@@ -8,9 +8,9 @@ Write a pass: a decorated function or a frozen dataclass (see manager.py); write
 rules: `P`, `Rule`, `RuleSet`, `apply_rules` (see rewrite.py).
 """
 
-from ember.passes.manager import (PASSES, PIPELINES, Pass, PassContext, PassManager, parse_pipeline,
-                                  register_pass, register_pipeline, run_pipeline, timing_report)
+from ember.passes.manager import (PASSES, PIPELINES, Pass, PassContext, PassManager, option,
+                                  parse_pipeline, register_pass, register_pipeline, run_pipeline, timing_report)
 from ember.passes.rewrite import P, Rule, RuleSet, apply_rules
 
-__all__ = ["PASSES", "PIPELINES", "P", "Pass", "PassContext", "PassManager", "Rule", "RuleSet", "apply_rules",
+__all__ = ["PASSES", "PIPELINES", "P", "Pass", "PassContext", "PassManager", "option", "Rule", "RuleSet", "apply_rules",
            "parse_pipeline", "register_pass", "register_pipeline", "run_pipeline", "timing_report"]

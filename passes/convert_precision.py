@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ember.errors import EmberError, PassError
+from ember.errors import EmberError
 from ember.ir.attrs import Dense
 from ember.ir.builder import Builder
 from ember.ir.core import Block, Module, Operation, Value
@@ -42,7 +42,7 @@ from ember.ir.ops.core import cast_array  # importing ember.ir.ops fills the reg
 from ember.ir.types import DType, TensorType, bf16, f16, f32, f64
 from ember.passes.dce import dead_code
 from ember.passes.layout_nhwc import materialize
-from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.manager import Pass, PassContext, option, register_pass
 from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules
 
 x = P.var("x")
@@ -176,14 +176,11 @@ class ConvertPrecision(Pass):
     """Run float ops in f16 or bf16, reductions, normalizations and `keep` in f32; inputs
     and outputs keep their types (see the module docstring for the contract)."""
 
-    to: str = "f16"
+    to: str = option("f16", choices=tuple(LOW_TYPES))
     keep: tuple[str, ...] = ()
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        low = LOW_TYPES.get(self.to)
-        if low is None:
-            raise PassError(f"convert-precision{{to={self.to}}}: expected to=f16 or to=bf16")
-        fired = apply_rules(module, precision_rules(Precision(low, frozenset(self.keep))))
+        fired = apply_rules(module, precision_rules(Precision(LOW_TYPES[self.to], frozenset(self.keep))))
         for rule, n in fired.items():
             ctx.count(self.name, rule, n)
         merged = sum(merge_casts(fn.body) for fn in module.functions.values())

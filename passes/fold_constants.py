@@ -20,7 +20,7 @@ from ember.ir.core import Block, Module, Operation, Value
 from ember.ir.opdef import REGISTRY, EvalContext, Op, Pure
 from ember.ir.types import TensorType, dtype_of
 from ember.passes.dce import dead_code
-from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.manager import Pass, PassContext, option, register_pass
 from ember.passes.rewrite import known_value, replace_op
 
 NOT_FOLDED = {"ember.constant", "ember.weight"}
@@ -35,9 +35,9 @@ def _no_regions(block: Block, args: Any) -> tuple:
 class FoldConstants(Pass):
     """Evaluate pure ops whose operands are all known; bounded so weights never grow."""
 
-    inline_limit: int = 64
-    growth: float = 1.0
-    max_elements: int = 1 << 24
+    inline_limit: int = option(64, min=0)
+    growth: float = option(1.0, min=0.0)
+    max_elements: int = option(1 << 24, min=0)
 
     def run(self, module: Module, ctx: PassContext) -> bool:
         eval_ctx = EvalContext(env={}, module=module, run_block=_no_regions)

@@ -27,7 +27,7 @@ from ember.ir.core import Block, Module, Operation
 from ember.ir.opdef import Elementwise, Heavy, Normalization, Op, Pure, Reduction
 from ember.ir.types import TensorType
 from ember.passes.fusion import fuse, skip_fused
-from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.manager import Pass, PassContext, option, register_pass
 
 
 def _plain(op: Operation) -> bool:
@@ -103,7 +103,7 @@ def fuse_elementwise(module: Module, max_ops: int) -> dict[str, int]:
 class FuseElementwise(Pass):
     """Merge elementwise DAGs (and the elementwise ops feeding a reduction) into ember.fused ops."""
 
-    max_ops: int = 32
+    max_ops: int = option(32, min=1)
 
     def run(self, module: Module, ctx: PassContext) -> bool:
         stats = fuse_elementwise(module, self.max_ops)

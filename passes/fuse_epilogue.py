@@ -32,7 +32,7 @@ from ember.ir.core import Block, Module, Operation, Value
 from ember.ir.opdef import Elementwise, Heavy, Op, Pure
 from ember.ir.types import TensorType
 from ember.passes.fusion import fuse, skip_fused
-from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.manager import Pass, PassContext, option, register_pass
 
 
 def is_heavy(op: Operation) -> bool:
@@ -134,7 +134,7 @@ def fuse_epilogues(module: Module, max_ops: int) -> tuple[int, int]:
 class FuseEpilogue(Pass):
     """Wrap each heavy op with the elementwise ops after it in one ember.fused (kind "epilogue")."""
 
-    max_ops: int = 16
+    max_ops: int = option(16, min=1)
 
     def run(self, module: Module, ctx: PassContext) -> bool:
         made, taken = fuse_epilogues(module, self.max_ops)

@@ -23,6 +23,7 @@ registered pipeline (like `default`) is a name for such a string.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import time
@@ -51,6 +52,17 @@ class Pass:
 
     name: ClassVar[str] = ""
 
+    def __post_init__(self) -> None:
+        """Refuse option values outside what each option declares (`option(min=, max=, choices=)`),
+        from a pipeline string and from Python alike."""
+        if not dataclasses.is_dataclass(self):
+            return
+        for f in dataclasses.fields(self):
+            problem = _option_problem(getattr(self, f.name), f.metadata)
+            if problem:
+                raise PassError(f"pass {self.name!r}: option {f.name.replace('_', '-')}={getattr(self, f.name)!r} "
+                                f"{problem}")
+
     def run(self, module: Module, ctx: PassContext) -> bool:
         raise NotImplementedError
 
@@ -59,6 +71,25 @@ class Pass:
                 for f in dataclasses.fields(self) if getattr(self, f.name) != f.default] \
             if dataclasses.is_dataclass(self) else []
         return self.name + ("{" + ",".join(opts) + "}" if opts else "")
+
+
+def option(default: Any, *, min: float | None = None, max: float | None = None,
+           choices: Sequence[Any] | None = None) -> Any:
+    """A pass option with the values it accepts: `max_ops: int = option(32, min=1)`."""
+    return field(default=default, metadata={"min": min, "max": max, "choices": choices})
+
+
+def _option_problem(value: Any, meta: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    low, high, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    if low is not None and value < low:
+        return f"is below its minimum {low}"
+    if high is not None and value > high:
+        return f"is above its maximum {high}"
+    if choices is not None and value not in choices:
+        return f"is not one of {', '.join(map(str, choices))}"
+    return None
 
 
 PASSES: dict[str, type[Pass]] = {}

@@ -13,7 +13,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import ModelProto
 
-from ember.errors import EmberError
+from ember.errors import EmberError, ModelNotFoundError
 
 
 class OnnxFileError(EmberError, ValueError):
@@ -25,7 +25,7 @@ def read_model(path: str | os.PathLike) -> ModelProto:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"no such model: {p}") from None
+        raise ModelNotFoundError(f"no such model: {p}") from None
     except OSError as err:
         raise OnnxFileError(f"{p}: cannot read: {err.strerror}") from None
     return parse_model(data, str(p))

@@ -70,5 +70,5 @@ def test_keep_by_type_and_location():
 
 def test_rejects_other_types():
     module = ember.load(FIXTURES / "resnet50_small.onnx")
-    with pytest.raises(ember.errors.PassError, match="f16 or to=bf16"):
+    with pytest.raises(ember.errors.PassError, match="to='f8' is not one of f16, bf16"):
         run_pipeline(module, "convert-precision{to=f8}")
