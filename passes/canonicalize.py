@@ -20,7 +20,7 @@ from ember.ir.dims import Unknown
 from ember.ir.shape_values import ShapeValue
 from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
-from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.manager import Pass, PassContext, option, register_pass
 from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules, known_value
 
 x = P.var("x")
@@ -211,10 +211,10 @@ CANONICAL = ALGEBRA + DATA_MOVEMENT
 class Canonicalize(Pass):
     """Simplify to a fixed point with the algebra and data-movement rules, then drop dead code."""
 
-    max_rewrites: int = 1_000_000
+    max_rewrites: int = option(0, min=0)  # 0: the driver's limit, proportional to the module
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        fired = apply_rules(module, CANONICAL, max_rewrites=self.max_rewrites)
+        fired = apply_rules(module, CANONICAL, max_rewrites=self.max_rewrites or None)
         for rule, n in fired.items():
             ctx.count(self.name, rule, n)
         removed = dead_code(module)

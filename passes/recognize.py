@@ -58,7 +58,7 @@ from ember.ir.opdef import EvalContext, Op, Pure
 from ember.ir.shape_values import ShapeValue
 from ember.ir.shape_values import evaluate as evaluate_shape
 from ember.ir.types import TensorType
-from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.manager import Pass, PassContext, option, register_pass
 from ember.passes.rewrite import (
     Match,
     P,
@@ -887,10 +887,10 @@ class RecognizePatterns(Pass):
     """Replace the decomposed GELU, LayerNorm, RMSNorm, softmax, SiLU, HardSwish and
     attention forms by their single ops (see the module docstring for the forms)."""
 
-    max_rewrites: int = 1_000_000
+    max_rewrites: int = option(0, min=0)  # 0: the driver's limit, proportional to the module
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        fired = apply_rules(module, RECOGNIZE, max_rewrites=self.max_rewrites)
+        fired = apply_rules(module, RECOGNIZE, max_rewrites=self.max_rewrites or None)
         for rule, n in fired.items():
             ctx.count(self.name, rule, n)
         return bool(fired)

@@ -25,19 +25,29 @@ what `build` returns (None: the rule does not apply). A replacement must have
 the type of what it replaces (or refine it), so a rule can never change a
 type by accident. Ops left without uses are erased. It stops at a fixed point
 and reports how often each rule fired.
+
+Rules come from users too (`ember opt --load my_rules.py`), so the driver
+guards against theirs as against its own: rules that undo each other or keep
+growing the graph stop at a limit proportional to the graph (10 rewrites per
+op, at least 1,000) with a `PassError` naming the rules that fired most, and a
+rule whose pattern or build raises becomes a `PassError` naming the rule, its
+rule set, the op and where the build is defined. One rewrite costs what its
+match and the ops it touches cost, not the size of the graph.
 """
 
 from __future__ import annotations
 
+import inspect
+import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 import numpy as np
 
 from ember.errors import PassError
 from ember.ir.builder import Builder
-from ember.ir.core import Block, Location, Module, Operation, Value
+from ember.ir.core import Block, Function, Location, Module, Operation, Value
 from ember.ir.opdef import Commutative, Op, Pure, static_value
 from ember.ir.types import Type, refines
 
@@ -239,26 +249,49 @@ class RuleSet:
 
 
 # -- the driver ------------------------------------------------------------------------------------
+REWRITES_PER_OP = 10
+MIN_REWRITE_LIMIT = 1_000
+
+
+def rewrite_limit(n_ops: int) -> int:
+    """The default cap on rewrites for a graph of `n_ops` ops: a rule set that needs more is
+    almost surely looping (rules undoing each other) or growing the graph without end."""
+    return max(MIN_REWRITE_LIMIT, REWRITES_PER_OP * n_ops)
+
+
 def _blocks(block: Block) -> Iterable[Block]:
-    yield block
-    for op in block.ops:
-        for region in op.regions:
-            yield from _blocks(region)
+    stack = [block]
+    while stack:
+        b = stack.pop()
+        yield b
+        for op in reversed(b.ops):
+            stack.extend(reversed(op.regions))
 
 
 def erase_if_dead(op: Operation) -> list[Operation]:
     """Erase `op` if it is pure and unused, then whatever that leaves dead; returns the
-    operands' defining ops that may have become dead too."""
-    if op.parent is None or not isinstance(op, Op) or Pure not in op.traits or any(r.has_uses for r in op.results):
-        return []
-    producers = [v.defining_op for v in op.operands if v is not None and v.defining_op is not None]
-    op.erase()
+    operands' defining ops that may have become dead too (iterative: a dead chain of any
+    length is fine)."""
     out: list[Operation] = []
-    for p in producers:
-        if p.parent is not None and not any(r.has_uses for r in p.results):
-            out.append(p)
-            out.extend(erase_if_dead(p))
+    if not _dead(op):
+        return out
+    stack = [op]
+    while stack:
+        top = stack.pop()
+        if not _dead(top):
+            continue
+        producers = [v.defining_op for v in top.operands if v is not None and v.defining_op is not None]
+        top.erase()
+        for p in reversed(producers):
+            if p.parent is not None and not any(r.has_uses for r in p.results):
+                out.append(p)
+                stack.append(p)
     return out
+
+
+def _dead(op: Operation) -> bool:
+    return (op.parent is not None and isinstance(op, Op) and Pure in op.traits
+            and not any(r.has_uses for r in op.results))
 
 
 def replace_op(op: Operation, values: Sequence[Value]) -> None:
@@ -271,9 +304,17 @@ def replace_op(op: Operation, values: Sequence[Value]) -> None:
     erase_if_dead(op)
 
 
-def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int = 1_000_000) -> Counter:
-    """Apply `rules` greedily until none fires; returns how often each fired."""
+def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int | None = None) -> Counter:
+    """Apply `rules` greedily until none fires; returns how often each fired.
+
+    `max_rewrites`: the most rewrites before giving up with a PassError; None (the
+    default) is `rewrite_limit` of the target's op count (10 per op, at least 1,000)."""
+    if max_rewrites is not None and (isinstance(max_rewrites, bool) or not isinstance(max_rewrites, int)
+                                     or max_rewrites < 0):
+        raise PassError(f"apply_rules({rules.name}): max_rewrites must be a non-negative integer or None, "
+                        f"got {max_rewrites!r}")
     blocks = [fn.body for fn in target.functions.values()] if isinstance(target, Module) else [target]
+    module = target if isinstance(target, Module) else _module_of_block(target)
     fired: Counter = Counter()
     worklist: deque[Operation] = deque()
     queued: set[int] = set()
@@ -287,6 +328,8 @@ def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int = 1
         for block in _blocks(top):
             for op in block.ops:
                 push(op)
+    n_ops = len(worklist)
+    limit = rewrite_limit(n_ops) if max_rewrites is None else max_rewrites
     total = 0
     while worklist:
         op = worklist.popleft()
@@ -295,18 +338,20 @@ def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int = 1
             continue  # erased since it was queued
         for rule in rules.by_root.get(op.name, ()):
             m = Match(op)
-            if not rule.pattern.match_op(op, m):
-                continue
-            b = Builder(module=_module_of(op), block=op.parent, before=op, loc=m.loc)
-            result = rule.build(m, b)
-            if result is None:
-                for made in reversed(b.created):
-                    erase_if_dead(made)
-                continue
-            values = [result] if isinstance(result, Value) else list(result)
-            if not _types_fit(op, values):
-                for made in reversed(b.created):
-                    erase_if_dead(made)
+            try:
+                if not rule.pattern.match_op(op, m):
+                    continue
+            except Exception as err:
+                _rule_failed(rule, rules, op, "matching", err)
+            b = Builder(module=module, block=op.parent, before=op, loc=m.loc)
+            try:
+                result = rule.build(m, b)
+                values = None if result is None else _replacement(result)
+            except Exception as err:
+                _discard(b.created)
+                _rule_failed(rule, rules, op, "building", err)
+            if values is None or not _types_fit(op, values):
+                _discard(b.created)
                 continue
             users = [u for r in op.results for u in r.users]
             matched = [o for o in m.ops if o is not op]
@@ -315,9 +360,8 @@ def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int = 1
                 erase_if_dead(other)
             fired[rule.name] += 1
             total += 1
-            if total > max_rewrites:
-                raise PassError(f"rules {rules.name} did not settle after {max_rewrites} rewrites "
-                                f"(most fired: {fired.most_common(3)})")
+            if total > limit:
+                _runaway(rules, fired, limit, n_ops, max_rewrites is None)
             for made in b.created:
                 push(made)
             for u in users:
@@ -327,6 +371,71 @@ def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int = 1
                     push(v.defining_op)
             break
     return fired
+
+
+def _replacement(result: Any) -> list[Value]:
+    """What a build returned, as a list (a Value, or a sequence of Values)."""
+    if isinstance(result, Value):
+        return [result]
+    if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):
+        raise TypeError(f"build returned {type(result).__name__}, not a Value, a sequence of Values or None")
+    values = list(result)
+    for i, v in enumerate(values):
+        if not isinstance(v, Value):
+            raise TypeError(f"build returned a {type(v).__name__} as replacement {i}, not a Value")
+    return values
+
+
+def _discard(created: Sequence[Operation]) -> None:
+    """Remove what a rule built and then did not use."""
+    for made in reversed(created):
+        erase_if_dead(made)
+
+
+def _runaway(rules: RuleSet, fired: Counter, limit: int, n_ops: int, proportional: bool) -> NoReturn:
+    top = fired.most_common()
+    why = (f"the limit for {n_ops} ops: {REWRITES_PER_OP} per op, at least {MIN_REWRITE_LIMIT:,}" if proportional
+           else "max_rewrites")
+    shown = ", ".join(f"{name} {n:,}" for name, n in top[:3])
+    lines = [f"rule set {rules.name!r} did not settle within {limit:,} rewrites ({why}); most fired: {shown}",
+             "  rules that undo each other, or a rule whose result it matches again, never reach a fixed point;",
+             "  rewrites by rule:"]
+    lines += [f"    {name}: {n:,}" for name, n in top[:10]]
+    if len(top) > 10:
+        lines.append(f"    ... and {len(top) - 10} more rules")
+    raise PassError("\n".join(lines))
+
+
+def _rule_failed(rule: Rule, rules: RuleSet, op: Operation, stage: str, err: Exception) -> NoReturn:
+    """A PassError naming the rule, its set, the op and where the rule is defined, from `err`."""
+    what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    first, _, rest = what.partition("\n")
+    where = f"at {op.loc}" if op.loc else "(no location)"
+    raised = _raised_at(err)
+    message = (f"rule {rule.name!r} of rule set {rules.name!r} (build defined at {defined_at(rule.build)}) "
+               f"failed {stage} {op.name} {where}: {first}" + (f" (raised at {raised})" if raised else ""))
+    raise PassError(message + ("\n" + rest if rest else "")) from err
+
+
+def defined_at(fn: Any) -> str:
+    """`file:line` where a rule's function is defined (lambdas and callables too), or its repr."""
+    target = inspect.unwrap(fn) if callable(fn) else fn
+    code = getattr(target, "__code__", None)
+    if code is None:
+        code = getattr(getattr(target, "func", None), "__code__", None)  # functools.partial
+    if code is None:
+        code = getattr(getattr(type(target), "__call__", None), "__code__", None)
+    if code is None:
+        return repr(fn)
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def _raised_at(err: BaseException) -> str | None:
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return None
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno}"
 
 
 def _types_fit(op: Operation, values: Sequence[Value]) -> bool:
@@ -339,10 +448,17 @@ def _fits(new: Type, old: Type) -> bool:
     return new == old or refines(new, old)
 
 
-def _module_of(op: Operation) -> Module | None:
-    fn = op.function
-    return fn.module if fn is not None else None
+def _module_of_block(block: Block) -> Module | None:
+    """The module a block belongs to (through the ops and function that hold it), if any."""
+    while True:
+        parent = block.parent
+        if isinstance(parent, Operation):
+            if parent.parent is None:
+                return None
+            block = parent.parent
+            continue
+        return parent.module if isinstance(parent, Function) else None
 
 
 __all__ = ["P", "Pattern", "Var", "Const", "OpPat", "Match", "Rule", "RuleSet", "apply_rules", "replace_op",
-           "erase_if_dead", "known_value"]
+           "erase_if_dead", "known_value", "rewrite_limit", "defined_at"]
