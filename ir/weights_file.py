@@ -7,29 +7,38 @@ Layout (docs/weights-format.md has the full description):
     12  u32 LE   reserved (0)
     16  u64 LE   header length H
     24  H bytes  JSON header, UTF-8:
-                 {"tensors": [{"name", "dtype", "shape", "offset", "nbytes", "crc32"}, ...]}
+                 {"sha256": content digest,
+                  "tensors": [{"name", "dtype", "shape", "offset", "nbytes", "crc32"}, ...]}
     ... zero padding; each tensor's bytes start at `offset`, a multiple of 64
 
 Data is little-endian, C order, one byte per element for sub-byte types (as
-ml_dtypes holds them); `str` tensors are a UTF-8 JSON list. Writing is atomic
-(a temporary file renamed over the target), so a failed save leaves whatever
-was there before.
+ml_dtypes holds them); `str` tensors are a UTF-8 JSON list.
+
+The content digest names what the file holds (every tensor's name, type, shape
+and bytes, in order) so that the module text saved with it can record which
+weights it goes with (`ir/files.py`); it is computed once, when writing, and
+read back with the header alone, so telling whether a text and a weights file
+belong together costs no pass over the data. The per-tensor CRC-32s are what
+checks the bytes. Writing goes through `ir/atomic_file.py`: a failed or killed
+write leaves whatever was there before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
 import struct
-import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, BinaryIO, Iterable, Mapping
 
 import numpy as np
 
 from ember.errors import WeightsFileError
+from ember.ir.atomic_file import atomic_write
 from ember.ir.types import DTYPES, dtype_of, string
 
 MAGIC = b"EMBERWTS"
@@ -51,9 +60,35 @@ def _tensor_bytes(array: np.ndarray) -> bytes:
     return arr.tobytes()
 
 
-def write_weights(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> None:
-    """Write `tensors` to `path` atomically."""
-    path = Path(path)
+@dataclass(frozen=True)
+class WeightsDigest:
+    """What identifies a weights file: its size and the SHA-256 of its content (see the module
+    docstring). A module's text records it (ir/files.py)."""
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WeightsHeader:
+    """A weights file's header, read without touching the data."""
+    path: Path
+    size: int
+    sha256: str | None  # None in files written before the digest existed
+    entries: tuple[Any, ...]
+
+    @property
+    def digest(self) -> WeightsDigest | None:
+        return WeightsDigest(self.size, self.sha256) if self.sha256 is not None else None
+
+
+def write_weights(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) -> WeightsDigest:
+    """Write `tensors` to `path` atomically (replacing an existing file); returns its digest."""
+    with atomic_write(path) as f:
+        return write_weights_to(f, tensors)
+
+
+def write_weights_to(f: BinaryIO, tensors: Mapping[str, np.ndarray]) -> WeightsDigest:
+    """Write the weights file's bytes to the open binary file `f` (at its start); returns the digest."""
     entries = []
     blobs = []
     offset = 0
@@ -63,33 +98,71 @@ def write_weights(path: str | os.PathLike, tensors: Mapping[str, np.ndarray]) ->
                         "offset": offset, "nbytes": len(data), "crc32": zlib.crc32(data)})
         blobs.append(data)
         offset = _align(offset + len(data))
+    sha256 = _content_digest(entries, blobs)
     # Offsets above are relative to the data start, which depends on the header's
     # length, which depends on the offsets: iterate to the fixed point (it only grows).
     data_start = _align(_PREFIX.size)
     while True:
         fixed = [dict(e, offset=e["offset"] + data_start) for e in entries]
-        header = json.dumps({"tensors": fixed}, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        header = json.dumps({"sha256": sha256, "tensors": fixed}, ensure_ascii=False, sort_keys=True).encode("utf-8")
         needed = _align(_PREFIX.size + len(header))
         if needed <= data_start:
             break
         data_start = needed
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    f.write(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
+    f.write(header)
+    pos = _PREFIX.size + len(header)
+    for e, blob in zip(fixed, blobs):
+        f.write(b"\0" * (e["offset"] - pos))
+        f.write(blob)
+        pos = e["offset"] + len(blob)
+    return WeightsDigest(pos, sha256)
+
+
+def _content_digest(entries: list[dict[str, Any]], blobs: list[bytes]) -> str:
+    """SHA-256 of the tensor table (name, dtype, shape, nbytes, in file order), a newline, and
+    every tensor's bytes in that order: equal content, equal digest, whatever the offsets."""
+    table = [{k: e[k] for k in ("name", "dtype", "shape", "nbytes")} for e in entries]
+    h = hashlib.sha256(json.dumps(table, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    h.update(b"\n")
+    for blob in blobs:
+        h.update(blob)
+    return h.hexdigest()
+
+
+def read_header(path: str | os.PathLike) -> WeightsHeader:
+    """Read and check a weights file's prefix and header (not the data).
+    Raises WeightsFileError naming the file and the problem: not this format,
+    a newer version, truncated, a corrupted header."""
+    path = Path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_PREFIX.pack(MAGIC, VERSION, 0, len(header)))
-            f.write(header)
-            pos = _PREFIX.size + len(header)
-            for e, blob in zip(fixed, blobs):
-                f.write(b"\0" * (e["offset"] - pos))
-                f.write(blob)
-                pos = e["offset"] + len(blob)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        with open(path, "rb") as f:
+            return _read_header(f, path)
+    except OSError as err:
+        raise WeightsFileError(f"cannot read weights file {path}: {err.strerror or err}") from None
+
+
+def _read_header(f: BinaryIO, path: Path) -> WeightsHeader:
+    size = os.fstat(f.fileno()).st_size
+    prefix = f.read(_PREFIX.size)
+    if len(prefix) < _PREFIX.size:
+        raise WeightsFileError(f"{path}: truncated ({size} bytes): not an Ember weights file")
+    magic, version, _, header_len = _PREFIX.unpack(prefix)
+    if magic != MAGIC:
+        raise WeightsFileError(f"{path}: not an Ember weights file (magic {magic!r})")
+    if version > VERSION:
+        raise WeightsFileError(f"{path}: format version {version} is newer than this Ember reads ({VERSION})")
+    if _PREFIX.size + header_len > size:
+        raise WeightsFileError(f"{path}: truncated: header runs past the end of the file")
+    try:
+        header = json.loads(f.read(header_len).decode("utf-8"))
+        entries = header["tensors"]
+        sha256 = header.get("sha256")
+        if not isinstance(entries, list) or not (sha256 is None or isinstance(sha256, str)):
+            raise TypeError("'tensors' is not a list or 'sha256' is not a string")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise WeightsFileError(f"{path}: corrupted header: {err}") from None
+    return WeightsHeader(path, size, sha256, tuple(entries))
 
 
 def read_weights(path: str | os.PathLike, *, names: Iterable[str] | None = None,
@@ -99,54 +172,45 @@ def read_weights(path: str | os.PathLike, *, names: Iterable[str] | None = None,
     a newer version, truncated, or a checksum that does not match."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            prefix = f.read(_PREFIX.size)
-            if len(prefix) < _PREFIX.size:
-                raise WeightsFileError(f"{path}: truncated ({size} bytes): not an Ember weights file")
-            magic, version, _, header_len = _PREFIX.unpack(prefix)
-            if magic != MAGIC:
-                raise WeightsFileError(f"{path}: not an Ember weights file (magic {magic!r})")
-            if version > VERSION:
-                raise WeightsFileError(f"{path}: format version {version} is newer than this Ember reads ({VERSION})")
-            if _PREFIX.size + header_len > size:
-                raise WeightsFileError(f"{path}: truncated: header runs past the end of the file")
-            try:
-                header = json.loads(f.read(header_len).decode("utf-8"))
-                entries = header["tensors"]
-            except (ValueError, KeyError, TypeError) as err:
-                raise WeightsFileError(f"{path}: corrupted header: {err}") from None
+        with open(path, "rb") as f:  # header and data from the same file, even if it is replaced meanwhile
+            head = _read_header(f, path)
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if head.size else None
     except OSError as err:
         raise WeightsFileError(f"cannot read weights file {path}: {err.strerror or err}") from None
     wanted = set(names) if names is not None else None
     out: dict[str, np.ndarray] = {}
-    mm = None
-    if size:
-        with open(path, "rb") as f:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    for e in entries:
+    for e in head.entries:
         try:
             name, dt_name, shape = e["name"], e["dtype"], tuple(int(d) for d in e["shape"])
             offset, nbytes = int(e["offset"]), int(e["nbytes"])
+            if offset < 0 or nbytes < 0 or any(d < 0 for d in shape):
+                raise ValueError("negative offset, size or dimension")
         except (KeyError, TypeError, ValueError) as err:
             raise WeightsFileError(f"{path}: corrupted tensor entry {e!r}: {err}") from None
         if wanted is not None and name not in wanted:
             continue
         if dt_name not in DTYPES:
             raise WeightsFileError(f"{path}: tensor {name!r} has unknown element type {dt_name!r}")
-        if offset + nbytes > size:
+        if offset + nbytes > head.size:
             raise WeightsFileError(f"{path}: truncated: tensor {name!r} needs bytes up to {offset + nbytes}, "
-                                   f"the file has {size}")
+                                   f"the file has {head.size}")
         dt = DTYPES[dt_name]
         raw = memoryview(mm)[offset:offset + nbytes] if mm is not None else memoryview(b"")
         if check and "crc32" in e and zlib.crc32(raw) != e["crc32"]:
             raise WeightsFileError(f"{path}: tensor {name!r} is corrupted (checksum mismatch)")
         if dt is string:
-            arr = np.empty(len(json.loads(bytes(raw).decode("utf-8"))), dtype=object)
-            arr[:] = json.loads(bytes(raw).decode("utf-8"))
-            out[name] = arr.reshape(shape)
+            try:
+                items = json.loads(bytes(raw).decode("utf-8"))
+                arr = np.empty(len(items), dtype=object)
+                arr[:] = items
+                out[name] = arr.reshape(shape)
+            except (ValueError, TypeError) as err:
+                raise WeightsFileError(f"{path}: tensor {name!r}: not a list of strings of shape "
+                                       f"{list(shape)} ({err})") from None
             continue
-        count = int(np.prod(shape, dtype=np.int64))
+        count = 1
+        for d in shape:
+            count *= d
         if count * dt.itemsize != nbytes:
             raise WeightsFileError(f"{path}: tensor {name!r}: {nbytes} bytes do not hold {dt_name}{list(shape)}")
         arr = np.frombuffer(raw, dtype=dt.np_dtype, count=count).reshape(shape)

@@ -28,13 +28,12 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ember.errors import EmberError
+from ember.ir.atomic_file import atomic_write
 
 MAGIC = b"EMBERENG"
 FORMAT_VERSION = 1
@@ -109,29 +108,19 @@ def layout(header_fields: Mapping[str, Any], sections: Sequence[Section]) -> tup
 
 
 def write(path: str | os.PathLike, header_fields: Mapping[str, Any], sections: Sequence[Section]) -> int:
-    """Write the file atomically (a temporary file renamed over `path`); returns its size."""
+    """Write the file atomically, replacing an existing one (`ember.ir.atomic_file`: a temporary
+    in the same folder, fsynced and renamed over `path`; the mode follows the umask; a failed or
+    killed write leaves the old file). Returns the file's size."""
     head, placed = layout(header_fields, sections)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(head)
-            pos = len(head)
-            for offset, s in placed:
-                f.write(b"\0" * (offset - pos))
-                f.write(s.data)
-                pos = offset + len(s.data)
-            end = _aligned(pos, 64)
-            f.write(b"\0" * (end - pos))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        f.write(head)
+        pos = len(head)
+        for offset, s in placed:
+            f.write(b"\0" * (offset - pos))
+            f.write(s.data)
+            pos = offset + len(s.data)
+        end = _aligned(pos, 64)
+        f.write(b"\0" * (end - pos))
     return end
 
 

@@ -91,7 +91,7 @@ def corrupt(path, fn):
     (lambda d: d.__setitem__(8, 99), "format version 99 is newer"),
     (lambda d: d.__setitem__(first_tensor_byte(d), d[first_tensor_byte(d)] ^ 0xFF),
      "corrupted \\(checksum mismatch\\)"),
-    (lambda d: d.__setitem__(30, ord("}")), "corrupted header"),
+    (lambda d: d.__setitem__(24, ord("]")), "corrupted header"),
 ])
 def test_damaged_weights_files_are_refused(tmp_path, damage, message):
     m, _ = module_with_weights()
