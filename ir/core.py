@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ember.errors import VerifyError
 from ember.ir.types import TensorType, Type, dtype_of
 
 if TYPE_CHECKING:
@@ -567,7 +568,7 @@ class Module:
         if "main" in self.functions:
             return self.functions["main"]
         if not self.functions:
-            raise ValueError("module has no functions")
+            raise VerifyError(f"{'@' + self.name if self.name else 'module'}: module has no functions: nothing to run")
         return next(iter(self.functions.values()))
 
     def walk(self) -> Iterator[Operation]:

@@ -1,4 +1,11 @@
-"""Read the textual IR (grammar.lark) back into a Module.
+"""Read the textual IR back into a Module.
+
+The grammar is `grammar.lark` (kept as its specification; the tests check this
+parser against it). The parser is hand-written, recursive descent over one
+regular expression that finds each token, and builds the module as it reads:
+no parse tree, so its time and memory grow linearly with the text (lark's LALR
+parser took 48 s and 1.5 GB for a 170k-op module). Dense literals made only of
+numbers are read whole by numpy, with no Python object per element.
 
 Every failure is a `ParseError` with line, column and what was expected;
 semantic problems found afterwards (types that do not match their rules) are
@@ -8,84 +15,65 @@ one `VerifyError` listing all of them, from `verify`.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from lark import Lark, Token, Tree
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from ember.errors import EmberError, ParseError, VerifyError
 from ember.ir import dims as D
 from ember.ir.attrs import AttrError, Dense
 from ember.ir.core import Block, Function, Location, Module, SymbolRange, Value
-from ember.ir.opdef import lookup
+from ember.ir.opdef import Op, lookup
+from ember.ir.sizes import SizeError, numel
 from ember.ir.types import DTYPES, DType, OptionalType, SequenceType, TensorType, Type, string
 
-_GRAMMAR = (Path(__file__).with_name("grammar.lark")).read_text()
+# -- tokens -----------------------------------------------------------------------------------------------
+# Whitespace, and comments: `//` after whitespace (or at the start) runs to the end of the line;
+# right after a token it is floor division.
+_WS = r"(?:[ \t\f\r\n]+(?://[^\n]*)?)*"
+_STR = r'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_TOKEN = re.compile(_WS + "(?:" + "|".join([
+    rf"(?P<VALUE>%(?:[A-Za-z0-9_.$-]+|{_STR}))",
+    rf"(?P<STRING>{_STR})",
+    r"(?P<HEX>0x[0-9A-Fa-f]*)",
+    r"(?P<FLOAT>\d+\.\d*(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)",
+    r"(?P<INT>\d+)",
+    r"(?P<WORD>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)",
+    r"(?P<PUNCT>->|<=|//|\^bb0|[{}()\[\],:=<>@*+\-%?])",
+]) + ")")
+_SKIP = re.compile(_WS)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_OP_NAME = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+\Z")
+_END = "$END"
+_BAD = "?"
 
-_TOKEN_NAMES = {
-    "VALUE": "a value (%name)", "OP_NAME": "an op name (dialect.op)", "IDENT": "a name",
-    "STRING": "a string", "INT": "an integer", "FLOAT": "a float", "HEX": "hex data",
-    "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'",
-    "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "MORETHAN": "'>'", "LESSTHAN": "'<'",
-    "__ANON_0": "'->'", "$END": "end of input",
-}
+# What the messages call each kind of token.
+A_VALUE, AN_OP, A_NAME, A_STRING, AN_INT = "a value (%name)", "an op name (dialect.op)", "a name", "a string", \
+    "an integer"
+A_TYPE, A_DIM, AN_ATTR = "a type", "a dim", "an attribute value"
+
+MAX_NESTING = 100
+"""Brackets, parentheses, regions and container types nest at most this deep (a bound
+on the parser's recursion, far above what any model needs)."""
 
 
 @lru_cache(maxsize=1)
-def _lark() -> Lark:
-    return Lark(_GRAMMAR, parser="lalr", start=["start", "type", "dim"], propagate_positions=True,
-                maybe_placeholders=False)
+def _lark() -> Any:
+    """lark's LALR parser for grammar.lark: the specification the tests hold this parser to."""
+    from pathlib import Path
 
-
-def _expected(names: Any) -> tuple[str, ...]:
-    out = []
-    for n in sorted(names or ()):
-        text = _TOKEN_NAMES.get(n)
-        if text is None:
-            try:
-                text = repr(_lark().get_terminal(n).pattern.value) if n.isupper() else n
-            except KeyError:
-                text = n
-        out.append(text)
-    return tuple(dict.fromkeys(out))
-
-
-def _syntax_error(err: UnexpectedInput, source: str, text: str) -> ParseError:
-    if isinstance(err, UnexpectedCharacters):
-        what = f"unexpected character {err.char!r}"
-        expected = _expected(err.allowed)
-    elif isinstance(err, UnexpectedEOF):
-        what = "unexpected end of input"
-        expected = _expected(err.expected)
-    elif isinstance(err, UnexpectedToken):
-        what = "unexpected end of input" if err.token.type == "$END" else f"unexpected {err.token.value!r}"
-        expected = _expected(err.expected)
-    else:
-        what, expected = str(err), ()
-    line = getattr(err, "line", None)
-    col = getattr(err, "column", None)
-    at_end = isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END")
-    if at_end or line is None or line < 0:
-        lines = text.split("\n")
-        line, col = len(lines), len(lines[-1]) + 1
-    msg = what + (f"; expected {', '.join(expected)}" if expected else "")
-    return ParseError(msg, line=line, column=col, source=source, expected=expected)
+    from lark import Lark
+    grammar = (Path(__file__).with_name("grammar.lark")).read_text()
+    return Lark(grammar, parser="lalr", start=["start", "type", "dim"], maybe_placeholders=False)
 
 
 def parse(text: str, *, source: str = "<text>", verify: bool = True) -> Module:
     """Parse a module; verify it unless told not to (VerifyError lists every problem)."""
     if not isinstance(text, str):
         raise TypeError(f"parse() takes text, got {type(text).__name__}")
-    try:
-        tree = _lark().parse(text, start="start")
-    except UnexpectedInput as err:
-        raise _syntax_error(err, source, text) from None
-    except LarkError as err:
-        raise ParseError(str(err).splitlines()[0], source=source) from None
-    module = _ModuleReader(source).read(tree)
+    module = _Parser(text, source).module()
     if verify:
         from ember.ir.verify import verify as run_verify
         run_verify(module)
@@ -94,24 +82,20 @@ def parse(text: str, *, source: str = "<text>", verify: bool = True) -> Module:
 
 def parse_type(text: str) -> Type:
     """Parse one type, such as `f32[N,3,224,224]`."""
-    try:
-        tree = _lark().parse(text, start="type")
-    except UnexpectedInput as err:
-        raise _syntax_error(err, "<type>", text) from None
-    return _ModuleReader("<type>").type(tree)
+    p = _Parser(text, "<type>")
+    return p.whole(p.type)
 
 
 def parse_dim(text: str) -> D.Dim:
     """Parse one dim, such as `N`, `N*S` or `(H-1)//2+1`."""
-    try:
-        tree = _lark().parse(text, start="dim")
-    except UnexpectedInput as err:
-        raise _syntax_error(err, "<dim>", text) from None
-    return _ModuleReader("<dim>").dim(tree)
+    p = _Parser(text, "<dim>")
+    return p.whole(p.dim)
 
 
 class _Scope:
     """Visible value names; an isolated region starts a scope that sees nothing outside."""
+
+    __slots__ = ("parent", "values", "function_names")
 
     def __init__(self, parent: "_Scope | None", function_names: set[str]) -> None:
         self.parent, self.values, self.function_names = parent, {}, function_names
@@ -119,388 +103,791 @@ class _Scope:
     def lookup(self, name: str) -> Value | None:
         scope: _Scope | None = self
         while scope is not None:
-            if name in scope.values:
-                return scope.values[name]
+            v = scope.values.get(name)
+            if v is not None:
+                return v
             scope = scope.parent
         return None
 
 
-class _ModuleReader:
-    def __init__(self, source: str) -> None:
-        self.source = source
+class _Parser:
+    """One pass over the text. `kind`, `val`, `start` describe the current token (kind is
+    VALUE, STRING, HEX, FLOAT, INT, WORD, PUNCT, `$END`, or `?` for a character no token
+    starts with); `end` is where the next one is looked for."""
 
-    # -- errors -------------------------------------------------------------------------
-    def error(self, node: Tree | Token | None, message: str) -> ParseError:
-        line = col = None
-        if isinstance(node, Token):
-            line, col = node.line, node.column
-        elif isinstance(node, Tree) and not node.meta.empty:
-            line, col = node.meta.line, node.meta.column
-        return ParseError(message, line=line, column=col, source=self.source)
+    def __init__(self, text: str, source: str) -> None:
+        self.text, self.source = text, source
+        self.kind, self.val, self.start, self.end = _END, "", 0, 0
+        self.depth = 0
+        self.types: dict[str, Type] = {}
+        self.ops: dict[str, type[Op] | None] = {}
+        if text.startswith("//"):
+            newline = text.find("\n")
+            self.end = len(text) if newline < 0 else newline
+        self.advance()
 
-    # -- module -------------------------------------------------------------------------
-    def read(self, tree: Tree) -> Module:
-        children = tree.children
-        if len(children) == 1 and isinstance(children[0], Tree) and children[0].data == "module":
-            mod_tree = children[0]
-            module = Module()
-            items = []
-            for c in mod_tree.children:
-                if isinstance(c, Tree) and c.data == "symbol_ref":
-                    module.name = self.name(c.children[0])
-                elif isinstance(c, Tree) and c.data == "module_attrs":
-                    module.attributes = self.attr_dict(c.children[0])
-                else:
-                    items.append(c)
+    # -- tokens -----------------------------------------------------------------------------------------
+    def advance(self) -> None:
+        m = _TOKEN.match(self.text, self.end)
+        if m is None:
+            pos = _SKIP.match(self.text, self.end).end()  # type: ignore[union-attr]
+            if pos >= len(self.text):
+                self.kind, self.val, self.start, self.end = _END, "", len(self.text), len(self.text)
+            else:
+                self.kind, self.val, self.start, self.end = _BAD, self.text[pos], pos, pos
+            return
+        kind = m.lastgroup
+        val = m.group(kind)  # type: ignore[arg-type]
+        self.kind, self.val, self.end = kind, val, m.end()
+        self.start = self.end - len(val)
+
+    def at(self, punct: str) -> bool:
+        return self.kind == "PUNCT" and self.val == punct
+
+    def at_word(self, word: str) -> bool:
+        return self.kind == "WORD" and self.val == word
+
+    def take(self, punct: str, *also: str) -> int:
+        """Consume punctuation `punct` (else fail, expecting it and `also`); returns its offset."""
+        if self.kind != "PUNCT" or self.val != punct:
+            raise self.unexpected(f"'{punct}'", *also)
+        start = self.start
+        self.advance()
+        return start
+
+    def take_word(self, word: str, *also: str) -> int:
+        if self.kind != "WORD" or self.val != word:
+            raise self.unexpected(f"'{word}'", *also)
+        start = self.start
+        self.advance()
+        return start
+
+    def take_kind(self, kind: str, what: str, *also: str) -> tuple[str, int]:
+        if self.kind != kind:
+            raise self.unexpected(what, *also)
+        val, start = self.val, self.start
+        self.advance()
+        return val, start
+
+    def ident(self, what: str = A_NAME, *also: str) -> tuple[str, int]:
+        if self.kind != "WORD" or "." in self.val:
+            raise self.unexpected(what, *also)
+        return self.take_kind("WORD", what)
+
+    def whole(self, read: Callable[[], Any]) -> Any:
+        value = self.nested(read)
+        if self.kind != _END:
+            raise self.unexpected("end of input")
+        return value
+
+    def nested(self, read: Callable[[], Any]) -> Any:
+        """`read()` one level deeper, refusing text nested past MAX_NESTING."""
+        if self.depth >= MAX_NESTING:
+            raise self.error_at(self.start, f"nested more than {MAX_NESTING} levels deep")
+        self.depth += 1
+        try:
+            return read()
+        finally:
+            self.depth -= 1
+
+    # -- errors ------------------------------------------------------------------------------------------
+    def position(self, pos: int) -> tuple[int, int]:
+        line = self.text.count("\n", 0, pos) + 1
+        return line, pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+
+    def error_at(self, pos: int, message: str, expected: tuple[str, ...] = ()) -> ParseError:
+        line, col = self.position(pos)
+        return ParseError(message, line=line, column=col, source=self.source, expected=expected)
+
+    def unexpected(self, *expected: str) -> ParseError:
+        if self.kind == _END:
+            what = "unexpected end of input"
+        elif self.kind == _BAD:
+            what = f"unexpected character {self.val!r}"
         else:
-            module, items = Module(), children
-        for item in items:
-            self.guarded(item, lambda item=item: self.module_item(module, item))
-        return module
+            what = f"unexpected {self.val!r}"
+        expected = tuple(dict.fromkeys(expected))
+        return self.error_at(self.start, what + (f"; expected {', '.join(expected)}" if expected else ""), expected)
 
-    def guarded(self, node: Tree, fn: Callable[[], Any]) -> Any:
-        """Turn any failure while building from `node` into a ParseError at it."""
+    def guarded(self, pos: int, fn: Callable[[], Any]) -> Any:
+        """Turn any failure while building what starts at `pos` into a ParseError there."""
         try:
             return fn()
         except (ParseError, VerifyError):
             raise
         except EmberError as err:
-            raise self.error(node, str(err)) from None
+            raise self.error_at(pos, str(err)) from None
+        except RecursionError:
+            raise self.error_at(pos, f"nested too deeply (more than {MAX_NESTING} levels)") from None
         except (ValueError, TypeError, KeyError, IndexError, OverflowError, ZeroDivisionError,
-                AttributeError, RecursionError) as err:
-            raise self.error(node, f"{type(err).__name__}: {err}") from None
+                AttributeError) as err:
+            raise self.error_at(pos, f"{type(err).__name__}: {err}") from None
 
-    def module_item(self, module: Module, item: Tree) -> None:
-        if item.data == "symbol_decl":
-            name_tok, lo_tok, bound = item.children
-            name = str(name_tok)
-            if name in module.symbols:
-                raise self.error(name_tok, f"symbol {name} declared twice")
-            if name in DTYPES:
-                raise self.error(name_tok, f"symbol name {name} is an element type name")
-            hi_tok = bound.children[0]
-            hi = None if hi_tok.type == "INF" else int(hi_tok)
-            lo = int(lo_tok)
-            if hi is not None and hi < lo:
-                raise self.error(item, f"symbol {name}: empty range [{lo}, {hi}]")
-            module.symbols[name] = SymbolRange(lo, hi)
-        elif item.data == "weight_decl":
-            name_tok, type_tree = item.children
-            name = self.string(name_tok)
-            if name in module.weights:
-                raise self.error(name_tok, f"weight {name!r} declared twice")
-            t = self.type(type_tree)
-            if not isinstance(t, TensorType) or not t.is_static:
-                raise self.error(type_tree, f"weight {name!r} needs a tensor type with a static shape, got {t}")
-            module.add_weight(name, type=t)
-        elif item.data == "func":
-            fn = self.func(item)
-            if fn.name in module.functions:
-                raise self.error(item, f"function @{fn.name} defined twice")
-            module.add_function(fn)
-        else:  # pragma: no cover - the grammar admits nothing else
-            raise self.error(item, f"unexpected {item.data}")
+    # -- module --------------------------------------------------------------------------------------------
+    def module(self) -> Module:
+        module = Module()
+        if self.at_word("module"):
+            self.advance()
+            if self.at("@"):
+                self.advance()
+                module.name = self.name()
+            if self.at_word("attributes"):
+                self.advance()
+                module.attributes = self.attr_dict()
+            self.take("{", "'@'", "'attributes'")
+            while not self.at("}"):
+                self.module_item(module, "'}'")
+            self.advance()
+            if self.kind != _END:
+                raise self.unexpected("end of input")
+        else:
+            while self.kind != _END:
+                self.module_item(module, "end of input")
+        return module
 
-    def func(self, tree: Tree) -> Function:
-        name = self.name(tree.children[0].children[0])
-        args: list[Tree] = []
-        results: list[Tree] = []
-        stmts: list[Tree] = []
-        ret = None
-        for c in tree.children[1:]:
-            if c.data == "arg_list":
-                args = list(c.children)
-            elif c.data == "result_list":
-                results = list(c.children)
-            elif c.data == "stmt":
-                stmts.append(c)
-            elif c.data == "return_stmt":
-                ret = c
+    def module_item(self, module: Module, closing: str) -> None:
+        if self.kind == "WORD":
+            start = self.start
+            if self.val == "func":
+                fn = self.guarded(start, self.func)
+                if fn.name in module.functions:
+                    raise self.error_at(start, f"function @{fn.name} defined twice")
+                module.add_function(fn)
+                return
+            if self.val == "symbol":
+                self.guarded(start, lambda: self.symbol_decl(module))
+                return
+            if self.val == "weight":
+                self.guarded(start, lambda: self.weight_decl(module))
+                return
+        raise self.unexpected("'func'", "'symbol'", "'weight'", closing)
+
+    def symbol_decl(self, module: Module) -> None:
+        start = self.take_word("symbol")
+        name, name_at = self.ident()
+        self.take_word("in")
+        self.take("[")
+        lo = int(self.take_kind("INT", AN_INT)[0])
+        self.take(",")
+        if self.at_word("inf"):
+            hi = None
+            self.advance()
+        else:
+            hi = int(self.take_kind("INT", AN_INT, "'inf'")[0])
+        self.take("]")
+        if name in module.symbols:
+            raise self.error_at(name_at, f"symbol {name} declared twice")
+        if name in DTYPES:
+            raise self.error_at(name_at, f"symbol name {name} is an element type name")
+        if hi is not None and hi < lo:
+            raise self.error_at(start, f"symbol {name}: empty range [{lo}, {hi}]")
+        module.symbols[name] = SymbolRange(lo, hi)
+
+    def weight_decl(self, module: Module) -> None:
+        self.take_word("weight")
+        text, name_at = self.take_kind("STRING", A_STRING)
+        name = json.loads(text)
+        self.take(":")
+        type_at = self.start
+        t = self.type()
+        if name in module.weights:
+            raise self.error_at(name_at, f"weight {name!r} declared twice")
+        if not isinstance(t, TensorType) or not t.is_static:
+            raise self.error_at(type_at, f"weight {name!r} needs a tensor type with a static shape, got {t}")
+        module.add_weight(name, type=t)
+
+    def name(self) -> str:
+        """An output or function name: bare or quoted."""
+        if self.kind == "STRING":
+            text = self.val
+            self.advance()
+            return json.loads(text)
+        return self.ident(A_NAME, A_STRING)[0]
+
+    def func(self) -> Function:
+        start = self.take_word("func")
+        self.take("@")
+        name = self.name()
         names: set[str] = set()
         scope = _Scope(None, names)
         body = Block()
-        for a in args:
-            tok, t = a.children
-            self.define(scope, tok, body.add_arg(self.type(t), self.value_name(tok)))
+        self.take("(")
+        if not self.at(")"):
+            self.args(body, scope, "')'")
+        self.take(")")
+        self.take("->")
+        self.take("(")
         out_names: list[str] = []
         out_types: list[Type] = []
-        for r in results:
-            out_names.append(self.name(r.children[0]))
-            out_types.append(self.type(r.children[1]))
+        while not self.at(")"):
+            if out_names:
+                self.take(",", "')'")
+            out_names.append(self.name())
+            self.take(":")
+            out_types.append(self.type())
+        self.advance()
         if len(set(out_names)) != len(out_names):
-            raise self.error(tree, f"function @{name} has duplicate output names")
-        for s in stmts:
-            self.guarded(s, lambda s=s: self.stmt(s, body, scope))
-        outs = self.values(ret.children[0], scope) if ret is not None and ret.children else []
+            raise self.error_at(start, f"function @{name} has duplicate output names")
+        self.take("{")
+        self.statements(body, scope, "return")
+        ret_at = self.start
+        self.advance()
+        outs = self.value_uses(scope) if self.kind == "VALUE" else []
+        self.take("}", "','")
         if len(outs) != len(out_types):
-            raise self.error(ret, f"return gives {len(outs)} values; @{name} declares {len(out_types)} results")
+            raise self.error_at(ret_at, f"return gives {len(outs)} values; @{name} declares {len(out_types)} results")
         for i, (v, t) in enumerate(zip(outs, out_types)):
             if v.type != t:
-                raise self.error(ret, f"result {out_names[i]!r} is declared {t} but returns {v.type}")
+                raise self.error_at(ret_at, f"result {out_names[i]!r} is declared {t} but returns {v.type}")
         body.set_outputs(outs)
         return Function(name, body, out_names)
 
-    # -- statements -----------------------------------------------------------------------
-    def define(self, scope: _Scope, tok: Token, value: Value) -> None:
-        name = self.value_name(tok)
+    def args(self, block: Block, scope: _Scope, closing: str) -> None:
+        while True:
+            text, at = self.take_kind("VALUE", A_VALUE, closing)
+            self.take(":")
+            self.define(scope, text, at, block.add_arg(self.type()))
+            if not self.at(","):
+                return
+            self.advance()
+
+    # -- statements -------------------------------------------------------------------------------------
+    def statements(self, block: Block, scope: _Scope, terminator: str) -> None:
+        """Statements up to the block's `terminator` word (return or yield), left current."""
+        while True:
+            kind = self.kind
+            if kind == "VALUE" or (kind == "WORD" and "." in self.val):
+                start = self.start
+                self.guarded(start, lambda: self.stmt(block, scope, start))
+            elif kind == "WORD" and self.val == terminator:
+                return
+            else:
+                raise self.unexpected(A_VALUE, AN_OP, f"'{terminator}'")
+
+    def value_uses(self, scope: _Scope) -> list[Value]:
+        out = []
+        while True:
+            text, at = self.take_kind("VALUE", A_VALUE)
+            v = scope.lookup(_value_name(text))
+            if v is None:
+                raise self.error_at(at, f"use of undefined value {text}")
+            out.append(v)
+            if not self.at(","):
+                return out
+            self.advance()
+
+    def define(self, scope: _Scope, text: str, at: int, value: Value) -> None:
+        name = _value_name(text)
         if name in scope.function_names:
-            raise self.error(tok, f"value %{name} is defined twice")
+            raise self.error_at(at, f"value %{name} is defined twice")
         scope.function_names.add(name)
         scope.values[name] = value
         value.name = name
 
-    def value_name(self, tok: Token) -> str:
-        text = str(tok)[1:]
-        return json.loads(text) if text.startswith('"') else text
-
-    def values(self, tree: Tree, scope: _Scope) -> list[Value]:
-        out = []
-        for tok in tree.children:
-            v = scope.lookup(self.value_name(tok))
-            if v is None:
-                raise self.error(tok, f"use of undefined value {tok}")
-            out.append(v)
-        return out
-
-    def stmt(self, tree: Tree, block: Block, scope: _Scope) -> None:
-        result_toks: list[Token] = []
-        op_tok: Token | None = None
-        operands: list[Value | None] = []
-        attrs: dict[str, Any] = {}
-        attr_node: Tree | None = None
-        types: list[Type] | None = None
-        region_trees: list[Tree] = []
-        loc = Location()
-        for c in tree.children:
-            if isinstance(c, Token) and c.type == "OP_NAME":
-                op_tok = c
-            elif c.data == "value_list":
-                result_toks = list(c.children)
-            elif c.data == "operand_list":
-                for o in c.children:
-                    tok = o.children[0]
-                    if tok.type == "NONE":
-                        operands.append(None)
-                        continue
-                    v = scope.lookup(self.value_name(tok))
-                    if v is None:
-                        raise self.error(tok, f"use of undefined value {tok}")
-                    operands.append(v)
-            elif c.data == "attr_dict":
-                attrs, attr_node = self.attr_dict(c), c
-            elif c.data == "type_list":
-                types = [self.type(t) for t in c.children]
-            elif c.data == "regions":
-                region_trees = list(c.children)
-            elif c.data == "loc":
-                loc = Location(tuple(self.string(t) for t in c.children))
-        assert op_tok is not None
-        cls = lookup(str(op_tok))
+    def stmt(self, block: Block, scope: _Scope, start: int) -> None:
+        results: list[tuple[str, int]] = []
+        if self.kind == "VALUE":
+            while True:
+                results.append((self.val, self.start))
+                self.advance()
+                if not self.at(","):
+                    break
+                self.advance()
+                if self.kind != "VALUE":
+                    raise self.unexpected(A_VALUE)
+            self.take("=", "','")
+        op_name, op_at = self.val, self.start
+        if self.kind != "WORD" or not _OP_NAME.match(op_name):
+            raise self.unexpected(AN_OP)
+        self.advance()
+        cls = self.ops.get(op_name, False)
+        if cls is False:
+            cls = self.ops[op_name] = lookup(op_name)
         if cls is None:
-            raise self.error(op_tok, f"unknown op {op_tok}")
-        types = types or []
-        if len(types) != len(result_toks):
-            raise self.error(tree, f"{op_tok}: {len(result_toks)} results named but {len(types)} types given")
-        for entry in (attr_node.children if attr_node is not None else ()):
-            key = str(entry.children[0])
+            raise self.error_at(op_at, f"unknown op {op_name}")
+        operands: list[Value | None] = []
+        if self.kind == "VALUE" or self.at_word("none"):
+            while True:
+                if self.kind == "VALUE":
+                    v = scope.lookup(_value_name(self.val))
+                    if v is None:
+                        raise self.error_at(self.start, f"use of undefined value {self.val}")
+                    operands.append(v)
+                elif self.at_word("none"):
+                    operands.append(None)
+                else:
+                    raise self.unexpected(A_VALUE, "'none'")
+                self.advance()
+                if not self.at(","):
+                    break
+                self.advance()
+        attrs: dict[str, Any] = {}
+        entries: list[tuple[str, int]] = []
+        attr_at = None
+        if self.at("{"):
+            attr_at = self.start
+            attrs = self.attr_dict(entries)
+        types: list[Type] = []
+        if self.at(":"):
+            self.advance()
+            types.append(self.type())
+            while self.at(","):
+                self.advance()
+                types.append(self.type())
+        regions: list[Block] = []
+        if self.at("("):
+            self.advance()
+            fields = cls.region_fields
+            while True:
+                isolated = fields[len(regions)].isolated if len(regions) < len(fields) else False
+                inner = _Scope(None if isolated else scope, scope.function_names)
+                regions.append(self.nested(lambda: self.region(inner)))
+                if not self.at(","):
+                    break
+                self.advance()
+            self.take(")", "','")
+        loc = Location()
+        if self.at_word("loc"):
+            self.advance()
+            self.take("(")
+            names = [json.loads(self.take_kind("STRING", A_STRING)[0])]
+            while self.at(","):
+                self.advance()
+                names.append(json.loads(self.take_kind("STRING", A_STRING)[0]))
+            self.take(")", "','")
+            loc = Location(tuple(names))
+        if len(types) != len(results):
+            raise self.error_at(start, f"{op_name}: {len(results)} results named but {len(types)} types given")
+        for key, at in entries:
             fld = cls.attr_fields.get(key)
             if fld is None:
                 known = ", ".join(cls.attr_fields) or "none"
-                raise self.error(entry, f"{op_tok}: unknown attribute {key!r} (known: {known})")
+                raise self.error_at(at, f"{op_name}: unknown attribute {key!r} (known: {known})")
             try:
                 fld.kind.normalize(attrs[key])
             except AttrError as err:
-                raise self.error(entry, f"{op_tok}: attribute {key!r}: {err}") from None
+                raise self.error_at(at, f"{op_name}: attribute {key!r}: {err}") from None
         try:
             cls.normalize_attributes(attrs, loc)
         except VerifyError as err:
-            raise self.error(attr_node or op_tok, str(err)) from None
-        if len(region_trees) != len(cls.region_fields):
-            raise self.error(op_tok, f"{op_tok} takes {len(cls.region_fields)} regions, got {len(region_trees)}")
-        regions = []
-        for fld, rt in zip(cls.region_fields, region_trees):
-            inner = _Scope(None if fld.isolated else scope, scope.function_names)
-            regions.append(self.region(rt, inner))
+            raise self.error_at(op_at if attr_at is None else attr_at, str(err)) from None
+        if len(regions) != len(cls.region_fields):
+            raise self.error_at(op_at, f"{op_name} takes {len(cls.region_fields)} regions, got {len(regions)}")
         try:
             op = cls.create(operands, attrs, result_types=types, regions=regions, loc=loc)
         except VerifyError as err:
-            raise self.error(op_tok, str(err)) from None
+            raise self.error_at(op_at, str(err)) from None
         block.append(op)
-        for tok, r in zip(result_toks, op.results):
-            self.define(scope, tok, r)
+        for (text, at), r in zip(results, op.results):
+            self.define(scope, text, at, r)
 
-    def region(self, tree: Tree, scope: _Scope) -> Block:
+    def region(self, scope: _Scope) -> Block:
+        self.take("{")
         block = Block()
-        for c in tree.children:
-            if c.data == "block_args":
-                for a in (c.children[0].children if c.children else []):
-                    tok, t = a.children
-                    self.define(scope, tok, block.add_arg(self.type(t)))
-            elif c.data == "stmt":
-                self.guarded(c, lambda c=c: self.stmt(c, block, scope))
-            elif c.data == "yield_stmt":
-                block.set_outputs(self.values(c.children[0], scope) if c.children else [])
+        if self.at("^bb0"):
+            self.advance()
+            self.take("(")
+            if not self.at(")"):
+                self.args(block, scope, "')'")
+            self.take(")")
+            self.take(":")
+        self.statements(block, scope, "yield")
+        self.advance()
+        outs = self.value_uses(scope) if self.kind == "VALUE" else []
+        self.take("}", "','")
+        block.set_outputs(outs)
         return block
 
-    # -- attributes -----------------------------------------------------------------------
-    def attr_dict(self, tree: Tree) -> dict[str, Any]:
+    # -- attributes ---------------------------------------------------------------------------------------
+    def attr_dict(self, entries: list[tuple[str, int]] | None = None) -> dict[str, Any]:
+        self.take("{")
         out: dict[str, Any] = {}
-        for entry in tree.children:
-            key_tok, value = entry.children
-            key = str(key_tok)
+        while not self.at("}"):
+            if out:
+                self.take(",", "'}'")
+            key, at = self.ident("a name", "'}'")
             if key in out:
-                raise self.error(key_tok, f"attribute {key!r} given twice")
-            out[key] = self.attr_value(value)
+                raise self.error_at(at, f"attribute {key!r} given twice")
+            self.take("=")
+            out[key] = self.guarded(at, self.attr_value)
+            if entries is not None:
+                entries.append((key, at))
+        self.advance()
         return out
 
-    def attr_value(self, node: Tree | Token) -> Any:
-        if isinstance(node, Token):
-            raise self.error(node, f"unexpected {node}")  # pragma: no cover
-        kind = node.data
-        if kind == "string":
-            return self.string(node.children[0])
-        if kind == "true":
-            return True
-        if kind == "false":
-            return False
-        if kind == "list":
-            return tuple(self.attr_value(c) for c in node.children)
-        if kind in ("float", "neg_float", "neg_inf"):
-            return self.float(node)
-        if kind in ("tensor_type", "container_type"):
-            return self.type(node)
-        if kind == "dense":
-            return self.dense(node)
-        if kind == "symbol":
-            name = str(node.children[0])
-            if name in DTYPES:
-                return DTYPES[name]
-        return self.dim(node)
+    def attr_value(self) -> Any:
+        kind, val = self.kind, self.val
+        if kind == "STRING":
+            self.advance()
+            return json.loads(val)
+        if kind == "FLOAT":
+            self.advance()
+            return float(val)
+        if kind == "PUNCT":
+            if val == "[":
+                return self.nested(self.attr_list)
+            if val == "-":
+                self.advance()
+                if self.kind == "FLOAT":
+                    value = float(self.val)
+                    self.advance()
+                    return -value
+                if self.at_word("inf"):
+                    self.advance()
+                    return float("-inf")
+                return self.expr_rest(D.mul(self.nested(self.factor), -1))
+        elif kind == "WORD":
+            if val == "true" or val == "false":
+                self.advance()
+                return val == "true"
+            if val == "nan" or val == "inf":
+                self.advance()
+                return float(val)
+            if val == "dense":
+                return self.dense()
+            if val in ("seq", "opt"):
+                return self.type()
+            if val in DTYPES:
+                if self.text.startswith("[", self.next_start()):
+                    return self.type()
+                self.advance()
+                return DTYPES[val]
+            if "." not in val and self.text.startswith("[", self.next_start()):
+                return self.type()  # an unknown element type: the type reader names it
+        return self.expr()
 
-    def float(self, node: Tree) -> float:
-        tok = node.children[0]
-        if node.data == "neg_inf":
-            return float("-inf")
-        value = float(str(tok))
-        return -value if node.data == "neg_float" else value
+    def next_start(self) -> int:
+        """Where the token after the current one starts."""
+        return _SKIP.match(self.text, self.end).end()  # type: ignore[union-attr]
 
-    def string(self, tok: Token) -> str:
-        return json.loads(str(tok))
+    def attr_list(self) -> tuple:
+        self.take("[")
+        items = []
+        while not self.at("]"):
+            if items:
+                self.take(",", "']'")
+            items.append(self.attr_value())
+        self.advance()
+        return tuple(items)
 
-    def name(self, node: Tree | Token) -> str:
-        if isinstance(node, Tree):
-            tok = node.children[0]
-            return self.string(tok) if node.data == "quoted_name" else str(tok)
-        return self.string(node) if node.type == "STRING" else str(node)
+    def float_value(self) -> float | None:
+        """A float literal at the current token (FLOAT, -FLOAT, nan, inf, -inf), or None."""
+        if self.kind == "FLOAT":
+            value = float(self.val)
+            self.advance()
+            return value
+        if self.kind == "WORD" and self.val in ("nan", "inf"):
+            value = float(self.val)
+            self.advance()
+            return value
+        return None
 
-    def dense(self, node: Tree) -> Dense:
-        type_node, data = node.children
-        t = self.type(type_node)
+    # -- dense literals -----------------------------------------------------------------------------------
+    def dense(self) -> Dense:
+        self.take_word("dense")
+        self.take("<")
+        type_at = self.start
+        t = self.type()
+        self.take(":")
         if not isinstance(t, TensorType) or not t.is_static:
-            raise self.error(type_node, f"dense needs a tensor type with a static shape, got {t}")
+            raise self.error_at(type_at, f"dense needs a tensor type with a static shape, got {t}")
         shape = t.static_shape
-        count = int(np.prod(shape, dtype=np.int64))
-        if isinstance(data, Token) and data.type == "HEX":
-            raw = bytes.fromhex(str(data)[2:]) if len(str(data)) % 2 == 0 else None
-            if raw is None or t.dtype is string or len(raw) != count * t.dtype.itemsize:
-                raise self.error(data, f"hex data has the wrong length for {t}")
-            arr = np.frombuffer(raw, dtype=t.dtype.np_dtype).reshape(shape)
-            return Dense(arr)
+        try:
+            count = numel(shape, f"dense<{t}>")
+        except SizeError as err:
+            raise self.error_at(type_at, str(err)) from None
+        data_at = self.start
+        if self.kind == "HEX":
+            text = self.val
+            self.advance()
+            itemsize = t.dtype.itemsize if t.dtype is not string else 0
+            raw = bytes.fromhex(text[2:]) if len(text) % 2 == 0 else None
+            if raw is None or t.dtype is string or len(raw) != count * itemsize:
+                raise self.error_at(data_at, f"hex data has the wrong length for {t}")
+            self.take(">")
+            return Dense(np.frombuffer(raw, dtype=t.dtype.np_dtype).reshape(shape))
+        fast = self.dense_numbers(t, count) if self.at("[") else None
+        if fast is not None:
+            self.take(">")
+            return Dense(fast.reshape(shape), t.dtype)
         flat: list[Any] = []
-        self.dense_flatten(data, flat)
+        self.nested(lambda: self.dense_value(flat))
+        self.take(">", "','")
+        return Dense(self.dense_array(flat, t, count, data_at).reshape(shape), t.dtype)
+
+    def dense_value(self, out: list[Any]) -> None:
+        if self.at("["):
+            self.advance()
+            first = True
+            while not self.at("]"):
+                if not first:
+                    self.take(",", "']'")
+                first = False
+                self.nested(lambda: self.dense_value(out))
+            self.advance()
+            return
+        kind, val = self.kind, self.val
+        if kind == "INT":
+            out.append(int(val))
+        elif kind == "STRING":
+            out.append(json.loads(val))
+        elif kind == "WORD" and val in ("true", "false"):
+            out.append(val == "true")
+        elif kind == "PUNCT" and val == "-":
+            self.advance()
+            if self.kind == "INT":
+                out.append(-int(self.val))
+            elif self.kind == "FLOAT":
+                out.append(-float(self.val))
+            elif self.at_word("inf"):
+                out.append(float("-inf"))
+            else:
+                raise self.unexpected(AN_INT, "a float", "'inf'")
+        else:
+            value = self.float_value()
+            if value is None:
+                raise self.unexpected("'['", AN_INT, "a float", A_STRING, "'true'", "'false'")
+            out.append(value)
+            return
+        self.advance()
+
+    def dense_array(self, flat: list[Any], t: TensorType, count: int, data_at: int) -> np.ndarray:
         if len(flat) != count:
-            raise self.error(data, f"dense data has {len(flat)} elements; {t} needs {count}")
+            raise self.error_at(data_at, f"dense data has {len(flat)} elements; {t} needs {count}")
         if t.dtype is string:
             if not all(isinstance(x, str) for x in flat):
-                raise self.error(data, "a str tensor needs string elements")
+                raise self.error_at(data_at, "a str tensor needs string elements")
             arr = np.empty(count, dtype=object)
             arr[:] = flat
-            return Dense(arr.reshape(shape), string)
+            return arr
         if any(isinstance(x, str) for x in flat):
-            raise self.error(data, f"string elements in a {t.dtype} tensor")
+            raise self.error_at(data_at, f"string elements in a {t.dtype} tensor")
         if t.dtype.is_int and any(isinstance(x, float) for x in flat):
-            raise self.error(data, f"float elements in an integer tensor {t}")
+            raise self.error_at(data_at, f"float elements in an integer tensor {t}")
         if t.dtype.is_int:
-            info = np.iinfo(t.dtype.np_dtype) if t.dtype.bits >= 8 else None
-            lo, hi = (int(info.min), int(info.max)) if info else _subbyte_range(t.dtype)
+            lo, hi = _int_range(t.dtype)
             if any(not (lo <= int(x) <= hi) for x in flat):
-                raise self.error(data, f"integer out of range for {t.dtype}")
+                raise self.error_at(data_at, f"integer out of range for {t.dtype}")
         try:
             values = np.array(flat, dtype=object)
-            arr = values.astype(np.float64 if t.dtype.is_float else object).astype(t.dtype.np_dtype)
+            return values.astype(np.float64 if t.dtype.is_float else object).astype(t.dtype.np_dtype)
         except (TypeError, ValueError, OverflowError) as err:
-            raise self.error(data, f"bad dense data for {t}: {err}") from None
-        return Dense(arr.reshape(shape), t.dtype)
+            raise self.error_at(data_at, f"bad dense data for {t}: {err}") from None
 
-    def dense_flatten(self, node: Tree, out: list[Any]) -> None:
-        if node.data == "dense_list":
-            for c in node.children:
-                self.dense_flatten(c, out)
-        elif node.data == "dense_int":
-            out.append(int(node.children[0]))
-        elif node.data == "dense_neg_int":
-            out.append(-int(node.children[0]))
-        elif node.data in ("float", "neg_float", "neg_inf"):
-            out.append(self.float(node))
-        elif node.data == "string":
-            out.append(self.string(node.children[0]))
-        elif node.data == "true":
-            out.append(True)
-        elif node.data == "false":
-            out.append(False)
-        else:  # pragma: no cover
-            raise self.error(node, f"unexpected {node.data} in dense data")
+    def dense_numbers(self, t: TensorType, count: int) -> np.ndarray | None:
+        """The common case read whole: a nested list of plain numbers (or of true/false for
+        bool) with exactly the brackets `t`'s shape needs. Anything else (comments, strings,
+        spaced minus signs, a wrong shape, huge integers) returns None, for the token-by-token
+        reader and its messages."""
+        dt = t.dtype
+        if dt is string or dt.kind not in ("float", "int", "uint", "bool"):
+            return None
+        m = _DENSE_BODY.match(self.text, self.start)
+        if m is None:
+            return None
+        body = m.group()
+        after = _SKIP.match(self.text, m.end()).end()  # type: ignore[union-attr]
+        if not self.text.startswith(">", after):
+            return None
+        if body.translate(_SKELETON) != _skeleton(t.static_shape):
+            return None
+        flat = body.translate(_NO_BRACKETS)
+        if _LONG_INT.search(flat):
+            return None
+        if dt.kind == "bool":
+            if not _BOOL_ELEMENTS.fullmatch(flat):
+                return None
+            flat = flat.replace("true", "1").replace("false", "0")
+            arr = _from_text(flat, np.uint8, count)
+            arr = None if arr is None else arr.astype(bool)
+        elif dt.kind == "float":
+            if not _FLOAT_ELEMENTS.fullmatch(flat):
+                return None
+            arr = _from_text(flat, np.float64, count)
+            arr = None if arr is None else arr.astype(dt.np_dtype)
+        else:
+            if not _INT_ELEMENTS.fullmatch(flat):
+                return None
+            arr = _from_text(flat, np.int64, count)
+            if arr is not None and arr.size:
+                lo, hi = _int_range(dt)
+                if int(arr.min()) < lo or int(arr.max()) > hi:
+                    raise self.error_at(self.start, f"integer out of range for {dt}")
+            arr = None if arr is None else arr.astype(dt.np_dtype)
+        if arr is None:
+            return None
+        self.end = m.end()
+        self.advance()
+        return arr
 
-    # -- types and dims ---------------------------------------------------------------------
-    def type(self, node: Tree) -> Type:
-        if node.data == "container_type":
-            kind, inner = node.children
-            element = self.type(inner)
-            return SequenceType(element) if kind.type == "SEQ" else OptionalType(element)
-        name_tok = node.children[0]
-        dt = DTYPES.get(str(name_tok))
+    # -- types and dims -----------------------------------------------------------------------------------
+    def type(self) -> Type:
+        m = _SIMPLE_TYPE.match(self.text, self.start) if self.kind == "WORD" else None
+        if m is not None:
+            cached = self.types.get(m.group())
+            if cached is not None:
+                self.end = m.end()
+                self.advance()
+                return cached
+        t = self.nested(self.type_uncached)
+        if m is not None and _SKIP.match(self.text, m.end()).end() == self.start:  # type: ignore[union-attr]
+            self.types[m.group()] = t  # the same text is the same type: read it once
+        return t
+
+    def type_uncached(self) -> Type:
+        if self.kind == "WORD" and self.val in ("seq", "opt"):
+            kind = self.val
+            self.advance()
+            self.take("<")
+            element = self.type()
+            self.take(">")
+            return SequenceType(element) if kind == "seq" else OptionalType(element)
+        name, at = self.ident(A_TYPE)
+        dt = DTYPES.get(name)
         if dt is None:
-            raise self.error(name_tok, f"unknown element type '{name_tok}'")
-        rest = node.children[1:]
-        if len(rest) == 1 and isinstance(rest[0], Token) and rest[0].type == "STAR":
+            if self.at("["):
+                raise self.error_at(at, f"unknown element type '{name}'")
+            raise self.unexpected("'['")
+        self.take("[")
+        if self.at("*"):
+            self.advance()
+            self.take("]")
             return TensorType(dt, None)
-        return TensorType(dt, tuple(self.dim(d) for d in rest))
+        shape = []
+        while not self.at("]"):
+            if shape:
+                self.take(",", "']'")
+            shape.append(self.dim())
+        self.advance()
+        return TensorType(dt, tuple(shape))
 
-    def dim(self, node: Tree | Token) -> D.Dim:
+    def dim(self) -> D.Dim:
+        if self.at("?"):
+            self.advance()
+            if not self.at("<="):
+                return D.Unknown()
+            self.advance()
+            bound_at = self.start
+            bound = self.expr()
+            if isinstance(bound, D.Unknown):  # pragma: no cover - expr() never gives one
+                raise self.error_at(bound_at, "a bound cannot be unknown")
+            return D.Unknown(bound)
+        return self.expr()
+
+    def expr(self) -> D.Dim:
+        return self.expr_rest(self.term())
+
+    def expr_rest(self, value: D.Dim) -> D.Dim:
+        value = self.term_rest(value)
+        while self.kind == "PUNCT" and self.val in ("+", "-"):
+            op, at = self.val, self.start
+            self.advance()
+            rhs = self.term()
+            value = self.arith(at, D.add, value, rhs if op == "+" else D.mul(rhs, -1))
+        return value
+
+    def term(self) -> D.Dim:
+        return self.term_rest(self.nested(self.factor))
+
+    def term_rest(self, value: D.Dim) -> D.Dim:
+        while True:
+            if self.kind == "VALUE" and self.val[1:2] != '"':
+                self.end = self.start + 1  # `N%3` reads as N % 3, not N and a value %3
+                self.kind, self.val = "PUNCT", "%"
+            if self.kind != "PUNCT" or self.val not in ("*", "//", "%"):
+                return value
+            op, at = self.val, self.start
+            self.advance()
+            rhs = self.nested(self.factor)
+            fn = D.mul if op == "*" else D.floordiv if op == "//" else D.mod
+            value = self.arith(at, fn, value, rhs)
+
+    def arith(self, at: int, fn: Callable[[Any, Any], D.Dim], a: D.Dim, b: D.Dim) -> D.Dim:
         try:
-            return self._dim(node)
+            return fn(a, b)
         except EmberError as err:
-            raise self.error(node, str(err)) from None
+            raise self.error_at(at, str(err)) from None
 
-    def _dim(self, node: Tree | Token) -> D.Dim:
-        kind = node.data
-        if kind == "unknown":
-            return D.Unknown()
-        if kind == "bounded":
-            b = self._dim(node.children[0])
-            if isinstance(b, D.Unknown):
-                raise self.error(node, "a bound cannot be unknown")
-            return D.Unknown(b)
-        if kind == "int":
-            return int(node.children[0])
-        if kind == "symbol":
-            name = str(node.children[0])
-            if name in DTYPES:
-                raise self.error(node, f"{name} is an element type, not a dim")
-            return D.sym(name)
-        args = [self._dim(c) for c in node.children if isinstance(c, Tree)]
-        if any(isinstance(a, D.Unknown) for a in args):
-            raise self.error(node, "'?' cannot appear inside an expression")
-        if kind == "neg":
-            return D.mul(args[0], -1)
-        fn = {"add": D.add, "sub": lambda a, b: D.add(a, D.mul(b, -1)), "mul": D.mul,
-              "floordiv": D.floordiv, "mod": D.mod, "max": D.dmax, "min": D.dmin}.get(kind)
-        if fn is None:
-            raise self.error(node, f"unexpected {kind} in a dim")
-        return fn(*args)
+    def factor(self) -> D.Dim:
+        kind, val, at = self.kind, self.val, self.start
+        if kind == "INT":
+            self.advance()
+            return int(val)
+        if kind == "WORD" and "." not in val:
+            if val in ("max", "min") and self.text.startswith("(", self.next_start()):
+                self.advance()
+                self.take("(")
+                a = self.expr()
+                self.take(",")
+                b = self.expr()
+                self.take(")", "','")
+                return self.arith(at, D.dmax if val == "max" else D.dmin, a, b)
+            self.advance()
+            if val in DTYPES:
+                raise self.error_at(at, f"{val} is an element type, not a dim")
+            return D.sym(val)
+        if kind == "PUNCT":
+            if val == "-":
+                self.advance()
+                return D.mul(self.nested(self.factor), -1)
+            if val == "(":
+                self.advance()
+                value = self.expr()
+                self.take(")", "'+'", "'-'", "'*'", "'//'", "'%'")
+                return value
+            if val == "?":
+                raise self.error_at(at, "'?' cannot appear inside an expression")
+        raise self.unexpected(A_DIM, AN_INT, "a symbol", "'('", "'-'", "'max'", "'min'")
 
 
-def _subbyte_range(dt: DType) -> tuple[int, int]:
+def _value_name(text: str) -> str:
+    name = text[1:]
+    return json.loads(name) if name.startswith('"') else name
+
+
+def _int_range(dt: DType) -> tuple[int, int]:
+    if dt.bits >= 8:
+        info = np.iinfo(dt.np_dtype)
+        return int(info.min), int(info.max)
     if dt.kind == "int":
         return -(1 << (dt.bits - 1)), (1 << (dt.bits - 1)) - 1
     return 0, (1 << dt.bits) - 1
+
+
+# -- dense literals read whole ---------------------------------------------------------------------------
+_DENSE_BODY = re.compile(r"\[[\[\],0-9.eE+\-a-z \t\f\r\n]*\]")
+_SPACE = "[ \t\f\r\n]*"
+_NUMBER = r"-?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|inf)|nan"
+
+
+def _elements(item: str) -> re.Pattern[str]:
+    """Comma-separated `item`s (or nothing), with any whitespace around them."""
+    one = f"{_SPACE}(?:{item}){_SPACE}"
+    return re.compile(f"(?:{one}(?:,{one})*)?{_SPACE}")
+
+
+_FLOAT_ELEMENTS = _elements(_NUMBER)
+_INT_ELEMENTS = _elements(r"-?\d+")
+_BOOL_ELEMENTS = _elements("true|false")
+_LONG_INT = re.compile(r"\d{19}")  # past int64 (or more digits than a double holds): read one by one, exactly
+_SKELETON = str.maketrans("", "", "0123456789.eE+-abcdefghijklmnopqrstuvwxyz \t\f\r\n")
+_NO_BRACKETS = str.maketrans("", "", "[]")
+_SIMPLE_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[[A-Za-z0-9_, ?*]*\]")
+
+
+def _skeleton(shape: tuple[int, ...]) -> str:
+    """The brackets and commas of a nested list of `shape`: (2, 3) gives `[[,,],[,,]]`."""
+    text = "[" + "," * (shape[-1] - 1) + "]" if shape[-1] > 0 else "[]"
+    for d in reversed(shape[:-1]):
+        text = "[" + ",".join([text] * d) + "]" if d > 0 else "[]"
+    return text
+
+
+def _from_text(flat: str, dtype: type, count: int) -> np.ndarray | None:
+    if count == 0:
+        return np.zeros(0, dtype) if not flat.strip() else None
+    try:
+        arr = np.fromstring(flat, dtype=dtype, sep=",")
+    except (ValueError, DeprecationWarning):
+        return None
+    return arr if arr.size == count else None

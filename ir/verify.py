@@ -19,18 +19,37 @@ from ember.ir.types import DTYPES, TensorType, compatible
 
 
 class _Checker:
+    """Walks a module once, in order; the cost is linear in its ops (regions included)."""
+
     def __init__(self, module: Module) -> None:
         self.module = module
         self.problems: list[str] = []
-        self.lines: dict[Operation, str] = {}
+        self.pending: list[tuple[str, Function | None, Operation | None]] = []
+        self.fn: Function | None = None
         self.current: Operation | None = None
 
     def report(self, where: str, message: str) -> None:
-        line = self.lines.get(self.current) if self.current is not None else None
-        self.problems.append(f"{where}{message}" + (f"\n      at: {line}" if line else ""))
+        self.pending.append((f"{where}{message}", self.fn, self.current))
+
+    def finish(self) -> None:
+        """Each problem with the printed line of its op: printing (naming every value of the
+        function) happens only for functions that have problems."""
+        lines: dict[Function, dict[Operation, str]] = {}
+        for text, fn, op in self.pending:
+            line = None
+            if fn is not None and op is not None:
+                if fn not in lines:
+                    try:
+                        lines[fn] = name_values(fn).op_lines
+                    except Exception:  # printing a badly broken function can fail; verify without context
+                        lines[fn] = {}
+                line = lines[fn].get(op)
+            self.problems.append(text + (f"\n      at: {line}" if line else ""))
 
     def run(self) -> None:
         m = self.module
+        if not m.functions:
+            self.report("", "module has no functions: nothing to run")
         for name in m.symbols:
             if name in DTYPES or not name.isidentifier():
                 self.report("", f"symbol {name!r} is not a valid symbol name")
@@ -45,13 +64,12 @@ class _Checker:
                 except ValueError as err:
                     self.report("", str(err))
         for fn in m.functions.values():
+            self.fn = fn
             self.function(fn)
+        self.fn = None
+        self.finish()
 
     def function(self, fn: Function) -> None:
-        try:
-            self.lines = name_values(fn).op_lines
-        except Exception:  # printing a badly broken function can fail; verify without context
-            self.lines = {}
         where = f"@{fn.name}: "
         names = [a.name for a in fn.body.args]
         if any(not n for n in names):
@@ -62,16 +80,25 @@ class _Checker:
             self.report(where, f"{len(fn.output_names)} output names for {len(fn.body.outputs)} outputs")
         if len(set(fn.output_names)) != len(fn.output_names):
             self.report(where, "duplicate output names")
-        self.block(fn.body, set(fn.body.args), fn)
+        self.block(fn.body, set(), fn)
 
     def block(self, block: Block, visible: set[Value], fn: Function) -> None:
-        visible = set(visible) | set(block.args)
-        for op in block.ops:
-            self.op(op, visible, fn)
-            visible.update(op.results)
-        for i, v in enumerate(block.outputs):
-            if v not in visible:
-                self.report(f"@{fn.name}: ", f"output {i} uses a value that is not defined before it")
+        """Check `block` with `visible` the values defined before it; what the block defines
+        is added to that same set and taken out again when it ends (no copy per region)."""
+        added = [a for a in block.args if a not in visible]
+        visible.update(added)
+        try:
+            for op in block.ops:
+                self.op(op, visible, fn)
+                for r in op.results:
+                    if r not in visible:
+                        visible.add(r)
+                        added.append(r)
+            for i, v in enumerate(block.outputs):
+                if v not in visible:
+                    self.report(f"@{fn.name}: ", f"output {i} uses a value that is not defined before it")
+        finally:
+            visible.difference_update(added)
 
     def op(self, op: Operation, visible: set[Value], fn: Function) -> None:
         self.current = op
@@ -91,8 +118,7 @@ class _Checker:
             return
         ok = self.schema(op, head)
         for fld, region in zip(op.region_fields, op.regions):
-            inner = set() if fld.isolated else visible
-            self.block(region, inner, fn)
+            self.block(region, set() if fld.isolated else visible, fn)
         self.current = op
         if not ok:
             return
@@ -109,7 +135,7 @@ class _Checker:
             self.report(head, f"declares {len(declared)} results; the type rule gives {len(inferred)}")
             return
         for i, (d, t) in enumerate(zip(declared, inferred)):
-            if not compatible(d, t):
+            if d is not t and not compatible(d, t):
                 self.report(head, f"result {i} is declared {d} but the type rule gives {t}")
         try:
             op.verify_()
