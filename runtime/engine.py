@@ -30,6 +30,7 @@ import ember
 from ember.errors import EmberError
 from ember.ir.types import DTYPES, dtype_of, string
 from ember.runtime import engine_format as fmt
+from ember.runtime import validate
 from ember.runtime.engine_format import EngineFormatError, Section
 from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
 
@@ -357,48 +358,53 @@ class Engine:
 
     @classmethod
     def _decode(cls, c: fmt.Container, source: str) -> "Engine":
+        """The engine in `c`, every section checked against the others first (runtime/validate.py):
+        nothing below indexes, slices or sizes anything the checks have not vouched for."""
         header = c.header
-        ir_text = bytes(c["ir"]).decode("utf-8")
-        io = c.json("io")
-        plan_json = c.json("plan")
+        try:
+            ir_text = bytes(c["ir"]).decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise EngineFormatError(f"{source}: section 'ir': not UTF-8 text ({err.reason} at byte {err.start})") \
+                from None
+        io, plan_json, kernels_json, index = c.json("io"), c.json("plan"), c.json("kernels"), c.json("weights.index")
+        binaries, blob = c["binaries"], c["weights"]
+        validate.check_engine(source, io=io, plan=plan_json, kernels=kernels_json, weights_index=index,
+                              binaries_size=len(binaries), weights_size=len(blob),
+                              weight_data=lambda name, off, n: _json_or_none(blob[off:off + n]))
         program = plan_json["program"]
-        plan = MemoryPlan.from_json(plan_json["memory"])
-        binaries = c["binaries"]
         kernels: dict[str, KernelImage] = {}
-        for name, k in c.json("kernels").items():
+        for name, k in kernels_json.items():
             cubins = {arch: bytes(binaries[off:off + size]) for arch, (off, size) in k["cubins"].items()}
             off, size = k["ptx"]
             kernels[name] = KernelImage(name, tuple(k["ops"]), k["source"], cubins, bytes(binaries[off:off + size]),
                                         k["ptx_arch"])
-        for k in program["kernels"]:
-            if k["name"] not in kernels:
-                raise EngineFormatError(f"{source}: kernel {k['name']} of the plan has no binaries")
-        blob = c["weights"]
         weights: dict[str, np.ndarray] = {}
-        for name, w in c.json("weights.index").items():
-            off, nbytes, shape = int(w["offset"]), int(w["nbytes"]), tuple(int(d) for d in w["shape"])
-            if off + nbytes > len(blob):
-                raise EngineFormatError(f"{source}: weight {name!r} lies outside the weights section")
+        for name, w in index.items():
+            off, nbytes, shape = w["offset"], w["nbytes"], tuple(w["shape"])
             if w.get("encoding") == "json":
-                items = json.loads(bytes(blob[off:off + nbytes]).decode("utf-8"))
+                items = _json_or_none(blob[off:off + nbytes])
                 arr = np.empty(len(items), dtype=object)
                 arr[:] = items
                 weights[name] = arr.reshape(shape)
                 continue
             dt = DTYPES[w["dtype"]].np_dtype
-            count = int(np.prod(shape, dtype=np.int64))
-            if count * dt.itemsize != nbytes:
-                raise EngineFormatError(f"{source}: weight {name!r} has {nbytes} bytes for {w['dtype']}{list(shape)}")
+            count = nbytes // dt.itemsize
             arr = np.frombuffer(blob, dtype=dt, count=count, offset=off) if count else np.zeros(shape, dt)
             weights[name] = arr.reshape(shape)
+        symbols = {str(k): v for k, v in plan_json.get("symbols", {}).items()}
+        module = _parse_ir(ir_text, source)
+        ids = validate.check_ir(source, module, program, symbols, weights)
+        plan = validate.check_memory(source, program, plan_json["memory"], _op_reads_beyond_kernels(module, program))
         info = {"targets": header.get("targets", []), "nvrtc": header.get("nvrtc", ""),
                 "precision": header.get("precision", ""), "pipeline": header.get("pipeline", ""),
-                "symbols": plan_json.get("symbols", {}),
+                "symbols": symbols,
                 "ember_version": header.get("ember_version", ""), "format_version": header.get("format_version")}
         inputs = [TensorSpec.from_json(t) for t in io["inputs"]]
         outputs = [TensorSpec.from_json(t) for t in io["outputs"]]
-        return cls(ir_text=ir_text, program=program, plan=plan, weights=weights, kernels=kernels, info=info,
-                   inputs=inputs, outputs=outputs, source=source, container=c)
+        engine = cls(ir_text=ir_text, program=program, plan=plan, weights=weights, kernels=kernels, info=info,
+                     inputs=inputs, outputs=outputs, source=source, container=c)
+        engine._module, engine._value_ids = module, ids
+        return engine
 
     def check_arch(self, arch: str | None = None, driver_version: int | None = None) -> None:
         """Refuse (EngineFormatError) when no kernel image runs on `arch`: no cubin for it and no PTX its
@@ -510,6 +516,28 @@ class Engine:
         if len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape)):
             raise EngineInputError(f"input {spec.name!r}: the engine was built for shape "
                                    f"{['?' if w is None else w for w in want]}, got {list(shape)}")
+
+
+def _json_or_none(data: memoryview) -> Any:
+    """A JSON-encoded weight (str tensors), or None when its bytes are not JSON."""
+    try:
+        return json.loads(bytes(data).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+
+
+def _parse_ir(text: str, source: str) -> Any:
+    """The engine's IR, parsed; a syntax error is the file's, in the section 'ir'."""
+    from ember.errors import ParseError
+    from ember.ir.parser import parse
+    try:
+        return parse(text, source="ir", verify=False)
+    except ParseError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        where = f"ir:{err.line}:{err.column}: " if err.line is not None else "ir: "
+        what = first[len(where):] if first.startswith(where) else first
+        line = f"line {err.line}, column {err.column}: " if err.line is not None else ""
+        raise EngineFormatError(f"{source}: section 'ir': {line}{what}") from None
 
 
 def _weights_used(module: Any, program: Mapping[str, Any]) -> list[str]:

@@ -1,0 +1,629 @@
+"""An engine's contents, checked once at load, before anything trusts them.
+
+The container (engine_format.py) proves that the file is the one that was
+written; this module proves that what was written makes sense, because the
+checksums prove nothing about a file forged with valid ones. The runtime
+indexes lists by the ids it reads here, slices the host arena at the plan's
+offsets, hands ctypes the scalars and the driver the sizes: after these checks
+every id points somewhere, every value's byte size is its shape times its
+element size, every buffer lies inside the arena and no two buffers live at
+once share bytes (the lifetimes are recomputed from the steps, not taken from
+the plan), every kernel has binaries and every argument fits its parameter.
+
+What is not checked, because it cannot be: a kernel's machine code. An engine
+carries GPU code, and a forged kernel can do on the GPU what any code can; the
+checks here keep the host side (numpy, ctypes, the host arena) from being
+misled, and turn every inconsistency into one line naming the file, the
+section and the entry.
+
+Every refusal is an `EngineFormatError`:
+`model.engine: section 'plan': program.steps[3].args[2]: value 99 is not a value of the program (0..41)`.
+The checks walk the sections in the order the runtime depends on them: `io`,
+`plan` (its program, then its memory plan against the program), `kernels`,
+`weights.index`, then the IR against the program. The next wave replaces the
+program's dict steps with a typed program; its decoder takes over `_program`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, NoReturn, Sequence
+
+from ember.errors import EmberError
+from ember.ir.sizes import MAX_BYTES, MAX_ELEMENTS, SizeError, check_range, nbytes
+from ember.ir.types import DTYPES
+from ember.runtime.engine_format import EngineFormatError
+from ember.runtime.memory_plan import ARENA_KINDS, MemoryPlan, align, lifetimes, op_groups, root_of
+
+VALUE_KINDS = ("input", "weight", "const", "activation", "view", "host")
+PARAM_KINDS = ("ptr", "i64", "i32", "f32")  # as ember.codegen.kernel declares them
+ARG_PARAM = {"value": "ptr", "scratch": "ptr", "meta": "ptr", "i64": "i64", "i32": "i32", "f32": "f32"}
+I64 = (-(1 << 63), (1 << 63) - 1)
+I32 = (-(1 << 31), (1 << 31) - 1)
+GRID_LIMITS = ((1 << 31) - 1, 65535, 65535)
+MAX_BLOCK = 1024
+MAX_SHARED = 1 << 20  # bytes of dynamic shared memory; every GPU so far has at most 228 KiB
+MAX_ALIGNMENT = 1 << 20
+WEIGHT_ALIGN = 256
+
+
+class _Invalid(Exception):
+    """One problem, found at `where` in `section`; `check_engine` words it."""
+
+    def __init__(self, section: str, where: str, what: str) -> None:
+        super().__init__(what)
+        self.section, self.where, self.what = section, where, what
+
+
+class At:
+    """A place in a section (`plan`, `program.steps[3].args[2]`), for the message."""
+
+    def __init__(self, section: str, path: str = "") -> None:
+        self.section, self.path = section, path
+
+    def __getitem__(self, key: int | str) -> "At":
+        step = f"[{key}]" if isinstance(key, int) else (f".{key}" if self.path else str(key))
+        return At(self.section, self.path + step)
+
+    def fail(self, what: str) -> NoReturn:
+        raise _Invalid(self.section, self.path, what)
+
+
+# -- JSON shapes ---------------------------------------------------------------------------------
+def _obj(x: Any, at: At, *required: str) -> Mapping[str, Any]:
+    if not isinstance(x, dict):
+        at.fail(f"expected an object, got {_kind(x)}")
+    missing = [k for k in required if k not in x]
+    if missing:
+        at.fail(f"missing {', '.join(map(repr, missing))}")
+    return x
+
+
+def _list(x: Any, at: At, length: int | None = None) -> list[Any]:
+    if not isinstance(x, list):
+        at.fail(f"expected a list, got {_kind(x)}")
+    if length is not None and len(x) != length:
+        at.fail(f"expected {length} entries, got {len(x)}")
+    return x
+
+
+def _int(x: Any, at: At, lo: int, hi: int, what: str = "integer") -> int:
+    """An integer in lo..hi; `what` names it in the message ("offset -4 is outside 0..1024")."""
+    if isinstance(x, bool) or not isinstance(x, int):
+        at.fail(f"{what}: expected an integer, got {_kind(x)}")
+    if not lo <= x <= hi:
+        at.fail(f"{what} {x} is outside {lo}..{hi}")
+    return x
+
+
+def _str(x: Any, at: At) -> str:
+    if not isinstance(x, str):
+        at.fail(f"expected a string, got {_kind(x)}")
+    return x
+
+
+def _ints(x: Any, at: At, lo: int, hi: int, what: str = "integer") -> list[int]:
+    return [_int(v, at[i], lo, hi, what) for i, v in enumerate(_list(x, at))]
+
+
+def _kind(x: Any) -> str:
+    text = repr(x)
+    return f"{type(x).__name__} {text[:40] + '...' if len(text) > 40 else text}"
+
+
+def _sized(f: Any, at: At, *args: Any) -> int:
+    """A check from ember.ir.sizes, its SizeError reported at `at`."""
+    try:
+        return f(*args)
+    except SizeError as err:
+        at.fail(str(err))
+
+
+def _arch(x: Any, at: At) -> str:
+    from ember.runtime.engine import _arch_number
+    text = _str(x, at)
+    try:
+        _arch_number(text)
+    except EngineFormatError:
+        at.fail(f"{text!r} is not a CUDA architecture like sm_80 or compute_90")
+    return text
+
+
+# -- the whole engine ------------------------------------------------------------------------------
+def check_engine(source: str, *, io: Any, plan: Any, kernels: Any, weights_index: Any, binaries_size: int,
+                 weights_size: int, weight_data: Any) -> None:
+    """Check the JSON sections of an engine against each other (raises EngineFormatError).
+    `weight_data(name, offset, nbytes)` gives a json-encoded weight's bytes."""
+    try:
+        plan_obj = _obj(plan, At("plan"), "program", "memory")
+        program = _program(plan_obj["program"], At("plan", "program"))
+        _symbols(plan_obj.get("symbols", {}), At("plan", "symbols"))
+        _kernels(_obj(kernels, At("kernels")), program, binaries_size, At("kernels"))
+        _weights(_obj(weights_index, At("weights.index")), program, weights_size, weight_data, At("weights.index"))
+        _io(_obj(io, At("io"), "inputs", "outputs"), program, At("io"))
+    except _Invalid as bad:
+        raise EngineFormatError(_message(source, bad)) from None
+
+
+def check_memory(source: str, program: Mapping[str, Any], memory: Any,
+                 extra_reads: Mapping[int, Sequence[int]]) -> MemoryPlan:
+    """The memory plan, read and checked against the program: the buffers are the ones the
+    steps need (`extra_reads`: what the IR's ops read beyond their kernels), each inside the
+    arena, and none shares bytes with another that is live at the same time."""
+    try:
+        return _memory(memory, program, extra_reads, At("plan", "memory"))
+    except _Invalid as bad:
+        raise EngineFormatError(_message(source, bad)) from None
+
+
+def check_ir(source: str, module: Any, program: Mapping[str, Any], symbols: Mapping[str, int],
+             weights: Mapping[str, Any]) -> dict[Any, int]:
+    """The IR against the program: as many values, of the same types, ops where the steps say,
+    weights declared as stored. Returns the program value id of each IR value."""
+    try:
+        return _ir(module, program, symbols, weights, At("ir"))
+    except _Invalid as bad:
+        raise EngineFormatError(_message(source, bad)) from None
+
+
+def _message(source: str, bad: _Invalid) -> str:
+    where = f"{bad.where}: " if bad.where else ""
+    return f"{source}: section {bad.section!r}: {where}{bad.what}"
+
+
+# -- plan.program ------------------------------------------------------------------------------------
+def _program(x: Any, at: At) -> Mapping[str, Any]:
+    program = _obj(x, at, "values", "inputs", "outputs", "kernels", "steps")
+    values = _list(program["values"], at["values"])
+    for i, v in enumerate(values):
+        _value(v, i, at["values"][i])
+    for i, v in enumerate(values):
+        if v["kind"] == "view":
+            _view(v, values, at["values"][i])
+    for key in ("inputs", "outputs"):
+        seen: set[str] = set()
+        for i, entry in enumerate(_list(program[key], at[key])):
+            where = at[key][i]
+            entry = _obj(entry, where, "name", "value")
+            name = _str(entry["name"], where["name"])
+            if name in seen:
+                where["name"].fail(f"{key[:-1]} {name!r} is listed twice")
+            seen.add(name)
+            vid = _vid(entry["value"], values, where["value"])
+            if key == "inputs" and values[vid]["kind"] not in ("input", "host"):
+                where["value"].fail(f"input {name!r} is value {vid}, a {values[vid]['kind']} value, not an input")
+    params: dict[str, list[Mapping[str, Any]]] = {}
+    for i, k in enumerate(_list(program["kernels"], at["kernels"])):
+        where = at["kernels"][i]
+        k = _obj(k, where, "name", "params")
+        name = _str(k["name"], where["name"])
+        if name in params:
+            where["name"].fail(f"kernel {name!r} is listed twice")
+        params[name] = [_param(p, where["params"][j]) for j, p in enumerate(_list(k["params"], where["params"]))]
+    steps = _list(program["steps"], at["steps"])
+    for t, s in enumerate(steps):
+        where = at["steps"][t]
+        s = _obj(s, where, "kind", "ops")
+        _ints(s["ops"], where["ops"], 0, len(values), "op index")
+        reads = [_vid(v, values, where["reads"][j]) for j, v in enumerate(_list(s.get("reads", []), where["reads"]))]
+        writes = [_vid(v, values, where["writes"][j])
+                  for j, v in enumerate(_list(s.get("writes", []), where["writes"]))]
+        if s["kind"] == "launch":
+            _launch(s, params, values, reads, writes, where)
+        elif s["kind"] == "host":
+            _str(s.get("reason", ""), where["reason"])
+        else:
+            where["kind"].fail(f"step kind {s['kind']!r} is neither 'launch' nor 'host'")
+        for j, vid in enumerate(writes):
+            root = values[root_of(values, vid)]
+            allowed = ("activation",) if s["kind"] == "launch" else ("activation", "host")
+            if root["kind"] not in allowed:
+                where["writes"][j].fail(f"the step writes value {vid} ({values[vid]['name']}), which is "
+                                        f"{'a view of ' if root is not values[vid] else ''}a {root['kind']} value")
+    return program
+
+
+def _value(v: Any, i: int, at: At) -> None:
+    v = _obj(v, at, "id", "name", "dtype", "shape", "kind", "nbytes")
+    if v["id"] != i:
+        at["id"].fail(f"value {i} has id {v['id']!r}: ids number the values in order")
+    _str(v["name"], at["name"])
+    kind = _str(v["kind"], at["kind"])
+    if kind not in VALUE_KINDS:
+        at["kind"].fail(f"kind {kind!r} is not one of {', '.join(VALUE_KINDS)}")
+    _int(v["nbytes"], at["nbytes"], 0, MAX_BYTES, "byte size")
+    shape = _ints(v["shape"], at["shape"], 0, MAX_ELEMENTS, "dim")
+    if kind == "host":  # lives on the host, with whatever type and size the op gives it
+        _str(v["dtype"], at["dtype"])
+        return
+    dtype = _str(v["dtype"], at["dtype"])
+    if dtype not in DTYPES:
+        at["dtype"].fail(f"element type {dtype!r} is not an Ember element type")
+    size = _sized(nbytes, at["shape"], shape, DTYPES[dtype].itemsize, f"value {i} ({v['name']})")
+    if size != v["nbytes"]:
+        at["nbytes"].fail(f"{v['nbytes']} bytes for {dtype}{shape}, which has {size}")
+    if kind in ("weight", "const"):
+        _str(v.get("weight"), at["weight"])
+    if kind == "view":
+        _int(v.get("alias"), at["alias"], 0, (1 << 63) - 1, "alias")
+
+
+def _view(v: Mapping[str, Any], values: list[Any], at: At) -> None:
+    alias = v["alias"]
+    if alias >= len(values) or alias == v["id"]:
+        at["alias"].fail(f"value {v['id']} is a view of value {alias}, which is not another value of the program "
+                         f"(0..{len(values) - 1})")
+    source = values[alias]
+    if source["kind"] in ("view", "host"):
+        at["alias"].fail(f"value {v['id']} is a view of value {alias}, a {source['kind']} value; a view reads the "
+                         "buffer of an input, weight, constant or activation")
+    if source["nbytes"] != v["nbytes"] or source["dtype"] != v["dtype"]:
+        at["alias"].fail(f"value {v['id']} ({v['dtype']}, {v['nbytes']} bytes) is a view of value {alias} "
+                         f"({source['dtype']}, {source['nbytes']} bytes): a view has its source's bytes")
+
+
+def _vid(x: Any, values: Sequence[Any], at: At) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < len(values):
+        at.fail(f"value {x!r} is not a value of the program (0..{len(values) - 1})")
+    return x
+
+
+def _param(p: Any, at: At) -> Mapping[str, Any]:
+    p = _obj(p, at, "name", "kind")
+    _str(p["name"], at["name"])
+    if p["kind"] not in PARAM_KINDS:
+        at["kind"].fail(f"parameter kind {p['kind']!r} is not one of {', '.join(PARAM_KINDS)}")
+    _str(p.get("role", "in"), at["role"])
+    return p
+
+
+def _launch(s: Mapping[str, Any], params: Mapping[str, list[Mapping[str, Any]]], values: Sequence[Any],
+            reads: list[int], writes: list[int], at: At) -> None:
+    _obj(s, at, "kernel", "grid", "block", "args")
+    kernel = _str(s["kernel"], at["kernel"])
+    if kernel not in params:
+        at["kernel"].fail(f"kernel {kernel!r} is not among the program's kernels")
+    for d, (g, limit) in enumerate(zip(_list(s["grid"], at["grid"], 3), GRID_LIMITS)):
+        _int(g, at["grid"][d], 1, limit, "grid dim")
+    block = [_int(b, at["block"][d], 1, MAX_BLOCK, "block dim") for d, b in enumerate(_list(s["block"], at["block"], 3))]
+    if math.prod(block) > MAX_BLOCK:
+        at["block"].fail(f"{block} is {math.prod(block)} threads a block, more than {MAX_BLOCK}")
+    _int(s.get("shared", 0), at["shared"], 0, MAX_SHARED, "shared memory bytes")
+    args = _list(s["args"], at["args"])
+    ps = params[kernel]
+    if len(args) != len(ps):
+        at["args"].fail(f"{len(args)} arguments for the {len(ps)} parameters of {kernel}")
+    listed = set(reads) | set(writes)
+    for a, (p, arg) in enumerate(zip(ps, args)):
+        where = at["args"][a]
+        arg = _obj(arg, where)
+        if len(arg) != 1 or next(iter(arg)) not in ARG_PARAM:
+            where.fail(f"expected one of {', '.join(ARG_PARAM)}, got keys {sorted(arg)}")
+        (kind, x), = arg.items()
+        if ARG_PARAM[kind] != p["kind"]:
+            where.fail(f"a {kind} argument for parameter {p['name']!r} of kind {p['kind']}")
+        if kind == "value":
+            vid = _vid(x, values, where["value"])
+            root = values[root_of(values, vid)]
+            if root["kind"] == "host" or root["dtype"] == "str":
+                where["value"].fail(f"value {vid} ({values[vid]['name']}) lives on the host; a kernel cannot read it")
+            if vid not in listed:
+                where["value"].fail(f"value {vid} is an argument but not among the step's reads and writes")
+            if p.get("role") == "out" and vid not in writes:
+                where["value"].fail(f"value {vid} is the output {p['name']!r} but not among the step's writes")
+        elif kind == "scratch":
+            _int(x, where["scratch"], 0, MAX_BYTES, "scratch bytes")
+        elif kind == "meta":
+            _ints(x, where["meta"], *I64, "metadata")
+        elif kind == "i64":
+            _int(x, where["i64"], *I64)
+        elif kind == "i32":
+            _int(x, where["i32"], *I32)
+        elif isinstance(x, bool) or not isinstance(x, (int, float)):
+            where["f32"].fail(f"expected a number, got {_kind(x)}")
+
+
+def _symbols(x: Any, at: At) -> None:
+    for name, value in _obj(x, at).items():
+        _int(value, at[name], 0, MAX_ELEMENTS, "symbol value")
+
+
+# -- plan.memory -------------------------------------------------------------------------------------
+def _memory(x: Any, program: Mapping[str, Any], extra_reads: Mapping[int, Sequence[int]], at: At) -> MemoryPlan:
+    m = _obj(x, at, "arena_bytes", "peak_live_bytes", "sum_bytes", "buffers")
+    alignment = _int(m.get("alignment", 256), at["alignment"], 1, MAX_ALIGNMENT, "alignment")
+    if alignment & (alignment - 1) or alignment < 256:
+        at["alignment"].fail(f"alignment {alignment} is not a power of two of at least 256")
+    arena = _int(m["arena_bytes"], at["arena_bytes"], 0, MAX_BYTES, "arena size")
+    for key in ("peak_live_bytes", "sum_bytes"):
+        _int(m[key], at[key], 0, MAX_BYTES, key.replace("_", " "))
+    _str(m.get("order", ""), at["order"])
+    values, steps = program["values"], program["steps"]
+    listed: dict[str, tuple[int, int, int, int]] = {}
+    for i, b in enumerate(_list(m["buffers"], at["buffers"])):
+        where = at["buffers"][i]
+        key, offset, size, start, end = _list(b, where, 5)
+        _buffer_key(key, values, steps, where[0])
+        if key in listed:
+            where[0].fail(f"buffer {key} is listed twice")
+        offset = _int(offset, where[1], 0, MAX_BYTES, "offset")
+        size = _int(size, where[2], 0, MAX_BYTES, "size")
+        start = _int(start, where[3], -1, len(steps), "first step")
+        end = _int(end, where[4], start, len(steps), "last step")
+        if offset % alignment:
+            where[1].fail(f"buffer {key}: offset {offset} is not a multiple of the alignment {alignment}")
+        _sized(check_range, where, offset, size, arena, f"buffer {key}")
+        listed[key] = (offset, size, start, end)
+    extras = _list(m.get("extra_reads", []), at["extra_reads"])
+    given_extra: dict[int, list[int]] = {}
+    for i, e in enumerate(extras):
+        t, vids = _list(e, at["extra_reads"][i], 2)
+        given_extra[_int(t, at["extra_reads"][i][0], 0, len(steps) - 1, "step")] = \
+            [_vid(v, values, at["extra_reads"][i][1][j]) for j, v in enumerate(_list(vids, at["extra_reads"][i][1]))]
+    want_extra = {int(t): sorted({int(v) for v in vids}) for t, vids in extra_reads.items() if vids}
+    if given_extra != want_extra:
+        at["extra_reads"].fail(f"{_short(given_extra)} are not the reads the IR's ops add to their kernels' "
+                               f"({_short(want_extra)})")
+    needed = {b.key: b for b in lifetimes(program, extra_reads)}
+    for key, b in needed.items():
+        if key not in listed:
+            at["buffers"].fail(f"no buffer for {_buffer_name(key, values)}, which the steps use at "
+                               f"{b.start}..{b.end}")
+        offset, size, start, end = listed[key]
+        if (size, start, end) != (b.nbytes, b.start, b.end):
+            at["buffers"].fail(f"buffer {key}: {size} bytes live at steps {start}..{end}; the steps use "
+                               f"{b.nbytes} bytes at {b.start}..{b.end}")
+    unused = sorted(set(listed) - set(needed))
+    if unused:
+        at["buffers"].fail(f"buffer {unused[0]} is not used by any step")
+    top = max((offset + align(size, alignment) for offset, size, _, _ in listed.values()), default=0)
+    if arena != top:
+        at["arena_bytes"].fail(f"the arena is {arena} bytes; its buffers end at {top}")
+    scratch = _scratch(m.get("scratch", []), program, listed, at["scratch"])
+    plan = MemoryPlan.from_json({**m, "scratch": scratch})
+    overlaps = plan.check()
+    if overlaps:
+        at["buffers"].fail(f"{overlaps[0]}{f' (and {len(overlaps) - 1} more)' if len(overlaps) > 1 else ''}")
+    return plan
+
+
+def _buffer_key(key: Any, values: Sequence[Mapping[str, Any]], steps: Sequence[Any], at: At) -> None:
+    text = _str(key, at)
+    if text.startswith("v") and text[1:].isdigit():
+        vid = int(text[1:])
+        if vid < len(values) and values[vid]["kind"] in ARENA_KINDS and values[vid]["dtype"] != "str":
+            return
+        at.fail(f"buffer {text}: value {vid} is not an input or activation of the program")
+    if text.startswith("s") and "." in text:
+        first, _, j = text[1:].partition(".")
+        if first.isdigit() and j.isdigit() and int(first) < len(steps):
+            return
+    at.fail(f"buffer key {text!r} is neither v<value> nor s<step>.<slot>")
+
+
+def _buffer_name(key: str, values: Sequence[Mapping[str, Any]]) -> str:
+    if key.startswith("v"):
+        v = values[int(key[1:])]
+        return f"value {key[1:]} ({v['name']}, a {v['kind']})"
+    return f"scratch buffer {key}"
+
+
+def _scratch(x: Any, program: Mapping[str, Any], listed: Mapping[str, tuple[int, int, int, int]],
+             at: At) -> list[list[int]]:
+    """Each scratch argument's offset: its op's slot, as large as the argument."""
+    steps = program["steps"]
+    given: dict[tuple[int, int], int] = {}
+    for i, e in enumerate(_list(x, at)):
+        t, a, off = _list(e, at[i], 3)
+        given[(_int(t, at[i][0], 0, len(steps) - 1, "step"), _int(a, at[i][1], 0, 1 << 20, "argument"))] = \
+            _int(off, at[i][2], 0, MAX_BYTES, "offset")
+    want: dict[tuple[int, int], tuple[int, str]] = {}
+    for first, last in op_groups(steps):
+        for t in range(first, last + 1):
+            j = 0
+            for a, arg in enumerate(steps[t]["args"]):
+                if "scratch" in arg:
+                    want[(t, a)] = (int(arg["scratch"]), f"s{first}.{j}")
+                    j += 1
+    for (t, a), (size, key) in want.items():
+        if (t, a) not in given:
+            at.fail(f"no offset for the scratch argument {a} of step {t}")
+        offset = given[(t, a)]
+        if key in listed:
+            if offset != listed[key][0]:
+                at.fail(f"step {t} argument {a}: offset {offset}, but its buffer {key} is at {listed[key][0]}")
+        elif size or offset:
+            at.fail(f"step {t} argument {a}: {size} scratch bytes at {offset} with no buffer {key}")
+    extra = sorted(set(given) - set(want))
+    if extra:
+        at.fail(f"step {extra[0][0]} argument {extra[0][1]} is not a scratch argument")
+    return [[t, a, off] for (t, a), off in sorted(given.items())]
+
+
+def _short(d: Mapping[int, list[int]]) -> str:
+    text = str(dict(sorted(d.items())))
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+# -- kernels, weights.index, io ----------------------------------------------------------------------
+def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries_size: int, at: At) -> None:
+    wanted = {k["name"] for k in program["kernels"]}
+    missing = sorted(wanted - set(kernels))
+    if missing:
+        at.fail(f"kernel {missing[0]} of the plan has no binaries{f' ({len(missing)} kernels missing)' if len(missing) > 1 else ''}")
+    extra = sorted(set(kernels) - wanted)
+    if extra:
+        at.fail(f"kernel {extra[0]} is not a kernel of the plan")
+    for name, k in kernels.items():
+        where = at[name]
+        k = _obj(k, where, "ops", "source", "cubins", "ptx", "ptx_arch")
+        for i, op in enumerate(_list(k["ops"], where["ops"])):
+            _str(op, where["ops"][i])
+        _str(k["source"], where["source"])
+        ptx_arch = _str(k["ptx_arch"], where["ptx_arch"])
+        for arch, place in _obj(k["cubins"], where["cubins"]).items():
+            _arch(arch, where["cubins"][arch])
+            _range(place, binaries_size, where["cubins"][arch], f"the {arch} cubin of {name}")
+        ptx_size = _range(k["ptx"], binaries_size, where["ptx"], f"the PTX of {name}")
+        if ptx_arch:
+            _arch(ptx_arch, where["ptx_arch"])
+        if not k["cubins"] and not (ptx_size and ptx_arch):
+            where.fail(f"kernel {name} has neither a cubin nor PTX")
+
+
+def _range(place: Any, limit: int, at: At, what: str) -> int:
+    offset, size = _list(place, at, 2)
+    _int(offset, at[0], 0, MAX_BYTES, "offset")
+    _int(size, at[1], 0, MAX_BYTES, "size")
+    _sized(check_range, at, offset, size, limit, f"{what} in the 'binaries' section")
+    return size
+
+
+def _weights(index: Mapping[str, Any], program: Mapping[str, Any], weights_size: int, weight_data: Any,
+             at: At) -> None:
+    for name, w in index.items():
+        where = at[name]
+        w = _obj(w, where, "dtype", "shape", "offset", "nbytes")
+        dtype = _str(w["dtype"], where["dtype"])
+        if dtype not in DTYPES:
+            where["dtype"].fail(f"element type {dtype!r} is not an Ember element type")
+        shape = _ints(w["shape"], where["shape"], 0, MAX_ELEMENTS, "dim")
+        offset = _int(w["offset"], where["offset"], 0, MAX_BYTES, "offset")
+        size = _int(w["nbytes"], where["nbytes"], 0, MAX_BYTES, "byte size")
+        if offset % WEIGHT_ALIGN:
+            where["offset"].fail(f"offset {offset} is not a multiple of {WEIGHT_ALIGN}")
+        _sized(check_range, where, offset, size, weights_size, f"weight {name!r} in the 'weights' section")
+        encoding = w.get("encoding", "raw")
+        count = _sized(nbytes, where["shape"], shape, 1, f"weight {name!r}")
+        if encoding == "json":
+            if dtype != "str":
+                where["encoding"].fail(f"a {dtype} weight stored as JSON (only str weights are)")
+            items = weight_data(name, offset, size)
+            if not isinstance(items, list) or len(items) != count or not all(isinstance(s, str) for s in items):
+                where.fail(f"expected a JSON list of {count} strings for str{shape}")
+        elif encoding == "raw":
+            if dtype == "str":
+                where["encoding"].fail("a str weight stored raw (str weights are stored as JSON)")
+            want = _sized(nbytes, where["shape"], shape, DTYPES[dtype].itemsize, f"weight {name!r}")
+            if size != want:
+                where["nbytes"].fail(f"{size} bytes for {dtype}{shape}, which has {want}")
+        else:
+            where["encoding"].fail(f"encoding {encoding!r} is neither 'raw' nor 'json'")
+    for i, v in enumerate(program["values"]):
+        if v["kind"] not in ("weight", "const"):
+            continue
+        name = v["weight"]
+        if name not in index:
+            At("plan", "program")["values"][i]["weight"].fail(f"weight {name!r} is not in the weights index")
+        w = index[name]
+        if (w["dtype"], w["shape"]) != (v["dtype"], v["shape"]):
+            At("plan", "program")["values"][i].fail(f"value {i} is {v['dtype']}{v['shape']}, its weight {name!r} "
+                                                     f"{w['dtype']}{w['shape']}")
+
+
+def _io(io: Mapping[str, Any], program: Mapping[str, Any], at: At) -> None:
+    values = program["values"]
+    for key in ("inputs", "outputs"):
+        specs = _list(io[key], at[key])
+        declared = program[key]
+        if len(specs) != len(declared):
+            at[key].fail(f"{len(specs)} {key}, the program has {len(declared)}")
+        for i, (spec, entry) in enumerate(zip(specs, declared)):
+            where = at[key][i]
+            spec = _obj(spec, where, "name", "dtype", "shape", "dims", "value")
+            if (spec["name"], spec["value"]) != (entry["name"], entry["value"]):
+                where.fail(f"{spec['name']!r} (value {spec['value']!r}) is {key[:-1]} {i} of the program, which "
+                           f"is {entry['name']!r} (value {entry['value']})")
+            _str(spec["dtype"], where["dtype"])
+            dims = _list(spec["dims"], where["dims"])
+            for j, d in enumerate(dims):
+                _str(d, where["dims"][j])
+            shape = _list(spec["shape"], where["shape"])
+            for j, d in enumerate(shape):
+                if d is not None:
+                    _int(d, where["shape"][j], 0, MAX_ELEMENTS, "dim")
+            v = values[spec["value"]]
+            if v["kind"] == "host":
+                continue
+            if spec["dtype"] != v["dtype"] or shape != v["shape"]:
+                where.fail(f"{spec['name']!r} is {spec['dtype']}{shape}, its value {spec['value']} "
+                           f"{v['dtype']}{v['shape']}")
+
+
+# -- the IR against the program ----------------------------------------------------------------------
+def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], weights: Mapping[str, Any],
+        at: At) -> dict[Any, int]:
+    from ember.ir.dims import evaluate
+    from ember.ir.types import TensorType
+    if not module.functions:
+        at.fail("the module has no functions")
+    fn = module.main
+    values = program["values"]
+    ops = list(fn.body.ops)
+    ids: dict[Any, int] = {}
+    for v in fn.inputs:
+        ids[v] = len(ids)
+    for op in ops:
+        for r in op.results:
+            ids[r] = len(ids)
+    if len(ids) != len(values):
+        at.fail(f"the entry function @{fn.name} has {len(ids)} values, the program {len(values)}: the sections do "
+                "not belong together")
+    if [len(program["inputs"]), len(program["outputs"])] != [len(fn.inputs), len(fn.outputs)]:
+        at.fail(f"@{fn.name} has {len(fn.inputs)} inputs and {len(fn.outputs)} outputs, the program "
+                f"{len(program['inputs'])} and {len(program['outputs'])}")
+    for i, (entry, v) in enumerate(zip(program["inputs"], fn.inputs)):
+        if ids[v] != entry["value"]:
+            at.fail(f"input {i} of @{fn.name} is value {ids[v]}, the program says {entry['value']}")
+    for i, (entry, v) in enumerate(zip(program["outputs"], fn.outputs)):
+        if ids.get(v) != entry["value"]:
+            at.fail(f"output {i} of @{fn.name} is value {ids.get(v)}, the program says {entry['value']}")
+    for v, vid in ids.items():
+        info = values[vid]
+        t = v.type
+        if info["kind"] == "host" or not isinstance(t, TensorType):
+            if info["kind"] != "host":
+                at.fail(f"value {vid} (%{v.name}) is {t}, not a tensor, but the program keeps it as a {info['kind']}")
+            continue
+        shape = None
+        if t.shape is not None:
+            try:
+                shape = [evaluate(d, symbols) for d in t.shape]
+            except (EmberError, KeyError):
+                shape = None
+        if t.dtype.name != info["dtype"] or (shape is not None and shape != info["shape"]):
+            at.fail(f"value {vid} (%{v.name}) is {t}, the program has {info['dtype']}{info['shape']}")
+    steps = program["steps"]
+    for t, s in enumerate(steps):
+        for j, index in enumerate(s["ops"]):
+            if index >= len(ops):
+                At("plan", "program")["steps"][t]["ops"][j].fail(
+                    f"op {index} is not an op of @{fn.name} (it has {len(ops)})")
+    for first, last in _groups(steps):
+        written = {w for t in range(first, last + 1) for w in steps[t].get("writes", [])}
+        for index in steps[first]["ops"]:
+            for r in ops[index].results:
+                info = values[ids[r]]
+                if info["kind"] in ARENA_KINDS and info["nbytes"] and ids[r] not in written:
+                    At("plan", "program")["steps"][first].fail(
+                        f"op {index} ({ops[index].name}) computes value {ids[r]}, which the step does not write")
+    for name, w in module.weights.items():
+        if name in weights:
+            arr = weights[name]
+            from ember.ir.types import dtype_of
+            if not w.type.is_static or dtype_of(arr) != w.type.dtype or tuple(arr.shape) != w.type.shape:
+                at.fail(f"weight {name!r} is declared {w.type}, stored as {dtype_of(arr)}{list(arr.shape)}")
+    return ids
+
+
+def _groups(steps: Sequence[Mapping[str, Any]]) -> Iterable[tuple[int, int]]:
+    """Launch groups (consecutive launches of one op set) and host steps, as step ranges."""
+    groups = {first: last for first, last in op_groups(steps)}
+    for t, s in enumerate(steps):
+        if s["kind"] == "host":
+            yield t, t
+        elif t in groups:
+            yield t, groups[t]
+
+
+__all__ = ["check_engine", "check_memory", "check_ir"]
