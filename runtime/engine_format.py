@@ -27,6 +27,7 @@ import hashlib
 import json
 import mmap
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -150,14 +151,17 @@ class Container:
     def json(self, name: str) -> Any:
         try:
             return json.loads(bytes(self[name]).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise EngineFormatError(f"{self.source}: section {name!r} is not valid JSON ({err})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise EngineFormatError(f"{self.source}: section {name!r} is not valid JSON ({_first_line(err)})") \
+                from None
 
 
 def read(path: str | os.PathLike) -> Container:
     """Map the file and check it: prefix, version, header, size, every section, padding."""
     source = str(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a folder, or a FIFO that open() would wait on
+            raise EngineFormatError(f"{source}: not a regular file, so not an engine file")
         f = open(path, "rb")
     except OSError as err:
         raise EngineFormatError(f"{source}: cannot open the engine file: {err.strerror or err}") from None
@@ -198,10 +202,9 @@ def parse(data: memoryview | bytes, source: str = "<bytes>", owner: Any = None) 
         raise EngineFormatError(f"{source}: corrupted: the header fails its SHA-256 checksum")
     try:
         header = json.loads(bytes(view[PREFIX_SIZE:PREFIX_SIZE + header_len]).decode("utf-8"))
-        entries = header["sections"]
-        file_size = int(header["file_size"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise EngineFormatError(f"{source}: the header is not a valid engine header ({err})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise EngineFormatError(f"{source}: the header is not a valid engine header ({_first_line(err)})") from None
+    entries, file_size = _header_layout(header, source)
     if size < file_size:
         cut = [e["name"] for e in entries if e["offset"] + e["size"] > size]
         where = f"; section{'s' if len(cut) > 1 else ''} {', '.join(repr(c) for c in cut)} cut off" if cut else ""
@@ -212,7 +215,7 @@ def parse(data: memoryview | bytes, source: str = "<bytes>", owner: Any = None) 
     sections: dict[str, memoryview] = {}
     pos = head_end
     for e in entries:
-        name, offset, length = e["name"], int(e["offset"]), int(e["size"])
+        name, offset, length = e["name"], e["offset"], e["size"]
         if offset < pos or offset + length > file_size:
             raise EngineFormatError(f"{source}: corrupted: section {name!r} at bytes {offset}..{offset + length} "
                                     "overlaps another part of the file")
@@ -224,6 +227,35 @@ def parse(data: memoryview | bytes, source: str = "<bytes>", owner: Any = None) 
         pos = offset + length
     _check_zero(view, pos, file_size, source, "the padding at the end of the file")
     return Container(header, sections, source, owner)
+
+
+def _header_layout(header: Any, source: str) -> tuple[list[dict[str, Any]], int]:
+    """The header's section entries and file size, each field of the type the reader relies on."""
+    def bad(what: str) -> EngineFormatError:
+        return EngineFormatError(f"{source}: the header is not a valid engine header ({what})")
+
+    if not isinstance(header, dict):
+        raise bad(f"a JSON {type(header).__name__}, not an object")
+    file_size, entries = header.get("file_size"), header.get("sections")
+    if isinstance(file_size, bool) or not isinstance(file_size, int) or file_size < 0:
+        raise bad(f"file_size {file_size!r} is not a size")
+    if not isinstance(entries, list):
+        raise bad(f"sections {type(entries).__name__} is not a list")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not isinstance(e.get("sha256"), str):
+            raise bad(f"section entry {i} lacks a name or a sha256")
+        for key in ("offset", "size"):
+            if isinstance(e.get(key), bool) or not isinstance(e.get(key), int) or e[key] < 0:
+                raise bad(f"section {e['name']!r}: {key} {e.get(key)!r} is not a size")
+    names = [e["name"] for e in entries]
+    if len(set(names)) != len(names):
+        raise bad("a section is listed twice")
+    return entries, file_size
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _check_zero(view: memoryview, start: int, end: int, source: str, what: str) -> None:

@@ -111,6 +111,10 @@ def _kind(x: Any) -> str:
     return f"{type(x).__name__} {text[:40] + '...' if len(text) > 40 else text}"
 
 
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def _sized(f: Any, at: At, *args: Any) -> int:
     """A check from ember.ir.sizes, its SizeError reported at `at`."""
     try:
@@ -191,7 +195,7 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
             seen.add(name)
             vid = _vid(entry["value"], values, where["value"])
             if key == "inputs" and values[vid]["kind"] not in ("input", "host"):
-                where["value"].fail(f"input {name!r} is value {vid}, a {values[vid]['kind']} value, not an input")
+                where["value"].fail(f"input {name!r} is value {vid}, {_a(values[vid]['kind'])} value, not an input")
     params: dict[str, list[Mapping[str, Any]]] = {}
     for i, k in enumerate(_list(program["kernels"], at["kernels"])):
         where = at["kernels"][i]
@@ -219,7 +223,7 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
             allowed = ("activation",) if s["kind"] == "launch" else ("activation", "host")
             if root["kind"] not in allowed:
                 where["writes"][j].fail(f"the step writes value {vid} ({values[vid]['name']}), which is "
-                                        f"{'a view of ' if root is not values[vid] else ''}a {root['kind']} value")
+                                        f"{'a view of ' if root is not values[vid] else ''}{_a(root['kind'])} value")
     return program
 
 
@@ -255,7 +259,7 @@ def _view(v: Mapping[str, Any], values: list[Any], at: At) -> None:
                          f"(0..{len(values) - 1})")
     source = values[alias]
     if source["kind"] in ("view", "host"):
-        at["alias"].fail(f"value {v['id']} is a view of value {alias}, a {source['kind']} value; a view reads the "
+        at["alias"].fail(f"value {v['id']} is a view of value {alias}, {_a(source['kind'])} value; a view reads the "
                          "buffer of an input, weight, constant or activation")
     if source["nbytes"] != v["nbytes"] or source["dtype"] != v["dtype"]:
         at["alias"].fail(f"value {v['id']} ({v['dtype']}, {v['nbytes']} bytes) is a view of value {alias} "
@@ -404,7 +408,7 @@ def _buffer_key(key: Any, values: Sequence[Mapping[str, Any]], steps: Sequence[A
 def _buffer_name(key: str, values: Sequence[Mapping[str, Any]]) -> str:
     if key.startswith("v"):
         v = values[int(key[1:])]
-        return f"value {key[1:]} ({v['name']}, a {v['kind']})"
+        return f"value {key[1:]} ({v['name']}, {_a(v['kind'])})"
     return f"scratch buffer {key}"
 
 
@@ -583,7 +587,7 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
         t = v.type
         if info["kind"] == "host" or not isinstance(t, TensorType):
             if info["kind"] != "host":
-                at.fail(f"value {vid} (%{v.name}) is {t}, not a tensor, but the program keeps it as a {info['kind']}")
+                at.fail(f"value {vid} (%{v.name}) is {t}, not a tensor, but the program keeps it as {_a(info['kind'])}")
             continue
         shape = None
         if t.shape is not None:
