@@ -56,6 +56,39 @@ def _fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def _output_file(path: str, args: argparse.Namespace, *, flag: str = "-o") -> Path:
+    """Where a command may write its file: not a folder, in a folder that exists, and not an
+    existing file unless --force says to replace it. Checked before any work is done."""
+    out = Path(path)
+    if out.is_dir():
+        raise EmberError(f"{flag} {path}: is a folder; name the file to write")
+    if not out.parent.is_dir():
+        raise EmberError(f"{flag} {path}: the folder {out.parent} does not exist")
+    if out.exists() and not getattr(args, "force", False):
+        raise EmberError(f"{flag} {path}: the file exists; pass --force to replace it")
+    return out
+
+
+def _module_output(path: str, args: argparse.Namespace, *, replacing: Path | None = None) -> Path:
+    """OUT.ir and the OUT.weights beside it, both checked (`replacing`: the input, which
+    --in-place allows to overwrite)."""
+    from ember.ir.files import weights_path
+
+    out = Path(path)
+    if out.suffix == ".weights":
+        raise EmberError(f"-o {path}: name the module's text (e.g. {out.with_suffix('.ir')}); its weights are "
+                         "written beside it as .weights")
+    if replacing is not None and out.exists() and out.resolve() == replacing.resolve():
+        return out
+    _output_file(path, args)
+    _output_file(str(weights_path(out)), args, flag=f"-o {path}: its weights file")
+    return out
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true", help="replace output files that exist")
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -105,6 +138,7 @@ def _parse_feeds(items: Sequence[str]) -> dict[str, np.ndarray]:
 
 def random_inputs(fn: Any, seed: int, dims: dict[str, int]) -> dict[str, np.ndarray]:
     """Random arrays for every input not given, symbols set from `dims` (default 1)."""
+    from ember.ir import sizes
     from ember.ir.dims import Unknown, evaluate, free_symbols
     from ember.ir.types import TensorType
 
@@ -118,6 +152,7 @@ def random_inputs(fn: Any, seed: int, dims: dict[str, int]) -> dict[str, np.ndar
             raise EmberError(f"input {name!r} of type {t} has a data-dependent dim: give it with --input")
         env = {s: dims.get(s, 1) for d in t.shape for s in free_symbols(d)}
         shape = [evaluate(d, env) for d in t.shape]
+        sizes.nbytes(shape, t.dtype.itemsize, f"random input {name!r} ({t})")
         if t.dtype.is_float:
             out[name] = rng.standard_normal(shape).astype(t.dtype.np_dtype)
         elif t.dtype.kind == "bool":
@@ -160,6 +195,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     src, out = Path(args.model), Path(args.output)
     if out.exists() and out.resolve() == src.resolve():
         raise EmberError(f"the output {out} is the model itself")
+    _output_file(args.output, args)
+    if args.dump_cuda is not None and Path(args.dump_cuda).exists() and not Path(args.dump_cuda).is_dir():
+        raise EmberError(f"--dump-cuda {args.dump_cuda}: is a file; name a folder for the kernels' sources")
     module = _load(args.model, args)
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
@@ -186,17 +224,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ember.ir.interpret import interpret
 
     feeds = _parse_feeds(args.input or [])
-    dims = {}
-    for item in args.dim or []:
-        name, _, value = item.partition("=")
-        dims[name] = int(value)
+    dims = _parse_dims(args.dim or [])
+    if args.output:
+        _output_file(args.output, args)
     if args.model.endswith(".engine"):
         from ember.runtime.engine import Engine
         engine = Engine.load(args.model)
         module = engine.module
     else:
         engine, module = None, _load(args.model, args)
+    if args.function and args.function not in module.functions:
+        raise EmberError(f"--function {args.function}: the model has no such function "
+                         f"(it has {', '.join(module.functions)})")
     fn = module.functions[args.function] if args.function else module.main
+    known = set(module.symbols) | {s for v in fn.inputs for s in v.type.symbols()}
+    unknown = sorted(set(dims) - known)
+    if unknown:
+        raise EmberError(f"--dim {unknown[0]}: the model has no symbol {unknown[0]!r} "
+                         f"(its symbols: {', '.join(sorted(known)) or 'none'})")
     if engine is not None:
         dims = {**engine.symbols, **dims}  # random inputs take the shapes the engine was built for
     missing = [n for n in fn.input_names if n not in feeds]
@@ -233,6 +278,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_dims(items: Sequence[str]) -> dict[str, int]:
+    dims = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise EmberError(f"--dim {item!r}: expected SYMBOL=VALUE, e.g. N=4")
+        try:
+            dims[name] = int(value)
+        except ValueError:
+            raise EmberError(f"--dim {item!r}: the value must be an integer") from None
+        if dims[name] < 0:
+            raise EmberError(f"--dim {item!r}: the value must not be negative")
+    return dims
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from ember.loader import load
 
@@ -241,6 +301,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     for target in (out, out.with_suffix(".weights")):
         if target.resolve() == src.resolve() or (src.is_dir() and src.resolve() in target.resolve().parents):
             raise EmberError(f"the output {target} would overwrite the model it is imported from")
+    _module_output(str(out), args)
     options = _model_options(args)
     if args.freeze:
         options["frozen_inputs"] = _parse_feeds(args.freeze)
@@ -253,21 +314,36 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _load_plugins(paths: Sequence[str]) -> None:
-    """Import user modules (files or dotted names) that register passes or ops."""
+    """Import user modules (files or dotted names) that register passes or ops. Whatever goes
+    wrong inside one (a syntax error, a pass registered twice, an exception at import) is
+    reported as that file's problem, with the line, not as a traceback from Ember."""
     import importlib
     import importlib.util
+    import traceback
     for item in paths:
-        if item.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(Path(item).stem, item)
-            if spec is None or spec.loader is None or not Path(item).exists():
-                raise EmberError(f"--load {item}: no such file")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            try:
+        try:
+            if item.endswith(".py"):
+                if not Path(item).is_file():
+                    raise EmberError(f"--load {item}: no such file")
+                spec = importlib.util.spec_from_file_location(Path(item).stem, item)
+                if spec is None or spec.loader is None:
+                    raise EmberError(f"--load {item}: cannot be imported as a Python module")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:
                 importlib.import_module(item)
-            except ImportError as err:
-                raise EmberError(f"--load {item}: {err}") from None
+        except EmberError as err:
+            if str(err).startswith("--load "):
+                raise
+            raise EmberError(f"--load {item}: {err}") from err
+        except SyntaxError as err:
+            raise EmberError(f"--load {item}: syntax error at line {err.lineno}: {err.msg}") from None
+        except ModuleNotFoundError as err:
+            raise EmberError(f"--load {item}: {err}") from None
+        except Exception as err:
+            frames = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).name == Path(item).name]
+            line = f" (line {frames[-1].lineno})" if frames else ""
+            raise EmberError(f"--load {item}: importing it raised {type(err).__name__}{line}: {err}") from err
 
 
 def cmd_opt(args: argparse.Namespace) -> int:
@@ -275,6 +351,11 @@ def cmd_opt(args: argparse.Namespace) -> int:
     from ember.passes.manager import PassManager, timing_report
 
     _load_plugins(args.load or [])
+    if args.output:
+        same = Path(args.output).exists() and Path(args.output).resolve() == Path(args.input).resolve()
+        if same and not args.in_place:
+            raise EmberError(f"the output {args.output} is the input; pass --in-place to overwrite it")
+        _module_output(args.output, args, replacing=Path(args.input) if args.in_place else None)
 
     module = _load(args.input, args)
     manager = PassManager(args.pipeline, verify_each=not args.no_verify, print_ir_after=args.print_ir_after or (),
@@ -283,10 +364,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     if args.timing:
         sys.stderr.write(timing_report(records))
     if args.output:
-        out = Path(args.output)
-        if out.resolve() == Path(args.input).resolve() and not args.in_place:
-            raise EmberError(f"the output {out} is the input; pass --in-place to overwrite it")
-        module.save(out)
+        module.save(Path(args.output))
     else:
         sys.stdout.write(str(module))
     return 0
@@ -317,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_signature(s)
     s.add_argument("model")
     s.add_argument("-o", "--output", metavar="OUT.ir", help="default: the model's name with .ir")
+    _add_force(s)
     s.add_argument("--freeze", action="append", metavar="NAME=FILE.npy",
                    help="fix a graph input to a build-time value (inputs that feed shapes)")
     s.set_defaults(fn=cmd_import)
@@ -327,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--pipeline", required=True, help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
     s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights (default: print the IR)")
     s.add_argument("--in-place", action="store_true", help="allow -o to name the input")
+    _add_force(s)
     s.add_argument("--print-ir-after-all", action="store_true")
     s.add_argument("--print-ir-after", action="append", metavar="PASS")
     s.add_argument("--timing", action="store_true", help="per-pass time and statistics on stderr")
@@ -345,8 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_signature(s)
     s.add_argument("model")
     s.add_argument("-o", "--output", required=True, metavar="OUT.engine")
-    s.add_argument("--fp16", action="store_true")
-    s.add_argument("--bf16", action="store_true")
+    _add_force(s)
+    precision = s.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="run float ops in f16")
+    precision.add_argument("--bf16", action="store_true", help="run float ops in bf16")
     s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures (default sm_80,sm_90)")
     s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224", help="input shapes (symbols)")
     s.add_argument("--pipeline", default="default")
@@ -370,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--function", help="function to run (default: the entry)")
     s.add_argument("-o", "--output", metavar="FILE.npz", help="save the outputs")
+    _add_force(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("verify", help="check a model's IR invariants")
@@ -395,8 +478,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmberError as err:
         print(f"ember {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except FileNotFoundError as err:
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
         print(f"ember {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"ember {args.command}: error: out of host memory", file=sys.stderr)
+        return 2
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"ember {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,11 @@ anything (a warning) fails: kernels must compile cleanly.
 
 Results are cached on disk under a key made of the source, the options, the
 target, the NVRTC version and the shared headers, so rebuilding an unchanged
-model compiles nothing; `CompileStats` counts hits and compiles. What is not
+model compiles nothing; `CompileStats` counts hits and compiles. The cache is
+checked as the engine file is: each entry carries a header with its length and
+SHA-256, and a cubin must be an ELF image, a PTX text a `.version` directive; an
+entry that fails (truncated, zero bytes, flipped, of an older format) is
+compiled again and replaced, never put in an engine. What is not
 cached compiles in a fresh process per kernel (nvrtc_worker.py says why: NVRTC's
 PTX is not deterministic within a long-lived process), several at once.
 """
@@ -60,6 +64,7 @@ class CompileStats:
     # Kernels compiled where the worker could not fix the address-space layout, so their PTX
     # may differ from one build to the next (see nvrtc_worker.py).
     unpinned_layout: int = 0
+    rejected: int = 0  # cache entries that did not check out (compiled again)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, hit: bool) -> None:
@@ -117,6 +122,16 @@ def _headers_digest() -> str:
     return h.hexdigest()
 
 
+_CACHE_MAGIC = b"EMBERNVRTC1\n"
+
+
+def _looks_like(kind: str, data: bytes) -> bool:
+    """Whether `data` is at least the right kind of build: an ELF cubin, or PTX text."""
+    if kind == "cubin":
+        return len(data) > 64 and data[:4] == b"\x7fELF"
+    return b".version" in data[:4096] and b".target" in data[:4096]
+
+
 class Compiler:
     """Compiles kernels for targets, with a disk cache."""
 
@@ -150,8 +165,27 @@ class Compiler:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write(_CACHE_MAGIC + len(data).to_bytes(8, "little") + hashlib.sha256(data).digest() + data)
         os.replace(tmp, path)
+
+    def _lookup(self, key: str, kind: str) -> bytes | None:
+        """A cached build, or None when there is none or the entry does not check out."""
+        path = self._path(key)
+        try:
+            entry = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            entry = b""
+        head = len(_CACHE_MAGIC) + 8 + 32
+        data = entry[head:]
+        if (entry[:len(_CACHE_MAGIC)] == _CACHE_MAGIC
+                and int.from_bytes(entry[len(_CACHE_MAGIC):len(_CACHE_MAGIC) + 8], "little") == len(data)
+                and hashlib.sha256(data).digest() == entry[head - 32:head] and _looks_like(kind, data)):
+            return data
+        with self.stats.lock:
+            self.stats.rejected += 1
+        return None
 
     def _run_worker(self, kernel: Kernel, builds: list[tuple[str, str]]) -> list[bytes]:
         """Compile `builds` ((kind, arch) pairs, PTX first) in a fresh process: see nvrtc_worker.py."""
@@ -185,13 +219,16 @@ class Compiler:
             [("cubin", arch, self._key(kernel, arch, "cubin")) for arch in self.targets]
         found: dict[str, bytes] = {}
         for kind, arch, key in wanted:
-            path = self._path(key)
-            if path.exists():
-                found[key] = path.read_bytes()
+            data = self._lookup(key, kind)
+            if data is not None:
+                found[key] = data
                 self.stats.add(True)
         missing = [(kind, arch, key) for kind, arch, key in wanted if key not in found]
         if missing:
             for (kind, arch, key), data in zip(missing, self._run_worker(kernel, [(k, a) for k, a, _ in missing])):
+                if not _looks_like(kind, data):
+                    raise NvrtcError(f"kernel {kernel.name}: NVRTC returned no usable {kind} for {arch} "
+                                     f"({len(data)} bytes)")
                 self._store(key, data)
                 found[key] = data
                 self.stats.add(False)

@@ -101,7 +101,7 @@ def register_pass(name: str) -> Callable[[Any], Any]:
 
     def register(obj: Any) -> Any:
         if name in PASSES or name in PIPELINES:
-            raise ValueError(f"pass {name!r} is registered twice")
+            raise PassError(f"pass {name!r} is registered twice (first by {_origin(PASSES.get(name))})")
         if isinstance(obj, type) and issubclass(obj, Pass):
             cls = obj
         elif callable(obj):
@@ -121,8 +121,13 @@ def register_pass(name: str) -> Callable[[Any], Any]:
 def register_pipeline(name: str, pipeline: str, doc: str = "") -> None:
     """A name for a pipeline string (`default`)."""
     if name in PASSES or name in PIPELINES:
-        raise ValueError(f"pass {name!r} is registered twice")
+        raise PassError(f"pipeline {name!r} is registered twice (first by {_origin(PASSES.get(name))})")
     PIPELINES[name] = pipeline
+
+
+def _origin(cls: type | None) -> str:
+    """Where a registered pass came from, for the message when a name is taken twice."""
+    return "a pipeline" if cls is None else f"{cls.__module__}.{cls.__qualname__}"
 
 
 # -- pipeline strings --------------------------------------------------------------------------------

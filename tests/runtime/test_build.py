@@ -97,7 +97,10 @@ def test_cli_compile_dump_cuda_then_run_the_engine(built, tmp_path, capsys):
     image = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     np.save(tmp_path / "image.npy", image)
     assert main(["run", str(engine_path), "-i", f"image={tmp_path / 'image.npy'}", "--device", "cpu",
-                 "-o", str(out_path)]) == 0
+                 "-o", str(out_path)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["run", str(engine_path), "-i", f"image={tmp_path / 'image.npy'}", "--device", "cpu",
+                 "-o", str(out_path), "--force"]) == 0
     want = ember.interpret(ember.load(model), {"image": image})["logits"]
     with np.load(out_path) as data:
         assert_close(data["logits"], np.asarray(want), what="resnet50_small logits")
