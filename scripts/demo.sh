@@ -11,6 +11,6 @@ if [ ! -x "$venv/bin/ember" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check .
 mkdir -p .demo
-"$venv/bin/ember" compile tests/fixtures/onnx/resnet50_small.onnx -o .demo/resnet.engine --shapes image:4x3x64x64
-"$venv/bin/ember" run .demo/resnet.engine --random -o .demo/outputs.npz
+"$venv/bin/ember" compile tests/fixtures/onnx/resnet50_small.onnx -o .demo/resnet.engine --shapes image:4x3x64x64 --force
+"$venv/bin/ember" run .demo/resnet.engine --random -o .demo/outputs.npz --force
 "$venv/bin/ember" demo --quiet
