@@ -112,17 +112,38 @@ def _format_scalar(x: Any, dt: DType) -> str:
     return format_float(float(x))
 
 
+def _format_elements(flat: np.ndarray, dt: DType) -> list[str]:
+    """Every element's text, converted by numpy and `map` rather than one call per element
+    (a 2M-element literal prints in a second). `repr` of a float64 is `format_float`'s
+    text, nan and infinities included."""
+    if dt is string:
+        return [quote(str(x)) for x in flat.tolist()]
+    if dt.kind == "bool":
+        return ["true" if x else "false" for x in flat.astype(bool).tolist()]
+    if dt.kind == "uint":
+        return list(map(str, flat.astype(np.uint64).tolist()))
+    if dt.kind == "int":
+        return list(map(str, flat.astype(np.int64).tolist()))
+    return list(map(repr, flat.astype(np.float64).tolist()))
+
+
+def _nest(items: list[str], shape: tuple[int, ...]) -> str:
+    """`items` (row-major) as nested lists of `shape`, innermost first."""
+    if 0 in shape:  # no elements: the lists down to the first empty axis
+        k = shape.index(0)
+        items, shape = ["[]"] * int(np.prod(shape[:k], dtype=np.int64)), shape[:k]
+    for d in reversed(shape):
+        items = ["[" + ", ".join(items[i:i + d]) + "]" for i in range(0, len(items), d)]
+    return items[0]
+
+
 def format_dense(d: Dense) -> str:
     arr, dt = d.array, d.dtype
     if dt is not string and _needs_hex(arr):
         return f"dense<{d.type}: 0x{arr.tobytes().hex().upper()}>"
-
-    def nest(a: np.ndarray) -> str:
-        if a.ndim == 0:
-            return _format_scalar(a[()] if dt is string else a.item(), dt)
-        return "[" + ", ".join(nest(a[i:i + 1].reshape(a.shape[1:])) for i in range(a.shape[0])) + "]"
-
-    return f"dense<{d.type}: {nest(arr)}>"
+    if arr.ndim == 0:
+        return f"dense<{d.type}: {_format_scalar(arr[()] if dt is string else arr.item(), dt)}>"
+    return f"dense<{d.type}: {_nest(_format_elements(arr.ravel(), dt), tuple(arr.shape))}>"
 
 
 def format_loc(names: Iterable[str]) -> str:
