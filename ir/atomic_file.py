@@ -208,23 +208,25 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 @contextmanager
-def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive lock on `folder` (flock on the folder itself, so no lock file is left
-    behind; the system drops it when the process dies). Where locks are not available (no
-    fcntl, a file system that refuses them) this does nothing."""
+def folder_lock(folder: str | os.PathLike, *, shared: bool = False) -> Iterator[None]:
+    """Hold a lock on `folder`: exclusive for a writer that changes several of its files together,
+    `shared` for a reader that must see them all from one moment. It is a flock on the folder
+    itself, so no lock file is left behind, and the system drops it when its process dies (a
+    killed writer blocks no one). Where locks are not available (no fcntl, a folder that cannot
+    be opened, a file system that refuses them) this does nothing."""
     try:
         import fcntl
     except ImportError:  # not POSIX
         yield
         return
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(folder or ".", os.O_RDONLY)
     except OSError:
         yield
         return
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         except OSError:
             pass
         yield

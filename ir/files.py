@@ -26,11 +26,12 @@ exactly the new one: until step 4, `m.ir` is the old text, and when
 `m.weights` is missing or is not the one it records, `load_module` takes the
 kept old weights whose digest matches; from step 4 on, `m.ir` is the new text
 and `m.weights` its weights. A failure that raises (a full disk) rolls back to
-the old pair. The next save into the folder first puts back the old weights
-of a save that was killed midway and removes what that save left behind (its
-temporaries and kept weights, only those whose writer process is gone). Saves
-into one folder hold a lock on it (`folder_lock`), so two at once end with one
-complete pair, never a text from one and weights from the other.
+the old pair. The next save of the pair first puts back the old weights of a
+save that was killed midway and removes what that save left behind (its
+temporaries and kept weights, only those whose writer process is gone). Saves into one folder hold
+an exclusive lock on it and loads a shared one (`folder_lock`), so two saves at
+once end with one whole pair, never a text from one and weights from the
+other, and a load never sees half a save.
 
 A module whose weights have no data (read from text alone), or that has no
 weights, is saved as text that records `none`; an existing `m.weights` is
@@ -52,11 +53,13 @@ from pathlib import Path
 import numpy as np
 
 from ember.errors import ModelFormatError, ParseError, WeightsFileError
-from ember.ir.atomic_file import BACKUP, TempFile, folder_lock, sibling_path, siblings, sync_folder
+from ember.ir.atomic_file import (BACKUP, TEMP, FileWriteError, TempFile, folder_lock, remove_stale, sibling_path,
+                                  siblings, sync_folder)
 from ember.ir.core import Module
 from ember.ir.parser import parse
 from ember.ir.types import dtype_of
-from ember.ir.weights_file import WeightsDigest, read_header, read_weights, write_weights_to
+from ember.ir.weights_file import (MappedWeights, WeightsDigest, WeightsMismatchError, map_weights, read_header,
+                                   write_weights_to)
 
 NO_WEIGHTS = "none"
 _RECORD = re.compile(r"// weights: (?:(none)|(\d+) bytes, sha256 ([0-9a-f]{64}))[ \t]*\r?")
@@ -92,6 +95,8 @@ def save_module(module: Module, path: str | os.PathLike) -> None:
     if path.suffix == ".weights":
         raise ModelFormatError(f"{path}: the module text needs another suffix than .weights (use .ir)")
     wpath = weights_path(path)
+    if wpath.is_dir():
+        raise FileWriteError(f"cannot write {wpath}: it is a folder")
     text = str(module)
     with_data = {n: w.data for n, w in module.weights.items() if w.data is not None}
     with folder_lock(path.parent):
@@ -175,6 +180,7 @@ def _recover(path: Path, wpath: Path) -> None:
                     break
         for p in stale:
             _remove_quietly(p)
+    remove_stale(wpath, TEMP)  # the text's own are removed when its temporary is made
 
 
 def _record_of(path: Path) -> WeightsDigest | str | None:
@@ -195,56 +201,50 @@ def _holds(wpath: Path, digest: WeightsDigest) -> bool:
     return head.digest == digest
 
 
-def _weights_for(path: Path, record: WeightsDigest | str | None) -> Path | None:
-    """The weights file that goes with the text at `path`, or None when it has none."""
+def _map_pair_weights(path: Path, record: WeightsDigest) -> MappedWeights | None:
+    """The weights file that holds what the text at `path` records: `m.weights`, or else the old
+    weights kept by a save that is under way or was killed. None when neither exists (the
+    text alone: declarations without data)."""
     wpath = weights_path(path)
-    if record == NO_WEIGHTS:
-        return None
-    if record is None:  # a text that records nothing: whatever is beside it
-        return wpath if wpath.exists() else None
-    assert isinstance(record, WeightsDigest)
-    problem: WeightsFileError | None = None
     try:
-        head = read_header(wpath)
+        return map_weights(wpath, digest=record)
     except WeightsFileError as err:
-        head, problem = None, err
-    if head is not None and head.sha256 == record.sha256:
-        if head.size < record.size:
-            raise WeightsFileError(f"{wpath}: truncated: {head.size} of the {record.size} bytes that {path.name} "
-                                   "records")
-        if head.size > record.size:
-            raise WeightsFileError(f"{wpath}: corrupted: {head.size - record.size} unexpected bytes after the "
-                                   f"{record.size} that {path.name} records")
-        return wpath
-    for kept in siblings(wpath, BACKUP):  # a save of this pair is under way or was killed midway
-        if _holds(kept.path, record):
-            return kept.path
+        problem = err
+    for kept in siblings(wpath, BACKUP):
+        try:
+            return map_weights(kept.path, digest=record)
+        except WeightsFileError:
+            continue
     if not os.path.lexists(wpath):
-        return None  # the text alone: declarations without data
-    if problem is not None:
-        raise problem
-    assert head is not None
-    holds = f"sha256 {head.sha256[:16]}..." if head.sha256 else "no content digest"
-    raise WeightsFileError(
-        f"{path}: its weights file {wpath} is not the one it was saved with ({path.name} records "
-        f"{record.size} bytes, sha256 {record.sha256[:16]}...; {wpath.name} has {head.size} bytes, {holds}); "
-        f"it was replaced, or a save was interrupted. Save the module again, or delete the first line of "
-        f"{path.name} to take {wpath.name} as it is")
+        return None
+    if isinstance(problem, WeightsMismatchError):
+        raise WeightsMismatchError(
+            f"{path}: its weights file {wpath} is not the one it was saved with ({path.name} records "
+            f"{record.size} bytes, sha256 {record.sha256[:16]}...; {wpath.name} has {problem.header.size} bytes, "
+            f"{_holds_text(problem.header.sha256)}); it was replaced, or a save was interrupted. Save the module "
+            f"again, or delete the first line of {path.name} to take {wpath.name} as it is", problem.header)
+    raise problem
+
+
+def _holds_text(sha256: str | None) -> str:
+    return f"sha256 {sha256[:16]}..." if sha256 else "no content digest"
 
 
 def load_module(path: str | os.PathLike, *, verify: bool = True, weights: bool = True) -> Module:
     """Read a `.ir` file and the weights that go with it (see the module docstring)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such IR file: {path}") from None
-    except UnicodeDecodeError as err:
-        raise ParseError(f"not UTF-8 text ({err.reason} at byte {err.start})", source=str(path)) from None
+    mapped = None
+    with folder_lock(path.parent, shared=True):  # the text and its weights from one moment, not mid-save
+        text = _read_text(path)
+        record = read_record(text)
+        if weights and isinstance(record, WeightsDigest):
+            mapped = _map_pair_weights(path, record)
     module = parse(text, source=str(path), verify=False)
-    source = _weights_for(path, read_record(text)) if weights and module.weights else None
-    if source is not None:
-        arrays = read_weights(source, names=module.weights)
+    if weights and module.weights and record is None and weights_path(path).exists():
+        mapped = map_weights(weights_path(path))  # a text that records nothing: whatever is beside it
+    if mapped is not None and module.weights:
+        source = mapped.header.path
+        arrays = mapped.arrays(names=module.weights)
         for name, w in module.weights.items():
             if name not in arrays:
                 continue  # declared without data, as a text-only module may be
@@ -259,3 +259,12 @@ def load_module(path: str | os.PathLike, *, verify: bool = True, weights: bool =
         from ember.ir.verify import verify as run_verify
         run_verify(module)
     return module
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such IR file: {path}") from None
+    except UnicodeDecodeError as err:
+        raise ParseError(f"not UTF-8 text ({err.reason} at byte {err.start})", source=str(path)) from None

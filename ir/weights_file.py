@@ -130,6 +130,26 @@ def _content_digest(entries: list[dict[str, Any]], blobs: list[bytes]) -> str:
     return h.hexdigest()
 
 
+class WeightsMismatchError(WeightsFileError):
+    """A weights file whose content is not the one expected (by the module text saved with it)."""
+
+    def __init__(self, message: str, header: WeightsHeader) -> None:
+        self.header = header
+        super().__init__(message)
+
+
+def _check_digest(head: WeightsHeader, digest: WeightsDigest) -> None:
+    if head.sha256 != digest.sha256:
+        holds = f"sha256 {head.sha256[:16]}..." if head.sha256 else "no content digest"
+        raise WeightsMismatchError(f"{head.path}: other weights than expected ({head.size} bytes, {holds}; "
+                                   f"expected {digest.size} bytes, sha256 {digest.sha256[:16]}...)", head)
+    if head.size < digest.size:
+        raise WeightsFileError(f"{head.path}: truncated: {head.size} of {digest.size} bytes")
+    if head.size > digest.size:
+        raise WeightsFileError(f"{head.path}: corrupted: {head.size - digest.size} unexpected bytes after the "
+                               f"{digest.size} it was written with")
+
+
 def read_header(path: str | os.PathLike) -> WeightsHeader:
     """Read and check a weights file's prefix and header (not the data).
     Raises WeightsFileError naming the file and the problem: not this format,
@@ -165,18 +185,46 @@ def _read_header(f: BinaryIO, path: Path) -> WeightsHeader:
     return WeightsHeader(path, size, sha256, tuple(entries))
 
 
-def read_weights(path: str | os.PathLike, *, names: Iterable[str] | None = None,
-                 check: bool = True) -> dict[str, np.ndarray]:
+def read_weights(path: str | os.PathLike, *, names: Iterable[str] | None = None, check: bool = True,
+                 digest: WeightsDigest | None = None) -> dict[str, np.ndarray]:
     """Map the tensors of a weights file (read-only arrays backed by the file).
     Raises WeightsFileError naming the file and the problem: not this format,
-    a newer version, truncated, or a checksum that does not match."""
+    a newer version, truncated, or a checksum that does not match. With `digest`,
+    a file with other content raises WeightsMismatchError."""
+    return map_weights(path, digest=digest).arrays(names=names, check=check)
+
+
+def map_weights(path: str | os.PathLike, *, digest: WeightsDigest | None = None) -> "MappedWeights":
+    """Open a weights file, check its header (and `digest`, see read_weights) and map it; the
+    tensors come later (`arrays`). The map holds the file as it was opened, even if it is
+    replaced or removed afterwards, so a caller can pick the file under a lock and read the
+    tensors after releasing it."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:  # header and data from the same file, even if it is replaced meanwhile
+        with open(path, "rb") as f:  # header and data from the same file
             head = _read_header(f, path)
+            if digest is not None:
+                _check_digest(head, digest)
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if head.size else None
     except OSError as err:
         raise WeightsFileError(f"cannot read weights file {path}: {err.strerror or err}") from None
+    return MappedWeights(head, mm)
+
+
+@dataclass(frozen=True)
+class MappedWeights:
+    """A weights file whose header was checked, mapped read-only."""
+    header: WeightsHeader
+    mm: mmap.mmap | None  # None for an empty file
+
+    def arrays(self, *, names: Iterable[str] | None = None, check: bool = True) -> dict[str, np.ndarray]:
+        """The tensors (all, or those in `names`), each checked against its CRC-32 unless `check` is off."""
+        return _arrays(self.header, self.mm, names, check)
+
+
+def _arrays(head: WeightsHeader, mm: mmap.mmap | None, names: Iterable[str] | None,
+            check: bool) -> dict[str, np.ndarray]:
+    path = head.path
     wanted = set(names) if names is not None else None
     out: dict[str, np.ndarray] = {}
     for e in head.entries:
