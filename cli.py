@@ -271,10 +271,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         table.add_row(name, str(arr.dtype), str(list(arr.shape)), *stats)
     _console().print(table)
     if args.output:
-        out = Path(args.output)
-        tmp = out.with_name(out.name + ".tmp.npz")
-        np.savez(tmp, **{k: np.asarray(v) for k, v in outputs.items()})
-        tmp.replace(out)
+        from ember.ir.atomic_file import atomic_write
+        with atomic_write(args.output) as f:  # exactly this name (np.savez adds .npz to a path, not to a file)
+            np.savez(f, **{k: np.asarray(v) for k, v in outputs.items()})
     return 0
 
 
