@@ -100,8 +100,13 @@ def save_module(module: Module, path: str | os.PathLike) -> None:
     text = str(module)
     with_data = {n: w.data for n, w in module.weights.items() if w.data is not None}
     with folder_lock(path.parent):
-        _recover(path, wpath)
-        _save_pair(path, wpath, text, with_data)
+        try:
+            _recover(path, wpath)
+            _save_pair(path, wpath, text, with_data)
+        except FileWriteError:
+            raise
+        except OSError as err:  # a full disk, a folder that became read-only: one line, naming the file
+            raise FileWriteError(f"cannot write {path}: {err.strerror or err}") from err
 
 
 def _save_pair(path: Path, wpath: Path, text: str, tensors: dict[str, np.ndarray]) -> None:

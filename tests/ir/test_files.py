@@ -9,6 +9,7 @@ import pytest
 import ember
 from ember import ir
 from ember.errors import ParseError, WeightsFileError
+from ember.ir.atomic_file import FileWriteError
 from ember.ir.weights_file import read_weights, write_weights
 
 
@@ -111,7 +112,7 @@ def test_failed_save_leaves_old_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", explode)
     m.main.body.ops[-1].loc = ir.Location(("changed",))
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(FileWriteError, match=r"cannot write .*m\.ir: disk full"):
         m.save(tmp_path / "m.ir")
     assert ((tmp_path / "m.ir").read_text(), (tmp_path / "m.weights").read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ir", "m.weights"]
@@ -131,3 +132,11 @@ def test_bad_text_files(tmp_path):
 def test_write_weights_round_trips_empty_store(tmp_path):
     write_weights(tmp_path / "e.weights", {})
     assert read_weights(tmp_path / "e.weights") == {}
+
+
+def test_saving_text_under_the_weights_suffix_is_refused(tmp_path):
+    from ember.errors import ModelFormatError
+    m, _ = module_with_weights()
+    with pytest.raises(ModelFormatError, match=r"m\.weights: the module text needs another suffix"):
+        m.save(tmp_path / "m.weights")
+    assert list(tmp_path.iterdir()) == []

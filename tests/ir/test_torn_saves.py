@@ -300,3 +300,15 @@ def test_concurrent_saves_and_loads_of_one_pair_see_whole_modules(tmp_path):
     assert loads > 0
     assert snapshot(ember.load(path)) in expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ir", "m.weights"]
+
+
+def test_a_loaded_module_saved_in_place_keeps_its_weights(tmp_path):
+    """`ember opt m.ir -o m.ir --in-place`: the weights being written are mapped from the file
+    being replaced; the old file is renamed aside, never written over, so they stay intact."""
+    path = tmp_path / "m.ir"
+    build("m", W2, op="mul").save(path)
+    loaded = ember.load(path)
+    loaded.save(path)
+    loaded.save(path)
+    assert snapshot(ember.load(path)) == snapshot(build("m", W2, op="mul"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ir", "m.weights"]
