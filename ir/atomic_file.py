@@ -20,8 +20,9 @@ goes through here, so there is one mechanism:
 
 A replaced file keeps nothing of the old one: not its mode, not hard links to
 it (they keep the old bytes). `folder_lock` serializes writers that must
-change several files of one folder together (`ir/files.py` saves a module's
-text and weights as one pair under it).
+change several files of one folder together, and lets readers see those files
+from one moment (`ir/files.py` saves a module's text and weights as one pair
+under it, and loads them under a shared lock).
 """
 
 from __future__ import annotations
