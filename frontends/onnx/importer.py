@@ -16,6 +16,7 @@ other ops (or model-local functions) are imported through that expansion.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -75,6 +76,25 @@ class Scope:
                 return scope.slots[name]
             scope = scope.parent
         return None
+
+
+@functools.lru_cache(maxsize=None)
+def schema_attributes(op_type: str, domain: str, opset: int) -> dict[str, tuple[int, bool]]:
+    """The attributes ONNX's schema of `op_type` at `opset` declares: name -> (type, required);
+    empty when there is no schema (custom domains, model-local functions)."""
+    try:
+        schema = onnx.defs.get_schema(op_type, max(int(opset), 1), domain)
+    except Exception:  # onnx.defs.SchemaError, or an opset onnx cannot look up
+        return {}
+    return {name: (int(a.type), bool(a.required)) for name, a in schema.attributes.items()
+            if int(a.type) != AttributeProto.UNDEFINED}
+
+
+def _attribute_type(code: int) -> str:
+    try:
+        return AttributeProto.AttributeType.Name(code)
+    except ValueError:
+        return f"type {code}"
 
 
 def describe_node(node: NodeProto) -> str:
@@ -189,9 +209,18 @@ class NodeContext:
 
     # -- attributes ------------------------------------------------------------------------
     def attr(self, name: str, default: Any = None) -> Any:
+        """The attribute's value, or `default` when the node has none. An attribute whose type is not
+        the one the op's ONNX schema declares (an INT where INTS is due), or a required one that is
+        missing, fails the node: converters may rely on the schema's types."""
         a = self._attrs.get(name)
+        declared = schema_attributes(self.op_type, self.domain, self.opset).get(name)
         if a is None:
+            if declared is not None and declared[1] and default is None:
+                raise self.fail(f"attribute {name!r} is required")
             return default
+        if declared is not None and a.type != declared[0]:
+            raise self.fail(f"attribute {name!r} is {_attribute_type(a.type)}; {self.op_type} takes "
+                            f"{_attribute_type(declared[0])}")
         return self.importer.attribute_value(a, self.name)
 
     def has_attr(self, name: str) -> bool:
@@ -305,6 +334,15 @@ class OnnxImporter(Staging):
         """Dangling inputs, cycles, duplicate definitions, unknown domains, all at once."""
         defined = set(outer) | {t.name for t in graph.initializer} | {i.name for i in graph.input}
         defined |= {t.values.name for t in graph.sparse_initializer}
+        # A subgraph may return one value twice (a Loop body's carried value and its scan output);
+        # the model's outputs are named by their values, so there each name is one output.
+        listed = [("input", [i.name for i in graph.input])]
+        if where == "graph":
+            listed.append(("output", [o.name for o in graph.output]))
+        for what, names in listed:
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                self.errors.append(f"{where}: {what} {twice[0]!r} is listed twice among the graph's {what}s")
         producers: dict[str, int] = {}
         for k, node in enumerate(graph.node):
             for o in node.output:

@@ -10,6 +10,7 @@ from ember.frontends.onnx.importer import NodeContext
 from ember.frontends.onnx.registry import converter
 from ember.frontends.onnx.tensors import element_type
 from ember.ir.shape_values import range_length
+from ember.ir.sizes import SizeError, numel
 
 
 @converter("Constant")
@@ -65,7 +66,10 @@ def size(ctx: NodeContext) -> Any:
 
 @converter("Reshape", since=1)
 def reshape_attr(ctx: NodeContext) -> Any:
-    return ctx.op("ember.reshape", ctx.input(0), shape=tuple(ctx.attr("shape")))
+    shape = ctx.attr("shape")
+    if shape is None:
+        raise ctx.fail("Reshape before opset 5 takes its target shape as the attribute 'shape', and it has none")
+    return ctx.op("ember.reshape", ctx.input(0), shape=tuple(shape))
 
 
 @converter("Reshape", since=5)
@@ -123,13 +127,18 @@ def gather(ctx: NodeContext) -> Any:
 @converter("ConstantOfShape")
 def constant_of_shape(ctx: NodeContext) -> Any:
     value = ctx.attr("value")
+    if value is not None and np.asarray(value).size != 1:
+        raise ctx.fail(f"the fill value must have one element, it has {np.asarray(value).size}")
     fill = np.asarray(value).reshape(()) if value is not None else np.array(0.0, np.float32)
     known = ctx.shape_value(0)
     if known is None:  # a data-dependent shape (after NonZero, NMS): the shape stays an operand
         return ctx.op("ember.constant_of_shape", ctx.input(0), value=fill)
     dims = known.elements
     if all(isinstance(d, int) for d in dims):
-        count = int(np.prod(dims, dtype=np.int64))
+        try:
+            count = numel(dims, "the shape")
+        except SizeError as err:
+            raise ctx.fail(str(err)) from None
         if count <= 1 << 16:
             return np.full(tuple(int(d) for d in dims), fill, dtype=fill.dtype)
     scalar = ctx.constant(fill)
