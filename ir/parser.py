@@ -1,11 +1,12 @@
 """Read the textual IR back into a Module.
 
-The grammar is `grammar.lark` (kept as its specification; the tests check this
-parser against it). The parser is hand-written, recursive descent over one
-regular expression that finds each token, and builds the module as it reads:
-no parse tree, so its time and memory grow linearly with the text (lark's LALR
-parser took 48 s and 1.5 GB for a 170k-op module). Dense literals made only of
-numbers are read whole by numpy, with no Python object per element.
+The grammar is `grammar.lark`, its specification (tests/ir/test_parser_grammar.py
+holds this parser to lark's reading of it). The parser is hand-written: recursive
+descent over one regular expression that finds each token, building the module
+as it reads, with no parse tree, so that time and memory grow linearly with the
+text (lark's LALR parser took 48 s and 1.5 GB for a 170k-op module). Dense
+literals made only of numbers are read whole by numpy, with no Python object
+per element.
 
 Every failure is a `ParseError` with line, column and what was expected;
 semantic problems found afterwards (types that do not match their rules) are
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -57,16 +57,6 @@ A_TYPE, A_DIM, AN_ATTR = "a type", "a dim", "an attribute value"
 MAX_NESTING = 100
 """Brackets, parentheses, regions and container types nest at most this deep (a bound
 on the parser's recursion, far above what any model needs)."""
-
-
-@lru_cache(maxsize=1)
-def _lark() -> Any:
-    """lark's LALR parser for grammar.lark: the specification the tests hold this parser to."""
-    from pathlib import Path
-
-    from lark import Lark
-    grammar = (Path(__file__).with_name("grammar.lark")).read_text()
-    return Lark(grammar, parser="lalr", start=["start", "type", "dim"], maybe_placeholders=False)
 
 
 def parse(text: str, *, source: str = "<text>", verify: bool = True) -> Module:

@@ -7,18 +7,25 @@ report a semantic one: an undefined value, an unknown op), and what it reads
 prints back to text that reads again as the same module.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from lark import Lark
 from lark.exceptions import LarkError
 
 from ember import ir
 from ember.errors import ParseError, VerifyError
-from ember.ir.parser import _lark
 
 TESTS = Path(__file__).parents[1]
+GRAMMAR = Path(ir.__file__).with_name("grammar.lark")
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(GRAMMAR.read_text(), parser="lalr", start=["start", "type", "dim"], maybe_placeholders=False)
 
 
 def cases() -> list[str]:
