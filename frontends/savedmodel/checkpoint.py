@@ -22,11 +22,14 @@ import numpy as np
 
 from ember.errors import EmberError
 from ember.frontends.savedmodel import crc32c
+from ember.frontends.savedmodel.files import check_regular, read_regular
 from ember.frontends.savedmodel.protos import BundleEntryProto, BundleHeaderProto
 from ember.frontends.savedmodel.tensors import numpy_dtype, shape_of
+from ember.ir.sizes import SizeError, numel
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER = 48
+MAX_SHARDS = 1 << 16  # TensorFlow writes one per saving device
 
 
 class CheckpointError(EmberError, ValueError):
@@ -64,23 +67,37 @@ class Checkpoint:
     def __init__(self, prefix: Path) -> None:
         self.prefix = prefix
         index = Path(f"{prefix}.index")
-        if not index.exists():
+        if not index.exists() and not index.is_symlink():
             raise CheckpointError(f"{index}: the checkpoint index is missing (the SavedModel's variables folder "
                                   "must hold variables.index and its data shards)")
         self.index_path = index
-        data = index.read_bytes()
+        data = read_regular(index, "the checkpoint index", CheckpointError)
         self.entries: dict[str, Entry] = {}
         self.num_shards = 1
         for key, value in self._table(data):
+            name = key.decode("utf-8", errors="replace")
+            try:
+                proto = (BundleHeaderProto if key == b"" else BundleEntryProto).FromString(value)
+            except Exception as err:  # protobuf's DecodeError
+                raise CheckpointError(f"{index}: the entry {name!r} is not a readable "
+                                      f"{'header' if key == b'' else 'tensor entry'} ({err})") from None
             if key == b"":
-                header = BundleHeaderProto.FromString(value)
-                self.num_shards = max(1, header.num_shards)
-                if header.endianness != 0:
+                if not 0 <= proto.num_shards <= MAX_SHARDS:
+                    raise CheckpointError(f"{index}: {proto.num_shards} shards (at most {MAX_SHARDS} are read)")
+                self.num_shards = max(1, proto.num_shards)
+                if proto.endianness != 0:
                     raise CheckpointError(f"{index}: big-endian checkpoints are not supported")
                 continue
-            e = BundleEntryProto.FromString(value)
-            name = key.decode("utf-8", errors="replace")
-            self.entries[name] = Entry(name, e.dtype, shape_of(e.shape), e.shard_id, e.offset, e.size, e.crc32c,
+            e = proto
+            try:
+                shape = shape_of(e.shape)
+                numel(shape, f"variable {name!r}")
+            except SizeError as err:
+                raise CheckpointError(f"{index}: {err}") from None
+            if e.offset < 0 or e.size < 0:
+                raise CheckpointError(f"{index}: variable {name!r} lies at a negative offset or size "
+                                      f"({e.offset}, {e.size})")
+            self.entries[name] = Entry(name, e.dtype, shape, e.shard_id, e.offset, e.size, e.crc32c,
                                        len(e.slices) > 0)
         self._shards: dict[int, Any] = {}
 
@@ -139,13 +156,16 @@ class Checkpoint:
     def _shard(self, shard: int, for_key: str) -> Any:
         if shard not in self._shards:
             path = self.shard_path(shard)
-            if not path.exists():
+            if not 0 <= shard < self.num_shards:
+                raise CheckpointError(f"{self.index_path}: variable {for_key!r} is in shard {shard}; the "
+                                      f"checkpoint has {self.num_shards}")
+            if not path.exists() and not path.is_symlink():
                 users = sorted(k for k, e in self.entries.items() if e.shard == shard)
                 raise CheckpointError(f"{path}: variables shard {shard} of {self.num_shards} is missing "
                                       f"(it holds {len(users)} variable(s), {users[0]!r} first)")
+            size = check_regular(path, f"variables shard {shard}", CheckpointError)
             with open(path, "rb") as f:
-                self._shards[shard] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) \
-                    if path.stat().st_size else b""
+                self._shards[shard] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         return self._shards[shard]
 
     def read(self, key: str) -> np.ndarray:
@@ -163,7 +183,7 @@ class Checkpoint:
                                   f"shard ({len(buf)} bytes): the shard is truncated")
         raw = memoryview(buf)[e.offset:e.offset + e.size]
         dtype = numpy_dtype(e.dtype, where)
-        count = int(np.prod(e.shape, dtype=np.int64))
+        count = numel(e.shape, where)
         if dtype == np.dtype(object):
             return _strings(raw, count, e, where)
         if crc32c.mask(crc32c.crc32c(raw)) != e.crc:

@@ -45,8 +45,16 @@ def _known(importer: SavedModelImporter, value: TFValue, what: str) -> np.ndarra
     raise NodeError(f"{what} must be known at build time (it depends on the model's inputs)", unsupported=True)
 
 
+def _scalar(importer: SavedModelImporter, value: TFValue, what: str) -> Any:
+    """The one element of a build-time value (a loop's condition, a branch's predicate, an index)."""
+    known = np.asarray(_known(importer, value, what))
+    if known.size != 1:
+        raise NodeError(f"{what} must be one value; it has {known.size}")
+    return known.reshape(()).item()
+
+
 def _index(importer: SavedModelImporter, value: TFValue, size: int, what: str) -> int:
-    i = int(_known(importer, value, what).reshape(()))
+    i = int(_scalar(importer, value, what))
     if not -size <= i < size:
         raise NodeError(f"{what} {i} is out of range for a TensorList of {size} elements")
     return i % size
@@ -61,12 +69,11 @@ def _tensor_list(value: TFValue) -> TensorList:
 # -- control flow -----------------------------------------------------------------------------
 @structural("While", "StatelessWhile")
 def while_loop(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
-    attrs = entries(node.attr)
-    cond, body = attrs["cond"].func.name, attrs["body"].func.name
+    cond, body = _function(node, "cond"), _function(node, "body")
     state = list(ins)
     for _ in range(MAX_UNROLL + 1):
         (flag,) = importer.call(cond, state, b)[:1]
-        if not bool(_known(importer, flag, "the loop's condition").reshape(-1)[0]):
+        if not bool(_scalar(importer, flag, "the loop's condition")):
             return state
         state = importer.call(body, state, b)
     raise NodeError(f"the loop runs more than {MAX_UNROLL} iterations; Ember unrolls loops at build time",
@@ -75,15 +82,24 @@ def while_loop(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: B
 
 @structural("If", "StatelessIf")
 def if_(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
-    attrs = entries(node.attr)
-    taken = bool(_known(importer, ins[0], "the branch's predicate").reshape(-1)[0])
-    return importer.call(attrs["then_branch" if taken else "else_branch"].func.name, ins[1:], b)
+    if not ins:
+        raise NodeError("has no predicate")
+    taken = bool(_scalar(importer, ins[0], "the branch's predicate"))
+    return importer.call(_function(node, "then_branch" if taken else "else_branch"), ins[1:], b)
+
+
+def _function(node: Any, attr: str) -> str:
+    """The name of the function in attribute `attr` of a While or If."""
+    value = entries(node.attr).get(attr)
+    if value is None or value.WhichOneof("value") != "func":
+        raise NodeError(f"attribute {attr!r} names no function")
+    return value.func.name
 
 
 # -- TensorLists -------------------------------------------------------------------------------
 @structural("TensorListReserve")
 def reserve(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
-    n = int(_known(importer, ins[1], "num_elements").reshape(()))
+    n = int(_scalar(importer, ins[1], "num_elements"))
     if n < 0:
         raise NodeError("a TensorList of unknown length (num_elements -1)", unsupported=True)
     return [TensorList([None] * n)]

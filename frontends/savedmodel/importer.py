@@ -107,6 +107,56 @@ def supported_ops() -> set[str]:
     return set(CONVERTERS) | set(STRUCTURAL) | PASS_THROUGH | set(CALL_OPS) | BUILTIN
 
 
+# The kind of value (AttrValue's oneof; "list:i" a list of ints) of the attributes whose name
+# has one meaning across TensorFlow's ops.
+ATTR_KINDS = {
+    **{name: "type" for name in ("T", "dtype", "out_type", "output_type", "index_type", "Tidx", "Tout", "DstT",
+                                 "SrcT", "Tindices", "Tpaddings", "Tshape", "TI", "Taxis", "Tmultiples")},
+    **{name: "list:i" for name in ("strides", "ksize", "dilations", "squeeze_dims", "explicit_paddings")},
+    **{name: "s" for name in ("padding", "data_format", "mode", "equation")},
+    **{name: "i" for name in ("num_split", "num", "batch_dims", "begin_mask", "end_mask", "ellipsis_mask",
+                              "new_axis_mask", "shrink_axis_mask")},
+    "value": "tensor", "shape": "shape", "f": "func", "cond": "func", "body": "func", "then_branch": "func",
+    "else_branch": "func",
+}
+KIND_NAMES = {"i": "an int", "f": "a float", "b": "a bool", "s": "a string", "type": "a dtype", "shape": "a shape",
+              "tensor": "a tensor", "func": "a function", "list": "a list", "list:i": "a list of ints"}
+
+
+def _kind_of(default: Any) -> str | None:
+    if isinstance(default, bool):
+        return "b"
+    if isinstance(default, int):
+        return "i"
+    if isinstance(default, float):
+        return "f"
+    if isinstance(default, str):
+        return "s"
+    if isinstance(default, (list, tuple)):
+        return "list"
+    return None
+
+
+def _list_fields(a: Any) -> list[str]:
+    return [f for f in ("i", "f", "s", "b", "type", "shape", "tensor", "func") if len(getattr(a.list, f))]
+
+
+def _fits(a: Any, kind: str, expected: str) -> bool:
+    if expected == "f":
+        return kind in ("f", "i")
+    if expected.startswith("list"):
+        fields = _list_fields(a) if kind == "list" else []
+        return kind == "list" and (expected == "list" or all(f == expected[5:] for f in fields))
+    return kind == expected
+
+
+def _describe(a: Any, kind: str) -> str:
+    if kind == "list":
+        fields = _list_fields(a)
+        return f"a list of {', '.join(KIND_NAMES[f][2:] + 's' for f in fields)}" if fields else "an empty list"
+    return KIND_NAMES.get(kind, kind)
+
+
 class NodeContext:
     """What a converter sees of its node, and the tools to emit Ember ops."""
 
@@ -195,12 +245,18 @@ class NodeContext:
         return sv.elements
 
     def attr(self, name: str, default: Any = None) -> Any:
+        """The attribute's value, or `default`. Its kind (AttrValue's oneof) must be the one the name
+        always has in TensorFlow's ops (`ATTR_KINDS`), else that of `default`: converters rely on it."""
         a = self._attrs.get(name)
         if a is None:
             return default
         kind = a.WhichOneof("value")
         if kind is None:
             return default
+        expected = ATTR_KINDS.get(name) or _kind_of(default)
+        if expected is not None and not _fits(a, kind, expected):
+            raise self.fail(f"attribute {name!r} holds {_describe(a, kind)}; {self.op_type} takes "
+                            f"{KIND_NAMES[expected]}")
         if kind == "list":
             lst = a.list
             for field in ("i", "f", "s", "b", "type", "shape"):
@@ -218,6 +274,13 @@ class NodeContext:
         if kind == "func":
             return a.func.name
         return getattr(a, kind)
+
+    def required(self, name: str) -> Any:
+        """The attribute's value; the node fails without it."""
+        value = self.attr(name)
+        if value is None:
+            raise self.fail(f"attribute {name!r} is missing")
+        return value
 
     def dtype(self, name: str) -> np.dtype:
         code = self.attr(name)
@@ -317,7 +380,7 @@ class SavedModelImporter(Staging):
                     inner = self.saved.body(name)
                     visit(inner, [split_ref(r)[0] for r in inner.returns])
                 if callee is None and node.op not in supported:
-                    problems.append(f"{node.op} node {node.name!r}" +
+                    problems.append(f"{node.op or '(no op)'} node {node.name!r}" +
                                     (f" in function {body.name!r}" if body.is_function else ""))
 
         visit(self.saved.graph, [split_ref(r)[0] for r in refs])
@@ -427,7 +490,9 @@ class SavedModelImporter(Staging):
             return list(ins)
         if op == "Const":
             value = entries(node.attr).get("value")
-            return [Slot(const=to_array(value.tensor, where))]
+            if value is None or value.WhichOneof("value") != "tensor":
+                raise NodeError("a Const without a tensor value", unsupported=False)
+            return [Slot(const=to_array(value.tensor, "its value"))]
         if op == "Placeholder":
             raise NodeError("this graph input is not an input of the signature, but the outputs need it")
         if op == "VarHandleOp":
@@ -442,7 +507,7 @@ class SavedModelImporter(Staging):
                 raise NodeError("the checkpoint restores no value into this variable")
             return [self.variable(Resource(keys[node.name], node.name))]
         if op == "ReadVariableOp":
-            res = ins[0]
+            res = ins[0] if ins else None
             if not isinstance(res, Resource):
                 raise NodeError("reads a value that is not a variable handle")
             return [self.variable(res)]

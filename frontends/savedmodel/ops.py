@@ -23,6 +23,7 @@ from ember.frontends.savedmodel.importer import NodeContext, converter
 from ember.ir.dims import Dim, add, floordiv, mul
 from ember.ir.shape_values import range_length
 from ember.ir.types import dtype_of
+from ember.ir.sizes import SizeError, numel
 
 BIG = 1 << 62  # an open slice bound
 
@@ -219,7 +220,7 @@ def batch_matmul(ctx: NodeContext) -> Any:
 
 @converter("Einsum")
 def einsum(ctx: NodeContext) -> Any:
-    return ctx.op("ember.einsum", *ctx.inputs(), equation=ctx.attr("equation"))
+    return ctx.op("ember.einsum", *ctx.inputs(), equation=ctx.required("equation"))
 
 
 # -- convolution and pooling -------------------------------------------------------------------------
@@ -347,8 +348,8 @@ def conv_transpose(ctx: NodeContext) -> Any:
 def _pool(ctx: NodeContext, name: str, **extra: Any) -> Any:
     n = ctx.rank(0) - 2
     layout, spatial = _format(ctx, n)
-    ksize = [int(k) for k in ctx.attr("ksize")][spatial]
-    strides = [int(s) for s in ctx.attr("strides")][spatial]
+    ksize = [int(k) for k in ctx.required("ksize")][spatial]
+    strides = [int(s) for s in ctx.required("strides")][spatial]
     return ctx.op(name, ctx.input(0), kernel_shape=tuple(ksize), strides=tuple(strides), layout=layout,
                   **_padding(ctx, n, spatial), **extra)
 
@@ -443,7 +444,7 @@ def all_any(ctx: NodeContext) -> Any:
 
 @converter("ArgMax", "ArgMin")
 def arg_max(ctx: NodeContext) -> Any:
-    axis = ctx.ints(1, "dimension")[0]
+    axis = _one(ctx, ctx.ints(1, "dimension"), "dimension")
     out = ctx.op("ember.argmax" if ctx.op_type == "ArgMax" else "ember.argmin", ctx.input(0), axis=axis,
                  keepdims=False)
     want = _dt(ctx.dtype("output_type")) if ctx.attr("output_type") is not None else _dt(np.int64)
@@ -488,7 +489,7 @@ def concat_v2(ctx: NodeContext) -> Any:
 
 @converter("Concat")
 def concat_v1(ctx: NodeContext) -> Any:
-    axis = ctx.ints(0, "axis")[0]
+    axis = _one(ctx, ctx.ints(0, "axis"), "axis")
     return ctx.op("ember.concat", *(ctx.input(i) for i in range(1, ctx.n_inputs)), axis=axis)
 
 
@@ -499,24 +500,42 @@ def pack(ctx: NodeContext) -> Any:
     return parts[0] if len(parts) == 1 else ctx.op("ember.concat", *parts, axis=axis)
 
 
+MAX_PARTS = 1 << 16  # the most results a split may have when the size of the split axis is symbolic
+
+
+def _one(ctx: NodeContext, values: list[int], what: str) -> int:
+    if len(values) != 1:
+        raise ctx.fail(f"{what} must be one value; it has {len(values)}")
+    return values[0]
+
+
+def _parts(ctx: NodeContext, num: int, i: int, axis: int) -> int:
+    """A split's part count: positive, and no more than input `i` has along `axis` when that is known."""
+    t = ctx.type(i)
+    dim = t.shape[axis] if t.shape is not None and -len(t.shape) <= axis < len(t.shape) else None
+    if num < 1 or num > MAX_PARTS or (isinstance(dim, int) and num > max(dim, 1)):
+        raise ctx.fail(f"cannot split {t} into {num} parts along axis {axis}")
+    return num
+
+
 @converter("Unpack")
 def unpack(ctx: NodeContext) -> Any:
     axis = int(ctx.attr("axis", 0))
-    num = int(ctx.attr("num"))
+    num = _parts(ctx, int(ctx.required("num")), 0, axis)
     parts = ctx.op("ember.split", ctx.input(0), axis=axis, num_outputs=num) if num > 1 else [ctx.input(0)]
     return [ctx.op("ember.squeeze", p, axes=(axis,)) for p in parts]
 
 
 @converter("Split")
 def split(ctx: NodeContext) -> Any:
-    axis = ctx.ints(0, "split_dim")[0]
-    num = int(ctx.attr("num_split"))
+    axis = _one(ctx, ctx.ints(0, "split_dim"), "split_dim")
+    num = _parts(ctx, int(ctx.required("num_split")), 1, axis)
     return list(ctx.op("ember.split", ctx.input(1), axis=axis, num_outputs=num)) if num > 1 else [ctx.input(1)]
 
 
 @converter("SplitV")
 def split_v(ctx: NodeContext) -> Any:
-    axis = ctx.ints(2, "split_dim")[0]
+    axis = _one(ctx, ctx.ints(2, "split_dim"), "split_dim")
     sizes: list[Dim] = list(ctx.dims(1, "size_splits"))
     if -1 in sizes:
         dim = ctx.type(0).shape[axis]
@@ -552,7 +571,7 @@ def squeeze(ctx: NodeContext) -> Any:
 @converter("ExpandDims")
 def expand_dims(ctx: NodeContext) -> Any:
     x = ctx.input(0)
-    axis = ctx.ints(1, "axis")[0] % (ctx.rank(0) + 1)
+    axis = _one(ctx, ctx.ints(1, "axis"), "axis") % (ctx.rank(0) + 1)
     out = ctx.op("ember.unsqueeze", x, axes=(axis,))
     t = ctx.importer.atrous.get(x)
     atrous.view(ctx.importer.atrous, out, x, tuple(a + (a >= axis) for a in t.axes) if t else None,
@@ -564,7 +583,7 @@ def expand_dims(ctx: NodeContext) -> Any:
 def gather(ctx: NodeContext) -> Any:
     if int(ctx.attr("batch_dims", 0)) != 0:
         raise ctx.unsupported(f"batch_dims={ctx.attr('batch_dims')}")
-    axis = ctx.ints(2, "axis")[0] if ctx.op_type == "GatherV2" else 0
+    axis = _one(ctx, ctx.ints(2, "axis"), "axis") if ctx.op_type == "GatherV2" else 0
     return ctx.op("ember.gather", ctx.input(0), ctx.input(1), axis=axis)
 
 
@@ -593,11 +612,21 @@ def broadcast_to(ctx: NodeContext) -> Any:
     return ctx.op("ember.expand", ctx.input(0), shape=tuple(ctx.dims(1, "shape")))
 
 
+def _count(ctx: NodeContext, dims: Any) -> int:
+    """The element count of concrete dims, checked (ember.ir.sizes) before anything is allocated."""
+    try:
+        return numel([int(d) for d in dims], "the shape")
+    except SizeError as err:
+        raise ctx.fail(str(err)) from None
+
+
 @converter("Fill")
 def fill(ctx: NodeContext) -> Any:
     dims = ctx.dims(0, "dims")
     value = ctx.const(1)
-    if value is not None and all(isinstance(d, int) for d in dims) and int(np.prod(dims)) <= 1 << 16:
+    if value is not None and value.size != 1:
+        raise ctx.fail(f"the fill value must be one value; it has {value.size}")
+    if value is not None and all(isinstance(d, int) for d in dims) and _count(ctx, dims) <= 1 << 16:
         return np.full(tuple(int(d) for d in dims), value.reshape(()), dtype=value.dtype)
     return ctx.op("ember.expand", ctx.input(1), shape=tuple(dims))
 
@@ -613,7 +642,12 @@ def zeros_like(ctx: NodeContext) -> Any:
 def range_(ctx: NodeContext) -> Any:
     values = [ctx.const(i) for i in range(3)]
     if all(v is not None for v in values):
-        start, limit, delta = (v.reshape(()) for v in values)  # type: ignore[union-attr]
+        if any(v.size != 1 for v in values):  # type: ignore[union-attr]
+            raise ctx.fail("start, limit and delta must be one value each")
+        start, limit, delta = (v.reshape(()).item() for v in values)  # type: ignore[union-attr]
+        if delta == 0 or not all(np.isfinite([start, limit, delta])):
+            raise ctx.fail(f"a range from {start} to {limit} by {delta} has no length")
+        _count(ctx, [max(0, int(np.ceil((limit - start) / delta)))])
         return np.arange(start, limit, delta, dtype=_range_dtype(ctx))
     length = range_length(*(ctx.shape_value(i) for i in range(3)))
     return ctx.op("ember.range", ctx.input(0), ctx.input(1), ctx.input(2),
@@ -853,7 +887,7 @@ def batch_to_space(ctx: NodeContext) -> Any:
 # -- indexing, sorting, scans -------------------------------------------------------------------
 @converter("OneHot")
 def one_hot(ctx: NodeContext) -> Any:
-    depth = ctx.ints(1, "depth")[0]
+    depth = _one(ctx, ctx.ints(1, "depth"), "depth")
     values = ctx.op("ember.concat", ctx.op("ember.unsqueeze", ctx.input(3), axes=(0,)),
                     ctx.op("ember.unsqueeze", ctx.input(2), axes=(0,)), axis=0)  # [off, on]
     return ctx.op("ember.one_hot", ctx.input(0), values, depth=depth, axis=int(ctx.attr("axis", -1)))
@@ -871,7 +905,7 @@ def top_k(ctx: NodeContext) -> Any:
 @converter("Cumsum", "Cumprod")
 def cumulative(ctx: NodeContext) -> Any:
     return ctx.op("ember.cumsum" if ctx.op_type == "Cumsum" else "ember.cumprod", ctx.input(0),
-                  axis=ctx.ints(1, "axis")[0], exclusive=bool(ctx.attr("exclusive", False)),
+                  axis=_one(ctx, ctx.ints(1, "axis"), "axis"), exclusive=bool(ctx.attr("exclusive", False)),
                   reverse=bool(ctx.attr("reverse", False)))
 
 
@@ -879,7 +913,8 @@ def cumulative(ctx: NodeContext) -> Any:
 def band_part(ctx: NodeContext) -> Any:
     """Keep -lower <= j - i <= upper (a negative bound keeps that whole side): tf.linalg.band_part,
     how causal masks are made."""
-    lower, upper = ctx.ints(1, "num_lower")[0], ctx.ints(2, "num_upper")[0]
+    lower = _one(ctx, ctx.ints(1, "num_lower"), "num_lower")
+    upper = _one(ctx, ctx.ints(2, "num_upper"), "num_upper")
     x = ctx.input(0)
     if upper >= 0:
         x = ctx.op("ember.trilu", x, upper=False, k=upper)

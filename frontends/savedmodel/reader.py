@@ -17,6 +17,7 @@ from typing import Any
 
 from ember.errors import EmberError
 from ember.frontends.savedmodel.checkpoint import Checkpoint
+from ember.frontends.savedmodel.files import read_regular
 from ember.frontends.savedmodel.protos import SavedModel, TrackableObjectGraph, entries
 from ember.frontends.savedmodel.tensors import to_array
 
@@ -30,13 +31,26 @@ class SavedModelError(EmberError, ValueError):
 
 def split_ref(ref: str) -> tuple[str, str, int]:
     """A tensor reference as (node, output arg name or "", index): graph form `node:2`,
-    function form `node:arg:2`, a bare `node` (output 0), or a function argument."""
+    function form `node:arg:2`, a bare `node` (output 0), or a function argument.
+    SavedModelDir checks every reference of the file with `check_ref` first."""
     parts = ref.split(":")
     if len(parts) == 1:
         return parts[0], "", 0
     if len(parts) == 2:
         return parts[0], "", int(parts[1])
     return parts[0], parts[1], int(parts[2])
+
+
+def check_ref(ref: str) -> str | None:
+    """Why `ref` is not a tensor reference `split_ref` reads (None: it is one)."""
+    parts = ref.lstrip("^").split(":")
+    if not parts[0]:
+        return "it names no node"
+    if len(parts) > 3:
+        return "it has more than node:output:index"
+    if len(parts) > 1 and not (parts[-1].isdigit() and parts[-1].isascii() and len(parts[-1]) < 10):
+        return f"its index {parts[-1]!r} is not a small number"
+    return None
 
 
 @dataclass
@@ -73,12 +87,13 @@ class SavedModelDir:
         pb = self.path / "saved_model.pb"
         if not self.path.is_dir():
             raise SavedModelError(f"{self.path}: not a folder (a SavedModel is a folder with saved_model.pb)")
-        if not pb.exists():
+        if not pb.exists() and not pb.is_symlink():
             hint = " (it has saved_model.pbtxt: text SavedModels are not supported)" \
                 if (self.path / "saved_model.pbtxt").exists() else ""
             raise SavedModelError(f"{self.path}: no saved_model.pb in this folder: not a SavedModel{hint}")
+        data = read_regular(pb, "saved_model.pb", SavedModelError)
         try:
-            saved = SavedModel.FromString(pb.read_bytes())
+            saved = SavedModel.FromString(data)
         except Exception as err:  # protobuf's DecodeError, for a truncated or foreign file
             raise SavedModelError(f"{pb}: not a readable SavedModel protobuf ({err})") from None
         if not saved.meta_graphs:
@@ -88,6 +103,7 @@ class SavedModelDir:
         self.functions = {f.signature.name: f for f in self.meta.graph_def.library.function}
         self.signatures = {k: v for k, v in entries(self.meta.signature_def).items() if k != INIT_OP_KEY}
         self.tf_version = self.meta.meta_info_def.tensorflow_version
+        _check_structure(self.meta, pb)
         self._checkpoint: Checkpoint | None = None
         self._handle_keys: dict[str, str] | None = None
         self._bodies: dict[str, FunctionBody] = {}
@@ -111,6 +127,8 @@ class SavedModelDir:
     # -- functions -------------------------------------------------------------------------------
     def body(self, name: str) -> FunctionBody:
         if name not in self._bodies:
+            if name not in self.functions:
+                raise SavedModelError(f"{self.path / 'saved_model.pb'}: no function {name!r} in the library")
             f = self.functions[name]
             rets = entries(f.ret)
             self._bodies[name] = FunctionBody(
@@ -165,8 +183,12 @@ class SavedModelDir:
         key = "_CHECKPOINTABLE_OBJECT_GRAPH"
         if key not in self.checkpoint.entries:
             return {}
-        raw = self.checkpoint.read(key).reshape(()).item()
-        graph = TrackableObjectGraph.FromString(raw)
+        value = self.checkpoint.read(key)
+        try:
+            graph = TrackableObjectGraph.FromString(value.reshape(()).item())
+        except Exception as err:  # not one string, or protobuf's DecodeError
+            raise SavedModelError(f"{self.checkpoint.index_path}: the checkpoint's object graph ({key}) is not "
+                                  f"readable ({type(err).__name__})") from None
         return {i: a.checkpoint_key for i, node in enumerate(graph.nodes) for a in node.attributes
                 if a.name == "VARIABLE_VALUE"}
 
@@ -175,7 +197,7 @@ class SavedModelDir:
         """Walk back from `start` through every input (control ones too), recording each
         assignment of a RestoreV2 output to a variable handle."""
         for node in walk_back(body, [start], seen, control=True):
-            if node.op in ("AssignVariableOp", "Assign"):
+            if node.op in ("AssignVariableOp", "Assign") and len(node.input) >= 2:
                 handle = self._handle_of(body, node.input[0], arg_handles)
                 key = self._restored_key(body, node.input[1])
                 if handle is not None and key is not None:
@@ -210,17 +232,51 @@ class SavedModelDir:
             if node is None:
                 return None
             if node.op in ("Identity", "IdentityN"):
-                ref = node.input[index if node.op == "IdentityN" else 0]
-                continue
-            if node.op in ("RestoreV2", "Restore", "RestoreSlice"):
-                names_node = body.nodes.get(split_ref(node.input[1])[0])
-                if names_node is None or names_node.op != "Const":
+                at = index if node.op == "IdentityN" else 0
+                if at >= len(node.input):
                     return None
-                value = entries(names_node.attr)["value"].tensor
-                keys = to_array(value, f"{body.name}/{names_node.name}").reshape(-1)
-                return keys[index].decode() if index < keys.size else None
+                ref = node.input[at]
+                continue
+            if node.op in ("RestoreV2", "Restore", "RestoreSlice") and len(node.input) >= 2:
+                names_node = body.nodes.get(split_ref(node.input[1])[0])
+                value = entries(names_node.attr).get("value") if names_node is not None else None
+                if names_node is None or names_node.op != "Const" or value is None or not value.HasField("tensor"):
+                    return None
+                keys = to_array(value.tensor, f"{body.name}/{names_node.name}").reshape(-1)
+                key = keys[index] if index < keys.size else None
+                return key.decode("utf-8", errors="replace") if isinstance(key, bytes) else None
             return None
         return None
+
+
+def _check_structure(meta: Any, pb: Path) -> None:
+    """What the importer indexes without asking, checked once: every tensor reference (node
+    inputs, function returns, signature tensors) has the node[:output]:index form, and every
+    function returns each of its outputs."""
+    def bad(where: str, ref: str, why: str) -> SavedModelError:
+        return SavedModelError(f"{pb}: {where}: {ref!r} is not a tensor reference: {why}")
+
+    bodies = [("the graph", meta.graph_def.node)]
+    for f in meta.graph_def.library.function:
+        bodies.append((f"function {f.signature.name!r}", f.node_def))
+        rets = entries(f.ret)
+        for arg in f.signature.output_arg:
+            if arg.name not in rets:
+                raise SavedModelError(f"{pb}: function {f.signature.name!r} does not return its output {arg.name!r}")
+            why = check_ref(rets[arg.name])
+            if why:
+                raise bad(f"function {f.signature.name!r}, output {arg.name!r}", rets[arg.name], why)
+    for where, nodes in bodies:
+        for node in nodes:
+            for ref in node.input:
+                why = check_ref(ref)
+                if why:
+                    raise bad(f"{where}, node {node.name!r}", ref, why)
+    for key, sig in entries(meta.signature_def).items():
+        for entry in list(sig.inputs) + list(sig.outputs):
+            why = check_ref(entry.value.name) if entry.value.name else None
+            if why:
+                raise bad(f"signature {key!r}, tensor {entry.key!r}", entry.value.name, why)
 
 
 def _callee(node: Any, functions: dict[str, Any]) -> str | None:

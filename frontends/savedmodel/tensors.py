@@ -16,6 +16,7 @@ import ml_dtypes
 import numpy as np
 
 from ember.errors import EmberError
+from ember.ir.sizes import SizeError, nbytes, numel
 
 DT_RESOURCE = 20
 DT_VARIANT = 21
@@ -29,6 +30,11 @@ NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int
          15: "qint16", 16: "quint16", 17: "uint16", 18: "complex128", 19: "float16", 20: "resource",
          21: "variant", 22: "uint32", 23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn", 29: "int4",
          30: "uint4"}
+
+
+MAX_EXPANDED_BYTES = 1 << 30
+"""The largest constant expanded from fewer values than elements (TensorFlow writes a splat as one
+value): a GraphDef holds at most 2 GB, so a larger constant is a splat no model needs."""
 
 
 class TensorError(EmberError, ValueError):
@@ -56,9 +62,18 @@ def to_array(t: Any, where: str) -> np.ndarray:
     shape = shape_of(t.tensor_shape)
     if any(d < 0 for d in shape):
         raise TensorError(f"{where}: a constant with unknown dims {list(shape)}")
-    count = int(np.prod(shape, dtype=np.int64))
+    try:
+        count = numel(shape, where)
+        size = nbytes(shape, dtype.itemsize, where)
+    except SizeError as err:
+        raise TensorError(str(err)) from None
+    if size > MAX_EXPANDED_BYTES and len(t.tensor_content) != size:
+        raise TensorError(f"{where}: a constant of {count} elements ({size} bytes) given by a few values; Ember "
+                          f"expands such constants when it imports them, up to {MAX_EXPANDED_BYTES} bytes")
     if dtype == np.dtype(object):
         values = list(t.string_val)
+        if len(values) > count:
+            raise TensorError(f"{where}: {len(values)} strings for a tensor of {count} elements")
         arr = np.array(values + [values[-1]] * (count - len(values)) if values else [b""] * count, dtype=object)
         return arr.reshape(shape)
     if t.tensor_content:
