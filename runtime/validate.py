@@ -289,7 +289,8 @@ def _launch(s: Mapping[str, Any], params: Mapping[str, list[Mapping[str, Any]]],
         at["kernel"].fail(f"kernel {kernel!r} is not among the program's kernels")
     for d, (g, limit) in enumerate(zip(_list(s["grid"], at["grid"], 3), GRID_LIMITS)):
         _int(g, at["grid"][d], 1, limit, "grid dim")
-    block = [_int(b, at["block"][d], 1, MAX_BLOCK, "block dim") for d, b in enumerate(_list(s["block"], at["block"], 3))]
+    block = [_int(b, at["block"][d], 1, MAX_BLOCK, "block dim")
+             for d, b in enumerate(_list(s["block"], at["block"], 3))]
     if math.prod(block) > MAX_BLOCK:
         at["block"].fail(f"{block} is {math.prod(block)} threads a block, more than {MAX_BLOCK}")
     _int(s.get("shared", 0), at["shared"], 0, MAX_SHARED, "shared memory bytes")
@@ -454,7 +455,8 @@ def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries_si
     wanted = {k["name"] for k in program["kernels"]}
     missing = sorted(wanted - set(kernels))
     if missing:
-        at.fail(f"kernel {missing[0]} of the plan has no binaries{f' ({len(missing)} kernels missing)' if len(missing) > 1 else ''}")
+        more = f" ({len(missing)} kernels missing)" if len(missing) > 1 else ""
+        at.fail(f"kernel {missing[0]} of the plan has no binaries{more}")
     extra = sorted(set(kernels) - wanted)
     if extra:
         at.fail(f"kernel {extra[0]} is not a kernel of the plan")
