@@ -11,6 +11,7 @@ unknown, the other may know it), and its own extra checks (`verify_`).
 from __future__ import annotations
 
 from ember.errors import EmberError, VerifyError
+from ember.ir import sizes
 from ember.ir.attrs import AttrError, attr_equal
 from ember.ir.core import Block, Function, Module, Operation, Value
 from ember.ir.opdef import Op, format_exception
@@ -27,6 +28,7 @@ class _Checker:
         self.pending: list[tuple[str, Function | None, Operation | None]] = []
         self.fn: Function | None = None
         self.current: Operation | None = None
+        self.sized: dict[object, str | None] = {}
 
     def report(self, where: str, message: str) -> None:
         self.pending.append((f"{where}{message}", self.fn, self.current))
@@ -58,6 +60,8 @@ class _Checker:
                 self.report("", f"weight stored as {name!r} is named {w.name!r}")
             if not isinstance(w.type, TensorType) or not w.type.is_static:
                 self.report("", f"weight {name!r} needs a static tensor type, has {w.type}")
+            elif self.too_big(w.type):
+                self.report("", f"weight {name!r}: {self.too_big(w.type)}")
             elif w.data is not None:
                 try:
                     w.check(w.data)
@@ -80,7 +84,26 @@ class _Checker:
             self.report(where, f"{len(fn.output_names)} output names for {len(fn.body.outputs)} outputs")
         if len(set(fn.output_names)) != len(fn.output_names):
             self.report(where, "duplicate output names")
+        for name, arg in zip(fn.input_names, fn.body.args):
+            problem = self.too_big(arg.type)
+            if problem:
+                self.report(where, f"input %{name}: {problem}")
         self.block(fn.body, set(), fn)
+
+    def too_big(self, t: object) -> str | None:
+        """What is wrong with a tensor type whose known dims already hold more than Ember's
+        size limit (`ember.ir.sizes`); None when they do not. Symbols are checked when bound."""
+        if t in self.sized:
+            return self.sized[t]
+        problem = None
+        if isinstance(t, TensorType) and t.shape is not None:
+            known = [d for d in t.shape if isinstance(d, int)]
+            try:
+                sizes.nbytes(known, t.dtype.itemsize, str(t))
+            except sizes.SizeError as err:
+                problem = str(err)
+        self.sized[t] = problem
+        return problem
 
     def block(self, block: Block, visible: set[Value], fn: Function) -> None:
         """Check `block` with `visible` the values defined before it; what the block defines
@@ -131,6 +154,10 @@ class _Checker:
             self.report(head, f"type rule failed: {format_exception(err)}")
             return
         declared = [r.type for r in op.results]
+        for i, d in enumerate(declared):
+            problem = self.too_big(d)
+            if problem:
+                self.report(head, f"result {i}: {problem}")
         if len(inferred) != len(declared):
             self.report(head, f"declares {len(declared)} results; the type rule gives {len(inferred)}")
             return
