@@ -527,11 +527,15 @@ def _json_or_none(data: memoryview) -> Any:
 
 
 def _parse_ir(text: str, source: str) -> Any:
-    """The engine's IR, parsed; a syntax error is the file's, in the section 'ir'."""
-    from ember.errors import ParseError
+    """The engine's IR, parsed and verified; a syntax error or an op that does not verify is the
+    file's, in the section 'ir'."""
+    from ember.errors import ParseError, VerifyError
     from ember.ir.parser import parse
     try:
-        return parse(text, source="ir", verify=False)
+        return parse(text, source="ir")
+    except VerifyError as err:  # ops whose types do not follow (host steps would run them on the interpreter)
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise EngineFormatError(f"{source}: section 'ir': {first}") from None
     except ParseError as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         where = f"ir:{err.line}:{err.column}: " if err.line is not None else "ir: "

@@ -560,7 +560,7 @@ def _io(io: Mapping[str, Any], program: Mapping[str, Any], at: At) -> None:
 def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], weights: Mapping[str, Any],
         at: At) -> dict[Any, int]:
     from ember.ir.dims import evaluate
-    from ember.ir.types import TensorType
+    from ember.ir.types import TensorType, dtype_of
     if not module.functions:
         at.fail("the module has no functions")
     fn = module.main
@@ -584,6 +584,11 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
     for i, (entry, v) in enumerate(zip(program["outputs"], fn.outputs)):
         if ids.get(v) != entry["value"]:
             at.fail(f"output {i} of @{fn.name} is value {ids.get(v)}, the program says {entry['value']}")
+    for name, w in module.weights.items():
+        if name in weights:
+            arr = weights[name]
+            if not w.type.is_static or dtype_of(arr) != w.type.dtype or tuple(arr.shape) != w.type.shape:
+                at.fail(f"weight {name!r} is declared {w.type}, stored as {dtype_of(arr)}{list(arr.shape)}")
     for v, vid in ids.items():
         info = values[vid]
         t = v.type
@@ -613,12 +618,6 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
                 if info["kind"] in ARENA_KINDS and info["nbytes"] and ids[r] not in written:
                     At("plan", "program")["steps"][first].fail(
                         f"op {index} ({ops[index].name}) computes value {ids[r]}, which the step does not write")
-    for name, w in module.weights.items():
-        if name in weights:
-            arr = weights[name]
-            from ember.ir.types import dtype_of
-            if not w.type.is_static or dtype_of(arr) != w.type.dtype or tuple(arr.shape) != w.type.shape:
-                at.fail(f"weight {name!r} is declared {w.type}, stored as {dtype_of(arr)}{list(arr.shape)}")
     return ids
 
 

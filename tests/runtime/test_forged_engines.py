@@ -190,10 +190,15 @@ TINY_FORGERIES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = {
         "    return", "    %extra = ember.relu %x : f32[2,8]\n    return")), "the sections do not belong together"),
     "IR syntax error": ("ir", lambda s: setitem(s, "ir", s["ir"].replace("ember.softmax %flat",
                                                                          "ember.softmax %flat)")), "line 17"),
-    "IR value of another type": ("ir", lambda s: setitem(s, "ir", s["ir"].replace(": bool[2,8]", ": bool[2,9]")),
-                                 "value 7 (%pos) is bool[2,9], the program has bool[2, 8]"),
+    "program value of another type than the IR's": ("ir", lambda s: setitem(program(s)["values"][7], "dtype", "u8"),
+                                                    "value 7 (%pos) is bool[2,8], the program has u8[2, 8]"),
+    "IR op that does not verify": ("ir", lambda s: setitem(s, "ir", s["ir"].replace("ember.add %m, %b_1",
+                                                                                   "ember.add %m, %x_1")),
+                                   "ember.add"),
     "IR weight of another shape": ("ir", lambda s: setitem(s, "ir", s["ir"].replace(
-        'weight "b" : f32[4]', 'weight "b" : f32[5]')), "weight 'b' is declared f32[5], stored as f32[4]"),
+        'weight "zero" : f32[]', 'weight "zero" : f32[1,1]').replace('name = "zero"} : f32[]',
+                                                                     'name = "zero"} : f32[1,1]')),
+        "weight 'zero' is declared f32[1,1], stored as f32[]"),
 }
 
 
