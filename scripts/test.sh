@@ -2,6 +2,9 @@
 # The test command (README quick start, and what CI runs): a fresh virtual
 # environment, a non-editable install of Ember with its test extras, the suite.
 # GPU tests (-m gpu) are skipped here; scripts/gpu_check.sh runs them on a GPU.
+# The suite runs on every core (pytest-xdist; tests/conftest.py says what the workers
+# share); arguments go to pytest after ours, so `bash scripts/test.sh -n 0` runs it in
+# one process and `bash scripts/test.sh tests/ir` runs one folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -14,4 +17,4 @@ PY
 rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[test]"
-"$venv/bin/python" -m pytest -m "not gpu" "$@"
+"$venv/bin/python" -m pytest -m "not gpu" -n auto "$@"

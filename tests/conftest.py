@@ -1,10 +1,68 @@
-"""Shared test setup. Hypothesis profiles: `default` keeps CI quick; run
-`pytest --hypothesis-profile=long tests/ir/test_properties.py` for a deep fuzz."""
+"""Shared test setup.
 
+Hypothesis profiles: `default` keeps CI quick; run
+`pytest --hypothesis-profile=long tests/ir/test_properties.py` for a deep fuzz.
+
+Parallel runs (scripts/test.sh runs `pytest -n auto`, pytest-xdist): session fixtures
+are per worker process, so the costly ones keep their output in a folder every
+process of the run shares (tests/support/shared_run.py), under a file lock: the NVRTC
+kernel cache (`kernel_cache` below: a kernel is compiled once per run, by whichever
+worker needs it first), the fixtures' engines (tests/runtime/conftest.py) and
+TensorFlow's SavedModels (tests/frontends/savedmodel/conftest.py). Which worker runs
+which test does not matter, only how often the work is done.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
 from hypothesis import HealthCheck, settings
+from shared_run import run_folder
 
 settings.register_profile("default", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=5000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 settings.load_profile("default")
+
+
+@pytest.fixture(scope="session")
+def kernel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The NVRTC cache of this run, shared by its xdist workers and cold at its start.
+
+    Safe to share: the compiler stores an entry as a temporary file renamed into
+    place, so two processes that compile the same kernel leave one whole entry."""
+    path = run_folder(request.config, tmp_path_factory) / "kernel-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+# The ONNX backend suite's pass counts per group, from the test reports (the controller
+# sees every worker's reports; the test modules' own state stays in the workers).
+SUITE_TEST = "tests/frontends/onnx/test_backend_suite.py::test_case["
+SUITE_COUNTS: dict[str, Counter] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if SUITE_TEST not in report.nodeid or (report.when != "call" and report.passed):
+        return
+    group = report.nodeid.split("[", 1)[1].split("/", 1)[0]
+    if hasattr(report, "wasxfail"):
+        status = "expected failure"
+    elif report.skipped:
+        status = "excluded"
+    else:
+        status = "pass" if report.passed else "fail"
+    SUITE_COUNTS.setdefault(group, Counter())[status] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001, ARG001
+    if not SUITE_COUNTS:
+        return
+    terminalreporter.write_sep("=", "ONNX backend suite on Ember (onnx 1.23 test cases)")
+    for group, counts in SUITE_COUNTS.items():
+        line = f"{group}: {counts['pass']}/{sum(counts.values())} pass"
+        extra = ", ".join(f"{counts[k]} {k}" for k in ("expected failure", "excluded", "fail") if counts[k])
+        terminalreporter.write_line(line + (f" ({extra})" if extra else ""))

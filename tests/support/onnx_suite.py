@@ -19,9 +19,6 @@ import unittest
 import warnings
 from functools import lru_cache
 
-# Filled by tests/frontends/onnx/test_backend_suite.py, printed by its conftest: group -> Counter.
-RESULTS: dict = {}
-
 GROUPS = {
     "OnnxBackendNodeModelTest": "node",
     "OnnxBackendPyTorchConvertedModelTest": "pytorch-converted",
