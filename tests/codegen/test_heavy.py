@@ -9,6 +9,7 @@ through `ember.compile(...).run(..., device="cuda")` on fresh random inputs and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -331,8 +332,8 @@ CASES = MATMUL + GEMM + EINSUM + CONV + CONV_TRANSPOSE + ATTENTION + FUSED
 
 # -- CPU: lowering and NVRTC ----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    return nvrtc_compiler(tmp_path_factory)
+def compiler(kernel_cache: Path) -> Compiler:
+    return nvrtc_compiler(kernel_cache)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

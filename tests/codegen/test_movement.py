@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -253,8 +254,8 @@ def replay_copies(program: Program, feeds: dict[str, np.ndarray]) -> dict[str, n
 
 
 @pytest.fixture(scope="module")
-def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    return nvrtc_compiler(tmp_path_factory)
+def compiler(kernel_cache: Path) -> Compiler:
+    return nvrtc_compiler(kernel_cache)
 
 
 # -- CPU: lowering, NVRTC, coverage, numpy replay ---------------------------------------------------------------

@@ -7,6 +7,7 @@ a warning. GPU (`-m gpu`): each case matches `ember.interpret` on fresh random i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -102,8 +103,8 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    return nvrtc_compiler(tmp_path_factory)
+def compiler(kernel_cache: Path) -> Compiler:
+    return nvrtc_compiler(kernel_cache)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -1,5 +1,5 @@
-"""Engines of the real-model fixtures, built once per session (kernels compiled into a
-session-private NVRTC cache), and the helpers the runtime tests share."""
+"""Engines of the real-model fixtures, built once per session (kernels compiled into the
+run's NVRTC cache, `kernel_cache` in tests/conftest.py), and the helpers the runtime tests share."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ember
+from shared_run import file_lock
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 MODELS = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
@@ -36,7 +37,9 @@ class Built:
 
     def engine(self, name: str):
         if name not in self._engines:
-            self._engines[name] = build(name, self.cache_dir)
+            # A worker that wants an engine another one is building waits, then finds its kernels cached.
+            with file_lock(self.cache_dir.parent / "locks" / f"engine-{name}"):
+                self._engines[name] = build(name, self.cache_dir)
         return self._engines[name]
 
     def feeds(self, name: str) -> dict[str, np.ndarray]:
@@ -50,8 +53,8 @@ class Built:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Built:
-    return Built(tmp_path_factory.mktemp("kernel-cache"))
+def built(kernel_cache: Path) -> Built:
+    return Built(kernel_cache)
 
 
 # A hand-written engine whose kernels use every kind of launch argument: an op computed by two

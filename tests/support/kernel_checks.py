@@ -3,10 +3,10 @@ lowering a one-op module, and whether a GPU is there for the `-m gpu` half of ea
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from ember.codegen.lower import Program, lower
 from ember.codegen.nvrtc import Compiler
@@ -28,9 +28,10 @@ def rand(rng: np.random.Generator, t: Type, low: float = 0.05, high: float = 3.0
     return x.astype(dt)
 
 
-def nvrtc_compiler(tmp_path_factory: pytest.TempPathFactory) -> Compiler:
-    """A compiler for sm_80 and sm_90 with a cache of its own (so a test file starts cold)."""
-    return Compiler(("sm_80", "sm_90"), cache_dir=tmp_path_factory.mktemp("nvrtc"), jobs=2)
+def nvrtc_compiler(cache_dir: Path) -> Compiler:
+    """A compiler for sm_80 and sm_90 on the run's cache (`kernel_cache`: cold when the run
+    starts, so each kernel is compiled once per run, by whichever test needs it first)."""
+    return Compiler(("sm_80", "sm_90"), cache_dir=cache_dir, jobs=2)
 
 
 def lowered(module: Module) -> tuple[Module, Program]:

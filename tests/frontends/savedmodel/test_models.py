@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -162,25 +163,25 @@ def test_cli_import(saved_models: Any, tmp_path: Any, capsys: Any) -> None:
     _check(module, *reference["scores"])
 
 
-def test_engine_from_a_saved_model_runs_on_the_host(saved_models: Any) -> None:
+def test_engine_from_a_saved_model_runs_on_the_host(saved_models: Any, kernel_cache: Path) -> None:
     """SavedModel -> passes -> CUDA through NVRTC -> engine, run on the host arena."""
     path, reference = saved_models["two_signatures"]
     feeds, expected = reference["scores"]
     engine = ember.compile(ember.load(path, signature="scores"), targets=["sm_80"],
-                           shapes={name: value.shape for name, value in feeds.items()})
+                           shapes={name: value.shape for name, value in feeds.items()}, cache_dir=kernel_cache)
     out = engine.run(feeds, device="cpu")
     for name, ref in expected.items():
         assert_close(np.asarray(out[name]), ref, what=name)
 
 
-def test_cli_compile_and_run_a_saved_model(saved_models: Any, tmp_path: Any) -> None:
+def test_cli_compile_and_run_a_saved_model(saved_models: Any, tmp_path: Any, kernel_cache: Path) -> None:
     """`ember compile DIR --signature ... --shapes ...` then `ember run OUT.engine` (host arena)."""
     from ember.cli import main
     path, reference = saved_models["two_signatures"]
     feeds, expected = reference["scores"]
     engine = tmp_path / "scores.engine"
     assert main(["compile", str(path), "--signature", "scores", "-o", str(engine), "--target", "sm_90",
-                 "--shapes", "features:3x8", "--shapes", "prior:3x4"]) == 0
+                 "--shapes", "features:3x8", "--shapes", "prior:3x4", "--cache-dir", str(kernel_cache)]) == 0
     args = ["run", str(engine), "-o", str(tmp_path / "out.npz"), "--device", "cpu"]
     for name, value in feeds.items():
         np.save(tmp_path / f"{name}.npy", value)
