@@ -179,6 +179,23 @@ class NodeContext:
             raise self._needs_static(i, what)
         return value
 
+    def static_ints(self, i: int, what: str, count: int | None = None) -> tuple[int, ...]:
+        """A build-time input of integers, read flat (`count`: exactly that many)."""
+        value = np.asarray(self.static(i, what))
+        if value.dtype.kind not in "iub":
+            raise self.fail(f"{what} must be integers, got {value.dtype}")
+        if count is not None and value.size != count:
+            raise self.fail(f"{what} must hold {count} value{'s' if count != 1 else ''}, got shape "
+                            f"{list(value.shape)}")
+        return tuple(int(v) for v in value.reshape(-1))
+
+    def static_scalar(self, i: int, what: str) -> Any:
+        """A build-time input of one element, as a Python number."""
+        value = np.asarray(self.static(i, what))
+        if value.size != 1:
+            raise self.fail(f"{what} must hold one value, got shape {list(value.shape)}")
+        return value.reshape(()).item()
+
     def dims(self, i: int, what: str) -> tuple[Dim, ...]:
         """The elements of a small integer input as dims (ints or symbolic), needed at build time."""
         sv = self.shape_value(i)

@@ -110,7 +110,10 @@ def _declared_rank(vi: ValueInfoProto) -> int | None:
 
 
 def _flag(value: np.ndarray) -> bool:
-    return bool(np.asarray(value).reshape(-1)[0])
+    flat = np.asarray(value).reshape(-1)
+    if flat.size != 1:
+        raise NodeError(f"a condition must be one value, got {flat.size}", unsupported=False)
+    return bool(flat[0])
 
 
 # -- If --------------------------------------------------------------------------------------------
@@ -265,9 +268,9 @@ def _unrolled_loop(ctx: NodeContext, body: GraphProto, carried: list[Value]) -> 
     """The loop unrolled at build time: its body needs values computed from the
     iteration number at build time (a slice bound, a shape)."""
     why = "(the loop body needs values computed from the iteration number at build time, so it is unrolled)"
-    limit = int(np.asarray(ctx.static(0, f"the trip count {why}")).reshape(-1)[0]) if ctx.has(0) else None
+    limit = ctx.static_ints(0, f"the trip count {why}", count=1)[0] if ctx.has(0) else None
     has_cond = ctx.has(1)
-    keep = _flag(ctx.static(1, f"the condition {why}")) if has_cond else True
+    keep = bool(ctx.static_scalar(1, f"the condition {why}")) if has_cond else True
     n = len(carried)
     values = list(carried)
     scans: list[list[Value]] = []

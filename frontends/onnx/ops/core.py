@@ -91,7 +91,7 @@ def squeeze_attr(ctx: NodeContext) -> Any:
 
 @converter("Squeeze", since=13)
 def squeeze(ctx: NodeContext) -> Any:
-    axes = tuple(int(a) for a in ctx.static(1, "axes")) if ctx.has(1) else None
+    axes = ctx.static_ints(1, "axes") if ctx.has(1) else None
     return ctx.op("ember.squeeze", ctx.input(0), axes=axes)
 
 
@@ -102,7 +102,7 @@ def unsqueeze_attr(ctx: NodeContext) -> Any:
 
 @converter("Unsqueeze", since=13)
 def unsqueeze(ctx: NodeContext) -> Any:
-    return ctx.op("ember.unsqueeze", ctx.input(0), axes=tuple(int(a) for a in ctx.static(1, "axes").ravel()))
+    return ctx.op("ember.unsqueeze", ctx.input(0), axes=ctx.static_ints(1, "axes"))
 
 
 @converter("Concat")

@@ -40,9 +40,9 @@ def dropout_v1(ctx: NodeContext) -> Any:
 def dropout(ctx: NodeContext) -> Any:
     """Identity unless training_mode is true and the ratio is not 0: a random mask,
     which an inference compiler does not draw (nor could it reproduce ONNX's numpy stream)."""
-    training = bool(np.asarray(ctx.static(2, "training_mode")).ravel()[0]) if ctx.has(2) else False
+    training = bool(ctx.static_scalar(2, "training_mode")) if ctx.has(2) else False
     if training:
-        ratio = float(np.asarray(ctx.static(1, "ratio")).ravel()[0]) if ctx.has(1) else 0.5
+        ratio = float(np.real(ctx.static_scalar(1, "ratio"))) if ctx.has(1) else 0.5
         if ratio != 0.0:
             raise ctx.unsupported(f"training-mode dropout with ratio {ratio} draws a random mask; Ember imports "
                                   "inference graphs (training_mode false, or ratio 0)")

@@ -31,7 +31,7 @@ AXES_INPUT_SINCE = {name: 18 for name in REDUCTIONS} | {"ReduceSum": 13}
 def reduction_axes(ctx: NodeContext, axes_input: bool) -> tuple[int, ...] | None:
     """The Ember `axes` of a reduce node: None for all axes, () for none."""
     if axes_input:
-        axes = tuple(int(a) for a in ctx.static(1, "axes").reshape(-1)) if ctx.has(1) else ()
+        axes = ctx.static_ints(1, "axes") if ctx.has(1) else ()
     else:
         axes = tuple(int(a) for a in ctx.attr("axes", ()))
     if axes:
@@ -69,10 +69,8 @@ converter("ArgMin")(_arg("ember.argmin"))
 
 def _cumulative(ember_name: str):  # noqa: ANN202
     def convert(ctx: NodeContext) -> Any:
-        axis = ctx.static(1, "the axis").reshape(-1)
-        if axis.size != 1:
-            raise ctx.fail(f"the axis must be a scalar, got {axis.size} values")
-        return ctx.op(ember_name, ctx.input(0), axis=int(axis[0]), exclusive=bool(ctx.attr("exclusive", 0)),
+        (axis,) = ctx.static_ints(1, "the axis", count=1)
+        return ctx.op(ember_name, ctx.input(0), axis=axis, exclusive=bool(ctx.attr("exclusive", 0)),
                       reverse=bool(ctx.attr("reverse", 0)))
     return convert
 

@@ -70,8 +70,8 @@ def split_to_sequence(ctx: NodeContext) -> Any:
         return ctx.op("ember.split_to_sequence", ctx.input(0), axis=axis, keepdims=keepdims)
     split_type = ctx.tensor_type(1)
     if split_type.shape == ():
-        size = np.asarray(ctx.static(1, "split (the chunk length)")).reshape(())
-        return ctx.op("ember.split_to_sequence", ctx.input(0), axis=axis, chunk_size=int(size))
+        (size,) = ctx.static_ints(1, "split (the chunk length)", count=1)
+        return ctx.op("ember.split_to_sequence", ctx.input(0), axis=axis, chunk_size=size)
     sizes = ctx.dims(1, "split (the part lengths)")
     # ONNX ignores keepdims when a split is given.
     return ctx.op("ember.split_to_sequence", ctx.input(0), axis=axis, split=tuple(sizes))

@@ -25,7 +25,7 @@ def _ints(ctx: NodeContext, i: int, what: str) -> tuple[int, ...] | None:
     """An optional integer input as a tuple, needed at build time (None when absent)."""
     if not ctx.has(i):
         return None
-    return tuple(int(v) for v in np.asarray(ctx.static(i, what)).ravel())
+    return ctx.static_ints(i, what)
 
 
 def _scalar(ctx: NodeContext, i: int, what: str) -> Any:
