@@ -610,6 +610,15 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
             if index >= len(ops):
                 At("plan", "program")["steps"][t]["ops"][j].fail(
                     f"op {index} is not an op of @{fn.name} (it has {len(ops)})")
+    for t, s in enumerate(steps):  # a host step lists what its ops read (the plan keeps those alive)
+        if s["kind"] != "host":
+            continue
+        listed = set(s.get("reads", []))
+        for index in s["ops"]:
+            missing = [ids[v] for v in ops[index].reads() if v in ids and ids[v] not in listed]
+            if missing:
+                At("plan", "program")["steps"][t].fail(
+                    f"op {index} ({ops[index].name}) reads value {missing[0]}, which the step does not list")
     for first, last in _groups(steps):
         written = {w for t in range(first, last + 1) for w in steps[t].get("writes", [])}
         for index in steps[first]["ops"]:

@@ -133,6 +133,8 @@ TINY_FORGERIES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = {
                                 "which is an input value"),
     "op index past the IR": ("plan", lambda s: setitem(program(s)["steps"][3], "ops", [8]),
                              "op 8 is not an op of @main (it has 8)"),
+    "host step reads what it does not list": ("plan", lambda s: setitem(program(s)["steps"][3], "reads", []),
+                                              "op 7 (ember.nonzero) reads value 7, which the step does not list"),
     "op index negative": ("plan", lambda s: setitem(program(s)["steps"][3], "ops", [-1]), "op index -1 is outside"),
     "step of another kind": ("plan", lambda s: setitem(program(s)["steps"][3], "kind", "jump"),
                              "step kind 'jump' is neither"),
