@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     """Where an op came from: source names (an ONNX node name, say). A fused op
     carries the names of all the ops it replaced."""
@@ -137,8 +137,8 @@ class Operation:
         self.set_result_types(result_types)
 
     def set_result_types(self, result_types: Sequence[Type]) -> None:
-        assert not any(r.has_uses for r in self.results), "retyping results that have uses"
-        self.results = tuple(Value(t, self, i) for i, t in enumerate(result_types))
+        assert not any(r._uses for r in self.results), "retyping results that have uses"
+        self.results = tuple([Value(t, self, i) for i, t in enumerate(result_types)])
 
     # -- operands -------------------------------------------------------------
     @property

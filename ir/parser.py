@@ -276,7 +276,7 @@ class _Parser:
     def weight_decl(self, module: Module) -> None:
         self.take_word("weight")
         text, name_at = self.take_kind("STRING", A_STRING)
-        name = json.loads(text)
+        name = _string(text)
         self.take(":")
         type_at = self.start
         t = self.type()
@@ -291,7 +291,7 @@ class _Parser:
         if self.kind == "STRING":
             text = self.val
             self.advance()
-            return json.loads(text)
+            return _string(text)
         return self.ident(A_NAME, A_STRING)[0]
 
     def func(self) -> Function:
@@ -347,12 +347,56 @@ class _Parser:
         while True:
             kind = self.kind
             if kind == "VALUE" or (kind == "WORD" and "." in self.val):
+                if kind == "VALUE" and self.simple_stmt(block, scope):
+                    continue
                 start = self.start
                 self.guarded(start, lambda: self.stmt(block, scope, start))
             elif kind == "WORD" and self.val == terminator:
                 return
             else:
                 raise self.unexpected(A_VALUE, AN_OP, f"'{terminator}'")
+
+    def simple_stmt(self, block: Block, scope: _Scope) -> bool:
+        """The most common statement, `%r = dialect.op %a, %b : type loc("name")` on one line,
+        read with one regular expression; False (nothing consumed) for anything else and for
+        anything the general reader would complain about, so that it reports it."""
+        m = _SIMPLE_STMT.match(self.text, self.start)
+        if m is None:
+            return False
+        res, op_name, operand_text, type_text, loc_text = m.groups()
+        t = self.types.get(type_text)
+        cls = self.ops.get(op_name, False)
+        if cls is False:
+            cls = self.ops[op_name] = lookup(op_name)
+        if t is None or cls is None or cls.region_fields or res in scope.function_names:
+            return False
+        operands = []
+        for name in operand_text.split(","):
+            v = scope.lookup(name.strip()[1:]) if name else None
+            if v is None:
+                if name:
+                    return False
+                continue
+            operands.append(v)
+        stmt_start = self.start
+        self.end = m.end()
+        self.advance()
+        if (self.kind == "PUNCT" and self.val in (",", "(", "//", "{")) or self.at_word("loc"):
+            self.end = stmt_start  # the statement goes on: the general reader reads it
+            self.advance()
+            return False
+        loc = Location(tuple(_LOC_STRING.findall(loc_text))) if loc_text else Location()
+        try:
+            op = cls.create(operands, {}, result_types=(t,), loc=loc)
+        except VerifyError:
+            self.end = stmt_start
+            self.advance()
+            return False
+        block.append(op)
+        scope.function_names.add(res)
+        scope.values[res] = value = op.results[0]
+        value.name = res
+        return True
 
     def value_uses(self, scope: _Scope) -> list[Value]:
         out = []
@@ -440,10 +484,10 @@ class _Parser:
         if self.at_word("loc"):
             self.advance()
             self.take("(")
-            names = [json.loads(self.take_kind("STRING", A_STRING)[0])]
+            names = [_string(self.take_kind("STRING", A_STRING)[0])]
             while self.at(","):
                 self.advance()
-                names.append(json.loads(self.take_kind("STRING", A_STRING)[0]))
+                names.append(_string(self.take_kind("STRING", A_STRING)[0]))
             self.take(")", "','")
             loc = Location(tuple(names))
         if len(types) != len(results):
@@ -509,7 +553,7 @@ class _Parser:
         kind, val = self.kind, self.val
         if kind == "STRING":
             self.advance()
-            return json.loads(val)
+            return _string(val)
         if kind == "FLOAT":
             self.advance()
             return float(val)
@@ -620,7 +664,7 @@ class _Parser:
         if kind == "INT":
             out.append(int(val))
         elif kind == "STRING":
-            out.append(json.loads(val))
+            out.append(_string(val))
         elif kind == "WORD" and val in ("true", "false"):
             out.append(val == "true")
         elif kind == "PUNCT" and val == "-":
@@ -834,7 +878,12 @@ class _Parser:
 
 def _value_name(text: str) -> str:
     name = text[1:]
-    return json.loads(name) if name.startswith('"') else name
+    return _string(name) if name.startswith('"') else name
+
+
+def _string(token: str) -> str:
+    """A STRING token's text (json.loads only when it has escapes)."""
+    return token[1:-1] if "\\" not in token else json.loads(token)
 
 
 def _int_range(dt: DType) -> tuple[int, int]:
@@ -866,6 +915,14 @@ _I64 = np.iinfo(np.int64)
 _SKELETON = str.maketrans("", "", "0123456789.eE+-abcdefghijklmnopqrstuvwxyz \t\f\r\n")
 _NO_BRACKETS = str.maketrans("", "", "[]")
 _SIMPLE_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[[A-Za-z0-9_, ?*]*\]")
+_PLAIN = r"[A-Za-z0-9_.$-]+"
+_PLAIN_STRING = r'"[^"\\\x00-\x1f]*"'
+_SIMPLE_STMT = re.compile(
+    rf"%({_PLAIN})[ \t]*=[ \t]*([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+)"
+    rf"((?:[ \t]+%{_PLAIN}(?:[ \t]*,[ \t]*%{_PLAIN})*)?)"
+    rf"[ \t]*:[ \t]*({_SIMPLE_TYPE.pattern})"
+    rf"(?:[ \t]+loc\([ \t]*({_PLAIN_STRING}(?:[ \t]*,[ \t]*{_PLAIN_STRING})*)[ \t]*\))?")
+_LOC_STRING = re.compile(r'"([^"]*)"')
 
 
 def _skeleton(shape: tuple[int, ...]) -> str:

@@ -37,8 +37,13 @@ RESERVED = frozenset({"none", "true", "false", "nan", "inf", "max", "min", "dens
                       "in", "attributes"})
 
 
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\ud800-\udfff]')
+
+
 def quote(s: str) -> str:
     """A JSON string literal; escapes survive printing and parsing exactly."""
+    if not _NEEDS_ESCAPE.search(s):
+        return f'"{s}"'  # what json.dumps gives when there is nothing to escape
     text = json.dumps(s, ensure_ascii=False)
     try:
         text.encode("utf-8")
@@ -158,6 +163,14 @@ class Namer:
         self.used: set[str] = set()
         self.counter = 0
         self.op_lines: dict[Operation, str] = {}
+        self.type_texts: dict[Type, str] = {}
+
+    def type_text(self, t: Type) -> str:
+        """`str(t)`, once per distinct type of the function (types repeat on every op)."""
+        text = self.type_texts.get(t)
+        if text is None:
+            text = self.type_texts[t] = str(t)
+        return text
 
     def name(self, v: Value) -> str:
         if v in self.names:
@@ -211,7 +224,7 @@ def _print_op(op: Operation, namer: Namer, indent: str) -> list[str]:
     if attrs:
         text += " {" + ", ".join(f"{k} = {format_attr(v)}" for k, v in attrs.items()) + "}"
     if op.results:
-        text += " : " + ", ".join(str(r.type) for r in op.results)
+        text += " : " + ", ".join(namer.type_text(r.type) for r in op.results)
     namer.op_lines[op] = text.strip() + (" (...)" if op.regions else "") + (
         " " + format_loc(op.loc.names) if op.loc else "")
     lines = [text]

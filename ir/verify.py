@@ -93,8 +93,9 @@ class _Checker:
     def too_big(self, t: object) -> str | None:
         """What is wrong with a tensor type whose known dims already hold more than Ember's
         size limit (`ember.ir.sizes`); None when they do not. Symbols are checked when bound."""
-        if t in self.sized:
-            return self.sized[t]
+        problem = self.sized.get(t, "")
+        if problem != "":
+            return problem
         problem = None
         if isinstance(t, TensorType) and t.shape is not None:
             known = [d for d in t.shape if isinstance(d, int)]
