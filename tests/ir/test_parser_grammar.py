@@ -94,3 +94,19 @@ def test_the_parser_agrees_with_the_grammar_on_mutated_texts(text):
         return
     again = ir.parse(str(module))
     assert ir.structurally_equal(module, again), ir.structural_diff(module, again)
+
+
+@pytest.mark.parametrize("split", [
+    '%y = ember.relu %x : f32[2]\n    loc("r")',
+    '%y = ember.relu %x\n    : f32[2] loc("r")',
+    '%y =\n ember.relu %x : f32[2] loc(\n"r")',
+    '%y = ember.relu %x : f32[2] // a comment\n    loc("r")',
+    '%y = ember.relu %x : f32[ 2 ] loc("r" )',
+])
+def test_a_statement_reads_the_same_however_it_is_laid_out(split):
+    """The one-line form takes a quicker road through the parser; every other layout the
+    general one: the same module."""
+    one_line = 'func @f(%x: f32[2]) -> (y: f32[2]) {\n  %y = ember.relu %x : f32[2] loc("r")\n  return %y\n}'
+    other = one_line.replace('%y = ember.relu %x : f32[2] loc("r")', split)
+    assert ir.structurally_equal(ir.parse(one_line), ir.parse(other))
+    assert str(ir.parse(other)) == str(ir.parse(one_line))
