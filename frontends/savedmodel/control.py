@@ -28,10 +28,15 @@ from ember.ir.staging import Slot
 MAX_UNROLL = 4096
 
 
-def structural(*ops: str) -> Any:
+def structural(*ops: str, inputs: int = 0) -> Any:
+    """Register `fn` for `ops`; a node with fewer than `inputs` data inputs fails before it runs."""
     def register(fn: Any) -> Any:
+        def checked(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
+            if len(ins) < inputs:
+                raise NodeError(f"takes {inputs} input{'s' if inputs != 1 else ''}, has {len(ins)}")
+            return fn(importer, node, ins, b)
         for op in ops:
-            STRUCTURAL[op] = fn
+            STRUCTURAL[op] = checked
         return fn
     return register
 
@@ -80,10 +85,8 @@ def while_loop(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: B
                     unsupported=True)
 
 
-@structural("If", "StatelessIf")
+@structural("If", "StatelessIf", inputs=1)
 def if_(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
-    if not ins:
-        raise NodeError("has no predicate")
     taken = bool(_scalar(importer, ins[0], "the branch's predicate"))
     return importer.call(_function(node, "then_branch" if taken else "else_branch"), ins[1:], b)
 
@@ -97,7 +100,7 @@ def _function(node: Any, attr: str) -> str:
 
 
 # -- TensorLists -------------------------------------------------------------------------------
-@structural("TensorListReserve")
+@structural("TensorListReserve", inputs=2)
 def reserve(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     n = int(_scalar(importer, ins[1], "num_elements"))
     if n < 0:
@@ -110,7 +113,7 @@ def empty(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builde
     return [TensorList([])]
 
 
-@structural("TensorListFromTensor")
+@structural("TensorListFromTensor", inputs=1)
 def from_tensor(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     x = ins[0]
     if not isinstance(x, Slot):
@@ -131,7 +134,7 @@ def _bound(importer: SavedModelImporter, v: Any) -> Slot:
     return Slot(value=v, const=importer.known.get(v))
 
 
-@structural("TensorListGetItem")
+@structural("TensorListGetItem", inputs=2)
 def get_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     lst = _tensor_list(ins[0])
     i = _index(importer, ins[1], len(lst.items), "the index")
@@ -141,7 +144,7 @@ def get_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Bui
     return [item]
 
 
-@structural("TensorListSetItem")
+@structural("TensorListSetItem", inputs=3)
 def set_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     lst = _tensor_list(ins[0])
     i = _index(importer, ins[1], len(lst.items), "the index")
@@ -152,7 +155,7 @@ def set_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Bui
     return [TensorList(items, lst.dtype)]
 
 
-@structural("TensorListPushBack")
+@structural("TensorListPushBack", inputs=2)
 def push_back(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     lst = _tensor_list(ins[0])
     if not isinstance(ins[1], Slot):
@@ -160,12 +163,12 @@ def push_back(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Bu
     return [TensorList(list(lst.items) + [ins[1]], lst.dtype)]
 
 
-@structural("TensorListLength")
+@structural("TensorListLength", inputs=1)
 def length(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     return [Slot(const=np.array(len(_tensor_list(ins[0]).items), dtype=np.int32))]
 
 
-@structural("TensorListStack")
+@structural("TensorListStack", inputs=1)
 def stack(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     lst = _tensor_list(ins[0])
     if not lst.items or any(item is None for item in lst.items):

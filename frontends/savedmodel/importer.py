@@ -174,7 +174,7 @@ class NodeContext:
         return len(self._slots)
 
     def _slot(self, i: int) -> Slot:
-        if i >= len(self._slots):
+        if not 0 <= i < len(self._slots):
             raise self.fail(f"input {i} is missing (the node has {len(self._slots)})")
         s = self._slots[i]
         if isinstance(s, Resource):
@@ -228,7 +228,10 @@ class NodeContext:
         return value
 
     def ints(self, i: int, what: str) -> list[int]:
-        return [int(v) for v in np.asarray(self.static(i, what)).reshape(-1)]
+        value = np.asarray(self.static(i, what))
+        if value.dtype.kind not in "iub":
+            raise self.fail(f"{what} must be integers, got {value.dtype}")
+        return [int(v) for v in value.reshape(-1)]
 
     def shape_value(self, i: int) -> ShapeValue | None:
         s = self._slot(i)
@@ -262,7 +265,7 @@ class NodeContext:
             for field in ("i", "f", "s", "b", "type", "shape"):
                 values = list(getattr(lst, field))
                 if values:
-                    return [v.decode() if isinstance(v, bytes) else v for v in values]
+                    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in values]
             return []
         if kind == "s":
             return a.s.decode("utf-8", errors="replace")
@@ -500,7 +503,8 @@ class SavedModelImporter(Staging):
             if node.name not in keys:
                 raise NodeError("the checkpoint restores no value into this variable")
             shared = entries(node.attr).get("shared_name")
-            return [Resource(keys[node.name], shared.s.decode() if shared is not None and shared.s else node.name)]
+            name = shared.s.decode("utf-8", errors="replace") if shared is not None and shared.s else node.name
+            return [Resource(keys[node.name], name)]
         if op in ("VariableV2", "Variable"):  # TF1 reference variables are read directly
             keys = self.saved.handle_keys()
             if node.name not in keys:

@@ -149,6 +149,8 @@ def selu(ctx: NodeContext) -> Any:
 @converter("AddN")
 def add_n(ctx: NodeContext) -> Any:
     values = ctx.inputs()
+    if not values:
+        raise ctx.fail("AddN of no inputs")
     total = values[0]
     for v in values[1:]:
         total = ctx.op("ember.add", total, v)
@@ -483,7 +485,7 @@ def transpose(ctx: NodeContext) -> Any:
 
 @converter("ConcatV2")
 def concat_v2(ctx: NodeContext) -> Any:
-    axis = ctx.ints(ctx.n_inputs - 1, "axis")[0]
+    axis = _one(ctx, ctx.ints(ctx.n_inputs - 1, "axis"), "axis")
     return ctx.op("ember.concat", *(ctx.input(i) for i in range(ctx.n_inputs - 1)), axis=axis)
 
 
@@ -895,7 +897,10 @@ def one_hot(ctx: NodeContext) -> Any:
 
 @converter("TopKV2")
 def top_k(ctx: NodeContext) -> Any:
-    k = ctx.dims(1, "k")[0]
+    ks = ctx.dims(1, "k")
+    if len(ks) != 1:
+        raise ctx.fail(f"k must be one value; it has {len(ks)}")
+    k = ks[0]
     values, indices = ctx.op("ember.topk", ctx.input(0), None, k=k, axis=-1, largest=True,
                              sorted=bool(ctx.attr("sorted", True)))
     want = _dt(ctx.dtype("index_type")) if ctx.attr("index_type") is not None else _dt(np.int32)

@@ -304,6 +304,11 @@ def savedmodel_regressions(seed: dict[str, bytes]) -> list[Case]:
         "a MaxPool without ksize": ("Relu", op("Relu", "MaxPool")),
         "a Fill of a negative shape": ("Reshape", lambda n: _rewire(n, "Fill", ["Reshape/shape:output:0",
                                                                               "mul/y:output:0"])),
+        "an AddN of nothing": ("Relu", lambda n: _rewire(n, "AddN", [])),
+        "a ConcatV2 of nothing": ("concat", lambda n: _rewire(n, "ConcatV2", [])),
+        "a TopKV2 with three ks": ("Relu", lambda n: _rewire(n, "TopKV2", ["add:z:0", "Reshape/shape:output:0"])),
+        "a TensorListReserve of nothing": ("Relu", lambda n: _rewire(n, "TensorListReserve", [])),
+        "a permutation of floats": ("Relu", lambda n: _rewire(n, "Transpose", ["add:z:0", "mul/y:output:0"])),
         "a Range by 0": ("concat", lambda n: _rewire(n, "Range", ["strided_slice/stack:output:0",
                                                                    "strided_slice/stack_1:output:0",
                                                                    "strided_slice/stack:output:0"])),
@@ -317,8 +322,11 @@ def savedmodel_regressions(seed: dict[str, bytes]) -> list[Case]:
             "RestoreV2/tensor_names", lambda n: _drop_attr(n, "value")),
         "RestoreV2 names that are not UTF-8": ("RestoreV2/tensor_names", lambda n: _const(n, [2], [b"\xff", b"\xfe"])),
     }
-    cases += [Case(f"savedmodel regression: {name}", {**seed, PB: _edit_node(seed, node, edit, "__inference__traced_restore")})
+    cases += [Case(f"savedmodel regression: {name}", {**seed, PB: _edit_node(seed, node, edit,
+                                                                             "__inference__traced_restore")})
               for name, (node, edit) in restore.items()]
+    cases.append(Case("savedmodel regression: a variable's shared name that is not UTF-8", {**seed, PB: _edit_node(
+        seed, "w", lambda n: _set_attr(n, "shared_name", lambda v: setattr(v, "s", b"\xff\xfe")), function="")}))
     return cases
 
 

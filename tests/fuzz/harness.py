@@ -35,6 +35,7 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -79,7 +80,10 @@ def _system_reads() -> tuple[str, ...]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.abspath(ember.__file__)),
              "/proc", "/sys", "/dev"}
     roots.update(p for p in sys.path if p and os.path.isdir(p))
-    return tuple(sorted({os.path.realpath(r) for r in roots}))
+    # An import path that holds the temporary folder (PYTHONPATH=/tmp, or /) would let a case read
+    # its neighbours' files: such entries are not the system's.
+    temp = os.path.realpath(tempfile.gettempdir())
+    return tuple(sorted(r for r in {os.path.realpath(r) for r in roots} if not _inside(temp, [r])))
 
 
 def _inside(path: str, roots: Iterable[str]) -> bool:
