@@ -41,6 +41,8 @@ def savedmodel_seed() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def engine_seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+def engine_seeds(kernel_cache: Path) -> dict[str, bytes]:
+    """Compiled into the run's NVRTC cache (tests/conftest.py: cold at the run's start, shared by its
+    workers, so the runtime tests' synthetic engine and the tiny model compile once per run)."""
     from seeds import engine_seeds as build
-    return build(tmp_path_factory.mktemp("fuzz-nvrtc-cache"))
+    return build(kernel_cache)
