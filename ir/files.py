@@ -52,11 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ember.errors import ModelFormatError, ParseError, WeightsFileError
+from ember.errors import EmberError, ModelFormatError, ModelNotFoundError, ParseError, WeightsFileError
 from ember.ir.atomic_file import (BACKUP, TEMP, FileWriteError, TempFile, folder_lock, remove_stale, sibling_path,
                                   siblings, sync_folder)
 from ember.ir.core import Module
 from ember.ir.parser import parse
+from ember.ir.regular_files import open_regular, read_regular
 from ember.ir.types import dtype_of
 from ember.ir.weights_file import (MappedWeights, WeightsDigest, WeightsMismatchError, map_weights, read_header,
                                    write_weights_to)
@@ -190,9 +191,9 @@ def _recover(path: Path, wpath: Path) -> None:
 
 def _record_of(path: Path) -> WeightsDigest | str | None:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "the module text", ModelFormatError) as f:
             first = f.readline(512)
-    except OSError:
+    except (OSError, EmberError):
         return None
     return read_record(first.decode("utf-8", "replace"))
 
@@ -267,9 +268,9 @@ def load_module(path: str | os.PathLike, *, verify: bool = True, weights: bool =
 
 
 def _read_text(path: Path) -> str:
+    if not os.path.lexists(path):
+        raise ModelNotFoundError(f"no such IR file: {path}")
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no such IR file: {path}") from None
+        return read_regular(path, "the module text", ModelFormatError).decode("utf-8")
     except UnicodeDecodeError as err:
         raise ParseError(f"not UTF-8 text ({err.reason} at byte {err.start})", source=str(path)) from None

@@ -39,6 +39,7 @@ import numpy as np
 
 from ember.errors import WeightsFileError
 from ember.ir.atomic_file import atomic_write
+from ember.ir.regular_files import open_regular
 from ember.ir.types import DTYPES, dtype_of, string
 
 MAGIC = b"EMBERWTS"
@@ -156,7 +157,7 @@ def read_header(path: str | os.PathLike) -> WeightsHeader:
     a newer version, truncated, a corrupted header."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "the weights file", WeightsFileError) as f:
             return _read_header(f, path)
     except OSError as err:
         raise WeightsFileError(f"cannot read weights file {path}: {err.strerror or err}") from None
@@ -201,7 +202,7 @@ def map_weights(path: str | os.PathLike, *, digest: WeightsDigest | None = None)
     tensors after releasing it."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:  # header and data from the same file
+        with open_regular(path, "the weights file", WeightsFileError) as f:  # header and data from one file
             head = _read_header(f, path)
             if digest is not None:
                 _check_digest(head, digest)

@@ -27,7 +27,6 @@ import hashlib
 import json
 import mmap
 import os
-import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any, Mapping, Sequence
 
 from ember.errors import EmberError
 from ember.ir.atomic_file import atomic_write
+from ember.ir.regular_files import open_regular
 
 MAGIC = b"EMBERENG"
 FORMAT_VERSION = 1
@@ -159,13 +159,7 @@ class Container:
 def read(path: str | os.PathLike) -> Container:
     """Map the file and check it: prefix, version, header, size, every section, padding."""
     source = str(path)
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a folder, or a FIFO that open() would wait on
-            raise EngineFormatError(f"{source}: not a regular file, so not an engine file")
-        f = open(path, "rb")
-    except OSError as err:
-        raise EngineFormatError(f"{source}: cannot open the engine file: {err.strerror or err}") from None
-    with f:
+    with open_regular(path, "the engine file", EngineFormatError) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise EngineFormatError(f"{source}: the file is empty, not an Ember engine")

@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 from onnx import ModelProto
 
 from ember.errors import EmberError, ModelNotFoundError
+from ember.ir.regular_files import read_regular
 
 
 class OnnxFileError(EmberError, ValueError):
@@ -23,13 +24,9 @@ class OnnxFileError(EmberError, ValueError):
 
 def read_model(path: str | os.PathLike) -> ModelProto:
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ModelNotFoundError(f"no such model: {p}") from None
-    except OSError as err:
-        raise OnnxFileError(f"{p}: cannot read: {err.strerror}") from None
-    return parse_model(data, str(p))
+    if not os.path.lexists(p):
+        raise ModelNotFoundError(f"no such model: {p}")
+    return parse_model(read_regular(p, "the ONNX model", OnnxFileError), str(p))
 
 
 def parse_model(data: bytes, source: str = "<bytes>") -> ModelProto:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ember.errors import EmberError
 from ember.frontends.savedmodel import crc32c
-from ember.frontends.savedmodel.files import check_regular, read_regular
+from ember.ir.regular_files import check_regular, read_regular
 from ember.frontends.savedmodel.protos import BundleEntryProto, BundleHeaderProto
 from ember.frontends.savedmodel.tensors import numpy_dtype, shape_of
 from ember.ir.sizes import SizeError, numel

@@ -17,7 +17,7 @@ from typing import Any
 
 from ember.errors import EmberError
 from ember.frontends.savedmodel.checkpoint import Checkpoint
-from ember.frontends.savedmodel.files import read_regular
+from ember.ir.regular_files import read_regular
 from ember.frontends.savedmodel.protos import SavedModel, TrackableObjectGraph, entries
 from ember.frontends.savedmodel.tensors import to_array
 

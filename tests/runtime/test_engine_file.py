@@ -195,7 +195,7 @@ def test_not_an_engine_is_refused(tmp_path):
     other = tmp_path / "model.onnx"
     other.write_bytes((FIXTURES / "resnet50_small.onnx").read_bytes()[:4096])
     assert "not an Ember engine file" in refusal(other)
-    assert "cannot open" in refusal(tmp_path / "missing.engine")
+    assert "the engine file is missing" in refusal(tmp_path / "missing.engine")
 
 
 def test_a_gpu_it_cannot_run_on_is_refused(saved):
