@@ -48,6 +48,10 @@ class PassError(EmberError, RuntimeError):
     """A pass failed or left invalid IR."""
 
 
+class OutOfMemoryError(EmberError, MemoryError):
+    """The host has not the memory a step asks for (an engine's arena, a tensor)."""
+
+
 class ModelFormatError(EmberError, ValueError):
     """A path that is not a model Ember reads (unknown suffix, a folder without saved_model.pb)."""
 

@@ -137,7 +137,7 @@ def _run_block(block: Block, args: Sequence[Any], ctx: EvalContext, outer: Mappi
             raise
         except Exception as err:
             where = f"{op.loc}: " if op.loc else ""
-            raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
+            raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {str(err).strip()}") from err
         if len(results) != len(op.results):
             raise InterpretError(f"{op.name}: reference gave {len(results)} results for {len(op.results)}")
         for r, out in zip(op.results, results):

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ember.errors import EmberError
+
 KDL_CPU, KDL_CUDA, KDL_CUDA_HOST, KDL_CUDA_MANAGED = 1, 2, 3, 13
 
 # DLPack (code, bits) -> Ember element type
@@ -59,7 +61,7 @@ _IsValid.restype = ctypes.c_int
 _IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 
-class DeviceArrayError(ValueError):
+class DeviceArrayError(EmberError, ValueError):
     """A device array the engine cannot take as it is (strided, on another GPU, an unknown type)."""
 
 

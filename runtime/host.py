@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from ember.errors import InterpretError
+from ember.errors import InterpretError, OutOfMemoryError
 from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
 from ember.runtime.memory_plan import in_arena
@@ -108,7 +108,11 @@ class HostContext:
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
-        self.arena = np.full(engine.plan.arena_bytes, 0xFF, dtype=np.uint8)
+        try:
+            self.arena = np.full(engine.plan.arena_bytes, 0xFF, dtype=np.uint8)
+        except MemoryError:
+            raise OutOfMemoryError(f"the host has not the {engine.plan.arena_bytes} bytes of this engine's "
+                                   "activation arena") from None
         self.ops = HostOps(engine)
         self._lock = threading.Lock()
         self._dtypes = {i: (_np_dtype(v["dtype"]) if v["dtype"] in _dtype_names() else None)
