@@ -36,6 +36,10 @@ class ShapeError(VerifyError):
     """An op's operands do not fit its type rule (raised by `infer`)."""
 
 
+class UsageError(EmberError, TypeError):
+    """An API called with something of the wrong kind (a Value expected, an unknown option)."""
+
+
 class InterpretError(EmberError, RuntimeError):
     """The reference interpreter was given inputs that do not fit, or an op failed."""
 

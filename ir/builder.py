@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ember.errors import UsageError, VerifyError
 from ember.ir.attrs import Dense
 from ember.ir.core import Block, Function, Location, Module, Operation, SymbolRange, Value
 from ember.ir.dims import DimExpr, sym
@@ -52,14 +53,14 @@ class Builder:
         if not isinstance(type, Type):
             type = tensor(type, shape if shape is not None else ())
         if any(a.name == name for a in self.block.args):
-            raise ValueError(f"input {name!r} is declared twice")
+            raise VerifyError(f"input {name!r} is declared twice")
         return self.block.add_arg(type, name)
 
     def output(self, name: str, value: Value) -> None:
         if name in self.output_names:
-            raise ValueError(f"output {name!r} is marked twice")
+            raise VerifyError(f"output {name!r} is marked twice")
         if not isinstance(value, Value):
-            raise TypeError(f"output {name!r} must be a Value, got {type(value).__name__}")
+            raise UsageError(f"output {name!r} must be a Value, got {type(value).__name__}")
         self.output_names.append(name)
         self.output_values.append(value)
 
@@ -75,7 +76,7 @@ class Builder:
         if w is None:
             w = self.module.add_weight(name, np.asarray(data))
         elif w.data is not data:
-            raise ValueError(f"weight {name!r} already holds other data")
+            raise VerifyError(f"weight {name!r} already holds other data")
         op = lookup("ember.weight").create((), {"name": name}, result_types=[w.type], loc=loc)  # type: ignore[union-attr]
         op.result.name = name  # the printer quotes or uniquifies it as needed
         self._place(op)
@@ -97,16 +98,16 @@ class Builder:
         """Append op `name`; returns its result, or a tuple when it has several (or a variadic one)."""
         cls = lookup(name)
         if cls is None:
-            raise ValueError(f"unknown op {name}")
+            raise VerifyError(f"unknown op {name}")
         region_fields = {f.name: f for f in cls.region_fields}
         attrs = {k: v for k, v in kwargs.items() if k not in region_fields}
         bodies = {k: v for k, v in kwargs.items() if k in region_fields}
         missing = [f for f in region_fields if f not in bodies]
         if missing:
-            raise TypeError(f"{name} needs region{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+            raise UsageError(f"{name} needs region{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         for i, v in enumerate(operands):
             if v is not None and not isinstance(v, Value):
-                raise TypeError(f"{name}: operand {i} is a {type(v).__name__}, not a Value "
+                raise UsageError(f"{name}: operand {i} is a {type(v).__name__}, not a Value "
                                 "(make constants with b.constant)")
         operand_types = [v.type if v is not None else None for v in operands]
         regions = [self._region(cls, f, bodies[f], operand_types, attrs) for f in region_fields]
@@ -131,7 +132,7 @@ class Builder:
         if isinstance(body, Block):
             return body
         if not callable(body):
-            raise TypeError(f"{cls.name}: region {field} must be a Block or a function building it")
+            raise UsageError(f"{cls.name}: region {field} must be a Block or a function building it")
         block = Block(cls.region_arg_types(field, operand_types, attrs))
         sub = Builder(module=self.module, block=block, dialect=self.dialect)
         result = body(sub, *block.args)

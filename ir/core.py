@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ember.errors import VerifyError
+from ember.errors import UsageError, VerifyError
 from ember.ir.types import TensorType, Type, dtype_of
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class Operation:
     def _append_operand(self, v: Value | None) -> None:
         if v is not None:
             if not isinstance(v, Value):
-                raise TypeError(f"{self.name}: operand {len(self._operands)} is a {type(v).__name__}, not a Value")
+                raise UsageError(f"{self.name}: operand {len(self._operands)} is a {type(v).__name__}, not a Value")
             v._uses[Use(self, len(self._operands))] = None
         self._operands.append(v)
 
@@ -175,7 +175,7 @@ class Operation:
     @property
     def result(self) -> Value:
         if len(self.results) != 1:
-            raise ValueError(f"{self.name} has {len(self.results)} results, not one")
+            raise VerifyError(f"{self.name} has {len(self.results)} results, not one")
         return self.results[0]
 
     def walk(self) -> Iterator["Operation"]:
@@ -203,7 +203,7 @@ class Operation:
         """Remove from the parent block; the results must have no uses left."""
         for r in self.results:
             if r.has_uses:
-                raise ValueError(f"erasing {self.name} whose result is still used")
+                raise VerifyError(f"erasing {self.name} whose result is still used")
         self.drop_operands()
         for region in self.regions:
             for op in reversed(region.ops):
@@ -280,7 +280,7 @@ class Block:
     def insert_before(self, anchor: Operation, op: Operation) -> Operation:
         assert op.parent is None, "op already placed in a block"
         if anchor._block is not self:
-            raise ValueError(f"insert_before: {anchor.name} is not an op of this block")
+            raise VerifyError(f"insert_before: {anchor.name} is not an op of this block")
         op.parent = self
         self._link(op, anchor)
         return op
@@ -313,7 +313,7 @@ class Block:
     def _link(self, op: Operation, before: Operation | None) -> None:
         """Put `op` ahead of `before` (None: at the end); `op.parent` is the caller's."""
         if op._block is not None:
-            raise ValueError(f"{op.name} is already in a block")
+            raise VerifyError(f"{op.name} is already in a block")
         if before is None:
             last = self._last
             op._prev, op._next = last, None
@@ -341,7 +341,7 @@ class Block:
     def _unlink(self, op: Operation) -> None:
         """Take `op` out of the order; `op.parent` is the caller's."""
         if op._block is not self:
-            raise ValueError(f"{op.name} is not an op of this block")
+            raise VerifyError(f"{op.name} is not an op of this block")
         prev, nxt = op._prev, op._next
         if prev is None:
             self._first = nxt
@@ -375,7 +375,7 @@ class Block:
         self.drop_outputs()
         for i, v in enumerate(values):
             if not isinstance(v, Value):
-                raise TypeError(f"block output {i} is a {type(v).__name__}, not a Value")
+                raise UsageError(f"block output {i} is a {type(v).__name__}, not a Value")
             v._uses[Use(self, i)] = None
             self._outputs.append(v)
 
@@ -451,7 +451,7 @@ class OpList(MutableSequence):
 
     def remove(self, op: Operation) -> None:
         if not (isinstance(op, Operation) and op._block is self._block):
-            raise ValueError(f"{op!r} is not an op of this block")
+            raise VerifyError(f"{op!r} is not an op of this block")
         self._block._unlink(op)
 
     def __eq__(self, other: object) -> bool:
@@ -519,7 +519,7 @@ class Weight:
     def check(self, data: np.ndarray) -> None:
         shape = tuple(int(d) for d in data.shape)
         if dtype_of(data) != self.type.dtype or shape != self.type.shape:
-            raise ValueError(f"weight {self.name!r}: data is {dtype_of(data)}{list(shape)}, declared {self.type}")
+            raise VerifyError(f"weight {self.name!r}: data is {dtype_of(data)}{list(shape)}, declared {self.type}")
 
 
 @dataclass(frozen=True)
@@ -546,17 +546,17 @@ class Module:
 
     def add_function(self, fn: Function) -> Function:
         if fn.name in self.functions:
-            raise ValueError(f"module already has a function @{fn.name}")
+            raise VerifyError(f"module already has a function @{fn.name}")
         fn.module = self
         self.functions[fn.name] = fn
         return fn
 
     def add_weight(self, name: str, data: np.ndarray | None = None, type: TensorType | None = None) -> Weight:
         if name in self.weights:
-            raise ValueError(f"module already has a weight named {name!r}")
+            raise VerifyError(f"module already has a weight named {name!r}")
         if type is None:
             if data is None:
-                raise ValueError(f"weight {name!r} needs data or a type")
+                raise VerifyError(f"weight {name!r} needs data or a type")
             type = TensorType(dtype_of(data), tuple(int(d) for d in data.shape))
         w = Weight(name, type, data)
         self.weights[name] = w

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Union
 
-from ember.errors import ShapeError
+from ember.errors import ShapeError, UsageError, VerifyError
 
 Monomial = tuple[tuple["Atom", int], ...]  # sorted (atom, power) pairs; () is the constant term
 
@@ -225,12 +225,12 @@ Dim = Union[int, DimExpr, Unknown]
 # -- polynomial helpers -----------------------------------------------------
 def _poly(d: "int | DimExpr") -> dict[Monomial, int]:
     if isinstance(d, bool):
-        raise TypeError("a bool is not a dim")
+        raise UsageError("a bool is not a dim")
     if isinstance(d, int):
         return {(): d} if d else {}
     if isinstance(d, DimExpr):
         return dict(d.terms)
-    raise TypeError(f"cannot do arithmetic on dim {d!r}")
+    raise UsageError(f"cannot do arithmetic on dim {d!r}")
 
 
 def _atom_expr(atom: Atom) -> DimExpr:
@@ -248,14 +248,14 @@ def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
 def sym(name: str) -> DimExpr:
     """The dim that is the symbol `name`."""
     if not name.isidentifier():
-        raise ValueError(f"symbol name {name!r} is not an identifier")
+        raise VerifyError(f"symbol name {name!r} is not an identifier")
     return _atom_expr(Sym(name))
 
 
 def as_dim(value: object) -> Dim:
     """Coerce user input (int, str of a symbol, DimExpr, Unknown, None for '?') to a Dim."""
     if isinstance(value, bool):
-        raise TypeError(f"a bool is not a dim: {value!r}")
+        raise UsageError(f"a bool is not a dim: {value!r}")
     if isinstance(value, (DimExpr, Unknown)):
         return value
     if isinstance(value, int) or hasattr(value, "__index__"):
@@ -265,7 +265,7 @@ def as_dim(value: object) -> Dim:
     if isinstance(value, str):
         from ember.ir.parser import parse_dim  # lazy: the parser needs this module
         return parse_dim(value)
-    raise TypeError(f"not a dim: {value!r}")
+    raise UsageError(f"not a dim: {value!r}")
 
 
 def add(a: "Dim", b: "Dim") -> "Dim":

@@ -20,7 +20,7 @@ from typing import Iterable
 import ml_dtypes
 import numpy as np
 
-from ember.errors import ShapeError
+from ember.errors import ShapeError, VerifyError
 from ember.ir.dims import Dim, DimExpr, Unknown, as_dim, format_shape, free_symbols
 
 
@@ -119,7 +119,7 @@ def dtype(name: str) -> DType:
     try:
         return DTYPES[name]
     except KeyError:
-        raise ValueError(f"unknown element type {name!r}; known: {', '.join(DTYPES)}") from None
+        raise VerifyError(f"unknown element type {name!r}; known: {', '.join(DTYPES)}") from None
 
 
 def dtype_of(array: np.ndarray | np.dtype) -> DType:
@@ -130,7 +130,7 @@ def dtype_of(array: np.ndarray | np.dtype) -> DType:
     try:
         return _BY_NUMPY[dt]
     except KeyError:
-        raise ValueError(f"numpy dtype {dt} has no Ember element type") from None
+        raise VerifyError(f"numpy dtype {dt} has no Ember element type") from None
 
 
 class Type:

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 import numpy as np
 
-from ember.errors import PassError
+from ember.errors import PassError, UsageError, VerifyError
 from ember.ir.builder import Builder
 from ember.ir.core import Block, Function, Location, Module, Operation, Value
 from ember.ir.opdef import Commutative, Op, Pure, static_value
@@ -223,7 +223,7 @@ class Rule:
 
     def __post_init__(self) -> None:
         if not isinstance(self.pattern, OpPat):
-            raise TypeError(f"rule {self.name}: the pattern's root must be an op pattern")
+            raise UsageError(f"rule {self.name}: the pattern's root must be an op pattern")
 
 
 class RuleSet:
@@ -235,7 +235,7 @@ class RuleSet:
         names = [r.name for r in self.rules]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"rule set {name}: rules named twice: {sorted(dup)}")
+            raise VerifyError(f"rule set {name}: rules named twice: {sorted(dup)}")
         self.by_root: dict[str, list[Rule]] = {}
         for r in sorted(self.rules, key=lambda r: -r.benefit):
             for root in r.pattern.names:
@@ -378,11 +378,11 @@ def _replacement(result: Any) -> list[Value]:
     if isinstance(result, Value):
         return [result]
     if isinstance(result, (str, bytes)) or not hasattr(result, "__iter__"):
-        raise TypeError(f"build returned {type(result).__name__}, not a Value, a sequence of Values or None")
+        raise UsageError(f"build returned {type(result).__name__}, not a Value, a sequence of Values or None")
     values = list(result)
     for i, v in enumerate(values):
         if not isinstance(v, Value):
-            raise TypeError(f"build returned a {type(v).__name__} as replacement {i}, not a Value")
+            raise UsageError(f"build returned a {type(v).__name__} as replacement {i}, not a Value")
     return values
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ember.errors import UsageError
 from ember.frontends.onnx.importer import (OnnxImportError, StaticInputsRequired, import_model,
                                            sanitize_symbol)
 from ember.frontends.onnx.reader import OnnxFileError, parse_model, read_model
@@ -25,7 +26,7 @@ def load(path: str | os.PathLike, *, frozen_inputs: dict[str, np.ndarray] | None
          **options: Any) -> Module:
     """Import an .onnx file (external data is read from beside it)."""
     if options:
-        raise TypeError(f"unknown options for ONNX import: {', '.join(options)}")
+        raise UsageError(f"unknown options for ONNX import: {', '.join(options)}")
     p = Path(path)
     model = read_model(p)
     return import_model(model, source=str(p), base_dir=str(p.parent), frozen_inputs=frozen_inputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+from ember.errors import UsageError
 from ember.frontends.savedmodel.checkpoint import CheckpointError
 from ember.frontends.savedmodel.importer import SavedModelImportError, import_saved_model
 from ember.frontends.savedmodel.reader import SavedModelDir, SavedModelError
@@ -23,7 +24,7 @@ def load(path: str | os.PathLike, *, signature: str = "serving_default", tags: S
     Unknown leading dims of the inputs are one symbol, `batch`, as TensorFlow Serving batches
     them; `shared_batch=False` names each input's own (`<input>_0`)."""
     if options:
-        raise TypeError(f"unknown options for SavedModel import: {', '.join(options)}")
+        raise UsageError(f"unknown options for SavedModel import: {', '.join(options)}")
     return import_saved_model(path, signature=signature, tags=tags, shared_batch=shared_batch)
 
 

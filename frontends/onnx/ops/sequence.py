@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from ember.frontends.onnx.importer import NodeContext
 from ember.frontends.onnx.registry import converter
