@@ -39,7 +39,6 @@ import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ember.errors import EmberError

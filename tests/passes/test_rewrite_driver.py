@@ -9,7 +9,7 @@ import pytest
 
 from ember import ir
 from ember.errors import PassError, ShapeError
-from ember.passes import P, PassManager, Rule, RuleSet, apply_rules, parse_pipeline
+from ember.passes import P, Rule, RuleSet, apply_rules, parse_pipeline
 from ember.passes.rewrite import MIN_REWRITE_LIMIT, erase_if_dead, rewrite_limit
 from tests.support.work_meter import growth, work
 

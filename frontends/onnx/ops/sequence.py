@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ember.frontends.onnx.importer import NodeContext
 from ember.frontends.onnx.registry import converter
 from ember.frontends.onnx.tensors import element_type
