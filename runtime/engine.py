@@ -369,7 +369,7 @@ class Engine:
         io, plan_json, kernels_json, index = c.json("io"), c.json("plan"), c.json("kernels"), c.json("weights.index")
         binaries, blob = c["binaries"], c["weights"]
         validate.check_engine(source, io=io, plan=plan_json, kernels=kernels_json, weights_index=index,
-                              binaries_size=len(binaries), weights_size=len(blob),
+                              binaries=binaries, weights_size=len(blob),
                               weight_data=lambda name, off, n: _json_or_none(blob[off:off + n]))
         program = plan_json["program"]
         kernels: dict[str, KernelImage] = {}

@@ -134,7 +134,7 @@ def _arch(x: Any, at: At) -> str:
 
 
 # -- the whole engine ------------------------------------------------------------------------------
-def check_engine(source: str, *, io: Any, plan: Any, kernels: Any, weights_index: Any, binaries_size: int,
+def check_engine(source: str, *, io: Any, plan: Any, kernels: Any, weights_index: Any, binaries: Any,
                  weights_size: int, weight_data: Any) -> None:
     """Check the JSON sections of an engine against each other (raises EngineFormatError).
     `weight_data(name, offset, nbytes)` gives a json-encoded weight's bytes."""
@@ -142,7 +142,7 @@ def check_engine(source: str, *, io: Any, plan: Any, kernels: Any, weights_index
         plan_obj = _obj(plan, At("plan"), "program", "memory")
         program = _program(plan_obj["program"], At("plan", "program"))
         _symbols(plan_obj.get("symbols", {}), At("plan", "symbols"))
-        _kernels(_obj(kernels, At("kernels")), program, binaries_size, At("kernels"))
+        _kernels(_obj(kernels, At("kernels")), program, binaries, At("kernels"))
         _weights(_obj(weights_index, At("weights.index")), program, weights_size, weight_data, At("weights.index"))
         _io(_obj(io, At("io"), "inputs", "outputs"), program, At("io"))
     except _Invalid as bad:
@@ -451,7 +451,11 @@ def _short(d: Mapping[int, list[int]]) -> str:
 
 
 # -- kernels, weights.index, io ----------------------------------------------------------------------
-def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries_size: int, at: At) -> None:
+def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries: Any, at: At) -> None:
+    """Every kernel of the plan with its builds, each inside the 'binaries' section and of its
+    kind: a cubin is an ELF image, PTX is text with a .version (what a damaged build cache
+    once put in an engine: empty cubins, which loaded and failed only on the GPU)."""
+    binaries_size = len(binaries)
     wanted = {k["name"] for k in program["kernels"]}
     missing = sorted(wanted - set(kernels))
     if missing:
@@ -470,7 +474,12 @@ def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries_si
         for arch, place in _obj(k["cubins"], where["cubins"]).items():
             _arch(arch, where["cubins"][arch])
             _range(place, binaries_size, where["cubins"][arch], f"the {arch} cubin of {name}")
+            offset, size = place
+            if size < 64 or bytes(binaries[offset:offset + 4]) != b"\x7fELF":
+                where["cubins"][arch].fail(f"the {arch} cubin of {name} is not an ELF image ({size} bytes)")
         ptx_size = _range(k["ptx"], binaries_size, where["ptx"], f"the PTX of {name}")
+        if ptx_size and b".version" not in bytes(binaries[k["ptx"][0]:k["ptx"][0] + min(ptx_size, 4096)]):
+            where["ptx"].fail(f"the PTX of {name} is not PTX text (no .version directive)")
         if ptx_arch:
             _arch(ptx_arch, where["ptx_arch"])
         if not k["cubins"] and not (ptx_size and ptx_arch):

@@ -166,6 +166,14 @@ TINY_FORGERIES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = {
                                                              [0, 1 << 30]), "lie past the end"),
     "negative PTX offset": ("kernels", lambda s: setitem(s["kernels"][the_gemm_kernel(s)], "ptx", [-64, 8]),
                             "offset -64 is outside"),
+    "empty cubin": ("kernels", lambda s: setitem(s["kernels"][the_gemm_kernel(s)]["cubins"], "sm_90", [0, 0]),
+                    "the sm_90 cubin of"),
+    "cubin that is not ELF": ("kernels", lambda s: setitem(s["kernels"][the_gemm_kernel(s)]["cubins"], "sm_90",
+                                                           list(s["kernels"][the_gemm_kernel(s)]["ptx"])),
+                              "is not an ELF image"),
+    "PTX that is a cubin": ("kernels", lambda s: setitem(s["kernels"][the_gemm_kernel(s)], "ptx",
+                                                         list(s["kernels"][the_gemm_kernel(s)]["cubins"]["sm_90"])),
+                            "is not PTX text"),
     "not an architecture": ("kernels", lambda s: setitem(s["kernels"][the_gemm_kernel(s)], "cubins", {"volta": [0, 8]}),
                             "'volta' is not a CUDA architecture"),
     "weight past the section": ("weights.index", lambda s: setitem(s["weights.index"]["w"], "offset",
@@ -285,7 +293,7 @@ def test_deeply_nested_json_is_refused(tiny, tmp_path):
 
 def test_a_folder_or_fifo_is_not_an_engine(tmp_path):
     import os
-    with pytest.raises(EngineFormatError, match="not a regular file"):
+    with pytest.raises(EngineFormatError, match="the engine file is a folder"):
         Engine.load(tmp_path)
     fifo = tmp_path / "pipe.engine"
     os.mkfifo(fifo)
