@@ -101,7 +101,9 @@ def test_dense_literals_are_read_without_an_object_per_element(dtype):
     small, large = dense_module(2_000, dtype), dense_module(8_000, dtype)
     ir.parse(small)
     work_small, work_large = work(lambda: ir.parse(small)), work(lambda: ir.parse(large))
-    assert work_large < 1_000 and growth(work_small, work_large) < 1.5  # the same calls at any size
+    # The same calls at any size, and far fewer than the 8,000 elements: the calls are the
+    # module's few dozen tokens' (lark's parser makes about 25 per token), none per element.
+    assert work_large < 2_000 and growth(work_small, work_large) < 1.5
     assert growth(peak_bytes(lambda: ir.parse(small)), peak_bytes(lambda: ir.parse(large))) < 5.0
     module = ir.parse(large)
     assert str(module) == large
