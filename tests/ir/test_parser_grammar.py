@@ -223,3 +223,14 @@ def test_the_collector_is_left_as_it_was_found():
     with pytest.raises(ParseError):
         ir.parse("func {")
     assert gc.isenabled()
+
+
+def test_a_literal_far_smaller_than_its_type_is_refused_without_building_its_shape():
+    """The bracket check of a literal's numbers does not build the brackets of a shape of
+    99,999,999,999 elements (it ran out of memory)."""
+    text = "func @f() -> () {\n  %0 = ember.constant {value = dense<f32[99999999999]: [1.0]>} : f32[99999999999]\n" \
+           "  return\n}"
+    with pytest.raises(ParseError, match="dense data has 1 elements; f32.99999999999. needs 99999999999"):
+        ir.parse(text)
+    with pytest.raises(ParseError, match="dense data has 1 elements"):
+        ir.parse(text.replace("99999999999]", "0,99999999999]"))
