@@ -25,6 +25,9 @@ COARSE = frozenset({"TENSOR_TYPE", "LOCATION", "DENSE_BODY"})
 _Scanner = tuple[re.Pattern[str], dict[str, dict[str, str]], frozenset[str]]
 _TOKEN_SLOTS = frozenset({"type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos"})
 _new_str = str.__new__
+_LONG = 4096
+"""A token longer than this keeps its text in `.value` only: a Token is also a str, and a
+40 MB literal held twice doubled the parse's peak. The actions read `.value`."""
 
 
 class IRLexer(Lexer):
@@ -89,7 +92,7 @@ class IRLexer(Lexer):
             if kind in found[1]:
                 kind = found[1][kind].get(value, kind)
             if fast:
-                tok = _new_str(Token, value)
+                tok = _new_str(Token, value if pos - start < _LONG else "")
                 tok.type, tok.value, tok.start_pos, tok.end_pos = kind, value, start, pos
                 tok.line = tok.column = tok.end_line = tok.end_column = None
             else:  # pragma: no cover - a lark whose Token has other fields

@@ -100,7 +100,7 @@ class Run:
     def use(self, tok: Token) -> Value:
         v = self.scope.lookup(_value_name(tok.value))
         if v is None:
-            raise self.error(tok, f"use of undefined value {tok}")
+            raise self.error(tok, f"use of undefined value {tok.value}")
         return v
 
     def define(self, tok: Token, value: Value) -> None:
@@ -187,9 +187,10 @@ class Actions:
         return t
 
     def LOCATION(self, tok: Token) -> Location:
-        if '", "' not in tok and "\\" not in tok:
-            return Location((tok[5:-2],))
-        return Location(tuple(_string(s) for s in _LOC_STRING.findall(tok)))
+        text = tok.value
+        if '", "' not in text and "\\" not in text:
+            return Location((text[5:-2],))
+        return Location(tuple(_string(s) for s in _LOC_STRING.findall(text)))
 
     # -- module ----------------------------------------------------------------------------------------
     def start(self, c: list) -> Module:
@@ -200,7 +201,7 @@ class Actions:
         module = CURRENT.get().module
         for x in c:
             if type(x) is str or type(x) is Token:
-                module.name = str(x)
+                module.name = _text(x)
             elif type(x) is _AttrDict:
                 module.attributes = dict(x)
 
@@ -208,8 +209,8 @@ class Actions:
     def symbol_decl(self, c: list) -> None:
         run = CURRENT.get()
         start, name_tok, lo_tok, hi_tok = c
-        name, lo = name_tok.value, int(lo_tok)
-        hi = None if hi_tok.type == "INF" else int(hi_tok)
+        name, lo = name_tok.value, int(lo_tok.value)
+        hi = None if hi_tok.type == "INF" else int(hi_tok.value)
         module = run.module
         if name in module.symbols:
             raise run.error(name_tok, f"symbol {name} declared twice")
@@ -223,7 +224,7 @@ class Actions:
     def weight_decl(self, c: list) -> None:
         run = CURRENT.get()
         name_tok, colon, t = c[1], c[2], c[3]
-        name = _string(name_tok)
+        name = _string(name_tok.value)
         if name in run.module.weights:
             raise run.error(name_tok, f"weight {name!r} declared twice")
         if not isinstance(t, TensorType) or not t.is_static:
@@ -231,7 +232,7 @@ class Actions:
         run.module.add_weight(name, type=t)
 
     def string(self, c: list) -> str:
-        return _string(c[0])
+        return _string(c[0].value)
 
     # -- functions -------------------------------------------------------------------------------------
     def FUNC(self, tok: Token) -> Token:
@@ -246,11 +247,11 @@ class Actions:
         run.define(c[0], run.block.add_arg(c[1]))
 
     def result_decl(self, c: list) -> tuple[str, Type]:
-        return str(c[0]), c[1]
+        return _text(c[0]), c[1]
 
     @_guarded
     def func_head(self, c: list) -> tuple:
-        start, name = c[0], str(c[1])
+        start, name = c[0], _text(c[1])
         outs = [x for x in c[2:] if type(x) is tuple]
         names = [n for n, _ in outs]
         if len(set(names)) != len(names):
@@ -313,7 +314,7 @@ class Actions:
         return block
 
     def loc(self, c: list) -> Location:
-        return Location(tuple(_string(s) for s in c))
+        return Location(tuple(_string(s.value) for s in c))
 
     # -- attributes ------------------------------------------------------------------------------------
     def attr_dict(self, c: list) -> _AttrDict:
@@ -344,10 +345,10 @@ class Actions:
         return False
 
     def float(self, c: list) -> float:
-        return float(c[0])
+        return float(c[0].value)
 
     def neg_float(self, c: list) -> float:
-        return -float(c[0])
+        return -float(c[0].value)
 
     def neg_inf(self, c: list) -> float:
         return float("-inf")
@@ -378,11 +379,13 @@ class Actions:
                 out.append(x)
         return out
 
+    @_guarded  # (Python refuses to read integers of more than 4,300 digits)
     def int(self, c: list) -> int:
-        return int(c[0])
+        return int(c[0].value)
 
+    @_guarded
     def neg_int(self, c: list) -> int:
-        return -int(c[0])
+        return -int(c[0].value)
 
     # -- types and dims --------------------------------------------------------------------------------
     @_guarded
@@ -391,13 +394,13 @@ class Actions:
         name = c[0]
         dt = DTYPES.get(name.value)
         if dt is None:
-            raise run.error(name, f"unknown element type '{name}'")
+            raise run.error(name, f"unknown element type '{name.value}'")
         if len(c) == 2 and type(c[1]) is Token and c[1].type == "STAR":
             return TensorType(dt, None)
         return TensorType(dt, tuple(_dim(run, d) for d in c[1:]))
 
     def container_type(self, c: list) -> Type:
-        return SequenceType(c[1]) if c[0] == "seq" else OptionalType(c[1])
+        return SequenceType(c[1]) if c[0].type == "SEQ" else OptionalType(c[1])
 
     def unknown(self, c: list) -> D.Unknown:
         return D.Unknown()
@@ -468,7 +471,7 @@ def _statement(run: Run, c: list) -> tuple:
                 if cls is False:
                     cls = run.ops[x.value] = lookup(x.value)
                 if cls is None:
-                    raise run.error(x, f"unknown op {x}")
+                    raise run.error(x, f"unknown op {x.value}")
             elif kind == "NONE":
                 operands.append(None)
         elif k is _AttrDict:
@@ -494,25 +497,26 @@ def _finish(run: Run, c: list, regions: list[Block] | tuple) -> None:
 def _place(run: Run, parts: tuple, regions: list[Block] | tuple) -> None:
     """Make the op a statement describes, append it to the current block, define its results."""
     results, op_tok, cls, operands, attrs, types, loc = parts
+    op_name = op_tok.value
     if len(types) != len(results):
         start = results[0] if results else op_tok
-        raise run.error(start, f"{op_tok}: {len(results)} results named but {len(types)} types given")
+        raise run.error(start, f"{op_name}: {len(results)} results named but {len(types)} types given")
     if attrs:
         for key, at in attrs.keys_at.items():
             fld = cls.attr_fields.get(key)
             if fld is None:
                 known = ", ".join(cls.attr_fields) or "none"
-                raise run.error(at, f"{op_tok}: unknown attribute {key!r} (known: {known})")
+                raise run.error(at, f"{op_name}: unknown attribute {key!r} (known: {known})")
             try:
                 fld.kind.normalize(attrs[key])
             except AttrError as err:
-                raise run.error(at, f"{op_tok}: attribute {key!r}: {err}") from None
+                raise run.error(at, f"{op_name}: attribute {key!r}: {err}") from None
         try:
             cls.normalize_attributes(attrs, loc)
         except VerifyError as err:
             raise run.error(attrs.at, str(err)) from None
     if len(regions) != len(cls.region_fields):
-        raise run.error(op_tok, f"{op_tok} takes {len(cls.region_fields)} regions, got {len(regions)}")
+        raise run.error(op_tok, f"{op_name} takes {len(cls.region_fields)} regions, got {len(regions)}")
     try:
         op = cls.create(operands, attrs, result_types=types, regions=regions, loc=loc)
     except VerifyError as err:
@@ -536,7 +540,7 @@ def _dense(run: Run, t: TensorType, count: int, colon: Token, body: Any) -> Dens
     shape = t.static_shape
     if type(body) is Token and body.type == "HEX":
         itemsize = t.dtype.itemsize if t.dtype is not string else 0
-        raw = bytes.fromhex(body[2:]) if len(body) % 2 == 0 else None
+        raw = bytes.fromhex(body.value[2:]) if len(body.value) % 2 == 0 else None
         if raw is None or t.dtype is string or len(raw) != count * itemsize:
             raise run.error(body, f"hex data has the wrong length for {t}")
         return Dense(np.frombuffer(raw, dtype=t.dtype.np_dtype).reshape(shape))
@@ -564,6 +568,11 @@ def _value_name(text: str) -> str:
     return text[1:] if text[1] != '"' else json.loads(text[1:])
 
 
+def _text(x: Token | str) -> str:
+    """A name: an IDENT token's text, or a quoted name already read."""
+    return x.value if type(x) is Token else x
+
+
 def _string(token: str) -> str:
     """A STRING token's text (json.loads only when it has escapes)."""
     return token[1:-1] if "\\" not in token else json.loads(token)
@@ -571,7 +580,7 @@ def _string(token: str) -> str:
 
 def _dim(run: Run, value: Any) -> Any:
     if type(value) is _ElementName:
-        raise run.error(value.tok, f"{value.tok} is an element type, not a dim")
+        raise run.error(value.tok, f"{value.tok.value} is an element type, not a dim")
     return value
 
 

@@ -234,3 +234,16 @@ def test_a_literal_far_smaller_than_its_type_is_refused_without_building_its_sha
         ir.parse(text)
     with pytest.raises(ParseError, match="dense data has 1 elements"):
         ir.parse(text.replace("99999999999]", "0,99999999999]"))
+
+
+def test_long_tokens_read_whole():
+    """A token longer than a few kilobytes keeps its text once (see ir/lexer.py): long
+    strings, names and literals still read as they are written."""
+    doc, name = "x" * 10_000, "v" * 5_000
+    text = f'module attributes {{doc = "{doc}"}} {{\n  func @f(%{name}: f32[2]) -> (y: f32[2]) {{\n' \
+           f'    %0 = ember.relu %{name} : f32[2] loc("{doc}")\n    return %0\n  }}\n}}'
+    module = ir.parse(text)
+    assert module.attributes["doc"] == doc and module.main.input_names == [name]
+    assert str(module) == text + "\n"
+    with pytest.raises(ParseError, match=r"<text>:2:7: .*digits"):
+        ir.parse("func @f(%x:\n  f32[" + "9" * 5_000 + "]) -> () {\n  return\n}")
