@@ -200,29 +200,31 @@ def test_parsing_in_threads_gives_the_modules_one_thread_gives():
             except ParseError as err:
                 together[i] = str(err)
 
+    was = gc.isenabled()
     threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     assert together == alone
-    assert gc.isenabled()
+    assert gc.isenabled() == was  # each parse resumed the collector only if it had paused it
 
 
 def test_the_collector_is_left_as_it_was_found():
     """Parsing pauses the cyclic collector and resumes it only if it ran before."""
-    assert gc.isenabled()
-    ir.parse(ONE_LINE)
-    assert gc.isenabled()
-    gc.disable()
+    was = gc.isenabled()
     try:
+        gc.enable()
+        ir.parse(ONE_LINE)
+        assert gc.isenabled()
+        with pytest.raises(ParseError):
+            ir.parse("func {")
+        assert gc.isenabled()
+        gc.disable()
         ir.parse(ONE_LINE)
         assert not gc.isenabled()
     finally:
-        gc.enable()
-    with pytest.raises(ParseError):
-        ir.parse("func {")
-    assert gc.isenabled()
+        (gc.enable if was else gc.disable)()
 
 
 def test_a_literal_far_smaller_than_its_type_is_refused_without_building_its_shape():
