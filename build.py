@@ -18,7 +18,8 @@ import numpy as np
 from ember.errors import EmberError, UnsupportedOpError
 from ember.ir import sizes
 from ember.ir.core import Module
-from ember.ir.dims import as_symbol
+from ember.ir.dims import free_symbols
+from ember.ir.program import InputRange, Profile, ProfileError, bind_program, symbol_ranges
 
 PRECISIONS = {"fp32": None, "fp16": "f16", "bf16": "bf16"}
 
@@ -40,6 +41,8 @@ class BuildReport:
     compile_seconds: float = 0.0
     unpinned_layout: int = 0
     memory: dict[str, Any] = field(default_factory=dict)
+    specializations: int = 1
+    memory_range: dict[str, int] = field(default_factory=dict)  # arena bytes at the first profile's MIN/OPT/MAX
 
     def summary(self) -> str:
         lines = [f"kernels: {self.kernels} ({self.launches} launches); NVRTC: {self.compiled} compiled, "
@@ -51,44 +54,78 @@ class BuildReport:
             lines.append(f"activation arena: {self.memory.get('arena_bytes', 0)} bytes "
                          f"(peak of live bytes {self.memory.get('peak_live_bytes', 0)}, "
                          f"sum of all activations {self.memory.get('sum_bytes', 0)})")
+        if self.memory_range:
+            lines.append("profile 0 arena: " + ", ".join(f"{k.upper()} {v} bytes" for k, v in self.memory_range.items())
+                         + f"; {self.specializations} kernel variant{'s' if self.specializations > 1 else ''}")
         if self.host_ops:
             lines.append(f"host fallbacks ({len(self.host_ops)}):")
             lines.extend(f"  {h}" for h in self.host_ops)
         return "\n".join(lines)
 
 
-def bind_shapes(module: Module, shapes: Mapping[str, Sequence[int]] | None) -> dict[str, int]:
-    """Symbol values from concrete input shapes (`shapes={"image": (1, 3, 224, 224)}`);
-    symbols no shape mentions default to 1."""
-    env: dict[str, int] = {}
+def profiles_for(module: Module, shapes: Mapping[str, Sequence[int]] | None,
+                 profiles: Sequence[Mapping[str, Any]] | None) -> list[Profile]:
+    """The build's optimization profiles: `profiles` as given (per input, (MIN, OPT, MAX), or
+    (MIN, MAX) with OPT = MAX, or one shape), or `shapes` as a one-point profile. Every input
+    with symbolic dims must be covered: an engine is never built for a size nobody gave."""
+    if shapes is not None and profiles is not None:
+        raise BuildError("give either shapes= (one shape per input) or profiles= (ranges), not both")
     fn = module.main
-    given = dict(shapes or {})
-    unknown = [n for n in given if n not in fn.input_names]
-    if unknown:
-        raise BuildError(f"shapes name no input of the model: {', '.join(unknown)} "
-                         f"(inputs: {', '.join(fn.input_names)})")
-    for name, v in zip(fn.input_names, fn.inputs):
-        t = v.type
-        if name not in given or not hasattr(t, "shape") or t.shape is None:
-            continue
-        dims = tuple(sizes.check_dim(_int_dim(d, name), f"shapes of input {name!r}") for d in given[name])
-        if len(dims) != len(t.shape):
-            raise BuildError(f"input {name!r}: shape {list(dims)} has rank {len(dims)}; the model's {t} has "
-                             f"rank {len(t.shape)}")
-        for axis, (d, want) in enumerate(zip(dims, t.shape)):
-            if isinstance(want, int):
-                if want != d:
-                    raise BuildError(f"input {name!r}: dim {axis} is {want} in the model, {d} in shapes")
-                continue
-            sym = as_symbol(want)
-            if sym is not None:
-                if env.get(sym, d) != d:
-                    raise BuildError(f"symbol {sym} is {env[sym]} from another input and {d} from {name!r}")
-                env[sym] = d
-    for v in fn.inputs:
-        for s in getattr(v.type, "symbols", lambda: set())():
-            env.setdefault(s, 1)
-    return env
+    declared = [(name, tuple(v.type.shape)) for name, v in zip(fn.input_names, fn.inputs)
+                if getattr(v.type, "shape", None) is not None]
+    if profiles is None:
+        profiles = [{name: (shape,) for name, shape in (shapes or {}).items()}]
+    if not profiles:
+        raise BuildError("profiles= is empty: give at least one profile")
+    out = []
+    for p, given in enumerate(profiles):
+        if not isinstance(given, Mapping):
+            raise BuildError(f"profile {p}: expected a mapping from input name to (MIN, OPT, MAX) shapes")
+        ranges = []
+        for name, shapes_of in given.items():
+            ranges.append(_input_range(p, str(name), shapes_of))
+        named = {r.name for r in ranges}
+        for name, shape in declared:  # inputs of static shape need no mention
+            if name not in named and all(isinstance(d, int) for d in shape):
+                ranges.append(InputRange(name, shape, shape, shape))
+        try:
+            symbols = symbol_ranges(declared, ranges)
+        except ProfileError as err:
+            raise BuildError(f"{'profile ' + str(p) + ': ' if profiles is not None and len(profiles) > 1 else ''}"
+                             f"{err}") from None
+        missing = sorted({s for _, shape in declared for d in shape for s in free_symbols(d)} - set(symbols))
+        if missing:
+            where = ", ".join(f"{name} [{','.join(map(str, shape))}]" for name, shape in declared
+                              if any(s in missing for d in shape for s in free_symbols(d)))
+            raise BuildError(f"the model's inputs have symbolic dims ({', '.join(missing)}: {where}) and the build "
+                             "gives them no size: pass shapes= (--shapes NAME:1x3x224x224) or profiles= (--profile "
+                             "NAME:MINx..:OPTx..:MAXx..)")
+        out.append(Profile(tuple(ranges), symbols))
+    return out
+
+
+def bind_shapes(module: Module, shapes: Mapping[str, Sequence[int]] | None) -> dict[str, int]:
+    """Symbol values from concrete input shapes (`shapes={"image": (1, 3, 224, 224)}`)."""
+    return profiles_for(module, shapes, None)[0].env("opt")
+
+
+def _input_range(p: int, name: str, given: Any) -> InputRange:
+    try:
+        items = list(given)
+    except TypeError:
+        raise BuildError(f"profile {p}: input {name!r}: expected shapes, got {given!r}") from None
+    if items and all(isinstance(x, int) or hasattr(x, "__index__") for x in items):
+        items = [items]  # one shape
+    if len(items) not in (1, 2, 3):
+        raise BuildError(f"profile {p}: input {name!r}: give (MIN, OPT, MAX), (MIN, MAX) or one shape, "
+                         f"got {len(items)} shapes")
+    dims = [tuple(sizes.check_dim(_int_dim(d, name), f"shapes of input {name!r}") for d in shape) for shape in items]
+    lo, mid, hi = (dims[0], dims[0], dims[0]) if len(dims) == 1 else \
+        (dims[0], dims[1], dims[1]) if len(dims) == 2 else tuple(dims)
+    try:
+        return InputRange(name, lo, mid, hi)
+    except ProfileError as err:
+        raise BuildError(f"profile {p}: {err}") from None
 
 
 def _int_dim(d: object, name: str) -> int:
@@ -116,13 +153,19 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             shapes: Mapping[str, Sequence[int]] | None = None, pipeline: str = "default", strict: bool = False,
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
             progress: Callable[[int, int], None] | None = None, keep: Sequence[str] = (),
-            tactics: Mapping[int | str, str] | None = None) -> Any:
+            tactics: Mapping[int | str, str] | None = None,
+            profiles: Sequence[Mapping[str, Any]] | None = None) -> Any:
     """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
+
+    The engine serves the shapes of its optimization profiles: `profiles=[{"input_ids":
+    ((1, 16), (8, 128), (32, 512)), ...}, ...]` gives, per input, MIN, OPT and MAX (kernel
+    tactics and tiles are chosen at OPT); `shapes={"image": (1, 3, 224, 224)}` is one shape.
+    Inputs with symbolic dims need one or the other.
 
     `tactics` picks, per heavy op (by its index in the optimized entry function or by a
     source location such as an ONNX node name), one of its candidate implementations; the
     engine's launch steps list the one chosen and the candidates."""
-    from ember.codegen.lower import lower
+    from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import parse
     from ember.passes.manager import PassManager
@@ -134,18 +177,24 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     work = parse(str(module), verify=False)
     for name, w in module.weights.items():
         work.weights[name].data = w.data
-    env = bind_shapes(work, shapes)
+    plans = profiles_for(work, shapes, profiles)
     steps = pipeline if PRECISIONS[precision] is None else with_precision(pipeline, PRECISIONS[precision], keep)
     PassManager(steps).run(work)
-    program = lower(work, env, tactics)
-    report = BuildReport(pipeline=steps, kernels=len(program.kernels),
-                         launches=sum(1 for s in program.steps if s["kind"] == "launch"),
-                         host_ops=list(program.host_ops))
-    if strict and program.host_ops:
-        raise UnsupportedOpError(f"--strict: {len(program.host_ops)} ops have no GPU kernel:\n"
-                                 + "\n".join("  " + h for h in program.host_ops))
+    try:
+        lowered = lower_profiles(work, plans, tactics)
+    except SpecializationError as err:
+        raise BuildError(str(err)) from None
+    env = plans[0].env("opt")
+    default = bind_program(lowered.specializations[0].program, env)
+    report = BuildReport(pipeline=steps, kernels=len(lowered.kernels),
+                         launches=sum(1 for s in default["steps"] if s["kind"] == "launch"),
+                         host_ops=list(lowered.host_ops))
+    report.specializations = len(lowered.specializations)
+    if strict and lowered.host_ops:
+        raise UnsupportedOpError(f"--strict: {len(lowered.host_ops)} ops have no GPU kernel:\n"
+                                 + "\n".join("  " + h for h in lowered.host_ops))
     if dump_cuda is not None:
-        _dump(program, dump_cuda)
+        _dump(lowered.kernels, dump_cuda)
     compiler = Compiler(targets, cache_dir=cache_dir)
     done = 0
 
@@ -153,29 +202,39 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         nonlocal done
         done += 1
         if progress is not None:
-            progress(done, len(program.kernels))
+            progress(done, len(lowered.kernels))
 
-    binaries = compiler.compile_all(program.kernels.values(), progress=tick)
+    binaries = compiler.compile_all(lowered.kernels.values(), progress=tick)
     report.compiled, report.cache_hits = compiler.stats.compiled, compiler.stats.cache_hits
     report.compile_seconds = compiler.stats.seconds
     report.unpinned_layout = compiler.stats.unpinned_layout
     weights = {name: np.asarray(w.data) for name, w in work.weights.items() if w.data is not None}
-    weights.update(program.constants)
+    weights.update(lowered.constants)
+    dynamic = any(p.points > 1 for p in plans)
     engine = Engine.build(
-        ir_text=str(work), program=program.to_json(), weights=weights,
+        ir_text=str(work), program=default, weights=weights,
         binaries={name: {"cubins": b.cubins, "ptx": b.ptx, "ptx_arch": b.ptx_arch} for name, b in binaries.items()},
-        sources={name: k.rendered for name, k in program.kernels.items()},
+        sources={name: k.rendered for name, k in lowered.kernels.items()},
         info={"targets": list(compiler.targets), "nvrtc": compiler.version, "precision": precision,
-              "pipeline": steps, "symbols": env})
+              "pipeline": steps, "symbols": env},
+        profiles=plans if dynamic or len(plans) > 1 else (),
+        specializations=lowered.specializations if dynamic or len(plans) > 1 else ())
+    if dynamic:
+        report.memory_range = {w: engine.bind(_shapes_at(p, w)).plan.arena_bytes
+                               for w in ("min", "opt", "max") for p in plans[:1]}
     report.memory = engine.memory_report()
     sizes.check_bytes(report.memory["arena_bytes"], "the activation arena (the live activations at the peak)")
     engine.report = report
     return engine
 
 
-def _dump(program: Any, directory: str | os.PathLike) -> None:
+def _shapes_at(profile: Profile, which: str) -> dict[str, tuple[int, ...]]:
+    return {r.name: getattr(r, which) for r in profile.inputs}
+
+
+def _dump(kernels: Mapping[str, Any], directory: str | os.PathLike) -> None:
     from pathlib import Path
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    for name, kernel in program.kernels.items():
+    for name, kernel in kernels.items():
         (out / f"{name}.cu").write_text(f"// ops: {'; '.join(kernel.ops)}\n" + kernel.rendered)

@@ -59,7 +59,18 @@ class Arg:
     value: Any = None         # value id, scratch bytes, meta tuple, or the scalar
 
     def to_json(self) -> dict[str, Any]:
-        return {self.kind: list(self.value) if isinstance(self.value, tuple) else self.value}
+        if self.kind == "f32":
+            return {self.kind: self.value}
+        if isinstance(self.value, tuple):
+            return {self.kind: [_size(x) for x in self.value]}
+        return {self.kind: _size(self.value)}
+
+
+def _size(x: Any) -> int | str:
+    """An integer argument as JSON: an int, or the text of the shape expression a SymInt carries."""
+    from ember.codegen.symbolic import expr_of
+    from ember.ir.program import expr_json
+    return expr_json(expr_of(x))
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import operator
+
 import numpy as np
 
+from ember.codegen import symbolic
 from ember.codegen.kernel import Arg, Kernel, Launch
 from ember.errors import EmberError, UnsupportedOpError
 from ember.ir.core import Function, Module, Operation, Value
 from ember.ir import sizes
 from ember.ir.dims import Unknown, evaluate
 from ember.ir.opdef import ViewLike
+from ember.ir.program import expr_json
 from ember.ir.types import TensorType
 
 Lowering = Callable[["LowerContext", Operation], None]
@@ -60,12 +64,16 @@ class ValueInfo:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the value (an expression when lowering for a range of shapes; checked against
+        the size limits where the value is added, and again when a shape is bound)."""
         from ember.ir.types import dtype
-        return sizes.nbytes(self.shape, dtype(self.dtype).itemsize, f"value {self.name}")
+        itemsize = dtype(self.dtype).itemsize
+        n = symbolic.numel(self.shape)
+        return n * int(itemsize) if itemsize >= 1 else (n * int(itemsize * 8) + 7) // 8
 
     def to_json(self) -> dict[str, Any]:
-        out = {"id": self.id, "name": self.name, "dtype": self.dtype, "shape": list(self.shape), "kind": self.kind,
-               "nbytes": self.nbytes}
+        out = {"id": self.id, "name": self.name, "dtype": self.dtype, "shape": [jsonable(d) for d in self.shape],
+               "kind": self.kind, "nbytes": jsonable(self.nbytes)}
         if self.weight is not None:
             out["weight"] = self.weight
         if self.alias is not None:
@@ -110,7 +118,10 @@ class LowerContext:
             raise UnsupportedOpError(f"{self.loc()}: no implementation fits")
         self.candidates = tuple(candidates)
         asked = self.lowerer.tactic_for(self.index, self.op)
-        if asked is None:
+        preferred = self.lowerer.preferred.get(self.index)
+        if asked is None and preferred in candidates:
+            self.tactic = preferred  # the tactic chosen at the profile's OPT shape
+        elif asked is None:
             self.tactic = candidates[0]
         elif asked in candidates:
             self.tactic = asked
@@ -132,41 +143,48 @@ class LowerContext:
         return Arg("value", self.lowerer.ids[v])
 
     def meta(self, values: Sequence[int]) -> Arg:
-        return Arg("meta", tuple(int(x) for x in values))
+        return Arg("meta", tuple(_integer(x) for x in values))
 
     def scratch(self, nbytes: int) -> Arg:
         """Temporary device memory for one op, zeroed before the op's first launch. The j-th
         scratch argument of every launch of the op names the same buffer (sized for the
         largest request), so a two-launch op (a split reduction, a counter) passes its
         partial results from one launch to the next through it (runtime/memory_plan.py)."""
-        return Arg("scratch", int(nbytes))
+        return Arg("scratch", _integer(nbytes))
 
     def i64(self, x: int) -> Arg:
-        return Arg("i64", int(x))
+        return Arg("i64", _integer(x))
 
     def i32(self, x: int) -> Arg:
-        return Arg("i32", int(x))
+        return Arg("i32", _integer(x))
 
     def f32(self, x: float) -> Arg:
         return Arg("f32", float(x))
 
     def launch(self, kernel: Kernel, grid: Sequence[int], block: Sequence[int], args: Sequence[Arg],
                shared: int = 0) -> None:
-        g = tuple(int(x) for x in grid) + (1,) * (3 - len(grid))
-        bl = tuple(int(x) for x in block) + (1,) * (3 - len(block))
+        g = tuple(_integer(x) for x in grid) + (1,) * (3 - len(grid))
+        bl = tuple(_integer(x) for x in block) + (1,) * (3 - len(block))
         if any(x <= 0 for x in g + bl):
             raise UnsupportedOpError(f"{self.op.name}: empty launch grid {g} x {bl}")
-        self.launches.append(Launch(kernel, g, bl, tuple(args), shared, (self.index,)))
+        self.launches.append(Launch(kernel, g, bl, tuple(args), _integer(shared), (self.index,)))
 
     def loc(self) -> str:
         return f"{self.op.name} @ {self.op.loc}" if self.op.loc else self.op.name
 
+    def evaluate(self, d: Any) -> int:
+        """A dim of an attribute (a reshape's target, an offset) at the shapes being lowered."""
+        return self.lowerer.value(d)
+
 
 class Lowerer:
     def __init__(self, module: Module, env: Mapping[str, int],
-                 tactics: Mapping[int | str, str] | None = None) -> None:
+                 tactics: Mapping[int | str, str] | None = None, symbolic: bool = False,
+                 preferred: Mapping[int, str] | None = None) -> None:
         self.module = module
         self.tactics = dict(tactics or {})
+        self.preferred = dict(preferred or {})
+        self.symbolic = symbolic
         self.fn: Function = module.main
         self.env = dict(env)
         self.ids: dict[Value, int] = {}
@@ -181,10 +199,16 @@ class Lowerer:
             if isinstance(d, Unknown):
                 raise UnsupportedOpError(f"{t} has a data-dependent dim")
             try:
-                out.append(evaluate(d, self.env))
+                out.append(self.value(d))
             except EmberError as err:
                 raise UnsupportedOpError(f"{t}: {err} (give the input shapes)") from None
         return tuple(out)
+
+    def value(self, d: Any) -> int:
+        """A dim's value at the bound symbols; when lowering for a range of shapes, a SymInt
+        that also carries the dim's expression (codegen/symbolic.py)."""
+        value = evaluate(d, self.env)
+        return symbolic.make(value, d) if self.symbolic else value
 
     def _describe(self, v: Value, t: TensorType) -> str:
         """How a size error names a value: what defines it, where, its type and the symbols bound."""
@@ -206,7 +230,7 @@ class Lowerer:
             except (UnsupportedOpError, EmberError):
                 shape, kind = (), "host"
             else:
-                sizes.nbytes(shape, t.dtype.itemsize, self._describe(v, t))
+                sizes.nbytes([symbolic.value_of(d) for d in shape], t.dtype.itemsize, self._describe(v, t))
             dt = t.dtype.name
         else:
             shape, dt, kind = (), str(t), "host"
@@ -218,7 +242,8 @@ class Lowerer:
             vid = self._add_value(v, "input")
             self.program.inputs.append({"name": name, "value": vid})
         for index, op in enumerate(self.fn.body.ops):
-            self.lower_op(index, op)
+            with symbolic.origin(f"{op.name} @ {op.loc}" if op.loc else op.name):
+                self.lower_op(index, op)
         for name, v in zip(self.fn.output_names, self.fn.outputs):
             self.program.outputs.append({"name": name, "value": self.ids[v]})
         return self.program
@@ -300,17 +325,36 @@ def _launch_step(launch: Launch, program: Program) -> dict[str, Any]:
     for p, a in zip(launch.kernel.params, launch.args):
         if a.kind == "value":
             (writes if p.role == "out" else reads).append(a.value)
-    return {"kind": "launch", "kernel": launch.kernel.name, "grid": list(launch.grid), "block": list(launch.block),
-            "shared": launch.shared, "args": [a.to_json() for a in launch.args], "ops": list(launch.ops),
-            "reads": reads, "writes": writes}
+    return {"kind": "launch", "kernel": launch.kernel.name, "grid": [jsonable(x) for x in launch.grid],
+            "block": [jsonable(x) for x in launch.block], "shared": jsonable(launch.shared),
+            "args": [a.to_json() for a in launch.args], "ops": list(launch.ops), "reads": reads, "writes": writes}
+
+
+def jsonable(x: Any) -> int | str:
+    """A size as the program's JSON keeps it: an int, or (lowering for a range of shapes) the text
+    of its shape expression."""
+    return expr_json(symbolic.expr_of(x))
+
+
+def _integer(x: Any) -> int:
+    """An integer argument, keeping a SymInt's expression (int() would pin it to one value)."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return x
+    return operator.index(x)
 
 
 def lower(module: Module, env: Mapping[str, int] | None = None,
-          tactics: Mapping[int | str, str] | None = None) -> Program:
+          tactics: Mapping[int | str, str] | None = None, *, symbolic: bool = False,
+          preferred: Mapping[int, str] | None = None) -> Program:
     """The program for `module`'s entry function, with symbols bound by `env`; `tactics`
-    picks a candidate implementation for heavy ops (by op index or location)."""
+    picks a candidate implementation for heavy ops (by op index or location).
+
+    With `symbolic`, sizes in the program are SymInts (codegen/symbolic.py) and its JSON
+    holds shape expressions; run it inside `symbolic.tracing` to collect the guards under
+    which it holds. `preferred` names, by op index, tactics to take when they are among
+    the candidates (those chosen at a profile's OPT shape)."""
     import ember.codegen.ops  # noqa: F401  (registers the lowerings)
-    lowerer = Lowerer(module, env or {}, tactics)
+    lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred)
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
         s.get("tactic") is not None and (k in s["ops"] or k in _locs(module, s["ops"])) for s in program.steps)]

@@ -32,11 +32,14 @@ from ember.ir.types import DTYPES, dtype_of, string
 from ember.runtime import engine_format as fmt
 from ember.runtime import validate
 from ember.runtime.engine_format import EngineFormatError, Section
+from ember.ir.program import Profile, Specialization
+from ember.runtime import binding as B
 from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
 
 WEIGHT_ALIGN = 256
 BINARY_ALIGN = 256
 REQUIRED_SECTIONS = ("ir", "io", "plan", "kernels", "weights.index", "binaries", "weights")
+BINDING_CACHE = 64  # shapes whose bound program and memory plan an engine keeps
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -57,6 +60,7 @@ class TensorSpec:
     shape: tuple[int | None, ...]
     dims: tuple[str, ...]
     value: int
+    ranges: tuple[tuple[int, int] | None, ...] = ()  # per dim, (MIN, MAX) over the profiles where it varies
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -72,7 +76,11 @@ class TensorSpec:
                    tuple(str(x) for x in d["dims"]), int(d["value"]))
 
     def __str__(self) -> str:
-        shape = ",".join("?" if d is None else str(d) for d in self.shape)
+        if self.ranges:
+            shape = ",".join(f"{dim}={r[0]}..{r[1]}" if r is not None and r[0] != r[1] else
+                             ("?" if d is None else str(d)) for d, dim, r in zip(self.shape, self.dims, self.ranges))
+        else:
+            shape = ",".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{shape}]"
 
 
@@ -149,7 +157,8 @@ class Engine:
 
     def __init__(self, *, ir_text: str, program: dict[str, Any], plan: MemoryPlan, weights: dict[str, np.ndarray],
                  kernels: dict[str, KernelImage], info: dict[str, Any], inputs: Sequence[TensorSpec],
-                 outputs: Sequence[TensorSpec], source: str = "<built>", container: Any = None) -> None:
+                 outputs: Sequence[TensorSpec], source: str = "<built>", container: Any = None,
+                 profiles: Sequence[Profile] = (), specializations: Sequence[Specialization] = ()) -> None:
         self.ir_text = ir_text
         self.program = program
         self.plan = plan
@@ -168,6 +177,41 @@ class Engine:
         self._lock = threading.RLock()
         self._noticed = False
         self.groups = op_groups(program["steps"])
+        self.profiles: list[Profile] = list(profiles)
+        self.specializations: list[Specialization] = list(specializations)
+        self.default = B.Binding(self.symbols, -1, program, plan)
+        self.bindings = B.Bindings(BINDING_CACHE)
+        self._binding_lock = threading.Lock()
+        self.bindings.put(self.default)
+        self._extra_reads: dict[int, dict[int, list[int]]] = {}
+        if self.profiles:
+            self.inputs = [_with_ranges(t, self.profiles) for t in self.inputs]
+
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether the engine serves more than one shape (a profile with a range)."""
+        return any(p.points > 1 for p in self.profiles)
+
+    def bind(self, shapes: Mapping[str, Sequence[int]]) -> B.Binding:
+        """The engine's program at these input shapes (name -> shape): the profile and kernel
+        variant that cover them, sizes evaluated, memory planned (cached per shape)."""
+        given = {k: tuple(v) for k, v in shapes.items()}
+        env = B.symbols_of(self.inputs, given, EngineInputError)
+        if not self.is_dynamic:
+            return self.default  # check_input has named any shape the engine was not built for
+        with self._binding_lock:
+            return self.bindings.get(env, lambda: self._make_binding_of(
+                B.choose(self.profiles, self.specializations, env, given, EngineInputError), env))
+
+    def _make_binding_of(self, index: int, env: dict[str, int]) -> B.Binding:
+        spec = self.specializations[index]
+
+        def check(program: dict[str, Any]) -> dict[int, list[int]]:
+            validate.check_bound(self.source, program)
+            if index not in self._extra_reads:  # the same for every shape of a specialization
+                self._extra_reads[index] = _op_reads_beyond_kernels(self.module, program)
+            return self._extra_reads[index]
+        return B.bind(index, spec, env, check, EngineInputError)
 
     # -- what it is ------------------------------------------------------------------------
     @property
@@ -232,20 +276,22 @@ class Engine:
     @classmethod
     def build(cls, *, ir_text: str, program: Mapping[str, Any], weights: Mapping[str, np.ndarray],
               binaries: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str],
-              info: Mapping[str, Any]) -> "Engine":
+              info: Mapping[str, Any], profiles: Sequence[Profile] = (),
+              specializations: Sequence[Specialization] = ()) -> "Engine":
         """An engine from the compiler's products (see build.py): plans the memory, keeps the
         weights the IR uses, and pairs each kernel with its binaries and source."""
         from ember.ir.parser import parse
         program = json.loads(fmt.canonical_json(program))  # a private, JSON-clean copy
         module = parse(ir_text, verify=False)
-        used = _weights_used(module, program)
+        programs = [program, *(sp.program for sp in specializations)]
+        used = sorted({n for pr in programs for n in _weights_used(module, pr)})
         missing = [n for n in used if n not in weights]
         if missing:
             raise EngineFormatError(f"engine build: no data for weight{'s' if len(missing) > 1 else ''} "
                                     f"{', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''}")
         store = {n: _le(np.asarray(weights[n])) for n in sorted(used)}
         kernels: dict[str, KernelImage] = {}
-        for k in program["kernels"]:
+        for k in {k["name"]: k for pr in programs for k in pr["kernels"]}.values():
             name = k["name"]
             if name not in binaries:
                 raise EngineFormatError(f"engine build: kernel {name} has no compiled binaries")
@@ -260,8 +306,9 @@ class Engine:
             "symbols": {str(k): int(v) for k, v in dict(info.get("symbols") or {}).items()}}))
         plan = plan_memory(program, extra_reads=_op_reads_beyond_kernels(module, program))
         inputs, outputs = _signature(module, program)
+        specs = [Specialization.from_json(json.loads(fmt.canonical_json(sp.to_json()))) for sp in specializations]
         engine = cls(ir_text=ir_text, program=program, plan=plan, weights=store, kernels=kernels, info=clean_info,
-                     inputs=inputs, outputs=outputs)
+                     inputs=inputs, outputs=outputs, profiles=profiles, specializations=specs)
         engine._module = module
         return engine
 
@@ -315,6 +362,10 @@ class Engine:
             Section("binaries", bytes(blobs), BINARY_ALIGN),
             Section("weights", memoryview(weights_blob), fmt.PAGE),
         ]
+        if self.profiles:
+            sections.insert(3, Section("profiles", fmt.canonical_json({
+                "profiles": [p.to_json() for p in self.profiles],
+                "specializations": [sp.to_json() for sp in self.specializations]})))
         return header, sections
 
     def to_bytes(self) -> bytes:
@@ -369,7 +420,7 @@ class Engine:
         io, plan_json, kernels_json, index = c.json("io"), c.json("plan"), c.json("kernels"), c.json("weights.index")
         binaries, blob = c["binaries"], c["weights"]
         validate.check_engine(source, io=io, plan=plan_json, kernels=kernels_json, weights_index=index,
-                              binaries=binaries, weights_size=len(blob),
+                              binaries=binaries, weights_size=len(blob), more_kernels=_profile_kernels(c),
                               weight_data=lambda name, off, n: _json_or_none(blob[off:off + n]))
         program = plan_json["program"]
         kernels: dict[str, KernelImage] = {}
@@ -401,9 +452,16 @@ class Engine:
                 "ember_version": header.get("ember_version", ""), "format_version": header.get("format_version")}
         inputs = [TensorSpec.from_json(t) for t in io["inputs"]]
         outputs = [TensorSpec.from_json(t) for t in io["outputs"]]
+        profiles, specs = _profiles(c, source, inputs, kernels) if "profiles" in c.sections else ([], [])
         engine = cls(ir_text=ir_text, program=program, plan=plan, weights=weights, kernels=kernels, info=info,
-                     inputs=inputs, outputs=outputs, source=source, container=c)
+                     inputs=inputs, outputs=outputs, source=source, container=c, profiles=profiles,
+                     specializations=specs)
         engine._module, engine._value_ids = module, ids
+        for i, spec in enumerate(specs):  # each variant, bound where it was traced, checked as the stored program
+            try:
+                engine._make_binding_of(i, dict(spec.witness))
+            except EngineInputError as err:
+                raise EngineFormatError(f"{source}: section 'profiles': specialization {i}: {err}") from None
         return engine
 
     def check_arch(self, arch: str | None = None, driver_version: int | None = None) -> None:
@@ -512,6 +570,8 @@ class Engine:
     def check_input(self, spec: TensorSpec, dtype: str, shape: tuple[int, ...]) -> None:
         if dtype != spec.dtype:
             raise EngineInputError(f"input {spec.name!r}: expected element type {spec.dtype}, got {dtype}")
+        if self.is_dynamic:
+            return  # `bind` checks the shape against the profiles
         want = spec.shape
         if len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape)):
             raise EngineInputError(f"input {spec.name!r}: the engine was built for shape "
@@ -576,6 +636,52 @@ def _op_reads_beyond_kernels(module: Any, program: Mapping[str, Any]) -> dict[in
         if wanted - listed:
             extra[last] = sorted(wanted - listed)
     return extra
+
+
+def _with_ranges(t: TensorSpec, profiles: Sequence[Profile]) -> TensorSpec:
+    """The spec with each dim's (MIN, MAX) over the profiles."""
+    found = [r for p in profiles for r in p.inputs if r.name == t.name]
+    if not found or any(len(r.min) != len(t.shape) for r in found):
+        return t
+    ranges = tuple((min(r.min[d] for r in found), max(r.max[d] for r in found)) for d in range(len(t.shape)))
+    return TensorSpec(t.name, t.dtype, t.shape, t.dims, t.value, ranges)
+
+
+def _profile_kernels(c: fmt.Container) -> set[str]:
+    """The kernels the programs of section 'profiles' name (checked in full by `_profiles`)."""
+    if "profiles" not in c.sections:
+        return set()
+    try:
+        return {str(k["name"]) for sp in c.json("profiles")["specializations"] for k in sp["program"]["kernels"]}
+    except (KeyError, TypeError, AttributeError, EngineFormatError):
+        return set()
+
+
+def _profiles(c: fmt.Container, source: str, inputs: Sequence[TensorSpec], kernels: Mapping[str, Any]
+              ) -> tuple[list[Profile], list[Specialization]]:
+    """The optimization profiles and the programs for them (section 'profiles'), checked."""
+    data = c.json("profiles")
+    try:
+        profiles = [Profile.from_json(p) for p in data["profiles"]]
+        specs = [Specialization.from_json(sp) for sp in data["specializations"]]
+    except (EmberError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise EngineFormatError(f"{source}: section 'profiles': {type(err).__name__}: {err}") from None
+    names = {t.name for t in inputs}
+    for p, profile in enumerate(profiles):
+        if not profile.inputs or any(r.name not in names for r in profile.inputs):
+            raise EngineFormatError(f"{source}: section 'profiles': profile {p} does not name the engine's inputs")
+        if not any(sp.profile == p for sp in specs):
+            raise EngineFormatError(f"{source}: section 'profiles': profile {p} has no program")
+    for i, sp in enumerate(specs):
+        if not 0 <= sp.profile < len(profiles) or not profiles[sp.profile].contains(sp.witness) \
+                or not sp.holds(sp.witness):
+            raise EngineFormatError(f"{source}: section 'profiles': specialization {i} does not hold where it "
+                                    "says it was traced")
+        unknown = {s.get("kernel") for s in sp.program.get("steps", ()) if isinstance(s, dict)} - set(kernels) - {None}
+        if unknown:
+            raise EngineFormatError(f"{source}: section 'profiles': specialization {i} launches kernel "
+                                    f"{sorted(unknown)[0]!r}, which the engine lacks")
+    return profiles, specs
 
 
 def _signature(module: Any, program: Mapping[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:

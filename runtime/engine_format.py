@@ -37,7 +37,7 @@ from ember.ir.atomic_file import atomic_write
 from ember.ir.regular_files import open_regular
 
 MAGIC = b"EMBERENG"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _PREFIX = struct.Struct("<8sIIQII")  # magic, version, reserved, header length, crc32 of the first 24 bytes, reserved
 PREFIX_SIZE = _PREFIX.size  # 32
 DIGEST_SIZE = 32

@@ -54,12 +54,14 @@ class HostOps:
         self.ops = list(self.module.main.body.ops)
         self.env = engine.symbols
 
-    def run(self, index: int, fetch: Callable[[int], Any]) -> list[tuple[int, Any]]:
-        """Evaluate op `index` with operands from `fetch(value id)`; returns (value id, result) pairs."""
+    def run(self, index: int, fetch: Callable[[int], Any], env: Mapping[str, int] | None = None
+            ) -> list[tuple[int, Any]]:
+        """Evaluate op `index` with operands from `fetch(value id)` (symbols bound by `env`, else the
+        engine's default shape); returns (value id, result) pairs."""
         op = self.ops[index]
         operands = [fetch(self.ids[v]) if v is not None else None for v in op.operands]
         outer = _Outer(self.ids, fetch)
-        ctx = EvalContext(env=dict(self.env), module=self.module,
+        ctx = EvalContext(env=dict(self.env if env is None else env), module=self.module,
                           run_block=lambda block, xs: _run_block(block, xs, ctx, outer))
         where = f"{op.loc}: " if op.loc else ""
         try:
@@ -85,9 +87,9 @@ def detach(x: Any) -> Any:
     return x
 
 
-def check_result(engine: Any, vid: int, out: Any) -> np.ndarray:
+def check_result(binding: Any, vid: int, out: Any) -> np.ndarray:
     """A result bound for an arena slot, checked against the plan's dtype and shape."""
-    info = engine.values[vid]
+    info = binding.values[vid]
     want_dtype = np.dtype(_np_dtype(info["dtype"]))
     arr = np.asarray(out)
     if arr.dtype != want_dtype or tuple(arr.shape) != tuple(info["shape"]):
@@ -102,49 +104,50 @@ def _np_dtype(name: str) -> np.dtype:
 
 
 class HostContext:
-    """Runs an engine on a host-memory arena laid out by its memory plan (see the module docstring)."""
+    """Runs an engine on a host-memory arena laid out by its memory plan (see the module docstring).
+
+    Each run binds the engine's program at the input shapes (runtime/binding.py); the arena
+    is allocated for the largest plan met so far and grows when a shape needs more."""
 
     device = "cpu"
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
-        try:
-            self.arena = np.full(engine.plan.arena_bytes, 0xFF, dtype=np.uint8)
-        except MemoryError:
-            raise OutOfMemoryError(f"the host has not the {engine.plan.arena_bytes} bytes of this engine's "
-                                   "activation arena") from None
+        self.arena = self._allocate(engine.default.plan.arena_bytes)
         self.ops = HostOps(engine)
         self._lock = threading.Lock()
-        self._dtypes = {i: (_np_dtype(v["dtype"]) if v["dtype"] in _dtype_names() else None)
-                        for i, v in enumerate(engine.values)}
-        self._run_at: dict[int, list[int]] = {}
-        for first, last in engine.groups:
-            self._run_at[last] = list(engine.steps[first]["ops"])
+        self._run_at: dict[tuple, dict[int, list[int]]] = {}
 
-    def _slot(self, vid: int, writable: bool = False) -> np.ndarray:
-        info = self.engine.values[vid]
-        dt = self._dtypes[vid]
+    @staticmethod
+    def _allocate(nbytes: int) -> np.ndarray:
+        try:
+            return np.full(nbytes, 0xFF, dtype=np.uint8)
+        except MemoryError:
+            raise OutOfMemoryError(f"the host has not the {nbytes} bytes of this engine's activation arena") from None
+
+    def _slot(self, b: Any, vid: int, writable: bool = False) -> np.ndarray:
+        info = b.values[vid]
+        dt = _np_dtype(info["dtype"]) if info["dtype"] in _dtype_names() else None
         shape = tuple(info["shape"])
         nbytes = int(info["nbytes"])
         if nbytes == 0:
             return np.zeros(shape, dt)
-        off = self.engine.plan.offsets[vid]
+        off = b.plan.offsets[vid]
         view = self.arena[off:off + nbytes].view(dt).reshape(shape)
         if not writable:
             view.flags.writeable = False
         return view
 
-    def _read(self, vid: int, host: Mapping[int, Any]) -> Any:
-        info = self.engine.values[vid]
+    def _read(self, b: Any, vid: int, host: Mapping[int, Any]) -> Any:
+        info = b.values[vid]
         kind = info["kind"]
         if kind == "view":
-            root = self.engine.root(vid)
-            base = self._read(root, host)
+            base = self._read(b, b.root(vid), host)
             return np.asarray(base).reshape(tuple(info["shape"]))
         if kind in ("weight", "const"):
             return self.engine.weights[info["weight"]]
         if in_arena(info):
-            return self._slot(vid)
+            return self._slot(b, vid)
         if vid not in host:
             raise InterpretError(f"value {info['name']} is read before any step computed it")
         return host[vid]
@@ -154,38 +157,45 @@ class HostContext:
         engine = self.engine
         engine.check_inputs(inputs)
         with self._lock:
+            given = {spec.name: engine.host_input(spec, _to_host(inputs[spec.name])) for spec in engine.inputs}
+            b = engine.bind({n: np.shape(x) for n, x in given.items() if hasattr(x, "shape")})
+            if b.plan.arena_bytes > self.arena.size:
+                self.arena = self._allocate(b.plan.arena_bytes)
+            else:
+                self.arena[:b.plan.arena_bytes] = 0xFF
             host: dict[int, Any] = {}
             for spec in engine.inputs:
-                x = engine.host_input(spec, _to_host(inputs[spec.name]))
-                info = engine.values[spec.value]
+                x = given[spec.name]
+                info = b.values[spec.value]
                 if in_arena(info):
                     if int(info["nbytes"]):
-                        np.copyto(self._slot(spec.value, writable=True), x)
+                        np.copyto(self._slot(b, spec.value, writable=True), x)
                 else:
                     host[spec.value] = x
+            run_at = self._run_at.get(b.key)
+            if run_at is None:
+                run_at = {last: list(b.steps[first]["ops"]) for first, last in b.groups}
+                self._run_at[b.key] = run_at
             done: set[int] = set()
-            fetch = lambda vid: self._read(vid, host)  # noqa: E731
-            for t, step in enumerate(engine.steps):
-                if step["kind"] == "launch":
-                    ops = self._run_at.get(t, [])
-                else:
-                    ops = list(step["ops"])
+            fetch = lambda vid: self._read(b, vid, host)  # noqa: E731
+            for t, step in enumerate(b.steps):
+                ops = run_at.get(t, []) if step["kind"] == "launch" else list(step["ops"])
                 for index in ops:
                     if index in done:
                         continue
                     done.add(index)
-                    for vid, out in self.ops.run(index, fetch):
-                        self._write(vid, out, host)
-            return {spec.name: detach(np.asarray(self._read(spec.value, host))
-                                      if engine.values[spec.value]["kind"] != "host" else host.get(spec.value))
+                    for vid, out in self.ops.run(index, fetch, b.env):
+                        self._write(b, vid, out, host)
+            return {spec.name: detach(np.asarray(self._read(b, spec.value, host))
+                                      if b.values[spec.value]["kind"] != "host" else host.get(spec.value))
                     for spec in engine.outputs}
 
-    def _write(self, vid: int, out: Any, host: dict[int, Any]) -> None:
-        info = self.engine.values[vid]
+    def _write(self, b: Any, vid: int, out: Any, host: dict[int, Any]) -> None:
+        info = b.values[vid]
         if in_arena(info):
-            arr = check_result(self.engine, vid, out)
+            arr = check_result(b, vid, out)
             if arr.size:
-                np.copyto(self._slot(vid, writable=True), arr)
+                np.copyto(self._slot(b, vid, writable=True), arr)
         else:
             host[vid] = detach(out)
 

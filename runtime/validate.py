@@ -135,16 +135,24 @@ def _arch(x: Any, at: At) -> str:
 
 # -- the whole engine ------------------------------------------------------------------------------
 def check_engine(source: str, *, io: Any, plan: Any, kernels: Any, weights_index: Any, binaries: Any,
-                 weights_size: int, weight_data: Any) -> None:
+                 weights_size: int, weight_data: Any, more_kernels: Iterable[str] = ()) -> None:
     """Check the JSON sections of an engine against each other (raises EngineFormatError).
     `weight_data(name, offset, nbytes)` gives a json-encoded weight's bytes."""
     try:
         plan_obj = _obj(plan, At("plan"), "program", "memory")
         program = _program(plan_obj["program"], At("plan", "program"))
         _symbols(plan_obj.get("symbols", {}), At("plan", "symbols"))
-        _kernels(_obj(kernels, At("kernels")), program, binaries, At("kernels"))
+        _kernels(_obj(kernels, At("kernels")), program, binaries, At("kernels"), set(more_kernels))
         _weights(_obj(weights_index, At("weights.index")), program, weights_size, weight_data, At("weights.index"))
         _io(_obj(io, At("io"), "inputs", "outputs"), program, At("io"))
+    except _Invalid as bad:
+        raise EngineFormatError(_message(source, bad)) from None
+
+
+def check_bound(source: str, program: Any) -> None:
+    """A program an engine bound at a shape (runtime/binding.py), checked as a stored one is."""
+    try:
+        _program(program, At("profiles", "program"))
     except _Invalid as bad:
         raise EngineFormatError(_message(source, bad)) from None
 
@@ -451,13 +459,15 @@ def _short(d: Mapping[int, list[int]]) -> str:
 
 
 # -- kernels, weights.index, io ----------------------------------------------------------------------
-def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries: Any, at: At) -> None:
+def _kernels(kernels: Mapping[str, Any], program: Mapping[str, Any], binaries: Any, at: At,
+             more: set[str] | None = None) -> None:
     """Every kernel of the plan with its builds, each inside the 'binaries' section and of its
     kind: a cubin is an ELF image, PTX is text with a .version (what a damaged build cache
     once put in an engine: empty cubins, which loaded and failed only on the GPU)."""
     binaries_size = len(binaries)
     wanted = {k["name"] for k in program["kernels"]}
     missing = sorted(wanted - set(kernels))
+    wanted |= more or set()  # the kernels only other shapes' programs launch (section 'profiles')
     if missing:
         more = f" ({len(missing)} kernels missing)" if len(missing) > 1 else ""
         at.fail(f"kernel {missing[0]} of the plan has no binaries{more}")

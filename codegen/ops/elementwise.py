@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 
 from ember.codegen.cuda_render import C_EXPR, compute_ctype, ctype, index_type, render_body
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
+from ember.codegen.symbolic import numel
 from ember.errors import UnsupportedOpError
 from ember.ir.core import Block, Operation, Value
 from ember.ir.opdef import Elementwise
@@ -82,7 +82,7 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
     out_shape = ctx.shape(outs[0])
     if any(ctx.shape(r) != out_shape for r in outs):
         raise UnsupportedOpError("elementwise results of different shapes")
-    n = int(np.prod(out_shape, dtype=np.int64))
+    n = numel(out_shape)
     rank = len(out_shape)
     meta = [rank, *out_shape]
     inputs = []
@@ -93,7 +93,7 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
         meta += broadcast_strides(shape, out_shape)
     kernel = elementwise_kernel(
         "ew", inputs, [ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
-        [ctx.dtype(r) for r in outs], max(n, *(int(np.prod(ctx.shape(v), dtype=np.int64)) for v in operands), 1),
+        [ctx.dtype(r) for r in outs], max(n, *(numel(ctx.shape(v)) for v in operands), 1),
         ctx.loc())
     blocks = max(1, min((n + BLOCK - 1) // BLOCK, 65535 * 8))
     args = [ctx.arg(r) for r in outs] + [ctx.arg(v) for v in operands] + [ctx.meta(meta), ctx.i64(n)]

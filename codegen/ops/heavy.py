@@ -34,11 +34,11 @@ from ember.codegen.cuda_render import C_EXPR, LOW, compute_ctype, ctype, index_t
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Arg, Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
+from ember.codegen.symbolic import broadcast_shapes, contiguous_strides, numel
 from ember.codegen.ops.elementwise import broadcast_strides
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
-from ember.ir.dims import evaluate
 from ember.ir.types import DType, TensorType
 
 GEMM_THREADS = 256
@@ -48,18 +48,6 @@ SHARED_LIMIT = 48 * 1024     # static + dynamic shared memory without an opt-in
 MAX_GRID_Y = 65535
 MAX_GRID_Z = 65535
 SMS = 132                    # H100; only steers the choice of tile
-
-
-def contiguous_strides(shape: Sequence[int]) -> list[int]:
-    out, step = [0] * len(shape), 1
-    for d in range(len(shape) - 1, -1, -1):
-        out[d] = step
-        step *= int(shape[d])
-    return out
-
-
-def numel(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
 
 
 # -- kernel signatures ------------------------------------------------------------------------
@@ -372,7 +360,7 @@ def plan_matmul(ctx: LowerContext, epi: Epilogue) -> None:
     a2 = (1,) + tuple(sa) if len(sa) == 1 else tuple(sa)
     b2 = tuple(sb) + (1,) if len(sb) == 1 else tuple(sb)
     M, K, N = a2[-2], a2[-1], b2[-1]
-    batch = tuple(int(d) for d in np.broadcast_shapes(a2[:-2], b2[:-2]))
+    batch = broadcast_shapes(a2[:-2], b2[:-2])
     a_b = _batch_strides(a2[:-2], batch, M * K)
     b_b = _batch_strides(b2[:-2], batch, K * N)
     c_b = tuple(contiguous_strides(list(batch) + [M * N])[:-1])
@@ -505,7 +493,7 @@ def _conv_geometry(ctx: LowerContext, op: Operation, x: Value, w: Value, transpo
         adjust = list(op.output_padding) or [0] * n
         full = [(s - 1) * st + (k - 1) * d + 1 + a for s, k, st, d, a in zip(sizes, kernel, strides, dilations, adjust)]
         if op.output_shape is not None or op.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            wanted = ([evaluate(o, ctx.lowerer.env) for o in op.output_shape] if op.output_shape is not None
+            wanted = ([ctx.evaluate(o) for o in op.output_shape] if op.output_shape is not None
                       else [s * st for s, st in zip(sizes, strides)])
             begin = []
             for f, o in zip(full, wanted):
@@ -621,7 +609,7 @@ def plan_attention(ctx: LowerContext, epi: Epilogue) -> None:
         ms = ctx.shape(mask)
         mask_strides = broadcast_strides(ms, (B, Hq, Sq, Skv))
     lens_c = ctype(ctx.dtype(lens)) if lens is not None else "int"
-    q_offset = evaluate(op.q_offset, ctx.lowerer.env)
+    q_offset = ctx.evaluate(op.q_offset)
     window = list(op.window)
     meta = [B, Hq, Hkv, Sq, Skv, D, Dv, int(op.causal), window[0], window[1], int(op.align == "bottom_right"),
             q_offset, *mask_strides]

@@ -18,6 +18,7 @@ region's prologue), and writes the `extern "C"` wrapper that calls a device temp
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from typing import Any, Iterable, Sequence
 
@@ -28,10 +29,10 @@ from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Arg, Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.ops.elementwise import broadcast_strides
+from ember.codegen.symbolic import contiguous_strides, numel, smax, smin
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
-from ember.ir.dims import evaluate
 from ember.ir.ops.shape import clamp_index, slice_length
 from ember.ir.types import DType
 
@@ -42,18 +43,6 @@ MAX_SCAN = 1 << 16  # scatter: updates that may collide are found by scanning th
 
 
 # -- sizes and strides ------------------------------------------------------------------------------
-def numel(shape: Iterable[int]) -> int:
-    return int(np.prod(list(shape), dtype=np.int64))
-
-
-def contiguous_strides(shape: Sequence[int]) -> list[int]:
-    strides, step = [0] * len(shape), 1
-    for d in range(len(shape) - 1, -1, -1):
-        strides[d] = step
-        step *= shape[d]
-    return strides
-
-
 def simplify(dims: Sequence[int], *stride_lists: Sequence[int]) -> tuple[list[int], list[list[int]]]:
     """Drop size-1 dims and merge neighbours that every stride list walks as one dim."""
     out_dims: list[int] = []
@@ -78,7 +67,7 @@ def index_for(*counts: int) -> str:
 
 
 def blocks_for(items: int, per_block: int) -> int:
-    return max(1, min(-(-items // per_block), GRID_CAP))
+    return smax(1, smin(-(-items // per_block), GRID_CAP))
 
 
 def bits_ctype(dt: DType) -> str:
@@ -91,7 +80,7 @@ def bits_ctype(dt: DType) -> str:
 
 def dims_of(ctx: LowerContext, values: Sequence[Any]) -> list[int]:
     """Dims attributes (ints or symbolic) with the program's symbols bound."""
-    return [evaluate(d, ctx.lowerer.env) for d in values]
+    return [ctx.evaluate(d) for d in values]
 
 
 def f64_bits(x: float) -> int:
@@ -146,12 +135,12 @@ class KernelBuilder:
     def scalar(self, x: int) -> str:
         name = self._name("s")
         self.params.append(Param(name, "i64", "long long", "scalar"))
-        self.args.append(self.ctx.i64(int(x)))
+        self.args.append(self.ctx.i64(x))
         return f"({self.index}){name}"
 
     def put(self, values: Iterable[int]) -> int:
         offset = len(self.meta)
-        self.meta.extend(int(v) for v in values)
+        self.meta.extend(operator.index(v) if not isinstance(v, int) else v for v in values)
         return offset
 
     def put_f64(self, x: float) -> int:

@@ -1,0 +1,171 @@
+"""Lower a module for optimization profiles: as few traced lowerings as cover every shape.
+
+For each profile, the module is lowered at its OPT shape with SymInts
+(codegen/symbolic.py), which gives a shape-symbolic program and the guards under
+which it holds. The guards are evaluated over the profile's points (every point of
+the symbols' box when it has at most `EXHAUSTIVE_POINTS`, else its corners and a
+large random sample); while some point is not covered, the module is lowered again
+there (the tactics chosen at OPT kept where they fit), giving another
+specialization. A lowering that needs more than `MAX_SPECIALIZATIONS` is refused,
+naming the guards that split it.
+
+Each specialization is then checked by lowering again, with plain integers, at
+other points it claims to cover and comparing with its expressions evaluated
+there: a size a lowering computed without keeping its expression (through numpy,
+say) cannot pass for symbolic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ember.codegen import symbolic
+from ember.codegen.kernel import Kernel
+from ember.codegen.lower import Program, lower
+from ember.errors import EmberError
+from ember.ir.core import Module
+from ember.ir.program import Guard, Profile, Specialization, bind_program, format_env, grid_points, satisfied
+
+EXHAUSTIVE_POINTS = 1 << 21
+MAX_SPECIALIZATIONS = 64
+CHECK_POINTS = 3
+
+
+class SpecializationError(EmberError, RuntimeError):
+    """A lowering that cannot serve a profile's range of shapes."""
+
+
+@dataclass
+class Lowered:
+    """What lowering for profiles gives the builder."""
+
+    specializations: list[Specialization]
+    kernels: dict[str, Kernel]
+    constants: dict[str, np.ndarray]
+    host_ops: list[str]
+    exhaustive: list[bool]
+    lowerings: int = 0
+
+
+def lower_profiles(module: Module, profiles: Sequence[Profile],
+                   tactics: Mapping[int | str, str] | None = None) -> Lowered:
+    out = Lowered([], {}, {}, [], [])
+    for p, profile in enumerate(profiles):
+        specs, exhaustive = _cover(module, p, profile, tactics, out)
+        out.specializations.extend(specs)
+        out.exhaustive.append(exhaustive)
+    return out
+
+
+def _trace(module: Module, env: Mapping[str, int], tactics: Any, preferred: Mapping[int, str] | None,
+           out: Lowered, symbolic_sizes: bool = True) -> tuple[Program, dict[str, Any], tuple[Guard, ...]]:
+    trace = symbolic.Trace()
+    with symbolic.tracing(trace):
+        program = lower(module, env, tactics, symbolic=symbolic_sizes, preferred=preferred)
+        as_json = program.to_json()
+    out.lowerings += 1
+    return program, as_json, tuple(trace.guards.values())
+
+
+def _chosen_tactics(program_json: Mapping[str, Any]) -> dict[int, str]:
+    chosen: dict[int, str] = {}
+    for s in program_json["steps"]:
+        if s.get("tactic") is not None:
+            for index in s["ops"]:
+                chosen[int(index)] = s["tactic"]
+    return chosen
+
+
+def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered
+           ) -> tuple[list[Specialization], bool]:
+    if profile.points == 1:  # one shape: no expressions, nothing to guard
+        program, as_json, _ = _trace(module, profile.env("opt"), tactics, None, out, symbolic_sizes=False)
+        _collect(out, program)
+        return [Specialization(p, as_json, (), profile.env("opt"))], True
+    points, exhaustive = grid_points(profile, EXHAUSTIVE_POINTS)
+    names = sorted(profile.symbols)
+    n = len(points[names[0]])
+    covered = np.zeros(n, dtype=bool)
+    env = profile.env("opt")
+    preferred: dict[int, str] | None = None
+    specs: list[tuple[Specialization, np.ndarray]] = []
+    while True:
+        program, as_json, guards = _trace(module, env, tactics, preferred, out)
+        if preferred is None:
+            preferred = _chosen_tactics(as_json)
+        mask = satisfied(points, guards)
+        if exhaustive:  # a guard true at every point of the box says nothing
+            guards = tuple(g for g in guards if not np.all(g.holds_at(points)))
+        if not Specialization(p, as_json, guards, env).holds(env):
+            raise SpecializationError(f"profile {p}: the lowering at {format_env(env)} does not hold there "
+                                      "(a guard it recorded is false at its own shape)")
+        _collect(out, program)
+        spec = Specialization(p, as_json, guards, dict(env))
+        specs.append((spec, mask))
+        covered |= mask
+        if covered.all():
+            break
+        if len(specs) >= MAX_SPECIALIZATIONS:
+            raise SpecializationError(_too_many(p, profile, [s for s, _ in specs]))
+        left = np.flatnonzero(~covered)
+        env = {name: int(points[name][left[0]]) for name in names}
+    for spec, mask in specs:
+        _check(module, spec, points, mask, tactics, preferred, out)
+    return [s for s, _ in specs], exhaustive
+
+
+def _collect(out: Lowered, program: Program) -> None:
+    out.kernels.update(program.kernels)
+    out.constants.update(program.constants)
+    for h in program.host_ops:
+        if h not in out.host_ops:
+            out.host_ops.append(h)
+
+
+def _too_many(p: int, profile: Profile, specs: Sequence[Specialization]) -> str:
+    counts: dict[str, int] = {}
+    for s in specs:
+        for g in s.guards:
+            key = f"{g} ({g.origin})" if g.origin else str(g)
+            counts[key] = counts.get(key, 0) + 1
+    split = sorted(counts, key=lambda k: -counts[k])[:5]
+    return (f"profile {p} ({profile}): the kernels would need more than {MAX_SPECIALIZATIONS} variants to cover "
+            f"its shapes; the lowering decides on {'; '.join(split)}. Narrow the profile or split it in several")
+
+
+def _check(module: Module, spec: Specialization, points: Mapping[str, np.ndarray], mask: np.ndarray, tactics: Any,
+           preferred: Mapping[int, str] | None, out: Lowered) -> None:
+    """Lower at other points the specialization covers and compare with its expressions there."""
+    where = np.flatnonzero(mask)
+    names = sorted(points)
+    picks = {int(where[0]), int(where[-1]), int(where[len(where) // 2])}
+    for i in sorted(picks)[:CHECK_POINTS]:
+        env = {name: int(points[name][i]) for name in names}
+        if env == dict(spec.witness):
+            continue
+        _, concrete, _ = _trace(module, env, tactics, preferred, out, symbolic_sizes=False)
+        bound = bind_program(spec.program, env)
+        problem = _difference(bound, concrete)
+        if problem:
+            raise SpecializationError(
+                f"the lowering traced at {format_env(spec.witness)} does not hold at {format_env(env)}: {problem} "
+                "(a size computed without its shape expression; build a fixed-shape engine with shapes=)")
+
+
+def _difference(bound: Mapping[str, Any], concrete: Mapping[str, Any]) -> str:
+    if len(bound["steps"]) != len(concrete["steps"]):
+        return f"{len(concrete['steps'])} steps there, {len(bound['steps'])} in the trace"
+    for i, (v, w) in enumerate(zip(bound["values"], concrete["values"])):
+        if v["kind"] != w["kind"] or (v["kind"] != "host" and list(v["shape"]) != list(w["shape"])):
+            return f"value {w['name']}: {w['kind']} {w['shape']} there, {v['kind']} {v['shape']} in the trace"
+    for t, (s, c) in enumerate(zip(bound["steps"], concrete["steps"])):
+        for key in ("kind", "kernel", "grid", "block", "shared", "args", "ops", "reads", "writes"):
+            if s.get(key) != c.get(key):
+                return f"step {t} ({c.get('kernel', c.get('kind'))}): {key} {c.get(key)} there, {s.get(key)} traced"
+    return ""
+
+
+__all__ = ["lower_profiles", "Lowered", "SpecializationError", "EXHAUSTIVE_POINTS", "MAX_SPECIALIZATIONS"]

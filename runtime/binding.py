@@ -1,0 +1,142 @@
+"""An engine's program at one shape: the specialization that covers it, bound, with its memory plan.
+
+An engine holds, per optimization profile, one or more shape-symbolic programs
+(ir/program.py). Running it at a shape means: bind the symbols from the input
+shapes, find the profile whose ranges hold them and the specialization whose
+guards hold, evaluate its expressions into a concrete program (launch grids,
+kernel arguments, value sizes), check that program as the loader checks a stored
+one (runtime/validate.py), and lay out its arena. All of it is plain Python over
+the program; no kernel is compiled. `Bindings` keeps the most recent ones.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from ember.errors import EmberError
+from ember.ir import sizes
+from ember.ir.dims import evaluate, free_symbols
+from ember.ir.program import Profile, Specialization, bind_program, format_env, parse_expr
+from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
+
+
+@dataclass
+class Binding:
+    """The concrete program, memory plan and launch groups of one shape."""
+
+    env: dict[str, int]
+    specialization: int           # index into the engine's specializations (-1: the stored program)
+    program: dict[str, Any]
+    plan: MemoryPlan
+
+    def __post_init__(self) -> None:
+        self.groups = op_groups(self.program["steps"])
+
+    @property
+    def values(self) -> list[dict[str, Any]]:
+        return self.program["values"]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        return self.program["steps"]
+
+    @property
+    def key(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(self.env.items()))
+
+    def root(self, vid: int) -> int:
+        return root_of(self.values, vid)
+
+
+def symbols_of(inputs: Sequence[Any], shapes: Mapping[str, tuple[int, ...]], error: type[EmberError]
+               ) -> dict[str, int]:
+    """The symbols' values from the input shapes (each input's declared dims, `TensorSpec.dims`):
+    static dims must match, a symbol bound twice must agree, expressions must come out right."""
+    env: dict[str, int] = {}
+    later: list[tuple[str, int, Any, int]] = []
+    for spec in inputs:
+        if spec.name not in shapes or not spec.dims:
+            continue
+        shape = tuple(shapes[spec.name])
+        if len(shape) != len(spec.dims):
+            raise error(f"input {spec.name!r}: rank {len(shape)} (shape {list(shape)}); the engine's input is "
+                        f"[{','.join(spec.dims)}], rank {len(spec.dims)}")
+        for axis, (text, got) in enumerate(zip(spec.dims, shape)):
+            if text.lstrip("-").isdigit():
+                if int(text) != got:
+                    raise error(f"input {spec.name!r}: dim {axis} is {got}; the engine's input is "
+                                f"[{','.join(spec.dims)}] (shape given {list(shape)})")
+                continue
+            if text.isidentifier():
+                if env.get(text, got) != got:
+                    raise error(f"input {spec.name!r}: dim {axis} ({text}) is {got}, but another input gives "
+                                f"{text}={env[text]}")
+                env[text] = got
+            elif not text.startswith("?"):
+                later.append((spec.name, axis, parse_expr(text), got))
+    for name, axis, d, got in later:
+        if free_symbols(d) <= set(env) and evaluate(d, env) != got:
+            raise error(f"input {name!r}: dim {axis} must be {d} = {evaluate(d, env)} with {format_env(env)}, "
+                        f"got {got}")
+    return env
+
+
+def choose(profiles: Sequence[Profile], specializations: Sequence[Specialization], env: Mapping[str, int],
+           shapes: Mapping[str, tuple[int, ...]], error: type[EmberError]) -> int:
+    """The specialization for `env`: in the first profile that holds it, the first whose guards hold."""
+    for p, profile in enumerate(profiles):
+        if not profile.contains(env):
+            continue
+        for i, spec in enumerate(specializations):
+            if spec.profile == p and spec.holds(env):
+                return i
+        raise error(f"no kernel variant of profile {p} covers {format_env(env)}; the engine was built from a "
+                    "sample of the profile's shapes: rebuild with this shape in the profile's OPT")
+    given = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+    listed = "; ".join(f"{p}: {prof}" for p, prof in enumerate(profiles)) or "none"
+    raise error(f"input shapes {given} ({format_env(env)}) are outside every optimization profile of the engine "
+                f"(profiles, as name:MIN:OPT:MAX: {listed})")
+
+
+class Bindings:
+    """Bound programs by shape, the most recently used kept (at most `capacity`)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._cache: OrderedDict[tuple[tuple[str, int], ...], Binding] = OrderedDict()
+        self.made = 0
+
+    def get(self, env: dict[str, int], make: Callable[[], Binding]) -> Binding:
+        key = tuple(sorted(env.items()))
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            return found
+        binding = make()
+        self.made += 1
+        self._cache[key] = binding
+        if len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return binding
+
+    def put(self, binding: Binding) -> None:
+        self._cache[binding.key] = binding
+
+
+def bind(spec_index: int, spec: Specialization, env: dict[str, int],
+         check: Callable[[dict[str, Any]], Mapping[int, Sequence[int]]], error: type[EmberError]) -> Binding:
+    """Evaluate `spec` at `env`, check it (`check` returns what the steps' ops read beyond their
+    kernels, for the planner) and plan its memory."""
+    try:
+        program = bind_program(spec.program, env)
+    except (EmberError, ValueError, ZeroDivisionError) as err:
+        raise error(f"at {format_env(env)}: {str(err).splitlines()[0]}") from None
+    extra_reads = check(program)
+    plan = plan_memory(program, extra_reads=extra_reads)
+    sizes.check_bytes(plan.arena_bytes, f"the activation arena at {format_env(env)}")
+    return Binding(dict(env), spec_index, program, plan)
+
+
+__all__ = ["Binding", "Bindings", "bind", "choose", "symbols_of"]
