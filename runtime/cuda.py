@@ -25,7 +25,6 @@ with no host synchronization.
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from typing import Any, Mapping, Sequence
 
@@ -181,12 +180,27 @@ class DeviceEngine:
         self._allocations: list[int] = []
         self.modules: list[Any] = []
         self.functions: dict[str, Any] = {}
+        self._shared_opt_in: dict[str, int] = {}
         self._load_kernels()
         self.weight_ptr: dict[str, int] = {}
         self._upload_weights()
-        self.meta_ptr: dict[tuple[int, ...], int] = {}
-        self._upload_meta()
-        self.host_ops = HostOps(engine) if engine.host_steps else None
+        self._host_ops: HostOps | None = None
+
+    @property
+    def host_ops(self) -> HostOps:
+        if self._host_ops is None:
+            self._host_ops = HostOps(self.engine)
+        return self._host_ops
+
+    def allow_shared(self, name: str, nbytes: int) -> None:
+        """Let kernel `name` take `nbytes` of dynamic shared memory (above 48 KB needs an opt-in)."""
+        if nbytes <= max(48 * 1024, self._shared_opt_in.get(name, 0)):
+            return
+        d = _drv()
+        _call("cuFuncSetAttribute", self.functions[name],
+              d.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes,
+              detail=f"kernel {name}: {nbytes} bytes of dynamic shared memory")
+        self._shared_opt_in[name] = nbytes
 
     def activate(self) -> None:
         """Make the engine's (primary) context current on this thread."""
@@ -205,21 +219,12 @@ class DeviceEngine:
         raise EngineFormatError(f"{self.engine.source}: kernel {k.name} has no cubin or PTX for {self.arch}")
 
     def _load_kernels(self) -> None:
-        shared: dict[str, int] = {}
-        for step in self.engine.steps:
-            if step["kind"] == "launch":
-                shared[step["kernel"]] = max(shared.get(step["kernel"], 0), int(step.get("shared", 0)))
-        d = _drv()
         for name in sorted(self.engine.kernels):
             k = self.engine.kernels[name]
             image, form = self._image(k)
             module = _call("cuModuleLoadData", image, detail=f"kernel {name} ({form})")
             self.modules.append(module)
             fn = _call("cuModuleGetFunction", module, name.encode(), detail=f"kernel {name}")
-            if shared.get(name, 0) > 48 * 1024:
-                _call("cuFuncSetAttribute", fn,
-                      d.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared[name],
-                      detail=f"kernel {name}: {shared[name]} bytes of dynamic shared memory")
             self.functions[name] = fn
 
     def alloc(self, nbytes: int) -> int:
@@ -253,32 +258,6 @@ class DeviceEngine:
             _call("cuMemcpyHtoD", base + off, host.ctypes.data, host.nbytes, detail=f"weight {name}")
             self.weight_ptr[name] = base + off
 
-    def _upload_meta(self) -> None:
-        metas: list[tuple[int, ...]] = []
-        for step in self.engine.steps:
-            if step["kind"] != "launch":
-                continue
-            for arg in step["args"]:
-                if "meta" in arg:
-                    key = tuple(int(x) for x in arg["meta"])
-                    if key not in self.meta_ptr:
-                        self.meta_ptr[key] = -1
-                        metas.append(key)
-        offsets = []
-        total = 0
-        for key in metas:
-            offsets.append(total)
-            total += _align(max(8 * len(key), 8), 16)
-        blob = np.zeros(total // 8, dtype=np.int64)
-        for key, off in zip(metas, offsets):
-            blob[off // 8:off // 8 + len(key)] = key
-        base = self.alloc(total)
-        if base:
-            self._allocations.append(base)
-            _call("cuMemcpyHtoD", base, blob.ctypes.data, blob.nbytes, detail="kernel metadata")
-        for key, off in zip(metas, offsets):
-            self.meta_ptr[key] = base + off
-
     def close(self) -> None:
         try:
             self.activate()
@@ -302,12 +281,94 @@ class DeviceEngine:
             pass
 
 
+class _ShapeState:
+    """What a context keeps for one shape: the bound program (runtime/binding.py), its launch
+    segments and packed arguments, its metadata arrays on the device and its CUDA graphs."""
+
+    def __init__(self, ctx: "CudaContext", b: Any) -> None:
+        self.b = b
+        steps = b.steps
+        self.segments: list[tuple[int, int]] = []
+        for t, st in enumerate(steps):
+            if st["kind"] != "launch":
+                continue
+            if self.segments and self.segments[-1][1] == t - 1:
+                self.segments[-1] = (self.segments[-1][0], t)
+            else:
+                self.segments.append((t, t))
+        self.segment_at = {first: (first, last) for first, last in self.segments}
+        self.scratch_first = {first for first, _ in b.groups}
+        self.kernel_params = {k["name"]: k["params"] for k in b.program["kernels"]}
+        self.meta_ptr: dict[tuple[int, ...], int] = {}
+        self.meta_block = 0
+        self.graphs: dict[tuple[int, tuple], Any] = {}
+        self.graph_order: dict[int, list[tuple]] = {}
+        self._upload_meta(ctx)
+        for st in steps:
+            if st["kind"] == "launch":
+                ctx.dev.allow_shared(st["kernel"], int(st.get("shared", 0)))
+        self.params = [ctx._static_params(self, t, st) if st["kind"] == "launch" else None
+                       for t, st in enumerate(steps)]
+        self.reads_inputs = {seg: tuple(sorted(self._inputs_read(seg))) for seg in self.segments}
+
+    def _upload_meta(self, ctx: "CudaContext") -> None:
+        metas: list[tuple[int, ...]] = []
+        for step in self.b.steps:
+            if step["kind"] != "launch":
+                continue
+            for arg in step["args"]:
+                if "meta" in arg:
+                    key = tuple(int(x) for x in arg["meta"])
+                    if key not in self.meta_ptr:
+                        self.meta_ptr[key] = -1
+                        metas.append(key)
+        offsets, total = [], 0
+        for key in metas:
+            offsets.append(total)
+            total += _align(max(8 * len(key), 8), 16)
+        blob = np.zeros(total // 8, dtype=np.int64)
+        for key, off in zip(metas, offsets):
+            blob[off // 8:off // 8 + len(key)] = key
+        self.meta_block = ctx.dev.alloc(total)
+        if self.meta_block:
+            _call("cuMemcpyHtoD", self.meta_block, blob.ctypes.data, blob.nbytes, detail="kernel metadata")
+        for key, off in zip(metas, offsets):
+            self.meta_ptr[key] = self.meta_block + off
+
+    def _inputs_read(self, seg: tuple[int, int]) -> set[int]:
+        found = set()
+        for t in range(seg[0], seg[1] + 1):
+            for kind, vid, _ in self.params[t] or []:
+                if kind == "input":
+                    found.add(vid)
+        return found
+
+    def release(self, dev: "DeviceEngine") -> None:
+        d = _drv()
+        for exe in self.graphs.values():
+            try:
+                d.cuGraphExecDestroy(exe)
+            except Exception:
+                pass
+        self.graphs = {}
+        if self.meta_block:
+            dev.free(self.meta_block)
+            self.meta_block = 0
+
+
 class CudaContext:
-    """An execution context: an arena and a stream on one GPU; see the module docstring."""
+    """An execution context: an arena and a stream on one GPU; see the module docstring.
+
+    Each run binds the engine's program at the input shapes; per shape the context keeps its
+    packed arguments, metadata and CUDA graphs, for the `graph_cache` shapes used last (the
+    least recently used goes). The arena is sized for the largest plan of the profiles'
+    MAX shapes and grows if a shape needs more (its graphs are then captured again)."""
 
     device = "cuda"
 
-    def __init__(self, engine: Any, stream: Any = None, graphs: bool = True, device_index: int = 0) -> None:
+    def __init__(self, engine: Any, stream: Any = None, graphs: bool = True, device_index: int = 0,
+                 graph_cache: int = 8, poison: bool = False) -> None:
+        from collections import OrderedDict
         self.engine = engine
         self.dev: DeviceEngine = engine.device_state(device_index)
         self.dev.activate()
@@ -318,34 +379,49 @@ class CudaContext:
         else:
             self.stream = stream_handle(stream)
         self.graphs = graphs and self.stream not in (0, 1)  # the legacy stream cannot be captured
-        self.arena = self.dev.alloc(engine.plan.arena_bytes)
+        if graph_cache < 1:
+            raise EngineInputError(f"graph_cache must be at least 1, got {graph_cache}")
+        self.graph_cache = graph_cache
+        self.arena_bytes = engine.max_arena_bytes()
+        self.arena = self.dev.alloc(self.arena_bytes)
         # Debugging and the GPU tests: fill the arena with 0xFF (NaN in every float type) before
         # each run, so a kernel that leaves an output element unwritten cannot pass by luck.
-        self.poison = os.environ.get("EMBER_POISON_ARENA", "") not in ("", "0")
+        self.poison = poison
         self._lock = threading.Lock()
-        self._graphs: dict[tuple[int, tuple], Any] = {}
-        self._graph_order: dict[int, list[tuple]] = {}
+        self._states: OrderedDict[tuple, _ShapeState] = OrderedDict()
         self.graph_launches = 0
         self.captures = 0
-        steps = engine.steps
-        self.segments: list[tuple[int, int]] = []
-        for t, s in enumerate(steps):
-            if s["kind"] != "launch":
-                continue
-            if self.segments and self.segments[-1][1] == t - 1:
-                self.segments[-1] = (self.segments[-1][0], t)
-            else:
-                self.segments.append((t, t))
-        self._segment_at = {first: (first, last) for first, last in self.segments}
-        self._scratch_first = {first for first, _ in engine.groups}
-        self._kernel_params_of = {k["name"]: k["params"] for k in engine.program["kernels"]}
-        self._params = [self._static_params(t, s) if s["kind"] == "launch" else None for t, s in enumerate(steps)]
-        self._reads_inputs = {seg: tuple(sorted(self._inputs_read(seg))) for seg in self.segments}
+
+    def _state(self, b: Any) -> _ShapeState:
+        state = self._states.get(b.key)
+        if state is not None and state.b is b:
+            self._states.move_to_end(b.key)
+            return state
+        if state is not None:
+            self._drop(b.key)
+        if b.plan.arena_bytes > self.arena_bytes:
+            _call("cuStreamSynchronize", self.stream, detail="before growing the arena")
+            for key in list(self._states):
+                self._drop(key)
+            self.dev.free(self.arena)
+            self.arena_bytes = b.plan.arena_bytes
+            self.arena = self.dev.alloc(self.arena_bytes)
+        state = _ShapeState(self, b)
+        self._states[b.key] = state
+        while len(self._states) > self.graph_cache:
+            self._drop(next(iter(self._states)))
+        return state
+
+    def _drop(self, key: tuple) -> None:
+        state = self._states.pop(key)
+        _call("cuStreamSynchronize", self.stream, detail="before releasing a shape's graphs")
+        state.release(self.dev)
 
     # -- launch arguments ------------------------------------------------------------------
-    def _static_params(self, t: int, step: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    def _static_params(self, state: _ShapeState, t: int, step: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
         """Per argument: ("ptr", value) fixed, ("input", value id, fallback pointer), or a scalar."""
-        params = self._kernel_params_of[step["kernel"]]
+        b = state.b
+        params = state.kernel_params[step["kernel"]]
         if len(params) != len(step["args"]):
             raise EngineFormatError(f"{self.engine.source}: step {t}: {len(step['args'])} arguments for "
                                     f"{len(params)} parameters of {step['kernel']}")
@@ -354,28 +430,28 @@ class CudaContext:
             kind = p["kind"]
             ctype = _CTYPES[kind]
             if "value" in arg:
-                vid = self.engine.root(int(arg["value"]))
-                info = self.engine.values[vid]
+                vid = b.root(int(arg["value"]))
+                info = b.values[vid]
                 if info["kind"] == "input" and in_arena(info) and int(info["nbytes"]):
                     out.append(("input", vid, ctype))
                 else:
-                    out.append(("ptr", self._value_ptr(vid), ctype))
+                    out.append(("ptr", self._value_ptr(b, vid), ctype))
             elif "scratch" in arg:
-                out.append(("ptr", self.arena + self.engine.plan.scratch[(t, a)], ctype))
+                out.append(("ptr", self.arena + b.plan.scratch[(t, a)], ctype))
             elif "meta" in arg:
-                out.append(("ptr", self.dev.meta_ptr[tuple(int(x) for x in arg["meta"])], ctype))
+                out.append(("ptr", state.meta_ptr[tuple(int(x) for x in arg["meta"])], ctype))
             else:
                 (scalar_kind, scalar), = arg.items()
                 out.append(("scalar", float(scalar) if kind == "f32" else int(scalar), ctype))
         return out
 
-    def _value_ptr(self, vid: int, overrides: Mapping[int, int] | None = None) -> int:
+    def _value_ptr(self, b: Any, vid: int, overrides: Mapping[int, int] | None = None) -> int:
         """The device address of value `vid`'s buffer (views: their source's)."""
         engine = self.engine
-        root = engine.root(vid)
+        root = b.root(vid)
         if overrides and root in overrides:
             return overrides[root]
-        info = engine.values[root]
+        info = b.values[root]
         if info["kind"] in ("weight", "const"):
             name = info["weight"]
             if name not in self.dev.weight_ptr:
@@ -385,56 +461,49 @@ class CudaContext:
                                         f"{info['dtype']})")
             return self.dev.weight_ptr[name]
         if in_arena(info):
-            return self.arena + engine.plan.offsets[root] if int(info["nbytes"]) else 0
+            return self.arena + b.plan.offsets[root] if int(info["nbytes"]) else 0
         raise EngineFormatError(f"{engine.source}: value {info['name']} lives on the host; a kernel cannot read it")
 
-    def _inputs_read(self, seg: tuple[int, int]) -> set[int]:
-        found = set()
-        for t in range(seg[0], seg[1] + 1):
-            for kind, vid, _ in self._params[t] or []:
-                if kind == "input":
-                    found.add(vid)
-        return found
-
-    def _kernel_params(self, t: int, overrides: Mapping[int, int]) -> tuple[tuple, tuple]:
+    def _kernel_params(self, state: _ShapeState, t: int, overrides: Mapping[int, int]) -> tuple[tuple, tuple]:
         values, types = [], []
-        for kind, v, ctype in self._params[t]:  # type: ignore[union-attr]
+        for kind, v, ctype in state.params[t]:  # type: ignore[union-attr]
             if kind == "input":
-                values.append(overrides.get(v) or (self.arena + self.engine.plan.offsets[v]))
+                values.append(overrides.get(v) or (self.arena + state.b.plan.offsets[v]))
             else:
                 values.append(v)
             types.append(ctype)
         return tuple(values), tuple(types)
 
     # -- running ---------------------------------------------------------------------------
-    def _enqueue(self, seg: tuple[int, int], overrides: Mapping[int, int]) -> None:
-        steps = self.engine.steps
+    def _enqueue(self, state: _ShapeState, seg: tuple[int, int], overrides: Mapping[int, int]) -> None:
+        steps = state.b.steps
         for t in range(seg[0], seg[1] + 1):
             step = steps[t]
-            if t in self._scratch_first:
-                for off, nbytes in self.engine.plan.scratch_slots.get(t, []):
+            if t in state.scratch_first:
+                for off, nbytes in state.b.plan.scratch_slots.get(t, []):
                     _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
             grid, block = step["grid"], step["block"]
             _call("cuLaunchKernel", self.dev.functions[step["kernel"]], int(grid[0]), int(grid[1]), int(grid[2]),
                   int(block[0]), int(block[1]), int(block[2]), int(step.get("shared", 0)), self.stream,
-                  self._kernel_params(t, overrides), 0, detail=f"step {t}: kernel {step['kernel']}")
+                  self._kernel_params(state, t, overrides), 0, detail=f"step {t}: kernel {step['kernel']}")
 
     def _capturing(self) -> bool:
         d = _drv()
         status = _call("cuStreamIsCapturing", self.stream)
         return status != d.CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_NONE
 
-    def _run_segment(self, seg: tuple[int, int], overrides: Mapping[int, int], capturing: bool) -> None:
+    def _run_segment(self, state: _ShapeState, seg: tuple[int, int], overrides: Mapping[int, int],
+                     capturing: bool) -> None:
         if not self.graphs or capturing:
-            self._enqueue(seg, overrides)
+            self._enqueue(state, seg, overrides)
             return
-        key = tuple((vid, overrides.get(vid, 0)) for vid in self._reads_inputs[seg])
-        exe = self._graphs.get((seg[0], key))
+        key = tuple((vid, overrides.get(vid, 0)) for vid in state.reads_inputs[seg])
+        exe = state.graphs.get((seg[0], key))
         if exe is None:
             d = _drv()
             _call("cuStreamBeginCapture", self.stream, d.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             try:
-                self._enqueue(seg, overrides)
+                self._enqueue(state, seg, overrides)
             except BaseException:
                 d.cuStreamEndCapture(self.stream)
                 raise
@@ -444,12 +513,12 @@ class CudaContext:
             finally:
                 d.cuGraphDestroy(graph)
             self.captures += 1
-            order = self._graph_order.setdefault(seg[0], [])
+            order = state.graph_order.setdefault(seg[0], [])
             if len(order) >= GRAPH_CACHE:
-                old = self._graphs.pop((seg[0], order.pop(0)))
+                old = state.graphs.pop((seg[0], order.pop(0)))
                 d.cuGraphExecDestroy(old)
             order.append(key)
-            self._graphs[(seg[0], key)] = exe
+            state.graphs[(seg[0], key)] = exe
         _call("cuGraphLaunch", exe, self.stream)
         self.graph_launches += 1
 
@@ -474,8 +543,21 @@ class CudaContext:
         engine.check_inputs(inputs)
         with self._lock:
             self.dev.activate()
-            if self.poison and engine.plan.arena_bytes:
-                _call("cuMemsetD8Async", self.arena, 0xFF, engine.plan.arena_bytes, self.stream)
+            views: dict[str, Any] = {}
+            given: dict[str, Any] = {}
+            for spec in engine.inputs:
+                x = inputs[spec.name]
+                view = dlpack.device_view(x, self.stream) if dlpack.is_device_array(x) else None
+                if view is not None:
+                    engine.check_input(spec, view.dtype, view.shape)
+                    views[spec.name] = view
+                else:
+                    given[spec.name] = engine.host_input(spec, x)
+            b = engine.bind({**{n: v.shape for n, v in views.items()},
+                             **{n: np.shape(x) for n, x in given.items() if hasattr(x, "shape")}})
+            state = self._state(b)
+            if self.poison and b.plan.arena_bytes:
+                _call("cuMemsetD8Async", self.arena, 0xFF, b.plan.arena_bytes, self.stream)
             overrides: dict[int, int] = {}
             keep: list[Any] = []
             host: dict[int, Any] = {}
@@ -483,12 +565,10 @@ class CudaContext:
             frameworks: list[str] = []
             device_mode = False
             for spec in engine.inputs:
-                x = inputs[spec.name]
-                info = engine.values[spec.value]
-                view = dlpack.device_view(x, self.stream) if dlpack.is_device_array(x) else None
+                info = b.values[spec.value]
+                view = views.get(spec.name)
                 if view is not None:
                     device_mode = True
-                    engine.check_input(spec, view.dtype, view.shape)
                     if not view.contiguous:
                         raise EngineInputError(f"input {spec.name!r}: a strided device array; pass a contiguous one "
                                                "(.contiguous() in torch, cupy.ascontiguousarray)")
@@ -503,38 +583,38 @@ class CudaContext:
                         producers.add(view.stream)
                     frameworks.append(view.framework)
                     continue
-                x = engine.host_input(spec, x)
+                x = given[spec.name]
                 if in_arena(info):
                     arr = np.asarray(x, order="C")
                     keep.append(arr)
                     if arr.nbytes:
-                        _call("cuMemcpyHtoDAsync", self._value_ptr(spec.value), arr.ctypes.data, arr.nbytes,
+                        _call("cuMemcpyHtoDAsync", self._value_ptr(b, spec.value), arr.ctypes.data, arr.nbytes,
                               self.stream, detail=f"input {spec.name}")
                 else:
                     host[spec.value] = x
             self._wait_on(sorted(producers))
             capturing = self._capturing()
-            steps = engine.steps
+            steps = b.steps
             t = 0
             while t < len(steps):
                 if steps[t]["kind"] == "launch":
-                    seg = self._segment_at[t]
-                    self._run_segment(seg, overrides, capturing)
+                    seg = state.segment_at[t]
+                    self._run_segment(state, seg, overrides, capturing)
                     t = seg[1] + 1
                     continue
                 if capturing:
                     raise CudaError("cuStreamBeginCapture", None, "the stream is being captured, and this engine "
                                     "has host steps, which cannot be captured")
-                self._host_step(t, overrides, host, keep)
+                self._host_step(b, t, overrides, host, keep)
                 t += 1
-            return self._outputs(overrides, host, device_mode, frameworks)
+            return self._outputs(b, overrides, host, device_mode, frameworks)
 
-    def _fetch(self, vid: int, overrides: Mapping[int, int], host: Mapping[int, Any]) -> tuple[Any, bool]:
+    def _fetch(self, b: Any, vid: int, overrides: Mapping[int, int], host: Mapping[int, Any]) -> tuple[Any, bool]:
         """A value on the host: (array, whether a copy was queued that the stream must finish first)."""
         engine = self.engine
-        info = engine.values[vid]
+        info = b.values[vid]
         if info["kind"] == "view":
-            base, pending = self._fetch(engine.root(vid), overrides, host)
+            base, pending = self._fetch(b, b.root(vid), overrides, host)
             return np.asarray(base).reshape(tuple(info["shape"])), pending
         if info["kind"] in ("weight", "const"):
             return engine.weights[info["weight"]], False
@@ -545,43 +625,42 @@ class CudaContext:
         from ember.ir.types import DTYPES
         arr = np.empty(tuple(info["shape"]), DTYPES[info["dtype"]].np_dtype)
         if arr.nbytes:
-            _call("cuMemcpyDtoHAsync", arr.ctypes.data, self._value_ptr(vid, overrides), arr.nbytes, self.stream)
+            _call("cuMemcpyDtoHAsync", arr.ctypes.data, self._value_ptr(b, vid, overrides), arr.nbytes, self.stream)
             return arr, True
         return arr, False
 
-    def _host_step(self, t: int, overrides: Mapping[int, int], host: dict[int, Any], keep: list[Any]) -> None:
-        engine = self.engine
-        step = engine.steps[t]
+    def _host_step(self, b: Any, t: int, overrides: Mapping[int, int], host: dict[int, Any], keep: list[Any]
+                   ) -> None:
+        step = b.steps[t]
         fetched: dict[int, Any] = {}
         pending = False
         for vid in step.get("reads", ()):
-            fetched[vid], p = self._fetch(int(vid), overrides, host)
+            fetched[vid], p = self._fetch(b, int(vid), overrides, host)
             pending = pending or p
         if pending:
             _call("cuStreamSynchronize", self.stream, detail=f"before host step {t}")
 
         def fetch(vid: int) -> Any:
             if vid not in fetched:
-                fetched[vid], p = self._fetch(vid, overrides, host)
+                fetched[vid], p = self._fetch(b, vid, overrides, host)
                 if p:
                     _call("cuStreamSynchronize", self.stream)
             return fetched[vid]
 
         runner = self.dev.host_ops
-        assert runner is not None
         for index in step["ops"]:
-            for vid, out in runner.run(int(index), fetch):
-                info = engine.values[vid]
+            for vid, out in runner.run(int(index), fetch, b.env):
+                info = b.values[vid]
                 if in_arena(info):
-                    arr = np.asarray(check_result(engine, vid, out), order="C")
+                    arr = np.asarray(check_result(b, vid, out), order="C")
                     keep.append(arr)
                     if arr.nbytes:
-                        _call("cuMemcpyHtoDAsync", self._value_ptr(vid, overrides), arr.ctypes.data, arr.nbytes,
+                        _call("cuMemcpyHtoDAsync", self._value_ptr(b, vid, overrides), arr.ctypes.data, arr.nbytes,
                               self.stream, detail=f"host step {t}")
                 else:
                     host[vid] = detach(out)
 
-    def _outputs(self, overrides: Mapping[int, int], host: Mapping[int, Any], device_mode: bool,
+    def _outputs(self, b: Any, overrides: Mapping[int, int], host: Mapping[int, Any], device_mode: bool,
                  frameworks: Sequence[str]) -> dict[str, Any]:
         engine = self.engine
         from ember.ir.types import DTYPES
@@ -589,32 +668,32 @@ class CudaContext:
         framework = frameworks[0] if frameworks and all(f == frameworks[0] for f in frameworks) else ""
         if not device_mode:
             for spec in engine.outputs:
-                info = engine.values[spec.value]
-                root = engine.values[engine.root(spec.value)]
+                info = b.values[spec.value]
+                root = b.values[b.root(spec.value)]
                 if root["kind"] in ("weight", "const"):
                     results[spec.name] = np.array(engine.weights[root["weight"]]).reshape(tuple(info["shape"]))
                 elif not in_arena(root):
-                    results[spec.name] = detach(host.get(engine.root(spec.value)))
+                    results[spec.name] = detach(host.get(b.root(spec.value)))
                 else:
                     out = np.empty(tuple(info["shape"]), DTYPES[info["dtype"]].np_dtype)
                     if out.nbytes:
-                        _call("cuMemcpyDtoHAsync", out.ctypes.data, self._value_ptr(spec.value, overrides), out.nbytes,
-                              self.stream, detail=f"output {spec.name}")
+                        _call("cuMemcpyDtoHAsync", out.ctypes.data, self._value_ptr(b, spec.value, overrides),
+                              out.nbytes, self.stream, detail=f"output {spec.name}")
                     results[spec.name] = out
             _call("cuStreamSynchronize", self.stream, detail="after the run")
             return results
         consumer: list[int] = []
         for spec in engine.outputs:
-            info = engine.values[spec.value]
-            root = engine.values[engine.root(spec.value)]
+            info = b.values[spec.value]
+            root = b.values[b.root(spec.value)]
             if root["kind"] not in ("weight", "const") and not in_arena(root):
-                results[spec.name] = detach(host.get(engine.root(spec.value)))
+                results[spec.name] = detach(host.get(b.root(spec.value)))
                 continue
             shape, dtype = tuple(info["shape"]), info["dtype"]
             nbytes = int(info["nbytes"])
             array, ptr = self._new_device_array(shape, dtype, nbytes, framework, consumer)
             if nbytes:
-                _call("cuMemcpyDtoDAsync", ptr, self._value_ptr(spec.value, overrides), nbytes, self.stream,
+                _call("cuMemcpyDtoDAsync", ptr, self._value_ptr(b, spec.value, overrides), nbytes, self.stream,
                       detail=f"output {spec.name}")
             results[spec.name] = array
         self._signal(sorted(set(consumer)))
@@ -649,9 +728,9 @@ class CudaContext:
         d = _drv()
         try:
             self.dev.activate()
-            for exe in self._graphs.values():
-                d.cuGraphExecDestroy(exe)
-            self._graphs = {}
+            for state in self._states.values():
+                state.release(self.dev)
+            self._states.clear()
             if self.arena:
                 self.dev.free(self.arena)
                 self.arena = 0

@@ -513,15 +513,29 @@ class Engine:
             print(f"ember: no CUDA GPU ({reason}); running the engine on the host arena", file=sys.stderr)
         return "cpu"
 
+    poison_arena = False
+    """Fill a CUDA context's arena with 0xFF bytes (NaN in every float type) before each run, so an
+    output a kernel fails to write reads as poison (the GPU tests turn it on; the host arena
+    always does it)."""
+
     def create_context(self, device: str = "cuda", stream: Any = None, *, graphs: bool = True,
-                       device_index: int = 0) -> Any:
-        """A new execution context: its own arena (and, on CUDA, stream); the weights are shared."""
+                       device_index: int = 0, graph_cache: int = 8, poison: bool | None = None) -> Any:
+        """A new execution context: its own arena (and, on CUDA, stream); the weights are shared.
+        On CUDA it keeps the launch state and CUDA graphs of the `graph_cache` shapes used last."""
         device = self.pick_device(device)
         if device == "cpu":
             from ember.runtime.host import HostContext
             return HostContext(self)
         from ember.runtime.cuda import CudaContext
-        return CudaContext(self, stream=stream, graphs=graphs, device_index=device_index)
+        return CudaContext(self, stream=stream, graphs=graphs, device_index=device_index, graph_cache=graph_cache,
+                           poison=self.poison_arena if poison is None else poison)
+
+    def max_arena_bytes(self) -> int:
+        """The largest arena of the profiles' MAX shapes (the default shape's for a fixed engine)."""
+        if not self.is_dynamic:
+            return self.default.plan.arena_bytes
+        return max(self.default.plan.arena_bytes,
+                   *(self.bind({r.name: r.max for r in p.inputs}).plan.arena_bytes for p in self.profiles))
 
     def device_state(self, device_index: int = 0) -> Any:
         """The engine's per-GPU state (kernels loaded, weights and metadata uploaded), made once."""
