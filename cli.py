@@ -4,7 +4,7 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
 
     ember import MODEL [-o OUT.ir] [--freeze NAME=FILE.npy]   an .onnx file to .ir (+ .weights)
     ember opt IN.ir -p PIPELINE [-o OUT.ir] [--print-ir-after-all] [--timing]   run passes, like mlir-opt
-    ember compile MODEL -o OUT.engine [--fp16|--bf16] [--target sm_80,sm_90] [--shapes NAME:1x3x224x224]
+    ember compile MODEL -o OUT.engine [--fp16|--bf16] [--target sm_80,sm_90] [--shapes NAME:1x3x224x224 | --profile NAME:MIN:OPT:MAX]
                   [--pipeline P] [--dump-cuda DIR] [--strict]    build an engine (NVRTC; no GPU needed)
     ember inspect MODEL [--ir] [--dot FILE]     what a model holds
     ember run MODEL [-i NAME=FILE.npy ...] [--device cpu|cuda]   run an engine (or build one first)
@@ -164,17 +164,41 @@ def random_inputs(fn: Any, seed: int, dims: dict[str, int]) -> dict[str, np.ndar
     return out
 
 
+def _parse_shape(flag: str, item: str, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.lower().split("x")) if text else ()
+    except ValueError:
+        raise EmberError(f"{flag} {item!r}: dims must be integers joined by x, as 1x3x224x224") from None
+
+
 def _parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """--shapes NAME:1x3x224x224[,NAME2:...] (repeatable): one shape per input."""
     shapes = {}
-    for item in items:
-        name, sep, dims = item.rpartition(":")
-        if not sep or not name:
-            raise EmberError(f"--shapes {item!r}: expected NAME:1x3x224x224")
-        try:
-            shapes[name] = tuple(int(d) for d in dims.lower().split("x")) if dims else ()
-        except ValueError:
-            raise EmberError(f"--shapes {item!r}: dims must be integers joined by x") from None
+    for flag_value in items:
+        for item in flag_value.split(","):
+            name, sep, dims = item.rpartition(":")
+            if not sep or not name:
+                raise EmberError(f"--shapes {item!r}: expected NAME:1x3x224x224 (inputs separated by commas)")
+            if name in shapes:
+                raise EmberError(f"--shapes: input {name!r} is given twice")
+            shapes[name] = _parse_shape("--shapes", item, dims)
     return shapes
+
+
+def _parse_profile(value: str) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """--profile NAME:MIN:OPT:MAX[,NAME2:...]: one optimization profile (OPT may be left out:
+    NAME:MIN:MAX takes OPT = MAX)."""
+    profile: dict[str, tuple[tuple[int, ...], ...]] = {}
+    for item in value.split(","):
+        parts = item.split(":")
+        if len(parts) < 3 or len(parts) > 4 or not parts[0]:
+            raise EmberError(f"--profile {item!r}: expected NAME:MIN:OPT:MAX (as input_ids:1x16:8x128:32x512) or "
+                             "NAME:MIN:MAX; separate inputs with commas and repeat --profile for more profiles")
+        name = parts[0]
+        if name in profile:
+            raise EmberError(f"--profile: input {name!r} is given twice in one profile")
+        profile[name] = tuple(_parse_shape("--profile", item, d) for d in parts[1:])
+    return profile
 
 
 def _parse_tactics(items: Sequence[str]) -> dict[int | str, str]:
@@ -208,7 +232,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        engine = build(module, precision=precision, targets=targets, shapes=_parse_shapes(args.shapes or []),
+        if args.shapes and args.profile:
+            raise EmberError("give --shapes (one shape per input) or --profile (ranges), not both")
+        profiles = [_parse_profile(p) for p in args.profile] if args.profile else None
+        shapes = _parse_shapes(args.shapes) if args.shapes else None
+        engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
                        pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
                        cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []))
     engine.save(out)
@@ -427,7 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--fp16", action="store_true", help="run float ops in f16")
     precision.add_argument("--bf16", action="store_true", help="run float ops in bf16")
     s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures (default sm_80,sm_90)")
-    s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224", help="input shapes (symbols)")
+    s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
+                   help="one shape per input with symbolic dims (an engine for exactly this shape)")
+    s.add_argument("--profile", action="append", metavar="NAME:MIN:OPT:MAX[,NAME2:...]",
+                   help="an optimization profile: per input, MIN, OPT and MAX shapes (as input_ids:1x16:8x128:32x512); "
+                        "repeat for more profiles. Any shape in range runs without a rebuild; tactics are chosen at OPT")
     s.add_argument("--pipeline", default="default")
     s.add_argument("--dump-cuda", metavar="DIR", help="write every kernel's CUDA source")
     s.add_argument("--strict", action="store_true", help="fail if any op would run on the host")

@@ -179,7 +179,8 @@ class Engine:
         self.groups = op_groups(program["steps"])
         self.profiles: list[Profile] = list(profiles)
         self.specializations: list[Specialization] = list(specializations)
-        self.default = B.Binding(self.symbols, -1, program, plan)
+        # the stored program: the first profile's first variant, bound at its OPT shape
+        self.default = B.Binding(self.symbols, 0 if self.specializations else -1, program, plan)
         self.bindings = B.Bindings(BINDING_CACHE)
         self._binding_lock = threading.Lock()
         self.bindings.put(self.default)

@@ -1,0 +1,208 @@
+"""Optimization profiles: one engine for a range of shapes (issue 12), on the host arena.
+
+For every committed fixture with a symbolic dim, one engine is built with a profile
+and run at its MIN, OPT and MAX and at hypothesis-drawn shapes in between, each
+against the interpreter at that shape by the project's tolerance rule; no kernel is
+compiled after the build (the compiler is made to fail if called) and the engine's
+kernels stay the ones it was built with. Shapes outside are refused before any step
+runs, naming the input, its shape and the profiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ember
+from ember.build import BuildError
+from ember.codegen import nvrtc
+from ember.ir.interpret import interpret
+from ember.runtime import Engine
+from ember.runtime.engine import EngineInputError
+from ember.tolerance import compare
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
+
+# fixture -> per symbol (MIN, OPT, MAX)
+PROFILES = {
+    "bert_small": {"batch": (1, 2, 3), "sequence": (4, 16, 24)},
+    "gpt2_small": {"batch": (1, 2, 3), "sequence": (4, 16, 24)},
+    "lstm_small": {"batch": (1, 2, 3), "sequence": (4, 12, 16)},
+    "resnet50_small": {"batch": (1, 2, 4)},
+    "mobilenet_v2_small": {"batch": (1, 2, 4)},
+    "efficientnet_b0_small": {"batch": (1, 2, 4)},
+    "vit_b_16_small": {"batch": (1, 2, 4)},
+}
+
+
+def _declared(module) -> dict[str, tuple]:
+    fn = module.main
+    return {n: tuple(str(d) for d in v.type.shape) for n, v in zip(fn.input_names, fn.inputs)}
+
+
+def _shape(dims: tuple, env: dict[str, int]) -> tuple[int, ...]:
+    return tuple(env[d] if d in env else int(d) for d in dims)
+
+
+def _profile(module, ranges: dict[str, tuple[int, int, int]]) -> dict[str, tuple]:
+    out = {}
+    for name, dims in _declared(module).items():
+        out[name] = tuple(_shape(dims, {s: r[k] for s, r in ranges.items()}) for k in range(3))
+    return out
+
+
+def _feeds(module, env: dict[str, int], seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, v in zip(module.main.input_names, module.main.inputs):
+        shape = _shape(_declared(module)[name], env)
+        if v.type.dtype.is_float:
+            feeds[name] = rng.standard_normal(shape).astype(v.type.dtype.np_dtype)
+        elif "mask" in name:
+            feeds[name] = np.ones(shape, v.type.dtype.np_dtype)
+        else:
+            feeds[name] = rng.integers(0, 90, size=shape).astype(v.type.dtype.np_dtype)
+    return feeds
+
+
+class Profiled:
+    """Per fixture, lazily: the imported module and its profile engine (saved and loaded back)."""
+
+    def __init__(self, cache_dir, tmp) -> None:
+        self.cache_dir, self.tmp = cache_dir, tmp
+        self._made: dict[str, tuple] = {}
+
+    def get(self, name: str) -> tuple:
+        if name not in self._made:
+            module = ember.load(FIXTURES / f"{name}.onnx")
+            engine = ember.compile(module, profiles=[_profile(module, PROFILES[name])], cache_dir=self.cache_dir)
+            path = self.tmp / f"{name}.engine"
+            engine.save(path)
+            self._made[name] = (module, Engine.load(path), engine)
+        return self._made[name]
+
+
+@pytest.fixture(scope="module")
+def profiled(kernel_cache, tmp_path_factory) -> Profiled:
+    return Profiled(kernel_cache, tmp_path_factory.mktemp("profiles"))
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    """Call it after the build: any NVRTC compile from then on fails the test."""
+    def forbid() -> None:
+        def refuse(*args, **kwargs):
+            raise AssertionError("NVRTC was called after the build")
+        monkeypatch.setattr(nvrtc.Compiler, "compile_all", refuse)
+    return forbid
+
+
+def check_at(module, engine: Engine, env: dict[str, int], seed: int = 0) -> None:
+    feeds = _feeds(module, env, seed)
+    kernels = dict(engine.kernels)
+    got = engine.run(feeds, device="cpu")
+    want = interpret(module, feeds)
+    for name, ref in want.items():
+        verdict = compare(got[name], np.asarray(ref))
+        assert verdict, f"{name} at {env}: {verdict.message}"
+    assert engine.kernels == kernels
+    binding = engine.bind({k: v.shape for k, v in feeds.items()})
+    assert binding.env == env
+    assert {s["kernel"] for s in binding.steps if s["kind"] == "launch"} <= set(engine.kernels)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_a_profile_engine_runs_min_opt_max(name, profiled, no_compiler):
+    module, engine, _ = profiled.get(name)
+    no_compiler()
+    assert engine.is_dynamic and len(engine.profiles) == 1
+    for k in range(3):
+        check_at(module, engine, {s: r[k] for s, r in PROFILES[name].items()}, seed=k)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_a_profile_engine_runs_shapes_in_between(name, profiled, no_compiler):
+    module, engine, _ = profiled.get(name)
+    no_compiler()
+    ranges = PROFILES[name]
+
+    @settings(max_examples=3, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(st.fixed_dictionaries({s: st.integers(lo, hi) for s, (lo, _, hi) in ranges.items()}),
+           st.integers(0, 1000))
+    def between(env, seed):
+        check_at(module, engine, env, seed)
+
+    between()
+
+
+@pytest.mark.parametrize("name", ["bert_small", "resnet50_small"])
+def test_shapes_outside_the_profile_are_refused(name, profiled):
+    module, engine, _ = profiled.get(name)
+    ranges = PROFILES[name]
+    env = {s: hi + 1 for s, (_, _, hi) in ranges.items()}
+    with pytest.raises(EngineInputError) as info:
+        engine.run(_feeds(module, env, 0), device="cpu")
+    message = str(info.value)
+    assert "outside every optimization profile" in message and "\n" not in message
+    first = module.main.input_names[0]
+    assert f"{first} {list(_shape(_declared(module)[first], env))}" in message
+    assert str(engine.profiles[0]) in message
+
+
+def test_the_saved_engine_keeps_its_profiles(profiled):
+    module, loaded, built = profiled.get("bert_small")
+    assert [str(p) for p in loaded.profiles] == [str(p) for p in built.profiles]
+    assert len(loaded.specializations) == len(built.specializations) >= 1
+    assert str(loaded.inputs[0]) == "input_ids: i64[batch=1..3,sequence=4..24]"
+    feeds = _feeds(module, {"batch": 3, "sequence": 7}, 5)
+    a, b = built.run(feeds, device="cpu"), loaded.run(feeds, device="cpu")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_two_profiles_in_one_engine(kernel_cache, no_compiler):
+    module = ember.load(FIXTURES / "resnet50_small.onnx")
+    engine = ember.compile(module, profiles=[{"image": ((1, 3, 64, 64), (2, 3, 64, 64))},
+                                             {"image": ((3, 3, 64, 64), (6, 3, 64, 64), (8, 3, 64, 64))}],
+                           cache_dir=kernel_cache)
+    no_compiler()
+    assert len(engine.profiles) == 2
+    for batch, profile in [(1, 0), (2, 0), (3, 1), (7, 1)]:
+        check_at(module, engine, {"batch": batch}, seed=batch)
+        index = engine.bind({"image": (batch, 3, 64, 64)}).specialization
+        assert engine.specializations[index].profile == profile
+    with pytest.raises(EngineInputError, match="outside every optimization profile"):
+        engine.run({"image": np.zeros((9, 3, 64, 64), np.float32)}, device="cpu")
+
+
+def test_a_symbolic_input_without_shapes_or_profile_is_refused():
+    module = ember.load(FIXTURES / "bert_small.onnx")
+    with pytest.raises(BuildError) as info:
+        ember.compile(module)
+    message = str(info.value)
+    assert "batch, sequence" in message and "input_ids [batch,sequence]" in message
+    assert "shapes=" in message and "profiles=" in message
+
+
+@pytest.mark.parametrize("profiles, shapes, wanted", [
+    ([{"image": ((2, 3, 64, 64), (1, 3, 64, 64), (4, 3, 64, 64))}], None, "MIN <= OPT <= MAX"),
+    ([{"image": ((1, 3, 32, 32), (4, 3, 32, 32))}], None, "dim 2 is 64 in the model"),
+    ([{"picture": ((1, 3, 64, 64),)}], None, "names no input"),
+    ([{"image": ((1, 3, 64, 64), (4, 3, 64, 64))}], {"image": (1, 3, 64, 64)}, "not both"),
+    ([], None, "is empty"),
+])
+def test_bad_profiles_are_refused(profiles, shapes, wanted):
+    module = ember.load(FIXTURES / "resnet50_small.onnx")
+    with pytest.raises(BuildError, match=wanted):
+        ember.compile(module, profiles=profiles, shapes=shapes)
+
+
+def test_opt_defaults_to_max_and_tactics_follow_opt(kernel_cache):
+    module = ember.load(FIXTURES / "resnet50_small.onnx")
+    engine = ember.compile(module, profiles=[{"image": ((1, 3, 64, 64), (4, 3, 64, 64))}], cache_dir=kernel_cache)
+    assert engine.profiles[0].symbols == {"batch": (1, 4, 4)}
+    assert engine.symbols == {"batch": 4}
