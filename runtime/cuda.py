@@ -392,6 +392,11 @@ class CudaContext:
         self.graph_launches = 0
         self.captures = 0
 
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """The launch segments (CUDA graphs) of the shape run last."""
+        return next(reversed(self._states.values())).segments if self._states else []
+
     def _state(self, b: Any) -> _ShapeState:
         state = self._states.get(b.key)
         if state is not None and state.b is b:

@@ -206,3 +206,80 @@ def test_opt_defaults_to_max_and_tactics_follow_opt(kernel_cache):
     engine = ember.compile(module, profiles=[{"image": ((1, 3, 64, 64), (4, 3, 64, 64))}], cache_dir=kernel_cache)
     assert engine.profiles[0].symbols == {"batch": (1, 4, 4)}
     assert engine.symbols == {"batch": 4}
+
+
+# -- on the GPU (scripts/gpu_check.sh tests) -------------------------------------------------------
+def _cuda():
+    from ember.runtime import cuda
+    return cuda.available()
+
+
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+@pytest.mark.gpu
+def test_a_profile_engine_on_the_gpu(name, profiled, no_compiler):
+    if not _cuda()[0]:
+        pytest.skip(f"no CUDA GPU: {_cuda()[1]}")
+    from ember.tolerance import assert_close
+    module, engine, _ = profiled.get(name)
+    no_compiler()
+    ranges = PROFILES[name]
+    rng = np.random.default_rng(7)
+    envs = [{s: r[k] for s, r in ranges.items()} for k in range(3)]
+    envs += [{s: int(rng.integers(lo, hi + 1)) for s, (lo, _, hi) in ranges.items()} for _ in range(2)]
+    ctx = engine.create_context("cuda")
+    for i, env in enumerate(envs):
+        feeds = _feeds(module, env, i)
+        got = ctx.run(feeds)
+        want = interpret(module, feeds)
+        for k, ref in want.items():
+            assert_close(np.asarray(got[k]), np.asarray(ref), what=f"{name}:{k} at {env}")
+
+
+@pytest.mark.gpu
+def test_a_graph_cache_of_two_with_three_alternating_shapes(profiled):
+    if not _cuda()[0]:
+        pytest.skip(f"no CUDA GPU: {_cuda()[1]}")
+    from ember.tolerance import assert_close
+    module, engine, _ = profiled.get("bert_small")
+    ctx = engine.create_context("cuda", graph_cache=2)
+    envs = [{"batch": 1, "sequence": 5}, {"batch": 2, "sequence": 16}, {"batch": 3, "sequence": 23}]
+    captures = []
+    for rnd in range(3):
+        for i, env in enumerate(envs):
+            feeds = _feeds(module, env, 10 * rnd + i)
+            got = ctx.run(feeds)
+            want = engine.run(feeds, device="cpu")
+            for k in want:
+                assert_close(np.asarray(got[k]), np.asarray(want[k]), what=f"{k} at {env}, round {rnd}")
+            captures.append(ctx.captures)
+            assert len(ctx._states) <= 2
+    # Three shapes through two slots: every run is a new capture (least recently used out).
+    assert all(b > a for a, b in zip(captures, captures[1:]))
+    same = _feeds(module, envs[2], 99)
+    before = ctx.captures
+    ctx.run(same)
+    assert ctx.captures == before, "the shape just used replays its graphs"
+
+
+@pytest.mark.gpu
+def test_an_output_the_engine_fails_to_write_reads_as_poison(kernel_cache):
+    if not _cuda()[0]:
+        pytest.skip(f"no CUDA GPU: {_cuda()[1]}")
+    from ember import ir
+    n = 1 << 16
+    b = ir.Builder("poison")
+    x = b.input("x", ir.f32[n])
+    b.output("y", b.relu(x))
+    engine = ember.compile(b.build(), cache_dir=kernel_cache)
+    feeds = {"x": np.random.default_rng(0).standard_normal(n).astype(np.float32)}
+    assert np.array_equal(engine.run(feeds, device="cuda")["y"], np.maximum(feeds["x"], 0))
+    step = next(s for s in engine.default.steps if s["kind"] == "launch")
+    for a in step["args"]:
+        if "i64" in a and a["i64"] == n:
+            a["i64"] = n // 2  # the kernel now covers only the first half of y
+    ctx = engine.create_context("cuda", poison=True, graphs=False)
+    y = ctx.run(feeds)["y"]
+    assert np.array_equal(y[:n // 2], np.maximum(feeds["x"][:n // 2], 0))
+    assert np.isnan(y[n // 2:]).all()
