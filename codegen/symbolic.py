@@ -122,6 +122,8 @@ class SymInt(int):
     # -- arithmetic keeps the expression ------------------------------------------------------
     def _binary(self, other: Any, fn: Callable[[D.Dim, D.Dim], D.Dim], py: Callable[[int, int], int],
                 swap: bool = False) -> Any:
+        if isinstance(other, float):  # a float result keeps no expression: pinned to the value
+            return py(other, self.pin()) if swap else py(self.pin(), other)
         if isinstance(other, bool) or not isinstance(other, int):
             return NotImplemented
         a, b = (expr_of(other), self.expr) if swap else (self.expr, expr_of(other))

@@ -354,7 +354,7 @@ __device__ __forceinline__ void fill_from_meta(long long* __restrict__ out, cons
 
 // -- resize ---------------------------------------------------------------------------------------------------
 // Per axis, meta holds 7 entries: in dim, out dim, in stride, then as double bits: the scale,
-// the unrounded output length L, the roi start and end. After them: cubic_coeff_a (double bits)
+// the unrounded output length L (NaN for both: computed from the dims), the roi start and end. After them: cubic_coeff_a (double bits)
 // and the extrapolation value as the output's bits. See ember.resize for every formula.
 enum { CTM_HALF_PIXEL, CTM_HALF_PIXEL_SYMMETRIC, CTM_PYTORCH_HALF_PIXEL, CTM_ALIGN_CORNERS, CTM_ASYMMETRIC,
        CTM_TF_CROP_AND_RESIZE, CTM_TF_HALF_PIXEL_FOR_NN };
@@ -419,10 +419,23 @@ __device__ __forceinline__ W resize_sum(const T* __restrict__ in, const ResizeTa
   }
 }
 
+// An axis's scale and unrounded output length; NaN in the meta means "from the sizes": out / in
+// (1 for an empty input) and out, as ember.resize defines them when it is given sizes. An engine
+// that serves a range of shapes cannot hold them as constants.
+__device__ __forceinline__ double resize_scale(const i64* __restrict__ m) {
+  const double s = meta_f64(m, 3);
+  return s == s ? s : (m[0] != 0 ? (double)m[1] / (double)m[0] : 1.0);
+}
+__device__ __forceinline__ double resize_length(const i64* __restrict__ m) {
+  const double l = meta_f64(m, 4);
+  return l == l ? l : (double)m[1];
+}
+
 // The source coordinate of output index y on the axis described by m (7 meta entries).
 template <int CTM>
 __device__ __forceinline__ double resize_axis_coordinate(const i64* __restrict__ m, long long y) {
-  return resize_coordinate<CTM>((double)y, m[0], m[1], meta_f64(m, 3), meta_f64(m, 4), meta_f64(m, 5), meta_f64(m, 6));
+  return resize_coordinate<CTM>((double)y, m[0], m[1], resize_scale(m), resize_length(m), meta_f64(m, 5),
+                                meta_f64(m, 6));
 }
 
 template <typename T> __device__ __forceinline__ T bits_as(long long bits) {
@@ -476,7 +489,7 @@ __device__ __forceinline__ void resize_interpolate(T* __restrict__ out, const T*
       rest /= (Index)m[1];
       const double x = resize_axis_coordinate<CTM>(m, (long long)y);
       if (CTM == CTM_TF_CROP_AND_RESIZE && (x < 0.0 || x > (double)(n_in - 1))) outside = true;
-      const double scale = meta_f64(m, 3);
+      const double scale = resize_scale(m);
       const double stretch = (ANTIALIAS && scale < 1.0) ? scale : 1.0;
       int count = 2 * (int)ceil(support / stretch);
       count = count > TAPS ? TAPS : count;

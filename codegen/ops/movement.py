@@ -29,7 +29,7 @@ from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Arg, Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.ops.elementwise import broadcast_strides
-from ember.codegen.symbolic import contiguous_strides, numel, smax, smin
+from ember.codegen.symbolic import contiguous_strides, numel, smax, smin, value_of
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
@@ -543,9 +543,11 @@ def resize(ctx: LowerContext, op: Operation) -> None:
     a = op.attributes
     rank = len(shape)
     scales = a["scales"]
-    if a["sizes"] is not None:
-        factors = [float(s) for s in scales] if scales is not None else \
-            [o / d if d else 1.0 for o, d in zip(out_shape, shape)]
+    from_sizes = scales is None  # scale = out / in, computed by the kernel from the dims (shapes may vary)
+    if from_sizes:
+        factors = [value_of(o) / value_of(d) if value_of(d) else 1.0 for o, d in zip(out_shape, shape)]
+        if a["antialias"] and a["mode"] != "nearest":  # the tap count depends on the ratio itself
+            factors = [o / d if d else 1.0 for o, d in zip(out_shape, shape)]
     else:
         factors = [float(s) for s in scales]
     dt = ctx.dtype(x)
@@ -555,10 +557,12 @@ def resize(ctx: LowerContext, op: Operation) -> None:
     cropping = a["coordinate_transformation_mode"] == "tf_crop_and_resize"
     meta: list[int] = []
     for axis in range(rank):
-        length = shape[axis] * factors[axis] if scales is not None else float(out_shape[axis])
         start, end = (roi[axis], roi[axis + rank]) if roi is not None else (0.0, 0.0)
-        meta += [shape[axis], out_shape[axis], strides[axis], f64_bits(factors[axis]), f64_bits(length),
-                 f64_bits(start), f64_bits(end)]
+        if from_sizes:
+            scale_bits = length_bits = f64_bits(math.nan)
+        else:
+            scale_bits, length_bits = f64_bits(factors[axis]), f64_bits(shape[axis] * factors[axis])
+        meta += [shape[axis], out_shape[axis], strides[axis], scale_bits, length_bits, f64_bits(start), f64_bits(end)]
     integer = dt.kind in ("int", "uint")
     bounds = (float(np.iinfo(dt.np_dtype).min), float(np.iinfo(dt.np_dtype).max)) if integer else (0.0, 0.0)
     fill = value_bits(_resize_fill(a["extrapolation_value"], dt)) if cropping else 0

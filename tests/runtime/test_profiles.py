@@ -36,6 +36,7 @@ PROFILES = {
     "mobilenet_v2_small": {"batch": (1, 2, 4)},
     "efficientnet_b0_small": {"batch": (1, 2, 4)},
     "vit_b_16_small": {"batch": (1, 2, 4)},
+    "ssdlite_small": {"height": (64, 96, 128), "width": (64, 80, 128)},
 }
 
 
