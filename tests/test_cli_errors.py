@@ -89,6 +89,12 @@ CASES = [
     (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--shapes", "x:2xq"], "dims must be integers"),
     (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--shapes", "x:-1x4"], "dim -1 is negative"),
     (["compile", "{d}/sym.ir", "-o", "{d}/new.engine", "--shapes", "x:1000000000000x4"], "than the limit"),
+    (["compile", "{d}/m.ir", "-o", "{d}/new.engine"], "symbolic dims (N: x [N,4])"),
+    (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--profile", "x:1x4"], "expected NAME:MIN:OPT:MAX"),
+    (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--profile", "x:4x4:2x4:8x4"], "MIN <= OPT <= MAX"),
+    (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--profile", "x:1x4:2x4:8x4,x:1x4:8x4"], "given twice"),
+    (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--profile", "x:1x4:8x4", "--shapes", "x:2x4"], "not both"),
+    (["compile", "{d}/m.ir", "-o", "{d}/new.engine", "--profile", "y:1x4:8x4"], "names no input of the model"),
     (["opt", "{d}/m.ir", "-p", "canonicalize", "-o", "{d}/existing.ir"], "exists; pass --force"),
     (["opt", "{d}/m.ir", "-p", "canonicalize", "-o", "{d}/m.ir"], "is the input; pass --in-place"),
     (["opt", "{d}/m.ir", "-p", "fuse-elementwise{max-ops=-5}"], "max-ops=-5 is below its minimum 1"),
@@ -137,3 +143,24 @@ def test_force_replaces_and_in_place_rewrites(files, engine_path, capsys):
     assert "ember.relu" in (files / "existing.ir").read_text()
     assert main(["opt", str(files / "m.ir"), "-p", "canonicalize", "-o", str(files / "m.ir"), "--in-place"]) == 0
     capsys.readouterr()
+
+
+def test_a_profile_engine_from_the_command_line(tmp_path, capsys):
+    model, engine = tmp_path / "m.ir", tmp_path / "m.engine"
+    small_module().save(model)
+    assert main(["compile", str(model), "-o", str(engine), "--profile", "x:1x4:2x4:8x4",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "profile 0 arena: MIN" in capsys.readouterr().out
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["run", str(engine), "-i", f"x={tmp_path / 'x.npy'}", "-o", str(tmp_path / "y.npz"),
+                 "--device", "cpu"]) == 0
+    with np.load(tmp_path / "y.npz") as out:
+        assert np.allclose(out["y"], np.maximum(x + np.arange(4, dtype=np.float32), 0))
+    capsys.readouterr()
+    np.save(tmp_path / "big.npy", np.zeros((9, 4), np.float32))
+    assert main(["run", str(engine), "-i", f"x={tmp_path / 'big.npy'}", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert "outside every optimization profile" in line and "x [9, 4]" in line and "x:1x4:2x4:8x4" in line

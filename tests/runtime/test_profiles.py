@@ -284,3 +284,32 @@ def test_an_output_the_engine_fails_to_write_reads_as_poison(kernel_cache):
     y = ctx.run(feeds)["y"]
     assert np.array_equal(y[:n // 2], np.maximum(feeds["x"][:n // 2], 0))
     assert np.isnan(y[n // 2:]).all()
+
+
+def test_a_version_1_engine_loads_as_a_one_shape_engine(kernel_cache, tmp_path):
+    import struct
+    import zlib
+
+    from ember.runtime import engine_format as fmt
+    module = ember.load(FIXTURES / "resnet50_small.onnx")
+    engine = ember.compile(module, shapes={"image": (2, 3, 64, 64)}, cache_dir=kernel_cache)
+    data = bytearray(engine.to_bytes())
+    assert struct.unpack_from("<I", data, 8)[0] == fmt.FORMAT_VERSION == 2
+    import hashlib
+    struct.pack_into("<I", data, 8, 1)  # what Ember wrote before profiles: the same sections, version 1
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[:24])))
+    header_len = struct.unpack_from("<Q", data, 16)[0]
+    head = bytes(data[32:32 + header_len])
+    for form in (b'"format_version":2', b'"format_version": 2'):
+        head = head.replace(form, form[:-1] + b"1")
+    data[32:32 + header_len] = head
+    data[32 + header_len:32 + header_len + 32] = hashlib.sha256(bytes(data[:32 + header_len])).digest()
+    path = tmp_path / "v1.engine"
+    path.write_bytes(bytes(data))
+    loaded = Engine.load(path)
+    assert not loaded.profiles and not loaded.is_dynamic
+    feeds = _feeds(module, {"batch": 2}, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.run(feeds, device="cpu").values(),
+                                                     engine.run(feeds, device="cpu").values()))
+    with pytest.raises(EngineInputError, match="built for shape"):
+        loaded.run(_feeds(module, {"batch": 3}, 0), device="cpu")
