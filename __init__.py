@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from ember.version import __version__
 
 _LAZY = {
     "ir": ("ember.ir", None),

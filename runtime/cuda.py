@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ember.errors import EmberError
-from ember.runtime.engine import EngineInputError, cubin_runs_on, ptx_runs_on, _arch_number
+from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
 from ember.runtime.memory_plan import in_arena
@@ -211,7 +211,7 @@ class DeviceEngine:
             return k.cubins[self.arch], self.arch
         fits = [a for a in k.cubins if cubin_runs_on(a, self.arch)]
         if fits:
-            best = max(fits, key=_arch_number)
+            best = max(fits, key=arch_number)
             return k.cubins[best], best
         if k.ptx and k.ptx_arch and ptx_runs_on(k.ptx_arch, self.arch):
             ptx = bytes(k.ptx)

@@ -203,7 +203,7 @@ class HostContext:
 def _to_host(x: Any) -> Any:
     if hasattr(x, "__cuda_array_interface__") or (hasattr(x, "__dlpack_device__") and not isinstance(x, np.ndarray)
                                                   and _dlpack_device_type(x) not in (1, 3)):
-        from ember.runtime.engine import EngineInputError
+        from ember.runtime.specs import EngineInputError
         raise EngineInputError("a device array was given to the host-arena executor; pass a numpy array "
                                "(or run with device='cuda')")
     return x

@@ -124,10 +124,10 @@ def _sized(f: Any, at: At, *args: Any) -> int:
 
 
 def _arch(x: Any, at: At) -> str:
-    from ember.runtime.engine import _arch_number
+    from ember.runtime.specs import arch_number
     text = _str(x, at)
     try:
-        _arch_number(text)
+        arch_number(text)
     except EngineFormatError:
         at.fail(f"{text!r} is not a CUDA architecture like sm_80 or compute_90")
     return text

@@ -99,3 +99,42 @@ def test_ir_alone_pulls_in_no_other_layer():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def _layer_files(layer: str):
+    for path, rel in package_files():
+        if rel.parts[0] == layer:
+            yield path, rel
+
+
+def test_layers_read_no_environment_variables():
+    """Environment variables are read at the edges (the command line, scripts, the tests'
+    conftest), so an engine behaves the same in every process that loads it."""
+    edges = {"codegen/nvrtc_worker.py"}  # a process of its own (its main re-executes itself once)
+    problems = []
+    for layer in LAYERS:
+        for path, rel in _layer_files(layer):
+            if rel.as_posix() in edges:
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
+                        isinstance(node.value, ast.Name) and node.value.id == "os":
+                    problems.append(f"{rel}:{node.lineno}: os.{node.attr}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_runtime_below_its_facade_does_not_import_the_facade():
+    """runtime/engine.py is the facade (Engine); the modules it uses (cuda, host, binding,
+    validate, specs, memory_plan, engine_format, dlpack) never import it back, and no layer
+    imports the package's front door (`import ember`) for anything."""
+    problems = []
+    for layer in LAYERS:
+        for path, rel in _layer_files(layer):
+            imported = ember_imports(path)
+            if "ember" in imported:
+                problems.append(f"{rel}: imports the package itself (`import ember`)")
+            if layer == "runtime" and rel.stem not in ("engine", "__init__") and \
+                    any(m == "ember.runtime.engine" or m.startswith("ember.runtime.engine.") for m in imported):
+                problems.append(f"{rel}: imports the facade ember.runtime.engine")
+    assert not problems, "\n".join(problems)
