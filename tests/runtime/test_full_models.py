@@ -76,3 +76,53 @@ def test_full_size_model_on_the_gpu_matches_onnxruntime(exported, built, name, p
         record_property(f"{k}_max_abs_diff", c.max_abs_diff)
         record_property(f"{k}_bound", c.bound)
         assert c, f"{name} {precision} {k}: {c.message}"
+
+
+# One engine for a range of shapes (optimization profiles), against onnxruntime at each shape.
+PROFILE_CASES = {
+    "bert": ({"input_ids": ((1, 16), (8, 128), (32, 512)), "attention_mask": ((1, 16), (8, 128), (32, 512))},
+             [(1, 16), (1, 17), (3, 129), (8, 128), (5, 300), (32, 512)]),
+    "resnet50": ({"image": ((1, 3, 224, 224), (8, 3, 224, 224), (64, 3, 224, 224))},
+                 [(1,), (3,), (8,), (21,), (64,)]),
+}
+
+
+def _profile_feeds(name: str, template: dict[str, np.ndarray], point: tuple, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in template.items():
+        shape = tuple(point) + tuple(v.shape[len(point):])
+        if v.dtype.kind == "f":
+            out[k] = rng.standard_normal(shape).astype(v.dtype)
+        elif "mask" in k:
+            mask = np.ones(shape, v.dtype)
+            mask[..., shape[-1] * 3 // 4:] = 0 if shape[-1] > 4 else 1  # some padding, never all of it
+            out[k] = mask
+        else:
+            out[k] = rng.integers(0, 1000, size=shape).astype(v.dtype)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_CASES))
+def test_one_full_size_engine_serves_its_profile(exported, built, name, record_property):
+    import onnxruntime as ort
+
+    import ember
+    path, feeds, _ = exported(name)
+    profile, points = PROFILE_CASES[name]
+    start = time.perf_counter()
+    engine = ember.compile(ember.load(path), profiles=[profile], cache_dir=built.cache_dir)
+    record_property("build_seconds", round(time.perf_counter() - start, 2))
+    record_property("variants", len(engine.specializations))
+    assert engine.report.host_ops == [], engine.report.summary()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ctx = engine.create_context("cuda")
+    rtol, atol = RULE["fp32"]
+    for i, point in enumerate(points):
+        x = _profile_feeds(name, feeds, point, i)
+        want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, x)))
+        got = ctx.run(x)
+        for k, w in want.items():
+            c = compare(np.asarray(got[k]), w, rtol=rtol, atol=atol)
+            record_property(f"{'x'.join(map(str, point))}_{k}_diff_over_bound", round(c.max_abs_diff / c.bound, 4))
+            assert c, f"{name} at {point} {k}: {c.message}"
