@@ -93,7 +93,6 @@ def bench(name: str, folder: Path) -> dict[str, Any]:
         row["ratio_profile_to_fixed"] = round(row["profile_engine"]["median_ms"] / row["fixed_engine"]["median_ms"], 3)
         rows.append(row)
         print(name, json.dumps(row)[:300], flush=True)
-        del fixed, fctx
     out["shapes"] = rows
     return out
 
