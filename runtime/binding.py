@@ -134,9 +134,27 @@ def bind(spec_index: int, spec: Specialization, env: dict[str, int],
     except (EmberError, ValueError, ZeroDivisionError) as err:
         raise error(f"at {format_env(env)}: {str(err).splitlines()[0]}") from None
     extra_reads = check(program)
+    _check_views(spec.program, program, env, error)
     plan = plan_memory(program, extra_reads=extra_reads)
     sizes.check_bytes(plan.arena_bytes, f"the activation arena at {format_env(env)}")
     return Binding(dict(env), spec_index, program, plan)
+
+
+def _check_views(symbolic: Mapping[str, Any], program: Mapping[str, Any], env: Mapping[str, int],
+                 error: type[EmberError]) -> None:
+    """A view (reshape and friends) reads its source's buffer, so at every shape it must hold as many
+    bytes: a reshape whose target does not divide at this shape breaks the model's own constraint."""
+    values = program["values"]
+    for v, declared in zip(values, symbolic["values"]):
+        if v.get("kind") != "view" or v.get("alias") is None:
+            continue
+        root = values[root_of(values, int(v["id"]))]
+        if int(v["nbytes"]) != int(root["nbytes"]):
+            src = symbolic["values"][int(root["id"])]
+            raise error(f"the input shapes ({format_env(env)}) break a constraint of the model: "
+                        f"{v['name']} [{','.join(map(str, declared['shape']))}] is a view of {root['name']} "
+                        f"[{','.join(map(str, src['shape']))}], {v['shape']} against {root['shape']} here "
+                        f"({v['nbytes']} and {root['nbytes']} bytes)")
 
 
 __all__ = ["Binding", "Bindings", "bind", "choose", "symbols_of"]

@@ -313,3 +313,20 @@ def test_a_version_1_engine_loads_as_a_one_shape_engine(kernel_cache, tmp_path):
                                                      engine.run(feeds, device="cpu").values()))
     with pytest.raises(EngineInputError, match="built for shape"):
         loaded.run(_feeds(module, {"batch": 3}, 0), device="cpu")
+
+
+def test_a_view_that_does_not_fit_at_a_shape_is_refused_naming_it():
+    from ember.ir.program import Specialization
+    from ember.runtime import binding as B
+    program = {"values": [{"id": 0, "name": "x", "dtype": "f32", "shape": ["N", 6], "kind": "input"},
+                          {"id": 1, "name": "flat", "dtype": "f32", "shape": ["(6*N)//4", 4], "kind": "view",
+                           "alias": 0}],
+               "steps": [], "inputs": [{"name": "x", "value": 0}], "outputs": [{"name": "flat", "value": 1}],
+               "kernels": []}
+    spec = Specialization(0, program)
+    ok = B.bind(0, spec, {"N": 2}, lambda p: {}, EngineInputError)
+    assert ok.values[1]["shape"] == [3, 4]
+    with pytest.raises(EngineInputError) as info:
+        B.bind(0, spec, {"N": 3}, lambda p: {}, EngineInputError)
+    message = str(info.value)
+    assert "N=3" in message and "flat [(6*N)//4,4] is a view of x [N,6]" in message and "[4, 4] against [3, 6]" in message
