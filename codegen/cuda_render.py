@@ -5,6 +5,11 @@ in float, as the interpreter does); elementwise ops map to C expressions through
 one table, `C_EXPR`; `render_body` writes a region's ops as straight-line C, one
 line per op with its source op and location in a comment; kernels are written
 with `CWriter` and include the shared prelude (include/ember_prelude.cuh).
+
+The narrow types (`NARROW`: the fnuz fp8 types, e8m0, fp6, fp4 and the sub-byte
+integers, one byte per element) have a storage type only in elementwise kernels,
+and there only ember.cast reads or writes them (`cast_expression`, through
+include/ember_cast.cuh, bit for bit the interpreter's `cast_array`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,17 @@ STORAGE = {
     "bool": "bool",
 }
 LOW = {"f16", "bf16", "f8e4m3fn", "f8e5m2"}
+NARROW = {
+    "f8e4m3fnuz": "ember::f8e4m3fnuz", "f8e5m2fnuz": "ember::f8e5m2fnuz", "f8e8m0": "ember::f8e8m0",
+    "f6e2m3": "ember::f6e2m3", "f6e3m2": "ember::f6e3m2", "f4e2m1": "ember::f4e2m1",
+    "i4": "ember::i4", "u4": "ember::u4", "i2": "ember::i2", "u2": "ember::u2",
+}
+SMALL_FLOAT = {  # ember_cast.cuh's format of each fp8/fp6/fp4 type (e8m0 has its own functions)
+    "f8e4m3fn": "ember::f8e4m3fn", "f8e5m2": "ember::f8e5m2", "f8e4m3fnuz": "ember::f8e4m3fnuz",
+    "f8e5m2fnuz": "ember::f8e5m2fnuz", "f6e2m3": "ember::f6e2m3", "f6e3m2": "ember::f6e3m2",
+    "f4e2m1": "ember::f4e2m1",
+}
+E8M0_ROUND = {"up": "ember::E8M0_UP", "down": "ember::E8M0_DOWN", "nearest": "ember::E8M0_NEAREST"}
 
 
 def has_ctype(dt: DType) -> bool:
@@ -38,8 +54,15 @@ def ctype(dt: DType) -> str:
         raise UnsupportedOpError(f"element type {dt} has no CUDA kernel support yet") from None
 
 
+def elementwise_ctype(dt: DType) -> str:
+    """The C type a tensor of `dt` is stored as in an elementwise kernel: `ctype`, and the narrow types."""
+    return NARROW.get(dt.name) or ctype(dt)
+
+
 def compute_ctype(dt: DType) -> str:
-    """The C type values of `dt` are computed in."""
+    """The C type values of `dt` are computed in (narrow integers in int, narrow floats in float)."""
+    if dt.name in NARROW:
+        return "int" if dt.is_int else "float"
     return "float" if dt.name in LOW else ctype(dt)
 
 
@@ -239,25 +262,47 @@ def render_op(w: CWriter, op: Operation, names: dict[Value, str], fresh: Callabl
     c_out = compute_ctype(dt)
     args = [names[v] for v in op.operands if v is not None]
     if op.name == "ember.cast":
-        src = result_dtype(op.operands[0])
-        expr = _cast(args[0], src, dt, op.attributes)
+        expr = cast_expression(args[0], result_dtype(op.operands[0]), dt, op.attributes)
     else:
+        narrow = next((t for t in map(result_dtype, [*filter(None, op.operands), *op.results]) if t.name in NARROW), None)
+        if narrow is not None:
+            raise UnsupportedOpError(f"{op.name} on {narrow} has no kernel (narrow types are only converted, "
+                                     "by ember.cast)")
         expr = expression(op, args, operand_compute(op) if op.name != "ember.where" else c_out)
-    if dt.name in LOW:
-        nosat = op.name == "ember.cast" and not op.attributes.get("saturate", True) and dt.name.startswith("f8")
-        expr = f"ember::round_to{'_nosat' if nosat else ''}<{ctype(dt)}, float>({expr})"
+        if dt.name in LOW:
+            expr = f"ember::round_to<{ctype(dt)}, float>({expr})"
     name = fresh()
     names[out] = name
     loc = f" @ {op.loc}" if op.loc else ""
     w.line(f"const {c_out} {name} = {expr};  // {op.name}{loc}")
 
 
-def _cast(value: str, src: DType, dst: DType, attrs: dict[str, Any]) -> str:
+def cast_expression(value: str, src: DType, dst: DType, attrs: dict[str, Any]) -> str:
+    """ember.cast of `value` (in `src`'s compute type) as a value of `dst`'s compute type, exactly
+    as the interpreter's `cast_array`: fp8/fp6/fp4 round from f32, or from f64 when the source is
+    f64 or a 64-bit integer; e8m0 from f64; f16 and bf16 from f64 when the source is f64 or an
+    integer (as numpy and ml_dtypes do); sub-byte integers wrap (from integers) or truncate with
+    0 outside their range (from floats); float to a standard integer truncates (C's cast: out of
+    range is undefined, in ONNX too)."""
     c_dst = compute_ctype(dst)
+    saturate = "true" if attrs.get("saturate", True) else "false"
+    wide = "double" if src.bits == 64 else "float"
     if dst.kind == "bool":
         return f"({value} != 0)"
-    if dst.is_int and src.kind == "float":
-        return f"({c_dst})({value})"  # C truncates toward zero, as Cast does
+    if dst.name == "f8e8m0":
+        mode = E8M0_ROUND[attrs.get("round_mode", "up")]
+        return f"ember::to_e8m0<{saturate}, {mode}>((double)({value}))"
+    if dst.name in SMALL_FLOAT:
+        return f"ember::to_small<{SMALL_FLOAT[dst.name]}, {saturate}>(({wide})({value}))"
+    if dst.name in ("f16", "bf16"):
+        via = "double" if src.is_int or src.bits == 64 else "float"
+        return f"(float)ember::round_to<{ctype(dst)}, {via}>(({via})({value}))"
+    if dst.name in NARROW:  # i4, u4, i2, u2
+        bits, signed = dst.bits, "true" if dst.kind == "int" else "false"
+        if src.is_float:
+            return f"ember::float_to_int<{bits}, {signed}>({value})"
+        if src.is_int:
+            return f"ember::wrap_int<{bits}, {signed}>((long long)({value}))"
     return f"({c_dst})({value})"
 
 

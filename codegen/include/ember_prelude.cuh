@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
+#include "ember_cast.cuh"
 
 namespace ember {
 
@@ -13,9 +14,25 @@ typedef long long i64;
 // -- conversions between storage types and compute types -------------------------------------
 __device__ __forceinline__ float to_compute(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_compute(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_compute(__nv_fp8_e4m3 x) { return static_cast<float>(x); }
-__device__ __forceinline__ float to_compute(__nv_fp8_e5m2 x) { return static_cast<float>(x); }
+// fp8 tensors keep CUDA's types; their conversions are ember_cast.cuh's (bit for bit the interpreter's).
+__device__ __forceinline__ float to_compute(__nv_fp8_e4m3 x) { return decode<f8e4m3fn>(x.__x); }
+__device__ __forceinline__ float to_compute(__nv_fp8_e5m2 x) { return decode<f8e5m2>(x.__x); }
 template <typename T> __device__ __forceinline__ T to_compute(T x) { return x; }
+
+// to_compute, keeping a NaN's sign (and payload, as numpy's f16 -> f32) where the hardware's f16 and
+// bf16 conversions make every NaN the canonical one. Elementwise kernels read with it, so a cast of
+// NaN to fp8, fp6 or fp4 (whose NaN, or zero, has a sign) matches the interpreter.
+__device__ __forceinline__ float to_compute_exact(__half x) {
+  const unsigned h = __half_raw(x).x;
+  const float f = __half2float(x);
+  return f == f ? f : __uint_as_float(((h & 0x8000u) << 16) | 0x7f800000u | ((h & 0x3ffu) << 13));
+}
+__device__ __forceinline__ float to_compute_exact(__nv_bfloat16 x) {
+  return __uint_as_float(static_cast<unsigned>(__nv_bfloat16_raw(x).x) << 16);
+}
+template <typename T> __device__ __forceinline__ auto to_compute_exact(T x) -> decltype(to_compute(x)) {
+  return to_compute(x);
+}
 
 template <typename T> struct Store {
   template <typename C> __device__ __forceinline__ static T from(C x) { return static_cast<T>(x); }
@@ -28,13 +45,15 @@ template <> struct Store<__nv_bfloat16> {
   __device__ __forceinline__ static __nv_bfloat16 from(float x) { return __float2bfloat16_rn(x); }
   __device__ __forceinline__ static __nv_bfloat16 from(double x) { return __double2bfloat16(x); }
 };
-template <> struct Store<__nv_fp8_e4m3> {  // saturating to the finite range, as Cast's default
-  __device__ __forceinline__ static __nv_fp8_e4m3 from(float x) {
-    __nv_fp8_e4m3 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3); return r; }
+// A value stored to fp8 rounds as the interpreter's astype does (ir/ops/rules.py `in_f32`): past the
+// range it is NaN (e4m3fn) or inf (e5m2); a cast has saturated already where its `saturate` says.
+template <> struct Store<__nv_fp8_e4m3> {
+  template <typename C> __device__ __forceinline__ static __nv_fp8_e4m3 from(C x) {
+    __nv_fp8_e4m3 r; r.__x = encode<f8e4m3fn>(static_cast<typename Wide<C>::type>(x), false); return r; }
 };
 template <> struct Store<__nv_fp8_e5m2> {
-  __device__ __forceinline__ static __nv_fp8_e5m2 from(float x) {
-    __nv_fp8_e5m2 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E5M2); return r; }
+  template <typename C> __device__ __forceinline__ static __nv_fp8_e5m2 from(C x) {
+    __nv_fp8_e5m2 r; r.__x = encode<f8e5m2>(static_cast<typename Wide<C>::type>(x), false); return r; }
 };
 template <typename T, typename C> __device__ __forceinline__ T store(C x) { return Store<T>::from(x); }
 
@@ -42,19 +61,6 @@ template <typename T, typename C> __device__ __forceinline__ T store(C x) { retu
 template <typename T, typename C> __device__ __forceinline__ C round_to(C x) {
   return static_cast<C>(to_compute(store<T>(x)));
 }
-
-// fp8 without saturation: values past the range become NaN (e4m3) or infinity (e5m2), as Cast
-// with saturate=0 says.
-template <typename T> struct NoSat;
-template <> struct NoSat<__nv_fp8_e4m3> {
-  __device__ __forceinline__ static float round(float x) {
-    __nv_fp8_e4m3 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E4M3); return static_cast<float>(r); }
-};
-template <> struct NoSat<__nv_fp8_e5m2> {
-  __device__ __forceinline__ static float round(float x) {
-    __nv_fp8_e5m2 r; r.__x = __nv_cvt_float_to_fp8(x, __NV_NOSAT, __NV_E5M2); return static_cast<float>(r); }
-};
-template <typename T, typename C> __device__ __forceinline__ C round_to_nosat(C x) { return NoSat<T>::round(x); }
 
 // -- float semantics where C and numpy differ ------------------------------------------------------
 template <typename C> __device__ __forceinline__ bool is_nan(C x) { return x != x; }

@@ -4,7 +4,9 @@ A grid-stride loop over the output's elements; each input is read at the
 output's index when it has the output's shape, else at its broadcast offset
 (output dims and the input's strides, zero along broadcast axes, arrive in the
 `meta` array: sizes stay kernel parameters). The body is the region's ops (or
-the one op) as straight-line C from cuda_render's table.
+the one op) as straight-line C from cuda_render's table. Tensors of the narrow
+types (sub-byte integers, fnuz fp8, e8m0, fp6, fp4: one byte per element) are
+read and written here, and only ember.cast computes with them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 
-from ember.codegen.cuda_render import C_EXPR, compute_ctype, ctype, index_type, render_body
+from ember.codegen.cuda_render import C_EXPR, compute_ctype, elementwise_ctype, index_type, render_body
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
@@ -62,7 +64,7 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, bool]], outputs: S
             for k, (c, bcast) in enumerate(inputs):
                 at = f"ember::broadcast_offset<{index}>(i, rank, dims, meta + 1 + rank * {k + 1})" if bcast else "i"
                 names.append(f"a{k}")
-                w.line(f"const {compute_ctype(in_dtypes[k])} a{k} = ember::to_compute(in{k}[{at}]);")
+                w.line(f"const {compute_ctype(in_dtypes[k])} a{k} = ember::to_compute_exact(in{k}[{at}]);")
             counter = iter(range(1_000_000))
             fresh = lambda: f"t{next(counter)}"  # noqa: E731
             if isinstance(body, Block):
@@ -89,10 +91,10 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
     for v in operands:
         shape = ctx.shape(v)
         bcast = tuple(shape) != tuple(out_shape)
-        inputs.append((ctype(ctx.dtype(v)), bcast))
+        inputs.append((elementwise_ctype(ctx.dtype(v)), bcast))
         meta += broadcast_strides(shape, out_shape)
     kernel = elementwise_kernel(
-        "ew", inputs, [ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
+        "ew", inputs, [elementwise_ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
         [ctx.dtype(r) for r in outs], max(n, *(numel(ctx.shape(v)) for v in operands), 1),
         ctx.loc())
     blocks = max(1, min((n + BLOCK - 1) // BLOCK, 65535 * 8))
