@@ -103,7 +103,9 @@ def markdown(result: dict[str, Any]) -> list[str]:
              "benchmarks/gpu_profiles.py. The first shape is the profile's OPT. `first call`: the profile engine's "
              "first run at that shape (bind, plan, metadata, CUDA graph capture), wall clock.", ""]
     for name in CASES:
-        r = result.get(name, {})
+        if name not in result:
+            continue
+        r = result[name]
         if "error" in r:
             lines += [f"## {name}: error", "", f"    {r['error']}", ""]
             continue
