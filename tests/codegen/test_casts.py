@@ -370,7 +370,10 @@ def test_backend_cast_cases_lower_with_no_host_step() -> None:
 def test_on_gpu_bit_for_bit(source: str, kernel_cache: Path) -> None:
     m = module_for(source)
     x = np.concatenate([fixed_inputs(source), random_inputs(source, np.random.default_rng())])
-    engine = ember.compile(m, pipeline="canonicalize", shapes={"x": x.shape}, cache_dir=kernel_cache)
+    # No passes: canonicalize drops a cast to the operand's own type (identity-cast), which for
+    # fp8 is not the identity in the interpreter (saturate=true turns inf to max; e5m2 NaNs become
+    # 0x7E/0xFE), and the kernel is checked against the interpreter on the module as built.
+    engine = ember.compile(m, pipeline="", shapes={"x": x.shape}, cache_dir=kernel_cache)
     assert not engine.report.host_ops, engine.report.host_ops
     got = engine.run({"x": x}, device="cuda")
     want = ember.interpret(m, {"x": x})
