@@ -390,7 +390,8 @@ def markdown(summary: dict[str, Any]) -> str:
              f"{meta['cases']} cases{' (chunk ' + meta['chunk'] + ')' if meta.get('chunk') else ''}; "
              f"{meta['seconds']:.0f} s (builds {meta['build_seconds']:.0f} s"
              + (f", runs {meta['run_seconds']:.0f} s" if ran else "") + ").", ""]
-    labels = {"gpu": "passed on the GPU, no host step" if ran else "no host step",
+    where = "on the GPU" if meta["mode"].endswith("cuda") else "on the host arena"
+    labels = {"gpu": f"passed {where}, no host step" if ran else "no host step",
               "host": "passed, with host steps" if ran else "with host steps",
               "failed": "failed (wrong result)", "error": "error (import, build or run)",
               "not run": "not run (time limit)", "excluded": "excluded by the suite (expected_failures.txt)"}
