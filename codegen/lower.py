@@ -66,8 +66,10 @@ class ValueInfo:
     def nbytes(self) -> int:
         """Bytes of the value (an expression when lowering for a range of shapes; checked against
         the size limits where the value is added, and again when a shape is bound)."""
-        from ember.ir.types import dtype
-        itemsize = dtype(self.dtype).itemsize
+        from ember.ir.types import DTYPES
+        if self.kind == "host" or self.dtype not in DTYPES:
+            return 0  # kept on the host (sequences, optionals, data-dependent sizes): no buffer
+        itemsize = DTYPES[self.dtype].itemsize
         n = symbolic.numel(self.shape)
         return n * int(itemsize) if itemsize >= 1 else (n * int(itemsize * 8) + 7) // 8
 

@@ -22,8 +22,8 @@ OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
 python=${PYTHON:-python3}
 
-# Ember and its carried wheels (lark is not on the device image), importable without installing.
-ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: see the device README (carry lark)" >&2; exit 2; }
+# Ember and its carried wheels (lark is not on the device image; ml_dtypes at our pin), importable without installing.
+ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: see README.md, GPU checks (carry lark and ml_dtypes)" >&2; exit 2; }
 if [ $dry = 0 ]; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ember-site .whl/*.whl || exit 2
   mkdir -p /tmp/ember-pkg && ln -sfn "$PWD" /tmp/ember-pkg/ember
