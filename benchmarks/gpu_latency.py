@@ -163,13 +163,17 @@ def main() -> None:
         except Exception as err:  # report every benchmark, not the first failure
             result[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
         print(name, json.dumps(result[name])[:400], flush=True)
+    write_results("gpu_latency", result, markdown(result), Path(args.out))
+
+
+def write_results(stem: str, result: dict[str, Any], lines: list[str], out: Path) -> None:
+    """STEM.json and STEM.md to the run's output folder and to benchmarks/results/ (where writable)."""
     text = json.dumps(result, indent=1)
-    lines = markdown(result)
-    for folder in (Path(args.out), RESULTS):
+    for folder in (out, RESULTS):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "gpu_latency.json").write_text(text + "\n")
-            (folder / "gpu_latency.md").write_text("\n".join(lines) + "\n")
+            (folder / f"{stem}.json").write_text(text + "\n")
+            (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")
         except OSError:
             pass
 

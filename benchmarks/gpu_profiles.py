@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu_latency import cuda_time  # noqa: E402
+from gpu_latency import cuda_time, write_results  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 CASES = {
     "bert": {"profile": ((1, 16), (8, 128), (32, 512)), "others": [(1, 16), (3, 129), (32, 512)]},
     "resnet50": {"profile": ((1,), (8,), (64,)), "others": [(1,), (21,), (64,)]},
@@ -140,16 +139,7 @@ def main() -> None:
         except Exception as err:  # report every benchmark, not the first failure
             result[name] = {"error": f"{type(err).__name__}: {err}"[:2000]}
             print(name, result[name], flush=True)
-    text = json.dumps(result, indent=1)
-    lines = markdown(result)
-    for out in (Path(args.out), RESULTS):
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "gpu_profiles.json").write_text(text + "\n")
-            (out / "gpu_profiles.md").write_text("\n".join(lines) + "\n")
-        except OSError:
-            pass
-
+    write_results("gpu_profiles", result, markdown(result), Path(args.out))
 
 if __name__ == "__main__":
     main()

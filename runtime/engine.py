@@ -124,14 +124,14 @@ class Engine:
             return self._extra_reads[index]
         return B.bind(index, spec, env, check, EngineInputError)
 
-    # -- what it is ------------------------------------------------------------------------
+    # -- what it is (the stored program: the default shape's binding) ------------------------
     @property
     def values(self) -> list[dict[str, Any]]:
-        return self.program["values"]
+        return self.default.values
 
     @property
     def steps(self) -> list[dict[str, Any]]:
-        return self.program["steps"]
+        return self.default.steps
 
     @property
     def symbols(self) -> dict[str, int]:
