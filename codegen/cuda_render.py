@@ -122,6 +122,8 @@ def _div(op: Operation, a: Sequence[str], c: str) -> str:
 def _mod(op: Operation, a: Sequence[str], c: str) -> str:
     if c in ("float", "double"):
         return f"{_fn('fmod')(c)}({a[0]}, {a[1]})" if op.attributes["fmod"] else f"ember::floor_mod({a[0]}, {a[1]})"
+    if c.startswith("unsigned"):  # no sign to fix (and floor_mod_int's test for one warns on unsigned types)
+        return f"({a[1]} ? {a[0]} % {a[1]} : ({c})0)"
     return f"({a[0]} % {a[1]})" if op.attributes["fmod"] else f"ember::floor_mod_int<{c}>({a[0]}, {a[1]})"
 
 

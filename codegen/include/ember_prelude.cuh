@@ -78,20 +78,10 @@ template <typename C> __device__ __forceinline__ C sign(C a) {
 // Integer division truncating towards zero (C's), 0 where the divisor is 0 (undefined in ONNX).
 template <typename C> __device__ __forceinline__ C div_int(C a, C b) { return b == C(0) ? C(0) : a / b; }
 // Python's %: the result takes the divisor's sign.
-// Whether x < 0, with no comparison of an unsigned value with zero (NVRTC warns, and warnings fail builds).
-template <typename C> struct Negative {
-  static __device__ __forceinline__ bool of(C x) { return x < C(0); }
-};
-template <> struct Negative<unsigned char> { static __device__ __forceinline__ bool of(unsigned char) { return false; } };
-template <> struct Negative<unsigned short> { static __device__ __forceinline__ bool of(unsigned short) { return false; } };
-template <> struct Negative<unsigned int> { static __device__ __forceinline__ bool of(unsigned int) { return false; } };
-template <> struct Negative<unsigned long long> {
-  static __device__ __forceinline__ bool of(unsigned long long) { return false; }
-};
 template <typename C> __device__ __forceinline__ C floor_mod_int(C a, C b) {
   if (b == C(0)) return C(0);
   C r = a % b;
-  return (r != C(0) && (Negative<C>::of(r) != Negative<C>::of(b))) ? r + b : r;
+  return (r != C(0) && ((r < C(0)) != (b < C(0)))) ? r + b : r;
 }
 __device__ __forceinline__ float floor_mod(float a, float b) {
   float r = fmodf(a, b);
