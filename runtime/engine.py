@@ -100,8 +100,8 @@ class Engine:
 
     @property
     def is_dynamic(self) -> bool:
-        """Whether the engine serves more than one shape (a profile with a range)."""
-        return any(p.points > 1 for p in self.profiles)
+        """Whether the engine serves more than one shape (a profile with a range, or several profiles)."""
+        return len(self.profiles) > 1 or any(p.points > 1 for p in self.profiles)
 
     def bind(self, shapes: Mapping[str, Sequence[int]]) -> B.Binding:
         """The engine's program at these input shapes (name -> shape): the profile and kernel

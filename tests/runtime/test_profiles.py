@@ -330,3 +330,14 @@ def test_a_view_that_does_not_fit_at_a_shape_is_refused_naming_it():
         B.bind(0, spec, {"N": 3}, lambda p: {}, EngineInputError)
     message = str(info.value)
     assert "N=3" in message and "flat [(6*N)//4,4] is a view of x [N,6]" in message and "[4, 4] against [3, 6]" in message
+
+
+def test_two_one_shape_profiles_serve_both_shapes(kernel_cache):
+    module = ember.load(FIXTURES / "resnet50_small.onnx")
+    engine = ember.compile(module, profiles=[{"image": (1, 3, 64, 64)}, {"image": (8, 3, 64, 64)}],
+                           cache_dir=kernel_cache)
+    assert engine.is_dynamic and len(engine.profiles) == 2
+    for batch in (1, 8):
+        check_at(module, engine, {"batch": batch}, seed=batch)
+    with pytest.raises(EngineInputError, match="outside every optimization profile"):
+        engine.run(_feeds(module, {"batch": 4}, 0), device="cpu")
