@@ -445,8 +445,13 @@ class Engine:
         """The largest arena of the profiles' MAX shapes (the default shape's for a fixed engine)."""
         if not self.is_dynamic:
             return self.default.plan.arena_bytes
-        return max(self.default.plan.arena_bytes,
-                   *(self.bind({r.name: r.max for r in p.inputs}).plan.arena_bytes for p in self.profiles))
+        sizes = [self.default.plan.arena_bytes]
+        for p in self.profiles:
+            try:
+                sizes.append(self.bind({r.name: r.max for r in p.inputs}).plan.arena_bytes)
+            except EngineInputError:
+                pass  # MAX not covered (a sampled profile): the arena grows if that shape ever runs
+        return max(sizes)
 
     def device_state(self, device_index: int = 0) -> Any:
         """The engine's per-GPU state (kernels loaded, weights and metadata uploaded), made once."""
