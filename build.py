@@ -91,8 +91,7 @@ def profiles_for(module: Module, shapes: Mapping[str, Sequence[int]] | None,
         try:
             symbols = symbol_ranges(declared, ranges)
         except ProfileError as err:
-            raise BuildError(f"{'profile ' + str(p) + ': ' if profiles is not None and len(profiles) > 1 else ''}"
-                             f"{err}") from None
+            raise BuildError(f"{f'profile {p}: ' if len(profiles) > 1 else ''}{err}") from None
         missing = sorted({s for _, shape in declared for d in shape for s in free_symbols(d)} - set(symbols))
         if missing:
             where = ", ".join(f"{name} [{','.join(map(str, shape))}]" for name, shape in declared

@@ -15,6 +15,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ember.codegen.symbolic import expr_of
+from ember.ir.program import expr_json
+
 PARAM_KINDS = ("ptr", "i64", "i32", "f32")
 
 
@@ -68,8 +71,6 @@ class Arg:
 
 def _size(x: Any) -> int | str:
     """An integer argument as JSON: an int, or the text of the shape expression a SymInt carries."""
-    from ember.codegen.symbolic import expr_of
-    from ember.ir.program import expr_json
     return expr_json(expr_of(x))
 
 

@@ -99,11 +99,11 @@ def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered
         mask = satisfied(points, guards)
         if exhaustive:  # a guard true at every point of the box says nothing
             guards = tuple(g for g in guards if not np.all(g.holds_at(points)))
-        if not Specialization(p, as_json, guards, env).holds(env):
+        spec = Specialization(p, as_json, guards, dict(env))
+        if not spec.holds(env):
             raise SpecializationError(f"profile {p}: the lowering at {format_env(env)} does not hold there "
                                       "(a guard it recorded is false at its own shape)")
         _collect(out, program)
-        spec = Specialization(p, as_json, guards, dict(env))
         specs.append((spec, mask))
         covered |= mask
         if covered.all():

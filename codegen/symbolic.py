@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import operator
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from ember.ir import dims as D
@@ -347,13 +346,4 @@ def broadcast_shapes(*shapes: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class Traced:
-    """What tracing a lowering gave: the program and the guards it holds under."""
-
-    program: Any
-    guards: tuple[Guard, ...]
-
-
-__all__ = ["SymInt", "Trace", "tracing", "origin", "expr_of", "value_of", "make", "smax", "smin", "cdiv", "numel", "contiguous_strides", "broadcast_shapes",
-           "Traced"]
+__all__ = ["SymInt", "Trace", "tracing", "origin", "expr_of", "value_of", "make", "smax", "smin", "cdiv", "numel", "contiguous_strides", "broadcast_shapes"]

@@ -304,46 +304,6 @@ def format_env(env: Mapping[str, int]) -> str:
     return ", ".join(f"{s}={v}" for s, v in sorted(env.items())) or "no symbols"
 
 
-def is_symbolic(program: Mapping[str, Any]) -> bool:
-    """Whether any size of `program` is an expression."""
-    def sym(x: Any) -> bool:
-        return isinstance(x, str)
-    for v in program.get("values", ()):
-        if v.get("kind") != "host" and any(sym(x) for x in v.get("shape", ())):
-            return True
-    for s in program.get("steps", ()):
-        if s.get("kind") == "launch":
-            if any(sym(x) for x in [*s.get("grid", ()), *s.get("block", ()), s.get("shared", 0)]):
-                return True
-            for a in s.get("args", ()):
-                (kind, x), = a.items()
-                if (kind in _SIZED_ARGS and sym(x)) or (kind == "meta" and any(sym(m) for m in x)):
-                    return True
-    return False
-
-
-def program_symbols(program: Mapping[str, Any]) -> set[str]:
-    """The symbols a program's expressions use."""
-    found: set[str] = set()
-
-    def add(x: Any) -> None:
-        if isinstance(x, str):
-            found.update(D.free_symbols(parse_expr(x)))
-    for v in program.get("values", ()):
-        if v.get("kind") != "host":
-            for x in v.get("shape", ()):
-                add(x)
-    for s in program.get("steps", ()):
-        if s.get("kind") == "launch":
-            for x in [*s.get("grid", ()), *s.get("block", ()), s.get("shared", 0)]:
-                add(x)
-            for a in s.get("args", ()):
-                (kind, x), = a.items()
-                for m in (x if kind == "meta" else [x] if kind in _SIZED_ARGS else []):
-                    add(m)
-    return found
-
-
 @dataclass(frozen=True)
 class Specialization:
     """One lowering of a profile: its program (shape-symbolic), the guards it needs, and a
@@ -405,5 +365,5 @@ def satisfied(points: Mapping[str, np.ndarray], guards: Iterable[Guard]) -> np.n
 
 
 __all__ = ["ProfileError", "Guard", "InputRange", "Profile", "Specialization", "bind_program", "parse_expr",
-           "expr_json", "eval_json", "evaluate_array", "symbol_ranges", "grid_points", "format_env", "is_symbolic",
-           "program_symbols", "satisfied"]
+           "expr_json", "eval_json", "evaluate_array", "symbol_ranges", "grid_points", "format_env",
+           "satisfied"]

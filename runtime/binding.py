@@ -106,7 +106,6 @@ class Bindings:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._cache: OrderedDict[tuple[tuple[str, int], ...], Binding] = OrderedDict()
-        self.made = 0
 
     def get(self, env: dict[str, int], make: Callable[[], Binding]) -> Binding:
         key = tuple(sorted(env.items()))
@@ -115,7 +114,6 @@ class Bindings:
             self._cache.move_to_end(key)
             return found
         binding = make()
-        self.made += 1
         self._cache[key] = binding
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)

@@ -86,7 +86,6 @@ class Engine:
         self._devices: dict[int, Any] = {}
         self._lock = threading.RLock()
         self._noticed = False
-        self.groups = op_groups(program["steps"])
         self.profiles: list[Profile] = list(profiles)
         self.specializations: list[Specialization] = list(specializations)
         # the stored program: the first profile's first variant, bound at its OPT shape
@@ -128,6 +127,10 @@ class Engine:
     @property
     def values(self) -> list[dict[str, Any]]:
         return self.default.values
+
+    @property
+    def groups(self) -> list[tuple[int, int]]:
+        return self.default.groups
 
     @property
     def steps(self) -> list[dict[str, Any]]:
@@ -330,8 +333,14 @@ class Engine:
                 from None
         io, plan_json, kernels_json, index = c.json("io"), c.json("plan"), c.json("kernels"), c.json("weights.index")
         binaries, blob = c["binaries"], c["weights"]
+        profiles_json, unreadable = None, None
+        if "profiles" in c.sections:
+            try:
+                profiles_json = c.json("profiles")
+            except EngineFormatError as err:  # refused after the other sections' checks, as before
+                unreadable = err
         validate.check_engine(source, io=io, plan=plan_json, kernels=kernels_json, weights_index=index,
-                              binaries=binaries, weights_size=len(blob), more_kernels=_profile_kernels(c),
+                              binaries=binaries, weights_size=len(blob), more_kernels=_profile_kernels(profiles_json),
                               weight_data=lambda name, off, n: _json_or_none(blob[off:off + n]))
         program = plan_json["program"]
         kernels: dict[str, KernelImage] = {}
@@ -363,7 +372,9 @@ class Engine:
                 "ember_version": header.get("ember_version", ""), "format_version": header.get("format_version")}
         inputs = [TensorSpec.from_json(t) for t in io["inputs"]]
         outputs = [TensorSpec.from_json(t) for t in io["outputs"]]
-        profiles, specs = _profiles(c, source, inputs, kernels) if "profiles" in c.sections else ([], [])
+        if unreadable is not None:
+            raise unreadable
+        profiles, specs = _profiles(profiles_json, source, inputs, kernels) if "profiles" in c.sections else ([], [])
         engine = cls(ir_text=ir_text, program=program, plan=plan, weights=weights, kernels=kernels, info=info,
                      inputs=inputs, outputs=outputs, source=source, container=c, profiles=profiles,
                      specializations=specs)
@@ -577,20 +588,17 @@ def _with_ranges(t: TensorSpec, profiles: Sequence[Profile]) -> TensorSpec:
     return TensorSpec(t.name, t.dtype, t.shape, t.dims, t.value, ranges)
 
 
-def _profile_kernels(c: fmt.Container) -> set[str]:
+def _profile_kernels(data: Any) -> set[str]:
     """The kernels the programs of section 'profiles' name (checked in full by `_profiles`)."""
-    if "profiles" not in c.sections:
-        return set()
     try:
-        return {str(k["name"]) for sp in c.json("profiles")["specializations"] for k in sp["program"]["kernels"]}
-    except (KeyError, TypeError, AttributeError, EngineFormatError):
+        return {str(k["name"]) for sp in data["specializations"] for k in sp["program"]["kernels"]}
+    except (KeyError, TypeError, AttributeError):
         return set()
 
 
-def _profiles(c: fmt.Container, source: str, inputs: Sequence[TensorSpec], kernels: Mapping[str, Any]
+def _profiles(data: Any, source: str, inputs: Sequence[TensorSpec], kernels: Mapping[str, Any]
               ) -> tuple[list[Profile], list[Specialization]]:
     """The optimization profiles and the programs for them (section 'profiles'), checked."""
-    data = c.json("profiles")
     try:
         profiles = [Profile.from_json(p) for p in data["profiles"]]
         specs = [Specialization.from_json(sp) for sp in data["specializations"]]
