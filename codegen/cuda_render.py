@@ -6,6 +6,11 @@ one table, `C_EXPR`; `render_body` writes a region's ops as straight-line C, one
 line per op with its source op and location in a comment; kernels are written
 with `CWriter` and include the shared prelude (include/ember_prelude.cuh).
 
+Every kernel's `extern "C" __global__` wrapper is written by `entry`, its parameters
+declared by `declaration`; `grid_stride_kernel` writes the movement and reduction
+kernels around a template call, and `render_spec` the heavy ops' kernels from their
+specs (codegen/kernel_spec.py): the epilogue functor and the template call.
+
 The narrow types (`NARROW`: the fnuz fp8 types, e8m0, fp6, fp4 and the sub-byte
 integers, one byte per element) have a storage type only in elementwise kernels,
 and there only ember.cast reads or writes them (`cast_expression`, through
@@ -14,9 +19,12 @@ include/ember_cast.cuh, bit for bit the interpreter's `cast_array`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 from ember.codegen.cwriter import CWriter
+from ember.codegen.kernel import Kernel, Param
+from ember.codegen.kernel_spec import BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, Offset, TemplateArg, Tile
 from ember.errors import UnsupportedOpError
 from ember.ir.core import Block, Operation, Value
 from ember.ir.types import DType, TensorType
@@ -328,3 +336,135 @@ def render_body(w: CWriter, block: Block, arg_names: Sequence[str], fresh: Calla
 def index_type(max_elements: int) -> str:
     """32-bit indices while every tensor fits, 64-bit beyond 2^31 elements."""
     return "long long" if max_elements >= 2**31 - 1 else "int"
+
+
+# -- kernels: the wrapper, grid-stride kernels, heavy-op specs --------------------------------------
+def declaration(p: Param) -> str:
+    """A kernel parameter's C declaration: pointers restricted, read-only unless written."""
+    if p.kind != "ptr":
+        return f"{p.ctype} {p.name}"
+    return f"{'' if p.role in ('out', 'scratch') else 'const '}{p.ctype}* __restrict__ {p.name}"
+
+
+@contextmanager
+def entry(w: CWriter, threads: int, params: Sequence[Param]) -> Iterator[None]:
+    """The kernel's `extern "C" __global__` wrapper; its body is what the block writes. The entry's
+    name is `ENTRY`, replaced by the kernel's hashed name when it is rendered (Kernel.rendered)."""
+    decls = ", ".join(declaration(p) for p in params)
+    with w.block(f'extern "C" __global__ void __launch_bounds__({threads}) ENTRY({decls})'):
+        yield
+
+
+def grid_stride_kernel(header: str, hint: str, loc: str, per_block: int, structs: Sequence[str],
+                       params: tuple[Param, ...], threads: int, call: str) -> Kernel:
+    """A kernel that calls one device template of `header` with `per_block` work items of n
+    per block, after the helper structs' lines (movement, reduce)."""
+    w = CWriter()
+    w.line(f'#include "{header}"')
+    w.comment(loc)
+    w.comment(f"grid-stride: {per_block} work item{'s' if per_block > 1 else ''} of n per block")
+    for line in structs:
+        w.line(line)
+    with entry(w, threads, params):
+        w.line(f"{call};")
+    return Kernel(w.text(), hint, params, (loc,))
+
+
+def accumulator(dt: DType) -> str:
+    """The accumulator type for results of `dt`: floats compute in f32 (f64), integers wrap unsigned."""
+    if dt.kind == "float":
+        return compute_ctype(dt)
+    if dt.is_int:
+        return "unsigned long long" if dt.bits > 32 else "unsigned int"
+    raise UnsupportedOpError(f"{dt} has no matrix kernel")
+
+
+def round_result(expr: str, dt: DType) -> str:
+    """The accumulator `expr` as the heavy op's result of type `dt`, in `dt`'s compute type."""
+    c = compute_ctype(dt)
+    if dt.name in LOW:
+        return f"ember::round_to<{ctype(dt)}, float>({expr})"
+    return f"static_cast<{c}>({expr})"
+
+
+def heavy_value(h: HeavyValue, x: str, acc: str) -> str:
+    """The C expression of the heavy op's result from the accumulator `x` (of C type `acc`)."""
+    dt = h.dtype
+    if h.form == "round":
+        return round_result(x, dt)
+    if h.form == "bias":
+        return round_result(f"({x} + {h.read})" if h.read is not None else x, dt)
+    assert h.form == "gemm", h.form
+    cv = h.read
+    if dt.kind == "float":
+        expr = f"({literal(h.alpha, dt)} * {x})"
+        if cv is not None:
+            expr = f"({expr} + {literal(h.beta, dt)} * {cv})"
+        return round_result(expr, dt)
+    t = compute_ctype(dt)
+    if h.alpha == 1.0 and (cv is None or h.beta == 1.0):
+        return f"static_cast<{t}>({x}{f' + static_cast<{acc}>({cv})' if cv is not None else ''})"
+    total = f"{h.alpha!r} * static_cast<double>(static_cast<{t}>({x}))"
+    if cv is not None:
+        total += f" + {h.beta!r} * static_cast<double>({cv})"
+    return f"static_cast<{t}>(static_cast<long long>(trunc({total})))"
+
+
+def _offset(at: Offset, index: str) -> str:
+    if isinstance(at, BroadcastAt):
+        return f"ember::broadcast_offset<{index}>(idx, {at.rank}, em + 1, em + {at.strides_at})"
+    return at
+
+
+def render_epilogue(w: CWriter, e: EpilogueSpec) -> None:
+    """The functor `Epi` (output, operands, meta) whose call computes and stores one element."""
+    with w.block("struct Epi", "};"):
+        w.line(f"{e.out}* __restrict__ out;")
+        for k, (c, _, _) in enumerate(e.reads):
+            w.line(f"const {c}* __restrict__ e{k};")
+        w.line("const long long* __restrict__ em;  // result rank, dims, broadcast strides")
+        with w.block(f"__device__ __forceinline__ void operator()({e.index} idx, int col, {e.acc} acc) const"):
+            w.line("(void)col;")
+            for k, (_, compute, at) in enumerate(e.reads):
+                w.line(f"const {compute} x{k} = ember::to_compute(e{k}[{_offset(at, e.index)}]);")
+            w.line(f"const {compute_ctype(e.heavy.dtype)} h = {heavy_value(e.heavy, 'acc', e.acc)};  // {e.heavy.op}")
+            names: dict[Value, str] = dict(e.names)
+            counter = iter(range(1_000_000))
+            fresh = lambda: f"t{next(counter)}"  # noqa: E731
+            for op in e.ops:
+                if op.name == "ember.constant":
+                    value = op.attributes["value"]
+                    name = fresh()
+                    names[op.results[0]] = name
+                    w.line(f"const {compute_ctype(value.dtype)} {name} = "
+                           f"{literal(value.array.reshape(()).item(), value.dtype)};")
+                    continue
+                render_op(w, op, names, fresh)
+            w.line(f"out[idx] = ember::store<{e.out}>({names[e.result]});")
+
+
+def template_arg(a: TemplateArg) -> str:
+    if isinstance(a, Tile):
+        return f"ember::gemm::Tile<{a.bm}, {a.bn}, {a.bk}, {a.tm}, {a.tn}>"
+    if isinstance(a, bool):
+        return "true" if a else "false"
+    return str(a)
+
+
+def render_spec(spec: KernelSpec) -> Kernel:
+    """A heavy op's kernel: the header, the ops as a comment, the epilogue functor (if any) and
+    the wrapper, which builds `epi` and calls the template."""
+    w = CWriter()
+    w.line(f'#include "{spec.header}"')
+    w.comment(spec.comment)
+    e = spec.epilogue
+    if e is not None:
+        w.line()
+        render_epilogue(w, e)
+        w.line()
+    with entry(w, spec.threads, spec.params):
+        if e is not None:
+            fields = ["out"] + [f"e{k}" for k in range(len(e.reads))] + [f"meta + {spec.meta_offset}"]
+            w.line(f"const Epi epi{{{', '.join(fields)}}};")
+        w.line(f"{spec.template}<{', '.join(map(template_arg, spec.targs))}>({', '.join(spec.call)});")
+    return Kernel(w.text(), spec.hint, spec.params, spec.ops)

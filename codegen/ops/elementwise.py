@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 
-from ember.codegen.cuda_render import C_EXPR, compute_ctype, elementwise_ctype, index_type, render_body
+from ember.codegen.cuda_render import C_EXPR, compute_ctype, elementwise_ctype, entry, index_type, render_body, render_op
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
@@ -51,10 +51,7 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, bool]], outputs: S
     params = [Param(f"out{k}", "ptr", c, "out") for k, c in enumerate(outputs)]
     params += [Param(f"in{k}", "ptr", c, "in") for k, (c, _) in enumerate(inputs)]
     params += [Param("meta", "ptr", "long long", "meta"), Param("n", "i64", "long long", "scalar")]
-    sig = ", ".join([f"{c}* __restrict__ out{k}" for k, c in enumerate(outputs)]
-                    + [f"const {c}* __restrict__ in{k}" for k, (c, _) in enumerate(inputs)]
-                    + ["const long long* __restrict__ meta", "long long n"])
-    with w.block(f'extern "C" __global__ void __launch_bounds__({BLOCK}) ENTRY({sig})'):
+    with entry(w, BLOCK, params):
         if any(b for _, b in inputs):
             w.line("const int rank = (int)meta[0];")
             w.line("const long long* dims = meta + 1;")
@@ -70,7 +67,6 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, bool]], outputs: S
             if isinstance(body, Block):
                 results = render_body(w, body, names, fresh)
             else:
-                from ember.codegen.cuda_render import render_op
                 table = {v: n for v, n in zip([o for o in body.operands if o is not None], names)}
                 render_op(w, body, table, fresh)
                 results = [table[body.results[0]]]

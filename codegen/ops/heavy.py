@@ -6,15 +6,18 @@ result: two) from the device templates in include/: ember_gemm.cuh (the tiled
 shared-memory GEMM core, for matmul, gemm and einsum as strided batched products),
 ember_conv.cuh (convolution as an implicit GEMM on that core, direct kernels for thin
 groups and for the transposed convolution) and ember_attention.cuh (an online-softmax
-attention kernel). Only the wrapper is generated here: the kernel's signature, the call
-of the template, and the epilogue functor that the template calls once per output
-element with its index in the output, its column (the output channel / last axis) and
-the f32 (f64, wrapping integer) accumulator. The functor rounds the heavy op's result
-as the interpreter does, then runs the fused elementwise ops (cuda_render's table, one
-line per op, as `render_body`) on it and on the fused op's other operands, each read at
-its broadcast offset: the element itself for operands of the output's shape, the column
-for a vector along the column axis (a bias), element 0 for scalars, and the general
-broadcast offset (dims and strides in `meta`) otherwise.
+attention kernel). A planner works out the problem (a `Product`'s geometry, a
+convolution's), the kernel's parameters with their launch arguments (KernelBuilder) and
+its epilogue, and proposes one `KernelSpec` (codegen/kernel_spec.py) per candidate
+implementation; `ctx.choose` picks one by name, and cuda_render.render_spec writes it:
+the wrapper that calls the template, and the epilogue functor that the template calls
+once per output element with its index in the output, its column (the output channel /
+last axis) and the f32 (f64, wrapping integer) accumulator. The functor rounds the heavy
+op's result as the interpreter does, then runs the fused elementwise ops (cuda_render's
+table) on it and on the fused op's other operands, each read at its broadcast offset: the
+element itself for operands of the output's shape, the column for a vector along the
+column axis (a bias), element 0 for scalars, and the general broadcast offset (dims and
+strides in `meta`) otherwise.
 
 Sizes travel as kernel parameters or in `meta`; tile shapes and layout flags are
 template arguments of the generated wrapper. Forms with no kernel (complex or f64
@@ -25,21 +28,21 @@ more than 3 spatial dims) raise UnsupportedOpError and run on the host.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ember.codegen.cuda_render import C_EXPR, LOW, compute_ctype, ctype, index_type, literal, render_op
-from ember.codegen.cwriter import CWriter
-from ember.codegen.kernel import Arg, Kernel, Param
+from ember.codegen.cuda_render import C_EXPR, accumulator, compute_ctype, ctype, index_type, render_spec
+from ember.codegen.kernel_builder import KernelBuilder
+from ember.codegen.kernel_spec import BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, Offset, Tile
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.symbolic import broadcast_shapes, contiguous_strides, numel
 from ember.codegen.ops.elementwise import broadcast_strides
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
-from ember.ir.types import DType, TensorType
+from ember.ir.types import TensorType
 
 GEMM_THREADS = 256
 DIRECT_THREADS = 256
@@ -47,30 +50,18 @@ ATTENTION_THREADS = 128
 SHARED_LIMIT = 48 * 1024     # static + dynamic shared memory without an opt-in
 MAX_GRID_Y = 65535
 MAX_GRID_Z = 65535
-SMS = 132                    # H100; only steers the choice of tile
+
+# Streaming multiprocessors of a GPU of each architecture (A100, A40, RTX 4090, H100, B200):
+# they only steer the choice of tile.
+SM_COUNTS = {"sm_80": 108, "sm_86": 84, "sm_89": 128, "sm_90": 132, "sm_100": 148}
+DEFAULT_SMS = 132            # sm_90 (H100), when the lowering names no target
 
 
-# -- kernel signatures ------------------------------------------------------------------------
-@dataclass
-class Signature:
-    """Kernel parameters, their C declarations and the launch's arguments, in order."""
-
-    params: list[Param] = field(default_factory=list)
-    decls: list[str] = field(default_factory=list)
-    args: list[Arg] = field(default_factory=list)
-
-    def ptr(self, name: str, c: str, role: str, arg: Arg) -> str:
-        self.params.append(Param(name, "ptr", c, role))
-        self.decls.append(f"{'' if role == 'out' else 'const '}{c}* __restrict__ {name}")
-        self.args.append(arg)
-        return name
-
-    def scalar(self, name: str, kind: str, arg: Arg) -> str:
-        c = {"i32": "int", "i64": "long long", "f32": "float"}[kind]
-        self.params.append(Param(name, kind, c, "scalar"))
-        self.decls.append(f"{c} {name}")
-        self.args.append(arg)
-        return name
+def sm_count(ctx: LowerContext) -> int:
+    """The SM count of the build's target (`ctx.target`, such as "sm_90" or "sm_90a", where the
+    lowerer passes one), else an H100's."""
+    target = getattr(ctx, "target", None) or ""
+    return SM_COUNTS.get(target.rstrip("af"), DEFAULT_SMS)
 
 
 # -- epilogues --------------------------------------------------------------------------------
@@ -131,138 +122,89 @@ class Epilogue:
 class Store:
     """How a planner's kernel finishes: the heavy op's value from the accumulator, then the epilogue.
 
-    `heavy(acc, loaded)` gives the C expression of the heavy op's result in its compute type
-    (rounded to its element type), where `loaded` maps the values in `reads` (operands of the
-    heavy op read per output element, such as gemm's c or conv's bias) to their C names."""
+    `value` is how the heavy op's result comes from the accumulator (its `read` is filled in
+    by the epilogue's plan: the first of `reads`, operands of the heavy op read per output
+    element, such as gemm's c or conv's bias)."""
 
     acc: str                                 # the accumulator's C type
-    heavy: Callable[[str, dict[Value, str]], str]
-    reads: list[Value] = field(default_factory=list)   # outside values the heavy expression reads
+    value: HeavyValue
+    reads: list[Value] = field(default_factory=list)   # outside values the heavy value reads
     col_axis: int | None = None              # the output axis that `col` indexes
     per_column: bool = False                 # `reads` hold one value per column (conv's bias), not broadcast
 
 
-def round_result(expr: str, dt: DType) -> str:
-    """The accumulator `expr` as the heavy op's result of type `dt`, in `dt`'s compute type."""
-    c = compute_ctype(dt)
-    if dt.name in LOW:
-        return f"ember::round_to<{ctype(dt)}, float>({expr})"
-    return f"static_cast<{c}>({expr})"
-
-
-def accumulator(dt: DType) -> str:
-    """The accumulator type for results of `dt`: floats compute in f32 (f64), integers wrap unsigned."""
-    if dt.kind == "float":
-        return compute_ctype(dt)
-    if dt.is_int:
-        return "unsigned long long" if dt.bits > 32 else "unsigned int"
-    raise UnsupportedOpError(f"{dt} has no matrix kernel")
-
-
-class EpilogueWriter:
-    """Renders the epilogue functor `Epi` and collects its kernel parameters and meta."""
+class EpiloguePlan:
+    """The epilogue of a kernel: its spec, the outside values it reads (parameters e0, e1...,
+    after `out`) and its meta (the result's rank and dims, then the strides of each operand
+    read at a general broadcast offset)."""
 
     def __init__(self, ctx: LowerContext, epi: Epilogue, store: Store, index: str) -> None:
-        self.ctx, self.epi, self.store, self.index = ctx, epi, store, index
-        self.out_shape = ctx.shape(epi.out)
-        out_t = epi.out.type
-        assert isinstance(out_t, TensorType)
-        self.out_dtype = out_t.dtype
+        self.ctx, self.epi = ctx, epi
+        out_shape = ctx.shape(epi.out)
         # Outside values read per element, in parameter order: the heavy op's (`store.reads`), then the
         # epilogue's. Kept apart: a per-column read (conv's bias) is not a broadcast of the same value.
-        self.heavy_reads = list(dict.fromkeys(store.reads))
-        self.extras: list[Value] = list(self.heavy_reads)
+        heavy_reads = list(dict.fromkeys(store.reads))
+        self.extras: list[Value] = list(heavy_reads)
         for v in dict.fromkeys(epi.outer[a] for a in epi.reads()):
             if store.per_column or v not in self.extras:
                 self.extras.append(v)
-        self.meta: list[int] = [len(self.out_shape), *self.out_shape]
-        self.offsets: list[str] = []
+        self.meta: list[int] = [len(out_shape), *out_shape]
+        offsets: list[Offset] = []
         general = 0
         for k, v in enumerate(self.extras):
-            if store.per_column and k < len(self.heavy_reads):
-                self.offsets.append("col")
+            if store.per_column and k < len(heavy_reads):
+                offsets.append("col")
                 continue
             shape = ctx.shape(v)
-            strides = broadcast_strides(shape, self.out_shape) if len(shape) <= len(self.out_shape) else None
+            strides = broadcast_strides(shape, out_shape) if len(shape) <= len(out_shape) else None
             if strides is None:
-                raise UnsupportedOpError(f"{v.type} does not broadcast to the result {list(self.out_shape)}")
+                raise UnsupportedOpError(f"{v.type} does not broadcast to the result {list(out_shape)}")
             ax = store.col_axis
-            if tuple(shape) == tuple(self.out_shape):
-                self.offsets.append("idx")
+            if tuple(shape) == tuple(out_shape):
+                offsets.append("idx")
             elif not any(strides):
-                self.offsets.append("0")
+                offsets.append("0")
             elif ax is not None and all(s == 0 for a, s in enumerate(strides) if a != ax) and strides[ax] == 1:
-                self.offsets.append("col")
+                offsets.append("col")
             else:
-                rank = len(self.out_shape)
-                self.offsets.append(f"ember::broadcast_offset<{index}>(idx, {rank}, em + 1, em + {1 + rank * (1 + general)})")
+                rank = len(out_shape)
+                offsets.append(BroadcastAt(rank, 1 + rank * (1 + general)))
                 self.meta += strides
                 general += 1
+        out_t = epi.out.type
+        assert isinstance(out_t, TensorType)
+        self.out_dtype = out_t.dtype
+        loaded = {v: f"x{k}" for k, v in enumerate(self.extras) if k >= len(heavy_reads) or not store.per_column}
+        names: dict[Value, str] = {epi.heavy.results[0]: "h"}
+        for arg, outside in epi.outer.items():
+            if outside in loaded:
+                names[arg] = loaded[outside]
+        reads = tuple((ctype(ctx.dtype(v)), compute_ctype(ctx.dtype(v)), at) for v, at in zip(self.extras, offsets))
+        self.spec = EpilogueSpec(ctype(self.out_dtype), reads, index, store.acc,
+                                 replace(store.value, read="x0" if heavy_reads else None),
+                                 tuple(epi.ops), tuple(names.items()), epi.result)
 
-    def declare(self, sig: Signature) -> None:
+    def declare(self, kb: KernelBuilder) -> None:
         """Add the output and the per-element operands to the kernel's parameters."""
-        sig.ptr("out", ctype(self.out_dtype), "out", self.ctx.arg(self.epi.out))
+        kb.ptr("out", ctype(self.out_dtype), "out", self.ctx.arg(self.epi.out))
         for k, v in enumerate(self.extras):
-            sig.ptr(f"e{k}", ctype(self.ctx.dtype(v)), "in", self.ctx.arg(v))
-
-    def construct(self, meta_offset: int) -> str:
-        fields = ["out"] + [f"e{k}" for k in range(len(self.extras))] + [f"meta + {meta_offset}"]
-        return f"const Epi epi{{{', '.join(fields)}}};"
-
-    def render(self, w: CWriter) -> None:
-        heavy_result = self.epi.heavy.results[0]
-        with w.block("struct Epi", "};"):
-            w.line(f"{ctype(self.out_dtype)}* __restrict__ out;")
-            for k, v in enumerate(self.extras):
-                w.line(f"const {ctype(self.ctx.dtype(v))}* __restrict__ e{k};")
-            w.line("const long long* __restrict__ em;  // result rank, dims, broadcast strides")
-            with w.block(f"__device__ __forceinline__ void operator()({self.index} idx, int col, {self.store.acc} acc) "
-                         "const"):
-                w.line("(void)col;")
-                for k, (v, at) in enumerate(zip(self.extras, self.offsets)):
-                    w.line(f"const {compute_ctype(self.ctx.dtype(v))} x{k} = ember::to_compute(e{k}[{at}]);")
-                n_heavy = len(self.heavy_reads)
-                heavy_loaded = {v: f"x{k}" for k, v in enumerate(self.extras[:n_heavy])}
-                epi_loaded = {v: f"x{k}" for k, v in enumerate(self.extras)
-                              if k >= n_heavy or not self.store.per_column}
-                heavy_dt = heavy_result.type.dtype  # type: ignore[union-attr]
-                w.line(f"const {compute_ctype(heavy_dt)} h = {self.store.heavy('acc', heavy_loaded)};  "
-                       f"// {self.epi.heavy.name}")
-                names: dict[Value, str] = {heavy_result: "h"}
-                for arg, outside in self.epi.outer.items():
-                    if outside in epi_loaded:
-                        names[arg] = epi_loaded[outside]
-                counter = iter(range(1_000_000))
-                fresh = lambda: f"t{next(counter)}"  # noqa: E731
-                for e in self.epi.ops:
-                    if e.name == "ember.constant":
-                        value = e.attributes["value"]
-                        name = fresh()
-                        names[e.results[0]] = name
-                        w.line(f"const {compute_ctype(value.dtype)} {name} = "
-                               f"{literal(value.array.reshape(()).item(), value.dtype)};")
-                        continue
-                    render_op(w, e, names, fresh)
-                w.line(f"out[idx] = ember::store<{ctype(self.out_dtype)}>({names[self.epi.result]});")
+            kb.ptr(f"e{k}", ctype(self.ctx.dtype(v)), "in", self.ctx.arg(v))
 
 
 def max_elements(ctx: LowerContext, values: Sequence[Value | None]) -> int:
     return max([1] + [numel(ctx.shape(v)) for v in values if v is not None])
 
 
-def build_kernel(ctx: LowerContext, epi: Epilogue, writer: EpilogueWriter, header: str, hint: str,
-                 sig: Signature, threads: int, call: Sequence[str], meta_offset: int) -> Kernel:
-    w = CWriter()
-    w.line(f'#include "{header}"')
-    w.comment(epi.comment())
-    w.line()
-    writer.render(w)
-    w.line()
-    with w.block(f'extern "C" __global__ void __launch_bounds__({threads}) ENTRY({", ".join(sig.decls)})'):
-        w.line(writer.construct(meta_offset))
-        for line in call:
-            w.line(line)
-    return Kernel(w.text(), hint, tuple(sig.params), (epi.comment(),))
+def heavy_spec(epi: Epilogue, plan: EpiloguePlan, kb: KernelBuilder, header: str, hint: str, template: str,
+               targs: Sequence[object], call: Sequence[str], threads: int, meta_offset: int) -> KernelSpec:
+    """A candidate kernel of a heavy op with its epilogue."""
+    return KernelSpec(header, hint, template, tuple(targs), tuple(call), threads,  # type: ignore[arg-type]
+                      tuple(kb.params), epi.comment(), (epi.comment(),), plan.spec, meta_offset)
+
+
+def choose(ctx: LowerContext, candidates: dict[str, KernelSpec]) -> KernelSpec:
+    """The candidate the lowering context picks (ctx.choose: by name, the first unless asked)."""
+    return candidates[ctx.choose(list(candidates))]
 
 
 # -- strided batched products (matmul, gemm, einsum) ------------------------------------------
@@ -296,17 +238,17 @@ class Product:
 # Tactics: the candidate implementations of a heavy op, by name. A lowering asks
 # `ctx.choose(candidates)` for one: the first (the heuristic's pick) unless the build
 # names another for this op (`ember.compile(..., tactics={op: name})`); order 6 times them.
-TILES = {"tile128x128x8/8x8": (128, 128, 8, 8, 8), "tile64x64x16/4x4": (64, 64, 16, 4, 4)}
+TILES = {"tile128x128x8/8x8": Tile(128, 128, 8, 8, 8), "tile64x64x16/4x4": Tile(64, 64, 16, 4, 4)}
 
 
-def tile_candidates(M: int, N: int, batches: int, acc: str) -> list[str]:
+def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS) -> list[str]:
     """The GEMM-core tiles that can run this product, the heuristic's pick first: 128x128
-    tiles of 8x8 per thread when a large product fills the GPU twice over, else 64x64 of 4x4.
-    The big tile only has an f32 and u32 accumulator path."""
+    tiles of 8x8 per thread when a large product fills the GPU (`sms` multiprocessors) twice
+    over, else 64x64 of 4x4. The big tile only has an f32 and u32 accumulator path."""
     if acc not in ("float", "unsigned int"):
         return ["tile64x64x16/4x4"]
     big = -(-M // 128) * -(-N // 128) * batches
-    if M >= 128 and N >= 128 and big >= 2 * SMS:
+    if M >= 128 and N >= 128 and big >= 2 * sms:
         return ["tile128x128x8/8x8", "tile64x64x16/4x4"]
     return ["tile64x64x16/4x4", "tile128x128x8/8x8"]
 
@@ -317,28 +259,31 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     if prob.M >= 2**31 or prob.N >= 2**31 or prob.K >= 2**31:
         raise UnsupportedOpError("a matrix dim past 2^31")
     index = index_type(max_elements(ctx, [a, b, epi.out, *store.reads]))
-    writer = EpilogueWriter(ctx, epi, store, index)
-    sig = Signature()
-    writer.declare(sig)
-    sig.ptr("a", ctype(ctx.dtype(a)), "in", ctx.arg(a))
-    sig.ptr("b", ctype(ctx.dtype(b)), "in", ctx.arg(b))
+    plan = EpiloguePlan(ctx, epi, store, index)
+    kb = KernelBuilder(ctx)
+    plan.declare(kb)
+    kb.ptr("a", ctype(ctx.dtype(a)), "in", ctx.arg(a))
+    kb.ptr("b", ctype(ctx.dtype(b)), "in", ctx.arg(b))
     meta = prob.meta()
-    sig.ptr("meta", "long long", "meta", ctx.meta(meta + writer.meta))
-    sig.scalar("M", "i32", ctx.i32(prob.M))
-    sig.scalar("N", "i32", ctx.i32(prob.N))
-    sig.scalar("K", "i32", ctx.i32(prob.K))
-    sig.scalar("batches", "i64", ctx.i64(prob.batches))
-    bm, bn, bk, tm, tn = TILES[ctx.choose(tile_candidates(prob.M, prob.N, prob.batches, store.acc))]
+    kb.ptr("meta", "long long", "meta", ctx.meta(meta + plan.meta))
+    kb.scalar("M", "i32", ctx.i32(prob.M))
+    kb.scalar("N", "i32", ctx.i32(prob.N))
+    kb.scalar("K", "i32", ctx.i32(prob.K))
+    kb.scalar("batches", "i64", ctx.i64(prob.batches))
+    names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx))
     a_kmajor = prob.sak == 1 or prob.M == 1
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
-    tile = f"ember::gemm::Tile<{bm}, {bn}, {bk}, {tm}, {tn}>"
-    call = [(f"ember::gemm::strided<{tile}, {str(a_kmajor).lower()}, {str(b_kmajor).lower()}, {store.acc}, {index}>"
-             f"(a, b, meta, M, N, K, batches, epi);")]
-    kernel = build_kernel(ctx, epi, writer, "ember_gemm.cuh", "gemm", sig, GEMM_THREADS, call, len(meta))
-    grid = (-(-prob.M // bm), -(-prob.N // bn), min(prob.batches, MAX_GRID_Z))
+    call = ("a", "b", "meta", "M", "N", "K", "batches", "epi")
+    spec = choose(ctx, {name: heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided",
+                                         (TILES[name], a_kmajor, b_kmajor, store.acc, index), call, GEMM_THREADS,
+                                         len(meta)) for name in names})
+    tile = spec.tile
+    assert tile is not None
+    kernel = render_spec(spec)
+    grid = (-(-prob.M // tile.bm), -(-prob.N // tile.bn), min(prob.batches, MAX_GRID_Z))
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"N = {prob.N} needs more than {MAX_GRID_Y} column tiles")
-    ctx.launch(kernel, grid, (GEMM_THREADS,), sig.args)
+    ctx.launch(kernel, grid, (GEMM_THREADS,), kb.args)
 
 
 def _batch_strides(shape: Sequence[int], batch: Sequence[int], inner: int) -> tuple[int, ...]:
@@ -370,7 +315,7 @@ def plan_matmul(ctx: LowerContext, epi: Epilogue) -> None:
     rdt = op.results[0].type.dtype
     acc = accumulator(rdt)
     col = len(ctx.shape(op.results[0])) - 1 if len(sb) > 1 else None
-    launch_product(ctx, epi, Store(acc, lambda x, _: round_result(x, rdt), [], col), prob, a, b)
+    launch_product(ctx, epi, Store(acc, HeavyValue(op.name, rdt), [], col), prob, a, b)
 
 
 def plan_gemm(ctx: LowerContext, epi: Epilogue) -> None:
@@ -385,25 +330,9 @@ def plan_gemm(ctx: LowerContext, epi: Epilogue) -> None:
     prob = Product(M, N, K, (), (), (), (), sam, sak, sbk, sbn, N, 1)
     rdt = op.results[0].type.dtype
     acc = accumulator(rdt)
-    alpha, beta = float(op.alpha), float(op.beta)
     reads = [c] if c is not None else []
-
-    def heavy(x: str, loaded: dict[Value, str]) -> str:
-        cv = loaded.get(c) if c is not None else None
-        if rdt.kind == "float":
-            expr = f"({literal(alpha, rdt)} * {x})"
-            if cv is not None:
-                expr = f"({expr} + {literal(beta, rdt)} * {cv})"
-            return round_result(expr, rdt)
-        t = compute_ctype(rdt)
-        if alpha == 1.0 and (cv is None or beta == 1.0):
-            return f"static_cast<{t}>({x}{f' + static_cast<{acc}>({cv})' if cv is not None else ''})"
-        total = f"{alpha!r} * static_cast<double>(static_cast<{t}>({x}))"
-        if cv is not None:
-            total += f" + {beta!r} * static_cast<double>({cv})"
-        return f"static_cast<{t}>(static_cast<long long>(trunc({total})))"
-
-    launch_product(ctx, epi, Store(acc, heavy, reads, 1), prob, a, b)
+    value = HeavyValue(op.name, rdt, "gemm", alpha=float(op.alpha), beta=float(op.beta))
+    launch_product(ctx, epi, Store(acc, value, reads, 1), prob, a, b)
 
 
 def plan_einsum(ctx: LowerContext, epi: Epilogue) -> None:
@@ -459,7 +388,7 @@ def plan_einsum(ctx: LowerContext, epi: Epilogue) -> None:
     rdt = op.results[0].type.dtype
     acc = accumulator(rdt)
     col = out.index(cols[0]) if len(cols) == 1 else None
-    launch_product(ctx, epi, Store(acc, lambda x, _: round_result(x, rdt), [], col), prob, a, b)
+    launch_product(ctx, epi, Store(acc, HeavyValue(op.name, rdt), [], col), prob, a, b)
 
 
 # -- convolution ------------------------------------------------------------------------------
@@ -528,47 +457,53 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
     if acc not in ("float", "double"):
         raise UnsupportedOpError(f"convolution of {rdt} has no kernel")
     lay = L.resolve(op.layout, len(ys))
-
-    def heavy(v: str, loaded: dict[Value, str]) -> str:
-        return round_result(f"({v} + {loaded[bias]})" if bias is not None else v, rdt)
-
-    store = Store(acc, heavy, [bias] if bias is not None else [], lay.channel_axis, per_column=True)
+    store = Store(acc, HeavyValue(op.name, rdt, "bias"), [bias] if bias is not None else [], lay.channel_axis,
+                  per_column=True)
     index = index_type(max_elements(ctx, [x, w, epi.out, bias]))
-    writer = EpilogueWriter(ctx, epi, store, index)
-    sig = Signature()
-    writer.declare(sig)
-    sig.ptr("x", ctype(ctx.dtype(x)), "in", ctx.arg(x))
-    sig.ptr("w", ctype(ctx.dtype(w)), "in", ctx.arg(w))
-    sig.ptr("meta", "long long", "meta", ctx.meta(geom + writer.meta))
+    plan = EpiloguePlan(ctx, epi, store, index)
+    kb = KernelBuilder(ctx)
+    plan.declare(kb)
+    kb.ptr("x", ctype(ctx.dtype(x)), "in", ctx.arg(x))
+    kb.ptr("w", ctype(ctx.dtype(w)), "in", ctx.arg(w))
+    kb.ptr("meta", "long long", "meta", ctx.meta(geom + plan.meta))
     n_batch, c_in, groups, c_out = geom[0], geom[1], geom[21], geom[5]
     P = numel(geom[6:9])
     kg, cg = c_out // groups, c_in // groups
-    cl = str(channels_last).lower()
     M, N = n_batch * P, kg
     if transposed:
-        choice = ctx.choose(["direct"])
+        names = ["direct"]
     else:
-        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc)]
+        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc, sm_count(ctx))]
         if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
             tiles = []  # rows past 32 bits: only the direct kernel
-        choice = ctx.choose(["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"])
-    if choice == "direct":
-        sig.scalar("total", "i64", ctx.i64(total))
-        fn = "transposed" if transposed else "direct"
-        call = [f"ember::conv::{fn}<{cl}, {acc}, {index}>(x, w, meta, static_cast<{index}>(total), epi);"]
-        kernel = build_kernel(ctx, epi, writer, "ember_conv.cuh", "conv_t" if transposed else "conv_direct", sig,
-                              DIRECT_THREADS, call, len(geom))
+        names = ["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"]
+    candidates: dict[str, KernelSpec] = {}
+    builders: dict[str, KernelBuilder] = {}
+    for name in names:
+        if name == "direct":
+            builders[name] = direct = kb.fork()
+            direct.scalar("total", "i64", ctx.i64(total))
+            candidates[name] = heavy_spec(
+                epi, plan, direct, "ember_conv.cuh", "conv_t" if transposed else "conv_direct",
+                f"ember::conv::{'transposed' if transposed else 'direct'}", (channels_last, acc, index),
+                ("x", "w", "meta", f"static_cast<{index}>(total)", "epi"), DIRECT_THREADS, len(geom))
+        else:
+            builders[name] = kb
+            candidates[name] = heavy_spec(epi, plan, kb, "ember_conv.cuh", "conv", "ember::conv::implicit_gemm",
+                                          (TILES[name.split("/", 1)[1]], channels_last, acc, index),
+                                          ("x", "w", "meta", "epi"), GEMM_THREADS, len(geom))
+    chosen = ctx.choose(list(candidates))
+    spec, args = candidates[chosen], builders[chosen].args
+    kernel = render_spec(spec)
+    tile = spec.tile
+    if tile is None:
         blocks = max(1, min(-(-total // DIRECT_THREADS), 65535 * 16))
-        ctx.launch(kernel, (blocks,), (DIRECT_THREADS,), sig.args)
+        ctx.launch(kernel, (blocks,), (DIRECT_THREADS,), args)
         return
-    bm, bn, bk, tm, tn = TILES[choice.split("/", 1)[1]]
-    tile = f"ember::gemm::Tile<{bm}, {bn}, {bk}, {tm}, {tn}>"
-    call = [f"ember::conv::implicit_gemm<{tile}, {cl}, {acc}, {index}>(x, w, meta, epi);"]
-    kernel = build_kernel(ctx, epi, writer, "ember_conv.cuh", "conv", sig, GEMM_THREADS, call, len(geom))
-    grid = (-(-M // bm), -(-N // bn), min(groups, MAX_GRID_Z))
+    grid = (-(-M // tile.bm), -(-N // tile.bn), min(groups, MAX_GRID_Z))
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"{N} output channels per group need more than {MAX_GRID_Y} tiles")
-    ctx.launch(kernel, grid, (GEMM_THREADS,), sig.args)
+    ctx.launch(kernel, grid, (GEMM_THREADS,), args)
 
 
 # -- attention --------------------------------------------------------------------------------
@@ -619,42 +554,39 @@ def plan_attention(ctx: LowerContext, epi: Epilogue) -> None:
         return
     bq, bkv, dvpt, shared = attention_tiles(D, Dv)
     index = "long long"
-    store = Store("float", lambda x, _: round_result(x, op.results[0].type.dtype), [], 3)
-    writer = EpilogueWriter(ctx, epi, store, index)
+    store = Store("float", HeavyValue(op.name, op.results[0].type.dtype), [], 3)
+    plan = EpiloguePlan(ctx, epi, store, index)
 
-    def operands(sig: Signature) -> tuple[str, str]:
-        sig.ptr("q", ctype(dt), "in", ctx.arg(q))
-        sig.ptr("k", ctype(dt), "in", ctx.arg(k))
-        sig.ptr("v", ctype(dt), "in", ctx.arg(v))
-        m_name = sig.ptr("mask", mask_c, "in", ctx.arg(mask)) if mask is not None else f"({mask_c}*)nullptr"
-        l_name = sig.ptr("kv_lens", lens_c, "in", ctx.arg(lens)) if lens is not None else f"({lens_c}*)nullptr"
-        sig.ptr("meta", "long long", "meta", ctx.meta(meta + writer.meta))
-        sig.scalar("scale", "f32", ctx.f32(scale))
-        sig.scalar("softcap", "f32", ctx.f32(softcap))
+    def operands(kb: KernelBuilder) -> tuple[str, str]:
+        kb.ptr("q", ctype(dt), "in", ctx.arg(q))
+        kb.ptr("k", ctype(dt), "in", ctx.arg(k))
+        kb.ptr("v", ctype(dt), "in", ctx.arg(v))
+        m_name = kb.ptr("mask", mask_c, "in", ctx.arg(mask)) if mask is not None else f"({mask_c}*)nullptr"
+        l_name = kb.ptr("kv_lens", lens_c, "in", ctx.arg(lens)) if lens is not None else f"({lens_c}*)nullptr"
+        kb.ptr("meta", "long long", "meta", ctx.meta(meta + plan.meta))
+        kb.scalar("scale", "f32", ctx.f32(scale))
+        kb.scalar("softcap", "f32", ctx.f32(softcap))
         return m_name, l_name
 
-    sig = Signature()
-    writer.declare(sig)
-    m_name, l_name = operands(sig)
-    call = [(f"ember::attention::flash<{bq}, {bkv}, {ATTENTION_THREADS}, {dvpt}, {kind}>"
-             f"(q, k, v, {m_name}, {l_name}, meta, scale, softcap, epi);")]
-    kernel = build_kernel(ctx, epi, writer, "ember_attention.cuh", "attention", sig, ATTENTION_THREADS, call, len(meta))
-    ctx.launch(kernel, (-(-Sq // bq), Hq, B), (ATTENTION_THREADS,), sig.args, shared=shared)
+    kb = KernelBuilder(ctx)
+    plan.declare(kb)
+    m_name, l_name = operands(kb)
+    spec = heavy_spec(epi, plan, kb, "ember_attention.cuh", "attention", "ember::attention::flash",
+                      (bq, bkv, ATTENTION_THREADS, dvpt, kind),
+                      ("q", "k", "v", m_name, l_name, "meta", "scale", "softcap", "epi"), ATTENTION_THREADS, len(meta))
+    ctx.launch(render_spec(spec), (-(-Sq // bq), Hq, B), (ATTENTION_THREADS,), kb.args, shared=shared)
     if op.scores == "none" or Skv == 0:
         return
     scores = op.results[1]
-    sig = Signature()
-    out_c = ctype(ctx.dtype(scores))
-    sig.ptr("out", out_c, "out", ctx.arg(scores))
-    m_name, l_name = operands(sig)
-    w = CWriter()
-    w.line('#include "ember_attention.cuh"')
-    w.comment(f"ember.attention scores ({op.scores}) @ {epi.where}")
-    with w.block(f'extern "C" __global__ void __launch_bounds__({ATTENTION_THREADS}) ENTRY({", ".join(sig.decls)})'):
-        w.line(f"ember::attention::scores<{ATTENTION_THREADS}, {STAGES[op.scores]}, {kind}>"
-               f"(out, q, k, {m_name}, {l_name}, meta, scale, softcap);")
-    kernel = Kernel(w.text(), "attention_scores", tuple(sig.params), (f"ember.attention scores @ {epi.where}",))
-    ctx.launch(kernel, (Sq, Hq, B), (ATTENTION_THREADS,), sig.args, shared=4 * (D + ATTENTION_THREADS))
+    kb = KernelBuilder(ctx)
+    kb.ptr("out", ctype(ctx.dtype(scores)), "out", ctx.arg(scores))
+    m_name, l_name = operands(kb)
+    spec = KernelSpec("ember_attention.cuh", "attention_scores", "ember::attention::scores",
+                      (ATTENTION_THREADS, STAGES[op.scores], kind),
+                      ("out", "q", "k", m_name, l_name, "meta", "scale", "softcap"), ATTENTION_THREADS,
+                      tuple(kb.params), f"ember.attention scores ({op.scores}) @ {epi.where}",
+                      (f"ember.attention scores @ {epi.where}",))
+    ctx.launch(render_spec(spec), (Sq, Hq, B), (ATTENTION_THREADS,), kb.args, shared=4 * (D + ATTENTION_THREADS))
 
 
 # -- registration -----------------------------------------------------------------------------
@@ -682,4 +614,5 @@ def epilogue_fusion(ctx: LowerContext, op: Operation) -> None:
     planner(ctx, epi)
 
 
-__all__ = ["PLANNERS", "Epilogue", "Product", "Store", "accumulator", "launch_product", "round_result"]
+__all__ = ["PLANNERS", "SM_COUNTS", "Epilogue", "EpiloguePlan", "Product", "Store", "launch_product", "sm_count",
+           "tile_candidates"]

@@ -10,34 +10,30 @@ gathers, scatters, resize, trilu, range, one_hot and the shape queries have kern
 own. Shapes and strides travel in the launch's `meta` array and sizes as kernel parameters;
 only ranks, element types and attributes shape the kernel source.
 
-`KernelBuilder` is what every kernel of this module and of `reduce` is assembled with: it
-collects parameters and their launch arguments, the meta array, helper structs (a fused
-region's prologue), and writes the `extern "C"` wrapper that calls a device template.
+Every kernel of this module and of `reduce` is assembled with codegen/kernel_builder.py's
+`KernelBuilder`: parameters and their launch arguments, the meta array, helper structs (a
+fused region's prologue), and the grid-stride wrapper that calls a device template.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import struct
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ember.codegen.cuda_render import compute_ctype, ctype, index_type
-from ember.codegen.cwriter import CWriter
-from ember.codegen.kernel import Arg, Kernel, Param
+from ember.codegen.kernel_builder import BLOCK, KernelBuilder, f64_bits
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.ops.elementwise import broadcast_strides
-from ember.codegen.symbolic import contiguous_strides, numel, smax, smin, value_of
+from ember.codegen.symbolic import contiguous_strides, numel, value_of
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
 from ember.ir.ops.shape import clamp_index, slice_length
 from ember.ir.types import DType
 
-BLOCK = 256
-GRID_CAP = 1 << 18  # blocks; grid-stride loops cover the rest
 BITS = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
 MAX_SCAN = 1 << 16  # scatter: updates that may collide are found by scanning this many at most
 
@@ -66,10 +62,6 @@ def index_for(*counts: int) -> str:
     return index_type(max([0, *counts]) + (1 << 28))
 
 
-def blocks_for(items: int, per_block: int) -> int:
-    return smax(1, smin(-(-items // per_block), GRID_CAP))
-
-
 def bits_ctype(dt: DType) -> str:
     """The unsigned integer type of an element's width: what copies move."""
     size = dt.np_dtype.itemsize
@@ -83,102 +75,10 @@ def dims_of(ctx: LowerContext, values: Sequence[Any]) -> list[int]:
     return [ctx.evaluate(d) for d in values]
 
 
-def f64_bits(x: float) -> int:
-    """A double as the int64 with its bits (device: __longlong_as_double)."""
-    return struct.unpack("<q", struct.pack("<d", float(x)))[0]
-
-
 def value_bits(x: np.ndarray) -> int:
     """One element's bits as a (signed) int64."""
     raw = np.ascontiguousarray(x).reshape(-1)[:1].view(np.dtype(f"u{x.dtype.itemsize}"))
     return struct.unpack("<q", struct.pack("<Q", int(raw[0])))[0]
-
-
-# -- kernel assembly ----------------------------------------------------------------------------------
-class KernelBuilder:
-    """One kernel's parameters, launch arguments, meta array and helper structs.
-
-    `out`/`inp` add pointer parameters bound to program values, `scalar` an int64 parameter
-    (a size), `put` appends ints to the launch's meta array and returns their offset (the
-    offset is a compile-time constant of the kernel; the values are not). `launch` writes the
-    source: the include, the op's location, the structs, then the wrapper calling `call`.
-    """
-
-    def __init__(self, ctx: LowerContext, hint: str, index: str, header: str = "ember_movement.cuh") -> None:
-        self.ctx, self.hint, self.index, self.header = ctx, hint, index, header
-        self.params: list[Param] = []
-        self.args: list[Arg] = []
-        self.meta: list[int] = []
-        self.structs = CWriter()
-        self._inputs: dict[tuple[int, str], str] = {}
-        self._count = 0
-
-    def _name(self, prefix: str) -> str:
-        self._count += 1
-        return f"{prefix}{self._count - 1}"
-
-    def out(self, v: Value, c: str) -> str:
-        name = self._name("out")
-        self.params.append(Param(name, "ptr", c, "out"))
-        self.args.append(self.ctx.arg(v))
-        return name
-
-    def inp(self, v: Value, c: str) -> str:
-        key = (id(v), c)
-        if key not in self._inputs:
-            name = self._name("in")
-            self.params.append(Param(name, "ptr", c, "in"))
-            self.args.append(self.ctx.arg(v))
-            self._inputs[key] = name
-        return self._inputs[key]
-
-    def scalar(self, x: int) -> str:
-        name = self._name("s")
-        self.params.append(Param(name, "i64", "long long", "scalar"))
-        self.args.append(self.ctx.i64(x))
-        return f"({self.index}){name}"
-
-    def put(self, values: Iterable[int]) -> int:
-        offset = len(self.meta)
-        self.meta.extend(operator.index(v) if not isinstance(v, int) else v for v in values)
-        return offset
-
-    def put_f64(self, x: float) -> int:
-        return self.put([f64_bits(x)])
-
-    def source(self, call: str, threads: int, per_block: int) -> Kernel:
-        w = CWriter()
-        w.line(f'#include "{self.header}"')
-        w.comment(self.ctx.loc())
-        w.comment(f"grid-stride: {per_block} work item{'s' if per_block > 1 else ''} of n per block")
-        for line in self.structs.lines:
-            w.line(line)
-        sig = []
-        for p in self.params:
-            if p.kind == "ptr":
-                sig.append(f"{'' if p.role == 'out' else 'const '}{p.ctype}* __restrict__ {p.name}")
-            else:
-                sig.append(f"long long {p.name}")
-        sig += ["const long long* __restrict__ meta", "long long n"]
-        with w.block(f'extern "C" __global__ void __launch_bounds__({threads}) ENTRY({", ".join(sig)})'):
-            w.line(f"{call};")
-        params = tuple(self.params) + (Param("meta", "ptr", "long long", "meta"), Param("n", "i64", "long long",
-                                                                                       "scalar"))
-        return Kernel(w.text(), self.hint, params, (self.ctx.loc(),))
-
-    def launch(self, call: str, items: int, per_block: int, block: Sequence[int] = (BLOCK,),
-               shared: int = 0) -> None:
-        """Launch `call` over `items` work items (none: no launch), `per_block` per block."""
-        if items <= 0:
-            return
-        threads = int(np.prod(block))
-        kernel = self.source(call, threads, per_block)
-        args = self.args + [self.ctx.meta(self.meta or [0]), self.ctx.i64(items)]
-        self.ctx.launch(kernel, (blocks_for(items, per_block),), block, args, shared=shared)
-
-    @property
-    def n(self) -> str:
-        return f"({self.index})n"
 
 
 # -- strided copies -------------------------------------------------------------------------------------
@@ -218,7 +118,7 @@ def transpose(ctx: LowerContext, op: Operation) -> None:
         kb = KernelBuilder(ctx, "transpose", index_for(numel(shape)))
         o, i = kb.out(y, t), kb.inp(x, t)
         tiles = batch * (-(-rows // 32)) * (-(-cols // 32))
-        kb.launch(f"ember::transpose_tiled<{t}, {kb.index}>({o}, {i}, {kb.scalar(rows)}, {kb.scalar(cols)}, {kb.n})",
+        kb.launch(f"ember::transpose_tiled<{t}, {kb.index}>({o}, {i}, {kb.size(rows)}, {kb.size(cols)}, {kb.n})",
                   tiles, 1, (32, 8))
         return
     launch_copy(ctx, "transpose", y, x, [shape[p] for p in perm], [strides[p] for p in perm])
@@ -375,8 +275,8 @@ def gather(ctx: LowerContext, op: Operation) -> None:
     t, it = bits_ctype(ctx.dtype(data)), _index_ctype(ctx, indices)
     kb = KernelBuilder(ctx, "gather", index_for(n, numel(ds)))
     o, d, i = kb.out(y, t), kb.inp(data, t), kb.inp(indices, it)
-    kb.launch(f"ember::gather<{t}, {it}, {kb.index}>({o}, {d}, {i}, {kb.n}, {kb.scalar(count)}, {kb.scalar(inner)}, "
-              f"{kb.scalar(ds[axis])})", n, BLOCK)
+    kb.launch(f"ember::gather<{t}, {it}, {kb.index}>({o}, {d}, {i}, {kb.n}, {kb.size(count)}, {kb.size(inner)}, "
+              f"{kb.size(ds[axis])})", n, BLOCK)
 
 
 @lowering("ember.gather_elements")
@@ -403,8 +303,8 @@ def gather_nd(ctx: LowerContext, op: Operation) -> None:
     kb = KernelBuilder(ctx, "gather_nd", index_for(n, numel(ds), numel(ix)))
     o, d, i = kb.out(y, t), kb.inp(data, t), kb.inp(indices, it)
     kb.put([*ds[b:b + m], *(numel(ds[b + j + 1:]) for j in range(m))])
-    kb.launch(f"ember::gather_nd<{t}, {it}, {kb.index}, {m}>({o}, {d}, {i}, meta, {kb.n}, {kb.scalar(max(count, 1))}, "
-              f"{kb.scalar(inner)}, {kb.scalar(numel(ds[b:]))})", n, BLOCK)
+    kb.launch(f"ember::gather_nd<{t}, {it}, {kb.index}, {m}>({o}, {d}, {i}, meta, {kb.n}, {kb.size(max(count, 1))}, "
+              f"{kb.size(inner)}, {kb.size(numel(ds[b:]))})", n, BLOCK)
 
 
 SCATTER_REDUCTIONS = {"none": 0, "add": 1, "mul": 2, "max": 3, "min": 4}
@@ -456,7 +356,7 @@ def scatter_nd(ctx: LowerContext, op: Operation) -> None:
     o, u, i = kb.out(y, t), kb.inp(updates, t), kb.inp(indices, it)
     kb.put(ds[:k])
     kb.launch(f"ember::scatter_nd<{t}, {c}, {it}, {kb.index}, {k}, {red}>({o}, {u}, {i}, meta, {kb.n}, "
-              f"{kb.scalar(rows)}, {kb.scalar(inner)})", rows * inner, BLOCK)
+              f"{kb.size(rows)}, {kb.size(inner)})", rows * inner, BLOCK)
 
 
 # -- generators -------------------------------------------------------------------------------------------
@@ -470,8 +370,8 @@ def trilu(ctx: LowerContext, op: Operation) -> None:
     kb = KernelBuilder(ctx, "trilu", index_for(numel(shape)))
     o, i = kb.out(y, t), kb.inp(x, t)
     upper = "true" if op.attributes["upper"] else "false"
-    kb.launch(f"ember::trilu<{t}, {kb.index}, {upper}>({o}, {i}, {kb.n}, {kb.scalar(rows)}, {kb.scalar(cols)}, "
-              f"{kb.scalar(k)})", numel(shape), BLOCK)
+    kb.launch(f"ember::trilu<{t}, {kb.index}, {upper}>({o}, {i}, {kb.n}, {kb.size(rows)}, {kb.size(cols)}, "
+              f"{kb.size(k)})", numel(shape), BLOCK)
 
 
 @lowering("ember.range")
@@ -501,8 +401,8 @@ def one_hot(ctx: LowerContext, op: Operation) -> None:
     kb = KernelBuilder(ctx, "one_hot", index_for(n))
     o, i, v = kb.out(y, t), kb.inp(indices, it), kb.inp(values, t)
     float_index = "true" if idt.kind == "float" else "false"
-    kb.launch(f"ember::one_hot<{it}, {t}, {kb.index}, {float_index}>({o}, {i}, {v}, {kb.n}, {kb.scalar(depth)}, "
-              f"{kb.scalar(inner)})", n, BLOCK)
+    kb.launch(f"ember::one_hot<{it}, {t}, {kb.index}, {float_index}>({o}, {i}, {v}, {kb.n}, {kb.size(depth)}, "
+              f"{kb.size(inner)})", n, BLOCK)
 
 
 @lowering("ember.shape", "ember.size")
@@ -591,5 +491,4 @@ def resize(ctx: LowerContext, op: Operation) -> None:
               n, BLOCK)
 
 
-__all__ = ["KernelBuilder", "launch_copy", "simplify", "contiguous_strides", "numel", "index_for", "bits_ctype",
-           "blocks_for", "BLOCK", "GRID_CAP"]
+__all__ = ["launch_copy", "simplify", "index_for", "bits_ctype", "dims_of", "value_bits"]

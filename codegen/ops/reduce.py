@@ -24,9 +24,11 @@ from typing import Callable, Sequence
 
 from ember.codegen.cuda_render import C_EXPR, compute_ctype, ctype, literal, render_op
 from ember.codegen.cwriter import CWriter
+from ember.codegen.kernel_builder import BLOCK, KernelBuilder
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.ops.elementwise import broadcast_strides
-from ember.codegen.ops.movement import BLOCK, KernelBuilder, contiguous_strides, dims_of, index_for, numel
+from ember.codegen.ops.movement import dims_of, index_for
+from ember.codegen.symbolic import contiguous_strides, numel
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
@@ -85,12 +87,12 @@ def rows_geometry(kb: KernelBuilder, plan: Rows) -> str:
     offset = kb.put([d for d, _ in plan.kept] + [s for _, s in plan.kept]
                     + [d for d, _ in plan.reduced] + [s for _, s in plan.reduced])
     return (f"ember::Geometry<{kb.index}, ember::{plan.geo}, {len(plan.kept)}, {len(plan.reduced)}>"
-            f"{{{kb.scalar(plan.R)}, {kb.scalar(plan.inner)}, meta + {offset}}}")
+            f"{{{kb.size(plan.R)}, {kb.size(plan.inner)}, meta + {offset}}}")
 
 
 def launch_rows(kb: KernelBuilder, plan: Rows, call: str, shared: int = 0) -> None:
     """Launch a row kernel: `call` names the team as @TEAM and the row count as @ROWS."""
-    call = call.replace("@TEAM", f"ember::{plan.team}").replace("@ROWS", kb.scalar(plan.rows))
+    call = call.replace("@TEAM", f"ember::{plan.team}").replace("@ROWS", kb.size(plan.rows))
     if plan.team == "TEAM_COLUMN":
         tasks = (plan.rows // plan.inner) * (-(-plan.inner // 32))
         kb.launch(call, tasks, 1, (32, 8), shared)
@@ -354,8 +356,8 @@ def softmax(ctx: LowerContext, op: Operation, reads: Reads) -> None:
 
 # -- normalizations -----------------------------------------------------------------------------------
 def _channel_map(kb: KernelBuilder, shape: Sequence[int], axis: int) -> str:
-    return (f"ember::ChannelMap<{kb.index}>{{{kb.scalar(contiguous_strides(shape)[axis])}, "
-            f"{kb.scalar(shape[axis])}}}")
+    return (f"ember::ChannelMap<{kb.index}>{{{kb.size(contiguous_strides(shape)[axis])}, "
+            f"{kb.size(shape[axis])}}}")
 
 
 def _norm(ctx: LowerContext, reads: Reads, hint: str, x: Value, view: Sequence[int], axes: Sequence[int],
@@ -471,8 +473,8 @@ def cumulative(ctx: LowerContext, op: Operation) -> None:
     o, i = kb.out(y, t), kb.inp(x, t)
     flags = ", ".join(_flag(b) for b in (op.name == "ember.cumprod", op.attributes["exclusive"],
                                          op.attributes["reverse"]))
-    kb.launch(f"ember::scan_lines<{t}, {a}, {kb.index}, {flags}>({o}, {i}, {kb.n}, {kb.scalar(length)}, "
-              f"{kb.scalar(inner)})", lines, WARPS)
+    kb.launch(f"ember::scan_lines<{t}, {a}, {kb.index}, {flags}>({o}, {i}, {kb.n}, {kb.size(length)}, "
+              f"{kb.size(inner)})", lines, WARPS)
 
 
 @lowering("ember.topk")
@@ -496,7 +498,7 @@ def topk(ctx: LowerContext, op: Operation) -> None:
     if k == 0:
         return
     kb.launch(f"ember::topk<{t}, {c}, {kb.index}, {_flag(op.attributes['largest'])}, {_flag(stage)}>({values}, "
-              f"{indices}, {i}, {kb.n}, {kb.scalar(length)}, {kb.scalar(inner)}, {kb.scalar(k)})", lines, 1,
+              f"{indices}, {i}, {kb.n}, {kb.size(length)}, {kb.size(inner)}, {kb.size(k)})", lines, 1,
               (BLOCK,), length * itemsize if stage else 0)
 
 
@@ -548,7 +550,7 @@ def pool(ctx: LowerContext, op: Operation) -> None:
     kb.put(meta)
     count_pad = _flag(bool(a.get("count_include_pad", False)))
     kb.launch(f"ember::pool<{t}, {acc}, {kb.index}, {rank}, ember::{kind}, {count_pad}>({o}, {i}, meta, {kb.n}, "
-              f"{kb.scalar(numel(kernel))}, {a.get('p', 2)})", numel(out_shape), BLOCK)
+              f"{kb.size(numel(kernel))}, {a.get('p', 2)})", numel(out_shape), BLOCK)
 
 
 __all__ = ["plan_rows", "Rows", "Reads", "ROOTS", "root"]

@@ -15,11 +15,12 @@ host instead: layers whose per-block state does not fit 48 KiB of shared memory
 
 from __future__ import annotations
 
-from ember.codegen.cuda_render import compute_ctype, ctype, literal
+from ember.codegen.cuda_render import compute_ctype, ctype, entry, literal
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel
+from ember.codegen.kernel_builder import KernelBuilder
 from ember.codegen.lower import LowerContext, lowering
-from ember.codegen.ops.heavy import SHARED_LIMIT, Signature
+from ember.codegen.ops.heavy import SHARED_LIMIT
 from ember.errors import UnsupportedOpError
 from ember.ir.core import Operation
 from ember.ir.ops.recurrent import ACTIVATIONS
@@ -92,12 +93,12 @@ def recurrent(ctx: LowerContext, op: Operation) -> None:
     meta = [S, B, I, H, ndir, DIRECTION_CODES[op.direction], int(getattr(op, "linear_before_reset", False)),
             int(getattr(op, "input_forget", False)), xt, xb, yt, yd, yb, sd, sb]
     s = ctype(dt)
-    sig = Signature()
+    kb = KernelBuilder(ctx)
     outs = ["y", "yh"] + (["yc"] if kind == 2 else [])
     for name, res in zip(outs, op.results):
-        sig.ptr(name, s, "out", ctx.arg(res))
+        kb.ptr(name, s, "out", ctx.arg(res))
     for name in ("x", "w", "r"):
-        sig.ptr(name, s, "in", ctx.arg(getattr(op, name)))
+        kb.ptr(name, s, "in", ctx.arg(getattr(op, name)))
     optional = {}
     for name in ("b", "sequence_lens", "initial_h", "initial_c", "p"):
         v = getattr(op, name, None) if name in op.operand_groups() else None
@@ -106,8 +107,8 @@ def recurrent(ctx: LowerContext, op: Operation) -> None:
                 "static_cast<const int*>(nullptr)"
             continue
         vc = ctype(ctx.dtype(v))
-        optional[name] = sig.ptr(name, vc, "in", ctx.arg(v))
-    sig.ptr("meta", "long long", "meta", ctx.meta(meta))
+        optional[name] = kb.ptr(name, vc, "in", ctx.arg(v))
+    kb.ptr("meta", "long long", "meta", ctx.meta(meta))
     wr = CWriter()
     wr.line('#include "ember_rnn.cuh"')
     wr.comment(ctx.loc())
@@ -115,11 +116,11 @@ def recurrent(ctx: LowerContext, op: Operation) -> None:
     _render_acts(wr, op, per_direction, ndir, dt)
     wr.line()
     yc = "yc" if kind == 2 else f"static_cast<{s}*>(nullptr)"
-    with wr.block(f'extern "C" __global__ void __launch_bounds__({THREADS}) ENTRY({", ".join(sig.decls)})'):
+    with entry(wr, THREADS, kb.params):
         wr.line(f"ember::rnn::recur<{kind}, {THREADS}, {c}>(x, w, r, {optional['b']}, {optional['sequence_lens']}, "
                 f"{optional['initial_h']}, {optional['initial_c']}, {optional['p']}, y, yh, {yc}, meta, Acts{{}});")
-    kernel = Kernel(wr.text(), op.name.split(".")[1], tuple(sig.params), (ctx.loc(),))
-    ctx.launch(kernel, (B, ndir), (THREADS,), sig.args, shared=shared)
+    kernel = Kernel(wr.text(), op.name.split(".")[1], tuple(kb.params), (ctx.loc(),))
+    ctx.launch(kernel, (B, ndir), (THREADS,), kb.args, shared=shared)
 
 
 __all__ = ["recurrent"]

@@ -1,0 +1,104 @@
+"""Kernel specs: what a heavy op's planner proposes and cuda_render turns into CUDA C.
+
+A planner (codegen/ops/heavy.py) works out the problem's geometry, the kernel's
+parameters and its epilogue, and gives one `KernelSpec` per candidate implementation
+(tactic): the device template it calls, the template arguments (a GEMM `Tile`, layout
+flags, types), the call's arguments, the block size. The lowering context chooses one
+(`ctx.choose`), and `cuda_render.render_spec` writes the chosen one: the include, the
+epilogue functor `Epi`, and the `extern "C"` wrapper that calls the template. Specs hold
+no C text beyond names and type names; sizes that vary with the shape stay launch
+arguments, so a spec describes the kernel's source only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ember.codegen.kernel import Param
+from ember.ir.core import Operation, Value
+from ember.ir.types import DType
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A tile of the GEMM core (ember_gemm.cuh): BM x BN outputs per block, BK deep per step,
+    TM x TN outputs per thread."""
+
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+
+
+@dataclass(frozen=True)
+class BroadcastAt:
+    """An epilogue operand read at its general broadcast offset: the result's rank, and where
+    in the epilogue's meta (`em`) the operand's strides start."""
+
+    rank: int
+    strides_at: int
+
+
+Offset = str | BroadcastAt   # "idx" (the element), "col" (its column), "0" (a scalar), or BroadcastAt
+
+
+@dataclass(frozen=True)
+class HeavyValue:
+    """How the functor gets the heavy op's result from the accumulator `acc`, in the result's
+    compute type: `round` rounds it to `dtype`; `bias` adds the per-column operand first
+    (conv's bias, if any); `gemm` scales by alpha and adds beta times c (if any). `read` is
+    the C name of the operand it reads (x0), or None."""
+
+    op: str
+    dtype: DType
+    form: str = "round"     # round | bias | gemm
+    read: str | None = None
+    alpha: float = 1.0
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class EpilogueSpec:
+    """The functor a heavy template calls once per output element (index, column, accumulator):
+    it computes the heavy op's value, runs the fused elementwise `ops` on it and on the
+    operands it reads (`reads`: storage and compute type and offset of each, as e0, e1...),
+    and stores `result`. `names` gives the C names of the body's values before the ops run
+    (the heavy value `h`, the operands `x<k>`)."""
+
+    out: str                                    # the output's C storage type
+    reads: tuple[tuple[str, str, Offset], ...]
+    index: str                                  # the index type
+    acc: str                                    # the accumulator's C type
+    heavy: HeavyValue
+    ops: tuple[Operation, ...]
+    names: tuple[tuple[Value, str], ...]
+    result: Value
+
+
+TemplateArg = Tile | bool | int | str
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One candidate kernel of a heavy op: `template<targs>(call)` from `header`, in a wrapper of
+    `params` launched with `threads` threads per block. With an epilogue, the wrapper builds
+    `epi` from the output, the epilogue's operands and `meta + meta_offset` first."""
+
+    header: str
+    hint: str
+    template: str
+    targs: tuple[TemplateArg, ...]
+    call: tuple[str, ...]
+    threads: int
+    params: tuple[Param, ...]
+    comment: str                  # the source's first comment: the ops and where they come from
+    ops: tuple[str, ...]          # the kernel's ops, for the map from kernels to source ops
+    epilogue: EpilogueSpec | None = None
+    meta_offset: int = 0
+
+    @property
+    def tile(self) -> Tile | None:
+        return next((t for t in self.targs if isinstance(t, Tile)), None)
+
+
+__all__ = ["BroadcastAt", "EpilogueSpec", "HeavyValue", "KernelSpec", "Offset", "TemplateArg", "Tile"]
