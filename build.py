@@ -19,7 +19,7 @@ from ember.errors import EmberError, UnsupportedOpError
 from ember.ir import sizes
 from ember.ir.core import Module
 from ember.ir.dims import free_symbols
-from ember.ir.program import InputRange, Profile, ProfileError, bind_program, symbol_ranges
+from ember.ir.profiles import InputRange, Profile, ProfileError, symbol_ranges
 
 PRECISIONS = {"fp32": None, "fp16": "f16", "bf16": "bf16"}
 
@@ -184,9 +184,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     except SpecializationError as err:
         raise BuildError(str(err)) from None
     env = plans[0].env("opt")
-    default = bind_program(lowered.specializations[0].program, env)
+    default = lowered.specializations[0].program.bind(env)
     report = BuildReport(pipeline=steps, kernels=len(lowered.kernels),
-                         launches=sum(1 for s in default["steps"] if s["kind"] == "launch"),
+                         launches=len(default.launches),
                          host_ops=list(lowered.host_ops))
     report.specializations = len(lowered.specializations)
     if strict and lowered.host_ops:

@@ -16,21 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ember.codegen.symbolic import expr_of
-from ember.ir.program import expr_json
-
-PARAM_KINDS = ("ptr", "i64", "i32", "f32")
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: str          # ptr | i64 | i32 | f32
-    ctype: str = ""    # the C type it has in the kernel (for ptr: the element type)
-    role: str = "in"   # in | out | meta | scratch | scalar
-
-    def __post_init__(self) -> None:
-        if self.kind not in PARAM_KINDS:
-            raise ValueError(f"param {self.name}: kind {self.kind!r} is not one of {PARAM_KINDS}")
+from ember.ir import program as P
+from ember.ir.program import Param
 
 
 @dataclass(frozen=True)
@@ -55,23 +42,24 @@ class Kernel:
     def rendered(self) -> str:
         return self.source.replace("ENTRY", self.name)
 
+    def spec(self) -> P.KernelSpec:
+        return P.KernelSpec(self.name, self.params, self.ops)
+
 
 @dataclass(frozen=True)
 class Arg:
     kind: str                 # value | scratch | meta | i64 | i32 | f32
-    value: Any = None         # value id, scratch bytes, meta tuple, or the scalar
+    value: Any = None         # value id, scratch bytes, meta tuple, or the scalar (sizes may be SymInts)
 
-    def to_json(self) -> dict[str, Any]:
+    def spec(self) -> P.Arg:
+        """The program's argument: SymInts become their shape expressions."""
         if self.kind == "f32":
-            return {self.kind: self.value}
+            return P.Arg("f32", float(self.value))
+        if self.kind == "value":
+            return P.Arg("value", int(self.value))
         if isinstance(self.value, tuple):
-            return {self.kind: [_size(x) for x in self.value]}
-        return {self.kind: _size(self.value)}
-
-
-def _size(x: Any) -> int | str:
-    """An integer argument as JSON: an int, or the text of the shape expression a SymInt carries."""
-    return expr_json(expr_of(x))
+            return P.Arg(self.kind, tuple(expr_of(x) for x in self.value))
+        return P.Arg(self.kind, expr_of(self.value))
 
 
 @dataclass(frozen=True)
@@ -87,3 +75,15 @@ class Launch:
         if len(self.args) != len(self.kernel.params):
             raise ValueError(f"{self.kernel.entry_hint}: {len(self.args)} arguments for "
                              f"{len(self.kernel.params)} parameters")
+
+    def spec(self, tactic: str | None = None, candidates: tuple[str, ...] = ()) -> P.LaunchStep:
+        """The program's launch step (sizes as shape expressions); reads and writes from the
+        value arguments, by the parameters' roles."""
+        reads, writes = [], []
+        for p, a in zip(self.kernel.params, self.args):
+            if a.kind == "value":
+                (writes if p.role == "out" else reads).append(int(a.value))
+        return P.LaunchStep(self.kernel.name, tuple(expr_of(x) for x in self.grid),  # type: ignore[arg-type]
+                            tuple(expr_of(x) for x in self.block),  # type: ignore[arg-type]
+                            tuple(a.spec() for a in self.args), tuple(self.ops), tuple(reads), tuple(writes),
+                            expr_of(self.shared), tactic, tuple(candidates) if tactic is not None else ())

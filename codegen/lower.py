@@ -33,7 +33,7 @@ from ember.ir.core import Function, Module, Operation, Value
 from ember.ir import sizes
 from ember.ir.dims import Unknown, evaluate
 from ember.ir.opdef import ViewLike
-from ember.ir.program import expr_json
+from ember.ir import program as P
 from ember.ir.types import TensorType
 
 Lowering = Callable[["LowerContext", Operation], None]
@@ -73,34 +73,27 @@ class ValueInfo:
         n = symbolic.numel(self.shape)
         return n * int(itemsize) if itemsize >= 1 else (n * int(itemsize * 8) + 7) // 8
 
-    def to_json(self) -> dict[str, Any]:
-        out = {"id": self.id, "name": self.name, "dtype": self.dtype, "shape": [jsonable(d) for d in self.shape],
-               "kind": self.kind, "nbytes": jsonable(self.nbytes)}
-        if self.weight is not None:
-            out["weight"] = self.weight
-        if self.alias is not None:
-            out["alias"] = self.alias
-        return out
+    def spec(self) -> P.ValueSpec:
+        return P.ValueSpec(self.id, self.name, self.dtype, tuple(symbolic.expr_of(d) for d in self.shape), self.kind,
+                           symbolic.expr_of(self.nbytes), self.weight, self.alias)
 
 
 @dataclass
 class Program:
+    """What lowering gives: the program's parts as they are built, the kernels' sources, the
+    constants' data and the reasons ops stay on the host. `spec()` is the program itself."""
+
     values: list[ValueInfo] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[P.Step] = field(default_factory=list)
     kernels: dict[str, Kernel] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[P.Port] = field(default_factory=list)
+    outputs: list[P.Port] = field(default_factory=list)
     host_ops: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "values": [v.to_json() for v in self.values],
-            "inputs": self.inputs, "outputs": self.outputs,
-            "kernels": [{"name": k.name, "params": [p.__dict__ for p in k.params], "ops": list(k.ops)}
-                        for k in self.kernels.values()],
-            "steps": self.steps,
-        }
+    def spec(self) -> P.Program:
+        return P.Program(tuple(v.spec() for v in self.values), tuple(self.inputs), tuple(self.outputs),
+                         tuple(k.spec() for k in self.kernels.values()), tuple(self.steps))
 
 
 class LowerContext:
@@ -242,12 +235,12 @@ class Lowerer:
     def run(self) -> Program:
         for name, v in zip(self.fn.input_names, self.fn.inputs):
             vid = self._add_value(v, "input")
-            self.program.inputs.append({"name": name, "value": vid})
+            self.program.inputs.append(P.Port(name, vid))
         for index, op in enumerate(self.fn.body.ops):
             with symbolic.origin(f"{op.name} @ {op.loc}" if op.loc else op.name):
                 self.lower_op(index, op)
         for name, v in zip(self.fn.output_names, self.fn.outputs):
-            self.program.outputs.append({"name": name, "value": self.ids[v]})
+            self.program.outputs.append(P.Port(name, self.ids[v]))
         return self.program
 
     def lower_op(self, index: int, op: Operation) -> None:
@@ -284,10 +277,8 @@ class Lowerer:
                 fn(ctx, op)
                 for launch in ctx.launches:
                     self.program.kernels.setdefault(launch.kernel.name, launch.kernel)
-                    step = _launch_step(launch, self.program)
-                    if ctx.tactic is not None:  # which candidate runs, and the others
-                        step["tactic"], step["candidates"] = ctx.tactic, list(ctx.candidates)
-                    self.program.steps.append(step)
+                    # which candidate runs for a heavy op, and the others
+                    self.program.steps.append(launch.spec(ctx.tactic, ctx.candidates))
                 return
             except UnsupportedOpError as err:
                 reason = str(err)
@@ -317,25 +308,8 @@ class Lowerer:
                 info.kind, info.alias = "activation", None
         reads = sorted({self.ids[v] for v in op.reads() if v in self.ids})
         writes = [self.ids[r] for r in op.results]
-        self.program.steps.append({"kind": "host", "ops": [index], "reads": reads, "writes": writes,
-                                   "reason": reason})
+        self.program.steps.append(P.HostStep((index,), tuple(reads), tuple(writes), reason))
         self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
-
-
-def _launch_step(launch: Launch, program: Program) -> dict[str, Any]:
-    reads, writes = [], []
-    for p, a in zip(launch.kernel.params, launch.args):
-        if a.kind == "value":
-            (writes if p.role == "out" else reads).append(a.value)
-    return {"kind": "launch", "kernel": launch.kernel.name, "grid": [jsonable(x) for x in launch.grid],
-            "block": [jsonable(x) for x in launch.block], "shared": jsonable(launch.shared),
-            "args": [a.to_json() for a in launch.args], "ops": list(launch.ops), "reads": reads, "writes": writes}
-
-
-def jsonable(x: Any) -> int | str:
-    """A size as the program's JSON keeps it: an int, or (lowering for a range of shapes) the text
-    of its shape expression."""
-    return expr_json(symbolic.expr_of(x))
 
 
 def _integer(x: Any) -> int:
@@ -351,15 +325,16 @@ def lower(module: Module, env: Mapping[str, int] | None = None,
     """The program for `module`'s entry function, with symbols bound by `env`; `tactics`
     picks a candidate implementation for heavy ops (by op index or location).
 
-    With `symbolic`, sizes in the program are SymInts (codegen/symbolic.py) and its JSON
-    holds shape expressions; run it inside `symbolic.tracing` to collect the guards under
+    With `symbolic`, sizes are SymInts (codegen/symbolic.py) while lowering and shape
+    expressions in the program; run it inside `symbolic.tracing` to collect the guards under
     which it holds. `preferred` names, by op index, tactics to take when they are among
     the candidates (those chosen at a profile's OPT shape)."""
     import ember.codegen.ops  # noqa: F401  (registers the lowerings)
     lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred)
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
-        s.get("tactic") is not None and (k in s["ops"] or k in _locs(module, s["ops"])) for s in program.steps)]
+        isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(module, s.ops))
+        for s in program.steps)]
     if unused:
         raise EmberError(f"tactics name no heavy op of the model: {', '.join(map(str, unused))}")
     return program

@@ -27,7 +27,8 @@ from ember.codegen.kernel import Kernel
 from ember.codegen.lower import Program, lower
 from ember.errors import EmberError
 from ember.ir.core import Module
-from ember.ir.program import Guard, Profile, Specialization, bind_program, format_env, grid_points, satisfied
+from ember.ir.profiles import Guard, Profile, Specialization, grid_points, satisfied
+from ember.ir.program import LaunchStep, Program as ProgramSpec, format_env
 
 EXHAUSTIVE_POINTS = 1 << 21
 MAX_SPECIALIZATIONS = 64
@@ -61,30 +62,30 @@ def lower_profiles(module: Module, profiles: Sequence[Profile],
 
 
 def _trace(module: Module, env: Mapping[str, int], tactics: Any, preferred: Mapping[int, str] | None,
-           out: Lowered, symbolic_sizes: bool = True) -> tuple[Program, dict[str, Any], tuple[Guard, ...]]:
+           out: Lowered, symbolic_sizes: bool = True) -> tuple[Program, ProgramSpec, tuple[Guard, ...]]:
     trace = symbolic.Trace()
     with symbolic.tracing(trace):
         program = lower(module, env, tactics, symbolic=symbolic_sizes, preferred=preferred)
-        as_json = program.to_json()
+        spec = program.spec()
     out.lowerings += 1
-    return program, as_json, tuple(trace.guards.values())
+    return program, spec, tuple(trace.guards.values())
 
 
-def _chosen_tactics(program_json: Mapping[str, Any]) -> dict[int, str]:
+def _chosen_tactics(program: ProgramSpec) -> dict[int, str]:
     chosen: dict[int, str] = {}
-    for s in program_json["steps"]:
-        if s.get("tactic") is not None:
-            for index in s["ops"]:
-                chosen[int(index)] = s["tactic"]
+    for s in program.launches:
+        if s.tactic is not None:
+            for index in s.ops:
+                chosen[index] = s.tactic
     return chosen
 
 
 def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered
            ) -> tuple[list[Specialization], bool]:
     if profile.points == 1:  # one shape: no expressions, nothing to guard
-        program, as_json, _ = _trace(module, profile.env("opt"), tactics, None, out, symbolic_sizes=False)
+        program, spec, _ = _trace(module, profile.env("opt"), tactics, None, out, symbolic_sizes=False)
         _collect(out, program)
-        return [Specialization(p, as_json, (), profile.env("opt"))], True
+        return [Specialization(p, spec, (), profile.env("opt"))], True
     points, exhaustive = grid_points(profile, EXHAUSTIVE_POINTS)
     names = sorted(profile.symbols)
     n = len(points[names[0]])
@@ -93,13 +94,13 @@ def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered
     preferred: dict[int, str] | None = None
     specs: list[tuple[Specialization, np.ndarray]] = []
     while True:
-        program, as_json, guards = _trace(module, env, tactics, preferred, out)
+        program, traced, guards = _trace(module, env, tactics, preferred, out)
         if preferred is None:
-            preferred = _chosen_tactics(as_json)
+            preferred = _chosen_tactics(traced)
         mask = satisfied(points, guards)
         if exhaustive:  # a guard true at every point of the box says nothing
             guards = tuple(g for g in guards if not np.all(g.holds_at(points)))
-        spec = Specialization(p, as_json, guards, dict(env))
+        spec = Specialization(p, traced, guards, dict(env))
         if not spec.holds(env):
             raise SpecializationError(f"profile {p}: the lowering at {format_env(env)} does not hold there "
                                       "(a guard it recorded is false at its own shape)")
@@ -147,7 +148,7 @@ def _check(module: Module, spec: Specialization, points: Mapping[str, np.ndarray
         if env == dict(spec.witness):
             continue
         _, concrete, _ = _trace(module, env, tactics, preferred, out, symbolic_sizes=False)
-        bound = bind_program(spec.program, env)
+        bound = spec.program.bind(env)
         problem = _difference(bound, concrete)
         if problem:
             raise SpecializationError(
@@ -155,16 +156,21 @@ def _check(module: Module, spec: Specialization, points: Mapping[str, np.ndarray
                 "(a size computed without its shape expression; build a fixed-shape engine with shapes=)")
 
 
-def _difference(bound: Mapping[str, Any], concrete: Mapping[str, Any]) -> str:
-    if len(bound["steps"]) != len(concrete["steps"]):
-        return f"{len(concrete['steps'])} steps there, {len(bound['steps'])} in the trace"
-    for i, (v, w) in enumerate(zip(bound["values"], concrete["values"])):
-        if v["kind"] != w["kind"] or (v["kind"] != "host" and list(v["shape"]) != list(w["shape"])):
-            return f"value {w['name']}: {w['kind']} {w['shape']} there, {v['kind']} {v['shape']} in the trace"
-    for t, (s, c) in enumerate(zip(bound["steps"], concrete["steps"])):
-        for key in ("kind", "kernel", "grid", "block", "shared", "args", "ops", "reads", "writes"):
-            if s.get(key) != c.get(key):
-                return f"step {t} ({c.get('kernel', c.get('kind'))}): {key} {c.get(key)} there, {s.get(key)} traced"
+def _difference(bound: ProgramSpec, concrete: ProgramSpec) -> str:
+    if len(bound.steps) != len(concrete.steps):
+        return f"{len(concrete.steps)} steps there, {len(bound.steps)} in the trace"
+    for v, w in zip(bound.values, concrete.values):
+        if v.kind != w.kind or (v.kind != "host" and v.shape != w.shape):
+            return f"value {w.name}: {w.kind} {list(w.shape)} there, {v.kind} {list(v.shape)} in the trace"
+    for t, (s, c) in enumerate(zip(bound.steps, concrete.steps)):
+        if type(s) is not type(c):
+            return f"step {t}: a {c.kind} step there, a {s.kind} step in the trace"
+        keys = ("kernel", "grid", "block", "shared", "args", "ops", "reads", "writes") \
+            if isinstance(c, LaunchStep) else ("ops", "reads", "writes")
+        for key in keys:
+            if getattr(s, key) != getattr(c, key):
+                what = c.kernel if isinstance(c, LaunchStep) else c.kind
+                return f"step {t} ({what}): {key} {getattr(c, key)} there, {getattr(s, key)} traced"
     return ""
 
 

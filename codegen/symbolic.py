@@ -29,7 +29,7 @@ import operator
 from typing import Any, Callable, Iterator
 
 from ember.ir import dims as D
-from ember.ir.program import Guard
+from ember.ir.profiles import Guard
 
 
 class Trace:

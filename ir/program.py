@@ -1,43 +1,42 @@
-"""What codegen hands the runtime for a range of shapes: profiles, guards, shape-symbolic programs.
+"""The program: what codegen hands the runtime, typed, and the one schema of its JSON.
 
-An engine serves the shapes of its optimization profiles (TensorRT's term): per
-input, a MIN, OPT and MAX shape; the symbols of the model's input dims then range
-over boxes. Codegen lowers the model for each profile into one or more
-*specializations*: a program whose sizes, grids and kernel arguments are shape
-expressions over the symbols (ir/dims.py text: `N*S*768`, `(H-1)//2+1`), valid
-wherever its *guards* hold (the decisions the lowering took: `S <= 1024`). The
-runtime picks the specialization for the input shapes, evaluates the expressions
-(`bind_program`) and runs the concrete program it gets; no kernel is compiled
-after the build.
+A program is values (inputs, weights, constants, activations, views, host-kept
+values), the kernels it launches (name and parameters; their CUDA C travels in the
+engine's kernel section), and steps run in order: a `LaunchStep` launches a kernel
+on a grid with arguments, a `HostStep` runs IR ops on the reference interpreter.
+Sizes (value shapes, grids, blocks, shared bytes, sized kernel arguments) are ints
+or shape expressions over the model's symbols (ir/dims.py): a program lowered for
+a range of shapes is *shape-symbolic*, and `Program.bind(env)` evaluates it into
+the concrete program of one shape, which the runtime plans memory for and runs.
 
-This module lives in `ir/` because both codegen (which writes these) and the
-runtime (which reads them from the engine file) use it, and they import nothing
-of each other.
+This module lives in `ir/` because codegen (which writes programs) and the runtime
+(which runs them) both use it and import nothing of each other. The engine file
+keeps a program as JSON (`to_json` / `from_json`, docs/engine-format.md); the
+runtime checks that JSON (runtime/validate.py) before it becomes a `Program`.
+Everything past that check works on these classes, never on the JSON's dicts.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
-
-import numpy as np
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Mapping, Sequence, Union
 
 from ember.errors import EmberError, ShapeError
 from ember.ir import dims as D
 from ember.ir import sizes
 from ember.ir.types import DTYPES
 
+Size = Union[int, D.DimExpr]
+"""A size: an int, or a shape expression over the model's symbols."""
 
-class ProfileError(EmberError, ValueError):
-    """Profiles that do not fit the model, or a shape that fits no profile."""
+VALUE_KINDS = ("input", "weight", "const", "activation", "view", "host")
+ARENA_KINDS = ("input", "activation")
+PARAM_KINDS = ("ptr", "i64", "i32", "f32")
+ARG_PARAM = {"value": "ptr", "scratch": "ptr", "meta": "ptr", "i64": "i64", "i32": "i32", "f32": "f32"}
 
 
-_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-        ">=": operator.ge}
-
-
+# -- sizes ------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=65536)
 def parse_expr(text: str) -> D.Dim:
     """A shape expression from its text (an engine file holds them as text)."""
@@ -58,312 +57,322 @@ def expr_json(d: D.Dim) -> int | str:
     return str(d)
 
 
-def eval_json(x: Any, env: Mapping[str, int]) -> int:
-    """The value of a JSON dim (an int or an expression's text) with the symbols of `env`."""
+def size_of_json(x: Any) -> Size:
+    """A size from its JSON (an int or an expression's text)."""
     if isinstance(x, bool):
         raise ShapeError(f"{x!r} is not a size")
     if isinstance(x, int):
         return x
     if isinstance(x, str):
-        return D.evaluate(parse_expr(x), env)
+        d = parse_expr(x)
+        return d  # type: ignore[return-value]
     raise ShapeError(f"{x!r} is not a size or a shape expression")
 
 
-def evaluate_array(d: D.Dim, env: Mapping[str, np.ndarray]) -> np.ndarray | int:
-    """`d` at many points at once: each symbol bound to an int64 array (one entry a point)."""
-    if isinstance(d, int):
-        return d
-    if isinstance(d, D.Unknown):
-        raise ShapeError("an unknown dim has no value before run time")
-    total: Any = 0
-    for mono, coeff in d.terms:
-        value: Any = coeff
-        for atom, power in mono:
-            value = value * _atom_array(atom, env) ** power
-        total = total + value
-    return total
+def eval_size(x: Size, env: Mapping[str, int]) -> int:
+    """The value of a size with the symbols of `env`."""
+    return x if isinstance(x, int) else D.evaluate(x, env)
 
 
-def _atom_array(atom: D.Atom, env: Mapping[str, np.ndarray]) -> Any:
-    if isinstance(atom, D.Sym):
-        if atom.name not in env:
-            raise ShapeError(f"symbol {atom.name} has no value here")
-        return env[atom.name]
-    lhs, rhs = evaluate_array(atom.lhs, env), evaluate_array(atom.rhs, env)  # type: ignore[attr-defined]
-    if isinstance(atom, (D.FloorDiv, D.Mod)):
-        safe = np.where(np.asarray(rhs) == 0, 1, rhs)
-        return np.floor_divide(lhs, safe) if isinstance(atom, D.FloorDiv) else np.mod(lhs, safe)
-    if isinstance(atom, D.Max):
-        return np.maximum(lhs, rhs)
-    if isinstance(atom, D.Min):
-        return np.minimum(lhs, rhs)
-    raise ShapeError(f"cannot evaluate {atom}")
-
-
-@dataclass(frozen=True)
-class Guard:
-    """A decision a lowering took: `lhs op rhs` held where it was traced (`S <= 1024`)."""
-
-    lhs: D.Dim
-    op: str
-    rhs: D.Dim
-    origin: str = ""  # the op whose lowering decided it
-
-    def holds(self, env: Mapping[str, int]) -> bool:
-        return bool(_OPS[self.op](D.evaluate(self.lhs, env), D.evaluate(self.rhs, env)))
-
-    def holds_at(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(_OPS[self.op](evaluate_array(self.lhs, env), evaluate_array(self.rhs, env)))
-
-    def __str__(self) -> str:
-        return f"{self.lhs} {self.op} {self.rhs}"
-
-    def to_json(self) -> list[Any]:
-        return [expr_json(self.lhs), self.op, expr_json(self.rhs), self.origin]
-
-    @classmethod
-    def from_json(cls, x: Any) -> "Guard":
-        if not isinstance(x, list) or len(x) != 4 or x[1] not in _OPS or not isinstance(x[3], str):
-            raise ShapeError(f"a guard is [lhs, op, rhs, origin], not {x!r}")
-        lhs = x[0] if isinstance(x[0], int) and not isinstance(x[0], bool) else parse_expr(str(x[0]))
-        rhs = x[2] if isinstance(x[2], int) and not isinstance(x[2], bool) else parse_expr(str(x[2]))
-        return cls(lhs, x[1], rhs, x[3])
-
-
-@dataclass(frozen=True)
-class InputRange:
-    """One input's shapes in a profile: MIN, OPT and MAX, dim by dim."""
-
-    name: str
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not (len(self.min) == len(self.opt) == len(self.max)):
-            raise ProfileError(f"input {self.name!r}: MIN {list(self.min)}, OPT {list(self.opt)} and MAX "
-                               f"{list(self.max)} have different ranks")
-        for axis, (lo, mid, hi) in enumerate(zip(self.min, self.opt, self.max)):
-            for d in (lo, mid, hi):
-                sizes.check_dim(d, f"profile of input {self.name!r}")
-            if not lo <= mid <= hi:
-                raise ProfileError(f"input {self.name!r}: dim {axis} must satisfy MIN <= OPT <= MAX, got "
-                                   f"{lo}, {mid}, {hi}")
-
-    def __str__(self) -> str:
-        return f"{self.name}:{_x(self.min)}:{_x(self.opt)}:{_x(self.max)}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-    @classmethod
-    def from_json(cls, x: Mapping[str, Any]) -> "InputRange":
-        return cls(str(x["name"]), _dims(x["min"]), _dims(x["opt"]), _dims(x["max"]))
-
-
-def _x(shape: Sequence[int]) -> str:
-    return "x".join(map(str, shape)) if shape else "scalar"
-
-
-def _dims(x: Any) -> tuple[int, ...]:
-    if not isinstance(x, list) or any(isinstance(d, bool) or not isinstance(d, int) for d in x):
-        raise ProfileError(f"a profile shape is a list of integers, not {x!r}")
-    return tuple(x)
-
-
-@dataclass(frozen=True)
-class Profile:
-    """An optimization profile: input ranges, and the ranges of the symbols they bind."""
-
-    inputs: tuple[InputRange, ...]
-    symbols: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (min, opt, max)
-
-    def env(self, which: str) -> dict[str, int]:
-        """The symbols at the profile's MIN, OPT or MAX."""
-        k = ("min", "opt", "max").index(which)
-        return {s: r[k] for s, r in self.symbols.items()}
-
-    def contains(self, env: Mapping[str, int]) -> bool:
-        return all(s in env and lo <= env[s] <= hi for s, (lo, _, hi) in self.symbols.items())
-
-    @property
-    def points(self) -> int:
-        n = 1
-        for lo, _, hi in self.symbols.values():
-            n *= hi - lo + 1
-        return n
-
-    def __str__(self) -> str:
-        return ",".join(str(r) for r in self.inputs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"inputs": [r.to_json() for r in self.inputs],
-                "symbols": {s: list(r) for s, r in sorted(self.symbols.items())}}
-
-    @classmethod
-    def from_json(cls, x: Mapping[str, Any]) -> "Profile":
-        symbols = {}
-        for s, r in dict(x.get("symbols") or {}).items():
-            lo, mid, hi = _dims(r)
-            if not 0 <= lo <= mid <= hi:
-                raise ProfileError(f"symbol {s}: range {r} is not MIN <= OPT <= MAX")
-            symbols[str(s)] = (lo, mid, hi)
-        return cls(tuple(InputRange.from_json(r) for r in x["inputs"]), symbols)
-
-
-def symbol_ranges(inputs: Sequence[tuple[str, Sequence[D.Dim]]], profile_inputs: Sequence[InputRange]
-                  ) -> dict[str, tuple[int, int, int]]:
-    """The symbols' (MIN, OPT, MAX) from a profile's input ranges: each bare-symbol dim binds its
-    symbol; static dims must match; a symbol two inputs bind must agree."""
-    given = {r.name: r for r in profile_inputs}
-    names = [n for n, _ in inputs]
-    unknown = [n for n in given if n not in names]
-    if unknown:
-        raise ProfileError(f"the profile names no input of the model: {', '.join(unknown)} "
-                           f"(inputs: {', '.join(names)})")
-    out: dict[str, tuple[int, int, int]] = {}
-    for name, shape in inputs:
-        r = given.get(name)
-        if r is None:
-            continue
-        if len(r.min) != len(shape):
-            raise ProfileError(f"input {name!r}: the profile's shapes have rank {len(r.min)}; the model's "
-                               f"[{','.join(map(str, shape))}] has rank {len(shape)}")
-        for axis, want in enumerate(shape):
-            got = (r.min[axis], r.opt[axis], r.max[axis])
-            if isinstance(want, int):
-                if any(g != want for g in got):
-                    raise ProfileError(f"input {name!r}: dim {axis} is {want} in the model; the profile gives "
-                                       f"{'/'.join(map(str, got))}")
-                continue
-            sym = D.as_symbol(want)
-            if sym is None:
-                continue  # an expression of symbols: checked when the symbols are bound
-            if sym in out and out[sym] != got:
-                raise ProfileError(f"symbol {sym}: {'/'.join(map(str, out[sym]))} from one input and "
-                                   f"{'/'.join(map(str, got))} from {name!r}")
-            out[sym] = got
-    return out
-
-
-# -- binding a program's expressions -----------------------------------------------------------------
-_SIZED_ARGS = ("i64", "i32", "scratch")
-
-
-def bind_program(program: Mapping[str, Any], env: Mapping[str, int]) -> dict[str, Any]:
-    """The concrete program (every size an int) of a shape-symbolic one at the symbols `env`.
-
-    A program's JSON keeps each size either as an int or as an expression's text: value
-    shapes, launch grids, blocks, shared bytes and the sized arguments (`i64`, `i32`,
-    `scratch` and the entries of `meta`). Value sizes are checked (ir/sizes.py)."""
-    values = []
-    for v in program["values"]:
-        out = dict(v)
-        if v.get("kind") != "host":
-            what = f"value {v.get('name')}"
-            shape = [_dim(x, env, what) for x in v["shape"]]
-            out["shape"] = shape
-            if v.get("dtype") in DTYPES:
-                out["nbytes"] = sizes.nbytes(shape, DTYPES[v["dtype"]].itemsize, f"{what} at {format_env(env)}")
-            elif "nbytes" in v:
-                out["nbytes"] = eval_json(v["nbytes"], env)
-        values.append(out)
-    steps = []
-    for s in program["steps"]:
-        if s.get("kind") != "launch":
-            steps.append(s)
-            continue
-        out = dict(s)
-        out["grid"] = [eval_json(x, env) for x in s["grid"]]
-        out["block"] = [eval_json(x, env) for x in s["block"]]
-        out["shared"] = eval_json(s.get("shared", 0), env)
-        args = []
-        for a in s["args"]:
-            (kind, x), = a.items()
-            if kind in _SIZED_ARGS:
-                args.append({kind: eval_json(x, env)})
-            elif kind == "meta":
-                args.append({"meta": [eval_json(m, env) for m in x]})
-            else:
-                args.append(a)
-        out["args"] = args
-        steps.append(out)
-    bound = dict(program)
-    bound["values"], bound["steps"] = values, steps
-    return bound
-
-
-def _dim(x: Any, env: Mapping[str, int], what: str) -> int:
-    d = eval_json(x, env)
-    if d < 0:
-        raise ShapeError(f"{what}: dim {x} is {d} at {format_env(env)}, a negative size")
-    return d
+def eval_json(x: Any, env: Mapping[str, int]) -> int:
+    """The value of a JSON size (an int or an expression's text) with the symbols of `env`."""
+    return eval_size(size_of_json(x), env)
 
 
 def format_env(env: Mapping[str, int]) -> str:
     return ", ".join(f"{s}={v}" for s, v in sorted(env.items())) or "no symbols"
 
 
-@dataclass(frozen=True)
-class Specialization:
-    """One lowering of a profile: its program (shape-symbolic), the guards it needs, and a
-    point of the profile where they hold (the shape it was traced at)."""
+def _ints(xs: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in xs)
 
-    profile: int
-    program: Mapping[str, Any]
-    guards: tuple[Guard, ...] = ()
-    witness: Mapping[str, int] = field(default_factory=dict)
 
-    def holds(self, env: Mapping[str, int]) -> bool:
-        return all(g.holds(env) for g in self.guards)
+# -- values -----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ValueSpec:
+    """One value of the program. `kind`: input | weight | const | activation | view | host."""
 
-    def failing(self, env: Mapping[str, int]) -> list[Guard]:
-        return [g for g in self.guards if not g.holds(env)]
+    id: int
+    name: str
+    dtype: str
+    shape: tuple[Size, ...]
+    kind: str
+    nbytes: Size
+    weight: str | None = None    # weights: the store's name; constants: "const:<id>"
+    alias: int | None = None     # views: the value whose buffer they read
+
+    @property
+    def in_arena(self) -> bool:
+        """Whether the value (not a view) gets an arena slot."""
+        return self.kind in ARENA_KINDS and self.dtype != "str"
+
+    @property
+    def is_data(self) -> bool:
+        """A weight or a constant: stored in the engine, uploaded once."""
+        return self.kind in ("weight", "const")
+
+    def bind(self, env: Mapping[str, int]) -> "ValueSpec":
+        if self.kind == "host":
+            return self
+        what = f"value {self.name}"
+        shape = []
+        for x in self.shape:
+            d = eval_size(x, env)
+            if d < 0:
+                raise ShapeError(f"{what}: dim {x} is {d} at {format_env(env)}, a negative size")
+            shape.append(d)
+        if self.dtype in DTYPES:
+            nbytes = sizes.nbytes(shape, DTYPES[self.dtype].itemsize, f"{what} at {format_env(env)}")
+        else:
+            nbytes = eval_size(self.nbytes, env)
+        return replace(self, shape=tuple(shape), nbytes=nbytes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"profile": self.profile, "guards": [g.to_json() for g in self.guards],
-                "witness": dict(sorted(self.witness.items())), "program": self.program}
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "dtype": self.dtype,
+                               "shape": [expr_json(d) for d in self.shape], "kind": self.kind,
+                               "nbytes": expr_json(self.nbytes)}
+        if self.weight is not None:
+            out["weight"] = self.weight
+        if self.alias is not None:
+            out["alias"] = self.alias
+        return out
 
     @classmethod
-    def from_json(cls, x: Mapping[str, Any]) -> "Specialization":
-        witness = {str(k): v for k, v in dict(x.get("witness") or {}).items()}
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in witness.values()):
-            raise ShapeError(f"a witness binds symbols to integers, not {witness!r}")
-        return cls(int(x["profile"]), x["program"], tuple(Guard.from_json(g) for g in x.get("guards", ())),
-                   witness)
+    def from_json(cls, x: Mapping[str, Any]) -> "ValueSpec":
+        alias = x.get("alias")
+        return cls(int(x["id"]), str(x["name"]), str(x["dtype"]), tuple(size_of_json(d) for d in x["shape"]),
+                   str(x["kind"]), size_of_json(x["nbytes"]), x.get("weight"), None if alias is None else int(alias))
 
 
-def grid_points(profile: Profile, limit: int, seed: int = 0) -> tuple[dict[str, np.ndarray], bool]:
-    """Points of the profile's symbol box: all of them when there are at most `limit`, else the
-    corners, MIN, OPT, MAX and a random sample; the flag says whether the set is exhaustive."""
-    names = sorted(profile.symbols)
-    if not names:
-        return {}, True
-    if profile.points <= limit:
-        axes = [np.arange(lo, hi + 1, dtype=np.int64) for lo, _, hi in (profile.symbols[n] for n in names)]
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return {n: m.reshape(-1) for n, m in zip(names, mesh)}, True
-    rng = np.random.default_rng(seed)
-    cols = []
-    for n in names:
-        lo, mid, hi = profile.symbols[n]
-        cols.append(rng.integers(lo, hi + 1, size=limit, dtype=np.int64))
-    special = [[profile.symbols[n][k] for n in names] for k in range(3)]
-    corners = [[profile.symbols[n][0 if (i >> j) & 1 == 0 else 2] for j, n in enumerate(names)]
-               for i in range(min(1 << len(names), 256))]
-    extra = np.array(special + corners, dtype=np.int64).T
-    return {n: np.concatenate([extra[j], cols[j]]) for j, n in enumerate(names)}, False
+# -- kernels and their arguments ----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A kernel parameter: `kind` is how it is passed (ptr | i64 | i32 | f32), `ctype` its C type
+    in the kernel (for ptr: the element type), `role` what it is (in | out | meta | scratch | scalar)."""
+
+    name: str
+    kind: str
+    ctype: str = ""
+    role: str = "in"
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARAM_KINDS:
+            raise ValueError(f"param {self.name}: kind {self.kind!r} is not one of {PARAM_KINDS}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "ctype": self.ctype, "role": self.role}
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "Param":
+        return cls(str(x["name"]), str(x["kind"]), str(x.get("ctype", "")), str(x.get("role", "in")))
 
 
-def satisfied(points: Mapping[str, np.ndarray], guards: Iterable[Guard]) -> np.ndarray:
-    """Which points satisfy all `guards` (a boolean mask)."""
-    n = len(next(iter(points.values()))) if points else 1
-    mask = np.ones(n, dtype=bool)
-    for g in guards:
-        mask &= np.broadcast_to(g.holds_at(points), mask.shape)
-    return mask
+@dataclass(frozen=True, slots=True)
+class KernelSpec:
+    """A kernel the program launches: its entry symbol, parameters and the IR ops it computes."""
+
+    name: str
+    params: tuple[Param, ...]
+    ops: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "params": [p.to_json() for p in self.params], "ops": list(self.ops)}
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "KernelSpec":
+        return cls(str(x["name"]), tuple(Param.from_json(p) for p in x["params"]), tuple(x.get("ops", ())))
 
 
-__all__ = ["ProfileError", "Guard", "InputRange", "Profile", "Specialization", "bind_program", "parse_expr",
-           "expr_json", "eval_json", "evaluate_array", "symbol_ranges", "grid_points", "format_env",
-           "satisfied"]
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """A launch argument: a value's buffer (`value`, its id), scratch bytes the planner places
+    (`scratch`), int64 metadata uploaded once per shape (`meta`: shapes, strides), or a scalar
+    (`i64`, `i32`, `f32`). Sized arguments are ints or shape expressions."""
+
+    kind: str      # value | scratch | meta | i64 | i32 | f32
+    value: Any     # value id; Size for scratch, i64, i32; tuple[Size, ...] for meta; float for f32
+
+    def bind(self, env: Mapping[str, int]) -> "Arg":
+        if self.kind in ("scratch", "i64", "i32"):
+            return Arg(self.kind, eval_size(self.value, env))
+        if self.kind == "meta":
+            return Arg("meta", tuple(eval_size(x, env) for x in self.value))
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "f32":
+            return {"f32": self.value}
+        if self.kind == "meta":
+            return {"meta": [expr_json(x) for x in self.value]}
+        return {self.kind: expr_json(self.value)}
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "Arg":
+        (kind, v), = x.items()
+        if kind == "f32":
+            return cls(kind, float(v))
+        if kind == "value":
+            return cls(kind, int(v))
+        if kind == "meta":
+            return cls(kind, tuple(size_of_json(m) for m in v))
+        if kind not in ARG_PARAM:
+            raise ShapeError(f"argument kind {kind!r} is not one of {', '.join(ARG_PARAM)}")
+        return cls(kind, size_of_json(v))
+
+
+# -- steps ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LaunchStep:
+    """Launch `kernel` on `grid` x `block` with `args`; computes the IR ops `ops` (by index)."""
+
+    kind: ClassVar[str] = "launch"
+    kernel: str
+    grid: tuple[Size, Size, Size]
+    block: tuple[Size, Size, Size]
+    args: tuple[Arg, ...]
+    ops: tuple[int, ...]
+    reads: tuple[int, ...] = ()
+    writes: tuple[int, ...] = ()
+    shared: Size = 0
+    tactic: str | None = None           # the candidate chosen for a heavy op, and all of them
+    candidates: tuple[str, ...] = ()
+
+    def bind(self, env: Mapping[str, int]) -> "LaunchStep":
+        return replace(self, grid=tuple(eval_size(x, env) for x in self.grid),  # type: ignore[arg-type]
+                       block=tuple(eval_size(x, env) for x in self.block),  # type: ignore[arg-type]
+                       shared=eval_size(self.shared, env), args=tuple(a.bind(env) for a in self.args))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "launch", "kernel": self.kernel, "grid": [expr_json(x) for x in self.grid],
+                               "block": [expr_json(x) for x in self.block], "shared": expr_json(self.shared),
+                               "args": [a.to_json() for a in self.args], "ops": list(self.ops),
+                               "reads": list(self.reads), "writes": list(self.writes)}
+        if self.tactic is not None:
+            out["tactic"], out["candidates"] = self.tactic, list(self.candidates)
+        return out
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "LaunchStep":
+        return cls(str(x["kernel"]), tuple(size_of_json(g) for g in x["grid"]),  # type: ignore[arg-type]
+                   tuple(size_of_json(b) for b in x["block"]),  # type: ignore[arg-type]
+                   tuple(Arg.from_json(a) for a in x["args"]), _ints(x["ops"]), _ints(x.get("reads", ())),
+                   _ints(x.get("writes", ())), size_of_json(x.get("shared", 0)), x.get("tactic"),
+                   tuple(x.get("candidates", ())))
+
+
+@dataclass(frozen=True, slots=True)
+class HostStep:
+    """Run the IR ops `ops` (by index) on the reference interpreter, on the host; `reason` says
+    why they have no kernel."""
+
+    kind: ClassVar[str] = "host"
+    ops: tuple[int, ...]
+    reads: tuple[int, ...] = ()
+    writes: tuple[int, ...] = ()
+    reason: str = ""
+
+    def bind(self, env: Mapping[str, int]) -> "HostStep":
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "host", "ops": list(self.ops), "reads": list(self.reads), "writes": list(self.writes),
+                "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "HostStep":
+        return cls(_ints(x["ops"]), _ints(x.get("reads", ())), _ints(x.get("writes", ())), str(x.get("reason", "")))
+
+
+Step = Union[LaunchStep, HostStep]
+STEP_KINDS: dict[str, Any] = {"launch": LaunchStep, "host": HostStep}
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A model input or output: its name and the program value it is."""
+
+    name: str
+    value: int
+
+
+# -- the program ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Program:
+    values: tuple[ValueSpec, ...]
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    kernels: tuple[KernelSpec, ...]
+    steps: tuple[Step, ...]
+
+    def root(self, vid: int) -> int:
+        """The value whose buffer `vid` reads (itself unless it is a view)."""
+        return root_of(self.values, vid)
+
+    @functools.cached_property
+    def kernel_params(self) -> dict[str, tuple[Param, ...]]:
+        return {k.name: k.params for k in self.kernels}
+
+    @property
+    def launches(self) -> list[LaunchStep]:
+        return [s for s in self.steps if isinstance(s, LaunchStep)]
+
+    @property
+    def host_steps(self) -> list[HostStep]:
+        return [s for s in self.steps if isinstance(s, HostStep)]
+
+    def bind(self, env: Mapping[str, int]) -> "Program":
+        """The concrete program (every size an int) at the symbols `env`; value sizes are checked
+        (ir/sizes.py)."""
+        return Program(tuple(v.bind(env) for v in self.values), self.inputs, self.outputs, self.kernels,
+                       tuple(s.bind(env) for s in self.steps))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": [v.to_json() for v in self.values],
+                "inputs": [{"name": p.name, "value": p.value} for p in self.inputs],
+                "outputs": [{"name": p.name, "value": p.value} for p in self.outputs],
+                "kernels": [k.to_json() for k in self.kernels],
+                "steps": [s.to_json() for s in self.steps]}
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "Program":
+        """A program from its JSON. Untrusted JSON is checked first (runtime/validate.py); here a
+        malformed one raises ShapeError, KeyError, TypeError or ValueError."""
+        steps = []
+        for s in x["steps"]:
+            kind = STEP_KINDS.get(s.get("kind"))
+            if kind is None:
+                raise ShapeError(f"step kind {s.get('kind')!r} is neither 'launch' nor 'host'")
+            steps.append(kind.from_json(s))
+        return cls(tuple(ValueSpec.from_json(v) for v in x["values"]),
+                   tuple(Port(str(p["name"]), int(p["value"])) for p in x["inputs"]),
+                   tuple(Port(str(p["name"]), int(p["value"])) for p in x["outputs"]),
+                   tuple(KernelSpec.from_json(k) for k in x["kernels"]), tuple(steps))
+
+
+def root_of(values: Sequence[ValueSpec], vid: int) -> int:
+    """The value whose buffer `vid` reads (itself unless it is a view)."""
+    seen = 0
+    while values[vid].kind == "view" and values[vid].alias is not None:
+        vid = int(values[vid].alias)  # type: ignore[arg-type]
+        seen += 1
+        if seen > len(values):
+            raise ValueError(f"value {vid}: views alias each other in a cycle")
+    return vid
+
+
+def op_groups(steps: Sequence[Step]) -> list[tuple[int, int]]:
+    """(first, last) step of each run of consecutive launch steps computing the same ops."""
+    groups: list[tuple[int, int]] = []
+    for i, s in enumerate(steps):
+        if not isinstance(s, LaunchStep):
+            continue
+        if groups and groups[-1][1] == i - 1 and steps[groups[-1][0]].ops == s.ops:
+            groups[-1] = (groups[-1][0], i)
+        else:
+            groups.append((i, i))
+    return groups
+
+
+__all__ = ["Size", "ValueSpec", "Param", "KernelSpec", "Arg", "LaunchStep", "HostStep", "Step", "Port", "Program",
+           "parse_expr", "expr_json", "size_of_json", "eval_size", "eval_json", "format_env", "root_of", "op_groups",
+           "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]

@@ -18,8 +18,9 @@ from typing import Any, Callable, Mapping, Sequence
 from ember.errors import EmberError
 from ember.ir import sizes
 from ember.ir.dims import evaluate, free_symbols
-from ember.ir.program import Profile, Specialization, bind_program, format_env, parse_expr
-from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
+from ember.ir.profiles import Profile, Specialization
+from ember.ir.program import Program, Step, ValueSpec, format_env, parse_expr
+from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory
 
 
 @dataclass
@@ -28,26 +29,26 @@ class Binding:
 
     env: dict[str, int]
     specialization: int           # index into the engine's specializations (-1: the stored program)
-    program: dict[str, Any]
+    program: Program              # concrete: every size an int
     plan: MemoryPlan
 
     def __post_init__(self) -> None:
-        self.groups = op_groups(self.program["steps"])
+        self.groups = op_groups(self.program.steps)
 
     @property
-    def values(self) -> list[dict[str, Any]]:
-        return self.program["values"]
+    def values(self) -> tuple[ValueSpec, ...]:
+        return self.program.values
 
     @property
-    def steps(self) -> list[dict[str, Any]]:
-        return self.program["steps"]
+    def steps(self) -> tuple[Step, ...]:
+        return self.program.steps
 
     @property
     def key(self) -> tuple[tuple[str, int], ...]:
         return tuple(sorted(self.env.items()))
 
     def root(self, vid: int) -> int:
-        return root_of(self.values, vid)
+        return self.program.root(vid)
 
 
 def symbols_of(inputs: Sequence[Any], shapes: Mapping[str, tuple[int, ...]], error: type[EmberError]
@@ -124,11 +125,11 @@ class Bindings:
 
 
 def bind(spec_index: int, spec: Specialization, env: dict[str, int],
-         check: Callable[[dict[str, Any]], Mapping[int, Sequence[int]]], error: type[EmberError]) -> Binding:
+         check: Callable[[Program], Mapping[int, Sequence[int]]], error: type[EmberError]) -> Binding:
     """Evaluate `spec` at `env`, check it (`check` returns what the steps' ops read beyond their
     kernels, for the planner) and plan its memory."""
     try:
-        program = bind_program(spec.program, env)
+        program = spec.program.bind(env)
     except (EmberError, ValueError, ZeroDivisionError) as err:
         raise error(f"at {format_env(env)}: {str(err).splitlines()[0]}") from None
     extra_reads = check(program)
@@ -138,21 +139,20 @@ def bind(spec_index: int, spec: Specialization, env: dict[str, int],
     return Binding(dict(env), spec_index, program, plan)
 
 
-def _check_views(symbolic: Mapping[str, Any], program: Mapping[str, Any], env: Mapping[str, int],
-                 error: type[EmberError]) -> None:
+def _check_views(symbolic: Program, program: Program, env: Mapping[str, int], error: type[EmberError]) -> None:
     """A view (reshape and friends) reads its source's buffer, so at every shape it must hold as many
     bytes: a reshape whose target does not divide at this shape breaks the model's own constraint."""
-    values = program["values"]
-    for v, declared in zip(values, symbolic["values"]):
-        if v.get("kind") != "view" or v.get("alias") is None:
+    values = program.values
+    for v, declared in zip(values, symbolic.values):
+        if v.kind != "view" or v.alias is None:
             continue
-        root = values[root_of(values, int(v["id"]))]
-        if int(v["nbytes"]) != int(root["nbytes"]):
-            src = symbolic["values"][int(root["id"])]
+        root = values[program.root(v.id)]
+        if v.nbytes != root.nbytes:
+            src = symbolic.values[root.id]
             raise error(f"the input shapes ({format_env(env)}) break a constraint of the model: "
-                        f"{v['name']} [{','.join(map(str, declared['shape']))}] is a view of {root['name']} "
-                        f"[{','.join(map(str, src['shape']))}], {v['shape']} against {root['shape']} here "
-                        f"({v['nbytes']} and {root['nbytes']} bytes)")
+                        f"{v.name} [{','.join(map(str, declared.shape))}] is a view of {root.name} "
+                        f"[{','.join(map(str, src.shape))}], {list(v.shape)} against {list(root.shape)} here "
+                        f"({v.nbytes} and {root.nbytes} bytes)")
 
 
 __all__ = ["Binding", "Bindings", "bind", "choose", "symbols_of"]

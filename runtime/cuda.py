@@ -34,7 +34,7 @@ from ember.errors import EmberError
 from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
-from ember.runtime.memory_plan import in_arena
+from ember.ir.program import LaunchStep
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
 _TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
@@ -290,7 +290,7 @@ class _ShapeState:
         steps = b.steps
         self.segments: list[tuple[int, int]] = []
         for t, st in enumerate(steps):
-            if st["kind"] != "launch":
+            if not isinstance(st, LaunchStep):
                 continue
             if self.segments and self.segments[-1][1] == t - 1:
                 self.segments[-1] = (self.segments[-1][0], t)
@@ -298,27 +298,27 @@ class _ShapeState:
                 self.segments.append((t, t))
         self.segment_at = {first: (first, last) for first, last in self.segments}
         self.scratch_first = {first for first, _ in b.groups}
-        self.kernel_params = {k["name"]: k["params"] for k in b.program["kernels"]}
+        self.kernel_params = b.program.kernel_params
         self.meta_ptr: dict[tuple[int, ...], int] = {}
         self.meta_block = 0
         self.graphs: dict[tuple[int, tuple], Any] = {}
         self.graph_order: dict[int, list[tuple]] = {}
         self._upload_meta(ctx)
         for st in steps:
-            if st["kind"] == "launch":
-                ctx.dev.allow_shared(st["kernel"], int(st.get("shared", 0)))
-        self.params = [ctx._static_params(self, t, st) if st["kind"] == "launch" else None
+            if isinstance(st, LaunchStep):
+                ctx.dev.allow_shared(st.kernel, int(st.shared))
+        self.params = [ctx._static_params(self, t, st) if isinstance(st, LaunchStep) else None
                        for t, st in enumerate(steps)]
         self.reads_inputs = {seg: tuple(sorted(self._inputs_read(seg))) for seg in self.segments}
 
     def _upload_meta(self, ctx: "CudaContext") -> None:
         metas: list[tuple[int, ...]] = []
         for step in self.b.steps:
-            if step["kind"] != "launch":
+            if not isinstance(step, LaunchStep):
                 continue
-            for arg in step["args"]:
-                if "meta" in arg:
-                    key = tuple(int(x) for x in arg["meta"])
+            for arg in step.args:
+                if arg.kind == "meta":
+                    key = tuple(int(x) for x in arg.value)
                     if key not in self.meta_ptr:
                         self.meta_ptr[key] = -1
                         metas.append(key)
@@ -423,31 +423,30 @@ class CudaContext:
         state.release(self.dev)
 
     # -- launch arguments ------------------------------------------------------------------
-    def _static_params(self, state: _ShapeState, t: int, step: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    def _static_params(self, state: _ShapeState, t: int, step: LaunchStep) -> list[tuple[str, Any, Any]]:
         """Per argument: ("ptr", value) fixed, ("input", value id, fallback pointer), or a scalar."""
         b = state.b
-        params = state.kernel_params[step["kernel"]]
-        if len(params) != len(step["args"]):
-            raise EngineFormatError(f"{self.engine.source}: step {t}: {len(step['args'])} arguments for "
-                                    f"{len(params)} parameters of {step['kernel']}")
+        params = state.kernel_params[step.kernel]
+        if len(params) != len(step.args):
+            raise EngineFormatError(f"{self.engine.source}: step {t}: {len(step.args)} arguments for "
+                                    f"{len(params)} parameters of {step.kernel}")
         out: list[tuple[str, Any, Any]] = []
-        for a, (p, arg) in enumerate(zip(params, step["args"])):
-            kind = p["kind"]
+        for a, (p, arg) in enumerate(zip(params, step.args)):
+            kind = p.kind
             ctype = _CTYPES[kind]
-            if "value" in arg:
-                vid = b.root(int(arg["value"]))
+            if arg.kind == "value":
+                vid = b.root(int(arg.value))
                 info = b.values[vid]
-                if info["kind"] == "input" and in_arena(info) and int(info["nbytes"]):
+                if info.kind == "input" and info.in_arena and info.nbytes:
                     out.append(("input", vid, ctype))
                 else:
                     out.append(("ptr", self._value_ptr(b, vid), ctype))
-            elif "scratch" in arg:
+            elif arg.kind == "scratch":
                 out.append(("ptr", self.arena + b.plan.scratch[(t, a)], ctype))
-            elif "meta" in arg:
-                out.append(("ptr", state.meta_ptr[tuple(int(x) for x in arg["meta"])], ctype))
+            elif arg.kind == "meta":
+                out.append(("ptr", state.meta_ptr[tuple(int(x) for x in arg.value)], ctype))
             else:
-                (scalar_kind, scalar), = arg.items()
-                out.append(("scalar", float(scalar) if kind == "f32" else int(scalar), ctype))
+                out.append(("scalar", float(arg.value) if kind == "f32" else int(arg.value), ctype))
         return out
 
     def _value_ptr(self, b: Any, vid: int, overrides: Mapping[int, int] | None = None) -> int:
@@ -457,17 +456,17 @@ class CudaContext:
         if overrides and root in overrides:
             return overrides[root]
         info = b.values[root]
-        if info["kind"] in ("weight", "const"):
-            name = info["weight"]
+        if info.is_data:
+            name = info.weight
             if name not in self.dev.weight_ptr:
                 if engine.weights[name].nbytes == 0:
                     return 0
                 raise EngineFormatError(f"{engine.source}: weight {name!r} has no device copy (element type "
-                                        f"{info['dtype']})")
+                                        f"{info.dtype})")
             return self.dev.weight_ptr[name]
-        if in_arena(info):
-            return self.arena + b.plan.offsets[root] if int(info["nbytes"]) else 0
-        raise EngineFormatError(f"{engine.source}: value {info['name']} lives on the host; a kernel cannot read it")
+        if info.in_arena:
+            return self.arena + b.plan.offsets[root] if info.nbytes else 0
+        raise EngineFormatError(f"{engine.source}: value {info.name} lives on the host; a kernel cannot read it")
 
     def _kernel_params(self, state: _ShapeState, t: int, overrides: Mapping[int, int]) -> tuple[tuple, tuple]:
         values, types = [], []
@@ -483,14 +482,14 @@ class CudaContext:
     def _enqueue(self, state: _ShapeState, seg: tuple[int, int], overrides: Mapping[int, int]) -> None:
         steps = state.b.steps
         for t in range(seg[0], seg[1] + 1):
-            step = steps[t]
+            step: LaunchStep = steps[t]  # type: ignore[assignment]
             if t in state.scratch_first:
                 for off, nbytes in state.b.plan.scratch_slots.get(t, []):
                     _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
-            grid, block = step["grid"], step["block"]
-            _call("cuLaunchKernel", self.dev.functions[step["kernel"]], int(grid[0]), int(grid[1]), int(grid[2]),
-                  int(block[0]), int(block[1]), int(block[2]), int(step.get("shared", 0)), self.stream,
-                  self._kernel_params(state, t, overrides), 0, detail=f"step {t}: kernel {step['kernel']}")
+            grid, block = step.grid, step.block
+            _call("cuLaunchKernel", self.dev.functions[step.kernel], int(grid[0]), int(grid[1]), int(grid[2]),
+                  int(block[0]), int(block[1]), int(block[2]), int(step.shared), self.stream,
+                  self._kernel_params(state, t, overrides), 0, detail=f"step {t}: kernel {step.kernel}")
 
     def _capturing(self) -> bool:
         d = _drv()
@@ -580,7 +579,7 @@ class CudaContext:
                     if view.device_id is not None and view.device_id != self.dev.index:
                         raise EngineInputError(f"input {spec.name!r} is on cuda:{view.device_id}; this context runs "
                                                f"on cuda:{self.dev.index}")
-                    if not in_arena(info):
+                    if not info.in_arena:
                         raise EngineInputError(f"input {spec.name!r} ({spec.dtype}) must be given as a host array")
                     overrides[spec.value] = view.ptr
                     keep.append(view)
@@ -589,7 +588,7 @@ class CudaContext:
                     frameworks.append(view.framework)
                     continue
                 x = given[spec.name]
-                if in_arena(info):
+                if info.in_arena:
                     arr = np.asarray(x, order="C")
                     keep.append(arr)
                     if arr.nbytes:
@@ -602,7 +601,7 @@ class CudaContext:
             steps = b.steps
             t = 0
             while t < len(steps):
-                if steps[t]["kind"] == "launch":
+                if isinstance(steps[t], LaunchStep):
                     seg = state.segment_at[t]
                     self._run_segment(state, seg, overrides, capturing)
                     t = seg[1] + 1
@@ -618,17 +617,17 @@ class CudaContext:
         """A value on the host: (array, whether a copy was queued that the stream must finish first)."""
         engine = self.engine
         info = b.values[vid]
-        if info["kind"] == "view":
+        if info.kind == "view":
             base, pending = self._fetch(b, b.root(vid), overrides, host)
-            return np.asarray(base).reshape(tuple(info["shape"])), pending
-        if info["kind"] in ("weight", "const"):
-            return engine.weights[info["weight"]], False
-        if not in_arena(info):
+            return np.asarray(base).reshape(info.shape), pending
+        if info.is_data:
+            return engine.weights[info.weight], False
+        if not info.in_arena:
             if vid not in host:
-                raise EngineFormatError(f"{engine.source}: value {info['name']} is read before any step computed it")
+                raise EngineFormatError(f"{engine.source}: value {info.name} is read before any step computed it")
             return host[vid], False
         from ember.ir.types import DTYPES
-        arr = np.empty(tuple(info["shape"]), DTYPES[info["dtype"]].np_dtype)
+        arr = np.empty(info.shape, DTYPES[info.dtype].np_dtype)
         if arr.nbytes:
             _call("cuMemcpyDtoHAsync", arr.ctypes.data, self._value_ptr(b, vid, overrides), arr.nbytes, self.stream)
             return arr, True
@@ -639,8 +638,8 @@ class CudaContext:
         step = b.steps[t]
         fetched: dict[int, Any] = {}
         pending = False
-        for vid in step.get("reads", ()):
-            fetched[vid], p = self._fetch(b, int(vid), overrides, host)
+        for vid in step.reads:
+            fetched[vid], p = self._fetch(b, vid, overrides, host)
             pending = pending or p
         if pending:
             _call("cuStreamSynchronize", self.stream, detail=f"before host step {t}")
@@ -653,10 +652,10 @@ class CudaContext:
             return fetched[vid]
 
         runner = self.dev.host_ops
-        for index in step["ops"]:
-            for vid, out in runner.run(int(index), fetch, b.env):
+        for index in step.ops:
+            for vid, out in runner.run(index, fetch, b.env):
                 info = b.values[vid]
-                if in_arena(info):
+                if info.in_arena:
                     arr = np.asarray(check_result(b, vid, out), order="C")
                     keep.append(arr)
                     if arr.nbytes:
@@ -675,12 +674,12 @@ class CudaContext:
             for spec in engine.outputs:
                 info = b.values[spec.value]
                 root = b.values[b.root(spec.value)]
-                if root["kind"] in ("weight", "const"):
-                    results[spec.name] = np.array(engine.weights[root["weight"]]).reshape(tuple(info["shape"]))
-                elif not in_arena(root):
+                if root.is_data:
+                    results[spec.name] = np.array(engine.weights[root.weight]).reshape(info.shape)
+                elif not root.in_arena:
                     results[spec.name] = detach(host.get(b.root(spec.value)))
                 else:
-                    out = np.empty(tuple(info["shape"]), DTYPES[info["dtype"]].np_dtype)
+                    out = np.empty(info.shape, DTYPES[info.dtype].np_dtype)
                     if out.nbytes:
                         _call("cuMemcpyDtoHAsync", out.ctypes.data, self._value_ptr(b, spec.value, overrides),
                               out.nbytes, self.stream, detail=f"output {spec.name}")
@@ -691,11 +690,11 @@ class CudaContext:
         for spec in engine.outputs:
             info = b.values[spec.value]
             root = b.values[b.root(spec.value)]
-            if root["kind"] not in ("weight", "const") and not in_arena(root):
+            if not root.is_data and not root.in_arena:
                 results[spec.name] = detach(host.get(b.root(spec.value)))
                 continue
-            shape, dtype = tuple(info["shape"]), info["dtype"]
-            nbytes = int(info["nbytes"])
+            shape, dtype = info.shape, info.dtype
+            nbytes = int(info.nbytes)
             array, ptr = self._new_device_array(shape, dtype, nbytes, framework, consumer)
             if nbytes:
                 _call("cuMemcpyDtoDAsync", ptr, self._value_ptr(b, spec.value, overrides), nbytes, self.stream,

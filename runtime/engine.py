@@ -33,9 +33,10 @@ from ember.runtime import validate
 from ember.runtime.engine_format import EngineFormatError, Section
 from ember.runtime.specs import (EngineInputError, KernelImage, TensorSpec, arch_number, cubin_runs_on,
                                   ptx_runs_on, version_number)
-from ember.ir.program import Profile, Specialization
+from ember.ir.profiles import Profile, Specialization
+from ember.ir.program import HostStep, Program, Step, ValueSpec
 from ember.runtime import binding as B
-from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
+from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory
 
 WEIGHT_ALIGN = 256
 BINARY_ALIGN = 256
@@ -65,7 +66,7 @@ def _aligned(n: int, alignment: int) -> int:
 class Engine:
     """A compiled model: IR, program, memory plan, kernels and weights (see the module docstring)."""
 
-    def __init__(self, *, ir_text: str, program: dict[str, Any], plan: MemoryPlan, weights: dict[str, np.ndarray],
+    def __init__(self, *, ir_text: str, program: Program, plan: MemoryPlan, weights: dict[str, np.ndarray],
                  kernels: dict[str, KernelImage], info: dict[str, Any], inputs: Sequence[TensorSpec],
                  outputs: Sequence[TensorSpec], source: str = "<built>", container: Any = None,
                  profiles: Sequence[Profile] = (), specializations: Sequence[Specialization] = ()) -> None:
@@ -116,7 +117,7 @@ class Engine:
     def _make_binding_of(self, index: int, env: dict[str, int]) -> B.Binding:
         spec = self.specializations[index]
 
-        def check(program: dict[str, Any]) -> dict[int, list[int]]:
+        def check(program: Program) -> dict[int, list[int]]:
             validate.check_bound(self.source, program)
             if index not in self._extra_reads:  # the same for every shape of a specialization
                 self._extra_reads[index] = _op_reads_beyond_kernels(self.module, program)
@@ -125,7 +126,7 @@ class Engine:
 
     # -- what it is (the stored program: the default shape's binding) ------------------------
     @property
-    def values(self) -> list[dict[str, Any]]:
+    def values(self) -> tuple[ValueSpec, ...]:
         return self.default.values
 
     @property
@@ -133,7 +134,7 @@ class Engine:
         return self.default.groups
 
     @property
-    def steps(self) -> list[dict[str, Any]]:
+    def steps(self) -> tuple[Step, ...]:
         return self.default.steps
 
     @property
@@ -142,10 +143,10 @@ class Engine:
 
     @property
     def host_steps(self) -> int:
-        return sum(1 for s in self.steps if s["kind"] == "host")
+        return sum(1 for s in self.steps if isinstance(s, HostStep))
 
     def root(self, vid: int) -> int:
-        return root_of(self.values, vid)
+        return self.default.root(vid)
 
     def memory_report(self) -> dict[str, Any]:
         return self.plan.report()
@@ -188,14 +189,13 @@ class Engine:
 
     # -- building --------------------------------------------------------------------------
     @classmethod
-    def build(cls, *, ir_text: str, program: Mapping[str, Any], weights: Mapping[str, np.ndarray],
+    def build(cls, *, ir_text: str, program: Program, weights: Mapping[str, np.ndarray],
               binaries: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str],
               info: Mapping[str, Any], profiles: Sequence[Profile] = (),
               specializations: Sequence[Specialization] = ()) -> "Engine":
         """An engine from the compiler's products (see build.py): plans the memory, keeps the
         weights the IR uses, and pairs each kernel with its binaries and source."""
         from ember.ir.parser import parse
-        program = json.loads(fmt.canonical_json(program))  # a private, JSON-clean copy
         module = parse(ir_text, verify=False)
         programs = [program, *(sp.program for sp in specializations)]
         used = sorted({n for pr in programs for n in _weights_used(module, pr)})
@@ -205,13 +205,13 @@ class Engine:
                                     f"{', '.join(map(repr, missing[:5]))}{' ...' if len(missing) > 5 else ''}")
         store = {n: _le(np.asarray(weights[n])) for n in sorted(used)}
         kernels: dict[str, KernelImage] = {}
-        for k in {k["name"]: k for pr in programs for k in pr["kernels"]}.values():
-            name = k["name"]
+        for k in {k.name: k for pr in programs for k in pr.kernels}.values():
+            name = k.name
             if name not in binaries:
                 raise EngineFormatError(f"engine build: kernel {name} has no compiled binaries")
             b = binaries[name]
             ptx = bytes(b.get("ptx") or b"")
-            kernels[name] = KernelImage(name, tuple(k.get("ops", ())), str(sources.get(name, "")),
+            kernels[name] = KernelImage(name, tuple(k.ops), str(sources.get(name, "")),
                                         {str(a): bytes(c) for a, c in dict(b.get("cubins") or {}).items()},
                                         ptx, str(b.get("ptx_arch") or ""))
         clean_info = json.loads(fmt.canonical_json({
@@ -256,7 +256,7 @@ class Engine:
         for off, data in chunks:
             weights_blob[off:off + len(data)] = data
         io = {"inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs]}
-        plan = {"program": self.program, "memory": self.plan.to_json(), "symbols": self.symbols}
+        plan = {"program": self.program.to_json(), "memory": self.plan.to_json(), "symbols": self.symbols}
         ptx_arches = sorted({k.ptx_arch for k in self.kernels.values() if k.ptx_arch})
         header = {
             "ember_version": __version__, "nvrtc": self.info.get("nvrtc", ""),
@@ -340,9 +340,10 @@ class Engine:
             except EngineFormatError as err:  # refused after the other sections' checks, as before
                 unreadable = err
         validate.check_engine(source, io=io, plan=plan_json, kernels=kernels_json, weights_index=index,
-                              binaries=binaries, weights_size=len(blob), more_kernels=_profile_kernels(profiles_json),
+                              binaries=binaries, weights_size=len(blob),
+                              more_kernels=validate.profile_kernels(profiles_json),
                               weight_data=lambda name, off, n: _json_or_none(blob[off:off + n]))
-        program = plan_json["program"]
+        program = Program.from_json(plan_json["program"])  # checked above
         kernels: dict[str, KernelImage] = {}
         for name, k in kernels_json.items():
             cubins = {arch: bytes(binaries[off:off + size]) for arch, (off, size) in k["cubins"].items()}
@@ -494,7 +495,7 @@ class Engine:
 
     def host_input(self, spec: TensorSpec, x: Any) -> Any:
         """A host input checked against its spec (as the interpreter checks): element type and shape."""
-        if spec.dtype == "str" or spec.value >= len(self.values) or self.values[spec.value]["kind"] == "host":
+        if spec.dtype == "str" or spec.value >= len(self.values) or self.values[spec.value].kind == "host":
             return x
         if not isinstance(x, np.ndarray):
             if hasattr(x, "__array__") or isinstance(x, (list, tuple, int, float, bool)):
@@ -545,8 +546,8 @@ def _parse_ir(text: str, source: str) -> Any:
         raise EngineFormatError(f"{source}: section 'ir': {line}{what}") from None
 
 
-def _weights_used(module: Any, program: Mapping[str, Any]) -> list[str]:
-    names = {v["weight"] for v in program["values"] if v["kind"] in ("weight", "const") and "weight" in v}
+def _weights_used(module: Any, program: Program) -> list[str]:
+    names = {v.weight for v in program.values if v.is_data and v.weight is not None}
     for fn in module.functions.values():
         for op in fn.walk():
             if op.name == "ember.weight":
@@ -554,7 +555,7 @@ def _weights_used(module: Any, program: Mapping[str, Any]) -> list[str]:
     return sorted(names)
 
 
-def _op_reads_beyond_kernels(module: Any, program: Mapping[str, Any]) -> dict[int, list[int]]:
+def _op_reads_beyond_kernels(module: Any, program: Program) -> dict[int, list[int]]:
     """Per launch group's last step, the values its IR ops read that its kernels do not (the
     host-arena executor runs the op there, so they must still be live)."""
     fn = module.main
@@ -565,15 +566,15 @@ def _op_reads_beyond_kernels(module: Any, program: Mapping[str, Any]) -> dict[in
     for op in ops:
         for r in op.results:
             ids[r] = len(ids)
-    if len(ids) != len(program["values"]):
-        raise EngineFormatError(f"engine build: the program has {len(program['values'])} values, the IR's entry "
+    if len(ids) != len(program.values):
+        raise EngineFormatError(f"engine build: the program has {len(program.values)} values, the IR's entry "
                                 f"function {len(ids)}")
-    steps = program["steps"]
+    steps = program.steps
     extra: dict[int, list[int]] = {}
     for first, last in op_groups(steps):
-        listed = {int(v) for t in range(first, last + 1) for v in steps[t].get("reads", ())}
-        listed |= {int(v) for t in range(first, last + 1) for v in steps[t].get("writes", ())}
-        wanted = {ids[v] for index in steps[first]["ops"] for v in ops[int(index)].reads() if v in ids}
+        listed = {v for t in range(first, last + 1) for v in steps[t].reads}
+        listed |= {v for t in range(first, last + 1) for v in steps[t].writes}
+        wanted = {ids[v] for index in steps[first].ops for v in ops[index].reads() if v in ids}
         if wanted - listed:
             extra[last] = sorted(wanted - listed)
     return extra
@@ -586,14 +587,6 @@ def _with_ranges(t: TensorSpec, profiles: Sequence[Profile]) -> TensorSpec:
         return t
     ranges = tuple((min(r.min[d] for r in found), max(r.max[d] for r in found)) for d in range(len(t.shape)))
     return TensorSpec(t.name, t.dtype, t.shape, t.dims, t.value, ranges)
-
-
-def _profile_kernels(data: Any) -> set[str]:
-    """The kernels the programs of section 'profiles' name (checked in full by `_profiles`)."""
-    try:
-        return {str(k["name"]) for sp in data["specializations"] for k in sp["program"]["kernels"]}
-    except (KeyError, TypeError, AttributeError):
-        return set()
 
 
 def _profiles(data: Any, source: str, inputs: Sequence[TensorSpec], kernels: Mapping[str, Any]
@@ -615,31 +608,31 @@ def _profiles(data: Any, source: str, inputs: Sequence[TensorSpec], kernels: Map
                 or not sp.holds(sp.witness):
             raise EngineFormatError(f"{source}: section 'profiles': specialization {i} does not hold where it "
                                     "says it was traced")
-        unknown = {s.get("kernel") for s in sp.program.get("steps", ()) if isinstance(s, dict)} - set(kernels) - {None}
+        unknown = {s.kernel for s in sp.program.launches} - set(kernels)
         if unknown:
             raise EngineFormatError(f"{source}: section 'profiles': specialization {i} launches kernel "
                                     f"{sorted(unknown)[0]!r}, which the engine lacks")
     return profiles, specs
 
 
-def _signature(module: Any, program: Mapping[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def _signature(module: Any, program: Program) -> tuple[list[TensorSpec], list[TensorSpec]]:
     fn = module.main
-    values = program["values"]
+    values = program.values
 
     def spec(name: str, v: Any, vid: int) -> TensorSpec:
         info = values[vid]
         t = v.type
         declared = getattr(t, "shape", None)
         dims = tuple(str(d) for d in declared) if declared is not None else ()
-        dtype = getattr(getattr(t, "dtype", None), "name", None) or info["dtype"]
-        if info["kind"] == "host":
+        dtype = getattr(getattr(t, "dtype", None), "name", None) or info.dtype
+        if info.kind == "host":
             shape = tuple(d if isinstance(d, int) else None for d in declared) if declared is not None else ()
         else:
-            shape = tuple(int(d) for d in info["shape"])
+            shape = tuple(int(d) for d in info.shape)
         return TensorSpec(name, dtype, shape, dims, vid)
 
-    inputs = [spec(io["name"], v, int(io["value"])) for io, v in zip(program["inputs"], fn.inputs)]
-    outputs = [spec(io["name"], v, int(io["value"])) for io, v in zip(program["outputs"], fn.outputs)]
+    inputs = [spec(port.name, v, port.value) for port, v in zip(program.inputs, fn.inputs)]
+    outputs = [spec(port.name, v, port.value) for port, v in zip(program.outputs, fn.outputs)]
     return inputs, outputs
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from ember.errors import InterpretError, OutOfMemoryError
 from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
-from ember.runtime.memory_plan import in_arena
+from ember.ir.program import HostStep
 
 
 class _Outer(Mapping):
@@ -90,11 +90,11 @@ def detach(x: Any) -> Any:
 def check_result(binding: Any, vid: int, out: Any) -> np.ndarray:
     """A result bound for an arena slot, checked against the plan's dtype and shape."""
     info = binding.values[vid]
-    want_dtype = np.dtype(_np_dtype(info["dtype"]))
+    want_dtype = np.dtype(_np_dtype(info.dtype))
     arr = np.asarray(out)
-    if arr.dtype != want_dtype or tuple(arr.shape) != tuple(info["shape"]):
-        raise InterpretError(f"value {info['name']}: the op gave {arr.dtype}{list(arr.shape)}, the plan has "
-                             f"{info['dtype']}{list(info['shape'])}")
+    if arr.dtype != want_dtype or tuple(arr.shape) != info.shape:
+        raise InterpretError(f"value {info.name}: the op gave {arr.dtype}{list(arr.shape)}, the plan has "
+                             f"{info.dtype}{list(info.shape)}")
     return arr
 
 
@@ -127,9 +127,9 @@ class HostContext:
 
     def _slot(self, b: Any, vid: int, writable: bool = False) -> np.ndarray:
         info = b.values[vid]
-        dt = _np_dtype(info["dtype"]) if info["dtype"] in _dtype_names() else None
-        shape = tuple(info["shape"])
-        nbytes = int(info["nbytes"])
+        dt = _np_dtype(info.dtype) if info.dtype in _dtype_names() else None
+        shape = info.shape
+        nbytes = info.nbytes
         if nbytes == 0:
             return np.zeros(shape, dt)
         off = b.plan.offsets[vid]
@@ -140,16 +140,15 @@ class HostContext:
 
     def _read(self, b: Any, vid: int, host: Mapping[int, Any]) -> Any:
         info = b.values[vid]
-        kind = info["kind"]
-        if kind == "view":
+        if info.kind == "view":
             base = self._read(b, b.root(vid), host)
-            return np.asarray(base).reshape(tuple(info["shape"]))
-        if kind in ("weight", "const"):
-            return self.engine.weights[info["weight"]]
-        if in_arena(info):
+            return np.asarray(base).reshape(info.shape)
+        if info.is_data:
+            return self.engine.weights[info.weight]
+        if info.in_arena:
             return self._slot(b, vid)
         if vid not in host:
-            raise InterpretError(f"value {info['name']} is read before any step computed it")
+            raise InterpretError(f"value {info.name} is read before any step computed it")
         return host[vid]
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,19 +166,19 @@ class HostContext:
             for spec in engine.inputs:
                 x = given[spec.name]
                 info = b.values[spec.value]
-                if in_arena(info):
-                    if int(info["nbytes"]):
+                if info.in_arena:
+                    if info.nbytes:
                         np.copyto(self._slot(b, spec.value, writable=True), x)
                 else:
                     host[spec.value] = x
             run_at = self._run_at.get(b.key)
             if run_at is None:
-                run_at = {last: list(b.steps[first]["ops"]) for first, last in b.groups}
+                run_at = {last: list(b.steps[first].ops) for first, last in b.groups}
                 self._run_at[b.key] = run_at
             done: set[int] = set()
             fetch = lambda vid: self._read(b, vid, host)  # noqa: E731
             for t, step in enumerate(b.steps):
-                ops = run_at.get(t, []) if step["kind"] == "launch" else list(step["ops"])
+                ops = step.ops if isinstance(step, HostStep) else run_at.get(t, [])
                 for index in ops:
                     if index in done:
                         continue
@@ -187,12 +186,12 @@ class HostContext:
                     for vid, out in self.ops.run(index, fetch, b.env):
                         self._write(b, vid, out, host)
             return {spec.name: detach(np.asarray(self._read(b, spec.value, host))
-                                      if b.values[spec.value]["kind"] != "host" else host.get(spec.value))
+                                      if b.values[spec.value].kind != "host" else host.get(spec.value))
                     for spec in engine.outputs}
 
     def _write(self, b: Any, vid: int, out: Any, host: dict[int, Any]) -> None:
         info = b.values[vid]
-        if in_arena(info):
+        if info.in_arena:
             arr = check_result(b, vid, out)
             if arr.size:
                 np.copyto(self._slot(b, vid, writable=True), arr)

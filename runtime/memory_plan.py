@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ember.ir.program import ARENA_KINDS, Program, op_groups, root_of
+
 ALIGNMENT = 256
-ARENA_KINDS = ("input", "activation")
 
 
 def align(n: int, alignment: int = ALIGNMENT) -> int:
@@ -145,43 +146,13 @@ class MemoryPlan:
         return problems
 
 
-def op_groups(steps: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """(first, last) step of each run of consecutive launch steps computing the same ops."""
-    groups: list[tuple[int, int]] = []
-    for i, s in enumerate(steps):
-        if s["kind"] != "launch":
-            continue
-        if groups and groups[-1][1] == i - 1 and steps[groups[-1][0]]["ops"] == s["ops"]:
-            groups[-1] = (groups[-1][0], i)
-        else:
-            groups.append((i, i))
-    return groups
-
-
-def root_of(values: Sequence[Mapping[str, Any]], vid: int) -> int:
-    """The value whose buffer `vid` reads (itself unless it is a view)."""
-    seen = 0
-    while values[vid]["kind"] == "view" and values[vid].get("alias") is not None:
-        vid = int(values[vid]["alias"])
-        seen += 1
-        if seen > len(values):
-            raise ValueError(f"value {vid}: views alias each other in a cycle")
-    return vid
-
-
-def in_arena(info: Mapping[str, Any]) -> bool:
-    """Whether a (non-view) value gets an arena slot."""
-    return info["kind"] in ARENA_KINDS and info["dtype"] != "str"
-
-
-def lifetimes(program: Mapping[str, Any], extra_reads: Mapping[int, Iterable[int]] | None = None) -> list[Buffer]:
+def lifetimes(program: Program, extra_reads: Mapping[int, Iterable[int]] | None = None) -> list[Buffer]:
     """Every arena buffer of the program with its lifetime (offsets not yet chosen).
 
     `extra_reads` ({step: value ids}) adds reads the steps do not list: the host-arena
     executor runs a launch's IR op, which may read operands its kernel does not (the
     shape operand of ember.shape, the static bounds of ember.range)."""
-    values = program["values"]
-    steps = program["steps"]
+    values, steps = program.values, program.steps
     end_of_time = len(steps)
     start: dict[int, int] = {}
     end: dict[int, int] = {}
@@ -191,35 +162,35 @@ def lifetimes(program: Mapping[str, Any], extra_reads: Mapping[int, Iterable[int
         start[r] = min(start.get(r, t), t)
         end[r] = max(end.get(r, t), t)
 
-    for io in program["inputs"]:
-        touch(int(io["value"]), -1)
+    for port in program.inputs:
+        touch(port.value, -1)
     for t, step in enumerate(steps):
-        for vid in step.get("writes", ()):
-            touch(int(vid), t)
-        for vid in step.get("reads", ()):
-            touch(int(vid), t)
+        for vid in step.writes:
+            touch(vid, t)
+        for vid in step.reads:
+            touch(vid, t)
     for t, vids in (extra_reads or {}).items():
         for vid in vids:
             touch(int(vid), int(t))
-    for io in program["outputs"]:
-        touch(int(io["value"]), end_of_time)
+    for port in program.outputs:
+        touch(port.value, end_of_time)
 
     buffers = []
     for vid in sorted(start):
         info = values[vid]
-        if not in_arena(info) or int(info["nbytes"]) == 0:
+        if not info.in_arena or int(info.nbytes) == 0:
             continue
-        buffers.append(Buffer(f"v{vid}", int(info["nbytes"]), start[vid], end[vid], vid))
+        buffers.append(Buffer(f"v{vid}", int(info.nbytes), start[vid], end[vid], vid))
 
     for first, last in op_groups(steps):
         sizes: list[int] = []
         for t in range(first, last + 1):
             j = 0
-            for arg in steps[t]["args"]:
-                if "scratch" in arg:
+            for arg in steps[t].args:  # type: ignore[union-attr]
+                if arg.kind == "scratch":
                     if j == len(sizes):
                         sizes.append(0)
-                    sizes[j] = max(sizes[j], int(arg["scratch"]))
+                    sizes[j] = max(sizes[j], int(arg.value))
                     j += 1
         for j, nbytes in enumerate(sizes):
             if nbytes > 0:
@@ -280,14 +251,12 @@ def _place(buffers: Sequence[Buffer], key: Callable[[Buffer], tuple], alignment:
     return top, out
 
 
-def plan_memory(program: Mapping[str, Any], alignment: int = ALIGNMENT,
+def plan_memory(program: Program, alignment: int = ALIGNMENT,
                 extra_reads: Mapping[int, Iterable[int]] | None = None) -> MemoryPlan:
-    """Lay out the program's arena (the program is `codegen.lower.Program.to_json()`; see
-    `lifetimes` for `extra_reads`)."""
+    """Lay out the arena of a concrete program (ir/program.py; see `lifetimes` for `extra_reads`)."""
     buffers = lifetimes(program, extra_reads)
     peak = peak_live_bytes(buffers, alignment)
-    total = sum(int(v["nbytes"]) for v in program["values"]
-                if v["kind"] == "activation" and v["dtype"] != "str")
+    total = sum(int(v.nbytes) for v in program.values if v.kind == "activation" and v.dtype != "str")
     best: tuple[int, str, dict[str, int]] | None = None
     for name, key in ORDERS.items():
         arena, offsets = _place(buffers, key, alignment)
@@ -301,19 +270,19 @@ def plan_memory(program: Mapping[str, Any], alignment: int = ALIGNMENT,
     plan = MemoryPlan(arena, peak, total, buffers, alignment, order)
     plan.extra_reads = {int(t): sorted({int(v) for v in vids}) for t, vids in (extra_reads or {}).items() if vids}
     plan.offsets = {b.value: b.offset for b in buffers if b.value is not None}
-    steps = program["steps"]
+    steps = program.steps
     for first, last in op_groups(steps):
         slots = {int(b.key.split(".")[1]): b.offset for b in buffers
                  if b.value is None and b.key.startswith(f"s{first}.")}
         for t in range(first, last + 1):
             j = 0
-            for a, arg in enumerate(steps[t]["args"]):
-                if "scratch" in arg:
+            for a, arg in enumerate(steps[t].args):  # type: ignore[union-attr]
+                if arg.kind == "scratch":
                     plan.scratch[(t, a)] = slots.get(j, 0)
                     j += 1
     plan._index_scratch()
     return plan
 
 
-__all__ = ["ALIGNMENT", "Buffer", "MemoryPlan", "plan_memory", "lifetimes", "peak_live_bytes", "op_groups",
-           "root_of", "in_arena", "align"]
+__all__ = ["ALIGNMENT", "ARENA_KINDS", "Buffer", "MemoryPlan", "plan_memory", "lifetimes", "peak_live_bytes",
+           "op_groups", "root_of", "align"]

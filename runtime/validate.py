@@ -20,8 +20,10 @@ Every refusal is an `EngineFormatError`:
 `model.engine: section 'plan': program.steps[3].args[2]: value 99 is not a value of the program (0..41)`.
 The checks walk the sections in the order the runtime depends on them: `io`,
 `plan` (its program, then its memory plan against the program), `kernels`,
-`weights.index`, then the IR against the program. The next wave replaces the
-program's dict steps with a typed program; its decoder takes over `_program`.
+`weights.index`, then the IR against the program. The JSON is checked here as
+JSON (this module is the engine file's schema); once it passes, it becomes the
+typed program (ir/program.py), and the checks of the memory plan and the IR
+against the program, like everything else in the runtime, read that.
 """
 
 from __future__ import annotations
@@ -33,11 +35,9 @@ from ember.errors import EmberError
 from ember.ir.sizes import MAX_BYTES, MAX_ELEMENTS, SizeError, check_range, nbytes
 from ember.ir.types import DTYPES
 from ember.runtime.engine_format import EngineFormatError
-from ember.runtime.memory_plan import ARENA_KINDS, MemoryPlan, align, lifetimes, op_groups, root_of
-
-VALUE_KINDS = ("input", "weight", "const", "activation", "view", "host")
-PARAM_KINDS = ("ptr", "i64", "i32", "f32")  # as ember.codegen.kernel declares them
-ARG_PARAM = {"value": "ptr", "scratch": "ptr", "meta": "ptr", "i64": "i64", "i32": "i32", "f32": "f32"}
+from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, HostStep, Program, Step,
+                              ValueSpec)
+from ember.runtime.memory_plan import MemoryPlan, align, lifetimes, op_groups
 I64 = (-(1 << 63), (1 << 63) - 1)
 I32 = (-(1 << 31), (1 << 31) - 1)
 GRID_LIMITS = ((1 << 31) - 1, 65535, 65535)
@@ -149,15 +149,23 @@ def check_engine(source: str, *, io: Any, plan: Any, kernels: Any, weights_index
         raise EngineFormatError(_message(source, bad)) from None
 
 
-def check_bound(source: str, program: Any) -> None:
+def check_bound(source: str, program: Program) -> None:
     """A program an engine bound at a shape (runtime/binding.py), checked as a stored one is."""
     try:
-        _program(program, At("profiles", "program"))
+        _program(program.to_json(), At("profiles", "program"))
     except _Invalid as bad:
         raise EngineFormatError(_message(source, bad)) from None
 
 
-def check_memory(source: str, program: Mapping[str, Any], memory: Any,
+def profile_kernels(data: Any) -> set[str]:
+    """The kernels the programs of section 'profiles' name (checked in full when it is read)."""
+    try:
+        return {str(k["name"]) for sp in data["specializations"] for k in sp["program"]["kernels"]}
+    except (KeyError, TypeError, AttributeError):
+        return set()
+
+
+def check_memory(source: str, program: Program, memory: Any,
                  extra_reads: Mapping[int, Sequence[int]]) -> MemoryPlan:
     """The memory plan, read and checked against the program: the buffers are the ones the
     steps need (`extra_reads`: what the IR's ops read beyond their kernels), each inside the
@@ -168,7 +176,7 @@ def check_memory(source: str, program: Mapping[str, Any], memory: Any,
         raise EngineFormatError(_message(source, bad)) from None
 
 
-def check_ir(source: str, module: Any, program: Mapping[str, Any], symbols: Mapping[str, int],
+def check_ir(source: str, module: Any, program: Program, symbols: Mapping[str, int],
              weights: Mapping[str, Any]) -> dict[Any, int]:
     """The IR against the program: as many values, of the same types, ops where the steps say,
     weights declared as stored. Returns the program value id of each IR value."""
@@ -227,7 +235,7 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
         else:
             where["kind"].fail(f"step kind {s['kind']!r} is neither 'launch' nor 'host'")
         for j, vid in enumerate(writes):
-            root = values[root_of(values, vid)]
+            root = values[_root(values, vid)]
             allowed = ("activation",) if s["kind"] == "launch" else ("activation", "host")
             if root["kind"] not in allowed:
                 where["writes"][j].fail(f"the step writes value {vid} ({values[vid]['name']}), which is "
@@ -274,6 +282,12 @@ def _view(v: Mapping[str, Any], values: list[Any], at: At) -> None:
                          f"({source['dtype']}, {source['nbytes']} bytes): a view has its source's bytes")
 
 
+def _root(values: Sequence[Mapping[str, Any]], vid: int) -> int:
+    """The value whose buffer `vid` reads, in the JSON (views checked to point at a non-view)."""
+    v = values[vid]
+    return int(v["alias"]) if v["kind"] == "view" and v.get("alias") is not None else vid
+
+
 def _vid(x: Any, values: Sequence[Any], at: At) -> int:
     if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < len(values):
         at.fail(f"value {x!r} is not a value of the program (0..{len(values) - 1})")
@@ -317,7 +331,7 @@ def _launch(s: Mapping[str, Any], params: Mapping[str, list[Mapping[str, Any]]],
             where.fail(f"a {kind} argument for parameter {p['name']!r} of kind {p['kind']}")
         if kind == "value":
             vid = _vid(x, values, where["value"])
-            root = values[root_of(values, vid)]
+            root = values[_root(values, vid)]
             if root["kind"] == "host" or root["dtype"] == "str":
                 where["value"].fail(f"value {vid} ({values[vid]['name']}) lives on the host; a kernel cannot read it")
             if vid not in listed:
@@ -342,7 +356,7 @@ def _symbols(x: Any, at: At) -> None:
 
 
 # -- plan.memory -------------------------------------------------------------------------------------
-def _memory(x: Any, program: Mapping[str, Any], extra_reads: Mapping[int, Sequence[int]], at: At) -> MemoryPlan:
+def _memory(x: Any, program: Program, extra_reads: Mapping[int, Sequence[int]], at: At) -> MemoryPlan:
     m = _obj(x, at, "arena_bytes", "peak_live_bytes", "sum_bytes", "buffers")
     alignment = _int(m.get("alignment", 256), at["alignment"], 1, MAX_ALIGNMENT, "alignment")
     if alignment & (alignment - 1) or alignment < 256:
@@ -351,7 +365,7 @@ def _memory(x: Any, program: Mapping[str, Any], extra_reads: Mapping[int, Sequen
     for key in ("peak_live_bytes", "sum_bytes"):
         _int(m[key], at[key], 0, MAX_BYTES, key.replace("_", " "))
     _str(m.get("order", ""), at["order"])
-    values, steps = program["values"], program["steps"]
+    values, steps = program.values, program.steps
     listed: dict[str, tuple[int, int, int, int]] = {}
     for i, b in enumerate(_list(m["buffers"], at["buffers"])):
         where = at["buffers"][i]
@@ -400,11 +414,11 @@ def _memory(x: Any, program: Mapping[str, Any], extra_reads: Mapping[int, Sequen
     return plan
 
 
-def _buffer_key(key: Any, values: Sequence[Mapping[str, Any]], steps: Sequence[Any], at: At) -> None:
+def _buffer_key(key: Any, values: Sequence[ValueSpec], steps: Sequence[Step], at: At) -> None:
     text = _str(key, at)
     if text.startswith("v") and text[1:].isdigit():
         vid = int(text[1:])
-        if vid < len(values) and values[vid]["kind"] in ARENA_KINDS and values[vid]["dtype"] != "str":
+        if vid < len(values) and values[vid].in_arena:
             return
         at.fail(f"buffer {text}: value {vid} is not an input or activation of the program")
     if text.startswith("s") and "." in text:
@@ -414,17 +428,17 @@ def _buffer_key(key: Any, values: Sequence[Mapping[str, Any]], steps: Sequence[A
     at.fail(f"buffer key {text!r} is neither v<value> nor s<step>.<slot>")
 
 
-def _buffer_name(key: str, values: Sequence[Mapping[str, Any]]) -> str:
+def _buffer_name(key: str, values: Sequence[ValueSpec]) -> str:
     if key.startswith("v"):
         v = values[int(key[1:])]
-        return f"value {key[1:]} ({v['name']}, {_a(v['kind'])})"
+        return f"value {key[1:]} ({v.name}, {_a(v.kind)})"
     return f"scratch buffer {key}"
 
 
-def _scratch(x: Any, program: Mapping[str, Any], listed: Mapping[str, tuple[int, int, int, int]],
+def _scratch(x: Any, program: Program, listed: Mapping[str, tuple[int, int, int, int]],
              at: At) -> list[list[int]]:
     """Each scratch argument's offset: its op's slot, as large as the argument."""
-    steps = program["steps"]
+    steps = program.steps
     given: dict[tuple[int, int], int] = {}
     for i, e in enumerate(_list(x, at)):
         t, a, off = _list(e, at[i], 3)
@@ -434,9 +448,9 @@ def _scratch(x: Any, program: Mapping[str, Any], listed: Mapping[str, tuple[int,
     for first, last in op_groups(steps):
         for t in range(first, last + 1):
             j = 0
-            for a, arg in enumerate(steps[t]["args"]):
-                if "scratch" in arg:
-                    want[(t, a)] = (int(arg["scratch"]), f"s{first}.{j}")
+            for a, arg in enumerate(steps[t].args):  # type: ignore[union-attr]
+                if arg.kind == "scratch":
+                    want[(t, a)] = (int(arg.value), f"s{first}.{j}")
                     j += 1
     for (t, a), (size, key) in want.items():
         if (t, a) not in given:
@@ -576,14 +590,14 @@ def _io(io: Mapping[str, Any], program: Mapping[str, Any], at: At) -> None:
 
 
 # -- the IR against the program ----------------------------------------------------------------------
-def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], weights: Mapping[str, Any],
+def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapping[str, Any],
         at: At) -> dict[Any, int]:
     from ember.ir.dims import evaluate
     from ember.ir.types import TensorType, dtype_of
     if not module.functions:
         at.fail("the module has no functions")
     fn = module.main
-    values = program["values"]
+    values = program.values
     ops = list(fn.body.ops)
     ids: dict[Any, int] = {}
     for v in fn.inputs:
@@ -594,15 +608,15 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
     if len(ids) != len(values):
         at.fail(f"the entry function @{fn.name} has {len(ids)} values, the program {len(values)}: the sections do "
                 "not belong together")
-    if [len(program["inputs"]), len(program["outputs"])] != [len(fn.inputs), len(fn.outputs)]:
+    if [len(program.inputs), len(program.outputs)] != [len(fn.inputs), len(fn.outputs)]:
         at.fail(f"@{fn.name} has {len(fn.inputs)} inputs and {len(fn.outputs)} outputs, the program "
-                f"{len(program['inputs'])} and {len(program['outputs'])}")
-    for i, (entry, v) in enumerate(zip(program["inputs"], fn.inputs)):
-        if ids[v] != entry["value"]:
-            at.fail(f"input {i} of @{fn.name} is value {ids[v]}, the program says {entry['value']}")
-    for i, (entry, v) in enumerate(zip(program["outputs"], fn.outputs)):
-        if ids.get(v) != entry["value"]:
-            at.fail(f"output {i} of @{fn.name} is value {ids.get(v)}, the program says {entry['value']}")
+                f"{len(program.inputs)} and {len(program.outputs)}")
+    for i, (port, v) in enumerate(zip(program.inputs, fn.inputs)):
+        if ids[v] != port.value:
+            at.fail(f"input {i} of @{fn.name} is value {ids[v]}, the program says {port.value}")
+    for i, (port, v) in enumerate(zip(program.outputs, fn.outputs)):
+        if ids.get(v) != port.value:
+            at.fail(f"output {i} of @{fn.name} is value {ids.get(v)}, the program says {port.value}")
     for name, w in module.weights.items():
         if name in weights:
             arr = weights[name]
@@ -611,9 +625,9 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
     for v, vid in ids.items():
         info = values[vid]
         t = v.type
-        if info["kind"] == "host" or not isinstance(t, TensorType):
-            if info["kind"] != "host":
-                at.fail(f"value {vid} (%{v.name}) is {t}, not a tensor, but the program keeps it as {_a(info['kind'])}")
+        if info.kind == "host" or not isinstance(t, TensorType):
+            if info.kind != "host":
+                at.fail(f"value {vid} (%{v.name}) is {t}, not a tensor, but the program keeps it as {_a(info.kind)}")
             continue
         shape = None
         if t.shape is not None:
@@ -621,42 +635,42 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
                 shape = [evaluate(d, symbols) for d in t.shape]
             except (EmberError, KeyError):
                 shape = None
-        if t.dtype.name != info["dtype"] or (shape is not None and shape != info["shape"]):
-            at.fail(f"value {vid} (%{v.name}) is {t}, the program has {info['dtype']}{info['shape']}")
-    steps = program["steps"]
+        if t.dtype.name != info.dtype or (shape is not None and tuple(shape) != info.shape):
+            at.fail(f"value {vid} (%{v.name}) is {t}, the program has {info.dtype}{list(info.shape)}")
+    steps = program.steps
     for t, s in enumerate(steps):
-        for j, index in enumerate(s["ops"]):
+        for j, index in enumerate(s.ops):
             if index >= len(ops):
                 At("plan", "program")["steps"][t]["ops"][j].fail(
                     f"op {index} is not an op of @{fn.name} (it has {len(ops)})")
     for t, s in enumerate(steps):  # a host step lists what its ops read (the plan keeps those alive)
-        if s["kind"] != "host":
+        if not isinstance(s, HostStep):
             continue
-        listed = set(s.get("reads", []))
-        for index in s["ops"]:
+        listed = set(s.reads)
+        for index in s.ops:
             missing = [ids[v] for v in ops[index].reads() if v in ids and ids[v] not in listed]
             if missing:
                 At("plan", "program")["steps"][t].fail(
                     f"op {index} ({ops[index].name}) reads value {missing[0]}, which the step does not list")
     for first, last in _groups(steps):
-        written = {w for t in range(first, last + 1) for w in steps[t].get("writes", [])}
-        for index in steps[first]["ops"]:
+        written = {w for t in range(first, last + 1) for w in steps[t].writes}
+        for index in steps[first].ops:
             for r in ops[index].results:
                 info = values[ids[r]]
-                if info["kind"] in ARENA_KINDS and info["nbytes"] and ids[r] not in written:
+                if info.kind in ARENA_KINDS and info.nbytes and ids[r] not in written:
                     At("plan", "program")["steps"][first].fail(
                         f"op {index} ({ops[index].name}) computes value {ids[r]}, which the step does not write")
     return ids
 
 
-def _groups(steps: Sequence[Mapping[str, Any]]) -> Iterable[tuple[int, int]]:
+def _groups(steps: Sequence[Step]) -> Iterable[tuple[int, int]]:
     """Launch groups (consecutive launches of one op set) and host steps, as step ranges."""
     groups = {first: last for first, last in op_groups(steps)}
     for t, s in enumerate(steps):
-        if s["kind"] == "host":
+        if isinstance(s, HostStep):
             yield t, t
         elif t in groups:
             yield t, groups[t]
 
 
-__all__ = ["check_engine", "check_memory", "check_ir"]
+__all__ = ["check_engine", "check_bound", "check_memory", "check_ir", "profile_kernels"]

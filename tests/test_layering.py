@@ -138,3 +138,55 @@ def test_the_runtime_below_its_facade_does_not_import_the_facade():
                     any(m == "ember.runtime.engine" or m.startswith("ember.runtime.engine.") for m in imported):
                 problems.append(f"{rel}: imports the facade ember.runtime.engine")
     assert not problems, "\n".join(problems)
+
+
+# The program's JSON keys that nothing else of codegen or the runtime uses as a key ("value" and
+# "scratch" are also keys of the memory plan's and the io section's own JSON).
+PROGRAM_KEYS = {"kind", "kernel", "grid", "block", "shared", "args", "reads", "writes", "steps", "values", "tactic",
+                "candidates", "alias", "meta", "i64", "i32", "f32"}
+
+
+def _attributes(node: ast.AST) -> bool:
+    """`op.attributes`: an IR op's attributes, whose names ("kind", "steps") are not the program's."""
+    return isinstance(node, ast.Attribute) and node.attr == "attributes"
+
+
+def _program_dict_uses(tree: ast.AST) -> list[tuple[int, str]]:
+    """Where a file reads a program's JSON form: `x["steps"]`, `s.get("kind")`, `"meta" in arg`."""
+    found = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and not _attributes(node.value):
+            key = node.slice.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and not _attributes(node.func.value):
+            key = node.args[0].value
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) and \
+                any(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+            key = node.left.value
+        if isinstance(key, str) and key in PROGRAM_KEYS:
+            found.append((node.lineno, key))
+    return found
+
+
+def test_codegen_and_runtime_pass_the_program_typed():
+    """The program between codegen and the runtime is ir/program.py's classes (values, kernels,
+    launch and host steps): nothing in codegen or the runtime reads or builds its steps as
+    dicts. The JSON form exists only in ir/program.py (to_json/from_json) and in
+    runtime/validate.py, the engine file's schema, which checks that JSON before it is read."""
+    schema = {"runtime/validate.py"}
+    problems = []
+    for layer in ("codegen", "runtime"):
+        for path, rel in _layer_files(layer):
+            if rel.as_posix() in schema:
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            problems += [f"{rel}:{line}: [{key!r}]" for line, key in _program_dict_uses(tree)]
+    assert not problems, "the program read as a dict:\n" + "\n".join(problems)
+
+
+def test_the_program_dict_check_finds_dict_steps():
+    """The check above fires on the patterns it is there to stop."""
+    code = 'for s in program["steps"]:\n    if s.get("kind") == "launch" and "meta" in s["args"][0]:\n        pass\n'
+    keys = sorted(key for _, key in _program_dict_uses(ast.parse(code)))
+    assert keys == ["args", "kind", "meta", "steps"]

@@ -305,23 +305,23 @@ def run_on_host(library: ctypes.CDLL, source: str, x: np.ndarray) -> dict[str, n
     """The source's kernel, built for the host, on `x`: its outputs by name."""
     _, program = lowered(source)
     (step,) = launches(program)
-    kernel = program.kernels[step["kernel"]]
+    kernel = program.kernels[step.kernel]
     values = {v.id: v for v in program.values}
-    names = {o["value"]: o["name"] for o in program.outputs}
+    names = {o.value: o.name for o in program.outputs}
     keep: list[np.ndarray] = []
     args: list[Any] = []
     results: dict[str, np.ndarray] = {}
-    for param, arg in zip(kernel.params, step["args"]):
-        if "value" in arg:
-            info = values[arg["value"]]
+    for param, arg in zip(kernel.params, step.args):
+        if arg.kind == "value":
+            info = values[arg.value]
             if param.role == "out":
                 a = np.zeros(x.shape, dtype(info.dtype).np_dtype)
-                results[names[arg["value"]]] = a
+                results[names[arg.value]] = a
             else:
                 a = np.ascontiguousarray(x)
             keep.append(a)
             args.append(ctypes.c_void_p(a.ctypes.data))
-        elif "meta" in arg:
+        elif arg.kind == "meta":
             meta = np.array([1, x.size], np.int64)
             keep.append(meta)
             args.append(ctypes.c_void_p(meta.ctypes.data))

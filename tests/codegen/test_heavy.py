@@ -344,7 +344,7 @@ def test_lowers_to_kernels_that_compile(case: Case, compiler: Compiler) -> None:
         assert program.host_ops, "expected a host fallback"
         return
     assert not program.host_ops, program.host_ops
-    assert any(s["kind"] == "launch" for s in program.steps)
+    assert any(s.kind == "launch" for s in program.steps)
     compiler.compile_all(program.kernels.values())
 
 
@@ -355,7 +355,7 @@ def test_fused_cases_are_fused() -> None:
         kinds = [op.attributes.get("kind") for op in module.main.body.ops if op.name == "ember.fused"]
         assert kinds == ["epilogue"], (case.name, kinds)
         program = lower(module)
-        launches = [s for s in program.steps if s["kind"] == "launch"]
+        launches = [s for s in program.steps if s.kind == "launch"]
         assert len(launches) == 1 and not program.host_ops, case.name
 
 
@@ -395,9 +395,9 @@ def test_default_pipeline_fixtures_lower_heavy_ops() -> None:
     for path, module, program in fixture_programs():
         ops = module.main.body.ops
         for step in program.steps:
-            if step["kind"] != "host":
+            if step.kind != "host":
                 continue
-            op = ops[step["ops"][0]]
+            op = ops[step.ops[0]]
             heavy = op.name in ("ember.matmul", "ember.gemm", "ember.conv", "ember.attention", "ember.einsum") or \
                 (op.name == "ember.fused" and op.attributes.get("kind") == "epilogue")
             assert not heavy, f"{path}: {op.name} on the host: {step['reason']}"

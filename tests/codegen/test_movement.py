@@ -206,12 +206,12 @@ IDS = [c.name for c in CASES]
 def check_cover(step: dict[str, Any], source: str) -> None:
     """The grid reaches every work item: grid-stride kernels need min(n, cap) items' blocks."""
     per_block = int(re.search(r"grid-stride: (\d+) work item", source).group(1))
-    n = step["args"][-1]["i64"]
-    threads = int(np.prod(step["block"]))
+    n = step.args[-1].value
+    threads = int(np.prod(step.block))
     assert f"__launch_bounds__({threads})" in source
-    assert 1 <= threads <= 1024 and step["grid"][1:] == [1, 1]
-    assert step["grid"][0] * per_block >= min(n, GRID_CAP * per_block), (step["grid"], per_block, n)
-    assert step["grid"][0] <= GRID_CAP
+    assert 1 <= threads <= 1024 and step.grid[1:] == (1, 1)
+    assert step.grid[0] * per_block >= min(n, GRID_CAP * per_block), (step.grid, per_block, n)
+    assert step.grid[0] <= GRID_CAP
 
 
 def flat_bits(a: np.ndarray) -> np.ndarray:
@@ -224,17 +224,17 @@ def replay_copies(program: Program, feeds: dict[str, np.ndarray]) -> dict[str, n
     buffers: dict[int, np.ndarray] = {}
     info = {v.id: v for v in program.values}
     for inp in program.inputs:
-        buffers[inp["value"]] = flat_bits(feeds[inp["name"]])
+        buffers[inp.value] = flat_bits(feeds[inp.name])
     for v in program.values:
         if v.kind == "activation":
             size = int(np.prod(v.shape, dtype=np.int64))
             buffers[v.id] = np.full(size, 0xAB, dtype=np.dtype(f"u{v.nbytes // max(size, 1) or 1}"))
     for step in launches(program):
-        source = program.kernels[step["kernel"]].source
-        args = step["args"]
-        out, src = buffers[args[0]["value"]], buffers[args[1]["value"]]
-        meta = np.array(args[-2]["meta"], dtype=np.int64)
-        n = args[-1]["i64"]
+        source = program.kernels[step.kernel].source
+        args = step.args
+        out, src = buffers[args[0].value], buffers[args[1].value]
+        meta = np.array(args[-2].value, dtype=np.int64)
+        n = args[-1].value
         copy = re.search(r"strided_copy<[^,]+, [^,]+, (\d+), (true|false)>", source)
         if copy:
             rank = int(copy.group(1))
@@ -246,11 +246,11 @@ def replay_copies(program: Program, feeds: dict[str, np.ndarray]) -> dict[str, n
                 ob + sum((c * s for c, s in zip(coords, outs)), np.zeros(n, np.int64))
             out[dst_at] = src[src_at]
         elif "transpose_tiled" in source:
-            rows, cols = args[2]["i64"], args[3]["i64"]
+            rows, cols = args[2].value, args[3].value
             out[:] = src.reshape(-1, rows, cols).transpose(0, 2, 1).reshape(-1)
         else:
             return None
-    return {o["name"]: buffers[o["value"]] for o in program.outputs if info[o["value"]].kind == "activation"}
+    return {o.name: buffers[o.value] for o in program.outputs if info[o.value].kind == "activation"}
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +267,7 @@ def test_kernels_compile_and_cover(c: Case, compiler: Compiler) -> None:
     assert bool(steps) == c.launches
     compiler.compile_all(program.kernels.values())
     for step in steps:
-        check_cover(step, program.kernels[step["kernel"]].source)
+        check_cover(step, program.kernels[step.kernel].source)
 
 
 @pytest.mark.parametrize("c", [c for c in CASES if c.name.startswith(("transpose", "concat", "split", "slice", "expand",
@@ -289,13 +289,13 @@ def test_shape_queries_lower_without_folding() -> None:
     b.output("s", b.shape(x, start=1))
     b.output("n", b.size(x))
     program = lower(b.build())
-    assert [s["args"][-2]["meta"] for s in launches(program)] == [[3, 4], [24]]
+    assert [s.args[-2].value for s in launches(program)] == [(3, 4), (24,)]
 
 
 def test_transpose_layout_change_is_tiled() -> None:
     _, program = lowered(CASES[0].module())
     (step,) = launches(program)
-    assert "transpose_tiled" in program.kernels[step["kernel"]].source and step["block"] == [32, 8, 1]
+    assert "transpose_tiled" in program.kernels[step.kernel].source and step.block == (32, 8, 1)
 
 
 BIG = 3 * 2**30  # elements: past 2^31, so kernels index in 64 bits
@@ -316,7 +316,7 @@ def test_large_tensors_index_in_64_bits(c: Case, compiler: Compiler) -> None:
     program = lower(c.module())
     assert not program.host_ops
     for step in launches(program):
-        source = program.kernels[step["kernel"]].source
+        source = program.kernels[step.kernel].source
         assert ", long long" in source.split("ENTRY")[-1], source
         check_cover(step, source)
     compiler.compile_all(program.kernels.values())

@@ -254,12 +254,12 @@ IDS = [c.name for c in CASES]
 def check_cover(step: dict[str, Any], source: str) -> None:
     """The grid reaches every work item: grid-stride kernels need min(n, cap) items' blocks."""
     per_block = int(re.search(r"grid-stride: (\d+) work item", source).group(1))
-    n = step["args"][-1]["i64"]
-    threads = int(np.prod(step["block"]))
+    n = step.args[-1].value
+    threads = int(np.prod(step.block))
     assert f"__launch_bounds__({threads})" in source
-    assert 1 <= threads <= 1024 and threads % 32 == 0 and step["grid"][1:] == [1, 1]
-    assert step["grid"][0] * per_block >= min(n, GRID_CAP * per_block), (step["grid"], per_block, n)
-    assert step["grid"][0] <= GRID_CAP
+    assert 1 <= threads <= 1024 and threads % 32 == 0 and step.grid[1:] == (1, 1)
+    assert step.grid[0] * per_block >= min(n, GRID_CAP * per_block), (step.grid, per_block, n)
+    assert step.grid[0] <= GRID_CAP
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +276,7 @@ def test_kernels_compile_and_cover(c: Case, compiler: Compiler) -> None:
     assert bool(steps) != c.host
     compiler.compile_all(program.kernels.values())
     for step in steps:
-        check_cover(step, program.kernels[step["kernel"]].source)
+        check_cover(step, program.kernels[step.kernel].source)
 
 
 LARGE = [
@@ -299,7 +299,7 @@ def test_large_tensors_index_in_64_bits(c: Case, compiler: Compiler) -> None:
     program = lower(c.module())
     assert not program.host_ops
     for step in launches(program):
-        source = program.kernels[step["kernel"]].source
+        source = program.kernels[step.kernel].source
         assert ", long long" in source.split("ENTRY")[-1], source
         check_cover(step, source)
     compiler.compile_all(program.kernels.values())
@@ -308,9 +308,9 @@ def test_large_tensors_index_in_64_bits(c: Case, compiler: Compiler) -> None:
 def test_fused_prologue_is_inline() -> None:
     _, program = lowered(next(c for c in CASES if c.name == "fused_add_add_layer_norm").module())
     (step,) = launches(program)
-    source = program.kernels[step["kernel"]].source
+    source = program.kernels[step.kernel].source
     assert "struct Prologue0" in source and "ember.add" in source and "norm_rows" in source
-    assert len(step["reads"]) == 5  # every region input, and no scratch buffer
+    assert len(step.reads) == 5  # every region input, and no scratch buffer
 
 
 def geometry_offsets(plan: Any, o: int) -> np.ndarray:

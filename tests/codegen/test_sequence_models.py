@@ -112,7 +112,7 @@ def test_lowers_to_one_kernel_that_compiles(case: Case, compiler: Compiler) -> N
     module, _ = case.module(np.random.default_rng(0))
     program = lower(module)
     assert not program.host_ops, program.host_ops
-    launches = [s for s in program.steps if s["kind"] == "launch"]
+    launches = [s for s in program.steps if s.kind == "launch"]
     assert len(launches) == 1
     compiler.compile_all(program.kernels.values())
 
@@ -136,7 +136,7 @@ def test_fixture_lstm_lowers() -> None:
     ops = module.main.body.ops
     lstm = [i for i, op in enumerate(ops) if op.name == "ember.lstm"]
     assert lstm
-    host = {i for s in program.steps if s["kind"] == "host" for i in s["ops"]}
+    host = {i for s in program.steps if s.kind == "host" for i in s.ops}
     assert not host & set(lstm), program.host_ops
 
 

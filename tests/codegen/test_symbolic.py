@@ -19,7 +19,8 @@ from ember import ir
 from ember.codegen import symbolic as S
 from ember.codegen.specialize import SpecializationError, lower_profiles
 from ember.ir import dims as D
-from ember.ir.program import Guard, InputRange, Profile, bind_program, grid_points, satisfied
+from ember.ir.profiles import Guard, InputRange, Profile, grid_points, satisfied
+from ember.ir.program import Program
 
 OPS = ["add", "sub", "mul", "floordiv", "mod", "max", "min", "smax", "smin", "cdiv", "lt", "eq", "int", "str",
        "numel", "neg", "float"]
@@ -127,13 +128,17 @@ def test_bind_program_evaluates_and_checks_sizes():
                                                                          {"i64": "B*S"}, {"f32": 1.5}],
                           "ops": [0], "reads": [0], "writes": []}],
                "inputs": [], "outputs": [], "kernels": []}
-    bound = bind_program(program, {"B": 3, "S": 100})
-    assert bound["values"][0]["shape"] == [3, 400] and bound["values"][0]["nbytes"] == 4800
-    step = bound["steps"][0]
-    assert step["grid"] == [2, 1, 1] and step["args"][1:] == [{"meta": [3, 3]}, {"i64": 300}, {"f32": 1.5}]
+    symbolic_program = Program.from_json(program)
+    bound = symbolic_program.bind({"B": 3, "S": 100})
+    assert bound.values[0].shape == (3, 400) and bound.values[0].nbytes == 4800
+    step = bound.steps[0]
+    assert step.grid == (2, 1, 1)
+    assert [a.to_json() for a in step.args[1:]] == [{"meta": [3, 3]}, {"i64": 300}, {"f32": 1.5}]
+    assert bound.to_json()["steps"][0]["grid"] == [2, 1, 1]
+    assert Program.from_json(symbolic_program.to_json()) == symbolic_program  # the JSON round trip
     from ember.ir.sizes import SizeError
     with pytest.raises(SizeError, match="limit"):
-        bind_program(program, {"B": 1 << 30, "S": 1 << 20})
+        symbolic_program.bind({"B": 1 << 30, "S": 1 << 20})
 
 
 def _small_module():

@@ -170,7 +170,7 @@ def run_engine(record: Record, case: Case, base: Path, known: Any = None) -> Fai
 def _signature_problem(engine: Any) -> str | None:
     from ember.ir.types import DTYPES
     for spec in [*engine.inputs, *engine.outputs]:
-        if not spec.name or spec.dtype not in DTYPES and engine.values[spec.value]["kind"] != "host":
+        if not spec.name or spec.dtype not in DTYPES and engine.values[spec.value].kind != "host":
             return f"a loaded engine has the spec {spec}"
         if any(d is not None and (not isinstance(d, int) or d < 0) for d in spec.shape):
             return f"a loaded engine has the spec {spec}"

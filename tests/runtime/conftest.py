@@ -10,6 +10,7 @@ import pytest
 
 import ember
 from shared_run import file_lock
+from ember.ir.program import Program
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 MODELS = sorted(p.stem for p in FIXTURES.glob("*.onnx"))
@@ -109,7 +110,7 @@ def synthetic_engine(cache_dir: Path):
             {"id": 2, "name": "y", "dtype": "f32", "shape": [n], "kind": "activation", "nbytes": 4 * n},
         ],
         "inputs": [{"name": "x", "value": 0}], "outputs": [{"name": "y", "value": 2}],
-        "kernels": [{"name": k.name, "params": [p.__dict__ for p in k.params], "ops": list(k.ops)} for k in (k1, k2)],
+        "kernels": [{"name": k.name, "params": [p.to_json() for p in k.params], "ops": list(k.ops)} for k in (k1, k2)],
         "steps": [
             {"kind": "launch", "kernel": k1.name, "grid": [4, 1, 1], "block": [256, 1, 1], "shared": 0,
              "args": [{"value": 0}, {"scratch": 4 * n}, {"scratch": 4}, {"f32": 2.0}, {"i32": 7}, {"i64": n}],
@@ -120,7 +121,7 @@ def synthetic_engine(cache_dir: Path):
         ],
     }
     return Engine.build(
-        ir_text=SYNTHETIC_IR, program=program, weights={"const:1": np.array(2.0, np.float32)},
+        ir_text=SYNTHETIC_IR, program=Program.from_json(program), weights={"const:1": np.array(2.0, np.float32)},
         binaries={name: {"cubins": b.cubins, "ptx": b.ptx, "ptx_arch": b.ptx_arch} for name, b in binaries.items()},
         sources={k.name: k.rendered for k in (k1, k2)},
         info={"targets": list(compiler.targets), "nvrtc": compiler.version, "precision": "fp32",
@@ -145,8 +146,8 @@ def host_only_engine():
         "inputs": [{"name": "x", "value": 0}], "outputs": [{"name": "y", "value": 2}], "kernels": [],
         "steps": [{"kind": "host", "ops": [1], "reads": [0, 1], "writes": [2], "reason": "no kernel for this op yet"}],
     }
-    return Engine.build(ir_text=SYNTHETIC_IR, program=program, weights={"const:1": np.array(2.0, np.float32)},
-                        binaries={}, sources={}, info={"targets": ["sm_80"], "nvrtc": "13.0", "symbols": {}})
+    return Engine.build(ir_text=SYNTHETIC_IR, program=Program.from_json(program),
+                        weights={"const:1": np.array(2.0, np.float32)}, binaries={}, sources={}, info={"targets": ["sm_80"], "nvrtc": "13.0", "symbols": {}})
 
 
 @pytest.fixture

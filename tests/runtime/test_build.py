@@ -36,7 +36,7 @@ def test_compile_report_lists_exactly_the_expected_host_fallbacks(built, name):
         assert all(h in summary and h.split(": ", 1)[1] for h in report.host_ops)  # each with its reason
     else:
         assert "host fallbacks" not in summary
-    host_steps = [s for s in built.engine(name).steps if s["kind"] == "host"]
+    host_steps = [s for s in built.engine(name).steps if s.kind == "host"]
     assert len(host_steps) == len(report.host_ops)
 
 

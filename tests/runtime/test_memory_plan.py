@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from ember.ir.program import Program
 from ember.runtime.memory_plan import MemoryPlan, lifetimes, peak_live_bytes, plan_memory
 
 MODELS = sorted(p.stem for p in (Path(__file__).parent.parent / "fixtures" / "onnx").glob("*.onnx"))
 
 
-def program(values, steps, inputs=(), outputs=()):
+def program(values, steps, inputs=(), outputs=(), strings=()):
     vals = []
     for i, (kind, nbytes, *alias) in enumerate(values):
-        v = {"id": i, "name": f"v{i}", "dtype": "u8", "shape": [nbytes], "kind": kind, "nbytes": nbytes}
+        v = {"id": i, "name": f"v{i}", "dtype": "str" if i in strings else "u8", "shape": [nbytes], "kind": kind,
+             "nbytes": nbytes}
         if alias:
             v["alias"] = alias[0]
         vals.append(v)
@@ -28,9 +30,9 @@ def program(values, steps, inputs=(), outputs=()):
             step.update(kernel="k", grid=[1, 1, 1], block=[1, 1, 1], shared=0,
                         args=[{"value": v} for v in [*writes, *reads]] + [{"scratch": n} for n in (rest[1:] or [])])
         out_steps.append(step)
-    return {"values": vals, "steps": out_steps, "kernels": [],
-            "inputs": [{"name": f"in{i}", "value": v} for i, v in enumerate(inputs)],
-            "outputs": [{"name": f"out{i}", "value": v} for i, v in enumerate(outputs)]}
+    return Program.from_json({"values": vals, "steps": out_steps, "kernels": [],
+                              "inputs": [{"name": f"in{i}", "value": v} for i, v in enumerate(inputs)],
+                              "outputs": [{"name": f"out{i}", "value": v} for i, v in enumerate(outputs)]})
 
 
 def buffers_by_key(plan: MemoryPlan):
@@ -89,8 +91,7 @@ def test_scratch_is_shared_by_the_launches_of_one_op_and_sized_for_the_largest()
 
 def test_host_values_strings_weights_take_no_arena_space():
     p = program([("input", 64), ("weight", 4096), ("host", 8), ("activation", 64)],
-                [("host", [0, 1], [2]), ("host", [2], [3])], inputs=[0], outputs=[3])
-    p["values"][3]["dtype"] = "str"
+                [("host", [0, 1], [2]), ("host", [2], [3])], inputs=[0], outputs=[3], strings=[3])
     keys = {b.key for b in lifetimes(p)}
     assert keys == {"v0"}
 

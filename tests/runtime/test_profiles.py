@@ -10,6 +10,7 @@ runs, naming the input, its shape and the profiles.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import ember
 from ember.build import BuildError
 from ember.codegen import nvrtc
 from ember.ir.interpret import interpret
+from ember.ir.program import Arg, Program
 from ember.runtime import Engine
 from ember.runtime.engine import EngineInputError
 from ember.tolerance import compare
@@ -113,7 +115,7 @@ def check_at(module, engine: Engine, env: dict[str, int], seed: int = 0) -> None
     assert engine.kernels == kernels
     binding = engine.bind({k: v.shape for k, v in feeds.items()})
     assert binding.env == env
-    assert {s["kernel"] for s in binding.steps if s["kind"] == "launch"} <= set(engine.kernels)
+    assert {s.kernel for s in binding.steps if s.kind == "launch"} <= set(engine.kernels)
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -276,10 +278,13 @@ def test_an_output_the_engine_fails_to_write_reads_as_poison(kernel_cache):
     engine = ember.compile(b.build(), cache_dir=kernel_cache)
     feeds = {"x": np.random.default_rng(0).standard_normal(n).astype(np.float32)}
     assert np.array_equal(engine.run(feeds, device="cuda")["y"], np.maximum(feeds["x"], 0))
-    step = next(s for s in engine.default.steps if s["kind"] == "launch")
-    for a in step["args"]:
-        if "i64" in a and a["i64"] == n:
-            a["i64"] = n // 2  # the kernel now covers only the first half of y
+    program = engine.default.program
+    t, step = next((t, s) for t, s in enumerate(program.steps) if s.kind == "launch")
+    args = tuple(Arg("i64", n // 2) if a.kind == "i64" and a.value == n else a for a in step.args)
+    assert args != step.args  # the kernel now covers only the first half of y
+    steps = list(program.steps)
+    steps[t] = dataclasses.replace(step, args=args)
+    engine.default.program = dataclasses.replace(program, steps=tuple(steps))
     ctx = engine.create_context("cuda", poison=True, graphs=False)
     y = ctx.run(feeds)["y"]
     assert np.array_equal(y[:n // 2], np.maximum(feeds["x"][:n // 2], 0))
@@ -316,16 +321,17 @@ def test_a_version_1_engine_loads_as_a_one_shape_engine(kernel_cache, tmp_path):
 
 
 def test_a_view_that_does_not_fit_at_a_shape_is_refused_naming_it():
-    from ember.ir.program import Specialization
+    from ember.ir.profiles import Specialization
     from ember.runtime import binding as B
-    program = {"values": [{"id": 0, "name": "x", "dtype": "f32", "shape": ["N", 6], "kind": "input"},
+    program = {"values": [{"id": 0, "name": "x", "dtype": "f32", "shape": ["N", 6], "kind": "input",
+                           "nbytes": "24*N"},
                           {"id": 1, "name": "flat", "dtype": "f32", "shape": ["(6*N)//4", 4], "kind": "view",
-                           "alias": 0}],
+                           "nbytes": "16*((6*N)//4)", "alias": 0}],
                "steps": [], "inputs": [{"name": "x", "value": 0}], "outputs": [{"name": "flat", "value": 1}],
                "kernels": []}
-    spec = Specialization(0, program)
+    spec = Specialization(0, Program.from_json(program))
     ok = B.bind(0, spec, {"N": 2}, lambda p: {}, EngineInputError)
-    assert ok.values[1]["shape"] == [3, 4]
+    assert ok.values[1].shape == (3, 4)
     with pytest.raises(EngineInputError) as info:
         B.bind(0, spec, {"N": 3}, lambda p: {}, EngineInputError)
     message = str(info.value)

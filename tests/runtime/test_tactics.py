@@ -41,9 +41,9 @@ CASES = {"mm": (matmul_model, "canonicalize"), "conv": (conv_model, "default")}
 def candidates(built, name):
     make, pipeline = CASES[name]
     engine = ember.compile(make(), pipeline=pipeline, cache_dir=built.cache_dir)
-    (step,) = [s for s in engine.steps if s.get("tactic")]
-    assert step["tactic"] == step["candidates"][0]  # the heuristic's pick by default
-    return step["candidates"]
+    (step,) = [s for s in engine.steps if s.tactic]
+    assert step.tactic == step.candidates[0]  # the heuristic's pick by default
+    return step.candidates
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -54,9 +54,9 @@ def test_every_candidate_builds_and_is_recorded(built, name):
     sources = set()
     for tactic in names:
         engine = ember.compile(make(), pipeline=pipeline, tactics={name: tactic}, cache_dir=built.cache_dir)
-        (step,) = [s for s in engine.steps if s.get("tactic")]
-        assert step["tactic"] == tactic
-        sources.add(engine.kernels[step["kernel"]].source)
+        (step,) = [s for s in engine.steps if s.tactic]
+        assert step.tactic == tactic
+        sources.add(engine.kernels[step.kernel].source)
     assert len(sources) == len(names)  # each candidate is its own kernel
 
 

@@ -41,7 +41,7 @@ def lowered(module: Module) -> tuple[Module, Program]:
 
 
 def launches(program: Program) -> list[dict[str, Any]]:
-    return [s for s in program.steps if s["kind"] == "launch"]
+    return [s for s in program.steps if s.kind == "launch"]
 
 
 def gpu_available() -> bool:
