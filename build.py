@@ -148,6 +148,15 @@ def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
     return f"{pipeline},{convert}"
 
 
+def _newest(targets: Sequence[str]) -> str | None:
+    """The newest architecture of the build's targets: the GPU whose SM count steers the tiles
+    (the kernels of one engine serve all its targets)."""
+    def number(arch: str) -> int:
+        digits = "".join(c for c in arch if c.isdigit())
+        return int(digits) if digits else -1
+    return max(targets, key=number) if targets else None
+
+
 def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),
             shapes: Mapping[str, Sequence[int]] | None = None, pipeline: str = "default", strict: bool = False,
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
@@ -180,7 +189,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     steps = pipeline if PRECISIONS[precision] is None else with_precision(pipeline, PRECISIONS[precision], keep)
     PassManager(steps).run(work)
     try:
-        lowered = lower_profiles(work, plans, tactics)
+        lowered = lower_profiles(work, plans, tactics, target=_newest(targets))
     except SpecializationError as err:
         raise BuildError(str(err)) from None
     env = plans[0].env("opt")

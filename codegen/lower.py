@@ -101,6 +101,7 @@ class LowerContext:
 
     def __init__(self, lowerer: "Lowerer", op: Operation, index: int) -> None:
         self.lowerer, self.op, self.index = lowerer, op, index
+        self.target = lowerer.target  # the GPU architecture tiles are chosen for ("sm_90"), or None
         self.launches: list[Launch] = []
         self.tactic: str | None = None
         self.candidates: tuple[str, ...] = ()
@@ -175,8 +176,9 @@ class LowerContext:
 class Lowerer:
     def __init__(self, module: Module, env: Mapping[str, int],
                  tactics: Mapping[int | str, str] | None = None, symbolic: bool = False,
-                 preferred: Mapping[int, str] | None = None) -> None:
+                 preferred: Mapping[int, str] | None = None, target: str | None = None) -> None:
         self.module = module
+        self.target = target
         self.tactics = dict(tactics or {})
         self.preferred = dict(preferred or {})
         self.symbolic = symbolic
@@ -321,16 +323,17 @@ def _integer(x: Any) -> int:
 
 def lower(module: Module, env: Mapping[str, int] | None = None,
           tactics: Mapping[int | str, str] | None = None, *, symbolic: bool = False,
-          preferred: Mapping[int, str] | None = None) -> Program:
+          preferred: Mapping[int, str] | None = None, target: str | None = None) -> Program:
     """The program for `module`'s entry function, with symbols bound by `env`; `tactics`
     picks a candidate implementation for heavy ops (by op index or location).
 
     With `symbolic`, sizes are SymInts (codegen/symbolic.py) while lowering and shape
     expressions in the program; run it inside `symbolic.tracing` to collect the guards under
     which it holds. `preferred` names, by op index, tactics to take when they are among
-    the candidates (those chosen at a profile's OPT shape)."""
+    the candidates (those chosen at a profile's OPT shape). `target` ("sm_90") is the GPU
+    whose SM count steers the choice of tiles (codegen/ops/heavy.py)."""
     import ember.codegen.ops  # noqa: F401  (registers the lowerings)
-    lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred)
+    lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred, target=target)
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
         isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(module, s.ops))

@@ -49,11 +49,12 @@ class Lowered:
     host_ops: list[str]
     exhaustive: list[bool]
     lowerings: int = 0
+    target: str | None = None  # the GPU the tiles are chosen for
 
 
 def lower_profiles(module: Module, profiles: Sequence[Profile],
-                   tactics: Mapping[int | str, str] | None = None) -> Lowered:
-    out = Lowered([], {}, {}, [], [])
+                   tactics: Mapping[int | str, str] | None = None, target: str | None = None) -> Lowered:
+    out = Lowered([], {}, {}, [], [], target=target)
     for p, profile in enumerate(profiles):
         specs, exhaustive = _cover(module, p, profile, tactics, out)
         out.specializations.extend(specs)
@@ -65,7 +66,7 @@ def _trace(module: Module, env: Mapping[str, int], tactics: Any, preferred: Mapp
            out: Lowered, symbolic_sizes: bool = True) -> tuple[Program, ProgramSpec, tuple[Guard, ...]]:
     trace = symbolic.Trace()
     with symbolic.tracing(trace):
-        program = lower(module, env, tactics, symbolic=symbolic_sizes, preferred=preferred)
+        program = lower(module, env, tactics, symbolic=symbolic_sizes, preferred=preferred, target=out.target)
         spec = program.spec()
     out.lowerings += 1
     return program, spec, tuple(trace.guards.values())

@@ -444,3 +444,16 @@ def test_gpu_gemm_4096_cubed_spot_check() -> None:
     rows = rng.choice(n, size=8, replace=False)
     ref = feeds["a"][rows].astype(np.float64) @ feeds["b"].astype(np.float64)
     assert_close(got[rows].astype(np.float64), ref, rtol=1e-4, atol=1e-3, what="4096^3 rows")
+
+
+@pytest.mark.parametrize("targets, tile", [(("sm_80",), "tile128x128x8/8x8"), (("sm_80", "sm_90"), "tile64x64x16/4x4")])
+def test_the_build_target_steers_the_tile(targets: tuple[str, ...], tile: str) -> None:
+    """1920x1920 is 225 big tiles: twice over an A100's 108 SMs, not an H100's 132. The build's
+    newest target is the GPU the heuristic fills."""
+    from ember.build import _newest
+    b = Builder("mm")
+    x, w = b.input("x", f32[1920, 64]), b.input("w", f32[64, 1920])
+    b.output("y", b.matmul(x, w))
+    program = lower(b.build(), target=_newest(targets))
+    (step,) = [s for s in program.steps if s.kind == "launch"]
+    assert step.tactic == tile and set(step.candidates) == {"tile128x128x8/8x8", "tile64x64x16/4x4"}
