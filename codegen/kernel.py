@@ -42,8 +42,8 @@ class Kernel:
     def rendered(self) -> str:
         return self.source.replace("ENTRY", self.name)
 
-    def spec(self) -> P.KernelSpec:
-        return P.KernelSpec(self.name, self.params, self.ops)
+    def spec(self) -> P.KernelDecl:
+        return P.KernelDecl(self.name, self.params, self.ops)
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,10 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
-class KernelSpec:
-    """A kernel the program launches: its entry symbol, parameters and the IR ops it computes."""
+class KernelDecl:
+    """A kernel the program launches, declared: its entry symbol, parameters and the IR ops it
+    computes (its source travels in the engine's kernel section; codegen/kernel_spec.py is how
+    codegen plans one)."""
 
     name: str
     params: tuple[Param, ...]
@@ -179,7 +181,7 @@ class KernelSpec:
         return {"name": self.name, "params": [p.to_json() for p in self.params], "ops": list(self.ops)}
 
     @classmethod
-    def from_json(cls, x: Mapping[str, Any]) -> "KernelSpec":
+    def from_json(cls, x: Mapping[str, Any]) -> "KernelDecl":
         return cls(str(x["name"]), tuple(Param.from_json(p) for p in x["params"]), tuple(x.get("ops", ())))
 
 
@@ -301,7 +303,7 @@ class Program:
     values: tuple[ValueSpec, ...]
     inputs: tuple[Port, ...]
     outputs: tuple[Port, ...]
-    kernels: tuple[KernelSpec, ...]
+    kernels: tuple[KernelDecl, ...]
     steps: tuple[Step, ...]
 
     def root(self, vid: int) -> int:
@@ -346,7 +348,7 @@ class Program:
         return cls(tuple(ValueSpec.from_json(v) for v in x["values"]),
                    tuple(Port(str(p["name"]), int(p["value"])) for p in x["inputs"]),
                    tuple(Port(str(p["name"]), int(p["value"])) for p in x["outputs"]),
-                   tuple(KernelSpec.from_json(k) for k in x["kernels"]), tuple(steps))
+                   tuple(KernelDecl.from_json(k) for k in x["kernels"]), tuple(steps))
 
 
 def root_of(values: Sequence[ValueSpec], vid: int) -> int:
@@ -373,6 +375,6 @@ def op_groups(steps: Sequence[Step]) -> list[tuple[int, int]]:
     return groups
 
 
-__all__ = ["Size", "ValueSpec", "Param", "KernelSpec", "Arg", "LaunchStep", "HostStep", "Step", "Port", "Program",
+__all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "Step", "Port", "Program",
            "parse_expr", "expr_json", "size_of_json", "eval_size", "eval_json", "format_env", "root_of", "op_groups",
            "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]
