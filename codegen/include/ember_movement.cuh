@@ -405,6 +405,15 @@ template <typename W, typename Index, int TAPS> struct ResizeTaps {
   W weight[TAPS];
 };
 
+// acc + x * w, rounded twice as numpy does: no fused multiply-add, which NVRTC would otherwise
+// contract to (an integer result rounded half to even then differs from the reference at ties).
+__device__ __forceinline__ float resize_mul_add(float acc, float x, float w) {
+  return __fadd_rn(acc, __fmul_rn(x, w));
+}
+__device__ __forceinline__ double resize_mul_add(double acc, double x, double w) {
+  return __dadd_rn(acc, __dmul_rn(x, w));
+}
+
 // Sum over the taps of axis D (the last axis outermost, as the reference resamples axis 0
 // first), skipping zero weights so a NaN neighbour with no weight does not leak.
 template <int D, typename T, typename W, typename Index, int TAPS>
@@ -414,7 +423,9 @@ __device__ __forceinline__ W resize_sum(const T* __restrict__ in, const ResizeTa
   } else {
     W acc = W(0);
     for (int t = 0; t < taps[D].count; ++t)
-      if (taps[D].weight[t] != W(0)) acc += resize_sum<D - 1, T, W, Index, TAPS>(in, taps, at + taps[D].offset[t]) * taps[D].weight[t];
+      if (taps[D].weight[t] != W(0))
+        acc = resize_mul_add(acc, resize_sum<D - 1, T, W, Index, TAPS>(in, taps, at + taps[D].offset[t]),
+                             taps[D].weight[t]);
     return acc;
   }
 }
