@@ -1,4 +1,8 @@
-"""CRC-32C (Castagnoli), as TensorFlow's checkpoints store it, without a C extension.
+"""CRC-32C (Castagnoli), as TensorFlow's checkpoints store it.
+
+`google-crc32c`'s C extension computes it where it is installed (100 MB in about
+0.01 s; the test extras install it); without it (or with only its pure-Python
+build) the numpy path below does (100 MB in about 1.5 s), with the same results.
 
 The checkpoint's table blocks and every tensor's bytes carry a masked CRC-32C.
 Small inputs go byte by byte through a table. Large ones (weights of hundreds of
@@ -51,9 +55,35 @@ def _advance_tables(n: int) -> np.ndarray:
     return tables
 
 
+def _fast() -> object | None:
+    """google_crc32c's C implementation, or None."""
+    try:
+        import google_crc32c
+    except ImportError:
+        return None
+    return google_crc32c if getattr(google_crc32c, "implementation", "") == "c" else None
+
+
+FAST = _fast()
+
+
 def crc32c(data: bytes | memoryview | np.ndarray) -> int:
-    buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8) if not isinstance(data, np.ndarray) \
-        else data.reshape(-1).view(np.uint8)
+    buf = _as_bytes(data)
+    if FAST is not None:
+        view = buf.view()
+        view.flags.writeable = False  # google_crc32c takes read-only buffers only (no copy)
+        return int(FAST.value(view))  # type: ignore[attr-defined]
+    return crc32c_numpy(buf)
+
+
+def _as_bytes(data: bytes | memoryview | np.ndarray) -> np.ndarray:
+    return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8) if not isinstance(data, np.ndarray) \
+        else np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+
+
+def crc32c_numpy(data: bytes | memoryview | np.ndarray) -> int:
+    """The numpy path (what crc32c uses without google-crc32c's C extension)."""
+    buf = _as_bytes(data)
     n = buf.size
     if n < 4 * CHUNK:
         return _raw_bytes(0xFFFFFFFF, buf.tobytes()) ^ 0xFFFFFFFF
