@@ -9,8 +9,11 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
     ember inspect MODEL [--ir] [--dot FILE]     what a model holds
     ember run MODEL [-i NAME=FILE.npy ...] [--device cpu|cuda]   run an engine (or build one first)
     ember verify MODEL                          check every IR invariant
+    ember compare MODEL.onnx [--fp16] [--shapes ...] [--inputs FILE.npz] [--atol A --rtol R] [--bisect]
+                                                Ember against ONNX Runtime; exit 1 on a mismatch
 
-Errors Ember raises on purpose print as one clear message and exit 2; nothing
+Errors Ember raises on purpose print as one clear message and exit 2 (`compare` exits 1
+when an output misses ONNX Runtime's beyond tolerance); nothing
 the user had is overwritten by a failed command.
 """
 
@@ -397,6 +400,86 @@ def cmd_opt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise EmberError(f"--inputs {path}: not an .npz archive (np.savez writes one)")
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise EmberError(f"--inputs {path}: cannot read it: {str(err).strip().splitlines()[0]}") from None
+
+
+def compare_feeds(module: Any, given: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+                  seed: int) -> dict[str, np.ndarray]:
+    """`given` (from --inputs) and random data for the other inputs, at the --shapes given (symbols
+    bound by those and by the given arrays' shapes)."""
+    from ember.build import bind_shapes
+
+    fn = module.main
+    for name in list(given) + list(shapes):
+        if name not in fn.input_names:
+            raise EmberError(f"input {name!r}: the model has no such input (its inputs: {', '.join(fn.input_names)})")
+    both = sorted(set(given) & set(shapes))
+    if both:
+        raise EmberError(f"input {both[0]!r} is given by --inputs and by --shapes: give it once")
+    missing = [n for n in fn.input_names if n not in given]
+    if not missing:
+        return dict(given)
+    dims = bind_shapes(module, {**shapes, **{k: np.shape(v) for k, v in given.items()}})
+    feeds = dict(given)
+    feeds.update({k: v for k, v in random_inputs(fn, seed, dims).items() if k in missing})
+    return feeds
+
+
+def _nonnegative(flag: str, value: float | None) -> float | None:
+    if value is not None and not (value >= 0 and np.isfinite(value)):
+        raise EmberError(f"{flag} {value}: must be a finite number >= 0")
+    return value
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ember.compare import compare_model, write_json
+
+    if not args.model.endswith(".onnx"):
+        raise EmberError(f"{args.model}: ember compare takes an .onnx model (ONNX Runtime runs it beside Ember)")
+    rtol, atol = _nonnegative("--rtol", args.rtol), _nonnegative("--atol", args.atol)
+    if args.json:
+        _output_file(args.json, args, flag="--json")
+    given = _read_npz(args.inputs) if args.inputs else {}
+    shapes = _parse_shapes(args.shapes) if args.shapes else {}
+    module = _load(args.model, args)
+    feeds = compare_feeds(module, given, shapes, args.seed)
+    runs = ("interpreter",) if args.interpreter_only else ("engine",) if args.engine_only else \
+        ("interpreter", "engine")
+    result = compare_model(args.model, feeds, fp16=args.fp16, device=args.device, rtol=rtol, atol=atol,
+                           bisect=args.bisect, runs=runs, cache_dir=args.cache_dir, module=module)
+    con = _console()
+    con.print(f"{args.model} ({result.precision}) against ONNX Runtime: max |a-b| <= rtol * max |ref| + atol",
+              markup=False)
+    rows = [(o.run, o.output, f"{o.dtype}{list(o.shape)}", f"max abs {o.max_abs:.3g}", f"max rel {o.max_rel:.3g}",
+             f"cosine {o.cosine:.6f}", f"bound {o.bound:.3g}", "ok" if o.ok else "MISMATCH") for o in result.outputs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+    for r in rows:
+        con.print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), markup=False)
+    for o in result.outputs:
+        if not o.ok:
+            con.print(f"{o.run}: output {o.output}: {o.message}", markup=False)
+    for d in result.divergences:
+        con.print(d.describe(), markup=False)
+    for note in result.notes:
+        con.print(note, markup=False)
+    if args.json:
+        write_json(result, args.json)
+    failed = sum(not o.ok for o in result.outputs)
+    if failed:
+        hint = "" if args.bisect else " (--bisect finds the first layer that diverges)"
+        con.print(f"MISMATCH: {failed} of {len(result.outputs)} outputs beyond tolerance{hint}", markup=False)
+        return 1
+    con.print(f"ok: {len(result.outputs)} outputs within tolerance", markup=False)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     _load(args.model, args)  # every frontend verifies what it returns (ember.load's contract): once is enough
     _console().print(f"{args.model}: ok")
@@ -483,6 +566,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", metavar="FILE.npz", help="save the outputs")
     _add_force(s)
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("compare", help="run an ONNX model in Ember and in ONNX Runtime on the same inputs; exit 1 "
+                                      "when an output differs beyond tolerance")
+    s.add_argument("model", help="an .onnx file")
+    s.add_argument("--fp16", action="store_true", help="build the engine in fp16 (judged with f16's tolerance)")
+    s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
+                   help="shapes of random inputs with symbolic dims")
+    s.add_argument("--inputs", metavar="FILE.npz", help="given inputs, by name (others are random)")
+    s.add_argument("--seed", type=int, default=0, help="the random inputs' seed (default 0)")
+    s.add_argument("--rtol", type=float, help="relative tolerance (default: by element type, 1e-4 for f32)")
+    s.add_argument("--atol", type=float, help="absolute tolerance (default: by element type, 1e-5 for f32)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the engine runs: cuda, or cpu: its plan on the host arena (default: cuda when "
+                        "there is a GPU)")
+    runs = s.add_mutually_exclusive_group()
+    runs.add_argument("--interpreter-only", action="store_true", help="compare the reference interpreter only")
+    runs.add_argument("--engine-only", action="store_true", help="compare the engine only")
+    s.add_argument("--bisect", action="store_true",
+                   help="on a mismatch, find the first layer that diverges (every node's output compared)")
+    s.add_argument("--json", metavar="FILE", help="write the per-output figures (and the bisection) as JSON")
+    _add_force(s)
+    s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
+    s.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("verify", help="check a model's IR invariants")
     s.add_argument("model")
