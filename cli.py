@@ -423,6 +423,25 @@ def compare_feeds(module: Any, given: dict[str, np.ndarray], shapes: dict[str, t
     both = sorted(set(given) & set(shapes))
     if both:
         raise EmberError(f"input {both[0]!r} is given by --inputs and by --shapes: give it once")
+    sources = [(name, "--shapes", shape) for name, shape in shapes.items()]
+    sources += [(name, "--inputs", np.shape(x)) for name, x in given.items()]
+    for name, flag, shape in sources:
+        t = fn.inputs[fn.input_names.index(name)].type
+        declared = getattr(t, "shape", None)
+        what = f"--shapes {name}:{'x'.join(map(str, shape))}" if flag == "--shapes" else \
+            f"--inputs: input {name!r} of shape {list(shape)}"
+        if declared is None:
+            continue
+        if len(shape) != len(declared):
+            raise EmberError(f"{what}: the model's input is {t} (rank {len(declared)})")
+        for axis, (got, want) in enumerate(zip(shape, declared)):
+            if isinstance(want, int) and got != want:
+                raise EmberError(f"{what}: dim {axis} is {want} in the model ({t})")
+    for name, x in given.items():
+        t = fn.inputs[fn.input_names.index(name)].type
+        want = getattr(getattr(t, "dtype", None), "np_dtype", None)
+        if want is not None and np.asarray(x).dtype != want:
+            raise EmberError(f"--inputs: input {name!r} is {np.asarray(x).dtype}; the model's input is {t}")
     missing = [n for n in fn.input_names if n not in given]
     if not missing:
         return dict(given)

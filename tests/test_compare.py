@@ -181,13 +181,18 @@ def test_a_realistic_model_and_a_planted_layer(capsys, monkeypatch, kernel_cache
     (["{model}", "--shapes", "x:1x4x8x8", "--inputs", "{dir}/x.npz"], "input 'x' is given by --inputs and by"),
     (["{model}", "--rtol", "-1"], "--rtol -1.0: must be a finite number >= 0"),
     (["{model}", "--json", "{dir}/existing.json"], "--json {dir}/existing.json: the file exists"),
-    (["{model}", "--shapes", "x:1x4"], "input 'x'"),
+    (["{model}", "--shapes", "x:1x4"], "--shapes x:1x4: the model's input is f32[1,4,8,8] (rank 4)"),
+    (["{model}", "--shapes", "x:1x4x8x9"], "--shapes x:1x4x8x9: dim 3 is 8 in the model"),
+    (["{model}", "--shapes", "x:1x4x8x8", "--inputs", "{dir}/z.npz"], "--inputs: input 'z' of shape [1, 4, 8, 7]: dim 3 is 8 in the model"),
+    (["{model}", "--inputs", "{dir}/f64.npz"], "--inputs: input 'x' is float64; the model's input is f32[1,4,8,8]"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message):
     model = elementwise_then_pool(tmp_path)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     np.savez(tmp_path / "extra.npz", w=np.zeros(3, np.float32))
     np.savez(tmp_path / "x.npz", x=np.zeros((1, 4, 8, 8), np.float32))
+    np.savez(tmp_path / "z.npz", z=np.zeros((1, 4, 8, 7), np.float32))
+    np.savez(tmp_path / "f64.npz", x=np.zeros((1, 4, 8, 8)))
     (tmp_path / "existing.json").write_text("keep")
     args = [a.replace("{model}", str(model)).replace("{dir}", str(tmp_path)) for a in args]
     code, out, err = run(capsys, *args)
@@ -221,3 +226,20 @@ def test_the_gpu_engine_against_onnxruntime_and_bisect(tmp_path, capsys, monkeyp
     assert code == 1 and [(o["run"], o["ok"]) for o in data["outputs"]] == [
         ("interpreter", False), ("engine (GPU)", True)]
     assert [(d["run"], d["onnx_node"]) for d in data["bisect"]["divergences"]] == [("interpreter", "pool1")]
+
+
+def test_the_readme_snippet_runs(tmp_path, capsys, monkeypatch, kernel_cache):
+    """README's `ember compare` lines, as pasted at the repository root (here: a folder whose
+    tests/ is the repository's, so what they write lands in tmp_path)."""
+    import shlex
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Checking a model against ONNX Runtime", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [line for line in block.splitlines() if line.startswith("ember compare ")]
+    assert len(lines) == 2
+    (tmp_path / "tests").symlink_to(Path(__file__).parent)
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        assert main([*argv, "--cache-dir", str(kernel_cache)]) == 0, capsys.readouterr()
+    assert json.loads((tmp_path / "compare.json").read_text())["precision"] == "fp16"
