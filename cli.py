@@ -589,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="run an ONNX model in Ember and in ONNX Runtime on the same inputs; exit 1 "
                                       "when an output differs beyond tolerance")
     s.add_argument("model", help="an .onnx file")
-    s.add_argument("--fp16", action="store_true", help="build the engine in fp16 (judged with f16's tolerance)")
+    s.add_argument("--fp16", action="store_true", help="build the engine in fp16 (judged with f16's tolerance; the interpreter runs the model as it is)")
     s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
                    help="shapes of random inputs with symbolic dims")
     s.add_argument("--inputs", metavar="FILE.npz", help="given inputs, by name (others are random)")
