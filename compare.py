@@ -407,8 +407,7 @@ def _value_label(op: Any, r: int) -> str:
 
 def _sources(op: Any) -> tuple[str, ...]:
     if op.name == "ember.fused" and op.regions:
-        inner = [o for o in op.regions[0].ops]
-        return tuple(f"{o.loc} ({o.name})" for o in inner if o.name != "ember.weight")
+        return tuple(f"{o.loc} ({o.name})" for o in op.regions[0].ops if o.name != "ember.weight")
     return (f"{op.loc} ({op.name})",)
 
 
@@ -442,11 +441,11 @@ def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bo
     proto = onnx.load(str(path))
     reference = onnx_reference(proto, feeds)
     precision = "fp16" if fp16 else "fp32"
-    chosen = device
+    chosen = _device(device)
     engine = None
     if "engine" in runs:
         engine = build_engine(module, feeds, precision=precision, cache_dir=cache_dir)
-        chosen = _device(engine, device)
+        chosen = engine.pick_device(chosen)  # auto: cuda where there is a GPU, with a notice where not
     result = CompareResult(model=str(path), precision=precision, device=chosen, outputs=[])
     got: dict[str, dict[str, Any]] = {}
     if "interpreter" in runs:
@@ -494,16 +493,16 @@ def _engine_run(device: str) -> str:
     return "engine (GPU)" if device == "cuda" else "engine (host arena)"
 
 
-def _device(engine: Any, device: str) -> str:
+def _device(device: str) -> str:
+    """`device` checked before anything is built: cuda only where there is a GPU."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise CompareError(f"device {device!r}: choose auto, cpu or cuda")
     if device == "cuda":
         from ember.runtime import cuda
         ok, reason = cuda.available()
         if not ok:
             raise CompareError(f"--device cuda: no CUDA GPU here ({reason}); use --device cpu (the host arena)")
-        return "cuda"
-    if device == "cpu":
-        return "cpu"
-    return engine.pick_device("auto")
+    return device
 
 
 def write_json(result: CompareResult, path: str | Path) -> None:
