@@ -17,7 +17,6 @@ of each other.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -26,76 +25,11 @@ import numpy as np
 from ember.errors import EmberError, ShapeError
 from ember.ir import dims as D
 from ember.ir import sizes
-from ember.ir.program import Program, expr_json, parse_expr
+from ember.ir.program import Guard, Program, evaluate_array
 
 
 class ProfileError(EmberError, ValueError):
     """Profiles that do not fit the model, or a shape that fits no profile."""
-
-
-_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-        ">=": operator.ge}
-
-
-def evaluate_array(d: D.Dim, env: Mapping[str, np.ndarray]) -> np.ndarray | int:
-    """`d` at many points at once: each symbol bound to an int64 array (one entry a point)."""
-    if isinstance(d, int):
-        return d
-    if isinstance(d, D.Unknown):
-        raise ShapeError("an unknown dim has no value before run time")
-    total: Any = 0
-    for mono, coeff in d.terms:
-        value: Any = coeff
-        for atom, power in mono:
-            value = value * _atom_array(atom, env) ** power
-        total = total + value
-    return total
-
-
-def _atom_array(atom: D.Atom, env: Mapping[str, np.ndarray]) -> Any:
-    if isinstance(atom, D.Sym):
-        if atom.name not in env:
-            raise ShapeError(f"symbol {atom.name} has no value here")
-        return env[atom.name]
-    lhs, rhs = evaluate_array(atom.lhs, env), evaluate_array(atom.rhs, env)  # type: ignore[attr-defined]
-    if isinstance(atom, (D.FloorDiv, D.Mod)):
-        safe = np.where(np.asarray(rhs) == 0, 1, rhs)
-        return np.floor_divide(lhs, safe) if isinstance(atom, D.FloorDiv) else np.mod(lhs, safe)
-    if isinstance(atom, D.Max):
-        return np.maximum(lhs, rhs)
-    if isinstance(atom, D.Min):
-        return np.minimum(lhs, rhs)
-    raise ShapeError(f"cannot evaluate {atom}")
-
-
-@dataclass(frozen=True)
-class Guard:
-    """A decision a lowering took: `lhs op rhs` held where it was traced (`S <= 1024`)."""
-
-    lhs: D.Dim
-    op: str
-    rhs: D.Dim
-    origin: str = ""  # the op whose lowering decided it
-
-    def holds(self, env: Mapping[str, int]) -> bool:
-        return bool(_OPS[self.op](D.evaluate(self.lhs, env), D.evaluate(self.rhs, env)))
-
-    def holds_at(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(_OPS[self.op](evaluate_array(self.lhs, env), evaluate_array(self.rhs, env)))
-
-    def __str__(self) -> str:
-        return f"{self.lhs} {self.op} {self.rhs}"
-
-    def to_json(self) -> list[Any]:
-        return [expr_json(self.lhs), self.op, expr_json(self.rhs), self.origin]
-
-    @classmethod
-    def from_json(cls, x: Any) -> "Guard":
-        if not isinstance(x, list) or len(x) != 4 or x[1] not in _OPS or not isinstance(x[3], str):
-            raise ShapeError(f"a guard is [lhs, op, rhs, origin], not {x!r}")
-        lhs = x[0] if isinstance(x[0], int) and not isinstance(x[0], bool) else parse_expr(str(x[0]))
-        rhs = x[2] if isinstance(x[2], int) and not isinstance(x[2], bool) else parse_expr(str(x[2]))
-        return cls(lhs, x[1], rhs, x[3])
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ Everything past that check works on these classes, never on the JSON's dicts.
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
+
+import numpy as np
 
 from ember.errors import EmberError, ShapeError
 from ember.ir import dims as D
@@ -30,7 +33,7 @@ from ember.ir.types import DTYPES
 Size = Union[int, D.DimExpr]
 """A size: an int, or a shape expression over the model's symbols."""
 
-VALUE_KINDS = ("input", "weight", "const", "activation", "view", "host")
+VALUE_KINDS = ("input", "weight", "const", "activation", "view", "host", "dynamic")
 ARENA_KINDS = ("input", "activation")
 PARAM_KINDS = ("ptr", "i64", "i32", "f32")
 ARG_PARAM = {"value": "ptr", "scratch": "ptr", "meta": "ptr", "i64": "i64", "i32": "i32", "f32": "f32"}
@@ -74,6 +77,19 @@ def eval_size(x: Size, env: Mapping[str, int]) -> int:
     return x if isinstance(x, int) else D.evaluate(x, env)
 
 
+def bind_size(x: Size, env: Mapping[str, int], later: Iterable[str] = ()) -> Size:
+    """A size at `env`: an int, or, when it names run-time symbols (`later`: sizes found only when
+    the program runs, such as NonZero's count) that `env` lacks, the expression left over them."""
+    if isinstance(x, int):
+        return x
+    later = frozenset(later)
+    if later:
+        free = D.free_symbols(x) - set(env)
+        if free and free <= later:
+            return D.substitute(x, env)
+    return D.evaluate(x, env)
+
+
 def eval_json(x: Any, env: Mapping[str, int]) -> int:
     """The value of a JSON size (an int or an expression's text) with the symbols of `env`."""
     return eval_size(size_of_json(x), env)
@@ -81,6 +97,71 @@ def eval_json(x: Any, env: Mapping[str, int]) -> int:
 
 def format_env(env: Mapping[str, int]) -> str:
     return ", ".join(f"{s}={v}" for s, v in sorted(env.items())) or "no symbols"
+
+
+_OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+        ">=": operator.ge}
+
+
+def evaluate_array(d: D.Dim, env: Mapping[str, np.ndarray]) -> np.ndarray | int:
+    """`d` at many points at once: each symbol bound to an int64 array (one entry a point)."""
+    if isinstance(d, int):
+        return d
+    if isinstance(d, D.Unknown):
+        raise ShapeError("an unknown dim has no value before run time")
+    total: Any = 0
+    for mono, coeff in d.terms:
+        value: Any = coeff
+        for atom, power in mono:
+            value = value * _atom_array(atom, env) ** power
+        total = total + value
+    return total
+
+
+def _atom_array(atom: D.Atom, env: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(atom, D.Sym):
+        if atom.name not in env:
+            raise ShapeError(f"symbol {atom.name} has no value here")
+        return env[atom.name]
+    lhs, rhs = evaluate_array(atom.lhs, env), evaluate_array(atom.rhs, env)  # type: ignore[attr-defined]
+    if isinstance(atom, (D.FloorDiv, D.Mod)):
+        safe = np.where(np.asarray(rhs) == 0, 1, rhs)
+        return np.floor_divide(lhs, safe) if isinstance(atom, D.FloorDiv) else np.mod(lhs, safe)
+    if isinstance(atom, D.Max):
+        return np.maximum(lhs, rhs)
+    if isinstance(atom, D.Min):
+        return np.minimum(lhs, rhs)
+    raise ShapeError(f"cannot evaluate {atom}")
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A decision a lowering took: `lhs op rhs` held where it was traced (`S <= 1024`)."""
+
+    lhs: D.Dim
+    op: str
+    rhs: D.Dim
+    origin: str = ""  # the op whose lowering decided it
+
+    def holds(self, env: Mapping[str, int]) -> bool:
+        return bool(_OPS[self.op](D.evaluate(self.lhs, env), D.evaluate(self.rhs, env)))
+
+    def holds_at(self, env: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(_OPS[self.op](evaluate_array(self.lhs, env), evaluate_array(self.rhs, env)))
+
+    def __str__(self) -> str:
+        return f"{self.lhs} {self.op} {self.rhs}"
+
+    def to_json(self) -> list[Any]:
+        return [expr_json(self.lhs), self.op, expr_json(self.rhs), self.origin]
+
+    @classmethod
+    def from_json(cls, x: Any) -> "Guard":
+        if not isinstance(x, list) or len(x) != 4 or x[1] not in _OPS or not isinstance(x[3], str):
+            raise ShapeError(f"a guard is [lhs, op, rhs, origin], not {x!r}")
+        lhs = x[0] if isinstance(x[0], int) and not isinstance(x[0], bool) else parse_expr(str(x[0]))
+        rhs = x[2] if isinstance(x[2], int) and not isinstance(x[2], bool) else parse_expr(str(x[2]))
+        return cls(lhs, x[1], rhs, x[3])
 
 
 def _ints(xs: Any) -> tuple[int, ...]:
@@ -111,17 +192,26 @@ class ValueSpec:
         """A weight or a constant: stored in the engine, uploaded once."""
         return self.kind in ("weight", "const")
 
-    def bind(self, env: Mapping[str, int]) -> "ValueSpec":
+    @property
+    def is_bound(self) -> bool:
+        """Whether its shape and byte size are ints (not expressions over run-time symbols)."""
+        return isinstance(self.nbytes, int) and all(isinstance(d, int) for d in self.shape)
+
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "ValueSpec":
+        """Shape and byte size at `env` (checked); sizes over the run-time symbols `later` stay
+        expressions over them (see `bind_size`)."""
         if self.kind == "host":
             return self
         what = f"value {self.name}"
-        shape = []
+        shape: list[Size] = []
         for x in self.shape:
-            d = eval_size(x, env)
-            if d < 0:
+            d = bind_size(x, env, later)
+            if isinstance(d, int) and d < 0:
                 raise ShapeError(f"{what}: dim {x} is {d} at {format_env(env)}, a negative size")
             shape.append(d)
-        if self.dtype in DTYPES:
+        if not all(isinstance(d, int) for d in shape):
+            nbytes = bind_size(self.nbytes, env, later)
+        elif self.dtype in DTYPES:
             nbytes = sizes.nbytes(shape, DTYPES[self.dtype].itemsize, f"{what} at {format_env(env)}")
         else:
             nbytes = eval_size(self.nbytes, env)
@@ -194,12 +284,18 @@ class Arg:
     kind: str      # value | scratch | meta | i64 | i32 | f32
     value: Any     # value id; Size for scratch, i64, i32; tuple[Size, ...] for meta; float for f32
 
-    def bind(self, env: Mapping[str, int]) -> "Arg":
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "Arg":
         if self.kind in ("scratch", "i64", "i32"):
-            return Arg(self.kind, eval_size(self.value, env))
+            return Arg(self.kind, bind_size(self.value, env, later))
         if self.kind == "meta":
-            return Arg("meta", tuple(eval_size(x, env) for x in self.value))
+            return Arg("meta", tuple(bind_size(x, env, later) for x in self.value))
         return self
+
+    @property
+    def sizes(self) -> tuple[Size, ...]:
+        if self.kind in ("scratch", "i64", "i32"):
+            return (self.value,)
+        return tuple(self.value) if self.kind == "meta" else ()
 
     def to_json(self) -> dict[str, Any]:
         if self.kind == "f32":
@@ -238,11 +334,31 @@ class LaunchStep:
     shared: Size = 0
     tactic: str | None = None           # the candidate chosen for a heavy op, and all of them
     candidates: tuple[str, ...] = ()
+    guards: tuple[Guard, ...] = ()      # decisions over run-time symbols, checked when they are bound
 
-    def bind(self, env: Mapping[str, int]) -> "LaunchStep":
-        return replace(self, grid=tuple(eval_size(x, env) for x in self.grid),  # type: ignore[arg-type]
-                       block=tuple(eval_size(x, env) for x in self.block),  # type: ignore[arg-type]
-                       shared=eval_size(self.shared, env), args=tuple(a.bind(env) for a in self.args))
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "LaunchStep":
+        later = frozenset(later)
+        return replace(self, grid=tuple(bind_size(x, env, later) for x in self.grid),  # type: ignore[arg-type]
+                       block=tuple(bind_size(x, env, later) for x in self.block),  # type: ignore[arg-type]
+                       shared=bind_size(self.shared, env, later), args=tuple(a.bind(env, later) for a in self.args),
+                       guards=tuple(Guard(bind_size(g.lhs, env, later), g.op, bind_size(g.rhs, env, later), g.origin)
+                                    for g in self.guards))
+
+    @property
+    def is_bound(self) -> bool:
+        """Every size an int and no run-time guard left to decide."""
+        sized = [*self.grid, *self.block, self.shared, *(x for a in self.args for x in a.sizes)]
+        return not self.guards and all(isinstance(x, int) for x in sized)
+
+    def guards_hold(self) -> bool:
+        """Whether the run-time guards of a bound step hold (where one fails, its op runs on the
+        host instead)."""
+        for g in self.guards:
+            if not isinstance(g.lhs, int) or not isinstance(g.rhs, int):
+                raise ShapeError(f"guard {g} cannot be decided before its symbols are bound")
+            if not _OPS[g.op](g.lhs, g.rhs):
+                return False
+        return True
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "launch", "kernel": self.kernel, "grid": [expr_json(x) for x in self.grid],
@@ -251,6 +367,8 @@ class LaunchStep:
                                "reads": list(self.reads), "writes": list(self.writes)}
         if self.tactic is not None:
             out["tactic"], out["candidates"] = self.tactic, list(self.candidates)
+        if self.guards:
+            out["guards"] = [g.to_json() for g in self.guards]
         return out
 
     @classmethod
@@ -259,34 +377,85 @@ class LaunchStep:
                    tuple(size_of_json(b) for b in x["block"]),  # type: ignore[arg-type]
                    tuple(Arg.from_json(a) for a in x["args"]), _ints(x["ops"]), _ints(x.get("reads", ())),
                    _ints(x.get("writes", ())), size_of_json(x.get("shared", 0)), x.get("tactic"),
-                   tuple(x.get("candidates", ())))
+                   tuple(x.get("candidates", ())), tuple(Guard.from_json(g) for g in x.get("guards", ())))
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """A run-time symbol a step binds: dim `axis` of value `value` once the step has run."""
+
+    symbol: str
+    value: int
+    axis: int
+
+    def to_json(self) -> list[Any]:
+        return [self.symbol, self.value, self.axis]
+
+    @classmethod
+    def from_json(cls, x: Sequence[Any]) -> "Bind":
+        symbol, value, axis = x
+        return cls(str(symbol), int(value), int(axis))
 
 
 @dataclass(frozen=True, slots=True)
 class HostStep:
     """Run the IR ops `ops` (by index) on the reference interpreter, on the host; `reason` says
-    why they have no kernel."""
+    why they have no kernel. A data-dependent result (NonZero's) binds run-time symbols."""
 
     kind: ClassVar[str] = "host"
     ops: tuple[int, ...]
     reads: tuple[int, ...] = ()
     writes: tuple[int, ...] = ()
     reason: str = ""
+    binds: tuple[Bind, ...] = ()
 
-    def bind(self, env: Mapping[str, int]) -> "HostStep":
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "HostStep":
         return self
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "host", "ops": list(self.ops), "reads": list(self.reads), "writes": list(self.writes),
-                "reason": self.reason}
+        out: dict[str, Any] = {"kind": "host", "ops": list(self.ops), "reads": list(self.reads),
+                               "writes": list(self.writes), "reason": self.reason}
+        if self.binds:
+            out["binds"] = [b.to_json() for b in self.binds]
+        return out
 
     @classmethod
     def from_json(cls, x: Mapping[str, Any]) -> "HostStep":
-        return cls(_ints(x["ops"]), _ints(x.get("reads", ())), _ints(x.get("writes", ())), str(x.get("reason", "")))
+        return cls(_ints(x["ops"]), _ints(x.get("reads", ())), _ints(x.get("writes", ())), str(x.get("reason", "")),
+                   tuple(Bind.from_json(b) for b in x.get("binds", ())))
 
 
-Step = Union[LaunchStep, HostStep]
-STEP_KINDS: dict[str, Any] = {"launch": LaunchStep, "host": HostStep}
+@dataclass(frozen=True, slots=True)
+class SizeStep:
+    """Find the result sizes of IR op `ops[0]` when the program runs and bind them (`binds`);
+    its kernels follow. `source` "data": from its operands' values (a range's bounds, read
+    back), "shapes": from its operands' shapes by its type rule (a slice of a run-time size)."""
+
+    kind: ClassVar[str] = "size"
+    ops: tuple[int, ...]
+    reads: tuple[int, ...] = ()
+    binds: tuple[Bind, ...] = ()
+    source: str = "data"
+    writes: tuple[int, ...] = ()
+
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "SizeStep":
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "size", "ops": list(self.ops), "reads": list(self.reads),
+                               "writes": list(self.writes), "binds": [b.to_json() for b in self.binds]}
+        if self.source != "data":
+            out["from"] = self.source
+        return out
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "SizeStep":
+        return cls(_ints(x["ops"]), _ints(x.get("reads", ())), tuple(Bind.from_json(b) for b in x.get("binds", ())),
+                   str(x.get("from", "data")), _ints(x.get("writes", ())))
+
+
+Step = Union[LaunchStep, HostStep, SizeStep]
+STEP_KINDS: dict[str, Any] = {"launch": LaunchStep, "host": HostStep, "size": SizeStep}
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,11 +491,20 @@ class Program:
     def host_steps(self) -> list[HostStep]:
         return [s for s in self.steps if isinstance(s, HostStep)]
 
+    @functools.cached_property
+    def runtime_symbols(self) -> frozenset[str]:
+        """The symbols its steps bind when they run (sizes found from data: NonZero's count, a
+        range's length), as opposed to the input shapes' symbols."""
+        return frozenset(b.symbol for s in self.steps if not isinstance(s, LaunchStep) for b in s.binds)
+
     def bind(self, env: Mapping[str, int]) -> "Program":
-        """The concrete program (every size an int) at the symbols `env`; value sizes are checked
-        (ir/sizes.py)."""
-        return Program(tuple(v.bind(env) for v in self.values), self.inputs, self.outputs, self.kernels,
-                       tuple(s.bind(env) for s in self.steps))
+        """The program at the symbols `env` (value sizes checked, ir/sizes.py): concrete (every
+        size an int) but for sizes over its run-time symbols, which stay expressions over them
+        with the input symbols substituted; the runtime evaluates those as the steps that find
+        them run."""
+        later = self.runtime_symbols - set(env)
+        return Program(tuple(v.bind(env, later) for v in self.values), self.inputs, self.outputs, self.kernels,
+                       tuple(s.bind(env, later) for s in self.steps))
 
     def to_json(self) -> dict[str, Any]:
         return {"values": [v.to_json() for v in self.values],
@@ -343,7 +521,7 @@ class Program:
         for s in x["steps"]:
             kind = STEP_KINDS.get(s.get("kind"))
             if kind is None:
-                raise ShapeError(f"step kind {s.get('kind')!r} is neither 'launch' nor 'host'")
+                raise ShapeError(f"step kind {s.get('kind')!r} is not one of {', '.join(STEP_KINDS)}")
             steps.append(kind.from_json(s))
         return cls(tuple(ValueSpec.from_json(v) for v in x["values"]),
                    tuple(Port(str(p["name"]), int(p["value"])) for p in x["inputs"]),
@@ -375,6 +553,7 @@ def op_groups(steps: Sequence[Step]) -> list[tuple[int, int]]:
     return groups
 
 
-__all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "Step", "Port", "Program",
-           "parse_expr", "expr_json", "size_of_json", "eval_size", "eval_json", "format_env", "root_of", "op_groups",
+__all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "SizeStep", "Bind", "Step",
+           "Port", "Program", "Guard", "parse_expr", "expr_json", "size_of_json", "eval_size", "bind_size", "eval_json",
+           "evaluate_array", "format_env", "root_of", "op_groups",
            "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]
