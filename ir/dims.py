@@ -388,6 +388,32 @@ def evaluate(d: Dim, env: Mapping[str, int]) -> int:
     return total
 
 
+def substitute(d: Dim, env: Mapping[str, int]) -> Dim:
+    """`d` with the symbols bound in `env` replaced by their values, the others kept (a size
+    over the input shapes and the sizes known only at run time, bound in two stages)."""
+    if isinstance(d, (int, Unknown)):
+        return d
+    total: Dim = 0
+    for mono, coeff in d.terms:
+        value: Dim = coeff
+        for atom, power in mono:
+            a = _substitute_atom(atom, env)
+            for _ in range(power):
+                value = mul(value, a)
+        total = add(total, value)
+    return total
+
+
+def _substitute_atom(atom: Atom, env: Mapping[str, int]) -> Dim:
+    if isinstance(atom, Sym):
+        return int(env[atom.name]) if atom.name in env else _atom_expr(atom)
+    if not isinstance(atom, _Binary):
+        raise ShapeError(f"cannot substitute into {atom}")
+    lhs, rhs = substitute(atom.lhs, env), substitute(atom.rhs, env)
+    fn = {FloorDiv: floordiv, Mod: mod, Max: dmax, Min: dmin}[type(atom)]
+    return fn(lhs, rhs)
+
+
 def free_symbols(d: Dim) -> set[str]:
     if isinstance(d, int):
         return set()

@@ -235,6 +235,12 @@ class Op(Operation):
         if sum(f.variadic for f in cls.operand_fields) > 1 or sum(f.variadic for f in cls.result_fields) > 1:
             raise TypeError(f"{cls.__name__}: at most one variadic operand and one variadic result")
 
+    run_time_sizes: ClassVar[Callable[..., tuple[tuple[int, ...], ...]] | None] = None
+    """For an op whose result sizes are data but cheap to find from its operands (ember.range:
+    three scalars), the result shapes from the operand arrays. Lowering then gives the op a
+    *size step*, which reads the operands back and binds the sizes, and a kernel computes the
+    values (codegen/lower.py); without it, such an op runs on the host."""
+
     # -- creation -------------------------------------------------------------------
     @classmethod
     def create(cls, operands: Sequence[Value | None] = (), attributes: Mapping[str, Any] | None = None, *,

@@ -250,52 +250,121 @@ def symbol_ranges(inputs: Sequence[tuple[str, Sequence[D.Dim]]], profile_inputs:
 _SIZED_ARGS = ("i64", "i32", "scratch")
 
 
+def runtime_symbols(program: Mapping[str, Any]) -> set[str]:
+    """The symbols a program's steps bind when they run (`binds` of host and size steps: sizes
+    known only from data, such as NonZero's count), as opposed to the input shapes' symbols."""
+    out: set[str] = set()
+    for s in program.get("steps", ()):
+        if not isinstance(s, Mapping):
+            continue
+        for b in s.get("binds", ()) or ():
+            if isinstance(b, (list, tuple)) and b and isinstance(b[0], str):
+                out.add(b[0])
+    return out
+
+
+def bind_size(x: Any, env: Mapping[str, int], later: Iterable[str] = ()) -> int | str:
+    """A JSON size at `env`: an int, or, when it names symbols of `later` (bound only at run
+    time) that `env` lacks, the text of the expression left over them."""
+    if isinstance(x, str) and later:
+        d = parse_expr(x)
+        free = D.free_symbols(d) - set(env)
+        if free and free <= set(later):
+            return expr_json(D.substitute(d, env))
+    return eval_json(x, env)
+
+
+def bind_value(v: Mapping[str, Any], env: Mapping[str, int], later: Iterable[str] = ()) -> dict[str, Any]:
+    """A value of a program with its shape and byte size at `env` (sizes over run-time symbols
+    not in `env` left as text)."""
+    out = dict(v)
+    if v.get("kind") == "host":
+        return out
+    what = f"value {v.get('name')}"
+    shape = [_dim(bind_size(x, env, later), env, what) for x in v["shape"]]
+    out["shape"] = shape
+    if all(isinstance(d, int) for d in shape):
+        if v.get("dtype") in DTYPES:
+            out["nbytes"] = sizes.nbytes(shape, DTYPES[v["dtype"]].itemsize, f"{what} at {format_env(env)}")
+        elif "nbytes" in v:
+            out["nbytes"] = eval_json(v["nbytes"], env)
+    else:
+        out["nbytes"] = bind_size(v["nbytes"], env, later)
+    return out
+
+
+def bind_step(s: Mapping[str, Any], env: Mapping[str, int], later: Iterable[str] = ()) -> dict[str, Any]:
+    """A launch step with its grid, block, shared bytes, sized arguments and run-time guards at
+    `env` (see `bind_value` for `later`); other steps as they are."""
+    if s.get("kind") != "launch":
+        return dict(s)
+    out = dict(s)
+    out["grid"] = [bind_size(x, env, later) for x in s["grid"]]
+    out["block"] = [bind_size(x, env, later) for x in s["block"]]
+    out["shared"] = bind_size(s.get("shared", 0), env, later)
+    args = []
+    for a in s["args"]:
+        (kind, x), = a.items()
+        if kind in _SIZED_ARGS:
+            args.append({kind: bind_size(x, env, later)})
+        elif kind == "meta":
+            args.append({"meta": [bind_size(m, env, later) for m in x]})
+        else:
+            args.append(a)
+    out["args"] = args
+    if "guards" in s:
+        out["guards"] = [[bind_size(g[0], env, later), g[1], bind_size(g[2], env, later), g[3]]
+                         for g in s["guards"]]
+    return out
+
+
+def is_bound(step: Mapping[str, Any]) -> bool:
+    """Whether every size of a launch step is an int (no run-time symbol left) and it has no
+    run-time guard to check."""
+    if step.get("kind") != "launch":
+        return True
+    if step.get("guards"):
+        return False
+    sized = [*step["grid"], *step["block"], step.get("shared", 0)]
+    for a in step["args"]:
+        (kind, x), = a.items()
+        if kind in _SIZED_ARGS:
+            sized.append(x)
+        elif kind == "meta":
+            sized.extend(x)
+    return not any(isinstance(x, str) for x in sized)
+
+
+def guards_hold(step: Mapping[str, Any]) -> bool:
+    """Whether the run-time guards of a bound launch step hold (the lowering's decisions on sizes
+    known only at run time; where one fails, the step's op runs on the host instead)."""
+    for lhs, op, rhs, _ in step.get("guards", ()):
+        if op not in _OPS or isinstance(lhs, str) or isinstance(rhs, str):
+            raise ShapeError(f"guard {lhs} {op} {rhs} cannot be decided here")
+        if not _OPS[op](lhs, rhs):
+            return False
+    return True
+
+
 def bind_program(program: Mapping[str, Any], env: Mapping[str, int]) -> dict[str, Any]:
     """The concrete program (every size an int) of a shape-symbolic one at the symbols `env`.
 
     A program's JSON keeps each size either as an int or as an expression's text: value
     shapes, launch grids, blocks, shared bytes and the sized arguments (`i64`, `i32`,
-    `scratch` and the entries of `meta`). Value sizes are checked (ir/sizes.py)."""
-    values = []
-    for v in program["values"]:
-        out = dict(v)
-        if v.get("kind") != "host":
-            what = f"value {v.get('name')}"
-            shape = [_dim(x, env, what) for x in v["shape"]]
-            out["shape"] = shape
-            if v.get("dtype") in DTYPES:
-                out["nbytes"] = sizes.nbytes(shape, DTYPES[v["dtype"]].itemsize, f"{what} at {format_env(env)}")
-            elif "nbytes" in v:
-                out["nbytes"] = eval_json(v["nbytes"], env)
-        values.append(out)
-    steps = []
-    for s in program["steps"]:
-        if s.get("kind") != "launch":
-            steps.append(s)
-            continue
-        out = dict(s)
-        out["grid"] = [eval_json(x, env) for x in s["grid"]]
-        out["block"] = [eval_json(x, env) for x in s["block"]]
-        out["shared"] = eval_json(s.get("shared", 0), env)
-        args = []
-        for a in s["args"]:
-            (kind, x), = a.items()
-            if kind in _SIZED_ARGS:
-                args.append({kind: eval_json(x, env)})
-            elif kind == "meta":
-                args.append({"meta": [eval_json(m, env) for m in x]})
-            else:
-                args.append(a)
-        out["args"] = args
-        steps.append(out)
+    `scratch` and the entries of `meta`). Value sizes are checked (ir/sizes.py). Sizes over
+    the program's run-time symbols (`runtime_symbols`) stay expressions over them, with the
+    input symbols substituted: the runtime binds them when the steps that find them have run."""
+    later = runtime_symbols(program) - set(env)
+    values = [bind_value(v, env, later) for v in program["values"]]
+    steps = [bind_step(s, env, later) for s in program["steps"]]
     bound = dict(program)
     bound["values"], bound["steps"] = values, steps
     return bound
 
 
-def _dim(x: Any, env: Mapping[str, int], what: str) -> int:
-    d = eval_json(x, env)
-    if d < 0:
+def _dim(x: Any, env: Mapping[str, int], what: str) -> int | str:
+    d = x if isinstance(x, str) else eval_json(x, env)
+    if isinstance(d, int) and d < 0:
         raise ShapeError(f"{what}: dim {x} is {d} at {format_env(env)}, a negative size")
     return d
 
@@ -365,5 +434,6 @@ def satisfied(points: Mapping[str, np.ndarray], guards: Iterable[Guard]) -> np.n
 
 
 __all__ = ["ProfileError", "Guard", "InputRange", "Profile", "Specialization", "bind_program", "parse_expr",
+           "runtime_symbols", "bind_size", "bind_value", "bind_step", "is_bound", "guards_hold",
            "expr_json", "eval_json", "evaluate_array", "symbol_ranges", "grid_points", "format_env",
            "satisfied"]

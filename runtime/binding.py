@@ -18,7 +18,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ember.errors import EmberError
 from ember.ir import sizes
 from ember.ir.dims import evaluate, free_symbols
-from ember.ir.program import Profile, Specialization, bind_program, format_env, parse_expr
+from ember.ir.program import (Profile, Specialization, bind_program, bind_step, bind_value, format_env, guards_hold,
+                              is_bound, parse_expr, runtime_symbols)
 from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory, root_of
 
 
@@ -33,6 +34,8 @@ class Binding:
 
     def __post_init__(self) -> None:
         self.groups = op_groups(self.program["steps"])
+        self.runtime = runtime_symbols(self.program) - set(self.env)
+        self.params = {k["name"]: k["params"] for k in self.program["kernels"]}
 
     @property
     def values(self) -> list[dict[str, Any]]:
@@ -48,6 +51,74 @@ class Binding:
 
     def root(self, vid: int) -> int:
         return root_of(self.values, vid)
+
+
+class RunSizes:
+    """The sizes of one run of a binding whose program has run-time symbols (sizes found from
+    data: NonZero's count, a range's length). Host and size steps bind them (`bind`) from the
+    shapes they produce; values and launch steps sized over them are evaluated when they are
+    reached (`value`, `step`), each launch checked as the loader checks a stored one
+    (`check(step, t)`) and its run-time guards evaluated (`runs_on_device`). Shared by the
+    host arena and the CUDA context, so the host tests cover the logic the GPU runs."""
+
+    def __init__(self, b: Binding, check: Callable[[Mapping[str, Any], int], None],
+                 error: type[EmberError]) -> None:
+        self.b, self.check, self.error = b, check, error
+        self.env = dict(b.env)
+        self._values: dict[int, dict[str, Any]] = {}
+        self._steps: dict[int, dict[str, Any]] = {}
+
+    def bind(self, t: int, shapes: Mapping[int, Sequence[int]]) -> None:
+        """Bind the run-time symbols of step `t` from the shapes of the values it produced."""
+        for sym, vid, axis in self.b.steps[t].get("binds", ()):
+            shape = shapes.get(vid)
+            if shape is None or not 0 <= axis < len(shape):
+                raise self.error(f"step {t} binds {sym} to dim {axis} of value {vid}, which it did not produce "
+                                 f"with that rank (got {None if shape is None else list(shape)})")
+            got = int(shape[axis])
+            if self.env.get(sym, got) != got:
+                raise self.error(f"step {t}: {sym} is {got} here, but {self.env[sym]} from an earlier step")
+            self.env[sym] = got
+
+    def value(self, vid: int) -> Mapping[str, Any]:
+        """Value `vid` with its shape and byte size as ints (views checked against their source)."""
+        info = self.b.values[vid]
+        root = self.b.root(vid)
+        if info["kind"] == "host" or (all(isinstance(d, int) for d in info["shape"])
+                                      and self.b.values[root]["kind"] != "dynamic"):
+            return info
+        if vid not in self._values:
+            try:
+                out = bind_value(info, self.env)
+            except (EmberError, ValueError, ZeroDivisionError) as err:
+                raise self.error(f"value {info['name']} at {format_env(self.env)}: "
+                                 f"{str(err).splitlines()[0]}") from None
+            if root != vid and int(out["nbytes"]) != int(self.value(root)["nbytes"]):
+                raise self.error(f"value {info['name']} {out['shape']} is a view of "
+                                 f"{self.b.values[root]['name']} {self.value(root)['shape']}, which has other "
+                                 f"bytes here ({format_env(self.env)})")
+            self._values[vid] = out
+        return self._values[vid]
+
+    def step(self, t: int) -> Mapping[str, Any]:
+        """Launch step `t` with every size an int (checked), its guards decided."""
+        s = self.b.steps[t]
+        if is_bound(s):
+            return s
+        if t not in self._steps:
+            try:
+                out = bind_step(s, self.env)
+            except (EmberError, ValueError, ZeroDivisionError) as err:
+                raise self.error(f"step {t} at {format_env(self.env)}: {str(err).splitlines()[0]}") from None
+            out["on_device"] = guards_hold(out)
+            if out["on_device"]:
+                self.check(out, t)
+            self._steps[t] = out
+        return self._steps[t]
+
+    def runs_on_device(self, t: int) -> bool:
+        """Whether launch step `t` launches (its run-time guards hold); else its op runs on the host."""
+        return bool(self.step(t).get("on_device", True))
 
 
 def symbols_of(inputs: Sequence[Any], shapes: Mapping[str, tuple[int, ...]], error: type[EmberError]
@@ -147,6 +218,8 @@ def _check_views(symbolic: Mapping[str, Any], program: Mapping[str, Any], env: M
         if v.get("kind") != "view" or v.get("alias") is None:
             continue
         root = values[root_of(values, int(v["id"]))]
+        if isinstance(v["nbytes"], str) or isinstance(root["nbytes"], str):
+            continue  # sized at run time: checked then (RunSizes.value)
         if int(v["nbytes"]) != int(root["nbytes"]):
             src = symbolic["values"][int(root["id"])]
             raise error(f"the input shapes ({format_env(env)}) break a constraint of the model: "
@@ -155,4 +228,4 @@ def _check_views(symbolic: Mapping[str, Any], program: Mapping[str, Any], env: M
                         f"({v['nbytes']} and {root['nbytes']} bytes)")
 
 
-__all__ = ["Binding", "Bindings", "bind", "choose", "symbols_of"]
+__all__ = ["Binding", "Bindings", "RunSizes", "bind", "choose", "symbols_of"]

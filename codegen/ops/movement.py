@@ -63,7 +63,10 @@ def simplify(dims: Sequence[int], *stride_lists: Sequence[int]) -> tuple[list[in
 
 def index_for(*counts: int) -> str:
     """The C index type for tensors of these element counts (headroom for the grid-stride step)."""
-    return index_type(max([0, *counts]) + (1 << 28))
+    largest = counts[0] if counts else 0
+    for c in counts[1:]:
+        largest = smax(largest, c)  # one guard on the largest, not one per comparison of two counts
+    return index_type(largest + (1 << 28))
 
 
 def blocks_for(items: int, per_block: int) -> int:
@@ -403,7 +406,7 @@ def gather_nd(ctx: LowerContext, op: Operation) -> None:
     kb = KernelBuilder(ctx, "gather_nd", index_for(n, numel(ds), numel(ix)))
     o, d, i = kb.out(y, t), kb.inp(data, t), kb.inp(indices, it)
     kb.put([*ds[b:b + m], *(numel(ds[b + j + 1:]) for j in range(m))])
-    kb.launch(f"ember::gather_nd<{t}, {it}, {kb.index}, {m}>({o}, {d}, {i}, meta, {kb.n}, {kb.scalar(max(count, 1))}, "
+    kb.launch(f"ember::gather_nd<{t}, {it}, {kb.index}, {m}>({o}, {d}, {i}, meta, {kb.n}, {kb.scalar(smax(count, 1))}, "
               f"{kb.scalar(inner)}, {kb.scalar(numel(ds[b:]))})", n, BLOCK)
 
 
