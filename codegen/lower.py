@@ -193,6 +193,7 @@ class Lowerer:
         self.ids: dict[Value, int] = {}
         self.program = Program()
         self.types: dict[Value, Type] = {}   # result types re-inferred over run-time symbols
+        self.by_shapes: set[Operation] = set()  # ops whose result sizes their type rule gives from operand shapes
         self.runtime: set[str] = set()       # the run-time symbols bound so far
         # more leading underscores than any symbol of the model has: no run-time symbol can clash with one
         underscores = max((len(s) - len(s.lstrip("_")) for s in self.env), default=0)
@@ -294,7 +295,12 @@ class Lowerer:
             reason = "control flow runs from the host"
         unsized = [r for r in op.results if self.program.values[self.ids[r]].kind == "host"]
         size_step: dict[str, Any] | None = None
-        if fn is not None and unsized and self._sized_at_run_time(op):
+        if fn is not None and unsized and op in self.by_shapes and self._all_tensors(op):
+            size_step = {"kind": "size", "ops": [index], "reads": [], "writes": [], "from": "shapes",
+                         "binds": self._bind_unknown(op)}
+            self.program.steps.append(size_step)
+            unsized = []
+        elif fn is not None and unsized and self._sized_at_run_time(op):
             size_step = {"kind": "size", "ops": [index], "reads": self._reads(op), "writes": [],
                          "binds": self._bind_unknown(op)}
             self.program.steps.append(size_step)
@@ -319,7 +325,8 @@ class Lowerer:
         if size_step is not None:  # no kernel after all: the op runs on the host, which binds its sizes
             self.program.steps.remove(size_step)
             writes = [self.ids[r] for r in op.results]
-            size_step.update(kind="host", writes=writes, reason=reason)
+            size_step.pop("from", None)
+            size_step.update(kind="host", reads=self._reads(op), writes=writes, reason=reason)
             self.program.steps.append(size_step)
             self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
             return
@@ -345,14 +352,17 @@ class Lowerer:
     def _sized_at_run_time(self, op: Operation) -> bool:
         """Whether a size step can find the op's result sizes (ember.range from its scalars) so
         a kernel computes its values: the op says how, and its operands have device buffers."""
-        if getattr(type(op), "run_time_sizes", None) is None:
+        if getattr(type(op), "run_time_sizes", None) is None or not self._all_tensors(op):
             return False
+        return all(self.program.values[self.ids[v]].kind != "host" for v in op.operands if v is not None)
+
+    def _all_tensors(self, op: Operation) -> bool:
         for v in [*op.operands, *op.results]:
             if v is None or not isinstance(self.type_of(v), TensorType):
                 return False
             if self.type_of(v).dtype.name not in DTYPES or self.type_of(v).dtype.name == "str":
                 return False
-        return all(self.program.values[self.ids[v]].kind != "host" for v in op.operands if v is not None)
+        return True
 
     def _retype(self, op: Operation) -> None:
         """Re-run the op's type rule where the IR's types say less than the lowerer knows: an
@@ -375,7 +385,11 @@ class Lowerer:
             out = rule(types)
         except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError):
             return
-        if len(out) != len(op.results) or (changed and not self._exact(rule, types, out)):
+        if len(out) != len(op.results):
+            return
+        if changed and not self._exact(rule, types, out):
+            if op.name != "ember.fused" and self._static_at_samples(rule, types):
+                self.by_shapes.add(op)  # a size step can run the rule on the shapes when the program runs
             return
         for r, t in zip(op.results, out):
             old = r.type
@@ -396,17 +410,32 @@ class Lowerer:
                 shape = D.broadcast_shapes(*(tuple(t.shape) for t in types))
                 return tuple(r.type.with_shape(shape) for r in op.results)
             return broadcast
-        return lambda types: _infer(op, types)
+        return lambda types: op.infer_types(types)  # type: ignore[attr-defined]
+
+    def _static_at_samples(self, rule: Callable[[Sequence[Any]], tuple[Any, ...]], types: Sequence[Any]) -> bool:
+        """Whether the rule gives static result shapes once the run-time symbols are numbers (at
+        the samples of `_exact`): then the sizes follow from the operands' shapes alone."""
+        for env in self._sample_envs(types):
+            try:
+                out = rule([_substituted(t, env) for t in types])
+            except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+                return False
+            if not all(isinstance(t, TensorType) and t.shape is not None and all(isinstance(d, int) for d in t.shape)
+                       for t in out):
+                return False
+        return True
+
+    def _sample_envs(self, types: Sequence[Any]) -> list[dict[str, int]]:
+        names = sorted({s for t in types if isinstance(t, TensorType) and t.shape is not None
+                        for d in t.shape for s in D.free_symbols(d)} & self.runtime)
+        envs = [{n: x for n in names} for x in EXACT_SAMPLES]
+        return envs + [{n: x + 3 * k for k, n in enumerate(names)} for x in EXACT_SAMPLES[2:]]
 
     def _exact(self, rule: Callable[[Sequence[Any]], tuple[Any, ...]], types: Sequence[Any],
                out: Sequence[Any]) -> bool:
         """Whether `out`, the rule's result over run-time symbols, is what the rule gives with
         the symbols replaced by numbers (all equal, and all different), wherever it is asked."""
-        names = sorted({s for t in types if isinstance(t, TensorType) and t.shape is not None
-                        for d in t.shape for s in D.free_symbols(d)} & self.runtime)
-        envs = [{n: x for n in names} for x in EXACT_SAMPLES]
-        envs += [{n: x + 3 * k for k, n in enumerate(names)} for x in EXACT_SAMPLES[2:]]
-        for env in envs:
+        for env in self._sample_envs(types):
             try:
                 concrete = [_substituted(t, env) for t in types]
                 want = rule(concrete)
@@ -495,16 +524,6 @@ def _substituted(t: Any, env: Mapping[str, int]) -> Any:
 
 def _has_unknown(t: Any) -> bool:
     return isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, Unknown) for d in t.shape)
-
-
-def _infer(op: Operation, operand_types: Sequence[Any]) -> tuple[Any, ...]:
-    """The op's type rule on these operand types (Op.infer_result_types on given types)."""
-    groups = op.group(operand_types)  # type: ignore[attr-defined]
-    out = op.infer(*groups.values())  # type: ignore[attr-defined]
-    flat: list[Any] = []
-    for t in (out if isinstance(out, tuple) else (out,)):
-        flat.extend(t if isinstance(t, tuple) else (t,))
-    return tuple(flat)
 
 
 def _launch_step(launch: Launch, program: Program) -> dict[str, Any]:

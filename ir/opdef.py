@@ -384,6 +384,17 @@ class Op(Operation):
                 raise self.error(f"type rule returned {t!r}, not a Type")
         return tuple(flat)
 
+    def infer_types(self, operand_types: Sequence[Any]) -> tuple[Any, ...]:
+        """The type rule on given operand types (one per operand, None for an absent optional),
+        one type per result: what the types would be with other operand shapes (the lowerer's
+        sizes over run-time symbols; a size step's concrete shapes at run time)."""
+        groups = self.group(operand_types)
+        out = self.infer(*groups.values())
+        flat: list[Any] = []
+        for t in (out if isinstance(out, tuple) else (out,)):
+            flat.extend(t if isinstance(t, tuple) else (t,))
+        return tuple(flat)
+
     @classmethod
     def region_arg_types(cls, region: str, operand_types: Sequence[Type | None],
                          attributes: Mapping[str, Any]) -> list[Type]:

@@ -708,8 +708,13 @@ class CudaContext:
                           self.stream, detail=f"host step {t}")
 
     def _size_step(self, b: Any, t: int, run: "_Run") -> None:
-        """Read the operands of a size step's op back (a few scalars), and bind its sizes."""
+        """Read the operands of a size step's op back (a few scalars), and bind its sizes (or,
+        for sizes that follow from shapes, run the op's type rule on this run's shapes)."""
         step = b.steps[t]
+        if step.get("from") == "shapes":
+            shapes = self.dev.host_ops.sizes_from_shapes(int(step["ops"][0]), lambda vid: run.sizes.value(vid)["shape"])
+            run.sizes.bind(t, shapes)
+            return
         fetched: dict[int, Any] = {}
         pending = False
         for vid in step.get("reads", ()):

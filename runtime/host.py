@@ -89,6 +89,25 @@ class HostOps:
             raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
         return {self.ids[r]: tuple(int(d) for d in shape) for r, shape in zip(op.results, shapes)}
 
+    def sizes_from_shapes(self, index: int, shape_of: Callable[[int], Any]) -> dict[int, tuple[int, ...]]:
+        """A size step of an op whose result sizes follow from its operands' shapes (a slice of a
+        value sized at run time): its type rule on the operands' shapes of this run."""
+        op = self.ops[index]
+        where = f"{op.loc}: " if op.loc else ""
+        try:
+            types = [v.type.with_shape(tuple(int(d) for d in shape_of(self.ids[v]))) if v is not None else None
+                     for v in op.operands]
+            out = op.infer_types(types)
+        except Exception as err:
+            raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
+        shapes = {}
+        for r, t in zip(op.results, out):
+            shape = getattr(t, "shape", None)
+            if shape is None or not all(isinstance(d, int) for d in shape):
+                raise InterpretError(f"{where}{op.name}: its type rule gives {t} at these shapes, not a size")
+            shapes[self.ids[r]] = tuple(shape)
+        return shapes
+
 
 def detach(x: Any) -> Any:
     """A copy that shares no memory with the arena (arrays copied, sequences walked)."""
@@ -200,7 +219,9 @@ class HostContext:
             firsts = {first for first, _ in b.groups}
             for t, step in enumerate(b.steps):
                 if step["kind"] == "size":  # bind the sizes its op's kernels are launched with
-                    sizes.bind(t, self.ops.sizes(int(step["ops"][0]), fetch))
+                    index = int(step["ops"][0])
+                    sizes.bind(t, self.ops.sizes_from_shapes(index, lambda vid: sizes.value(vid)["shape"])
+                               if step.get("from") == "shapes" else self.ops.sizes(index, fetch))
                     continue
                 if step["kind"] == "launch":
                     # As on the GPU: its sizes evaluated and checked, its run-time guards decided (where

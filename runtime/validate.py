@@ -243,6 +243,8 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
         elif s["kind"] == "size":
             if len(s["ops"]) != 1 or not s.get("binds") or writes:
                 where.fail("a size step has one op, binds run-time symbols and writes nothing")
+            if s.get("from", "data") not in ("data", "shapes"):
+                where["from"].fail(f"a size step's sizes come from 'data' or 'shapes', not {s['from']!r}")
         else:
             where["kind"].fail(f"step kind {s['kind']!r} is neither 'launch', 'host' nor 'size'")
         if "binds" in s and s["kind"] == "launch":
@@ -730,14 +732,14 @@ def _ir(module: Any, program: Mapping[str, Any], symbols: Mapping[str, int], wei
         if s["kind"] == "size":
             op = ops[s["ops"][0]]
             results = {ids[r] for r in op.results}
-            if getattr(type(op), "run_time_sizes", None) is None:
+            if getattr(type(op), "run_time_sizes", None) is None and s.get("from") != "shapes":
                 At("plan", "program")["steps"][t].fail(f"op {s['ops'][0]} ({op.name}) has no rule for its sizes at "
                                                        "run time; a size step cannot run it")
             for j, (sym, vid, _) in enumerate(s["binds"]):
                 if vid not in results:
                     At("plan", "program")["steps"][t]["binds"][j].fail(
                         f"{sym} is bound from value {vid}, which is not a result of op {s['ops'][0]}")
-        if s["kind"] not in ("host", "size"):
+        if s["kind"] not in ("host", "size") or s.get("from") == "shapes":  # (which reads no value)
             continue
         listed = set(s.get("reads", []))
         for index in s["ops"]:

@@ -256,6 +256,15 @@ def split(ctx: LowerContext, op: Operation) -> None:
         offset += length
 
 
+def _clamp(v: int, d: int, step: int, is_start: bool) -> int:
+    """clamp_index over a symbolic dim, with min and max in the expression (no guard on the dim)."""
+    if v < 0:
+        v = v + d
+    if step > 0:
+        return smin(smax(v, 0), d)
+    return smin(smax(v, 0 if is_start else -1), d - 1)
+
+
 @lowering("ember.slice")
 def slice_(ctx: LowerContext, op: Operation) -> None:
     x, y = op.operands[0], op.results[0]
@@ -268,8 +277,12 @@ def slice_(ctx: LowerContext, op: Operation) -> None:
     dims, in_strides, base = list(shape), list(strides), 0
     for ax, start, end, step in zip(axes, starts, ends, steps):
         d = shape[ax]
-        s, e = clamp_index(start, d, step, True), clamp_index(end, d, step, False)
-        dims[ax] = slice_length(s, e, step)
+        if ctx.lowerer.is_runtime(d):  # a size known only at run time: clamp it in the expression, not by a guard
+            s, e = _clamp(start, d, step, True), _clamp(end, d, step, False)
+            dims[ax] = smax(0, -((s - e) // step))
+        else:
+            s, e = clamp_index(start, d, step, True), clamp_index(end, d, step, False)
+            dims[ax] = slice_length(s, e, step)
         in_strides[ax] = strides[ax] * step
         if dims[ax]:
             base += s * strides[ax]

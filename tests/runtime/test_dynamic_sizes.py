@@ -26,13 +26,14 @@ from ember.tolerance import compare
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "onnx"
 SSD = "ssdlite_small"
 SSD_PROFILE = {"images": ((1, 3, 64, 64), (1, 3, 96, 80), (1, 3, 128, 128))}  # as test_profiles.PROFILES
-# What is truly data: the detections NonZero finds, TopK's k (the count of them, capped), the
-# ConstantOfShape of that count, the If around NMS and the Slice of its result (an ONNX slice
-# whose length, min(count, 20), its type rule cannot state over a run-time size).
+# What stays on the host: the detections NonZero finds, TopK (its k is the count of them,
+# capped, read from data), the ConstantOfShape of that count (no kernel yet) and the If around
+# NMS. The Slice of the If's result (min(count, 20) long, which its type rule cannot state over
+# a run-time size) gets a size step that runs the type rule on the run's shapes, and a kernel.
 SSD_HOST_OPS = ["ember.nonzero @ /model/NonZero", "ember.topk @ /model/TopK",
                 "ember.constant_of_shape @ /model/ConstantOfShape", "ember.nonzero @ /model/NonZero_2",
                 "ember.topk @ /model/TopK_1", "ember.constant_of_shape @ /model/ConstantOfShape_1",
-                "ember.if @ If_1890", "ember.slice @ /model/Slice_6"]
+                "ember.if @ If_1890"]
 
 RANGE_IR = """func @main(%start: {t}[], %n: {t}[], %delta: {t}[]) -> (y: {t}[?]) {{
   %one = ember.constant {{value = dense<{t}[]: 1>}} : {t}[]
@@ -92,18 +93,23 @@ def no_compiler(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def ssd(built, tmp_path_factory) -> tuple:
-    """SSDlite: the module, the fixture's fixed-shape engine (320x320) and a profile engine
-    (64..128 a side), both saved and loaded back."""
-    tmp = tmp_path_factory.mktemp("dynamic")
+def ssd_fixed(built, tmp_path_factory) -> tuple:
+    """SSDlite: the module and the fixture's fixed-shape engine (320x320), saved and loaded back."""
     module = ember.load(FIXTURES / f"{SSD}.onnx")
-    fixed = saved_and_loaded(built.engine(SSD), tmp / "fixed.engine")
-    profiled = ember.compile(module, profiles=[SSD_PROFILE], cache_dir=built.cache_dir)
-    return module, fixed, saved_and_loaded(profiled, tmp / "profile.engine"), profiled
+    return module, saved_and_loaded(built.engine(SSD), tmp_path_factory.mktemp("dynamic") / "fixed.engine")
 
 
-def test_ssdlite_keeps_only_its_data_dependent_ops_on_the_host(ssd):
-    _, fixed, loaded, built_profile = ssd
+@pytest.fixture(scope="module")
+def ssd_profile(built, tmp_path_factory) -> tuple:
+    """SSDlite built for a profile (64..128 a side): the module, the engine saved and loaded back,
+    and the engine as built (with its report)."""
+    module = ember.load(FIXTURES / f"{SSD}.onnx")
+    engine = ember.compile(module, profiles=[SSD_PROFILE], cache_dir=built.cache_dir)
+    return module, saved_and_loaded(engine, tmp_path_factory.mktemp("dynamic") / "profile.engine"), engine
+
+
+def test_ssdlite_keeps_only_its_data_dependent_ops_on_the_host(ssd_fixed, ssd_profile):
+    (_, fixed), (_, loaded, built_profile) = ssd_fixed, ssd_profile
     assert host_ops(fixed) == SSD_HOST_OPS
     assert host_ops(loaded) == SSD_HOST_OPS and loaded.is_dynamic
     assert [h.split(": ", 1)[0] for h in built_profile.report.host_ops] == SSD_HOST_OPS
@@ -116,10 +122,13 @@ def test_ssdlite_keeps_only_its_data_dependent_ops_on_the_host(ssd):
                                                                     if isinstance(v, (int, str)))])]
         assert len(sized) >= 20, "the gathers, concats and elementwise ops after NonZero are kernels"
         assert any(v["kind"] == "dynamic" for v in engine.values)
+        ops = engine.module.main.body.ops
+        size_steps = [s for s in engine.steps if s["kind"] == "size"]
+        assert [(ops[s["ops"][0]].loc.names[0], s.get("from")) for s in size_steps] == [("/model/Slice_6", "shapes")]
 
 
-def test_ssdlite_at_fixed_shape_matches_the_interpreter_as_the_detections_vary(ssd, built, no_compiler):
-    module, fixed, _, _ = ssd
+def test_ssdlite_at_fixed_shape_matches_the_interpreter_as_the_detections_vary(ssd_fixed, built, no_compiler):
+    module, fixed = ssd_fixed
     no_compiler()
     kernels = dict(fixed.kernels)
     counts = set()
@@ -134,8 +143,8 @@ def test_ssdlite_at_fixed_shape_matches_the_interpreter_as_the_detections_vary(s
 
 
 @pytest.mark.parametrize("hw, amplitude", [((64, 64), 1e3), ((96, 80), 1.0), ((128, 128), 1e5), ((72, 120), 1e4)])
-def test_ssdlite_with_a_profile_matches_the_interpreter(ssd, no_compiler, hw, amplitude):
-    module, _, loaded, _ = ssd
+def test_ssdlite_with_a_profile_matches_the_interpreter(ssd_profile, no_compiler, hw, amplitude):
+    module, loaded, _ = ssd_profile
     no_compiler()
     feeds = {"images": (np.random.default_rng(hw[0]).standard_normal((1, 3, *hw)) * amplitude).astype(np.float32)}
     ctx = check(loaded, module, feeds, f"{hw} x{amplitude}")
@@ -241,10 +250,9 @@ def on_both(engine: Engine, module, feeds, what: str) -> object:
 @pytest.mark.skipif(not cuda.available()[0], reason=f"no CUDA GPU: {cuda.available()[1]}")
 @pytest.mark.parametrize("which", ["fixed", "profile"])
 @pytest.mark.parametrize("amplitude", [1.0, 1e4])
-def test_ssdlite_on_cuda_matches_the_interpreter(ssd, built, no_compiler, which, amplitude):
-    module, fixed, loaded, _ = ssd
+def test_ssdlite_on_cuda_matches_the_interpreter(request, built, no_compiler, which, amplitude):
+    module, engine = request.getfixturevalue(f"ssd_{which}")[:2]
     no_compiler()
-    engine = fixed if which == "fixed" else loaded
     shapes = [built.feeds(SSD)["images"].shape] if which == "fixed" else [(1, 3, 64, 64), (1, 3, 128, 96)]
     for shape in shapes:
         feeds = {"images": (np.random.default_rng(7).standard_normal(shape) * amplitude).astype(np.float32)}
