@@ -765,9 +765,7 @@ class CudaContext:
                 if "value" in arg:
                     vid = b.root(int(arg["value"]))
                     info = b.values[vid]
-                    if info["kind"] == "dynamic":
-                        values.append(run.overrides[vid])
-                    elif info["kind"] == "input" and in_arena(info) and int(info["nbytes"]):
+                    if info["kind"] == "input" and in_arena(info) and int(info["nbytes"]):
                         values.append(run.overrides.get(vid) or (self.arena + b.plan.offsets[vid]))
                     else:
                         values.append(self._value_ptr(b, vid, run.overrides))
