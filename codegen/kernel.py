@@ -76,7 +76,8 @@ class Launch:
             raise ValueError(f"{self.kernel.entry_hint}: {len(self.args)} arguments for "
                              f"{len(self.kernel.params)} parameters")
 
-    def spec(self, tactic: str | None = None, candidates: tuple[str, ...] = ()) -> P.LaunchStep:
+    def spec(self, tactic: str | None = None, candidates: tuple[str, ...] = (),
+             guards: tuple[P.Guard, ...] = ()) -> P.LaunchStep:
         """The program's launch step (sizes as shape expressions); reads and writes from the
         value arguments, by the parameters' roles."""
         reads, writes = [], []
@@ -86,4 +87,5 @@ class Launch:
         return P.LaunchStep(self.kernel.name, tuple(expr_of(x) for x in self.grid),  # type: ignore[arg-type]
                             tuple(expr_of(x) for x in self.block),  # type: ignore[arg-type]
                             tuple(a.spec() for a in self.args), tuple(self.ops), tuple(reads), tuple(writes),
-                            expr_of(self.shared), tactic, tuple(candidates) if tactic is not None else ())
+                            expr_of(self.shared), tactic, tuple(candidates) if tactic is not None else (),
+                            guards)

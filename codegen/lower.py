@@ -31,10 +31,12 @@ from ember.codegen.kernel import Arg, Kernel, Launch
 from ember.errors import EmberError, UnsupportedOpError
 from ember.ir.core import Function, Module, Operation, Value
 from ember.ir import sizes
+from ember.ir import dims as D
 from ember.ir.dims import Unknown, evaluate
 from ember.ir.opdef import ViewLike
 from ember.ir import program as P
-from ember.ir.types import TensorType
+from ember.ir.program import Guard
+from ember.ir.types import DTYPES, TensorType, Type
 
 Lowering = Callable[["LowerContext", Operation], None]
 LOWERINGS: dict[str, Lowering] = {}
@@ -161,7 +163,7 @@ class LowerContext:
                shared: int = 0) -> None:
         g = tuple(_integer(x) for x in grid) + (1,) * (3 - len(grid))
         bl = tuple(_integer(x) for x in block) + (1,) * (3 - len(block))
-        if any(x <= 0 for x in g + bl):
+        if any(x <= 0 for x in g + bl):  # (over a run-time size: a guard, decided when the program runs)
             raise UnsupportedOpError(f"{self.op.name}: empty launch grid {g} x {bl}")
         self.launches.append(Launch(kernel, g, bl, tuple(args), _integer(shared), (self.index,)))
 
@@ -186,9 +188,22 @@ class Lowerer:
         self.env = dict(env)
         self.ids: dict[Value, int] = {}
         self.program = Program()
+        self.types: dict[Value, Type] = {}   # result types re-inferred over run-time symbols
+        self.by_shapes: set[Operation] = set()  # ops whose result sizes their type rule gives from operand shapes
+        self.runtime: set[str] = set()       # the run-time symbols bound so far
+        # more leading underscores than any symbol of the model has: no run-time symbol can clash with one
+        underscores = max((len(s) - len(s.lstrip("_")) for s in self.env), default=0)
+        self.prefix = "_" * max(0, underscores) + RUNTIME_PREFIX
+
+    def type_of(self, v: Value) -> Any:
+        return self.types.get(v, v.type)
+
+    def is_runtime(self, x: Any) -> bool:
+        """Whether a size depends on a run-time symbol."""
+        return bool(D.free_symbols(symbolic.expr_of(x)) & self.runtime) if isinstance(x, int) else False
 
     def shape(self, v: Value) -> tuple[int, ...]:
-        t = v.type
+        t = self.type_of(v)
         if not isinstance(t, TensorType) or t.shape is None:
             raise UnsupportedOpError(f"{t} has no static shape")
         out = []
@@ -205,7 +220,8 @@ class Lowerer:
         """A dim's value at the bound symbols; when lowering for a range of shapes, a SymInt
         that also carries the dim's expression (codegen/symbolic.py)."""
         value = evaluate(d, self.env)
-        return symbolic.make(value, d) if self.symbolic else value
+        runtime = bool(D.free_symbols(d) & self.runtime)
+        return symbolic.make(value, d) if self.symbolic or runtime else value
 
     def _describe(self, v: Value, t: TensorType) -> str:
         """How a size error names a value: what defines it, where, its type and the symbols bound."""
@@ -220,7 +236,7 @@ class Lowerer:
     def _add_value(self, v: Value, kind: str, **extra: Any) -> int:
         vid = len(self.program.values)
         self.ids[v] = vid
-        t = v.type
+        t = self.type_of(v)
         if isinstance(t, TensorType):
             try:
                 shape = self.shape(v)
@@ -228,6 +244,8 @@ class Lowerer:
                 shape, kind = (), "host"
             else:
                 sizes.nbytes([symbolic.value_of(d) for d in shape], t.dtype.itemsize, self._describe(v, t))
+                if kind == "activation" and any(self.is_runtime(d) for d in shape):
+                    kind = "dynamic"  # sized when the program runs: allocated per run, outside the arena
             dt = t.dtype.name
         else:
             shape, dt, kind = (), str(t), "host"
@@ -246,6 +264,7 @@ class Lowerer:
         return self.program
 
     def lower_op(self, index: int, op: Operation) -> None:
+        self._retype(op)
         if op.name == "ember.weight":
             self._add_value(op.results[0], "weight", weight=op.attributes["name"])
             return
@@ -271,20 +290,180 @@ class Lowerer:
         elif op.regions:
             reason = "control flow runs from the host"
         unsized = [r for r in op.results if self.program.values[self.ids[r]].kind == "host"]
+        size_step: P.SizeStep | None = None
+        if fn is not None and unsized and op in self.by_shapes and self._all_tensors(op):
+            size_step = P.SizeStep((index,), (), tuple(self._bind_unknown(op)), "shapes")
+            self.program.steps.append(size_step)
+            unsized = []
+        elif fn is not None and unsized and self._sized_at_run_time(op):
+            size_step = P.SizeStep((index,), tuple(self._reads(op)), tuple(self._bind_unknown(op)))
+            self.program.steps.append(size_step)
+            unsized = []
         if fn is not None and unsized:
             reason = f"its result {unsized[0].type} {self._why_unsized(unsized[0])}"
         if fn is not None and not unsized:
             ctx = LowerContext(self, op, index)
             try:
-                fn(ctx, op)
+                guards = self._lower_traced(fn, ctx, op)
                 for launch in ctx.launches:
                     self.program.kernels.setdefault(launch.kernel.name, launch.kernel)
-                    # which candidate runs for a heavy op, and the others
-                    self.program.steps.append(launch.spec(ctx.tactic, ctx.candidates))
+                    # which candidate runs for a heavy op, and the others; decisions on run-time sizes
+                    self.program.steps.append(launch.spec(ctx.tactic, ctx.candidates, tuple(guards)))
                 return
             except UnsupportedOpError as err:
                 reason = str(err)
+        if size_step is not None:  # no kernel after all: the op runs on the host, which binds its sizes
+            self.program.steps.remove(size_step)
+            writes = tuple(self.ids[r] for r in op.results)
+            self.program.steps.append(P.HostStep((index,), tuple(self._reads(op)), writes, reason, size_step.binds))
+            self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
+            return
         self._host_step(index, op, reason)
+
+    def _lower_traced(self, fn: Lowering, ctx: "LowerContext", op: Operation) -> list[Guard]:
+        """Run a lowering; the guards it records over run-time symbols come back (the runtime
+        checks them when the sizes are known, and runs the op on the host where one fails), the
+        others go to the enclosing trace (decided over the profile at build time)."""
+        local = symbolic.Trace()
+        outer = symbolic.active()
+        local.origin = outer.origin if outer is not None else ""
+        with symbolic.tracing(local):
+            fn(ctx, op)
+        at_run_time = []
+        for g in local.guards.values():
+            if (D.free_symbols(g.lhs) | D.free_symbols(g.rhs)) & self.runtime:
+                at_run_time.append(g)
+            elif outer is not None:
+                outer.record(g.lhs, g.op, g.rhs, True)
+        return at_run_time
+
+    def _sized_at_run_time(self, op: Operation) -> bool:
+        """Whether a size step can find the op's result sizes (ember.range from its scalars) so
+        a kernel computes its values: the op says how, and its operands have device buffers."""
+        if getattr(type(op), "run_time_sizes", None) is None or not self._all_tensors(op):
+            return False
+        return all(self.program.values[self.ids[v]].kind != "host" for v in op.operands if v is not None)
+
+    def _all_tensors(self, op: Operation) -> bool:
+        for v in [*op.operands, *op.results]:
+            if v is None or not isinstance(self.type_of(v), TensorType):
+                return False
+            if self.type_of(v).dtype.name not in DTYPES or self.type_of(v).dtype.name == "str":
+                return False
+        return True
+
+    def _retype(self, op: Operation) -> None:
+        """Re-run the op's type rule where the IR's types say less than the lowerer knows: an
+        operand sized by a run-time symbol, or a data-dependent result dim that the rule can
+        now decide (a range whose bounds were folded to constants after it was typed).
+
+        A type rule may assume what holds for the model's input symbols (a symbolic slice
+        bound in range, a symbol broadcasting against k being k), so a result typed over
+        run-time symbols is kept only where the rule gives the same shapes as with the symbols
+        replaced by numbers, at several values (`_exact`); otherwise the result stays
+        data-dependent and its op runs on the host, which binds its size."""
+        operands = [v for v in op.operands if v is not None]
+        changed = any(v in self.types for v in operands)
+        unknown = any(_has_unknown(r.type) for r in op.results)
+        if not (changed or unknown) or op.regions and op.name != "ember.fused":
+            return
+        rule = self._rule(op)
+        types = [self.type_of(v) if v is not None else None for v in op.operands]
+        try:
+            out = rule(types)
+        except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+            return
+        if len(out) != len(op.results):
+            return
+        if changed and not self._exact(rule, types, out):
+            if op.name != "ember.fused" and self._static_at_samples(rule, types):
+                self.by_shapes.add(op)  # a size step can run the rule on the shapes when the program runs
+            return
+        for r, t in zip(op.results, out):
+            old = r.type
+            if not (isinstance(t, TensorType) and isinstance(old, TensorType)) or t.dtype != old.dtype \
+                    or t == old or t.shape is None or old.shape is None or len(t.shape) != len(old.shape):
+                continue
+            if any(isinstance(n, Unknown) and not isinstance(o, Unknown) for n, o in zip(t.shape, old.shape)):
+                continue  # the rule knows less here than the IR said: keep the IR's type
+            self.types[r] = t
+
+    def _rule(self, op: Operation) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """The op's type rule over given operand types; a fused elementwise region's is its
+        operands' broadcast (what fusion relies on: its own rule checks the region's types)."""
+        if op.name == "ember.fused" and op.attributes.get("kind") == "elementwise":
+            def broadcast(types: Sequence[Any]) -> tuple[Any, ...]:
+                if any(not isinstance(t, TensorType) or t.shape is None for t in types):
+                    raise TypeError("not a tensor")
+                shape = D.broadcast_shapes(*(tuple(t.shape) for t in types))
+                return tuple(r.type.with_shape(shape) for r in op.results)
+            return broadcast
+        return lambda types: op.infer_types(types)  # type: ignore[attr-defined]
+
+    def _static_at_samples(self, rule: Callable[[Sequence[Any]], tuple[Any, ...]], types: Sequence[Any]) -> bool:
+        """Whether the rule gives static result shapes once the run-time symbols are numbers (at
+        the samples of `_exact`): then the sizes follow from the operands' shapes alone."""
+        for env in self._sample_envs(types):
+            try:
+                out = rule([_substituted(t, env) for t in types])
+            except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+                return False
+            if not all(isinstance(t, TensorType) and t.shape is not None and all(isinstance(d, int) for d in t.shape)
+                       for t in out):
+                return False
+        return True
+
+    def _sample_envs(self, types: Sequence[Any]) -> list[dict[str, int]]:
+        names = sorted({s for t in types if isinstance(t, TensorType) and t.shape is not None
+                        for d in t.shape for s in D.free_symbols(d)} & self.runtime)
+        envs = [{n: x for n in names} for x in EXACT_SAMPLES]
+        return envs + [{n: x + 3 * k for k, n in enumerate(names)} for x in EXACT_SAMPLES[2:]]
+
+    def _exact(self, rule: Callable[[Sequence[Any]], tuple[Any, ...]], types: Sequence[Any],
+               out: Sequence[Any]) -> bool:
+        """Whether `out`, the rule's result over run-time symbols, is what the rule gives with
+        the symbols replaced by numbers (all equal, and all different), wherever it is asked."""
+        for env in self._sample_envs(types):
+            try:
+                concrete = [_substituted(t, env) for t in types]
+                want = rule(concrete)
+                got = [_substituted(t, env) for t in out]
+            except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+                return False
+            if list(want) != got:
+                return False
+        return True
+
+    def _bind_unknown(self, op: Operation) -> list[P.Bind]:
+        """Give each data-dependent dim of the op's results a fresh run-time symbol: the value
+        becomes one sized when the program runs, and ops after it lower over the symbol. Returns
+        the step's `binds`: [symbol, value id, axis], read from the results' shapes at run time."""
+        binds: list[P.Bind] = []
+        for r in op.results:
+            t = self.type_of(r)
+            if not isinstance(t, TensorType) or t.shape is None or t.dtype.name not in DTYPES \
+                    or t.dtype.name == "str" or not _has_unknown(t):
+                continue
+            vid = self.ids[r]
+            dims = []
+            for axis, d in enumerate(t.shape):
+                if not isinstance(d, Unknown):
+                    dims.append(d)
+                    continue
+                name = f"{self.prefix}{len(self.runtime)}"
+                self.runtime.add(name)
+                bound = d.bound if isinstance(d.bound, int) else None
+                self.env[name] = RUNTIME_SAMPLE if bound is None else min(RUNTIME_SAMPLE, bound)
+                dims.append(D.sym(name))
+                binds.append(P.Bind(name, vid, axis))
+            self.types[r] = t.with_shape(tuple(dims))
+            info = self.program.values[vid]
+            info.shape = self.shape(r)
+            info.kind, info.alias = "dynamic", None
+        return binds
+
+    def _reads(self, op: Operation) -> list[int]:
+        return sorted({self.ids[v] for v in op.reads() if v in self.ids})
 
     def tactic_for(self, index: int, op: Operation) -> str | None:
         if index in self.tactics:
@@ -308,10 +487,28 @@ class Lowerer:
             info = self.program.values[self.ids[r]]
             if info.kind == "view":  # a view whose source has no buffer: computed on the host instead
                 info.kind, info.alias = "activation", None
-        reads = sorted({self.ids[v] for v in op.reads() if v in self.ids})
+        reads = self._reads(op)
         writes = [self.ids[r] for r in op.results]
-        self.program.steps.append(P.HostStep((index,), tuple(reads), tuple(writes), reason))
+        binds = tuple(self._bind_unknown(op))
+        self.program.steps.append(P.HostStep((index,), tuple(reads), tuple(writes), reason, binds))
         self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
+
+
+RUNTIME_PREFIX = "_rt"  # run-time symbols: _rt0, _rt1, ... (more leading underscores if the model's symbols have some)
+RUNTIME_SAMPLE = 7      # the value a run-time symbol has while lowering (decisions on it are run-time guards)
+
+
+EXACT_SAMPLES = (0, 1, 2, 3, 7, 64, 1000)  # where `Lowerer._exact` checks a type rule over run-time symbols
+
+
+def _substituted(t: Any, env: Mapping[str, int]) -> Any:
+    if not isinstance(t, TensorType) or t.shape is None:
+        return t
+    return t.with_shape(tuple(D.substitute(d, env) for d in t.shape))
+
+
+def _has_unknown(t: Any) -> bool:
+    return isinstance(t, TensorType) and t.shape is not None and any(isinstance(d, Unknown) for d in t.shape)
 
 
 def _integer(x: Any) -> int:

@@ -66,6 +66,11 @@ def tracing(trace: Trace) -> Iterator[Trace]:
         _ACTIVE.pop()
 
 
+def active() -> Trace | None:
+    """The trace guards go to now, if any."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
 @contextlib.contextmanager
 def origin(what: str) -> Iterator[None]:
     """Name the op whose lowering records the next guards."""
@@ -346,4 +351,4 @@ def broadcast_shapes(*shapes: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
-__all__ = ["SymInt", "Trace", "tracing", "origin", "expr_of", "value_of", "make", "smax", "smin", "cdiv", "numel", "contiguous_strides", "broadcast_shapes"]
+__all__ = ["SymInt", "Trace", "tracing", "active", "origin", "expr_of", "value_of", "make", "smax", "smin", "cdiv", "numel", "contiguous_strides", "broadcast_shapes"]

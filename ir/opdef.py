@@ -235,6 +235,12 @@ class Op(Operation):
         if sum(f.variadic for f in cls.operand_fields) > 1 or sum(f.variadic for f in cls.result_fields) > 1:
             raise TypeError(f"{cls.__name__}: at most one variadic operand and one variadic result")
 
+    run_time_sizes: ClassVar[Callable[..., tuple[tuple[int, ...], ...]] | None] = None
+    """For an op whose result sizes are data but cheap to find from its operands (ember.range:
+    three scalars), the result shapes from the operand arrays. Lowering then gives the op a
+    *size step*, which reads the operands back and binds the sizes, and a kernel computes the
+    values (codegen/lower.py); without it, such an op runs on the host."""
+
     # -- creation -------------------------------------------------------------------
     @classmethod
     def create(cls, operands: Sequence[Value | None] = (), attributes: Mapping[str, Any] | None = None, *,
@@ -376,6 +382,17 @@ class Op(Operation):
         for t in flat:
             if not isinstance(t, Type):
                 raise self.error(f"type rule returned {t!r}, not a Type")
+        return tuple(flat)
+
+    def infer_types(self, operand_types: Sequence[Any]) -> tuple[Any, ...]:
+        """The type rule on given operand types (one per operand, None for an absent optional),
+        one type per result: what the types would be with other operand shapes (the lowerer's
+        sizes over run-time symbols; a size step's concrete shapes at run time)."""
+        groups = self.group(operand_types)
+        out = self.infer(*groups.values())
+        flat: list[Any] = []
+        for t in (out if isinstance(out, tuple) else (out,)):
+            flat.extend(t if isinstance(t, tuple) else (t,))
         return tuple(flat)
 
     @classmethod

@@ -19,7 +19,7 @@ from ember.errors import EmberError
 from ember.ir import sizes
 from ember.ir.dims import evaluate, free_symbols
 from ember.ir.profiles import Profile, Specialization
-from ember.ir.program import Program, Step, ValueSpec, format_env, parse_expr
+from ember.ir.program import LaunchStep, Program, Step, ValueSpec, format_env, parse_expr
 from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory
 
 
@@ -34,6 +34,8 @@ class Binding:
 
     def __post_init__(self) -> None:
         self.groups = op_groups(self.program.steps)
+        self.runtime = self.program.runtime_symbols - set(self.env)
+        self.params = self.program.kernel_params
 
     @property
     def values(self) -> tuple[ValueSpec, ...]:
@@ -49,6 +51,76 @@ class Binding:
 
     def root(self, vid: int) -> int:
         return self.program.root(vid)
+
+
+class RunSizes:
+    """The sizes of one run of a binding whose program has run-time symbols (sizes found from
+    data: NonZero's count, a range's length). Host and size steps bind them (`bind`) from the
+    shapes they produce; values and launch steps sized over them are evaluated when they are
+    reached (`value`, `step`), each launch checked as the loader checks a stored one
+    (`check(step, t)`) and its run-time guards evaluated (`runs_on_device`). Shared by the
+    host arena and the CUDA context, so the host tests cover the logic the GPU runs."""
+
+    def __init__(self, b: Binding, check: Callable[[LaunchStep, int], None], error: type[EmberError]) -> None:
+        self.b, self.check, self.error = b, check, error
+        self.env = dict(b.env)
+        self._values: dict[int, ValueSpec] = {}
+        self._steps: dict[int, LaunchStep] = {}
+        self._on_device: dict[int, bool] = {}
+
+    def bind(self, t: int, shapes: Mapping[int, Sequence[int]]) -> None:
+        """Bind the run-time symbols of step `t` from the shapes of the values it produced."""
+        for bound in getattr(self.b.steps[t], "binds", ()):
+            sym, vid, axis = bound.symbol, bound.value, bound.axis
+            shape = shapes.get(vid)
+            if shape is None or not 0 <= axis < len(shape):
+                raise self.error(f"step {t} binds {sym} to dim {axis} of value {vid}, which it did not produce "
+                                 f"with that rank (got {None if shape is None else list(shape)})")
+            got = int(shape[axis])
+            if self.env.get(sym, got) != got:
+                raise self.error(f"step {t}: {sym} is {got} here, but {self.env[sym]} from an earlier step")
+            self.env[sym] = got
+
+    def value(self, vid: int) -> ValueSpec:
+        """Value `vid` with its shape and byte size as ints (views checked against their source)."""
+        info = self.b.values[vid]
+        root = self.b.root(vid)
+        if info.kind == "host" or (info.is_bound and self.b.values[root].kind != "dynamic"):
+            return info
+        if vid not in self._values:
+            try:
+                out = info.bind(self.env)
+            except (EmberError, ValueError, ZeroDivisionError) as err:
+                raise self.error(f"value {info.name} at {format_env(self.env)}: "
+                                 f"{str(err).splitlines()[0]}") from None
+            if root != vid and out.nbytes != self.value(root).nbytes:
+                raise self.error(f"value {info.name} {list(out.shape)} is a view of "
+                                 f"{self.b.values[root].name} {list(self.value(root).shape)}, which has other "
+                                 f"bytes here ({format_env(self.env)})")
+            self._values[vid] = out
+        return self._values[vid]
+
+    def step(self, t: int) -> LaunchStep:
+        """Launch step `t` with every size an int (checked), its guards decided."""
+        s = self.b.steps[t]
+        assert isinstance(s, LaunchStep)
+        if s.is_bound:
+            return s
+        if t not in self._steps:
+            try:
+                out = s.bind(self.env)
+                on_device = out.guards_hold()
+            except (EmberError, ValueError, ZeroDivisionError) as err:
+                raise self.error(f"step {t} at {format_env(self.env)}: {str(err).splitlines()[0]}") from None
+            if on_device:
+                self.check(out, t)
+            self._steps[t], self._on_device[t] = out, on_device
+        return self._steps[t]
+
+    def runs_on_device(self, t: int) -> bool:
+        """Whether launch step `t` launches (its run-time guards hold); else its op runs on the host."""
+        self.step(t)
+        return self._on_device.get(t, True)
 
 
 def symbols_of(inputs: Sequence[Any], shapes: Mapping[str, tuple[int, ...]], error: type[EmberError]
@@ -147,6 +219,8 @@ def _check_views(symbolic: Program, program: Program, env: Mapping[str, int], er
         if v.kind != "view" or v.alias is None:
             continue
         root = values[program.root(v.id)]
+        if not isinstance(v.nbytes, int) or not isinstance(root.nbytes, int):
+            continue  # sized at run time: checked then (RunSizes.value)
         if v.nbytes != root.nbytes:
             src = symbolic.values[root.id]
             raise error(f"the input shapes ({format_env(env)}) break a constraint of the model: "
@@ -155,4 +229,4 @@ def _check_views(symbolic: Program, program: Program, env: Mapping[str, int], er
                         f"({v.nbytes} and {root.nbytes} bytes)")
 
 
-__all__ = ["Binding", "Bindings", "bind", "choose", "symbols_of"]
+__all__ = ["Binding", "Bindings", "RunSizes", "bind", "choose", "symbols_of"]

@@ -34,7 +34,7 @@ from ember.errors import EmberError
 from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
-from ember.ir.program import LaunchStep
+from ember.ir.program import LaunchStep, SizeStep, ValueSpec
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
 _TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
@@ -298,23 +298,36 @@ class _ShapeState:
                 self.segments.append((t, t))
         self.segment_at = {first: (first, last) for first, last in self.segments}
         self.scratch_first = {first for first, _ in b.groups}
+        self.group_of = {t: (first, last) for first, last in b.groups for t in range(first, last + 1)}
+        # Launches sized over run-time symbols, or reading or writing a value sized at run time
+        # (its buffer is allocated per run), are packed and launched when reached, not captured.
+        self.dynamic_steps = {t for t, st in enumerate(steps) if isinstance(st, LaunchStep) and not self._static(st)}
+        self.dynamic = {seg for seg in self.segments if any(t in self.dynamic_steps for t in range(seg[0], seg[1] + 1))}
         self.kernel_params = b.program.kernel_params
         self.meta_ptr: dict[tuple[int, ...], int] = {}
         self.meta_block = 0
         self.graphs: dict[tuple[int, tuple], Any] = {}
         self.graph_order: dict[int, list[tuple]] = {}
         self._upload_meta(ctx)
-        for st in steps:
-            if isinstance(st, LaunchStep):
+        for t, st in enumerate(steps):
+            if isinstance(st, LaunchStep) and t not in self.dynamic_steps:
                 ctx.dev.allow_shared(st.kernel, int(st.shared))
-        self.params = [ctx._static_params(self, t, st) if isinstance(st, LaunchStep) else None
-                       for t, st in enumerate(steps)]
+        self.params = [ctx._static_params(self, t, st) if isinstance(st, LaunchStep) and t not in self.dynamic_steps
+                       else None for t, st in enumerate(steps)]
         self.reads_inputs = {seg: tuple(sorted(self._inputs_read(seg))) for seg in self.segments}
+
+    def _static(self, step: LaunchStep) -> bool:
+        """Whether a launch step is the same at every run of this shape (sizes bound, no value
+        sized at run time among its arguments)."""
+        if not step.is_bound:
+            return False
+        return not any(self.b.values[self.b.root(int(a.value))].kind == "dynamic"
+                       for a in step.args if a.kind == "value")
 
     def _upload_meta(self, ctx: "CudaContext") -> None:
         metas: list[tuple[int, ...]] = []
-        for step in self.b.steps:
-            if not isinstance(step, LaunchStep):
+        for t, step in enumerate(self.b.steps):
+            if not isinstance(step, LaunchStep) or t in self.dynamic_steps:
                 continue
             for arg in step.args:
                 if arg.kind == "meta":
@@ -391,6 +404,8 @@ class CudaContext:
         self._states: OrderedDict[tuple, _ShapeState] = OrderedDict()
         self.graph_launches = 0
         self.captures = 0
+        self.fallbacks = 0       # last run: launch groups whose run-time guards failed, run on the host
+        self.run_symbols: dict[str, int] = {}  # last run: the run-time symbols' values
 
     @property
     def segments(self) -> list[tuple[int, int]]:
@@ -466,6 +481,10 @@ class CudaContext:
             return self.dev.weight_ptr[name]
         if info.in_arena:
             return self.arena + b.plan.offsets[root] if info.nbytes else 0
+        if info.kind == "dynamic":
+            if overrides is None or root not in overrides:
+                raise EngineFormatError(f"{engine.source}: value {info.name} is read before any step computed it")
+            return overrides[root]
         raise EngineFormatError(f"{engine.source}: value {info.name} lives on the host; a kernel cannot read it")
 
     def _kernel_params(self, state: _ShapeState, t: int, overrides: Mapping[int, int]) -> tuple[tuple, tuple]:
@@ -482,7 +501,7 @@ class CudaContext:
     def _enqueue(self, state: _ShapeState, seg: tuple[int, int], overrides: Mapping[int, int]) -> None:
         steps = state.b.steps
         for t in range(seg[0], seg[1] + 1):
-            step: LaunchStep = steps[t]  # type: ignore[assignment]
+            step = steps[t]
             if t in state.scratch_first:
                 for off, nbytes in state.b.plan.scratch_slots.get(t, []):
                     _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
@@ -599,30 +618,44 @@ class CudaContext:
             self._wait_on(sorted(producers))
             capturing = self._capturing()
             steps = b.steps
-            t = 0
-            while t < len(steps):
-                if isinstance(steps[t], LaunchStep):
-                    seg = state.segment_at[t]
-                    self._run_segment(state, seg, overrides, capturing)
-                    t = seg[1] + 1
-                    continue
-                if capturing:
-                    raise CudaError("cuStreamBeginCapture", None, "the stream is being captured, and this engine "
-                                    "has host steps, which cannot be captured")
-                self._host_step(b, t, overrides, host, keep)
-                t += 1
-            return self._outputs(b, overrides, host, device_mode, frameworks)
+            run = _Run(engine.run_sizes(b), overrides, host, keep)
+            self.fallbacks = 0
+            try:
+                t = 0
+                while t < len(steps):
+                    if isinstance(steps[t], LaunchStep):
+                        seg = state.segment_at[t]
+                        if seg in state.dynamic:
+                            self._run_dynamic(state, seg, run)
+                        else:
+                            self._run_segment(state, seg, overrides, capturing)
+                        t = seg[1] + 1
+                        continue
+                    if capturing:
+                        raise CudaError("cuStreamBeginCapture", None, "the stream is being captured, and this engine "
+                                        "has host steps, which cannot be captured")
+                    if isinstance(steps[t], SizeStep):
+                        self._size_step(b, t, run)
+                    else:
+                        step = steps[t]
+                        self._on_host(b, t, step.ops, step.reads, run)
+                    t += 1
+                self.run_symbols = {k: v for k, v in run.sizes.env.items() if k in b.runtime}
+                return self._outputs(b, overrides, host, device_mode, frameworks, run)
+            finally:
+                run.free(self)
 
-    def _fetch(self, b: Any, vid: int, overrides: Mapping[int, int], host: Mapping[int, Any]) -> tuple[Any, bool]:
+    def _fetch(self, b: Any, vid: int, overrides: Mapping[int, int], host: Mapping[int, Any],
+               run: "_Run | None" = None) -> tuple[Any, bool]:
         """A value on the host: (array, whether a copy was queued that the stream must finish first)."""
         engine = self.engine
-        info = b.values[vid]
+        info = b.values[vid] if run is None else run.sizes.value(vid)
         if info.kind == "view":
-            base, pending = self._fetch(b, b.root(vid), overrides, host)
+            base, pending = self._fetch(b, b.root(vid), overrides, host, run)
             return np.asarray(base).reshape(info.shape), pending
         if info.is_data:
             return engine.weights[info.weight], False
-        if not info.in_arena:
+        if not _on_device(info):
             if vid not in host:
                 raise EngineFormatError(f"{engine.source}: value {info.name} is read before any step computed it")
             return host[vid], False
@@ -633,50 +666,136 @@ class CudaContext:
             return arr, True
         return arr, False
 
-    def _host_step(self, b: Any, t: int, overrides: Mapping[int, int], host: dict[int, Any], keep: list[Any]
-                   ) -> None:
-        step = b.steps[t]
+    def _on_host(self, b: Any, t: int, ops: Sequence[int], reads: Sequence[int], run: "_Run") -> None:
+        """Run `ops` on the reference interpreter: a host step, or a launch group whose run-time
+        guards failed. What they read is copied to the host (the stream synchronized first),
+        run-time symbols bound from what they give, and results on the device copied back."""
+        overrides, host, keep = run.overrides, run.host, run.keep
         fetched: dict[int, Any] = {}
         pending = False
-        for vid in step.reads:
-            fetched[vid], p = self._fetch(b, vid, overrides, host)
+        for vid in reads:
+            fetched[vid], p = self._fetch(b, int(vid), overrides, host, run)
             pending = pending or p
         if pending:
             _call("cuStreamSynchronize", self.stream, detail=f"before host step {t}")
 
         def fetch(vid: int) -> Any:
             if vid not in fetched:
-                fetched[vid], p = self._fetch(b, vid, overrides, host)
+                fetched[vid], p = self._fetch(b, vid, overrides, host, run)
                 if p:
                     _call("cuStreamSynchronize", self.stream)
             return fetched[vid]
 
         runner = self.dev.host_ops
-        for index in step.ops:
-            for vid, out in runner.run(index, fetch, b.env):
+        binds = getattr(b.steps[t], "binds", ()) if not isinstance(b.steps[t], SizeStep) else ()
+        for index in ops:
+            results = runner.run(int(index), fetch, run.sizes.env)
+            if binds:
+                run.sizes.bind(t, {vid: np.shape(out) for vid, out in results})
+            for vid, out in results:
                 info = b.values[vid]
-                if info.in_arena:
-                    arr = np.asarray(check_result(b, vid, out), order="C")
-                    keep.append(arr)
-                    if arr.nbytes:
-                        _call("cuMemcpyHtoDAsync", self._value_ptr(b, vid, overrides), arr.ctypes.data, arr.nbytes,
-                              self.stream, detail=f"host step {t}")
-                else:
+                if not _on_device(info):
                     host[vid] = detach(out)
+                    continue
+                arr = np.asarray(check_result(b, vid, out, run.sizes.value(vid)), order="C")
+                keep.append(arr)
+                if info.kind == "dynamic":
+                    run.allocate(self, vid, arr.nbytes)
+                if arr.nbytes:
+                    _call("cuMemcpyHtoDAsync", self._value_ptr(b, vid, overrides), arr.ctypes.data, arr.nbytes,
+                          self.stream, detail=f"host step {t}")
+
+    def _size_step(self, b: Any, t: int, run: "_Run") -> None:
+        """Read the operands of a size step's op back (a few scalars), and bind its sizes (or,
+        for sizes that follow from shapes, run the op's type rule on this run's shapes)."""
+        step = b.steps[t]
+        if step.source == "shapes":
+            shapes = self.dev.host_ops.sizes_from_shapes(step.ops[0], lambda vid: run.sizes.value(vid).shape)
+            run.sizes.bind(t, shapes)
+            return
+        fetched: dict[int, Any] = {}
+        pending = False
+        for vid in step.reads:
+            fetched[vid], p = self._fetch(b, int(vid), run.overrides, run.host, run)
+            pending = pending or p
+        if pending:
+            _call("cuStreamSynchronize", self.stream, detail=f"before size step {t}")
+
+        def fetch(vid: int) -> Any:
+            if vid not in fetched:
+                fetched[vid], p = self._fetch(b, vid, run.overrides, run.host, run)
+                if p:
+                    _call("cuStreamSynchronize", self.stream)
+            return fetched[vid]
+        run.sizes.bind(t, self.dev.host_ops.sizes(step.ops[0], fetch))
+
+    def _run_dynamic(self, state: _ShapeState, seg: tuple[int, int], run: "_Run") -> None:
+        """Launch a segment whose sizes are known only now, kernel by kernel (no CUDA graph):
+        each launch's sizes evaluated and checked, its outputs sized at run time allocated, its
+        metadata uploaded; an op whose run-time guards fail runs on the host instead."""
+        b = state.b
+        ops = self.dev.host_ops
+        for t in range(seg[0], seg[1] + 1):
+            if t not in state.dynamic_steps:
+                self._enqueue(state, (t, t), run.overrides)
+                continue
+            first, last = state.group_of[t]
+            if not run.sizes.runs_on_device(t):
+                if t == last:
+                    self.fallbacks += 1
+                    index = b.steps[t].ops[0]
+                    reads = sorted({ops.ids[v] for v in ops.ops[index].reads() if v in ops.ids})
+                    self._on_host(b, t, b.steps[t].ops, reads, run)
+                continue
+            step = run.sizes.step(t)
+            for vid in step.writes:
+                root = b.root(int(vid))
+                if b.values[root].kind == "dynamic" and root not in run.overrides:
+                    run.allocate(self, root, int(run.sizes.value(root).nbytes))
+            if t == first:
+                for off, nbytes in b.plan.scratch_slots.get(t, []):
+                    _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
+            values, types = [], []
+            params = state.kernel_params[step.kernel]
+            j = 0
+            for a, (p, arg) in enumerate(zip(params, step.args)):
+                types.append(_CTYPES[p.kind])
+                if arg.kind == "value":
+                    vid = b.root(int(arg.value))
+                    info = b.values[vid]
+                    if info.kind == "input" and info.in_arena and info.nbytes:
+                        values.append(run.overrides.get(vid) or (self.arena + b.plan.offsets[vid]))
+                    else:
+                        values.append(self._value_ptr(b, vid, run.overrides))
+                elif arg.kind == "scratch":
+                    if not isinstance(b.steps[t].args[a].value, int):  # sized at run time
+                        values.append(run.scratch(self, (first, j), _scratch_sizes(run.sizes, first, last, j)))
+                    else:
+                        values.append(self.arena + b.plan.scratch[(t, a)])
+                    j += 1
+                elif arg.kind == "meta":
+                    values.append(run.meta(self, [int(x) for x in arg.value]))
+                else:
+                    values.append(float(arg.value) if p.kind == "f32" else int(arg.value))
+            self.dev.allow_shared(step.kernel, int(step.shared))
+            grid, block = step.grid, step.block
+            _call("cuLaunchKernel", self.dev.functions[step.kernel], int(grid[0]), int(grid[1]), int(grid[2]),
+                  int(block[0]), int(block[1]), int(block[2]), int(step.shared), self.stream,
+                  (tuple(values), tuple(types)), 0, detail=f"step {t}: kernel {step.kernel}")
 
     def _outputs(self, b: Any, overrides: Mapping[int, int], host: Mapping[int, Any], device_mode: bool,
-                 frameworks: Sequence[str]) -> dict[str, Any]:
+                 frameworks: Sequence[str], run: "_Run") -> dict[str, Any]:
         engine = self.engine
         from ember.ir.types import DTYPES
         results: dict[str, Any] = {}
         framework = frameworks[0] if frameworks and all(f == frameworks[0] for f in frameworks) else ""
         if not device_mode:
             for spec in engine.outputs:
-                info = b.values[spec.value]
+                info = run.sizes.value(spec.value)
                 root = b.values[b.root(spec.value)]
                 if root.is_data:
                     results[spec.name] = np.array(engine.weights[root.weight]).reshape(info.shape)
-                elif not root.in_arena:
+                elif not _on_device(root):
                     results[spec.name] = detach(host.get(b.root(spec.value)))
                 else:
                     out = np.empty(info.shape, DTYPES[info.dtype].np_dtype)
@@ -688,9 +807,9 @@ class CudaContext:
             return results
         consumer: list[int] = []
         for spec in engine.outputs:
-            info = b.values[spec.value]
+            info = run.sizes.value(spec.value)
             root = b.values[b.root(spec.value)]
-            if not root.is_data and not root.in_arena:
+            if not root.is_data and not _on_device(root):
                 results[spec.name] = detach(host.get(b.root(spec.value)))
                 continue
             shape, dtype = info.shape, info.dtype
@@ -746,6 +865,70 @@ class CudaContext:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _scratch_sizes(sizes: Any, first: int, last: int, j: int) -> list[int]:
+    """The bytes each launch of the op (steps first..last) asks for its j-th scratch argument."""
+    out = []
+    for u in range(first, last + 1):
+        found = [x.value for x in sizes.step(u).args if x.kind == "scratch"]
+        if j < len(found):
+            out.append(int(found[j]))
+    return out
+
+
+def _on_device(info: ValueSpec) -> bool:
+    """Whether a (non-view) value has a device buffer: an arena slot, or one of its own per run."""
+    return info.in_arena or info.kind == "dynamic"
+
+
+class _Run:
+    """What one run of a CUDA context holds beyond its arena: the sizes found as it goes
+    (runtime/binding.py `RunSizes`), the device buffers of the values, scratch buffers and
+    metadata sized at run time (allocated on the stream, `cuMemAllocAsync`, and freed on it when
+    the run ends), the host copies the stream's pending copies read from."""
+
+    def __init__(self, sizes: Any, overrides: dict[int, int], host: dict[int, Any], keep: list[Any]) -> None:
+        self.sizes, self.overrides, self.host, self.keep = sizes, overrides, host, keep
+        self.buffers: list[int] = []
+        self._scratch: dict[tuple[int, int], int] = {}
+
+    def _alloc(self, ctx: "CudaContext", nbytes: int, what: str) -> int:
+        if nbytes <= 0:
+            return 0
+        ptr = int(_call("cuMemAllocAsync", nbytes, ctx.stream, detail=f"{nbytes} bytes for {what}"))
+        self.buffers.append(ptr)
+        return ptr
+
+    def allocate(self, ctx: "CudaContext", vid: int, nbytes: int) -> int:
+        """A buffer for value `vid`, sized at run time (poisoned like the arena when asked)."""
+        ptr = self._alloc(ctx, nbytes, f"value {vid}")
+        if ptr and ctx.poison:
+            _call("cuMemsetD8Async", ptr, 0xFF, nbytes, ctx.stream)
+        self.overrides[vid] = ptr
+        return ptr
+
+    def scratch(self, ctx: "CudaContext", key: tuple[int, int], sizes: Sequence[int]) -> int:
+        """Slot j of the op whose launches start at step key[0], zeroed, shared by its launches."""
+        if key not in self._scratch:
+            nbytes = max(sizes, default=0)
+            ptr = self._alloc(ctx, nbytes, f"scratch s{key[0]}.{key[1]}")
+            if ptr:
+                _call("cuMemsetD8Async", ptr, 0, nbytes, ctx.stream)
+            self._scratch[key] = ptr
+        return self._scratch[key]
+
+    def meta(self, ctx: "CudaContext", values: Sequence[int]) -> int:
+        blob = np.asarray(values or [0], dtype=np.int64)
+        self.keep.append(blob)
+        ptr = self._alloc(ctx, blob.nbytes, "kernel metadata")
+        _call("cuMemcpyHtoDAsync", ptr, blob.ctypes.data, blob.nbytes, ctx.stream, detail="kernel metadata")
+        return ptr
+
+    def free(self, ctx: "CudaContext") -> None:
+        for ptr in self.buffers:
+            _call("cuMemFreeAsync", ptr, ctx.stream)
+        self.buffers = []
 
 
 def _order(after: int, waiter: int) -> None:

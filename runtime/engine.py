@@ -114,6 +114,11 @@ class Engine:
             return self.bindings.get(env, lambda: self._make_binding_of(
                 B.choose(self.profiles, self.specializations, env, given, EngineInputError), env))
 
+    def run_sizes(self, b: B.Binding) -> B.RunSizes:
+        """The sizes of one run of binding `b` (runtime/binding.py `RunSizes`): run-time symbols
+        bound as host and size steps find them, launches sized and checked when reached."""
+        return B.RunSizes(b, lambda step, t: validate.check_launch(self.source, step, t), EngineFormatError)
+
     def _make_binding_of(self, index: int, env: dict[str, int]) -> B.Binding:
         spec = self.specializations[index]
 
@@ -627,8 +632,8 @@ def _signature(module: Any, program: Program) -> tuple[list[TensorSpec], list[Te
         dtype = getattr(getattr(t, "dtype", None), "name", None) or info.dtype
         if info.kind == "host":
             shape = tuple(d if isinstance(d, int) else None for d in declared) if declared is not None else ()
-        else:
-            shape = tuple(int(d) for d in info.shape)
+        else:  # a size known only when the model runs (a run-time symbol's expression) is None
+            shape = tuple(int(d) if isinstance(d, int) else None for d in info.shape)
         return TensorSpec(name, dtype, shape, dims, vid)
 
     inputs = [spec(port.name, v, port.value) for port, v in zip(program.inputs, fn.inputs)]

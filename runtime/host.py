@@ -23,7 +23,7 @@ import numpy as np
 from ember.errors import InterpretError, OutOfMemoryError
 from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
-from ember.ir.program import HostStep
+from ember.ir.program import LaunchStep, SizeStep, ValueSpec
 
 
 class _Outer(Mapping):
@@ -75,6 +75,39 @@ class HostOps:
             raise InterpretError(f"{where}{op.name}: reference gave {len(results)} results for {len(op.results)}")
         return [(self.ids[r], out) for r, out in zip(op.results, results)]
 
+    def sizes(self, index: int, fetch: Callable[[int], Any]) -> dict[int, tuple[int, ...]]:
+        """A size step: the result shapes of op `index` from its operands (the op's
+        `run_time_sizes`), by value id, without computing the results."""
+        op = self.ops[index]
+        rule = getattr(type(op), "run_time_sizes", None)
+        where = f"{op.loc}: " if op.loc else ""
+        if rule is None:
+            raise InterpretError(f"{where}{op.name} has no rule for its sizes at run time")
+        try:
+            shapes = rule(*[np.asarray(fetch(self.ids[v])) for v in op.operands if v is not None])
+        except Exception as err:
+            raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
+        return {self.ids[r]: tuple(int(d) for d in shape) for r, shape in zip(op.results, shapes)}
+
+    def sizes_from_shapes(self, index: int, shape_of: Callable[[int], Any]) -> dict[int, tuple[int, ...]]:
+        """A size step of an op whose result sizes follow from its operands' shapes (a slice of a
+        value sized at run time): its type rule on the operands' shapes of this run."""
+        op = self.ops[index]
+        where = f"{op.loc}: " if op.loc else ""
+        try:
+            types = [v.type.with_shape(tuple(int(d) for d in shape_of(self.ids[v]))) if v is not None else None
+                     for v in op.operands]
+            out = op.infer_types(types)
+        except Exception as err:
+            raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
+        shapes = {}
+        for r, t in zip(op.results, out):
+            shape = getattr(t, "shape", None)
+            if shape is None or not all(isinstance(d, int) for d in shape):
+                raise InterpretError(f"{where}{op.name}: its type rule gives {t} at these shapes, not a size")
+            shapes[self.ids[r]] = tuple(shape)
+        return shapes
+
 
 def detach(x: Any) -> Any:
     """A copy that shares no memory with the arena (arrays copied, sequences walked)."""
@@ -87,9 +120,10 @@ def detach(x: Any) -> Any:
     return x
 
 
-def check_result(binding: Any, vid: int, out: Any) -> np.ndarray:
-    """A result bound for an arena slot, checked against the plan's dtype and shape."""
-    info = binding.values[vid]
+def check_result(binding: Any, vid: int, out: Any, info: ValueSpec | None = None) -> np.ndarray:
+    """A result bound for an arena slot (or, sized at run time, a buffer of its own), checked
+    against the plan's dtype and shape (`info`: the value with its run-time sizes evaluated)."""
+    info = binding.values[vid] if info is None else info
     want_dtype = np.dtype(_np_dtype(info.dtype))
     arr = np.asarray(out)
     if arr.dtype != want_dtype or tuple(arr.shape) != info.shape:
@@ -114,6 +148,8 @@ class HostContext:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.arena = self._allocate(engine.default.plan.arena_bytes)
+        self.fallbacks = 0       # last run: launch groups whose run-time guards failed (on a GPU: run on the host)
+        self.run_symbols: dict[str, int] = {}  # last run: the run-time symbols' values
         self.ops = HostOps(engine)
         self._lock = threading.Lock()
         self._run_at: dict[tuple, dict[int, list[int]]] = {}
@@ -138,10 +174,10 @@ class HostContext:
             view.flags.writeable = False
         return view
 
-    def _read(self, b: Any, vid: int, host: Mapping[int, Any]) -> Any:
-        info = b.values[vid]
+    def _read(self, b: Any, vid: int, host: Mapping[int, Any], sizes: Any = None) -> Any:
+        info = b.values[vid] if sizes is None else sizes.value(vid)
         if info.kind == "view":
-            base = self._read(b, b.root(vid), host)
+            base = self._read(b, b.root(vid), host, sizes)
             return np.asarray(base).reshape(info.shape)
         if info.is_data:
             return self.engine.weights[info.weight]
@@ -158,6 +194,7 @@ class HostContext:
         with self._lock:
             given = {spec.name: engine.host_input(spec, _to_host(inputs[spec.name])) for spec in engine.inputs}
             b = engine.bind({n: np.shape(x) for n, x in given.items() if hasattr(x, "shape")})
+            sizes = engine.run_sizes(b)
             if b.plan.arena_bytes > self.arena.size:
                 self.arena = self._allocate(b.plan.arena_bytes)
             else:
@@ -176,25 +213,46 @@ class HostContext:
                 run_at = {last: list(b.steps[first].ops) for first, last in b.groups}
                 self._run_at[b.key] = run_at
             done: set[int] = set()
-            fetch = lambda vid: self._read(b, vid, host)  # noqa: E731
+            fetch = lambda vid: self._read(b, vid, host, sizes)  # noqa: E731
+            self.fallbacks = 0
+            firsts = {first for first, _ in b.groups}
             for t, step in enumerate(b.steps):
-                ops = step.ops if isinstance(step, HostStep) else run_at.get(t, [])
+                if isinstance(step, SizeStep):  # bind the sizes its op's kernels are launched with
+                    index = step.ops[0]
+                    sizes.bind(t, self.ops.sizes_from_shapes(index, lambda vid: sizes.value(vid).shape)
+                               if step.source == "shapes" else self.ops.sizes(index, fetch))
+                    continue
+                if isinstance(step, LaunchStep):
+                    # As on the GPU: its sizes evaluated and checked, its run-time guards decided (where
+                    # one fails, the CUDA context runs the op on the host); here the op runs on the
+                    # interpreter either way, once, at its last launch.
+                    if not sizes.runs_on_device(t) and t in firsts:
+                        self.fallbacks += 1
+                    ops = run_at.get(t, [])
+                else:
+                    ops = list(step.ops)
                 for index in ops:
                     if index in done:
                         continue
                     done.add(index)
-                    for vid, out in self.ops.run(index, fetch, b.env):
-                        self._write(b, vid, out, host)
-            return {spec.name: detach(np.asarray(self._read(b, spec.value, host))
+                    results = self.ops.run(index, fetch, sizes.env)
+                    if getattr(step, "binds", ()):
+                        sizes.bind(t, {vid: np.shape(out) for vid, out in results})
+                    for vid, out in results:
+                        self._write(b, vid, out, host, sizes)
+            self.run_symbols = {k: v for k, v in sizes.env.items() if k in b.runtime}
+            return {spec.name: detach(np.asarray(self._read(b, spec.value, host, sizes))
                                       if b.values[spec.value].kind != "host" else host.get(spec.value))
                     for spec in engine.outputs}
 
-    def _write(self, b: Any, vid: int, out: Any, host: dict[int, Any]) -> None:
+    def _write(self, b: Any, vid: int, out: Any, host: dict[int, Any], sizes: Any) -> None:
         info = b.values[vid]
         if info.in_arena:
             arr = check_result(b, vid, out)
             if arr.size:
                 np.copyto(self._slot(b, vid, writable=True), arr)
+        elif info.kind == "dynamic":  # sized at run time: a buffer of its own for this run
+            host[vid] = detach(check_result(b, vid, out, sizes.value(vid)))
         else:
             host[vid] = detach(out)
 

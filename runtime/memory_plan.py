@@ -18,8 +18,9 @@ orders are tried and the smallest arena kept; every size and offset is a multipl
 aligned sizes) is the lower bound any placement must reach; the sum of all
 activations is what an arena with no reuse would need.
 
-Weights, constants and values that live on the host (data-dependent shapes, sequences,
-strings) take no arena space.
+Weights, constants and values that live on the host (sequences, strings) take no arena
+space, nor do values and scratch buffers sized at run time (kind "dynamic": their sizes
+depend on run-time symbols, such as NonZero's count); the executors allocate those per run.
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def lifetimes(program: Program, extra_reads: Mapping[int, Iterable[int]] | None 
                 if arg.kind == "scratch":
                     if j == len(sizes):
                         sizes.append(0)
-                    sizes[j] = max(sizes[j], int(arg.value))
+                    if isinstance(arg.value, int):  # (sized at run time: allocated per run)
+                        sizes[j] = max(sizes[j], arg.value)
                     j += 1
         for j, nbytes in enumerate(sizes):
             if nbytes > 0:
@@ -277,8 +279,9 @@ def plan_memory(program: Program, alignment: int = ALIGNMENT,
         for t in range(first, last + 1):
             j = 0
             for a, arg in enumerate(steps[t].args):  # type: ignore[union-attr]
-                if arg.kind == "scratch":
+                if arg.kind == "scratch" and isinstance(arg.value, int):
                     plan.scratch[(t, a)] = slots.get(j, 0)
+                if arg.kind == "scratch":
                     j += 1
     plan._index_scratch()
     return plan

@@ -35,8 +35,8 @@ from ember.errors import EmberError
 from ember.ir.sizes import MAX_BYTES, MAX_ELEMENTS, SizeError, check_range, nbytes
 from ember.ir.types import DTYPES
 from ember.runtime.engine_format import EngineFormatError
-from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, HostStep, Program, Step,
-                              ValueSpec)
+from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, HostStep, LaunchStep, Program,
+                              SizeStep, Step, ValueSpec)
 from ember.runtime.memory_plan import MemoryPlan, align, lifetimes, op_groups
 I64 = (-(1 << 63), (1 << 63) - 1)
 I32 = (-(1 << 31), (1 << 31) - 1)
@@ -165,6 +165,32 @@ def profile_kernels(data: Any) -> set[str]:
         return set()
 
 
+def check_launch(source: str, step: LaunchStep, t: int) -> None:
+    """A launch step whose sizes were evaluated at run time (over run-time symbols), checked as a
+    stored one is: grid and block within the GPU's limits, its sized arguments in range (its
+    kernel, parameters and value arguments were checked on load and do not change)."""
+    where = At("plan", "program")["steps"][t]
+    try:
+        for d, (g, limit) in enumerate(zip(step.grid, GRID_LIMITS)):
+            _int(g, where["grid"][d], 1, limit, "grid dim")
+        block = [_int(b, where["block"][d], 1, MAX_BLOCK, "block dim") for d, b in enumerate(step.block)]
+        if math.prod(block) > MAX_BLOCK:
+            where["block"].fail(f"{block} is {math.prod(block)} threads a block, more than {MAX_BLOCK}")
+        _int(step.shared, where["shared"], 0, MAX_SHARED, "shared memory bytes")
+        for a, arg in enumerate(step.args):
+            at = where["args"][a][arg.kind]
+            if arg.kind == "scratch":
+                _int(arg.value, at, 0, MAX_BYTES, "scratch bytes")
+            elif arg.kind == "meta":
+                _ints(list(arg.value), at, *I64, "metadata")
+            elif arg.kind == "i64":
+                _int(arg.value, at, *I64)
+            elif arg.kind == "i32":
+                _int(arg.value, at, *I32)
+    except _Invalid as bad:
+        raise EngineFormatError(_message(source, bad)) from None
+
+
 def check_memory(source: str, program: Program, memory: Any,
                  extra_reads: Mapping[int, Sequence[int]]) -> MemoryPlan:
     """The memory plan, read and checked against the program: the buffers are the ones the
@@ -195,8 +221,10 @@ def _message(source: str, bad: _Invalid) -> str:
 def _program(x: Any, at: At) -> Mapping[str, Any]:
     program = _obj(x, at, "values", "inputs", "outputs", "kernels", "steps")
     values = _list(program["values"], at["values"])
+    steps = _list(program["steps"], at["steps"])
+    runtime = _runtime_symbols(steps, values, at["steps"])
     for i, v in enumerate(values):
-        _value(v, i, at["values"][i])
+        _value(v, i, at["values"][i], runtime)
     for i, v in enumerate(values):
         if v["kind"] == "view":
             _view(v, values, at["values"][i])
@@ -220,7 +248,7 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
         if name in params:
             where["name"].fail(f"kernel {name!r} is listed twice")
         params[name] = [_param(p, where["params"][j]) for j, p in enumerate(_list(k["params"], where["params"]))]
-    steps = _list(program["steps"], at["steps"])
+    bound: set[str] = set()  # the run-time symbols bound by the steps before
     for t, s in enumerate(steps):
         where = at["steps"][t]
         s = _obj(s, where, "kind", "ops")
@@ -229,21 +257,73 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
         writes = [_vid(v, values, where["writes"][j])
                   for j, v in enumerate(_list(s.get("writes", []), where["writes"]))]
         if s["kind"] == "launch":
-            _launch(s, params, values, reads, writes, where)
+            _launch(s, params, values, reads, writes, where, bound)
         elif s["kind"] == "host":
             _str(s.get("reason", ""), where["reason"])
+        elif s["kind"] == "size":
+            if len(s["ops"]) != 1 or not s.get("binds") or writes:
+                where.fail("a size step has one op, binds run-time symbols and writes nothing")
+            if s.get("from", "data") not in ("data", "shapes"):
+                where["from"].fail(f"a size step's sizes come from 'data' or 'shapes', not {s['from']!r}")
         else:
-            where["kind"].fail(f"step kind {s['kind']!r} is neither 'launch' nor 'host'")
+            where["kind"].fail(f"step kind {s['kind']!r} is neither 'launch', 'host' nor 'size'")
+        if "binds" in s and s["kind"] == "launch":
+            where["binds"].fail("a launch step binds no symbols (host and size steps do)")
+        for j, (sym, vid, _) in enumerate(s.get("binds", ())):
+            if s["kind"] == "host" and vid not in writes:
+                where["binds"][j].fail(f"{sym} is bound from value {vid}, which the step does not write")
+            bound.add(sym)
         for j, vid in enumerate(writes):
             root = values[_root(values, vid)]
-            allowed = ("activation",) if s["kind"] == "launch" else ("activation", "host")
+            allowed = ("activation", "dynamic") if s["kind"] == "launch" else ("activation", "dynamic", "host")
             if root["kind"] not in allowed:
                 where["writes"][j].fail(f"the step writes value {vid} ({values[vid]['name']}), which is "
                                         f"{'a view of ' if root is not values[vid] else ''}{_a(root['kind'])} value")
     return program
 
 
-def _value(v: Any, i: int, at: At) -> None:
+def _runtime_symbols(steps: list[Any], values: list[Any], at: At) -> set[str]:
+    """The symbols the steps bind at run time (`binds`: [symbol, value id, axis]), each once."""
+    out: set[str] = set()
+    for t, s in enumerate(steps):
+        if not isinstance(s, dict) or "binds" not in s:
+            continue
+        where = at[t]["binds"]
+        for j, b in enumerate(_list(s["binds"], where)):
+            sym, vid, axis = _list(b, where[j], 3)
+            if not isinstance(sym, str) or not sym.isidentifier():
+                where[j][0].fail(f"a run-time symbol is an identifier, not {_kind(sym)}")
+            if sym in out:
+                where[j][0].fail(f"run-time symbol {sym} is bound twice")
+            vid = _vid(vid, values, where[j][1])
+            v = values[vid] if isinstance(values[vid], dict) else {}
+            shape = v.get("shape") if isinstance(v, dict) else None
+            _int(axis, where[j][2], 0, len(shape) - 1 if isinstance(shape, list) and shape else -1, "axis")
+            if v.get("kind") != "dynamic" or shape[axis] != sym:
+                where[j].fail(f"value {vid} is not a value sized by {sym} on axis {axis} (its kind "
+                              f"{v.get('kind')!r}, shape {shape})")
+            out.add(sym)
+    return out
+
+
+def _size(x: Any, at: At, lo: int, hi: int, what: str, symbols: set[str] | None) -> None:
+    """An integer in lo..hi, or, where `symbols` (run-time symbols) are allowed, the text of a
+    shape expression over them (checked again, as an integer, when the program runs)."""
+    if not isinstance(x, str) or symbols is None:
+        _int(x, at, lo, hi, what)
+        return
+    from ember.ir.program import parse_expr
+    try:
+        d = parse_expr(x)
+    except EmberError as err:
+        at.fail(f"{what}: {str(err).splitlines()[0]}")
+    from ember.ir.dims import free_symbols
+    unknown = sorted(free_symbols(d) - symbols)
+    if unknown:
+        at.fail(f"{what} {x!r} names {', '.join(unknown)}, which no step before binds")
+
+
+def _value(v: Any, i: int, at: At, runtime: set[str] = frozenset()) -> None:  # type: ignore[assignment]
     v = _obj(v, at, "id", "name", "dtype", "shape", "kind", "nbytes")
     if v["id"] != i:
         at["id"].fail(f"value {i} has id {v['id']!r}: ids number the values in order")
@@ -251,21 +331,26 @@ def _value(v: Any, i: int, at: At) -> None:
     kind = _str(v["kind"], at["kind"])
     if kind not in VALUE_KINDS:
         at["kind"].fail(f"kind {kind!r} is not one of {', '.join(VALUE_KINDS)}")
-    _int(v["nbytes"], at["nbytes"], 0, MAX_BYTES, "byte size")
-    shape = _ints(v["shape"], at["shape"], 0, MAX_ELEMENTS, "dim")
+    sized = set(runtime) if kind in ("dynamic", "view") else None  # sized at run time
+    _size(v["nbytes"], at["nbytes"], 0, MAX_BYTES, "byte size", sized)
+    for j, d in enumerate(_list(v["shape"], at["shape"])):
+        _size(d, at["shape"][j], 0, MAX_ELEMENTS, "dim", sized)
+    shape = v["shape"]
     if kind == "host":  # lives on the host, with whatever type and size the op gives it
         _str(v["dtype"], at["dtype"])
         return
     dtype = _str(v["dtype"], at["dtype"])
-    if dtype not in DTYPES:
-        at["dtype"].fail(f"element type {dtype!r} is not an Ember element type")
+    if dtype not in DTYPES or (kind == "dynamic" and dtype == "str"):
+        at["dtype"].fail(f"element type {dtype!r} is not an Ember element type of a {kind} value")
+    if kind == "view":
+        _int(v.get("alias"), at["alias"], 0, (1 << 63) - 1, "alias")
+    if any(isinstance(d, str) for d in shape) or isinstance(v["nbytes"], str):
+        return  # its byte size is checked when the program runs
     size = _sized(nbytes, at["shape"], shape, DTYPES[dtype].itemsize, f"value {i} ({v['name']})")
     if size != v["nbytes"]:
         at["nbytes"].fail(f"{v['nbytes']} bytes for {dtype}{shape}, which has {size}")
     if kind in ("weight", "const"):
         _str(v.get("weight"), at["weight"])
-    if kind == "view":
-        _int(v.get("alias"), at["alias"], 0, (1 << 63) - 1, "alias")
 
 
 def _view(v: Mapping[str, Any], values: list[Any], at: At) -> None:
@@ -274,10 +359,12 @@ def _view(v: Mapping[str, Any], values: list[Any], at: At) -> None:
         at["alias"].fail(f"value {v['id']} is a view of value {alias}, which is not another value of the program "
                          f"(0..{len(values) - 1})")
     source = values[alias]
+    if source["kind"] != "dynamic" and any(isinstance(x, str) for x in [*v["shape"], v["nbytes"]]):
+        at.fail(f"value {v['id']} is sized at run time, but its source, value {alias}, is not")
     if source["kind"] in ("view", "host"):
         at["alias"].fail(f"value {v['id']} is a view of value {alias}, {_a(source['kind'])} value; a view reads the "
                          "buffer of an input, weight, constant or activation")
-    if source["nbytes"] != v["nbytes"] or source["dtype"] != v["dtype"]:
+    if _other_size(source["nbytes"], v["nbytes"]) or source["dtype"] != v["dtype"]:
         at["alias"].fail(f"value {v['id']} ({v['dtype']}, {v['nbytes']} bytes) is a view of value {alias} "
                          f"({source['dtype']}, {source['nbytes']} bytes): a view has its source's bytes")
 
@@ -286,6 +373,15 @@ def _root(values: Sequence[Mapping[str, Any]], vid: int) -> int:
     """The value whose buffer `vid` reads, in the JSON (views checked to point at a non-view)."""
     v = values[vid]
     return int(v["alias"]) if v["kind"] == "view" and v.get("alias") is not None else vid
+
+
+def _other_size(a: Any, b: Any) -> bool:
+    """Whether two byte sizes differ: ints, or expressions over run-time symbols (canonical, so
+    equal expressions print alike); an int against an expression is checked as the program runs."""
+    if isinstance(a, str) and isinstance(b, str):
+        from ember.ir.program import parse_expr
+        return parse_expr(a) != parse_expr(b)
+    return isinstance(a, int) and isinstance(b, int) and a != b
 
 
 def _vid(x: Any, values: Sequence[Any], at: At) -> int:
@@ -304,18 +400,28 @@ def _param(p: Any, at: At) -> Mapping[str, Any]:
 
 
 def _launch(s: Mapping[str, Any], params: Mapping[str, list[Mapping[str, Any]]], values: Sequence[Any],
-            reads: list[int], writes: list[int], at: At) -> None:
+            reads: list[int], writes: list[int], at: At, bound: set[str] | None = None) -> None:
+    """A launch step; with `bound` (the run-time symbols bound before it), sizes may be
+    expressions over those, and the step may carry run-time guards."""
     _obj(s, at, "kernel", "grid", "block", "args")
     kernel = _str(s["kernel"], at["kernel"])
     if kernel not in params:
         at["kernel"].fail(f"kernel {kernel!r} is not among the program's kernels")
     for d, (g, limit) in enumerate(zip(_list(s["grid"], at["grid"], 3), GRID_LIMITS)):
-        _int(g, at["grid"][d], 1, limit, "grid dim")
-    block = [_int(b, at["block"][d], 1, MAX_BLOCK, "block dim")
-             for d, b in enumerate(_list(s["block"], at["block"], 3))]
-    if math.prod(block) > MAX_BLOCK:
+        _size(g, at["grid"][d], 1, limit, "grid dim", bound)
+    block = _list(s["block"], at["block"], 3)
+    for d, b in enumerate(block):
+        _size(b, at["block"][d], 1, MAX_BLOCK, "block dim", bound)
+    if all(isinstance(b, int) for b in block) and math.prod(block) > MAX_BLOCK:
         at["block"].fail(f"{block} is {math.prod(block)} threads a block, more than {MAX_BLOCK}")
-    _int(s.get("shared", 0), at["shared"], 0, MAX_SHARED, "shared memory bytes")
+    _size(s.get("shared", 0), at["shared"], 0, MAX_SHARED, "shared memory bytes", bound)
+    for j, g in enumerate(_list(s.get("guards", []), at["guards"])):
+        lhs, op, rhs, origin = _list(g, at["guards"][j], 4)
+        if op not in ("==", "!=", "<", "<=", ">", ">="):
+            at["guards"][j].fail(f"a run-time guard is [lhs, comparison, rhs, origin] over run-time symbols, not {g!r}")
+        _size(lhs, at["guards"][j][0], *I64, "guard side", bound)
+        _size(rhs, at["guards"][j][2], *I64, "guard side", bound)
+        _str(origin, at["guards"][j][3])
     args = _list(s["args"], at["args"])
     ps = params[kernel]
     if len(args) != len(ps):
@@ -332,20 +438,21 @@ def _launch(s: Mapping[str, Any], params: Mapping[str, list[Mapping[str, Any]]],
         if kind == "value":
             vid = _vid(x, values, where["value"])
             root = values[_root(values, vid)]
-            if root["kind"] == "host" or root["dtype"] == "str":
+            if root["kind"] == "host" or root["dtype"] == "str":  # (dynamic values have device buffers)
                 where["value"].fail(f"value {vid} ({values[vid]['name']}) lives on the host; a kernel cannot read it")
             if vid not in listed:
                 where["value"].fail(f"value {vid} is an argument but not among the step's reads and writes")
             if p.get("role") == "out" and vid not in writes:
                 where["value"].fail(f"value {vid} is the output {p['name']!r} but not among the step's writes")
         elif kind == "scratch":
-            _int(x, where["scratch"], 0, MAX_BYTES, "scratch bytes")
+            _size(x, where["scratch"], 0, MAX_BYTES, "scratch bytes", bound)
         elif kind == "meta":
-            _ints(x, where["meta"], *I64, "metadata")
+            for j, m in enumerate(_list(x, where["meta"])):
+                _size(m, where["meta"][j], *I64, "metadata", bound)
         elif kind == "i64":
-            _int(x, where["i64"], *I64)
+            _size(x, where["i64"], *I64, "integer", bound)
         elif kind == "i32":
-            _int(x, where["i32"], *I32)
+            _size(x, where["i32"], *I32, "integer", bound)
         elif isinstance(x, bool) or not isinstance(x, (int, float)):
             where["f32"].fail(f"expected a number, got {_kind(x)}")
 
@@ -449,7 +556,9 @@ def _scratch(x: Any, program: Program, listed: Mapping[str, tuple[int, int, int,
         for t in range(first, last + 1):
             j = 0
             for a, arg in enumerate(steps[t].args):  # type: ignore[union-attr]
-                if arg.kind == "scratch":
+                if arg.kind == "scratch" and not isinstance(arg.value, int):
+                    j += 1  # sized at run time: allocated per run, outside the arena
+                elif arg.kind == "scratch":
                     want[(t, a)] = (int(arg.value), f"s{first}.{j}")
                     j += 1
     for (t, a), (size, key) in want.items():
@@ -582,7 +691,7 @@ def _io(io: Mapping[str, Any], program: Mapping[str, Any], at: At) -> None:
                 if d is not None:
                     _int(d, where["shape"][j], 0, MAX_ELEMENTS, "dim")
             v = values[spec["value"]]
-            if v["kind"] == "host":
+            if v["kind"] == "host" or any(isinstance(d, str) for d in v["shape"]):
                 continue
             if spec["dtype"] != v["dtype"] or shape != v["shape"]:
                 where.fail(f"{spec['name']!r} is {spec['dtype']}{shape}, its value {spec['value']} "
@@ -635,6 +744,8 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
                 shape = [evaluate(d, symbols) for d in t.shape]
             except (EmberError, KeyError):
                 shape = None
+        if not info.is_bound:
+            shape = None  # sized at run time
         if t.dtype.name != info.dtype or (shape is not None and tuple(shape) != info.shape):
             at.fail(f"value {vid} (%{v.name}) is {t}, the program has {info.dtype}{list(info.shape)}")
     steps = program.steps
@@ -643,8 +754,18 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
             if index >= len(ops):
                 At("plan", "program")["steps"][t]["ops"][j].fail(
                     f"op {index} is not an op of @{fn.name} (it has {len(ops)})")
-    for t, s in enumerate(steps):  # a host step lists what its ops read (the plan keeps those alive)
-        if not isinstance(s, HostStep):
+    for t, s in enumerate(steps):  # a host or size step lists what its ops read (the plan keeps those alive)
+        if isinstance(s, SizeStep):
+            op = ops[s.ops[0]]
+            results = {ids[r] for r in op.results}
+            if getattr(type(op), "run_time_sizes", None) is None and s.source != "shapes":
+                At("plan", "program")["steps"][t].fail(f"op {s.ops[0]} ({op.name}) has no rule for its sizes at "
+                                                       "run time; a size step cannot run it")
+            for j, b in enumerate(s.binds):
+                if b.value not in results:
+                    At("plan", "program")["steps"][t]["binds"][j].fail(
+                        f"{b.symbol} is bound from value {b.value}, which is not a result of op {s.ops[0]}")
+        if isinstance(s, LaunchStep) or isinstance(s, SizeStep) and s.source == "shapes":  # (which reads no value)
             continue
         listed = set(s.reads)
         for index in s.ops:
@@ -657,7 +778,7 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
         for index in steps[first].ops:
             for r in ops[index].results:
                 info = values[ids[r]]
-                if info.kind in ARENA_KINDS and info.nbytes and ids[r] not in written:
+                if (info.kind == "dynamic" or info.kind in ARENA_KINDS and info.nbytes) and ids[r] not in written:
                     At("plan", "program")["steps"][first].fail(
                         f"op {index} ({ops[index].name}) computes value {ids[r]}, which the step does not write")
     return ids
@@ -673,4 +794,4 @@ def _groups(steps: Sequence[Step]) -> Iterable[tuple[int, int]]:
             yield t, groups[t]
 
 
-__all__ = ["check_engine", "check_bound", "check_memory", "check_ir", "profile_kernels"]
+__all__ = ["check_engine", "check_bound", "check_memory", "check_ir", "check_launch", "profile_kernels"]

@@ -18,7 +18,7 @@ from ember.codegen.cuda_render import C_EXPR, compute_ctype, elementwise_ctype, 
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
-from ember.codegen.symbolic import numel
+from ember.codegen.symbolic import numel, smax, smin
 from ember.errors import UnsupportedOpError
 from ember.ir.core import Block, Operation, Value
 from ember.ir.opdef import Elementwise
@@ -88,16 +88,24 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
         shape = ctx.shape(v)
         bcast = tuple(shape) != tuple(out_shape)
         inputs.append((elementwise_ctype(ctx.dtype(v)), bcast))
-        meta += broadcast_strides(shape, out_shape)
+        meta += broadcast_strides(shape, out_shape) if bcast else [0] * rank  # (read at the output's index)
     kernel = elementwise_kernel(
         "ew", inputs, [elementwise_ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
-        [ctx.dtype(r) for r in outs], max(n, *(numel(ctx.shape(v)) for v in operands), 1),
+        [ctx.dtype(r) for r in outs], _largest([n, *(numel(ctx.shape(v)) for v in operands), 1]),
         ctx.loc())
-    blocks = max(1, min((n + BLOCK - 1) // BLOCK, 65535 * 8))
+    blocks = smax(1, smin((n + BLOCK - 1) // BLOCK, 65535 * 8))
     args = [ctx.arg(r) for r in outs] + [ctx.arg(v) for v in operands] + [ctx.meta(meta), ctx.i64(n)]
     if n == 0:
         return
     ctx.launch(kernel, (blocks,), (BLOCK,), args)
+
+
+def _largest(counts: Sequence[int]) -> int:
+    """The largest count, kept symbolic (one guard where the index type is chosen, not one per pair)."""
+    out = counts[0]
+    for c in counts[1:]:
+        out = smax(out, c)
+    return out
 
 
 def _check_body(block: Block) -> None:

@@ -27,7 +27,7 @@ from ember.codegen.cuda_render import compute_ctype, ctype, index_type
 from ember.codegen.kernel_builder import BLOCK, KernelBuilder, f64_bits
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.ops.elementwise import broadcast_strides
-from ember.codegen.symbolic import contiguous_strides, numel, value_of
+from ember.codegen.symbolic import contiguous_strides, numel, smax, smin, value_of
 from ember.errors import UnsupportedOpError
 from ember.ir import layout as L
 from ember.ir.core import Operation, Value
@@ -59,7 +59,10 @@ def simplify(dims: Sequence[int], *stride_lists: Sequence[int]) -> tuple[list[in
 
 def index_for(*counts: int) -> str:
     """The C index type for tensors of these element counts (headroom for the grid-stride step)."""
-    return index_type(max([0, *counts]) + (1 << 28))
+    largest = counts[0] if counts else 0
+    for c in counts[1:]:
+        largest = smax(largest, c)  # one guard on the largest, not one per comparison of two counts
+    return index_type(largest + (1 << 28))
 
 
 def bits_ctype(dt: DType) -> str:
@@ -153,6 +156,15 @@ def split(ctx: LowerContext, op: Operation) -> None:
         offset += length
 
 
+def _clamp(v: int, d: int, step: int, is_start: bool) -> int:
+    """clamp_index over a symbolic dim, with min and max in the expression (no guard on the dim)."""
+    if v < 0:
+        v = v + d
+    if step > 0:
+        return smin(smax(v, 0), d)
+    return smin(smax(v, 0 if is_start else -1), d - 1)
+
+
 @lowering("ember.slice")
 def slice_(ctx: LowerContext, op: Operation) -> None:
     x, y = op.operands[0], op.results[0]
@@ -165,8 +177,12 @@ def slice_(ctx: LowerContext, op: Operation) -> None:
     dims, in_strides, base = list(shape), list(strides), 0
     for ax, start, end, step in zip(axes, starts, ends, steps):
         d = shape[ax]
-        s, e = clamp_index(start, d, step, True), clamp_index(end, d, step, False)
-        dims[ax] = slice_length(s, e, step)
+        if ctx.lowerer.is_runtime(d):  # a size known only at run time: clamp it in the expression, not by a guard
+            s, e = _clamp(start, d, step, True), _clamp(end, d, step, False)
+            dims[ax] = smax(0, -((s - e) // step))
+        else:
+            s, e = clamp_index(start, d, step, True), clamp_index(end, d, step, False)
+            dims[ax] = slice_length(s, e, step)
         in_strides[ax] = strides[ax] * step
         if dims[ax]:
             base += s * strides[ax]
@@ -303,7 +319,7 @@ def gather_nd(ctx: LowerContext, op: Operation) -> None:
     kb = KernelBuilder(ctx, "gather_nd", index_for(n, numel(ds), numel(ix)))
     o, d, i = kb.out(y, t), kb.inp(data, t), kb.inp(indices, it)
     kb.put([*ds[b:b + m], *(numel(ds[b + j + 1:]) for j in range(m))])
-    kb.launch(f"ember::gather_nd<{t}, {it}, {kb.index}, {m}>({o}, {d}, {i}, meta, {kb.n}, {kb.size(max(count, 1))}, "
+    kb.launch(f"ember::gather_nd<{t}, {it}, {kb.index}, {m}>({o}, {d}, {i}, meta, {kb.n}, {kb.size(smax(count, 1))}, "
               f"{kb.size(inner)}, {kb.size(numel(ds[b:]))})", n, BLOCK)
 
 

@@ -811,6 +811,10 @@ class Range(Op):
         return TensorType(dt, (n,))
 
     @staticmethod
+    def run_time_sizes(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> tuple[tuple[int, ...], ...]:
+        return ((range_length(start, limit, delta),),)
+
+    @staticmethod
     def reference(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, *,
                   length: int | None) -> np.ndarray:
         n = range_length(start, limit, delta)

@@ -78,7 +78,8 @@ def the_gemm_kernel(s: dict[str, Any]) -> str:
 
 
 # The tiny engine: x (0, input), w, b, zero (1..3, weights), r (4, the GEMM's output), flat (5, a view
-# of r), y (6), pos (7), idx (8, on the host). Steps: gemm, softmax, greater (launches), nonzero (host).
+# of r), y (6), pos (7), idx (8, sized at run time by _rt0, which the nonzero step binds). Steps: gemm, softmax,
+# greater (launches), nonzero (host).
 TINY_FORGERIES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = {
     "huge offset": ("plan", lambda s: setitem(buf(s, "v4"), 1, 1 << 50), "offset 1125899906842624 is outside"),
     "negative offset": ("plan", lambda s: setitem(buf(s, "v4"), 1, -256), "offset -256 is outside"),
@@ -116,8 +117,34 @@ TINY_FORGERIES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = {
     "ids out of order": ("plan", lambda s: setitem(program(s)["values"][3], "id", 7), "value 3 has id 7"),
     "values missing": ("plan", lambda s: program(s).pop("values"), "missing 'values'"),
     "view of itself": ("plan", lambda s: setitem(program(s)["values"][5], "alias", 5), "not another value"),
-    "view of a host value": ("plan", lambda s: setitem(program(s)["values"][5], "alias", 8),
+    "view of a host value": ("plan", lambda s: (program(s)["values"][8].update(kind="host", shape=[], nbytes=0),
+                                                program(s)["steps"][3].pop("binds"),
+                                                setitem(program(s)["values"][5], "alias", 8)),
                              "a view of value 8, a host value"),
+    "view of a value sized at run time, of other bytes": (
+        "plan", lambda s: (program(s)["values"][5].update(dtype="i64", shape=[2, "_rt0"], nbytes="8*_rt0"),
+                           setitem(program(s)["values"][5], "alias", 8)), "a view has its source's bytes"),
+    "run-time symbol bound twice": ("plan", lambda s: program(s)["steps"][3]["binds"].append(["_rt0", 8, 1]),
+                                    "run-time symbol _rt0 is bound twice"),
+    "run-time symbol bound from a value of static size": (
+        "plan", lambda s: setitem(program(s)["steps"][3]["binds"], 0, ["_rt0", 6, 0]),
+        "value 6 is not a value sized by _rt0"),
+    "run-time symbol not an identifier": ("plan", lambda s: setitem(program(s)["steps"][3]["binds"][0], 0, "2+x"),
+                                          "a run-time symbol is an identifier"),
+    "value sized by a symbol no step binds": ("plan", lambda s: setitem(program(s)["values"][8]["shape"], 0, "_rt9"),
+                                              "'_rt9' names _rt9, which no step before binds"),
+    "activation sized at run time": ("plan", lambda s: setitem(program(s)["values"][4]["shape"], 0, "_rt0"),
+                                     "dim: expected an integer, got str"),
+    "launch sized by a symbol bound after it": ("plan", lambda s: setitem(step(s, "gemm")["grid"], 0, "_rt0"),
+                                                "grid dim '_rt0' names _rt0, which no step before binds"),
+    "launch sized by an expression that does not parse": (
+        "plan", lambda s: setitem(step(s, "gemm")["grid"], 0, "_rt0+"), "grid dim: shape expression '_rt0+'"),
+    "run-time guard with no comparison": ("plan", lambda s: setitem(step(s, "gemm"), "guards", [[1, "<=>", 2, ""]]),
+                                          "a run-time guard is [lhs, comparison, rhs, origin]"),
+    "size step that writes": ("plan", lambda s: setitem(program(s)["steps"][3], "kind", "size"),
+                              "a size step has one op, binds run-time symbols and writes nothing"),
+    "size step of an op with no size rule": ("plan", lambda s: program(s)["steps"][3].update(kind="size", writes=[]),
+                                             "has no rule for its sizes at run time"),
     "view of nothing": ("plan", lambda s: setitem(program(s)["values"][5], "alias", 999), "not another value"),
     "step reads nothing": ("plan", lambda s: step(s, "gemm")["reads"].append(99),
                            "value 99 is not a value of the program (0..8)"),
