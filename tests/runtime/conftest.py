@@ -153,3 +153,16 @@ def host_only_engine():
 @pytest.fixture
 def host_only():
     return host_only_engine()
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    """Call it after the build: any NVRTC compile from then on fails the test (running an engine
+    at any shape of its profiles never compiles)."""
+    from ember.codegen import nvrtc
+
+    def forbid() -> None:
+        def refuse(*args, **kwargs):
+            raise AssertionError("NVRTC was called after the build")
+        monkeypatch.setattr(nvrtc.Compiler, "compile_all", refuse)
+    return forbid

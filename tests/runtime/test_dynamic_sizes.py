@@ -18,7 +18,6 @@ import pytest
 from engine_forgery import forge
 
 import ember
-from ember.codegen import nvrtc
 from ember.ir.parser import parse
 from ember.runtime import Engine, EngineFormatError, cuda
 from ember.tolerance import compare
@@ -81,15 +80,6 @@ def check(engine: Engine, module, feeds, what: str, device: str = "cpu") -> obje
         verdict = compare(np.asarray(got[name]), np.asarray(ref))
         assert verdict, f"{what}: {name}: {verdict.message}"
     return ctx
-
-
-@pytest.fixture
-def no_compiler(monkeypatch):
-    def forbid() -> None:
-        def refuse(*args, **kwargs):
-            raise AssertionError("NVRTC was called after the build")
-        monkeypatch.setattr(nvrtc.Compiler, "compile_all", refuse)
-    return forbid
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 import ember
 from ember.build import BuildError
-from ember.codegen import nvrtc
 from ember.ir.interpret import interpret
 from ember.ir.program import Arg, Program
 from ember.runtime import Engine
@@ -92,16 +91,6 @@ class Profiled:
 @pytest.fixture(scope="module")
 def profiled(kernel_cache, tmp_path_factory) -> Profiled:
     return Profiled(kernel_cache, tmp_path_factory.mktemp("profiles"))
-
-
-@pytest.fixture
-def no_compiler(monkeypatch):
-    """Call it after the build: any NVRTC compile from then on fails the test."""
-    def forbid() -> None:
-        def refuse(*args, **kwargs):
-            raise AssertionError("NVRTC was called after the build")
-        monkeypatch.setattr(nvrtc.Compiler, "compile_all", refuse)
-    return forbid
 
 
 def check_at(module, engine: Engine, env: dict[str, int], seed: int = 0) -> None:
