@@ -93,7 +93,9 @@ def _add_force(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from ember.ir.graph import to_dot
 
@@ -102,7 +104,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.ir:
         con.print(str(module), end="", markup=False)
         return 0
-    con.print(f"[bold]{args.model}[/bold]: module {module.name or '(unnamed)'}")
+    con.print(f"[bold]{escape(str(args.model))}[/bold]: module {escape(module.name or '(unnamed)')}")
     for name, rng in module.symbols.items():
         con.print(f"  symbol {name} in {rng}")
     for fn in module.functions.values():
@@ -111,9 +113,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         table.add_column("name")
         table.add_column("type")
         for n, v in zip(fn.input_names, fn.inputs):
-            table.add_row("input", n, str(v.type))
+            table.add_row("input", Text(n), Text(str(v.type)))  # Text: rich would read [batch,3] as markup
         for n, v in zip(fn.output_names, fn.outputs):
-            table.add_row("output", n, str(v.type))
+            table.add_row("output", Text(n), Text(str(v.type)))
         con.print(table)
         counts = Counter(op.name for op in fn.walk())
         con.print("  ops: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))

@@ -25,6 +25,15 @@ def test_inspect(saved, capsys, tmp_path):
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
 
 
+def test_inspect_prints_full_types_with_lowercase_symbols(capsys):
+    """rich reads `[batch,sequence]` as markup unless the cell is plain text (issue 14)."""
+    from pathlib import Path
+    model = Path(__file__).parent / "fixtures" / "onnx" / "bert_small.onnx"
+    assert main(["inspect", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "i64[batch,sequence]" in out and "f32[batch,sequence,32]" in out
+
+
 def test_inspect_ir_prints_the_text(saved, capsys):
     assert main(["inspect", str(saved), "--ir"]) == 0
     record, text = saved.read_text().split("\n", 1)  # a saved text starts with the weights it goes with
