@@ -383,6 +383,11 @@ def cmd_opt(args: argparse.Namespace) -> int:
     from ember.passes.manager import PassManager, timing_report
 
     _load_plugins(args.load or [])
+    if args.list_passes:
+        _list_passes()
+        return 0
+    if args.input is None or args.pipeline is None:
+        raise EmberError("ember opt needs an input and -p/--pipeline (or --list-passes)")
     if args.output:
         same = Path(args.output).exists() and Path(args.output).resolve() == Path(args.input).resolve()
         if same and not args.in_place:
@@ -400,6 +405,32 @@ def cmd_opt(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(str(module))
     return 0
+
+
+def _list_passes() -> None:
+    """Every registered pass (its first doc line and options with defaults and limits) and pipeline."""
+    import dataclasses
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from ember.passes.manager import PASSES, PIPELINES
+    table = Table(title="passes", title_justify="left")
+    for col in ("pass", "options", "what it does"):
+        table.add_column(col)
+    for name in sorted(PASSES):
+        cls = PASSES[name]
+        opts = []
+        for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
+            limits = [f"{k} {f.metadata[k]}" for k in ("min", "max") if f.metadata.get(k) is not None]
+            if f.metadata.get("choices") is not None:
+                limits.append("one of " + "|".join(map(str, f.metadata["choices"])))
+            opts.append(f"{f.name.replace('_', '-')}={f.default}" + (f" ({', '.join(limits)})" if limits else ""))
+        first = (cls.__doc__ or "").strip().split("\n\n")[0]  # its first paragraph
+        table.add_row(Text(name), Text("\n".join(opts)), Text(" ".join(first.split())))
+    _console().print(table)
+    for name in sorted(PIPELINES):
+        _console().print(Text(f"pipeline {name}: {PIPELINES[name]}"))
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
@@ -531,8 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("opt", help="run a pass pipeline on a model, like mlir-opt")
     _add_signature(s)
-    s.add_argument("input", help="an .ir file (or any model ember.load reads)")
-    s.add_argument("-p", "--pipeline", required=True, help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
+    s.add_argument("input", nargs="?", help="an .ir file (or any model ember.load reads)")
+    s.add_argument("-p", "--pipeline", help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
+    s.add_argument("--list-passes", action="store_true",
+                   help="list the passes and pipelines (with --load: yours too), their options and defaults")
     s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights (default: print the IR)")
     s.add_argument("--in-place", action="store_true", help="allow -o to name the input")
     _add_force(s)

@@ -89,3 +89,17 @@ def test_examples_have_symbolic_batch_and_run():
     assert str(m.main.inputs[0].type) == "f32[N,S,32]"
     x = np.random.default_rng(1).standard_normal((2, 5, 32)).astype(np.float32)
     assert ir.interpret(m, {"tokens": x})["hidden"].shape == (2, 5, 32)
+
+
+def test_opt_lists_the_passes_their_options_and_pipelines(capsys, tmp_path):
+    assert main(["opt", "--list-passes"]) == 0
+    out = capsys.readouterr().out
+    assert "fuse-elementwise" in out and "max-ops=32 (min 1)" in out and "pipeline default:" in out
+    plugin = tmp_path / "my_pass.py"
+    plugin.write_text("from ember.passes.manager import register_pass\n\n"
+                      "@register_pass('my-noop')\n"
+                      "def my_noop(module, ctx):\n"
+                      "    \"\"\"Does nothing, for the listing.\"\"\"\n"
+                      "    return False\n")
+    assert main(["opt", "--list-passes", "--load", str(plugin)]) == 0
+    assert "my-noop" in capsys.readouterr().out
