@@ -388,11 +388,16 @@ def cmd_opt(args: argparse.Namespace) -> int:
         return 0
     if args.input is None or args.pipeline is None:
         raise EmberError("ember opt needs an input and -p/--pipeline (or --list-passes)")
+    to_onnx = bool(args.output) and Path(args.output).suffix.lower() == ".onnx"
     if args.output:
         same = Path(args.output).exists() and Path(args.output).resolve() == Path(args.input).resolve()
         if same and not args.in_place:
             raise EmberError(f"the output {args.output} is the input; pass --in-place to overwrite it")
-        _module_output(args.output, args, replacing=Path(args.input) if args.in_place else None)
+        if to_onnx:  # an ONNX export (one file), not the text IR under an .onnx name
+            if not (same and args.in_place):
+                _output_file(args.output, args)
+        else:
+            _module_output(args.output, args, replacing=Path(args.input) if args.in_place else None)
 
     module = _load(args.input, args)
     manager = PassManager(args.pipeline, verify_each=not args.no_verify, print_ir_after=args.print_ir_after or (),
@@ -400,7 +405,13 @@ def cmd_opt(args: argparse.Namespace) -> int:
     records = manager.run(module)
     if args.timing:
         sys.stderr.write(timing_report(records))
-    if args.output:
+    if to_onnx:
+        from ember.frontends.onnx import export
+        from ember.ir.atomic_file import atomic_write
+        data = export(module).SerializeToString()
+        with atomic_write(args.output) as f:
+            f.write(data)
+    elif args.output:
         module.save(Path(args.output))
     else:
         sys.stdout.write(str(module))
@@ -566,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--pipeline", help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
     s.add_argument("--list-passes", action="store_true",
                    help="list the passes and pipelines (with --load: yours too), their options and defaults")
-    s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights (default: print the IR)")
+    s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights, or OUT.onnx, the module "
+                   "exported to ONNX (default: print the IR)")
     s.add_argument("--in-place", action="store_true", help="allow -o to name the input")
     _add_force(s)
     s.add_argument("--print-ir-after-all", action="store_true")

@@ -103,3 +103,25 @@ def test_opt_lists_the_passes_their_options_and_pipelines(capsys, tmp_path):
                       "    return False\n")
     assert main(["opt", "--list-passes", "--load", str(plugin)]) == 0
     assert "my-noop" in capsys.readouterr().out
+
+
+
+def test_opt_to_an_onnx_file_writes_onnx(tmp_path):
+    """`-o x.onnx` exports the optimized module to ONNX (not the text IR under an .onnx name),
+    and onnxruntime runs it to the interpreter's result (issue 14)."""
+    import onnx
+    import onnxruntime
+    from pathlib import Path
+    import ember
+    model = Path(__file__).parent / "fixtures" / "onnx" / "resnet50_small.onnx"
+    out = tmp_path / "opt.onnx"
+    assert main(["opt", str(model), "-p", "canonicalize,cse", "-o", str(out)]) == 0
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    feeds = dict(np.load(model.with_name("resnet50_small.inputs.npz")))
+    got = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, feeds)
+    want = ember.interpret(ember.load(str(model)), feeds)
+    from ember.tolerance import compare
+    for (name, ref), value in zip(want.items(), got):
+        assert compare(np.asarray(value), np.asarray(ref)), name
+    assert not (tmp_path / "opt.weights").exists()
