@@ -478,15 +478,33 @@ class Engine:
                 self._devices[device_index] = DeviceEngine(self, device_index)
             return self._devices[device_index]
 
-    def run(self, inputs: Mapping[str, Any], device: str = "auto") -> dict[str, Any]:
+    def run(self, inputs: Mapping[str, Any], device: str = "auto",
+            outputs: Sequence[str] | None = None) -> dict[str, Any]:
         """Run once. numpy in, numpy out; on CUDA, device arrays in (torch, CuPy: DLPack or
-        __cuda_array_interface__) give device arrays out."""
+        __cuda_array_interface__) give device arrays out. `outputs` names the ones to return
+        (default: all), in that order."""
+        wanted = self.check_outputs(outputs)
         device = self.pick_device(device)
         with self._lock:
             ctx = self._contexts.get(device)
             if ctx is None:
                 ctx = self._contexts[device] = self.create_context(device)
-        return ctx.run(inputs)
+        results = ctx.run(inputs)
+        return results if wanted is None else {name: results[name] for name in wanted}
+
+    def check_outputs(self, outputs: Sequence[str] | None) -> list[str] | None:
+        """The output names asked for, checked: each one of the engine's, once."""
+        if outputs is None:
+            return None
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        names = [t.name for t in self.outputs]
+        unknown = [o for o in outputs if o not in names]
+        if unknown:
+            raise EngineInputError(f"outputs {unknown!r}: the engine's outputs are {', '.join(map(repr, names))}")
+        if len(set(outputs)) != len(outputs):
+            raise EngineInputError(f"outputs {list(outputs)!r} names one twice")
+        return list(outputs)
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Names first: every input given, nothing else."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ember
 from ember.errors import InterpretError
 from ember.runtime import Engine, EngineInputError
 from ember.runtime import cuda
@@ -90,6 +91,30 @@ def test_inputs_are_checked(built):
     # Lists and scalars of the right type are taken, as the interpreter takes them.
     got = engine.run({k: v.tolist() for k, v in feeds.items()}, device="cpu")
     assert_close(got["hidden"], built.expected("bert_small")["hidden"])
+
+
+def test_run_returns_the_outputs_asked_for(built):
+    """`engine.run(feeds, outputs=[...])`: those outputs, in that order; unknown or repeated names
+    are refused in one line (issue 14)."""
+    from ember.ir.builder import Builder
+    from ember.ir.types import f32
+    b = Builder("three")
+    x = b.input("x", f32[4, 5])
+    b.output("relu", b.relu(x))
+    b.output("tanh", b.tanh(x))
+    b.output("sum", b.add(x, x))
+    engine = ember.compile(b.build(), cache_dir=built.cache_dir)
+    feeds = {"x": np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)}
+    names = [t.name for t in engine.outputs]
+    everything = engine.run(feeds, device="cpu")
+    some = engine.run(feeds, device="cpu", outputs=names[::-1][:2])
+    assert list(some) == names[::-1][:2]
+    for name in some:
+        assert np.array_equal(some[name], everything[name])
+    for bad, message in ((["nope"], "the engine's outputs are"), ([names[0], names[0]], "names one twice")):
+        with pytest.raises(EngineInputError, match=message) as info:
+            engine.run(feeds, device="cpu", outputs=bad)
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.skipif(cuda.available()[0], reason="a GPU is present: auto picks it")
