@@ -99,6 +99,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from ember.ir.graph import to_dot
 
+    if _is_engine(args.model):
+        return _inspect_engine(args)
     module = _load(args.model, args)
     con = _console()
     if args.ir:
@@ -544,8 +546,70 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    _load(args.model, args)  # every frontend verifies what it returns (ember.load's contract): once is enough
+    if _is_engine(args.model):  # loading checks every section against the others (runtime/validate.py)
+        from ember.runtime import Engine
+        Engine.load(args.model)
+    else:
+        _load(args.model, args)  # every frontend verifies what it returns (ember.load's contract): once is enough
     _console().print(f"{args.model}: ok")
+    return 0
+
+
+def _is_engine(path: str) -> bool:
+    """An engine file, by its name or its first bytes (an engine begins with its magic)."""
+    p = Path(path)
+    if p.suffix == ".engine":
+        return True
+    if not p.is_file():
+        return False
+    from ember.runtime.engine_format import MAGIC
+    with open(p, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
+def _inspect_engine(args: argparse.Namespace) -> int:
+    """An engine's inputs (symbolic dims with their ranges), outputs, profiles, targets, memory
+    and its layers: each kernel launch with the source ops it computes, tactic and launch shape."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    from ember.ir.program import HostStep, LaunchStep, SizeStep
+    from ember.runtime import Engine
+
+    engine = Engine.load(args.model)
+    con = _console()
+    info = engine.info
+    con.print(f"[bold]{escape(str(args.model))}[/bold]: engine, precision {info.get('precision') or 'fp32'}, "
+              f"targets {', '.join(info.get('targets') or []) or 'none'}, NVRTC {info.get('nvrtc') or '?'}")
+    io = Table(title="inputs and outputs", title_justify="left")
+    for col in ("", "name", "type"):
+        io.add_column(col)
+    for t in engine.inputs:
+        io.add_row("input", Text(t.name), Text(str(t).split(": ", 1)[-1]))
+    for t in engine.outputs:
+        io.add_row("output", Text(t.name), Text(str(t).split(": ", 1)[-1]))
+    con.print(io)
+    for i, p in enumerate(engine.profiles):
+        con.print(Text(f"  profile {i}: {p}"))
+    memory = engine.memory_report()
+    con.print(f"  arena {_fmt_bytes(memory['arena_bytes'])} (peak of live bytes "
+              f"{_fmt_bytes(memory['peak_live_bytes'])}) at the stored shape; weights {len(engine.weights)} "
+              f"({_fmt_bytes(sum(int(w.nbytes) for w in engine.weights.values()))})")
+    ops = engine.module.main.body.ops
+    layers = Table(title=f"layers ({len(engine.steps)} steps, {engine.host_steps} on the host)", title_justify="left")
+    for col in ("step", "kernel", "source ops", "tactic", "grid x block"):
+        layers.add_column(col)
+    for t, step in enumerate(engine.steps):
+        sources = ", ".join(f"{ops[i].name} @ {ops[i].loc}" if ops[i].loc else ops[i].name for i in step.ops)
+        if isinstance(step, LaunchStep):
+            shape = f"{'x'.join(map(str, step.grid))} x {'x'.join(map(str, step.block))}"
+            layers.add_row(str(t), Text(step.kernel), Text(sources), Text(step.tactic or ""), Text(shape))
+        elif isinstance(step, SizeStep):
+            layers.add_row(str(t), Text("(size step)"), Text(sources), "", "")
+        elif isinstance(step, HostStep):
+            layers.add_row(str(t), Text("(host)"), Text(sources), Text(step.reason), "")
+    con.print(layers)
     return 0
 
 

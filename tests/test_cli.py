@@ -125,3 +125,24 @@ def test_opt_to_an_onnx_file_writes_onnx(tmp_path):
     for (name, ref), value in zip(want.items(), got):
         assert compare(np.asarray(value), np.asarray(ref)), name
     assert not (tmp_path / "opt.weights").exists()
+
+
+def test_inspect_and_verify_an_engine(tmp_path, capsys):
+    """`ember inspect X.engine`: its inputs with symbolic ranges, profiles and a layer per step
+    (kernel, source ops and locations, tactic, launch shape); `verify` loads and checks it; a
+    truncated one is refused in one line (issue 14)."""
+    from pathlib import Path
+    model = Path(__file__).parent / "fixtures" / "onnx" / "resnet50_small.onnx"
+    engine = tmp_path / "r.bin"  # found by its magic bytes, whatever its name
+    assert main(["compile", str(model), "-o", str(engine), "--profile", "image:1x3x64x64:2x3x64x64:4x3x64x64"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(engine)]) == 0
+    out = capsys.readouterr().out
+    assert "image" in out and "batch=1..4" in out and "profile 0: image:1x3x64x64:2x3x64x64:4x3x64x64" in out
+    assert "ember.fused @" in out and "implicit-gemm" in out and "layers (" in out
+    assert main(["verify", str(engine)]) == 0 and "ok" in capsys.readouterr().out
+    broken = tmp_path / "broken.engine"
+    broken.write_bytes(engine.read_bytes()[:4096])
+    assert main(["verify", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.engine" in err and len(err.strip().splitlines()) == 1
