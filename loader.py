@@ -23,10 +23,37 @@ def load(path: str | os.PathLike, **options: object) -> Module:
         return load_saved_model(p, **options)  # type: ignore[arg-type]
     if "signature" in options:
         raise ModelFormatError(f"{p}: a signature is chosen only for SavedModel folders, and this is a file")
-    if p.suffix == ".onnx":
+    kind = {".onnx": "onnx", ".ir": "ir", ".mlir": "ir"}.get(p.suffix) or _sniff(p)
+    if kind == "onnx":
         from ember.frontends.onnx import load as load_onnx
         return load_onnx(p, **options)  # type: ignore[arg-type]
-    if p.suffix in (".ir", ".mlir", ".txt") or not p.suffix:
+    if kind == "ir":
         from ember.ir.files import load_module
         return load_module(p, **options)  # type: ignore[arg-type]
-    raise ModelFormatError(f"{p}: unknown model format {p.suffix!r} (expected .ir, .onnx or a SavedModel folder)")
+    if kind == "engine":
+        raise ModelFormatError(f"{p}: an Ember engine, not a model (run it with `ember run`, `ember.Engine.load`; "
+                               "`ember inspect` shows it)")
+    what = f"suffix {p.suffix!r}" if p.suffix else "no suffix"
+    raise ModelFormatError(f"{p}: unknown model format ({what}, and its content is neither Ember IR text nor ONNX; "
+                           "expected .ir, .onnx or a SavedModel folder)")
+
+
+_ENGINE_MAGIC = b"EMBERENG"  # runtime/engine_format.py MAGIC (the loader reads only the first bytes)
+
+
+def _sniff(p: Path) -> str | None:
+    """What a file is by its first bytes, whatever its name: an engine (its magic), Ember IR text
+    (comments, `module`, `func`), or ONNX (a ModelProto starts with field 1, ir_version, a varint)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if head.startswith(_ENGINE_MAGIC):
+        return "engine"
+    text = head.lstrip()
+    if text.startswith((b"//", b"module", b"func", b"#")) or (not head and not p.suffix):
+        return "ir"
+    if head[:1] == b"\x08" and len(head) > 1 and head[1] < 0x80:
+        return "onnx"
+    return None

@@ -129,6 +129,28 @@ def test_bad_text_files(tmp_path):
         ember.load(tmp_path / "model.xyz")
 
 
+def test_the_format_is_found_by_content_whatever_the_name(tmp_path):
+    """An ONNX file or IR text under another suffix (or none) loads by what it is; an engine or
+    anything else is refused in one line naming the file (issue 14)."""
+    import shutil
+    from pathlib import Path
+    fixtures = Path(__file__).parent.parent / "fixtures" / "onnx"
+    shutil.copy(fixtures / "resnet50_small.onnx", tmp_path / "resnet.bin")
+    shutil.copy(fixtures / "resnet50_small.onnx", tmp_path / "resnet")
+    want = str(ember.load(fixtures / "resnet50_small.onnx"))
+    assert str(ember.load(tmp_path / "resnet.bin")) == want and str(ember.load(tmp_path / "resnet")) == want
+    module = ember.load(fixtures / "resnet50_small.onnx")
+    module.save(tmp_path / "m.ir")
+    shutil.copy(tmp_path / "m.ir", tmp_path / "m.model")  # text IR: its weights file is m.weights either way
+    assert str(ember.load(tmp_path / "m.model")) == str(ember.load(tmp_path / "m.ir"))
+    (tmp_path / "engine.dat").write_bytes(b"EMBERENG" + bytes(64))
+    with pytest.raises(ValueError, match=r"engine\.dat: an Ember engine, not a model"):
+        ember.load(tmp_path / "engine.dat")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    with pytest.raises(ValueError, match=r"image\.png: unknown model format \(suffix '\.png', and its content"):
+        ember.load(tmp_path / "image.png")
+
+
 def test_write_weights_round_trips_empty_store(tmp_path):
     write_weights(tmp_path / "e.weights", {})
     assert read_weights(tmp_path / "e.weights") == {}
