@@ -390,8 +390,15 @@ def cmd_opt(args: argparse.Namespace) -> int:
         return 0
     if args.input is None or args.pipeline is None:
         raise EmberError("ember opt needs an input and -p/--pipeline (or --list-passes)")
+    stdin = args.input == "-"
+    if args.output == "-":
+        args.output = None  # standard output, as with no -o
+    elif args.in_place and not args.output:
+        if stdin:
+            raise EmberError("--in-place edits a file; the input is standard input")
+        args.output = args.input
     to_onnx = bool(args.output) and Path(args.output).suffix.lower() == ".onnx"
-    if args.output:
+    if args.output and not stdin:
         same = Path(args.output).exists() and Path(args.output).resolve() == Path(args.input).resolve()
         if same and not args.in_place:
             raise EmberError(f"the output {args.output} is the input; pass --in-place to overwrite it")
@@ -401,7 +408,13 @@ def cmd_opt(args: argparse.Namespace) -> int:
         else:
             _module_output(args.output, args, replacing=Path(args.input) if args.in_place else None)
 
-    module = _load(args.input, args)
+    if stdin:  # IR text (weights it names without data stay declared)
+        if args.output:
+            _module_output(args.output, args)
+        from ember.ir.parser import parse
+        module = parse(sys.stdin.read(), source="<stdin>")
+    else:
+        module = _load(args.input, args)
     manager = PassManager(args.pipeline, verify_each=not args.no_verify, print_ir_after=args.print_ir_after or (),
                           print_ir_after_all=args.print_ir_after_all, out=sys.stderr)
     records = manager.run(module)
@@ -637,13 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("opt", help="run a pass pipeline on a model, like mlir-opt")
     _add_signature(s)
-    s.add_argument("input", nargs="?", help="an .ir file (or any model ember.load reads)")
+    s.add_argument("input", nargs="?", help="an .ir file (or any model ember.load reads); - reads IR text from stdin")
     s.add_argument("-p", "--pipeline", help='e.g. "canonicalize,cse,fuse-elementwise{max-ops=8}"')
     s.add_argument("--list-passes", action="store_true",
                    help="list the passes and pipelines (with --load: yours too), their options and defaults")
     s.add_argument("-o", "--output", metavar="OUT.ir", help="write OUT.ir and OUT.weights, or OUT.onnx, the module "
                    "exported to ONNX (default: print the IR)")
-    s.add_argument("--in-place", action="store_true", help="allow -o to name the input")
+    s.add_argument("--in-place", action="store_true", help="write the result over the input (or allow -o to name it)")
     _add_force(s)
     s.add_argument("--print-ir-after-all", action="store_true")
     s.add_argument("--print-ir-after", action="append", metavar="PASS")

@@ -146,3 +146,24 @@ def test_inspect_and_verify_an_engine(tmp_path, capsys):
     assert main(["verify", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.engine" in err and len(err.strip().splitlines()) == 1
+
+
+def test_opt_reads_stdin_writes_stdout_and_edits_in_place(capsys, monkeypatch, tmp_path):
+    """`ember opt - -p ...` reads IR text from stdin, `-o -` writes stdout, `--in-place` alone
+    rewrites the input file (issue 14)."""
+    import io
+    from ember.ir.parser import parse
+    text = "func @main(%x: f32[4]) -> (y: f32[4]) {\n  %a = ember.neg %x : f32[4]\n  %b = ember.neg %a : f32[4]\n" \
+           "  return %b\n}\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["opt", "-", "-p", "canonicalize", "-o", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "ember.neg" not in out and parse(out).main.outputs  # -(-x) folded away, the result parses
+    path = tmp_path / "twice.ir"
+    path.write_text(text)
+    assert main(["opt", str(path), "-p", "canonicalize", "--in-place"]) == 0
+    assert capsys.readouterr().out == "" and "ember.neg" not in path.read_text()
+    assert parse(path.read_text().split("\n", 1)[1]).main.outputs  # the saved module, after its weights line
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["opt", "-", "-p", "canonicalize", "--in-place"]) == 2
+    assert "--in-place edits a file" in capsys.readouterr().err
