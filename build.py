@@ -8,8 +8,10 @@ imports this: an engine runs without the compiler.
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -18,6 +20,8 @@ import numpy as np
 from ember.errors import EmberError, UnsupportedOpError
 from ember.ir import sizes
 from ember.ir.core import Module
+
+log = logging.getLogger("ember.build")
 from ember.ir.dims import free_symbols
 from ember.ir.profiles import InputRange, Profile, ProfileError, symbol_ranges
 
@@ -187,11 +191,20 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         work.weights[name].data = w.data
     plans = profiles_for(work, shapes, profiles)
     steps = pipeline if PRECISIONS[precision] is None else with_precision(pipeline, PRECISIONS[precision], keep)
+    start = time.perf_counter()
+    log.info("passes: %s on %d ops", steps or "(none)", len(work.main.body.ops))
     PassManager(steps).run(work)
+    log.info("passes done in %.2f s: %d ops", time.perf_counter() - start, len(work.main.body.ops))
+    start = time.perf_counter()
     try:
         lowered = lower_profiles(work, plans, tactics, target=_newest(targets))
     except SpecializationError as err:
         raise BuildError(str(err)) from None
+    log.info("lowered for %d profile(s) in %.2f s: %d kernel variant set(s), %d kernels, %d ops on the host",
+             len(plans), time.perf_counter() - start, len(lowered.specializations), len(lowered.kernels),
+             len(lowered.host_ops))
+    for h in lowered.host_ops:
+        log.debug("host op: %s", h)
     env = plans[0].env("opt")
     default = lowered.specializations[0].program.bind(env)
     report = BuildReport(pipeline=steps, kernels=len(lowered.kernels),
@@ -213,6 +226,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             progress(done, len(lowered.kernels))
 
     binaries = compiler.compile_all(lowered.kernels.values(), progress=tick)
+    log.info("NVRTC %s for %s: %d compiled, %d from the cache, %.2f s", compiler.version, ", ".join(compiler.targets),
+             compiler.stats.compiled, compiler.stats.cache_hits, compiler.stats.seconds)
     report.compiled, report.cache_hits = compiler.stats.compiled, compiler.stats.cache_hits
     report.compile_seconds = compiler.stats.seconds
     report.unpinned_layout = compiler.stats.unpinned_layout
@@ -233,6 +248,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     report.memory = engine.memory_report()
     sizes.check_bytes(report.memory["arena_bytes"], "the activation arena (the live activations at the peak)")
     engine.report = report
+    log.info("engine: %d steps (%d on the host), arena %d bytes", len(engine.steps), engine.host_steps,
+             report.memory["arena_bytes"])
     return engine
 
 

@@ -20,6 +20,7 @@ the user had is overwritten by a failed command.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from pathlib import Path
@@ -233,7 +234,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     with Progress(TextColumn("compiling kernels"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=_console(), transient=True) as bar:
+                  console=_console(), transient=True, disable=args.quiet_all) as bar:
         task = bar.add_task("kernels", total=None)
 
         def tick(done: int, total: int) -> None:
@@ -247,9 +248,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
                        cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []))
     engine.save(out)
-    con = _console()
-    con.print(f"{src} -> {out} ({precision}, {', '.join(targets)})")
-    con.print(engine.report.summary(), markup=False)
+    if not args.quiet_all:
+        con = _console()
+        con.print(f"{src} -> {out} ({precision}, {', '.join(targets)})")
+        con.print(engine.report.summary(), markup=False)
     return 0
 
 
@@ -636,6 +638,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ember", description="Ember: compile trained networks into GPU engines.")
     p.add_argument("--version", action="version", version=f"ember {_version()}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log what the build does (-v: stages and their times, -vv: more)")
+    p.add_argument("-q", "--quiet", dest="quiet_all", action="store_true", help="only errors (no summaries, no logs)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("import", help="import a model (ONNX, or a SavedModel folder) into Ember's IR: "
@@ -749,8 +754,30 @@ def _version() -> str:
     return ember.__version__
 
 
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    """Ember's log (the `ember` logger, Python's logging) on stderr: warnings by default."""
+    level = logging.ERROR if quiet else logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    logger = logging.getLogger("ember")
+    logger.setLevel(level)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("ember: %(message)s"))
+        logger.addHandler(handler)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is when a record comes (not the stream of its creation)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, args.quiet_all)
     try:
         return int(args.fn(args) or 0)
     except EmberError as err:

@@ -167,3 +167,16 @@ def test_opt_reads_stdin_writes_stdout_and_edits_in_place(capsys, monkeypatch, t
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
     assert main(["opt", "-", "-p", "canonicalize", "--in-place"]) == 2
     assert "--in-place edits a file" in capsys.readouterr().err
+
+
+def test_verbose_logs_the_build_and_quiet_prints_nothing(tmp_path, capsys):
+    """`ember -v compile` logs its stages on stderr through Python's logging (the `ember` logger);
+    `ember -q compile` prints nothing but errors (issue 14)."""
+    from pathlib import Path
+    model = Path(__file__).parent / "fixtures" / "onnx" / "mobilenet_v2_small.onnx"
+    assert main(["-v", "compile", str(model), "-o", str(tmp_path / "a.engine"), "--shapes", "image:1x3x64x64"]) == 0
+    err = capsys.readouterr().err
+    assert "ember: passes" in err and "ember: lowered for 1 profile(s)" in err and "ember: NVRTC" in err
+    assert main(["-q", "compile", str(model), "-o", str(tmp_path / "b.engine"), "--shapes", "image:1x3x64x64"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
