@@ -260,11 +260,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from ember.ir.interpret import interpret
 
+    if args.device_index < 0 or args.device_index and args.device == "cpu":
+        raise EmberError(f"--device-index {args.device_index}: a GPU's index (0, 1, ...), with --device cuda or auto")
     feeds = _parse_feeds(args.input or [])
     dims = _parse_dims(args.dim or [])
     if args.output:
         _output_file(args.output, args)
-    if args.model.endswith(".engine"):
+    if _is_engine(args.model):
         from ember.runtime.engine import Engine
         engine = Engine.load(args.model)
         module = engine.module
@@ -296,7 +298,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.device == "cpu":
             print("ember: running the engine's plan on the host arena (--device cpu): each kernel's reference op "
                   "at the planned offsets", file=sys.stderr)
-        outputs = engine.run(feeds, device=device)
+        if args.device_index and device != "cuda":
+            raise EmberError(f"--device-index {args.device_index}: a GPU's index; this run is on the host arena")
+        if device == "cuda":
+            outputs = engine.create_context("cuda", device_index=args.device_index).run(feeds)
+        else:
+            outputs = engine.run(feeds, device=device)
         where = f"the engine ({'GPU' if device == 'cuda' else 'host arena'})"
     table = Table(title=f"{args.model} on {where}", title_justify="left")
     for col in ("output", "dtype", "shape", "min", "max", "mean"):
@@ -705,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="cuda, or cpu: the engine's plan on a host arena (default: cuda when there is a GPU)")
+    s.add_argument("--device-index", type=int, default=0, metavar="N", help="which GPU (default 0)")
     s.add_argument("--reference", action="store_true", help="run the reference interpreter instead")
     s.add_argument("-i", "--input", action="append", metavar="NAME=FILE.npy")
     s.add_argument("--random", action="store_true", help="random data for inputs not given")

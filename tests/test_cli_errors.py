@@ -164,3 +164,13 @@ def test_a_profile_engine_from_the_command_line(tmp_path, capsys):
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert "outside every optimization profile" in line and "x [9, 4]" in line and "x:1x4:2x4:8x4" in line
+
+
+def test_device_index_is_for_a_gpu(tmp_path, capsys):
+    """`ember run --device-index N` picks the GPU; on the host arena it is refused in one line."""
+    from ember.ir.examples import cnn_block
+    path = tmp_path / "cnn.ir"
+    cnn_block().save(path)
+    assert main(["run", str(path), "--random", "--dim", "N=1", "--device", "cpu", "--device-index", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--device-index 1: a GPU's index" in err and len(err.strip().splitlines()) == 1
