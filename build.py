@@ -155,10 +155,11 @@ def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
 def _newest(targets: Sequence[str]) -> str | None:
     """The newest architecture of the build's targets: the GPU whose SM count steers the tiles
     (the kernels of one engine serve all its targets)."""
-    def number(arch: str) -> int:
-        digits = "".join(c for c in arch if c.isdigit())
-        return int(digits) if digits else -1
-    return max(targets, key=number) if targets else None
+    from ember.runtime.specs import EngineFormatError, arch_number
+    try:
+        return max(targets, key=arch_number) if targets else None
+    except EngineFormatError:
+        return None  # a target that is no architecture: the compiler refuses it, naming it
 
 
 def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),

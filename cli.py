@@ -579,14 +579,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _is_engine(path: str) -> bool:
     """An engine file, by its name or its first bytes (an engine begins with its magic)."""
+    from ember.loader import sniff
     p = Path(path)
-    if p.suffix == ".engine":
-        return True
-    if not p.is_file():
-        return False
-    from ember.runtime.engine_format import MAGIC
-    with open(p, "rb") as f:
-        return f.read(len(MAGIC)) == MAGIC
+    return p.suffix == ".engine" or (p.is_file() and sniff(p) == "engine")
 
 
 def _inspect_engine(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ def load(path: str | os.PathLike, **options: object) -> Module:
         return load_saved_model(p, **options)  # type: ignore[arg-type]
     if "signature" in options:
         raise ModelFormatError(f"{p}: a signature is chosen only for SavedModel folders, and this is a file")
-    kind = {".onnx": "onnx", ".ir": "ir", ".mlir": "ir"}.get(p.suffix) or _sniff(p)
+    kind = {".onnx": "onnx", ".ir": "ir", ".mlir": "ir"}.get(p.suffix) or sniff(p)
     if kind == "onnx":
         from ember.frontends.onnx import load as load_onnx
         return load_onnx(p, **options)  # type: ignore[arg-type]
@@ -38,10 +38,7 @@ def load(path: str | os.PathLike, **options: object) -> Module:
                            "expected .ir, .onnx or a SavedModel folder)")
 
 
-_ENGINE_MAGIC = b"EMBERENG"  # runtime/engine_format.py MAGIC (the loader reads only the first bytes)
-
-
-def _sniff(p: Path) -> str | None:
+def sniff(p: Path) -> str | None:
     """What a file is by its first bytes, whatever its name: an engine (its magic), Ember IR text
     (comments, `module`, `func`), or ONNX (a ModelProto starts with field 1, ir_version, a varint)."""
     try:
@@ -49,7 +46,8 @@ def _sniff(p: Path) -> str | None:
             head = f.read(256)
     except OSError:
         return None
-    if head.startswith(_ENGINE_MAGIC):
+    from ember.runtime.engine_format import MAGIC
+    if head.startswith(MAGIC):
         return "engine"
     text = head.lstrip()
     if text.startswith((b"//", b"module", b"func", b"#")) or (not head and not p.suffix):

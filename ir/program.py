@@ -67,8 +67,7 @@ def size_of_json(x: Any) -> Size:
     if isinstance(x, int):
         return x
     if isinstance(x, str):
-        d = parse_expr(x)
-        return d  # type: ignore[return-value]
+        return parse_expr(x)  # type: ignore[return-value]
     raise ShapeError(f"{x!r} is not a size or a shape expression")
 
 
@@ -88,11 +87,6 @@ def bind_size(x: Size, env: Mapping[str, int], later: Iterable[str] = ()) -> Siz
         if free and free <= later:
             return D.substitute(x, env)
     return D.evaluate(x, env)
-
-
-def eval_json(x: Any, env: Mapping[str, int]) -> int:
-    """The value of a JSON size (an int or an expression's text) with the symbols of `env`."""
-    return eval_size(size_of_json(x), env)
 
 
 def format_env(env: Mapping[str, int]) -> str:
@@ -487,10 +481,6 @@ class Program:
     def launches(self) -> list[LaunchStep]:
         return [s for s in self.steps if isinstance(s, LaunchStep)]
 
-    @property
-    def host_steps(self) -> list[HostStep]:
-        return [s for s in self.steps if isinstance(s, HostStep)]
-
     @functools.cached_property
     def runtime_symbols(self) -> frozenset[str]:
         """The symbols its steps bind when they run (sizes found from data: NonZero's count, a
@@ -554,6 +544,6 @@ def op_groups(steps: Sequence[Step]) -> list[tuple[int, int]]:
 
 
 __all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "SizeStep", "Bind", "Step",
-           "Port", "Program", "Guard", "parse_expr", "expr_json", "size_of_json", "eval_size", "bind_size", "eval_json",
+           "Port", "Program", "Guard", "parse_expr", "expr_json", "size_of_json", "eval_size", "bind_size",
            "evaluate_array", "format_env", "root_of", "op_groups",
            "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]

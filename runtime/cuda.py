@@ -34,7 +34,7 @@ from ember.errors import EmberError
 from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
-from ember.ir.program import LaunchStep, SizeStep, ValueSpec
+from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
 _TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
@@ -687,7 +687,7 @@ class CudaContext:
             return fetched[vid]
 
         runner = self.dev.host_ops
-        binds = getattr(b.steps[t], "binds", ()) if not isinstance(b.steps[t], SizeStep) else ()
+        binds = b.steps[t].binds if isinstance(b.steps[t], HostStep) else ()  # (a launch's op when a guard fails)
         for index in ops:
             results = runner.run(int(index), fetch, run.sizes.env)
             if binds:

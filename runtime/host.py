@@ -23,7 +23,7 @@ import numpy as np
 from ember.errors import InterpretError, OutOfMemoryError
 from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
-from ember.ir.program import LaunchStep, SizeStep, ValueSpec
+from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
 
 
 class _Outer(Mapping):
@@ -236,7 +236,7 @@ class HostContext:
                         continue
                     done.add(index)
                     results = self.ops.run(index, fetch, sizes.env)
-                    if getattr(step, "binds", ()):
+                    if isinstance(step, HostStep) and step.binds:
                         sizes.bind(t, {vid: np.shape(out) for vid, out in results})
                     for vid, out in results:
                         self._write(b, vid, out, host, sizes)
