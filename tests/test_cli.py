@@ -125,6 +125,10 @@ def test_opt_to_an_onnx_file_writes_onnx(tmp_path):
     for (name, ref), value in zip(want.items(), got):
         assert compare(np.asarray(value), np.asarray(ref)), name
     assert not (tmp_path / "opt.weights").exists()
+    import ember.frontends.onnx.export  # noqa: F401  (the submodule, as other tests import it)
+    from ember.frontends.onnx import export
+    assert callable(export)  # the function, whatever was imported before
+    assert main(["opt", str(model), "-p", "canonicalize", "-o", str(tmp_path / "again.onnx")]) == 0
 
 
 def test_inspect_and_verify_an_engine(tmp_path, capsys):

@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 
 from ember.errors import UsageError
+# Imported here, before `export` below is defined: importing the submodule `export` sets the
+# package's attribute `export` to the module, which must not happen after the function exists
+# (`from ember.frontends.onnx import export` then gave the module on a second call).
+from ember.frontends.onnx.export import export_module
 from ember.frontends.onnx.importer import (OnnxImportError, StaticInputsRequired, import_model,
                                            sanitize_symbol)
 from ember.frontends.onnx.reader import OnnxFileError, parse_model, read_model
@@ -34,7 +38,6 @@ def load(path: str | os.PathLike, *, frozen_inputs: dict[str, np.ndarray] | None
 
 def export(module: Module, **options: Any) -> Any:
     """The module as an ONNX ModelProto (every op that has an ONNX form)."""
-    from ember.frontends.onnx.export import export_module
     return export_module(module, **options)
 
 
