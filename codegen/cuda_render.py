@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
-from ember.codegen.kernel_spec import BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, Offset, TemplateArg, Tile
+from ember.codegen.kernel_spec import (BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, MmaTile, Offset, TemplateArg,
+                                       Tile)
 from ember.errors import UnsupportedOpError
 from ember.ir.core import Block, Operation, Value
 from ember.ir.types import DType, TensorType
@@ -446,6 +447,9 @@ def render_epilogue(w: CWriter, e: EpilogueSpec) -> None:
 def template_arg(a: TemplateArg) -> str:
     if isinstance(a, Tile):
         return f"ember::gemm::Tile<{a.bm}, {a.bn}, {a.bk}, {a.tm}, {a.tn}>"
+    if isinstance(a, MmaTile):
+        return (f"ember::gemm::MmaTile<{a.bm}, {a.bn}, {a.bk}, {a.wm}, {a.wn}, {a.element}, "
+                f"{template_arg(a.fallback)}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

@@ -31,6 +31,22 @@ class Tile:
 
 
 @dataclass(frozen=True)
+class MmaTile:
+    """A tile of the tensor-core core (ember_gemm.cuh `MmaTile`): BM x BN outputs per block, BK
+    deep per step, WM x WN per warp in mma.sync m16n8k16 pieces, on operands of storage type
+    `element` (__half or __nv_bfloat16); `fallback` is the SIMT tile the same kernel runs on
+    architectures before sm_80."""
+
+    bm: int
+    bn: int
+    bk: int
+    wm: int
+    wn: int
+    element: str
+    fallback: Tile
+
+
+@dataclass(frozen=True)
 class BroadcastAt:
     """An epilogue operand read at its general broadcast offset: the result's rank, and where
     in the epilogue's meta (`em`) the operand's strides start."""
@@ -75,7 +91,7 @@ class EpilogueSpec:
     result: Value
 
 
-TemplateArg = Tile | bool | int | str
+TemplateArg = Tile | MmaTile | bool | int | str
 
 
 @dataclass(frozen=True)
@@ -97,8 +113,8 @@ class KernelSpec:
     meta_offset: int = 0
 
     @property
-    def tile(self) -> Tile | None:
-        return next((t for t in self.targs if isinstance(t, Tile)), None)
+    def tile(self) -> Tile | MmaTile | None:
+        return next((t for t in self.targs if isinstance(t, (Tile, MmaTile))), None)
 
 
-__all__ = ["BroadcastAt", "EpilogueSpec", "HeavyValue", "KernelSpec", "Offset", "TemplateArg", "Tile"]
+__all__ = ["BroadcastAt", "EpilogueSpec", "HeavyValue", "KernelSpec", "MmaTile", "Offset", "TemplateArg", "Tile"]

@@ -85,6 +85,14 @@ struct Im2col {
     return static_cast<C>(to_compute(x[l.base + static_cast<Index>(c) * g.xs[1] + static_cast<Index>(iz) * g.xs[2] +
                                        static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]]));
   }
+  __device__ __forceinline__ S raw(const Line& l, int k) const {
+    int c, td, th, tw;
+    split_k<CK>(g, k, c, td, th, tw);
+    const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
+    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return static_cast<S>(0.0f);
+    return x[l.base + static_cast<Index>(c) * g.xs[1] + static_cast<Index>(iz) * g.xs[2] +
+             static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]];
+  }
 };
 
 // The filter of group `grp` as the K x N matrix B(k, n).
@@ -103,13 +111,19 @@ struct Filter {
     return static_cast<C>(to_compute(w[l.off + static_cast<Index>(c) * g.ws[1] + static_cast<Index>(td) * g.ws[2] +
                                        static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]]));
   }
+  __device__ __forceinline__ S raw(const Line& l, int k) const {
+    int c, td, th, tw;
+    split_k<CK>(g, k, c, td, th, tw);
+    return w[l.off + static_cast<Index>(c) * g.ws[1] + static_cast<Index>(td) * g.ws[2] +
+             static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]];
+  }
 };
 
 // Grid (M tiles, N tiles, groups); epi(index of y, output channel, acc).
 template <class T, bool CK, typename C, typename Index, typename SX, typename SW, class Epi>
 __device__ __forceinline__ void implicit_gemm(const SX* __restrict__ x, const SW* __restrict__ w,
                                               const i64* __restrict__ meta, const Epi& epi) {
-  __shared__ __align__(16) C smem[2 * T::STAGE];
+  __shared__ __align__(16) unsigned char smem[T::template bytes<C>()];
   const Geom<Index> g = Geom<Index>::load(meta);
   const int P = g.positions();
   const int M = g.n * P, N = g.kg(), K = g.cg() * g.taps();
@@ -123,7 +137,7 @@ __device__ __forceinline__ void implicit_gemm(const SX* __restrict__ x, const SW
                        static_cast<Index>(ch) * g.ys[1];
       epi(at, ch, acc);
     };
-    gemm::tile<T, CK, true, C>(la, lb, M, N, K, m0, n0, store, smem);
+    gemm::block<T, CK, true, C>(la, lb, M, N, K, m0, n0, store, smem);
     __syncthreads();
   }
 }

@@ -29,6 +29,8 @@ struct Tile {
   static constexpr int LDA = BM + 4, LDB = BN + 4;  // shared pitch: conflict-free stores, 16-byte rows
   static constexpr int A_PER = BM * BK / THREADS, B_PER = BK * BN / THREADS;
   static constexpr int STAGE = BK * (LDA + LDB);
+  static constexpr bool MMA = false;
+  template <typename C> static constexpr int bytes() { return 2 * STAGE * static_cast<int>(sizeof(C)); }
   static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are made of 4-wide bands");
   static_assert(THREADS % BK == 0 && THREADS % BM == 0 && THREADS % BN == 0, "loads must tile evenly");
   static_assert(A_PER * THREADS == BM * BK && B_PER * THREADS == BK * BN, "loads must tile evenly");
@@ -156,6 +158,195 @@ __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, i
   }
 }
 
+// -- the tensor-core core (mma.sync, sm_80 and newer) -----------------------------------------
+// A block of (BM / WM) x (BN / WN) warps computes a BM x BN tile of an f16 or bf16 product with f32
+// accumulation, each warp a WM x WN piece as (WM / 16) x (WN / 8) mma.sync m16n8k16 tiles. Operands
+// pass through shared memory as E (their storage type, converted nowhere: the product is exact in
+// f32) with k contiguous, A as [m][k] and B as [n][k], rows padded by 8 elements (16 bytes) so that
+// ldmatrix reads eight rows without a bank conflict. As in the SIMT core, K advances BK at a time
+// through two stages while each thread holds the next tile's elements in registers (the loaders'
+// `raw` gives the stored element). Architectures before sm_80 run the SIMT tile `Fallback` with the
+// same block, so one kernel serves every target of an engine.
+template <int BM_, int BN_, int BK_, int WM_, int WN_, typename E_, class Fallback_>
+struct MmaTile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_;
+  using E = E_;
+  using Fallback = Fallback_;
+  static constexpr int WARPS_N = BN / WN, THREADS = (BM / WM) * WARPS_N * 32;
+  static constexpr int LD = BK + 8;                  // elements per shared row
+  static constexpr int STAGE = (BM + BN) * LD;       // elements per stage
+  static constexpr int MI = WM / 16, NI = WN / 8;
+  static constexpr int A_PER = BM * BK / THREADS, B_PER = BN * BK / THREADS;
+  static constexpr bool MMA = true;
+  template <typename C> static constexpr int bytes() {
+    return 2 * STAGE * 2 > Fallback::template bytes<C>() ? 2 * STAGE * 2 : Fallback::template bytes<C>();
+  }
+  static_assert(sizeof(E) == 2, "the mma core multiplies 16-bit floats");
+  static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
+  static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "whole mma tiles; B fragments load in pairs");
+  static_assert(THREADS % BK == 0 && THREADS % BM == 0 && THREADS % BN == 0, "loads must tile evenly");
+  static_assert(A_PER * THREADS == BM * BK && B_PER * THREADS == BN * BK, "loads must tile evenly");
+};
+
+namespace mma {
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* p) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+// c += a (16 x 16, row) * b (16 x 8, column), f32 accumulators.
+__device__ __forceinline__ void m16n8k16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1, __half) {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+               "{%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+__device__ __forceinline__ void m16n8k16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1,
+                                         __nv_bfloat16) {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+               "{%8, %9}, {%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+}  // namespace mma
+
+// One block's tile on tensor cores: the contract of `tile` above (epi(m, n, acc) per element inside).
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class LA, class LB, class Epi>
+__device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
+                                         const Epi& epi, unsigned char* __restrict__ raw_smem) {
+#if __CUDA_ARCH__ < 800
+  tile<typename T::Fallback, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(raw_smem));
+#else
+  using E = typename T::E;
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, LD = T::LD, NT = T::THREADS, MI = T::MI, NI = T::NI;
+  constexpr int NLA = A_KMAJOR ? T::A_PER : 1;
+  constexpr int NLB = B_KMAJOR ? T::B_PER : 1;
+  E* smem = reinterpret_cast<E*>(raw_smem);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
+  const E zero = static_cast<E>(0.0f);
+
+  typename LA::Line a_line[NLA];
+  bool a_ok[NLA];
+#pragma unroll
+  for (int e = 0; e < NLA; ++e) {
+    const int m = m0 + (A_KMAJOR ? tid / BK + e * (NT / BK) : tid % BM);
+    a_ok[e] = m < M;
+    a_line[e] = la.line(a_ok[e] ? m : m0);
+  }
+  typename LB::Line b_line[NLB];
+  bool b_ok[NLB];
+#pragma unroll
+  for (int e = 0; e < NLB; ++e) {
+    const int n = n0 + (B_KMAJOR ? tid / BK + e * (NT / BK) : tid % BN);
+    b_ok[e] = n < N;
+    b_line[e] = lb.line(b_ok[e] ? n : n0);
+  }
+
+  E ra[T::A_PER], rb[T::B_PER];
+  auto fetch = [&](int k0) {
+#pragma unroll
+    for (int e = 0; e < T::A_PER; ++e) {
+      const int k = k0 + (A_KMAJOR ? tid % BK : tid / BM + e * (NT / BM));
+      const int l = A_KMAJOR ? e : 0;
+      ra[e] = (a_ok[l] && k < K) ? la.raw(a_line[l], k) : zero;
+    }
+#pragma unroll
+    for (int e = 0; e < T::B_PER; ++e) {
+      const int k = k0 + (B_KMAJOR ? tid % BK : tid / BN + e * (NT / BN));
+      const int l = B_KMAJOR ? e : 0;
+      rb[e] = (b_ok[l] && k < K) ? lb.raw(b_line[l], k) : zero;
+    }
+  };
+  auto stash = [&](E* __restrict__ s) {
+    E* As = s;
+    E* Bs = s + BM * LD;
+#pragma unroll
+    for (int e = 0; e < T::A_PER; ++e) {
+      const int kk = A_KMAJOR ? tid % BK : tid / BM + e * (NT / BM);
+      const int mm = A_KMAJOR ? tid / BK + e * (NT / BK) : tid % BM;
+      As[mm * LD + kk] = ra[e];
+    }
+#pragma unroll
+    for (int e = 0; e < T::B_PER; ++e) {
+      const int kk = B_KMAJOR ? tid % BK : tid / BN + e * (NT / BN);
+      const int nn = B_KMAJOR ? tid / BK + e * (NT / BK) : tid % BN;
+      Bs[nn * LD + kk] = rb[e];
+    }
+  };
+
+  float acc[MI][NI][4];
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NI; ++j)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
+
+  fetch(0);
+  stash(smem);
+  __syncthreads();
+  int stage = 0;
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    const bool more = k0 + BK < K;
+    if (more) fetch(k0 + BK);
+    const E* As = smem + stage * T::STAGE;
+    const E* Bs = As + BM * LD;
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+      unsigned af[MI][4], bf[NI][2];
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+        mma::ldmatrix_x4(af[i], As + (wm + i * 16 + (lane & 15)) * LD + kk + (lane >> 4) * 8);
+#pragma unroll
+      for (int j = 0; j < NI; j += 2) {
+        unsigned r[4];
+        mma::ldmatrix_x4(r, Bs + (wn + j * 8 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk + ((lane >> 3) & 1) * 8);
+        bf[j][0] = r[0]; bf[j][1] = r[1]; bf[j + 1][0] = r[2]; bf[j + 1][1] = r[3];
+      }
+#pragma unroll
+      for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j) mma::m16n8k16(acc[i][j], af[i], bf[j][0], bf[j][1], zero);
+    }
+    if (more) stash(smem + (stage ^ 1) * T::STAGE);
+    __syncthreads();
+    stage ^= 1;
+  }
+
+  // Fragment (i, j) holds rows g and g + 8, columns 2t and 2t + 1 of its 16 x 8 tile.
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int m = m0 + wm + i * 16 + g + h * 8;
+      if (m >= M) continue;
+#pragma unroll
+      for (int j = 0; j < NI; ++j)
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const int n = n0 + wn + j * 8 + 2 * t + q;
+          if (n < N) epi(m, n, static_cast<C>(acc[i][j][h * 2 + q]));
+        }
+    }
+#endif
+}
+
+// A block's tile on the core its tile type names (SIMT Tile or tensor-core MmaTile).
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class LA, class LB, class Epi>
+__device__ __forceinline__ void block(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
+                                      const Epi& epi, unsigned char* __restrict__ smem) {
+  if constexpr (T::MMA) mma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
+  else tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(smem));
+}
+
 // -- strided (batched) matrices -------------------------------------------------------------------
 // A(m, k) = a[base + m * sm + k * sk]: matmul, gemm (transposes are strides), einsum.
 template <typename S, typename C, typename Index>
@@ -167,6 +358,7 @@ struct Strided {
   __device__ __forceinline__ C at(const Line& l, int k) const {
     return static_cast<C>(to_compute(p[l.off + static_cast<Index>(k) * sk]));
   }
+  __device__ __forceinline__ S raw(const Line& l, int k) const { return p[l.off + static_cast<Index>(k) * sk]; }
 };
 
 // The batch layout of a strided product, from `meta`: the batch rank r, the batch dims, then the
@@ -194,7 +386,7 @@ struct Batched {
 template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, typename Index, typename SA, typename SB, class Epi>
 __device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __restrict__ b, const i64* __restrict__ meta,
                                         int M, int N, int K, i64 batches, const Epi& epi) {
-  __shared__ __align__(16) C smem[2 * T::STAGE];
+  __shared__ __align__(16) unsigned char smem[T::template bytes<C>()];
   const Batched<Index> bl{meta};
   const Index sam = bl.stride(0), sak = bl.stride(1), sbk = bl.stride(2), sbn = bl.stride(3);
   const Index scm = bl.stride(4), scn = bl.stride(5);
@@ -207,7 +399,7 @@ __device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __re
     auto store = [&](int m, int n, C acc) {
       epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
     };
-    tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, store, smem);
+    block<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, store, smem);
     __syncthreads();
   }
 }

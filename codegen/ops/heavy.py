@@ -35,7 +35,7 @@ import numpy as np
 
 from ember.codegen.cuda_render import C_EXPR, accumulator, compute_ctype, ctype, index_type, render_spec
 from ember.codegen.kernel_builder import KernelBuilder
-from ember.codegen.kernel_spec import BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, Offset, Tile
+from ember.codegen.kernel_spec import BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, MmaTile, Offset, Tile
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.symbolic import broadcast_shapes, contiguous_strides, numel
 from ember.codegen.ops.elementwise import broadcast_strides
@@ -239,18 +239,46 @@ class Product:
 # `ctx.choose(candidates)` for one: the first (the heuristic's pick) unless the build
 # names another for this op (`ember.compile(..., tactics={op: name})`); order 6 times them.
 TILES = {"tile128x128x8/8x8": Tile(128, 128, 8, 8, 8), "tile64x64x16/4x4": Tile(64, 64, 16, 4, 4)}
+# Tensor-core tiles (mma.sync m16n8k16, f32 accumulation) for f16 and bf16 operands: block tile and
+# warp tile, and the SIMT tile of the same block size that runs before sm_80.
+MMA_TILES = {"mma128x128x32/64x32": (128, 128, 32, 64, 32, "tile128x128x8/8x8"),
+             "mma64x64x32/32x16": (64, 64, 32, 32, 16, "tile64x64x16/4x4")}
+MMA_ELEMENTS = {"f16": "__half", "bf16": "__nv_bfloat16"}
 
 
-def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS) -> list[str]:
-    """The GEMM-core tiles that can run this product, the heuristic's pick first: 128x128
-    tiles of 8x8 per thread when a large product fills the GPU (`sms` multiprocessors) twice
-    over, else 64x64 of 4x4. The big tile only has an f32 and u32 accumulator path."""
+def mma_element(*dtypes: object) -> str | None:
+    """The storage type the tensor-core tiles multiply, when every operand is f16 (or every one
+    bf16); else None."""
+    names = {str(d) for d in dtypes}
+    return MMA_ELEMENTS.get(names.pop()) if len(names) == 1 else None
+
+
+def tile_of(name: str, element: str | None) -> Tile | MmaTile:
+    if name in MMA_TILES:
+        bm, bn, bk, wm, wn, fallback = MMA_TILES[name]
+        assert element is not None
+        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback])
+    return TILES[name]
+
+
+def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS, mma: bool = False) -> list[str]:
+    """The GEMM-core tiles that can run this product, the heuristic's pick first. With `mma`
+    (f16 or bf16 operands, f32 accumulation) the tensor-core tiles come first: 128x128 when the
+    product fills every multiprocessor (`sms`) with those, else 64x64. Then the SIMT tiles:
+    128x128 of 8x8 per thread when a large product fills the GPU twice over, else 64x64 of 4x4
+    (the big SIMT tile only has an f32 and u32 accumulator path)."""
     if acc not in ("float", "unsigned int"):
         return ["tile64x64x16/4x4"]
     big = -(-M // 128) * -(-N // 128) * batches
     if M >= 128 and N >= 128 and big >= 2 * sms:
-        return ["tile128x128x8/8x8", "tile64x64x16/4x4"]
-    return ["tile64x64x16/4x4", "tile128x128x8/8x8"]
+        simt = ["tile128x128x8/8x8", "tile64x64x16/4x4"]
+    else:
+        simt = ["tile64x64x16/4x4", "tile128x128x8/8x8"]
+    if not mma or acc != "float":
+        return simt
+    if M >= 128 and N >= 128 and big >= sms:
+        return ["mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
+    return ["mma64x64x32/32x16", "mma128x128x32/64x32", *simt]
 
 
 def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product, a: Value, b: Value) -> None:
@@ -270,12 +298,13 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     kb.scalar("N", "i32", ctx.i32(prob.N))
     kb.scalar("K", "i32", ctx.i32(prob.K))
     kb.scalar("batches", "i64", ctx.i64(prob.batches))
-    names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx))
+    element = mma_element(ctx.dtype(a), ctx.dtype(b))
+    names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx), mma=element is not None)
     a_kmajor = prob.sak == 1 or prob.M == 1
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
     call = ("a", "b", "meta", "M", "N", "K", "batches", "epi")
     spec = choose(ctx, {name: heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided",
-                                         (TILES[name], a_kmajor, b_kmajor, store.acc, index), call, GEMM_THREADS,
+                                         (tile_of(name, element), a_kmajor, b_kmajor, store.acc, index), call, GEMM_THREADS,
                                          len(meta)) for name in names})
     tile = spec.tile
     assert tile is not None
@@ -473,7 +502,8 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
     if transposed:
         names = ["direct"]
     else:
-        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc, sm_count(ctx))]
+        element = mma_element(ctx.dtype(x), ctx.dtype(w))
+        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc, sm_count(ctx), mma=element is not None)]
         if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
             tiles = []  # rows past 32 bits: only the direct kernel
         names = ["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"]
@@ -490,7 +520,7 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         else:
             builders[name] = kb
             candidates[name] = heavy_spec(epi, plan, kb, "ember_conv.cuh", "conv", "ember::conv::implicit_gemm",
-                                          (TILES[name.split("/", 1)[1]], channels_last, acc, index),
+                                          (tile_of(name.split("/", 1)[1], element), channels_last, acc, index),
                                           ("x", "w", "meta", "epi"), GEMM_THREADS, len(geom))
     chosen = ctx.choose(list(candidates))
     spec, args = candidates[chosen], builders[chosen].args
