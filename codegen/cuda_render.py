@@ -449,7 +449,7 @@ def template_arg(a: TemplateArg) -> str:
         return f"ember::gemm::Tile<{a.bm}, {a.bn}, {a.bk}, {a.tm}, {a.tn}>"
     if isinstance(a, MmaTile):
         return (f"ember::gemm::MmaTile<{a.bm}, {a.bn}, {a.bk}, {a.wm}, {a.wn}, {a.element}, "
-                f"{template_arg(a.fallback)}>")
+                f"{template_arg(a.fallback)}, {template_arg(a.va)}, {template_arg(a.vb)}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

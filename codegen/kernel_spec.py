@@ -35,7 +35,8 @@ class MmaTile:
     """A tile of the tensor-core core (ember_gemm.cuh `MmaTile`): BM x BN outputs per block, BK
     deep per step, WM x WN per warp in mma.sync m16n8k16 pieces, on operands of storage type
     `element` (__half or __nv_bfloat16); `fallback` is the SIMT tile the same kernel runs on
-    architectures before sm_80."""
+    architectures before sm_80. `va` (`vb`): A (B) is read 16 bytes at a time along its
+    contiguous direction (the planner has checked strides and extents)."""
 
     bm: int
     bn: int
@@ -44,6 +45,8 @@ class MmaTile:
     wn: int
     element: str
     fallback: Tile
+    va: bool = False
+    vb: bool = False
 
 
 @dataclass(frozen=True)

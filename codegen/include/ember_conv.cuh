@@ -93,6 +93,16 @@ struct Im2col {
     return x[l.base + static_cast<Index>(c) * g.xs[1] + static_cast<Index>(iz) * g.xs[2] +
              static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]];
   }
+  // Channels c .. c + 7 of one tap (CK, channels adjacent in memory, 8 | channels per group).
+  __device__ __forceinline__ uint4 raw8(const Line& l, int k) const {
+    int c, td, th, tw;
+    split_k<CK>(g, k, c, td, th, tw);
+    const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
+    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return make_uint4(0u, 0u, 0u, 0u);
+    return *reinterpret_cast<const uint4*>(x + l.base + static_cast<Index>(c) + static_cast<Index>(iz) * g.xs[2] +
+                                           static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]);
+  }
+  __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(x) & 15) == 0; }
 };
 
 // The filter of group `grp` as the K x N matrix B(k, n).
@@ -117,6 +127,13 @@ struct Filter {
     return w[l.off + static_cast<Index>(c) * g.ws[1] + static_cast<Index>(td) * g.ws[2] +
              static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]];
   }
+  __device__ __forceinline__ uint4 raw8(const Line& l, int k) const {
+    int c, td, th, tw;
+    split_k<CK>(g, k, c, td, th, tw);
+    return *reinterpret_cast<const uint4*>(w + l.off + static_cast<Index>(c) + static_cast<Index>(td) * g.ws[2] +
+                                           static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]);
+  }
+  __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(w) & 15) == 0; }
 };
 
 // Grid (M tiles, N tiles, groups); epi(index of y, output channel, acc).

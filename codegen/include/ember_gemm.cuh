@@ -161,39 +161,47 @@ __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, i
 // -- the tensor-core core (mma.sync, sm_80 and newer) -----------------------------------------
 // A block of (BM / WM) x (BN / WN) warps computes a BM x BN tile of an f16 or bf16 product with f32
 // accumulation, each warp a WM x WN piece as (WM / 16) x (WN / 8) mma.sync m16n8k16 tiles. Operands
-// pass through shared memory as E (their storage type, converted nowhere: the product is exact in
-// f32) with k contiguous, A as [m][k] and B as [n][k], rows padded by 8 elements (16 bytes) so that
-// ldmatrix reads eight rows without a bank conflict. As in the SIMT core, K advances BK at a time
-// through two stages while each thread holds the next tile's elements in registers (the loaders'
-// `raw` gives the stored element). Architectures before sm_80 run the SIMT tile `Fallback` with the
-// same block, so one kernel serves every target of an engine.
-template <int BM_, int BN_, int BK_, int WM_, int WN_, typename E_, class Fallback_>
+// pass through shared memory in their storage type E (the products are exact in f32). Each operand
+// keeps its memory order there: a k-major operand as [row][k], the other as [k][row] (read with
+// ldmatrix .trans), rows padded by 8 elements so that ldmatrix's eight 16-byte rows fall in distinct
+// banks. As in the SIMT core, K advances BK at a time through two stages while each thread holds the
+// next tile's elements in registers. With VA (VB) the operand is read 8 elements (16 bytes) at a
+// time along its contiguous direction (the planner checks that strides and the contiguous extent
+// are multiples of 8; the kernel checks the pointers' alignment and takes the scalar form when one
+// is not); the loaders' `raw` and `raw8` give stored elements. Architectures before sm_80 run the
+// SIMT tile `Fallback` with the same block, so one kernel serves every target of an engine.
+template <int BM_, int BN_, int BK_, int WM_, int WN_, typename E_, class Fallback_, bool VA_ = false,
+          bool VB_ = false>
 struct MmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_;
   using E = E_;
   using Fallback = Fallback_;
+  using Scalar = MmaTile<BM_, BN_, BK_, WM_, WN_, E_, Fallback_, false, false>;
+  static constexpr bool VA = VA_, VB = VB_;
   static constexpr int WARPS_N = BN / WN, THREADS = (BM / WM) * WARPS_N * 32;
-  static constexpr int LD = BK + 8;                  // elements per shared row
-  static constexpr int STAGE = (BM + BN) * LD;       // elements per stage
   static constexpr int MI = WM / 16, NI = WN / 8;
-  static constexpr int A_PER = BM * BK / THREADS, B_PER = BN * BK / THREADS;
   static constexpr bool MMA = true;
+  // Elements of one stage, the larger of the two orders per operand.
+  static constexpr int side(int r) { return r * (BK + 8) > BK * (r + 8) ? r * (BK + 8) : BK * (r + 8); }
+  static constexpr int STAGE = side(BM) + side(BN);
   template <typename C> static constexpr int bytes() {
     return 2 * STAGE * 2 > Fallback::template bytes<C>() ? 2 * STAGE * 2 : Fallback::template bytes<C>();
   }
   static_assert(sizeof(E) == 2, "the mma core multiplies 16-bit floats");
   static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
-  static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "whole mma tiles; B fragments load in pairs");
-  static_assert(THREADS % BK == 0 && THREADS % BM == 0 && THREADS % BN == 0, "loads must tile evenly");
-  static_assert(A_PER * THREADS == BM * BK && B_PER * THREADS == BN * BK, "loads must tile evenly");
+  static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "whole mma tiles; fragments load in pairs");
 };
 
 namespace mma {
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* p) {
+template <bool TRANS> __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* p) {
 #if __CUDA_ARCH__ >= 800
   const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+  if constexpr (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 #endif
 }
 // c += a (16 x 16, row) * b (16 x 8, column), f32 accumulators.
@@ -214,6 +222,55 @@ __device__ __forceinline__ void m16n8k16(float (&c)[4], const unsigned (&a)[4], 
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 #endif
 }
+
+template <bool C, class X, class Y> struct pick { using type = X; };
+template <class X, class Y> struct pick<false, X, Y> { using type = Y; };
+
+// One operand's way from memory to shared memory: R rows (of A: m; of B: n) by BK of k, read by NT
+// threads, `SPAN` elements per read along the operand's contiguous direction (k when KMAJOR, the
+// rows otherwise). Thread t reads at `along` (fixed) and `first + e * STEP` across, for e < PER;
+// the shared index is the same (across) * LD + along in either order.
+template <int R, int BK, int NT, bool KMAJOR, bool VEC, typename E, class L>
+struct Stager {
+  static constexpr int SPAN = VEC ? 8 : 1;
+  static constexpr int LD = KMAJOR ? BK + 8 : R + 8;
+  static constexpr int ACROSS = (KMAJOR ? BK : R) / SPAN;   // reads per contiguous line of the tile
+  static constexpr int STEP = NT / ACROSS;
+  static constexpr int PER = R * BK / (SPAN * NT);
+  static constexpr int NL = KMAJOR ? PER : 1;              // rows a thread reads
+  static_assert(PER >= 1 && PER * NT * SPAN == R * BK && NT % ACROSS == 0, "reads must tile evenly");
+  using Reg = typename pick<VEC, uint4, E>::type;
+
+  typename L::Line line[NL];
+  bool ok[NL];
+  int along, first;
+  Reg reg[PER];
+
+  __device__ __forceinline__ void init(const L& l, int rows, int r0, int tid) {
+    along = (tid % ACROSS) * SPAN;
+    first = tid / ACROSS;
+#pragma unroll
+    for (int e = 0; e < NL; ++e) {
+      const int r = r0 + (KMAJOR ? first + e * STEP : along);
+      ok[e] = r < rows;
+      line[e] = l.line(ok[e] ? r : r0);
+    }
+  }
+  __device__ __forceinline__ void fetch(const L& l, int k0, int K) {
+#pragma unroll
+    for (int e = 0; e < PER; ++e) {
+      const int k = k0 + (KMAJOR ? along : first + e * STEP);
+      const int n = KMAJOR ? e : 0;
+      const bool in = ok[n] && k < K;
+      if constexpr (VEC) reg[e] = in ? l.raw8(line[n], k) : make_uint4(0u, 0u, 0u, 0u);
+      else reg[e] = in ? l.raw(line[n], k) : static_cast<E>(0.0f);
+    }
+  }
+  __device__ __forceinline__ void stash(E* __restrict__ s) const {
+#pragma unroll
+    for (int e = 0; e < PER; ++e) *reinterpret_cast<Reg*>(s + (first + e * STEP) * LD + along) = reg[e];
+  }
+};
 }  // namespace mma
 
 // One block's tile on tensor cores: the contract of `tile` above (epi(m, n, acc) per element inside).
@@ -224,62 +281,17 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
   tile<typename T::Fallback, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(raw_smem));
 #else
   using E = typename T::E;
-  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, LD = T::LD, NT = T::THREADS, MI = T::MI, NI = T::NI;
-  constexpr int NLA = A_KMAJOR ? T::A_PER : 1;
-  constexpr int NLB = B_KMAJOR ? T::B_PER : 1;
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, NT = T::THREADS, MI = T::MI, NI = T::NI;
+  using SA = mma::Stager<BM, BK, NT, A_KMAJOR, T::VA, E, LA>;
+  using SB = mma::Stager<BN, BK, NT, B_KMAJOR, T::VB, E, LB>;
+  constexpr int LA_ = SA::LD, LB_ = SB::LD;
   E* smem = reinterpret_cast<E*>(raw_smem);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = (warp / T::WARPS_N) * T::WM, wn = (warp % T::WARPS_N) * T::WN;
-  const E zero = static_cast<E>(0.0f);
-
-  typename LA::Line a_line[NLA];
-  bool a_ok[NLA];
-#pragma unroll
-  for (int e = 0; e < NLA; ++e) {
-    const int m = m0 + (A_KMAJOR ? tid / BK + e * (NT / BK) : tid % BM);
-    a_ok[e] = m < M;
-    a_line[e] = la.line(a_ok[e] ? m : m0);
-  }
-  typename LB::Line b_line[NLB];
-  bool b_ok[NLB];
-#pragma unroll
-  for (int e = 0; e < NLB; ++e) {
-    const int n = n0 + (B_KMAJOR ? tid / BK + e * (NT / BK) : tid % BN);
-    b_ok[e] = n < N;
-    b_line[e] = lb.line(b_ok[e] ? n : n0);
-  }
-
-  E ra[T::A_PER], rb[T::B_PER];
-  auto fetch = [&](int k0) {
-#pragma unroll
-    for (int e = 0; e < T::A_PER; ++e) {
-      const int k = k0 + (A_KMAJOR ? tid % BK : tid / BM + e * (NT / BM));
-      const int l = A_KMAJOR ? e : 0;
-      ra[e] = (a_ok[l] && k < K) ? la.raw(a_line[l], k) : zero;
-    }
-#pragma unroll
-    for (int e = 0; e < T::B_PER; ++e) {
-      const int k = k0 + (B_KMAJOR ? tid % BK : tid / BN + e * (NT / BN));
-      const int l = B_KMAJOR ? e : 0;
-      rb[e] = (b_ok[l] && k < K) ? lb.raw(b_line[l], k) : zero;
-    }
-  };
-  auto stash = [&](E* __restrict__ s) {
-    E* As = s;
-    E* Bs = s + BM * LD;
-#pragma unroll
-    for (int e = 0; e < T::A_PER; ++e) {
-      const int kk = A_KMAJOR ? tid % BK : tid / BM + e * (NT / BM);
-      const int mm = A_KMAJOR ? tid / BK + e * (NT / BK) : tid % BM;
-      As[mm * LD + kk] = ra[e];
-    }
-#pragma unroll
-    for (int e = 0; e < T::B_PER; ++e) {
-      const int kk = B_KMAJOR ? tid % BK : tid / BN + e * (NT / BN);
-      const int nn = B_KMAJOR ? tid / BK + e * (NT / BK) : tid % BN;
-      Bs[nn * LD + kk] = rb[e];
-    }
-  };
+  SA sa;
+  SB sb;
+  sa.init(la, M, m0, tid);
+  sb.init(lb, N, n0, tid);
 
   float acc[MI][NI][4];
 #pragma unroll
@@ -289,33 +301,52 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 #pragma unroll
       for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 
-  fetch(0);
-  stash(smem);
+  sa.fetch(la, 0, K);
+  sb.fetch(lb, 0, K);
+  sa.stash(smem);
+  sb.stash(smem + T::side(BM));
   __syncthreads();
   int stage = 0;
   for (int k0 = 0; k0 < K; k0 += BK) {
     const bool more = k0 + BK < K;
-    if (more) fetch(k0 + BK);
+    if (more) {
+      sa.fetch(la, k0 + BK, K);
+      sb.fetch(lb, k0 + BK, K);
+    }
     const E* As = smem + stage * T::STAGE;
-    const E* Bs = As + BM * LD;
+    const E* Bs = As + T::side(BM);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
       unsigned af[MI][4], bf[NI][2];
 #pragma unroll
-      for (int i = 0; i < MI; ++i)
-        mma::ldmatrix_x4(af[i], As + (wm + i * 16 + (lane & 15)) * LD + kk + (lane >> 4) * 8);
+      for (int i = 0; i < MI; ++i) {
+        if constexpr (A_KMAJOR)
+          mma::ldmatrix_x4<false>(af[i], As + (wm + i * 16 + (lane & 15)) * LA_ + kk + (lane >> 4) * 8);
+        else
+          mma::ldmatrix_x4<true>(af[i], As + (kk + (lane & 7) + ((lane >> 4) << 3)) * LA_ + wm + i * 16 +
+                                            ((lane >> 3) & 1) * 8);
+      }
 #pragma unroll
       for (int j = 0; j < NI; j += 2) {
         unsigned r[4];
-        mma::ldmatrix_x4(r, Bs + (wn + j * 8 + (lane & 7) + ((lane >> 4) << 3)) * LD + kk + ((lane >> 3) & 1) * 8);
+        if constexpr (B_KMAJOR)
+          mma::ldmatrix_x4<false>(r, Bs + (wn + j * 8 + (lane & 7) + ((lane >> 4) << 3)) * LB_ + kk +
+                                         ((lane >> 3) & 1) * 8);
+        else
+          mma::ldmatrix_x4<true>(r, Bs + (kk + (lane & 7) + ((lane >> 3) & 1) * 8) * LB_ + wn + j * 8 +
+                                        ((lane >> 4) << 3));
         bf[j][0] = r[0]; bf[j][1] = r[1]; bf[j + 1][0] = r[2]; bf[j + 1][1] = r[3];
       }
 #pragma unroll
       for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int j = 0; j < NI; ++j) mma::m16n8k16(acc[i][j], af[i], bf[j][0], bf[j][1], zero);
+        for (int j = 0; j < NI; ++j) mma::m16n8k16(acc[i][j], af[i], bf[j][0], bf[j][1], E());
     }
-    if (more) stash(smem + (stage ^ 1) * T::STAGE);
+    if (more) {
+      E* next = smem + (stage ^ 1) * T::STAGE;
+      sa.stash(next);
+      sb.stash(next + T::side(BM));
+    }
     __syncthreads();
     stage ^= 1;
   }
@@ -339,12 +370,21 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 #endif
 }
 
-// A block's tile on the core its tile type names (SIMT Tile or tensor-core MmaTile).
+// A block's tile on the core its tile type names (SIMT Tile or tensor-core MmaTile); a vector
+// tile whose operands are not 16-byte aligned in this call runs its scalar form.
 template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class LA, class LB, class Epi>
 __device__ __forceinline__ void block(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
                                       const Epi& epi, unsigned char* __restrict__ smem) {
-  if constexpr (T::MMA) mma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
-  else tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(smem));
+  if constexpr (!T::MMA) {
+    tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(smem));
+  } else if constexpr (T::VA || T::VB) {
+    if ((!T::VA || la.aligned()) && (!T::VB || lb.aligned()))
+      mma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
+    else
+      mma_tile<typename T::Scalar, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
+  } else {
+    mma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
+  }
 }
 
 // -- strided (batched) matrices -------------------------------------------------------------------
@@ -359,6 +399,11 @@ struct Strided {
     return static_cast<C>(to_compute(p[l.off + static_cast<Index>(k) * sk]));
   }
   __device__ __forceinline__ S raw(const Line& l, int k) const { return p[l.off + static_cast<Index>(k) * sk]; }
+  // 8 elements from (line, k) on: k .. k + 7 when sk is 1, else lines .. + 7 (sm is 1).
+  __device__ __forceinline__ uint4 raw8(const Line& l, int k) const {
+    return *reinterpret_cast<const uint4*>(p + l.off + static_cast<Index>(k) * sk);
+  }
+  __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(p) & 15) == 0; }
 };
 
 // The batch layout of a strided product, from `meta`: the batch rank r, the batch dims, then the

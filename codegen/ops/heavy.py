@@ -253,12 +253,25 @@ def mma_element(*dtypes: object) -> str | None:
     return MMA_ELEMENTS.get(names.pop()) if len(names) == 1 else None
 
 
-def tile_of(name: str, element: str | None) -> Tile | MmaTile:
+def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> Tile | MmaTile:
+    """The tile a tactic names; tensor-core tiles on `element`, reading A (`va`) or B (`vb`)
+    16 bytes at a time."""
     if name in MMA_TILES:
         bm, bn, bk, wm, wn, fallback = MMA_TILES[name]
         assert element is not None
-        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback])
+        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback], va, vb)
     return TILES[name]
+
+
+def vector_reads(kmajor: bool, along_k: int, along_rows: int, k: int, rows: int, others: Sequence[int]) -> bool:
+    """Whether an operand can be read 8 elements at a time: along k (k-major: k stride 1, K and
+    the row stride multiples of 8) or along its rows (row stride 1, rows and the k stride
+    multiples of 8); every other stride (`others`: batch, group) a multiple of 8."""
+    if any(s % 8 for s in others):
+        return False
+    if kmajor:
+        return along_k == 1 and k % 8 == 0 and (rows == 1 or along_rows % 8 == 0)
+    return along_rows == 1 and rows % 8 == 0 and along_k % 8 == 0
 
 
 def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS, mma: bool = False) -> list[str]:
@@ -302,9 +315,12 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx), mma=element is not None)
     a_kmajor = prob.sak == 1 or prob.M == 1
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
+    va = vector_reads(a_kmajor, prob.sak, prob.sam, prob.K, prob.M, prob.a_batch)
+    vb = vector_reads(b_kmajor, prob.sbk, prob.sbn, prob.K, prob.N, prob.b_batch)
     call = ("a", "b", "meta", "M", "N", "K", "batches", "epi")
     spec = choose(ctx, {name: heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided",
-                                         (tile_of(name, element), a_kmajor, b_kmajor, store.acc, index), call, GEMM_THREADS,
+                                         (tile_of(name, element, va, vb), a_kmajor, b_kmajor, store.acc, index),
+                                         call, GEMM_THREADS,
                                          len(meta)) for name in names})
     tile = spec.tile
     assert tile is not None
@@ -503,6 +519,10 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         names = ["direct"]
     else:
         element = mma_element(ctx.dtype(x), ctx.dtype(w))
+        # Channels last with 8 | channels per group: 8 channels of one tap at a time.
+        xs_, ws_ = geom[22:27], geom[27:32]
+        va = channels_last and cg % 8 == 0 and xs_[1] == 1 and all(xs_[i] % 8 == 0 for i in (0, 2, 3, 4))
+        vb = channels_last and cg % 8 == 0 and ws_[1] == 1 and all(ws_[i] % 8 == 0 for i in (0, 2, 3, 4))
         tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc, sm_count(ctx), mma=element is not None)]
         if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
             tiles = []  # rows past 32 bits: only the direct kernel
@@ -520,7 +540,7 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         else:
             builders[name] = kb
             candidates[name] = heavy_spec(epi, plan, kb, "ember_conv.cuh", "conv", "ember::conv::implicit_gemm",
-                                          (tile_of(name.split("/", 1)[1], element), channels_last, acc, index),
+                                          (tile_of(name.split("/", 1)[1], element, va, vb), channels_last, acc, index),
                                           ("x", "w", "meta", "epi"), GEMM_THREADS, len(geom))
     chosen = ctx.choose(list(candidates))
     spec, args = candidates[chosen], builders[chosen].args

@@ -63,11 +63,15 @@ CASES: dict[str, Build] = {
     "matmul-bf16-130x257x300": lambda: matmul((130, 300), (300, 257), bf16),
     "matmul-batched-heads": lambda: matmul((2, 3, 33, 40), (2, 3, 40, 47)),
     "matmul-broadcast-batch": lambda: matmul((2, 1, 9, 64), (3, 64, 31), bf16),
-    "matmul-big-tiles": lambda: matmul((520, 96), (96, 390)),
+    "matmul-big-tiles": lambda: matmul((520, 96), (96, 392)),
+    "matmul-vector-reads": lambda: matmul((3, 72, 64), (64, 200)),
+    "matmul-vector-a-only": lambda: matmul((40, 64), (64, 20), bf16),
     "gemm-nn": lambda: gemm(33, 47, 29, False, False),
     "gemm-nt": lambda: gemm(33, 47, 29, False, True),
     "gemm-tn": lambda: gemm(33, 47, 29, True, False, bf16),
     "gemm-tt-bias-relu": lambda: gemm(65, 130, 70, True, True, bias_relu=True),
+    "gemm-tt-vector-reads": lambda: gemm(64, 136, 48, True, True, bias_relu=True),
+    "gemm-tn-vector-reads": lambda: gemm(200, 40, 56, True, False),
     "conv-nchw": lambda: conv((2, 3, 9, 11), (16, 3, 3, 3)),
     "conv-nchw-strided-bf16": lambda: conv((1, 20, 13, 13), (24, 20, 3, 3), bf16, strides=(2, 2)),
     "conv-nhwc": lambda: conv((2, 7, 7, 40), (72, 3, 3, 40), layout="NHWC"),
@@ -100,6 +104,21 @@ def test_other_products_keep_the_simt_tiles(build: Build) -> None:
     assert not any("mma" in c for c in step.candidates), step.candidates
 
 
+VECTOR = {"matmul-vector-reads": (True, True), "matmul-vector-a-only": (True, False), "matmul-17x23x19": (False, False),
+          "gemm-tt-vector-reads": (True, True), "gemm-tn-vector-reads": (True, True), "gemm-nt": (False, False),
+          "conv-nhwc": (True, True), "conv-nhwc-grouped": (True, True), "conv-1x1-nhwc": (True, True),
+          "conv-nchw": (False, False), "conv-nchw-strided-bf16": (False, False)}
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR))
+def test_16_byte_reads_where_strides_and_extents_allow(name: str) -> None:
+    program = lower(CASES[name]().build())
+    (step,) = heavy_launches(program)
+    kernel = program.kernels[step.kernel]
+    flags = tuple("true" if v else "false" for v in VECTOR[name])
+    assert f"ember::gemm::Tile<64, 64, 16, 4, 4>, {flags[0]}, {flags[1]}>" in kernel.source, kernel.source[-600:]
+
+
 def test_the_heuristic_takes_the_big_tile_when_it_fills_the_gpu() -> None:
     (small,) = heavy_launches(lower(matmul((256, 64), (64, 256)).build()))
     (big,) = heavy_launches(lower(matmul((2048, 64), (64, 2048)).build()))
@@ -109,12 +128,11 @@ def test_the_heuristic_takes_the_big_tile_when_it_fills_the_gpu() -> None:
 
 @pytest.mark.parametrize("tile", MMA)
 def test_every_tile_compiles_for_its_targets_and_falls_back_before_sm_80(tile: str, kernel_cache: Path) -> None:
-    """Both element types and both operand layouts, for sm_80 and sm_90 (tensor cores) and
-    sm_75 (the SIMT fallback tile in the same kernel)."""
+    """Both element types, both operand orders, scalar and 16-byte reads, for sm_80 and sm_90
+    (tensor cores) and sm_75 (the SIMT fallback tile in the same kernel)."""
     kernels = []
-    for build in (lambda: gemm(33, 47, 29, True, True), lambda: gemm(33, 47, 29, False, False, bf16),
-                  lambda: conv((1, 7, 7, 40), (72, 3, 3, 40), layout="NHWC")):
-        module = build().build()
+    for name in ("gemm-nn", "gemm-tn", "gemm-tt-vector-reads", "matmul-vector-reads", "conv-nhwc", "conv-nchw"):
+        module = CASES[name]().build()
         (step,) = heavy_launches(lower(module))
         name = next(c for c in step.candidates if c.endswith(tile))
         program = lower(module, tactics={step.ops[0]: name})
@@ -138,3 +156,27 @@ def test_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path:
     got = engine.run(feeds, device="cuda")
     for out, ref in expected.items():
         assert_close(np.asarray(got[out]), np.asarray(ref), what=f"{name} on {tactic}: {out}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("name", ["matmul-vector-reads", "conv-nhwc"])
+def test_misaligned_device_inputs_take_the_scalar_form(name: str, tmp_path: Path) -> None:
+    """Device arrays that start 2 bytes past a 16-byte boundary: the vector tile checks the
+    pointers and runs its scalar form."""
+    import torch
+    module = CASES[name]().build()
+    feeds = feeds_for(module, np.random.default_rng())
+    expected = ember.interpret(module, feeds)
+    engine = ember.compile(module, pipeline="canonicalize", cache_dir=tmp_path / "cache")
+    device = {}
+    for k, v in feeds.items():
+        flat = torch.empty(v.size + 1, dtype=torch.float16 if v.dtype == np.float16 else torch.bfloat16,
+                           device="cuda")[1:]
+        flat.copy_(torch.from_numpy(v.astype(np.float32).ravel()).to(flat.dtype))
+        assert flat.data_ptr() % 16 != 0
+        device[k] = flat.view(v.shape)
+    got = engine.run(device)
+    for out, ref in expected.items():
+        assert_close(got[out].float().cpu().numpy() if hasattr(got[out], "cpu") else np.asarray(got[out]),
+                     np.asarray(ref, dtype=np.float32), what=f"{name} misaligned: {out}")
