@@ -11,8 +11,11 @@ of kind "elementwise"; a reduction-like root (the Reduction or Normalization
 traits: reduce_*, argmax, global pools, softmax, log_softmax, layer_norm,
 rms_norm...) with at least one elementwise producer taken in becomes one of
 kind "reduction" whose body ends with that op. Groups hold at most `max-ops`
-ops. The fused op's operands are the outside values its body reads, in
-first-read order.
+ops. A normalization (layer_norm, rms_norm, instance_norm, group_norm) whose only
+user is a float cast takes the cast as its tail: the kernel stores its f32 result
+in the cast's type, rounding once, as the cast would (no f32 tensor and no extra
+launch between an f32 normalization and half-precision neighbours). The fused op's
+operands are the outside values its body reads, in first-read order.
 
 Heavy ops never join (fuse-epilogue gives them their own fused ops, which
 run first in the default pipeline), nor do ops with regions, string tensors,
@@ -44,6 +47,28 @@ def is_elementwise(op: Operation) -> bool:
 
 def is_reduction(op: Operation) -> bool:
     return _plain(op) and (Reduction in op.traits or Normalization in op.traits)  # type: ignore[attr-defined]
+
+
+# Normalizations whose kernels store through the result's type (codegen/ops/reduce.py `_norm`).
+CAST_TAIL_ROOTS = frozenset({"ember.layer_norm", "ember.rms_norm", "ember.instance_norm", "ember.group_norm"})
+FLOAT_TYPES = frozenset({"f16", "bf16", "f32"})
+
+
+def cast_tail_of(op: Operation, block: Block, assigned: set[int]) -> Operation | None:
+    """The normalization `op` (a float cast) can be the tail of: the producer of its operand,
+    in this block and not yet grouped, whose one result has the cast as its only user."""
+    if op.name != "ember.cast" or not is_elementwise(op) or op.operands[0] is None:
+        return None
+    norm = op.operands[0].defining_op
+    if norm is None or norm.name not in CAST_TAIL_ROOTS or norm.parent is not block or id(norm) in assigned:
+        return None
+    if not is_reduction(norm) or len(norm.results) != 1:
+        return None
+    uses = list(norm.results[0].uses)
+    if len(uses) != 1 or uses[0].user is not op:
+        return None
+    kinds = {str(op.operands[0].type.dtype), str(op.results[0].type.dtype)}  # type: ignore[union-attr]
+    return norm if kinds <= FLOAT_TYPES else None
 
 
 def _group(root: Operation, block: Block, position: dict[int, int], assigned: set[int],
@@ -82,6 +107,12 @@ def fuse_elementwise(module: Module, max_ops: int) -> dict[str, int]:
             groups: list[tuple[str, list[Operation]]] = []
             for op in reversed(block.ops):
                 if id(op) in assigned:
+                    continue
+                norm = cast_tail_of(op, block, assigned)
+                if norm is not None and max_ops >= 2:
+                    group = _group(norm, block, position, assigned, max_ops - 1) + [op]
+                    assigned.update(id(o) for o in group)
+                    groups.append(("reduction", group))
                     continue
                 kind = "elementwise" if is_elementwise(op) else "reduction" if is_reduction(op) else None
                 if kind is None:

@@ -18,6 +18,11 @@ twice. Each fused op holds one heavy op: an add of two convs' results goes
 into the epilogue of the first in program order, and the other's fused op
 yields its result as an operand.
 
+A widening float cast at the end (f16 or bf16 to f32: exact) whose users are all
+reductions or normalizations stays out: fuse-elementwise puts it into their prologue,
+so the heavy op writes the narrow type (half the bytes) and the consumer widens as it
+reads, with the same values.
+
 Contract: afterwards every heavy op of one result outside fused regions sits
 in an epilogue fused op, one per op, and no op runs twice. Heavy ops of
 several results (rnn, gru, lstm) stay as they are, and so do ops already in
@@ -29,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ember.ir.core import Block, Module, Operation, Value
-from ember.ir.opdef import Elementwise, Heavy, Op, Pure
+from ember.ir.opdef import Elementwise, Heavy, Normalization, Op, Pure, Reduction
 from ember.ir.types import TensorType
 from ember.passes.fusion import fuse, skip_fused
 from ember.passes.manager import Pass, PassContext, option, register_pass
@@ -48,6 +53,20 @@ def _epilogue_op(op: Operation, block: Block, shape: tuple) -> bool:
         return False
     t = op.results[0].type
     return isinstance(t, TensorType) and t.shape == shape and t.dtype.kind != "string"
+
+
+def _widening_into_reductions(op: Operation) -> bool:
+    """A cast from f16 or bf16 to f32 whose every user is a reduction or normalization."""
+    if op.name != "ember.cast" or not op.operands or op.operands[0] is None:
+        return False
+    src, dst = op.operands[0].type, op.results[0].type
+    if not (isinstance(src, TensorType) and isinstance(dst, TensorType)):
+        return False
+    if str(src.dtype) not in ("f16", "bf16") or str(dst.dtype) != "f32":
+        return False
+    users = [u.user for u in op.results[0].uses]
+    return bool(users) and all(isinstance(u, Op) and (Reduction in u.traits or Normalization in u.traits)
+                               for u in users)
 
 
 class _Grower:
@@ -70,6 +89,8 @@ class _Grower:
             self.group.extend(step)
             self.members.update(id(op) for op in step)
             out = step[-1].results[0]
+        if len(self.group) > 1 and _widening_into_reductions(self.group[-1]):
+            self.members.discard(id(self.group.pop()))
         return self.group
 
     def _outside(self, v: Value, taken: set[int]) -> list[Operation] | None:

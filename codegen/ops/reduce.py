@@ -111,14 +111,15 @@ class Reads:
     operand; one that the elementwise prologue computes gets a loader struct computing it.
     """
 
-    def __init__(self, ctx: LowerContext, root: Operation, fused: Operation | None = None) -> None:
-        self.ctx, self.root, self.fused = ctx, root, fused
+    def __init__(self, ctx: LowerContext, root: Operation, fused: Operation | None = None,
+                 tail: Operation | None = None) -> None:
+        self.ctx, self.root, self.fused, self.tail = ctx, root, fused, tail
         self.outer: dict[Value, Value] = {}
         self.defs: dict[Value, Operation] = {}
         if fused is not None:
             body = fused.regions[0]
             self.outer = dict(zip(body.args, fused.operands))
-            self.defs = {r: o for o in body.ops[:-1] for r in o.results}
+            self.defs = {r: o for o in body.ops if o is not root and o is not tail for r in o.results}
         self._structs: dict[tuple[int, int], str] = {}
 
     def shape(self, v: Value) -> tuple[int, ...]:
@@ -128,8 +129,9 @@ class Reads:
         return self.ctx.dtype(v)
 
     def result(self, k: int = 0) -> Value:
-        """The program value that the root's k-th result is written to."""
-        r = self.root.results[k]
+        """The program value that the root's k-th result is written to (through the cast
+        tail, when there is one: the kernel stores in the cast's type)."""
+        r = self.root.results[k] if self.tail is None else self.tail.results[0]
         if self.fused is None:
             return r
         outputs = list(self.fused.regions[0].outputs)
@@ -249,13 +251,17 @@ def root(*names: str) -> Callable[[RootLowering], RootLowering]:
 @lowering(fused_kind="reduction")
 def fused_reduction(ctx: LowerContext, op: Operation) -> None:
     body = op.regions[0]
-    last = body.ops[-1]
+    last, tail = body.ops[-1], None
+    if last.name == "ember.cast" and len(body.ops) > 1 and ROOTS.get(body.ops[-2].name) in STORES_ANY_FLOAT \
+            and last.operands[0] is body.ops[-2].results[0]:
+        last, tail = body.ops[-2], last   # a normalization stored in its cast's type
     fn = ROOTS.get(last.name)
     if fn is None:
         raise UnsupportedOpError(f"a fused region ending in {last.name} has no kernel")
-    if any(v not in last.results for v in body.outputs):
+    ends = tail.results if tail is not None else last.results
+    if any(v not in ends for v in body.outputs):
         raise UnsupportedOpError("a fused reduction region that yields values of its prologue")
-    fn(ctx, last, Reads(ctx, last, fused=op))
+    fn(ctx, last, Reads(ctx, last, fused=op, tail=tail))
 
 
 def _builder(ctx: LowerContext, reads: Reads, hint: str, *extra: int) -> KernelBuilder:
@@ -423,6 +429,10 @@ def channel_norm(ctx: LowerContext, op: Operation, reads: Reads) -> None:
 
     _norm(ctx, reads, op.name.split(".")[1], x, view, axes, "NORM_STANDARD", compute, (op.scale, op.bias),
           per_channel, op.attributes["epsilon"], False)
+
+
+# Roots whose kernels store in the type of `reads.result()`, so a float cast after them is their store.
+STORES_ANY_FLOAT = (layer_norm, channel_norm)
 
 
 @root("ember.batch_norm")

@@ -243,6 +243,16 @@ CASES = [
     case("fused_global_avg_pool_nhwc", [("x", f16[1, 4, 4, 32]), ("y", f16[32])],
          lambda b, x, y: b.fused(x, y, kind="reduction",
                                  body=lambda r, x, y: r.global_avg_pool(r.mul(x, y), layout="NHWC"))),
+    # a normalization stored through the float cast after it (its tail)
+    case("fused_cast_layer_norm_cast_f16", [("x", f16[4, 7, 96]), ("s", f32[96]), ("c", f32[96])],
+         lambda b, x, s, c: b.fused(x, s, c, kind="reduction",
+                                    body=lambda r, x, s, c: r.cast(r.layer_norm(r.cast(x, to=f32), s, c), to=f16))),
+    case("fused_layer_norm_cast_bf16", [("x", f32[3, 50]), ("s", f32[50])],
+         lambda b, x, s: b.fused(x, s, kind="reduction",
+                                 body=lambda r, x, s: r.cast(r.layer_norm(x, s, None), to=bf16))),
+    case("fused_group_norm_cast_f16", [("x", f32[2, 8, 5, 5]), ("s", f32[8]), ("c", f32[8])],
+         lambda b, x, s, c: b.fused(x, s, c, kind="reduction",
+                                    body=lambda r, x, s, c: r.cast(r.group_norm(x, s, c, num_groups=4), to=f16))),
     # what goes to the host
     case("topk_runtime_k_host", [("x", f32[2, 9]), ("k", i64[()])], lambda b, x, k: b.topk(x, k),
          feeds={"k": lambda rng: np.array(4, np.int64)}, host=True),
