@@ -6,7 +6,8 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
     ember opt IN.ir -p PIPELINE [-o OUT.ir] [--print-ir-after-all] [--timing]   run passes, like mlir-opt
     ember compile MODEL -o OUT.engine [--fp16|--bf16] [--target sm_80,sm_90] [--shapes NAME:1x3x224x224 | --profile NAME:MIN:OPT:MAX]
                   [--pipeline P] [--dump-cuda DIR] [--strict]    build an engine (NVRTC; no GPU needed)
-    ember inspect MODEL [--ir] [--dot FILE]     what a model holds
+    ember inspect MODEL|ENGINE [--ir] [--graph FILE.svg|.html|.dot] [--json FILE|-] [--layer-times FILE.json]
+                                                what a model or an engine holds; a picture of its graph
     ember run MODEL [-i NAME=FILE.npy ...] [--device cpu|cuda]   run an engine (or build one first)
     ember verify MODEL                          check every IR invariant
     ember compare MODEL.onnx [--fp16] [--shapes ...] [--inputs FILE.npz] [--atol A --rtol R] [--bisect]
@@ -93,21 +94,118 @@ def _add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace output files that exist")
 
 
+def _graph_target(args: argparse.Namespace) -> tuple[Path, str] | None:
+    """--graph FILE (.svg, .html or .dot, by its suffix) or its alias --dot FILE (DOT, whatever
+    the name): where the picture goes and in which form, checked before any work."""
+    from ember.ir.graph_view import FORMATS
+
+    if args.graph and args.dot:
+        raise EmberError("give --graph FILE or its alias --dot FILE, not both")
+    if args.dot:
+        return _output_file(args.dot, args, flag="--dot"), ".dot"
+    if not args.graph:
+        return None
+    suffix = Path(args.graph).suffix.lower()
+    if suffix not in FORMATS:
+        raise EmberError(f"--graph {args.graph}: name a {', '.join(FORMATS)} file (a picture, a page or Graphviz text)")
+    return _output_file(args.graph, args, flag="--graph"), suffix
+
+
+def _json_target(args: argparse.Namespace) -> str | None:
+    if args.json and args.json != "-":
+        _output_file(args.json, args, flag="--json")
+    return args.json
+
+
+def _write_text(path: Path | str, text: str) -> None:
+    from ember.ir.atomic_file import atomic_write
+    with atomic_write(path) as f:
+        f.write(text.encode())
+
+
+def _write_json(target: str, data: dict[str, Any]) -> None:
+    import json
+    text = json.dumps(data, indent=2) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        _write_text(target, text)
+
+
+def _write_graph(view: Any, target: tuple[Path, str], heading: str, con: Any, quiet: bool) -> None:
+    """The picture: Graphviz's layout where `dot` is installed, else Ember's own."""
+    import shutil
+
+    from ember.ir.graph_view import render
+
+    path, suffix = target
+    dot = shutil.which("dot") if suffix != ".dot" else None
+    _write_text(path, render(view, suffix, heading, dot=dot))
+    if not quiet:
+        how = "" if suffix == ".dot" else " (Graphviz's layout)" if dot else " (Ember's layout; install Graphviz for dot's)"
+        con.print(f"  wrote {path}{how}", markup=False)
+
+
+def _model_json(module: Any, path: str) -> dict[str, Any]:
+    """A model for programs: its symbols, each function's inputs, outputs and op counts, weights."""
+    def port(name: str, v: Any) -> dict[str, Any]:
+        t = v.type
+        shape = getattr(t, "shape", None)
+        dtype = getattr(getattr(t, "dtype", None), "name", None)
+        return {"name": name, "type": str(t), "dtype": dtype,
+                "dims": [d if isinstance(d, int) else str(d) for d in shape] if shape is not None else None}
+
+    loaded = [w for w in module.weights.values() if w.data is not None]
+    return {
+        "kind": "model", "file": str(path), "name": module.name,
+        "symbols": {n: {"min": r.min, "max": r.max} for n, r in module.symbols.items()},
+        "functions": [{"name": fn.name,
+                       "inputs": [port(n, v) for n, v in zip(fn.input_names, fn.inputs)],
+                       "outputs": [port(n, v) for n, v in zip(fn.output_names, fn.outputs)],
+                       "ops": dict(Counter(op.name for op in fn.walk()).most_common())}
+                      for fn in module.functions.values()],
+        "weights": {"count": len(module.weights), "with_data": len(loaded),
+                    "bytes": int(sum(w.data.nbytes for w in loaded))},
+    }
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if _is_engine(args.model):
+        return _inspect_engine(args)
+    if args.layer_times:
+        raise EmberError(f"--layer-times: kernel times belong to an engine; {args.model} is a model "
+                         "(compile it and inspect the .engine)")
+    if args.ir and args.json == "-":
+        raise EmberError("--ir and --json - both write to standard output: give --json a file")
+    graph, json_out = _graph_target(args), _json_target(args)
+    module = _load(args.model, args)
+    con = _console()
+    quiet = json_out == "-" or args.ir  # standard output carries the JSON or the IR alone
+    if json_out:
+        _write_json(json_out, _model_json(module, args.model))
+    if args.ir:
+        con.print(str(module), end="", markup=False)
+    elif not quiet:
+        _print_model(args.model, module, con)
+        if json_out:
+            con.print(f"  wrote {json_out}", markup=False)
+    if graph:
+        from ember.ir.graph_view import model_view
+
+        if not args.no_opt:  # the picture is of what the compiler builds from: the optimized graph
+            from ember.passes.manager import PassManager
+            PassManager("default").run(module)  # in place: what is printed above is done with it
+        state = "as imported" if args.no_opt else "after the default pipeline"
+        _write_graph(model_view(module.main), graph, f"{args.model}: @{module.main.name}, {state}", con, quiet)
+    return 0
+
+
+def _print_model(path: str, module: Any, con: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    from ember.ir.graph import to_dot
-
-    if _is_engine(args.model):
-        return _inspect_engine(args)
-    module = _load(args.model, args)
-    con = _console()
-    if args.ir:
-        con.print(str(module), end="", markup=False)
-        return 0
-    con.print(f"[bold]{escape(str(args.model))}[/bold]: module {escape(module.name or '(unnamed)')}")
+    con.print(f"[bold]{escape(str(path))}[/bold]: module {escape(module.name or '(unnamed)')}")
     for name, rng in module.symbols.items():
         con.print(f"  symbol {name} in {rng}")
     for fn in module.functions.values():
@@ -122,13 +220,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         con.print(table)
         counts = Counter(op.name for op in fn.walk())
         con.print("  ops: " + ", ".join(f"{k} x{v}" for k, v in counts.most_common()))
-        if args.dot:
-            Path(args.dot).write_text(to_dot(fn))
-            con.print(f"  wrote {args.dot}")
     loaded = [w for w in module.weights.values() if w.data is not None]
     nbytes = sum(w.data.nbytes for w in loaded)
     con.print(f"  weights: {len(module.weights)} ({len(loaded)} with data, {_fmt_bytes(nbytes)})")
-    return 0
 
 
 def _parse_feeds(items: Sequence[str]) -> dict[str, np.ndarray]:
@@ -584,20 +678,66 @@ def _is_engine(path: str) -> bool:
     return p.suffix == ".engine" or (p.is_file() and sniff(p) == "engine")
 
 
+def _read_layer_times(path: str, engine: Any) -> dict[str, float]:
+    """--layer-times FILE.json: {"kernels": {KERNEL: MILLISECONDS}}, what `ember bench
+    --layer-times-json` writes (other keys are left alone); every kernel must be the engine's."""
+    import json
+    import math
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise EmberError(f"--layer-times {path}: cannot read it: {err}") from None
+    kernels = data.get("kernels") if isinstance(data, dict) else None
+    if not isinstance(kernels, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+            for v in kernels.values()):
+        raise EmberError(f'--layer-times {path}: expected {{"kernels": {{KERNEL: MILLISECONDS, ...}}}} with times '
+                         "that are numbers >= 0 (what ember bench --layer-times-json writes)")
+    unknown = sorted(set(kernels) - set(engine.kernels))
+    if unknown:
+        raise EmberError(f"--layer-times {path}: kernel {unknown[0]} is not in this engine "
+                         f"({len(unknown)} of {len(kernels)} names unknown: times of another build?)")
+    return {str(k): float(v) for k, v in kernels.items()}
+
+
 def _inspect_engine(args: argparse.Namespace) -> int:
     """An engine's inputs (symbolic dims with their ranges), outputs, profiles, targets, memory
-    and its layers: each kernel launch with the source ops it computes, tactic and launch shape."""
+    and its layers: each kernel launch with the source ops it computes, their precision, tactic,
+    launch shape and bytes moved at OPT (runtime/layers.py), and kernel times when given."""
+    from ember.ir.graph_view import engine_view
+    from ember.runtime import Engine
+    from ember.runtime.layers import describe, layers
+
+    if args.no_opt:
+        raise EmberError("--no-opt: an engine holds its optimized IR only; inspect the model for the graph "
+                         "as imported")
+    graph, json_out = _graph_target(args), _json_target(args)
+    engine = Engine.load(args.model)
+    kernel_ms = _read_layer_times(args.layer_times, engine) if args.layer_times else None
+    table = layers(engine, kernel_ms)
+    con = _console()
+    quiet = json_out == "-"
+    if json_out:
+        _write_json(json_out, {"file": str(args.model), **describe(engine, kernel_ms)})
+    if not quiet:
+        _print_engine(args.model, engine, table, kernel_ms is not None, con)
+        if json_out:
+            con.print(f"  wrote {json_out}", markup=False)
+    if graph:
+        step_ms = {layer.step: layer.ms for layer in table if layer.ms is not None}
+        heading = f"{args.model}: engine ({engine.info.get('precision') or 'fp32'}), one cluster per kernel"
+        _write_graph(engine_view(engine.module.main, engine.program, step_ms), graph, heading, con, quiet)
+    return 0
+
+
+def _print_engine(path: str, engine: Any, table: Sequence[Any], timed: bool, con: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
-    from ember.ir.program import HostStep, LaunchStep, SizeStep
-    from ember.runtime import Engine
-
-    engine = Engine.load(args.model)
-    con = _console()
     info = engine.info
-    con.print(f"[bold]{escape(str(args.model))}[/bold]: engine, precision {info.get('precision') or 'fp32'}, "
+    con.print(f"[bold]{escape(str(path))}[/bold]: engine, precision {info.get('precision') or 'fp32'}, "
               f"targets {', '.join(info.get('targets') or []) or 'none'}, NVRTC {info.get('nvrtc') or '?'}")
     io = Table(title="inputs and outputs", title_justify="left")
     for col in ("", "name", "type"):
@@ -613,21 +753,32 @@ def _inspect_engine(args: argparse.Namespace) -> int:
     con.print(f"  arena {_fmt_bytes(memory['arena_bytes'])} (peak of live bytes "
               f"{_fmt_bytes(memory['peak_live_bytes'])}) at the stored shape; weights {len(engine.weights)} "
               f"({_fmt_bytes(sum(int(w.nbytes) for w in engine.weights.values()))})")
-    ops = engine.module.main.body.ops
-    layers = Table(title=f"layers ({len(engine.steps)} steps, {engine.host_steps} on the host)", title_justify="left")
-    for col in ("step", "kernel", "source ops", "tactic", "grid x block"):
-        layers.add_column(col)
-    for t, step in enumerate(engine.steps):
-        sources = ", ".join(f"{ops[i].name} @ {ops[i].loc}" if ops[i].loc else ops[i].name for i in step.ops)
-        if isinstance(step, LaunchStep):
-            shape = f"{'x'.join(map(str, step.grid))} x {'x'.join(map(str, step.block))}"
-            layers.add_row(str(t), Text(step.kernel), Text(sources), Text(step.tactic or ""), Text(shape))
-        elif isinstance(step, SizeStep):
-            layers.add_row(str(t), Text("(size step)"), Text(sources), "", "")
-        elif isinstance(step, HostStep):
-            layers.add_row(str(t), Text("(host)"), Text(sources), Text(step.reason), "")
+    at = ", ".join(f"{k}={v}" for k, v in sorted(engine.symbols.items()))
+    layers = Table(title=f"layers ({len(engine.steps)} steps, {engine.host_steps} on the host; launch shapes and "
+                         f"bytes at {at or 'the stored shape'})", title_justify="left")
+    cols = ["step", "kernel", "source ops", "precision", "tactic", "grid x block", "bytes"] + (["ms"] if timed else [])
+    for col in cols:  # names fold, figures stay on one line; the source ops get the most room
+        layers.add_column(col, justify="right" if col in ("bytes", "ms") else "left",
+                          overflow="fold", no_wrap=col in ("step", "precision", "bytes", "ms"),
+                          ratio={"kernel": 2, "source ops": 3, "tactic": 1, "grid x block": 1}.get(col),
+                          min_width=16 if col == "source ops" else None)
+    for layer in table:
+        sources = ", ".join(o.describe() for o in layer.ops)
+        precision = ",".join(layer.precision)
+        if layer.kind == "launch":
+            shape = f"{'x'.join(map(str, layer.grid_opt))} x {'x'.join(map(str, layer.block_opt))}"
+            nbytes = "?" if layer.bytes is None else _fmt_bytes(layer.bytes)
+            row = [Text(layer.kernel or ""), Text(sources), Text(precision), Text(layer.tactic or ""), Text(shape),
+                   Text(nbytes)]
+            ms = "" if layer.ms is None else f"{layer.ms:.4g}"
+        elif layer.kind == "size":
+            row, ms = [Text("(size step)"), Text(sources), Text(precision), Text(""), Text(""), Text("")], ""
+        else:
+            row, ms = [Text("(host)"), Text(sources), Text(precision), Text(layer.reason), Text(""), Text("")], ""
+        layers.add_row(str(layer.step), *row, *([Text(ms)] if timed else []))
+    if not con.is_terminal:  # into a pipe or a file (rich's 80 columns there): as wide as it reads well
+        con.width = max(con.width, 180)
     con.print(layers)
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -676,7 +827,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_signature(s)
     s.add_argument("model")
     s.add_argument("--ir", action="store_true", help="print the textual IR")
-    s.add_argument("--dot", metavar="FILE", help="write the dataflow graph as Graphviz DOT")
+    s.add_argument("--graph", metavar="FILE.svg|FILE.html|FILE.dot",
+                   help="a picture of the optimized graph, fused groups (an engine: kernel launches) drawn as "
+                        "clusters; Graphviz's layout where dot is installed, else Ember's own")
+    s.add_argument("--dot", metavar="FILE", help="the graph as Graphviz DOT (an alias of --graph FILE.dot)")
+    s.add_argument("--no-opt", action="store_true", help="draw a model's graph as imported, without the default "
+                   "pipeline")
+    s.add_argument("--layer-times", metavar="FILE.json", help='kernel times of an engine, {"kernels": {NAME: MS}}: '
+                   "a column in the layer table, colour and labels in the graph")
+    s.add_argument("--json", metavar="FILE", help="write what is shown as JSON (- for standard output)")
+    _add_force(s)
     s.set_defaults(fn=cmd_inspect)
 
     s = sub.add_parser("compile", help="build an engine: optimize, generate CUDA, compile with NVRTC")

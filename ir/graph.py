@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 
 from ember.ir.core import Function, Operation, Value
-from ember.ir.printer import name_values, quote
+from ember.ir.printer import name_values
 
 SOURCE = ("source",)
 
@@ -59,16 +59,8 @@ def dominators(fn: Function) -> dict[object, object]:
 
 
 def to_dot(fn: Function) -> str:
-    """Graphviz DOT text for the function's dataflow graph."""
-    g = to_networkx(fn)
-    ids = {n: f"n{i}" for i, n in enumerate(g.nodes)}
-    lines = [f"digraph {quote(fn.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
-    for n, data in g.nodes(data=True):
-        shape = {"input": "invhouse", "output": "house"}.get(data["kind"], "box")
-        label = data["label"] + (f"\\n{data['loc']}" if data.get("loc") and data["loc"] != "<unknown>" else "")
-        label = label if data["kind"] == "op" else f"{data['label']}\\n{data['type']}"
-        lines.append(f"  {ids[n]} [shape={shape}, label={quote(label).replace(chr(92) * 2, chr(92))}];")
-    for u, v, data in g.edges(data=True):
-        lines.append(f"  {ids[u]} -> {ids[v]} [label={quote(data['type'])}];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    """Graphviz DOT text for the function's dataflow graph, fused ops drawn as clusters of
+    their bodies (ir/graph_view.py draws it; `ember inspect --graph` writes it)."""
+    from ember.ir.graph_view import model_view
+    from ember.ir.graph_view import to_dot as view_to_dot
+    return view_to_dot(model_view(fn))
