@@ -413,7 +413,7 @@ def heavy_value(h: HeavyValue, x: str, acc: str) -> str:
 
 def _offset(at: Offset, index: str) -> str:
     if isinstance(at, BroadcastAt):
-        return f"ember::broadcast_offset<{index}>(idx, {at.rank}, em + 1, em + {at.strides_at})"
+        return f"ember::broadcast_offset<{index}>(idx, {at.rank}, em + {at.dims_at}, em + {at.strides_at})"
     return at
 
 
@@ -441,7 +441,7 @@ def render_epilogue(w: CWriter, e: EpilogueSpec) -> None:
                            f"{literal(value.array.reshape(()).item(), value.dtype)};")
                     continue
                 render_op(w, op, names, fresh)
-            w.line(f"out[idx] = ember::store<{e.out}>({names[e.result]});")
+            w.line(f"out[{_offset(e.store_at, e.index)}] = ember::store<{e.out}>({names[e.result]});")
 
 
 def template_arg(a: TemplateArg) -> str:

@@ -51,11 +51,13 @@ class MmaTile:
 
 @dataclass(frozen=True)
 class BroadcastAt:
-    """An epilogue operand read at its general broadcast offset: the result's rank, and where
-    in the epilogue's meta (`em`) the operand's strides start."""
+    """An element offset from the flat index `idx` of the result (a general broadcast read, or
+    a store through a layout): `rank` dims from `em + dims_at` (the result's, by default), and
+    strides from `em + strides_at`."""
 
     rank: int
     strides_at: int
+    dims_at: int = 1
 
 
 Offset = str | BroadcastAt   # "idx" (the element), "col" (its column), "0" (a scalar), or BroadcastAt
@@ -92,6 +94,7 @@ class EpilogueSpec:
     ops: tuple[Operation, ...]
     names: tuple[tuple[Value, str], ...]
     result: Value
+    store_at: Offset = "idx"                     # where the element goes in `out`
 
 
 TemplateArg = Tile | MmaTile | bool | int | str

@@ -18,6 +18,11 @@ twice. Each fused op holds one heavy op: an add of two convs' results goes
 into the epilogue of the first in program order, and the other's fused op
 yields its result as an operand.
 
+A transpose (after an optional reshape) that is the only user of the epilogue's value
+joins as its layout tail: the kernel stores each element where the transpose puts it,
+so a projection writes the heads-first layout attention reads (and attention the
+layout the output projection reads) with no transpose kernel between them.
+
 A widening float cast at the end (f16 or bf16 to f32: exact) whose users are all
 reductions or normalizations stays out: fuse-elementwise puts it into their prologue,
 so the heavy op writes the narrow type (half the bytes) and the consumer widens as it
@@ -69,11 +74,31 @@ def _widening_into_reductions(op: Operation) -> bool:
                                for u in users)
 
 
+def _only_user(v: Value, block: Block | None) -> Operation | None:
+    uses = list(v.uses)
+    if len(uses) != 1 or not isinstance(uses[0].user, Op) or uses[0].user.parent is not block:
+        return None
+    return uses[0].user
+
+
+def _layout_tail(last: Operation) -> list[Operation]:
+    """[reshape,] transpose: the only user of `last`'s value (and of the reshape's)."""
+    user = _only_user(last.results[0], last.parent)
+    tail = []
+    if user is not None and user.name == "ember.reshape" and len(user.operands) == 1:
+        tail.append(user)
+        user = _only_user(user.results[0], last.parent)
+    if user is None or user.name != "ember.transpose":
+        return []
+    return tail + [user]
+
+
 class _Grower:
     """Grows one heavy op's epilogue (see the module docstring)."""
 
-    def __init__(self, heavy: Operation, position: dict[int, int], max_ops: int) -> None:
+    def __init__(self, heavy: Operation, position: dict[int, int], max_ops: int, layout: bool = True) -> None:
         self.block = heavy.parent
+        self.layout = layout
         self.shape = heavy.results[0].type.shape  # type: ignore[union-attr]
         self.position = position
         self.max_ops = max_ops
@@ -91,6 +116,10 @@ class _Grower:
             out = step[-1].results[0]
         if len(self.group) > 1 and _widening_into_reductions(self.group[-1]):
             self.members.discard(id(self.group.pop()))
+        if self.layout:
+            tail = _layout_tail(self.group[-1])
+            self.group.extend(tail)
+            self.members.update(id(op) for op in tail)
         return self.group
 
     def _outside(self, v: Value, taken: set[int]) -> list[Operation] | None:
@@ -134,7 +163,7 @@ class _Grower:
                                  or (id(u.user) not in self.members and id(u.user) not in taken) for u in v.uses)
 
 
-def fuse_epilogues(module: Module, max_ops: int) -> tuple[int, int]:
+def fuse_epilogues(module: Module, max_ops: int, layout: bool = True) -> tuple[int, int]:
     """Wrap every heavy op with its epilogue; returns (fused ops made, epilogue ops taken in)."""
     made = taken = 0
     for fn in module.functions.values():
@@ -143,7 +172,7 @@ def fuse_epilogues(module: Module, max_ops: int) -> tuple[int, int]:
             for op in list(block.ops):
                 if op.parent is not block or not is_heavy(op):
                     continue
-                group = _Grower(op, position, max_ops).grow()
+                group = _Grower(op, position, max_ops, layout).grow()
                 fuse(group, "epilogue")
                 made += 1
                 taken += len(group) - 1
@@ -156,9 +185,10 @@ class FuseEpilogue(Pass):
     """Wrap each heavy op with the elementwise ops after it in one ember.fused (kind "epilogue")."""
 
     max_ops: int = option(16, min=1)
+    layout: bool = option(True)  # take a transpose after the epilogue as the layout of its store
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        made, taken = fuse_epilogues(module, self.max_ops)
+        made, taken = fuse_epilogues(module, self.max_ops, self.layout)
         if made:
             ctx.count(self.name, "fused ops", made)
         if taken:

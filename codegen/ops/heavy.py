@@ -81,6 +81,7 @@ class Epilogue:
     out: Value
     outer: dict[Value, Value]
     where: str
+    layout: Operation | None = None   # a transpose the store goes through (fuse-epilogue's layout tail)
 
     @classmethod
     def alone(cls, ctx: LowerContext, op: Operation) -> "Epilogue":
@@ -92,13 +93,22 @@ class Epilogue:
         if not body.ops or len(op.results) != 1 or len(body.outputs) != 1:
             raise UnsupportedOpError("an epilogue fusion must hold one heavy op first and yield one value")
         heavy, rest = body.ops[0], list(body.ops[1:])
+        layout: list[Operation] = []
+        while rest and rest[-1].name in ("ember.transpose", "ember.reshape") and len(rest[-1].operands) == 1:
+            layout.insert(0, rest.pop())
         for e in rest:
             if not _expr_ok(e):
                 raise UnsupportedOpError(f"{e.name} in an epilogue has no elementwise CUDA form")
             if e.name == "ember.constant" and e.attributes["value"].array.size != 1:
                 raise UnsupportedOpError("a non-scalar constant inside an epilogue")
+        if [e.name for e in layout] not in (["ember.transpose"], ["ember.reshape", "ember.transpose"]):
+            if layout:
+                raise UnsupportedOpError("an epilogue's layout tail must be one transpose, after at most one reshape")
+        result = layout[0].operands[0] if layout else body.outputs[0]
         outer = dict(zip(body.args, op.operands))
-        return cls(heavy, rest, body.outputs[0], op.results[0], outer, ctx.loc())
+        epi = cls(heavy, rest, result, op.results[0], outer, ctx.loc())
+        epi.layout = layout[-1] if layout else None
+        return epi
 
     def value(self, v: Value | None) -> Value | None:
         """The outside value that an operand of the heavy op stands for."""
@@ -114,7 +124,7 @@ class Epilogue:
         return out
 
     def comment(self) -> str:
-        names = [self.heavy.name] + [e.name for e in self.ops]
+        names = [self.heavy.name] + [e.name for e in self.ops] + ([self.layout.name] if self.layout else [])
         return f"{' -> '.join(names)} @ {self.where}"
 
 
@@ -140,7 +150,7 @@ class EpiloguePlan:
 
     def __init__(self, ctx: LowerContext, epi: Epilogue, store: Store, index: str) -> None:
         self.ctx, self.epi = ctx, epi
-        out_shape = ctx.shape(epi.out)
+        out_shape = ctx.shape(epi.result)   # the heavy op's grid (before a layout tail)
         # Outside values read per element, in parameter order: the heavy op's (`store.reads`), then the
         # epilogue's. Kept apart: a per-column read (conv's bias) is not a broadcast of the same value.
         heavy_reads = list(dict.fromkeys(store.reads))
@@ -171,6 +181,16 @@ class EpiloguePlan:
                 offsets.append(BroadcastAt(rank, 1 + rank * (1 + general)))
                 self.meta += strides
                 general += 1
+        store_at: Offset = "idx"
+        if epi.layout is not None:
+            # The element at flat index idx of the grid, viewed as the transpose's operand (a
+            # reshape of the grid), goes where the transpose puts it in the output.
+            pre = ctx.shape(epi.layout.operands[0])
+            perm = list(epi.layout.attributes["perm"])
+            out_strides = contiguous_strides(ctx.shape(epi.out))
+            strides = [out_strides[perm.index(d)] for d in range(len(pre))]
+            store_at = BroadcastAt(len(pre), len(self.meta) + len(pre), len(self.meta))
+            self.meta += [*pre, *strides]
         out_t = epi.out.type
         assert isinstance(out_t, TensorType)
         self.out_dtype = out_t.dtype
@@ -182,7 +202,7 @@ class EpiloguePlan:
         reads = tuple((ctype(ctx.dtype(v)), compute_ctype(ctx.dtype(v)), at) for v, at in zip(self.extras, offsets))
         self.spec = EpilogueSpec(ctype(self.out_dtype), reads, index, store.acc,
                                  replace(store.value, read="x0" if heavy_reads else None),
-                                 tuple(epi.ops), tuple(names.items()), epi.result)
+                                 tuple(epi.ops), tuple(names.items()), epi.result, store_at)
 
     def declare(self, kb: KernelBuilder) -> None:
         """Add the output and the per-element operands to the kernel's parameters."""

@@ -317,7 +317,31 @@ def _nchw_conv_channel_add(rng: np.random.Generator) -> tuple[Any, Feeds]:
     return b.build(), feeds
 
 
+def _projection_heads_first(rng: np.random.Generator) -> tuple[Any, Feeds]:
+    """matmul + bias stored heads-first (reshape, transpose: the layout tail), attention stored
+    back tokens-first (its transpose), then a reshape: no transpose kernel (f16, tensor cores)."""
+    b = Builder("heads")
+    (x,), feeds = _inputs(rng, b, {"x": ((2, 11, 48), f16)})
+    w = b.weight("w", rand(rng, (48, 48), f16))
+    bias = b.weight("bias", rand(rng, (48,), f16))
+    q = b.transpose(b.reshape(b.add(b.matmul(x, w), bias), shape=[2, 11, 3, 16]), perm=[0, 2, 1, 3])
+    y = b.attention(q, q, q)[0]
+    b.output("y", b.reshape(b.transpose(y, perm=[0, 2, 1, 3]), shape=[2, 11, 48]))
+    return b.build(), feeds
+
+
+def _conv_to_channels_last(rng: np.random.Generator) -> tuple[Any, Feeds]:
+    """An NCHW conv + relu stored channels last through its layout tail."""
+    b = Builder("nchw_to_nhwc")
+    (x,), feeds = _inputs(rng, b, {"x": ((2, 5, 7, 6), f32)})
+    w = b.weight("w", rand(rng, (9, 5, 3, 3)))
+    b.output("y", b.transpose(b.relu(b.conv(x, w, None, pads=(1, 1, 1, 1))), perm=[0, 2, 3, 1]))
+    return b.build(), feeds
+
+
 FUSED = [
+    Case("fused-matmul-heads-first-attention-back", _projection_heads_first, pipeline="fuse-epilogue"),
+    Case("fused-conv-relu-to-channels-last", _conv_to_channels_last, pipeline="fuse-epilogue"),
     Case("fused-conv-bias-relu-residual", _resnet_block, pipeline="fuse-epilogue"),
     Case("fused-matmul-bias-gelu", _linear_gelu, pipeline="fuse-epilogue"),
     Case("fused-gemm-clip-scale-cast", _gemm_clip, pipeline="fuse-epilogue"),
@@ -349,14 +373,16 @@ def test_lowers_to_kernels_that_compile(case: Case, compiler: Compiler) -> None:
 
 
 def test_fused_cases_are_fused() -> None:
-    """The fusion cases really hold one epilogue fusion each (so the GPU test covers the fused kernel)."""
+    """The fusion cases really hold one epilogue fusion per heavy op (so the GPU test covers the
+    fused kernels), and one launch each: layout tails leave no transpose kernel."""
     for case in FUSED:
         module, _ = case.module(np.random.default_rng(0))
+        heavy = 2 if "attention-back" in case.name else 1
         kinds = [op.attributes.get("kind") for op in module.main.body.ops if op.name == "ember.fused"]
-        assert kinds == ["epilogue"], (case.name, kinds)
+        assert kinds == ["epilogue"] * heavy, (case.name, kinds)
         program = lower(module)
         launches = [s for s in program.steps if s.kind == "launch"]
-        assert len(launches) == 1 and not program.host_ops, case.name
+        assert len(launches) == heavy and not program.host_ops, case.name
 
 
 def test_kernels_name_their_ops_and_keep_sizes_out_of_the_source() -> None:
