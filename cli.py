@@ -9,6 +9,8 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
     ember inspect MODEL|ENGINE [--ir] [--graph FILE.svg|.html|.dot] [--json FILE|-] [--layer-times FILE.json]
                                                 what a model or an engine holds; a picture of its graph
     ember run MODEL [-i NAME=FILE.npy ...] [--device cpu|cuda]   run an engine (or build one first)
+    ember bench MODEL|ENGINE [--fp16|--bf16] [--shapes ...|--profile ...] [--iterations K] [--warmup K] [--json FILE|-]
+                                                latency percentiles, GPU time, host overhead, throughput
     ember verify MODEL                          check every IR invariant
     ember compare MODEL.onnx [--fp16] [--shapes ...] [--inputs FILE.npz] [--atol A --rtol R] [--bisect]
                                                 Ember against ONNX Runtime; exit 1 on a mismatch
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -346,6 +349,73 @@ def cmd_compile(args: argparse.Namespace) -> int:
         con = _console()
         con.print(f"{src} -> {out} ({precision}, {', '.join(targets)})")
         con.print(engine.report.summary(), markup=False)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Build (or load) an engine and time it: latency percentiles, GPU time, host overhead."""
+    from ember.bench import bench
+    from ember.build import bind_shapes
+
+    if args.iterations < 1 or args.warmup < 0:
+        raise EmberError(f"--iterations {args.iterations} --warmup {args.warmup}: at least one timed run, "
+                         "warm-up 0 or more")
+    if args.device_index < 0 or args.device_index and args.device == "cpu":
+        raise EmberError(f"--device-index {args.device_index}: a GPU's index (0, 1, ...), with --device cuda or auto")
+    if args.shapes and args.profile:
+        raise EmberError("give --shapes (one shape per input) or --profile (ranges), not both")
+    if args.json and args.json != "-":
+        _output_file(args.json, args, flag="--json")
+    shapes = _parse_shapes(args.shapes) if args.shapes else None
+    build_s = None
+    if _is_engine(args.model):
+        from ember.runtime.engine import Engine
+        if args.profile or args.fp16 or args.bf16:
+            raise EmberError(f"{args.model} is an engine: --profile, --fp16 and --bf16 are build options "
+                             "(bench the model to build with them)")
+        engine = Engine.load(args.model)
+        module = engine.module
+        dims = {**engine.symbols, **(bind_shapes(module, shapes) if shapes else {})}
+    else:
+        from ember.build import compile as build
+        module = _load(args.model, args)
+        profiles = [_parse_profile(p) for p in args.profile] if args.profile else None
+        precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+        targets = [t.strip() for t in args.target.split(",") if t.strip()]
+        start = time.perf_counter()
+        engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
+                       cache_dir=args.cache_dir)
+        build_s = time.perf_counter() - start
+        # a profile engine is timed at the first profile's OPT shape
+        dims = bind_shapes(module, {k: v[1] for k, v in profiles[0].items()}) if profiles else \
+            bind_shapes(module, shapes) if shapes else dict(engine.symbols)
+    feeds = random_inputs(module.main, args.seed, dims)
+    report = bench(engine, feeds, device=args.device, iterations=args.iterations, warmup=args.warmup,
+                   device_index=args.device_index, build_s=build_s)
+    if args.json:
+        if args.json == "-":
+            print(report.dumps())
+            return 0
+        from ember.ir.atomic_file import atomic_write
+        atomic_write(Path(args.json), report.dumps() + "\n")
+    con = _console()
+    shape_text = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in report.shapes.items())
+    con.print(f"{args.model} on {report.device} ({report.precision or 'fp32'}; {shape_text})", markup=False)
+    if report.device == "host arena":
+        con.print("  the host arena runs each kernel's reference op: not a GPU figure", markup=False)
+    if build_s is not None:
+        con.print(f"  build: {build_s:.2f} s", markup=False)
+    con.print(f"  first run: {report.first_run_ms:.3f} ms (binding, planning, graph capture)", markup=False)
+    for label, st in (("latency", report.latency), ("GPU time", report.gpu)):
+        con.print(f"  {label}: min {st.min:.4f}  median {st.median:.4f}  mean {st.mean:.4f}  p90 {st.p90:.4f}  "
+                  f"p99 {st.p99:.4f}  max {st.max:.4f} ms ({report.iterations} runs after {report.warmup} warm-up)",
+                  markup=False)
+    con.print(f"  host overhead: {report.host_overhead_ms:.4f} ms per run (median latency - median GPU time)",
+              markup=False)
+    samples = f", {report.samples_per_s:.1f} samples/s" if report.samples_per_s else ""
+    con.print(f"  throughput: {report.throughput_qps:.1f} runs/s{samples}", markup=False)
+    tactics = ", ".join(f"{k} x{v}" for k, v in report.tactics.items()) or "none"
+    con.print(f"  {report.launches} launches, {report.host_steps} host steps; tactics: {tactics}", markup=False)
     return 0
 
 
@@ -861,6 +931,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pick a heavy op's implementation (OP: its ONNX node name or op index); a wrong "
                         "name lists the op's candidates")
     s.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("bench", help="time an engine (or a model built into one): latency percentiles, GPU time, "
+                                     "host overhead, throughput, as trtexec")
+    _add_signature(s)
+    s.add_argument("model", help="an .engine, or a model to build first (.onnx, .ir, SavedModel folder)")
+    precision = s.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="build with float ops in f16")
+    precision.add_argument("--bf16", action="store_true", help="build with float ops in bf16")
+    s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
+                   help="the shape to time (and, for a model, to build for)")
+    s.add_argument("--profile", action="append", metavar="NAME:MIN:OPT:MAX[,NAME2:...]",
+                   help="build a profile engine (as compile does) and time it at the first profile's OPT")
+    s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures to build for (default sm_80,sm_90)")
+    s.add_argument("--iterations", type=int, default=100, metavar="K", help="timed runs (default 100)")
+    s.add_argument("--warmup", type=int, default=10, metavar="K", help="untimed runs first (default 10)")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="cuda, or cpu: the host arena (a plumbing check, not a GPU figure)")
+    s.add_argument("--device-index", type=int, default=0, metavar="N", help="which GPU (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="for the random inputs")
+    s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
+    s.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout, alone)")
+    _add_force(s)
+    s.set_defaults(fn=cmd_bench)
 
     s = sub.add_parser("run", help="run a model: an .engine, or an .onnx/.ir built into one first")
     _add_signature(s)

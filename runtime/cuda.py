@@ -846,6 +846,26 @@ class CudaContext:
         ptr = self.dev.alloc(nbytes)
         return DeviceArray(shape, dtype, ptr, nbytes, self.stream, self.dev.free, self.dev.index), ptr
 
+    def upload(self, array: Any) -> Any:
+        """A device copy of a host array on this context's GPU (a DeviceArray written on its
+        stream), for run() to take without a host-to-device copy: what `ember bench` feeds."""
+        from ember.ir.types import dtype_of
+        from ember.runtime.dlpack import DeviceArray
+        arr = np.ascontiguousarray(array)
+        self.dev.activate()
+        nbytes = max(arr.nbytes, 1)
+        ptr = self.dev.alloc(nbytes)
+        out = DeviceArray(arr.shape, dtype_of(arr).name, ptr, arr.nbytes, self.stream, self.dev.free, self.dev.index)
+        if arr.nbytes:
+            _call("cuMemcpyHtoDAsync", ptr, arr.ctypes.data, arr.nbytes, self.stream, detail="upload")
+        _call("cuStreamSynchronize", self.stream)   # `arr` may go as soon as this returns
+        return out
+
+    def timer(self) -> "StreamTimer":
+        """GPU time on this context's stream between start() and stop(), from CUDA events."""
+        self.dev.activate()
+        return StreamTimer(self.stream)
+
     def close(self) -> None:
         """Free the arena, the graphs and the stream (also done when the context is collected)."""
         d = _drv()
@@ -962,3 +982,32 @@ def copy_to_host(ptr: int, shape: Sequence[int], dtype: np.dtype, stream: int | 
 
 
 __all__ = ["CudaContext", "DeviceEngine", "CudaError", "available", "device_info", "stream_handle", "copy_to_host"]
+
+
+class StreamTimer:
+    """Two timing events on a stream: start() and stop() record them, elapsed_ms() waits for the
+    second and gives the GPU time between (what ran on the stream, not the host's work)."""
+
+    def __init__(self, stream: Any) -> None:
+        d = _drv()
+        self.stream = stream
+        self.begin = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DEFAULT))
+        self.end = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DEFAULT))
+
+    def start(self) -> None:
+        _call("cuEventRecord", self.begin, self.stream)
+
+    def stop(self) -> None:
+        _call("cuEventRecord", self.end, self.stream)
+
+    def elapsed_ms(self) -> float:
+        _call("cuEventSynchronize", self.end)
+        return float(_call("cuEventElapsedTime", self.begin, self.end))
+
+    def __del__(self) -> None:
+        for ev in (getattr(self, "begin", None), getattr(self, "end", None)):
+            if ev is not None:
+                try:
+                    _drv().cuEventDestroy(ev)
+                except Exception:
+                    pass

@@ -16,6 +16,7 @@ shared with the CUDA context, whose host steps use it too.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -137,6 +138,19 @@ def _np_dtype(name: str) -> np.dtype:
     return DTYPES[name].np_dtype
 
 
+class WallTimer:
+    """The host context's StreamTimer (runtime/cuda.py): wall-clock time between start and stop."""
+
+    def start(self) -> None:
+        self.begin = time.perf_counter()
+
+    def stop(self) -> None:
+        self.end = time.perf_counter()
+
+    def elapsed_ms(self) -> float:
+        return (self.end - self.begin) * 1000.0
+
+
 class HostContext:
     """Runs an engine on a host-memory arena laid out by its memory plan (see the module docstring).
 
@@ -186,6 +200,16 @@ class HostContext:
         if vid not in host:
             raise InterpretError(f"value {info.name} is read before any step computed it")
         return host[vid]
+
+    def upload(self, array: Any) -> np.ndarray:
+        """The host context's "device" copy of an input (the CUDA context's upload, for one bench loop)."""
+        return np.array(array, copy=True)
+
+    def timer(self) -> "WallTimer":
+        return WallTimer()
+
+    def synchronize(self) -> None:
+        """Nothing runs behind the host's back."""
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Run the engine's steps on the arena; numpy arrays in, numpy arrays out."""

@@ -1,0 +1,132 @@
+"""`ember bench`: an engine's latency and throughput, as trtexec reports them.
+
+One execution context runs the engine on inputs uploaded to the device once (so no
+host-to-device copy is timed), first a cold run (binding the program at the shape,
+planning, capturing CUDA graphs: reported apart), then `warmup` runs, then `iterations`
+timed runs. Each timed run gives two figures: the latency, host wall clock from the call
+until the stream has finished (what a caller waits), and the GPU time, CUDA events
+recorded on the context's stream around the run (what the kernels take). Their medians'
+difference is the host overhead per run. Throughput is runs per second from the mean
+latency, and samples per second where every input has the same leading (batch) dim.
+
+On the host arena (`device="cpu"`) the same loop times the reference ops at the planned
+offsets: a check of the plumbing, not a figure for the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ember.errors import EmberError
+
+PERCENTILES = {"min": 0.0, "median": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Milliseconds over the timed runs."""
+
+    min: float
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, ms: list[float]) -> "Stats":
+        a = np.asarray(ms, dtype=np.float64)
+        q = {k: float(np.percentile(a, p)) for k, p in PERCENTILES.items()}
+        return cls(q["min"], float(a.mean()), q["median"], q["p90"], q["p99"], q["max"])
+
+
+@dataclass
+class BenchReport:
+    device: str                      # "cuda:0 (NVIDIA H100 80GB HBM3)" or "host arena"
+    shapes: dict[str, list[int]]
+    iterations: int
+    warmup: int
+    latency: Stats                   # host wall clock per run, until the stream finished
+    gpu: Stats                       # CUDA events around each run (host: the wall clock again)
+    first_run_ms: float              # the cold run: binding, planning, graph capture
+    host_overhead_ms: float          # median latency - median GPU time
+    throughput_qps: float            # runs per second, from the mean latency
+    samples_per_s: float | None      # x the batch, where the inputs share a leading dim
+    precision: str = ""
+    build_s: float | None = None
+    launches: int = 0
+    host_steps: int = 0
+    tactics: dict[str, int] = field(default_factory=dict)   # chosen tactic -> heavy launches
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1)
+
+
+def _batch(feeds: Mapping[str, np.ndarray]) -> int | None:
+    leading = {np.shape(v)[0] for v in feeds.values() if np.ndim(v) >= 1}
+    return leading.pop() if len(leading) == 1 else None
+
+
+def describe_engine(engine: Any) -> dict[str, Any]:
+    """What the report says of the engine: its precision, launches, host steps, tactics."""
+    from ember.ir.program import LaunchStep
+    launches = [s for s in engine.steps if isinstance(s, LaunchStep)]
+    tactics: dict[str, int] = {}
+    for s in launches:
+        if s.tactic is not None:
+            tactics[s.tactic] = tactics.get(s.tactic, 0) + 1
+    info = getattr(engine, "info", None)
+    precision = str(info.get("precision", "")) if isinstance(info, dict) else ""
+    return {"precision": precision, "launches": len(launches), "host_steps": engine.host_steps,
+            "tactics": dict(sorted(tactics.items(), key=lambda kv: -kv[1]))}
+
+
+def bench(engine: Any, feeds: Mapping[str, np.ndarray], *, device: str = "cuda", iterations: int = 100,
+          warmup: int = 10, device_index: int = 0, build_s: float | None = None) -> BenchReport:
+    """Time `engine` on `feeds` (see the module docstring)."""
+    if iterations < 1 or warmup < 0:
+        raise EmberError(f"iterations {iterations} and warmup {warmup}: at least 1 timed run, warm-up >= 0")
+    device = engine.pick_device(device)
+    ctx = engine.create_context(device, device_index=device_index) if device == "cuda" else \
+        engine.create_context(device)
+    inputs = {k: ctx.upload(v) for k, v in feeds.items()}
+    start = time.perf_counter()
+    ctx.run(inputs)
+    ctx.synchronize()
+    first = (time.perf_counter() - start) * 1000.0
+    for _ in range(warmup):
+        ctx.run(inputs)
+    ctx.synchronize()
+    wall, gpu = [], []
+    timer = ctx.timer()
+    for _ in range(iterations):
+        start = time.perf_counter()
+        timer.start()
+        ctx.run(inputs)
+        timer.stop()
+        ctx.synchronize()
+        wall.append((time.perf_counter() - start) * 1000.0)
+        gpu.append(timer.elapsed_ms())
+    latency, gpu_stats = Stats.of(wall), Stats.of(gpu)
+    qps = 1000.0 / latency.mean
+    batch = _batch(feeds)
+    if device == "cuda":
+        from ember.runtime import cuda
+        info = cuda.device_info(device_index) or {}
+        where = f"cuda:{device_index} ({info.get('name', 'GPU')}, {info.get('arch', '')})"
+    else:
+        where = "host arena"
+    return BenchReport(where, {k: list(np.shape(v)) for k, v in feeds.items()}, iterations, warmup, latency,
+                       gpu_stats, first, max(latency.median - gpu_stats.median, 0.0), qps,
+                       qps * batch if batch else None, build_s=build_s, **describe_engine(engine))
+
+
+__all__ = ["BenchReport", "Stats", "bench", "describe_engine"]

@@ -1,0 +1,104 @@
+"""`ember bench` (issue 13): latency percentiles, GPU time, host overhead, throughput and the
+engine's tactics, for an engine or a model built first. On the CPU the host arena runs the loop
+(the plumbing and the report); on the GPU (`-m gpu`) CUDA events time the kernels."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ember.cli import main
+from ember.ir.examples import cnn_block
+
+STATS = ("min", "median", "p90", "p99", "max")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, kernel_cache):
+    """The README's CNN block as .ir and as an engine for N in 1..4 (OPT 2)."""
+    folder = tmp_path_factory.mktemp("bench")
+    model = folder / "cnn.ir"
+    cnn_block().save(model)
+    engine = folder / "cnn.engine"
+    assert main(["-q", "compile", str(model), "-o", str(engine), "--target", "sm_80", "--cache-dir",
+                 str(kernel_cache), "--profile", "image:1x3x32x32:2x3x32x32:4x3x32x32"]) == 0
+    return model, engine
+
+
+def report_of(capsys, argv: list[str]) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def check_report(r: dict, iterations: int, batch: int) -> None:
+    for key in ("latency", "gpu"):
+        values = [r[key][s] for s in STATS]
+        assert values == sorted(values) and values[0] > 0, (key, values)
+        assert r[key]["min"] <= r[key]["mean"] <= r[key]["max"]
+    assert r["iterations"] == iterations
+    assert r["throughput_qps"] == pytest.approx(1000.0 / r["latency"]["mean"])
+    assert r["samples_per_s"] == pytest.approx(batch * r["throughput_qps"])
+    assert r["host_overhead_ms"] == pytest.approx(max(r["latency"]["median"] - r["gpu"]["median"], 0.0))
+    assert r["first_run_ms"] > 0
+    assert sum(r["tactics"].values()) <= r["launches"]
+
+
+def test_bench_an_engine_on_the_host_arena_at_a_shape_in_its_profile(built, capsys):
+    _, engine = built
+    r = report_of(capsys, ["bench", str(engine), "--device", "cpu", "--iterations", "7", "--warmup", "1",
+                           "--shapes", "image:3x3x32x32", "--json", "-"])
+    assert r["device"] == "host arena" and r["shapes"] == {"image": [3, 3, 32, 32]}
+    assert r["build_s"] is None and r["launches"] == 5 and r["host_steps"] == 0
+    check_report(r, 7, 3)
+
+
+def test_bench_builds_a_model_and_times_it_at_opt(built, kernel_cache, capsys):
+    model, _ = built
+    r = report_of(capsys, ["bench", str(model), "--device", "cpu", "--iterations", "3", "--warmup", "0",
+                           "--target", "sm_80", "--cache-dir", str(kernel_cache),
+                           "--profile", "image:1x3x32x32:2x3x32x32:4x3x32x32", "--json", "-"])
+    assert r["shapes"] == {"image": [2, 3, 32, 32]} and r["build_s"] > 0 and r["precision"] == "fp32"
+    check_report(r, 3, 2)
+
+
+def test_the_table_names_every_figure(built, capsys):
+    _, engine = built
+    assert main(["bench", str(engine), "--device", "cpu", "--iterations", "2", "--warmup", "0"]) == 0
+    out = capsys.readouterr().out
+    for words in ("latency: min", "GPU time:", "host overhead:", "throughput:", "first run:", "launches",
+                  "not a GPU figure"):
+        assert words in out, (words, out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--iterations", "0"], "at least one timed run"),
+    (["--warmup", "-1"], "warm-up 0 or more"),
+    (["--fp16"], "is an engine: --profile, --fp16 and --bf16 are build options"),
+    (["--shapes", "image:9x3x32x32"], "image"),
+])
+def test_bad_options_are_one_clear_error(built, capsys, argv, message):
+    _, engine = built
+    assert main(["bench", str(engine), "--device", "cpu", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_shapes_and_profile_together_are_refused(built, capsys):
+    model, _ = built
+    assert main(["bench", str(model), "--shapes", "image:1x3x32x32", "--profile",
+                 "image:1x3x32x32:2x3x32x32:4x3x32x32"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_bench_on_the_gpu_times_kernels_with_events(built, capsys):
+    from ember.runtime import cuda
+    if not cuda.available()[0]:
+        pytest.fail(f"no CUDA GPU: {cuda.available()[1]}")
+    _, engine = built
+    r = report_of(capsys, ["bench", str(engine), "--device", "cuda", "--iterations", "50", "--warmup", "5",
+                           "--json", "-"])
+    assert r["device"].startswith("cuda:0")
+    check_report(r, 50, 2)
+    # Events bracket only what the stream ran: never more than the wall clock around the same runs.
+    assert r["gpu"]["median"] <= r["latency"]["median"] * 1.05
