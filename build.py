@@ -152,6 +152,41 @@ def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
     return f"{pipeline},{convert}"
 
 
+DEFAULT_OPT_LEVEL = 2   # ember.compile's tactic-selection effort when opt_level= is not given
+
+
+def _tuned(work: Module, plans: Sequence[Profile], targets: Sequence[str], cache_dir: Any, opt_level: int,
+           timing_cache: Any, progress: Callable[[int, int], None] | None) -> dict[int, str]:
+    """The timed picks (tune.py) at the first profile's OPT, or none (opt level 0, no GPU, or
+    no GPU that runs the build's targets)."""
+    from ember.tune import OPT_LEVELS, TimingCache, device_key, tune
+    if opt_level not in OPT_LEVELS:
+        raise BuildError(f"opt_level {opt_level}: choose 0 (the heuristic's picks) to 5 (time every candidate)")
+    if opt_level == 0:
+        return {}
+    from ember.runtime import cuda
+    from ember.runtime.specs import arch_number
+    info = cuda.device_info(0)
+    if info is None:
+        log.info("tactic selection: no GPU to time on; the heuristic picks")
+        return {}
+    if not any(arch_number(t) <= arch_number(info["arch"]) for t in targets):
+        log.info("tactic selection: the GPU (%s) runs none of the targets %s; the heuristic picks", info["arch"],
+                 ", ".join(targets))
+        return {}
+    cache = timing_cache if isinstance(timing_cache, TimingCache) else \
+        TimingCache.load(timing_cache) if timing_cache is not None else TimingCache()
+    start = time.perf_counter()
+    report = tune(work, plans[0].env("opt"), opt_level=opt_level, targets=targets, cache=cache,
+                  device=str(device_key(0)), cache_dir=cache_dir, progress=progress)
+    if timing_cache is not None and not isinstance(timing_cache, TimingCache):
+        cache.save(timing_cache)
+    log.info("tactic selection (opt level %d): %d ops, %d timed, %d from the timing cache, %d picks differ from the "
+             "heuristic, %.2f s", opt_level, report.ops, report.timed, report.cached, report.changed,
+             time.perf_counter() - start)
+    return report.picks
+
+
 def _newest(targets: Sequence[str]) -> str | None:
     """The newest architecture of the build's targets: the GPU whose SM count steers the tiles
     (the kernels of one engine serve all its targets)."""
@@ -167,7 +202,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
             progress: Callable[[int, int], None] | None = None, keep: Sequence[str] = (),
             tactics: Mapping[int | str, str] | None = None,
-            profiles: Sequence[Mapping[str, Any]] | None = None) -> Any:
+            profiles: Sequence[Mapping[str, Any]] | None = None, opt_level: int | None = None,
+            timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None) -> Any:
     """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
 
     The engine serves the shapes of its optimization profiles: `profiles=[{"input_ids":
@@ -177,7 +213,13 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
 
     `tactics` picks, per heavy op (by its index in the optimized entry function or by a
     source location such as an ONNX node name), one of its candidate implementations; the
-    engine's launch steps list the one chosen and the candidates."""
+    engine's launch steps list the one chosen and the candidates.
+
+    `opt_level` (0 to 5; DEFAULT_OPT_LEVEL when None) is the effort of tactic selection:
+    above 0, where a GPU is present, each heavy op's candidates are timed on it (tune.py)
+    and the fastest kept; 0, or no GPU, takes the heuristic's picks. `timing_cache` (a
+    file path or a tune.TimingCache) keeps the timings between builds: a path is read
+    before and written after."""
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import parse
@@ -196,9 +238,11 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     log.info("passes: %s on %d ops", steps or "(none)", len(work.main.body.ops))
     PassManager(steps).run(work)
     log.info("passes done in %.2f s: %d ops", time.perf_counter() - start, len(work.main.body.ops))
+    prefer = _tuned(work, plans, targets, cache_dir, DEFAULT_OPT_LEVEL if opt_level is None else opt_level,
+                    timing_cache, tuning_progress)
     start = time.perf_counter()
     try:
-        lowered = lower_profiles(work, plans, tactics, target=_newest(targets))
+        lowered = lower_profiles(work, plans, tactics, target=_newest(targets), prefer=prefer)
     except SpecializationError as err:
         raise BuildError(str(err)) from None
     log.info("lowered for %d profile(s) in %.2f s: %d kernel variant set(s), %d kernels, %d ops on the host",

@@ -93,6 +93,15 @@ def _module_output(path: str, args: argparse.Namespace, *, replacing: Path | Non
     return out
 
 
+def _add_tuning(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--opt-level", type=int, default=2, choices=range(0, 6), metavar="0..5",
+                        help="tactic selection: 0 takes the heuristic's picks; 1..5 time more candidates of each "
+                             "heavy op on the GPU, and longer (default 2; without a GPU: the heuristic)")
+    parser.add_argument("--timing-cache", metavar="FILE",
+                        help="read and update this timing cache (JSON): a build whose timings are all in it "
+                             "times nothing and gives the same engine")
+
+
 def _add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace output files that exist")
 
@@ -330,9 +339,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     module = _load(args.model, args)
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
-    with Progress(TextColumn("compiling kernels"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_console(), transient=True, disable=args.quiet_all) as bar:
-        task = bar.add_task("kernels", total=None)
+        task = bar.add_task("compiling kernels", total=None)
 
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -341,9 +350,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise EmberError("give --shapes (one shape per input) or --profile (ranges), not both")
         profiles = [_parse_profile(p) for p in args.profile] if args.profile else None
         shapes = _parse_shapes(args.shapes) if args.shapes else None
+        tuning = bar.add_task("tuning", total=None, visible=False)
+
+        def tuned(done: int, total: int) -> None:
+            bar.update(tuning, completed=done, total=total, visible=True, description="timing tactics")
+
         engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
                        pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
-                       cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []))
+                       cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []),
+                       opt_level=args.opt_level, timing_cache=args.timing_cache, tuning_progress=tuned)
     engine.save(out)
     if not args.quiet_all:
         con = _console()
@@ -384,7 +399,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         targets = [t.strip() for t in args.target.split(",") if t.strip()]
         start = time.perf_counter()
         engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, opt_level=args.opt_level, timing_cache=args.timing_cache)
         build_s = time.perf_counter() - start
         # a profile engine is timed at the first profile's OPT shape
         dims = bind_shapes(module, {k: v[1] for k, v in profiles[0].items()}) if profiles else \
@@ -396,8 +411,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json == "-":
             print(report.dumps())
             return 0
-        from ember.ir.atomic_file import atomic_write
-        atomic_write(Path(args.json), report.dumps() + "\n")
+        _write_text(args.json, report.dumps() + "\n")
     con = _console()
     shape_text = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in report.shapes.items())
     con.print(f"{args.model} on {report.device} ({report.precision or 'fp32'}; {shape_text})", markup=False)
@@ -930,6 +944,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tactic", action="append", metavar="OP=NAME",
                    help="pick a heavy op's implementation (OP: its ONNX node name or op index); a wrong "
                         "name lists the op's candidates")
+    _add_tuning(s)
     s.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("bench", help="time an engine (or a model built into one): latency percentiles, GPU time, "
@@ -952,6 +967,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="for the random inputs")
     s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
     s.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout, alone)")
+    _add_tuning(s)
     _add_force(s)
     s.set_defaults(fn=cmd_bench)
 

@@ -53,10 +53,13 @@ class Lowered:
 
 
 def lower_profiles(module: Module, profiles: Sequence[Profile],
-                   tactics: Mapping[int | str, str] | None = None, target: str | None = None) -> Lowered:
+                   tactics: Mapping[int | str, str] | None = None, target: str | None = None,
+                   prefer: Mapping[int, str] | None = None) -> Lowered:
+    """`prefer` (op index -> tactic: the timed picks) is taken wherever the op offers it;
+    `tactics` (the user's) must be offered."""
     out = Lowered([], {}, {}, [], [], target=target)
     for p, profile in enumerate(profiles):
-        specs, exhaustive = _cover(module, p, profile, tactics, out)
+        specs, exhaustive = _cover(module, p, profile, tactics, out, prefer)
         out.specializations.extend(specs)
         out.exhaustive.append(exhaustive)
     return out
@@ -81,10 +84,10 @@ def _chosen_tactics(program: ProgramSpec) -> dict[int, str]:
     return chosen
 
 
-def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered
-           ) -> tuple[list[Specialization], bool]:
+def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered,
+           prefer: Mapping[int, str] | None = None) -> tuple[list[Specialization], bool]:
     if profile.points == 1:  # one shape: no expressions, nothing to guard
-        program, spec, _ = _trace(module, profile.env("opt"), tactics, None, out, symbolic_sizes=False)
+        program, spec, _ = _trace(module, profile.env("opt"), tactics, prefer, out, symbolic_sizes=False)
         _collect(out, program)
         return [Specialization(p, spec, (), profile.env("opt"))], True
     points, exhaustive = grid_points(profile, EXHAUSTIVE_POINTS)
@@ -95,7 +98,7 @@ def _cover(module: Module, p: int, profile: Profile, tactics: Any, out: Lowered
     preferred: dict[int, str] | None = None
     specs: list[tuple[Specialization, np.ndarray]] = []
     while True:
-        program, traced, guards = _trace(module, env, tactics, preferred, out)
+        program, traced, guards = _trace(module, env, tactics, preferred if preferred is not None else prefer, out)
         if preferred is None:
             preferred = _chosen_tactics(traced)
         mask = satisfied(points, guards)

@@ -138,6 +138,13 @@ def device_info(index: int = 0) -> dict[str, Any] | None:
             "index": index}
 
 
+def multiprocessor_count(index: int = 0) -> int:
+    """The streaming multiprocessors of GPU `index` (a timing cache keys on it)."""
+    d = _drv()
+    dev = _call("cuDeviceGet", index)
+    return int(_call("cuDeviceGetAttribute", d.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev))
+
+
 def stream_handle(stream: Any) -> int:
     """A CUstream handle (int) from an int, a driver.CUstream, a torch or CuPy stream, or a `__cuda_stream__`."""
     if stream is None:

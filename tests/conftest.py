@@ -36,6 +36,13 @@ if os.environ.get("EMBER_POISON_ARENA", "") not in ("", "0"):
 
     Engine.poison_arena = True
 
+# Tests build many small engines: with the library's default opt level, each would time its
+# heavy ops' tactics where there is a GPU. The tests take the heuristic's picks unless they
+# ask for timing (tests/test_tune.py); the benchmarks keep the default.
+import ember.build  # noqa: E402
+
+ember.build.DEFAULT_OPT_LEVEL = 0
+
 
 @pytest.fixture(scope="session")
 def kernel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -62,6 +62,16 @@ def test_bench_builds_a_model_and_times_it_at_opt(built, kernel_cache, capsys):
     check_report(r, 3, 2)
 
 
+def test_json_to_a_file_and_never_over_one_without_force(built, tmp_path, capsys):
+    _, engine = built
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(engine), "--device", "cpu", "--iterations", "2", "--warmup", "0", "--json", str(out)]) == 0
+    check_report(json.loads(out.read_text()), 2, 2)
+    out.write_text("mine")
+    assert main(["bench", str(engine), "--device", "cpu", "--iterations", "2", "--json", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err and out.read_text() == "mine"
+
+
 def test_the_table_names_every_figure(built, capsys):
     _, engine = built
     assert main(["bench", str(engine), "--device", "cpu", "--iterations", "2", "--warmup", "0"]) == 0
