@@ -62,6 +62,9 @@ class BenchReport:
     launches: int = 0
     host_steps: int = 0
     tactics: dict[str, int] = field(default_factory=dict)   # chosen tactic -> heavy launches
+    layers: list[dict[str, Any]] | None = None   # --layer-times: per launch step, the slowest first
+    kernel_ms: dict[str, float] | None = None     # --layer-times: per kernel, ms per run
+    layer_runs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,9 +92,32 @@ def describe_engine(engine: Any) -> dict[str, Any]:
             "tactics": dict(sorted(tactics.items(), key=lambda kv: -kv[1]))}
 
 
+def layer_table(engine: Any, shapes: Mapping[str, Any], per_step: Mapping[int, float]) -> list[dict[str, Any]]:
+    """Each timed launch step at the run's shapes: its kernel, source ops, ms per run, share of the
+    layers' total, bytes it reads and writes (weights included) and the bandwidth that makes."""
+    b = engine.bind({k: tuple(v) for k, v in shapes.items()})
+    ops = engine.module.main.body.ops
+    total = sum(per_step.values()) or 1.0
+    rows = []
+    for t, ms in per_step.items():
+        step = b.steps[t]
+        nbytes = 0
+        for vid in (*step.reads, *step.writes):
+            n = b.values[int(vid)].nbytes
+            nbytes = None if nbytes is None or n is None else nbytes + int(n)
+        sources = [f"{ops[i].name} @ {', '.join(ops[i].loc.names)}" if ops[i].loc.names else ops[i].name
+                   for i in step.ops]
+        rows.append({"step": t, "kernel": step.kernel, "ops": sources, "tactic": step.tactic, "ms": ms,
+                     "share": ms / total, "bytes": nbytes,
+                     "gb_per_s": (nbytes / (ms * 1e6)) if nbytes and ms > 0 else None})
+    return sorted(rows, key=lambda r: -r["ms"])
+
+
 def bench(engine: Any, feeds: Mapping[str, np.ndarray], *, device: str = "cuda", iterations: int = 100,
-          warmup: int = 10, device_index: int = 0, build_s: float | None = None) -> BenchReport:
-    """Time `engine` on `feeds` (see the module docstring)."""
+          warmup: int = 10, device_index: int = 0, build_s: float | None = None,
+          layer_runs: int = 0) -> BenchReport:
+    """Time `engine` on `feeds` (see the module docstring); with `layer_runs`, that many more runs
+    time each launch on its own (runtime/profiling.py: no CUDA graphs)."""
     if iterations < 1 or warmup < 0:
         raise EmberError(f"iterations {iterations} and warmup {warmup}: at least 1 timed run, warm-up >= 0")
     device = engine.pick_device(device)
@@ -115,6 +141,16 @@ def bench(engine: Any, feeds: Mapping[str, np.ndarray], *, device: str = "cuda",
         ctx.synchronize()
         wall.append((time.perf_counter() - start) * 1000.0)
         gpu.append(timer.elapsed_ms())
+    layers = kernel_ms = None
+    if layer_runs:
+        from ember.runtime.profiling import LayerTimes
+        ctx.layer_times = profile = LayerTimes()
+        for _ in range(layer_runs):
+            ctx.run(inputs)
+            ctx.synchronize()
+        ctx.layer_times = None
+        kernel_ms = profile.per_kernel()
+        layers = layer_table(engine, {k: np.shape(v) for k, v in feeds.items()}, profile.per_step())
     latency, gpu_stats = Stats.of(wall), Stats.of(gpu)
     qps = 1000.0 / latency.mean
     batch = _batch(feeds)
@@ -126,7 +162,8 @@ def bench(engine: Any, feeds: Mapping[str, np.ndarray], *, device: str = "cuda",
         where = "host arena"
     return BenchReport(where, {k: list(np.shape(v)) for k, v in feeds.items()}, iterations, warmup, latency,
                        gpu_stats, first, max(latency.median - gpu_stats.median, 0.0), qps,
-                       qps * batch if batch else None, build_s=build_s, **describe_engine(engine))
+                       qps * batch if batch else None, build_s=build_s, layers=layers, kernel_ms=kernel_ms,
+                       layer_runs=layer_runs, **describe_engine(engine))
 
 
-__all__ = ["BenchReport", "Stats", "bench", "describe_engine"]
+__all__ = ["BenchReport", "Stats", "bench", "describe_engine", "layer_table"]

@@ -23,6 +23,7 @@ the user had is overwritten by a failed command.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -381,6 +382,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise EmberError("give --shapes (one shape per input) or --profile (ranges), not both")
     if args.json and args.json != "-":
         _output_file(args.json, args, flag="--json")
+    if args.layer_times_json:
+        _output_file(args.layer_times_json, args, flag="--layer-times-json")
     shapes = _parse_shapes(args.shapes) if args.shapes else None
     build_s = None
     if _is_engine(args.model):
@@ -405,8 +408,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dims = bind_shapes(module, {k: v[1] for k, v in profiles[0].items()}) if profiles else \
             bind_shapes(module, shapes) if shapes else dict(engine.symbols)
     feeds = random_inputs(module.main, args.seed, dims)
+    layer_runs = min(args.iterations, 20) if args.layer_times or args.layer_times_json else 0
     report = bench(engine, feeds, device=args.device, iterations=args.iterations, warmup=args.warmup,
-                   device_index=args.device_index, build_s=build_s)
+                   device_index=args.device_index, build_s=build_s, layer_runs=layer_runs)
+    if args.layer_times_json:
+        _write_text(args.layer_times_json, json.dumps({
+            "device": report.device, "shapes": report.shapes, "runs": layer_runs, "kernels": report.kernel_ms,
+            "steps": report.layers}, indent=1) + "\n")
     if args.json:
         if args.json == "-":
             print(report.dumps())
@@ -430,6 +438,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     con.print(f"  throughput: {report.throughput_qps:.1f} runs/s{samples}", markup=False)
     tactics = ", ".join(f"{k} x{v}" for k, v in report.tactics.items()) or "none"
     con.print(f"  {report.launches} launches, {report.host_steps} host steps; tactics: {tactics}", markup=False)
+    if args.layer_times and report.layers is not None:
+        from rich.table import Table
+        from rich.text import Text
+        table = Table(title=f"layer times ({layer_runs} runs, each launch timed on its own: no CUDA graphs)",
+                      title_justify="left")
+        for col in ("step", "kernel", "ops", "ms", "share", "bytes", "GB/s"):
+            table.add_column(col)
+        for r in report.layers:
+            ops = r["ops"][0] + (f" (+{len(r['ops']) - 1})" if len(r["ops"]) > 1 else "")
+            table.add_row(str(r["step"]), Text(r["kernel"]), Text(ops[:80]), f"{r['ms']:.4f}", f"{r['share']:.1%}",
+                          "" if r["bytes"] is None else _fmt_bytes(r["bytes"]),
+                          "" if r["gb_per_s"] is None else f"{r['gb_per_s']:.1f}")
+        con.print(table)
     return 0
 
 
@@ -967,6 +988,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="for the random inputs")
     s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
     s.add_argument("--json", metavar="FILE", help="write the report as JSON (- for stdout, alone)")
+    s.add_argument("--layer-times", action="store_true",
+                   help="also time each kernel on its own (CUDA events, no graphs): a table, the slowest first, "
+                        "with each one's share, bytes and bandwidth")
+    s.add_argument("--layer-times-json", metavar="FILE",
+                   help="write the per-kernel times ({\"kernels\": {name: ms}, \"steps\": [...]}: what "
+                        "`ember inspect ENGINE --layer-times` reads)")
     _add_tuning(s)
     _add_force(s)
     s.set_defaults(fn=cmd_bench)

@@ -34,6 +34,7 @@ from ember.errors import EmberError
 from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
+from ember.runtime.profiling import LayerTimes
 from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
@@ -399,6 +400,7 @@ class CudaContext:
         else:
             self.stream = stream_handle(stream)
         self.graphs = graphs and self.stream not in (0, 1)  # the legacy stream cannot be captured
+        self.layer_times: LayerTimes | None = None   # set to time each launch (runtime/profiling.py)
         if graph_cache < 1:
             raise EngineInputError(f"graph_cache must be at least 1, got {graph_cache}")
         self.graph_cache = graph_cache
@@ -507,15 +509,22 @@ class CudaContext:
     # -- running ---------------------------------------------------------------------------
     def _enqueue(self, state: _ShapeState, seg: tuple[int, int], overrides: Mapping[int, int]) -> None:
         steps = state.b.steps
+        profile = self.layer_times
         for t in range(seg[0], seg[1] + 1):
             step = steps[t]
             if t in state.scratch_first:
                 for off, nbytes in state.b.plan.scratch_slots.get(t, []):
                     _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
             grid, block = step.grid, step.block
+            timer = StreamTimer(self.stream) if profile is not None else None
+            if timer is not None:
+                timer.start()
             _call("cuLaunchKernel", self.dev.functions[step.kernel], int(grid[0]), int(grid[1]), int(grid[2]),
                   int(block[0]), int(block[1]), int(block[2]), int(step.shared), self.stream,
                   self._kernel_params(state, t, overrides), 0, detail=f"step {t}: kernel {step.kernel}")
+            if timer is not None and profile is not None:
+                timer.stop()
+                profile.record(t, step.kernel, timer.elapsed_ms)
 
     def _capturing(self) -> bool:
         d = _drv()
@@ -524,7 +533,7 @@ class CudaContext:
 
     def _run_segment(self, state: _ShapeState, seg: tuple[int, int], overrides: Mapping[int, int],
                      capturing: bool) -> None:
-        if not self.graphs or capturing:
+        if not self.graphs or capturing or self.layer_times is not None:
             self._enqueue(state, seg, overrides)
             return
         key = tuple((vid, overrides.get(vid, 0)) for vid in state.reads_inputs[seg])
@@ -648,6 +657,8 @@ class CudaContext:
                         self._on_host(b, t, step.ops, step.reads, run)
                     t += 1
                 self.run_symbols = {k: v for k, v in run.sizes.env.items() if k in b.runtime}
+                if self.layer_times is not None:
+                    self.layer_times.end_run()
                 return self._outputs(b, overrides, host, device_mode, frameworks, run)
             finally:
                 run.free(self)

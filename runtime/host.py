@@ -25,6 +25,7 @@ from ember.errors import InterpretError, OutOfMemoryError
 from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
 from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
+from ember.runtime.profiling import LayerTimes
 
 
 class _Outer(Mapping):
@@ -167,6 +168,7 @@ class HostContext:
         self.ops = HostOps(engine)
         self._lock = threading.Lock()
         self._run_at: dict[tuple, dict[int, list[int]]] = {}
+        self.layer_times: LayerTimes | None = None   # set to time each step (runtime/profiling.py)
 
     @staticmethod
     def _allocate(nbytes: int) -> np.ndarray:
@@ -255,6 +257,7 @@ class HostContext:
                     ops = run_at.get(t, [])
                 else:
                     ops = list(step.ops)
+                began = time.perf_counter()
                 for index in ops:
                     if index in done:
                         continue
@@ -264,6 +267,11 @@ class HostContext:
                         sizes.bind(t, {vid: np.shape(out) for vid, out in results})
                     for vid, out in results:
                         self._write(b, vid, out, host, sizes)
+                if self.layer_times is not None and isinstance(step, LaunchStep):
+                    ms = (time.perf_counter() - began) * 1000.0
+                    self.layer_times.record(t, step.kernel, lambda ms=ms: ms)
+            if self.layer_times is not None:
+                self.layer_times.end_run()
             self.run_symbols = {k: v for k, v in sizes.env.items() if k in b.runtime}
             return {spec.name: detach(np.asarray(self._read(b, spec.value, host, sizes))
                                       if b.values[spec.value].kind != "host" else host.get(spec.value))

@@ -72,6 +72,27 @@ def test_json_to_a_file_and_never_over_one_without_force(built, tmp_path, capsys
     assert "--force" in capsys.readouterr().err and out.read_text() == "mine"
 
 
+def test_layer_times_cover_every_launch_and_feed_inspect(built, tmp_path, capsys):
+    from ember.ir.program import LaunchStep
+    from ember.runtime import Engine
+    _, engine = built
+    out = tmp_path / "layers.json"
+    assert main(["bench", str(engine), "--device", "cpu", "--iterations", "3", "--warmup", "0",
+                 "--layer-times", "--layer-times-json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "layer times (3 runs" in table
+    data = json.loads(out.read_text())
+    launches = [(t, s.kernel) for t, s in enumerate(Engine.load(engine).steps) if isinstance(s, LaunchStep)]
+    assert sorted((r["step"], r["kernel"]) for r in data["steps"]) == launches
+    assert set(data["kernels"]) == {k for _, k in launches} and all(ms > 0 for ms in data["kernels"].values())
+    assert sum(r["share"] for r in data["steps"]) == pytest.approx(1.0)
+    assert [r["ms"] for r in data["steps"]] == sorted((r["ms"] for r in data["steps"]), reverse=True)
+    assert all(r["bytes"] > 0 and r["ops"] for r in data["steps"])
+    # what inspect reads to colour its picture
+    assert main(["inspect", str(engine), "--layer-times", str(out), "--json", "-"]) == 0
+    assert capsys.readouterr().out.strip().startswith("{")
+
+
 def test_the_table_names_every_figure(built, capsys):
     _, engine = built
     assert main(["bench", str(engine), "--device", "cpu", "--iterations", "2", "--warmup", "0"]) == 0
@@ -107,8 +128,10 @@ def test_bench_on_the_gpu_times_kernels_with_events(built, capsys):
         pytest.fail(f"no CUDA GPU: {cuda.available()[1]}")
     _, engine = built
     r = report_of(capsys, ["bench", str(engine), "--device", "cuda", "--iterations", "50", "--warmup", "5",
-                           "--json", "-"])
+                           "--layer-times", "--json", "-"])
     assert r["device"].startswith("cuda:0")
     check_report(r, 50, 2)
+    assert r["layer_runs"] == 20 and len(r["layers"]) == r["launches"]
+    assert all(row["ms"] > 0 for row in r["layers"])
     # Events bracket only what the stream ran: never more than the wall clock around the same runs.
     assert r["gpu"]["median"] <= r["latency"]["median"] * 1.05
