@@ -418,8 +418,17 @@ class CudaContext:
 
     @property
     def segments(self) -> list[tuple[int, int]]:
-        """The launch segments (CUDA graphs) of the shape run last."""
+        """The launch segments of the shape run last."""
         return next(reversed(self._states.values())).segments if self._states else []
+
+    @property
+    def graph_segments(self) -> list[tuple[int, int]]:
+        """The segments of the shape run last that replay as CUDA graphs (the rest are sized at run
+        time and launched kernel by kernel)."""
+        if not self._states:
+            return []
+        state = next(reversed(self._states.values()))
+        return [seg for seg in state.segments if seg not in state.dynamic]
 
     def _state(self, b: Any) -> _ShapeState:
         state = self._states.get(b.key)

@@ -220,8 +220,9 @@ def test_the_gpu_engine_against_onnxruntime_and_bisect(tmp_path, capsys, monkeyp
     # the interpreter's max_pool made wrong: the GPU kernel stays right, the bisection names the op
     small = elementwise_then_pool(tmp_path)
     plant(monkeypatch, "ember.max_pool", 1.0)
-    code, out, _ = run(capsys, small, "--device", "cuda", "--bisect", "--json", tmp_path / "r.json",
-                       "--cache-dir", kernel_cache)
+    code, out, err = run(capsys, small, "--device", "cuda", "--bisect", "--json", tmp_path / "r.json",
+                         "--cache-dir", kernel_cache)
+    assert code == 1 and (tmp_path / "r.json").exists(), out + err
     data = json.loads((tmp_path / "r.json").read_text())
     assert code == 1 and [(o["run"], o["ok"]) for o in data["outputs"]] == [
         ("interpreter", False), ("engine (GPU)", True)]

@@ -72,12 +72,13 @@ def host_ops(engine: Engine) -> list[str]:
     return [f"{ops[s.ops[0]].name} @ {ops[s.ops[0]].loc}" for s in engine.steps if s.kind == "host"]
 
 
-def check(engine: Engine, module, feeds, what: str, device: str = "cpu") -> object:
+def check(engine: Engine, module, feeds, what: str, device: str = "cpu", rtol: dict[str, float] | None = None
+          ) -> object:
     ctx = engine.create_context(device)
     got = ctx.run(feeds)
     want = ember.interpret(module, feeds)
     for name, ref in want.items():
-        verdict = compare(np.asarray(got[name]), np.asarray(ref))
+        verdict = compare(np.asarray(got[name]), np.asarray(ref), **({"rtol": rtol[name]} if rtol and name in rtol else {}))
         assert verdict, f"{what}: {name}: {verdict.message}"
     return ctx
 
@@ -220,17 +221,19 @@ def test_kernels_after_nonzero_see_every_count_from_none_to_all(nonzero_engine, 
 
 
 # -- the same on the GPU (runtime/cuda.py) ---------------------------------------------------------------
-def on_both(engine: Engine, module, feeds, what: str, same_sizes: bool = True) -> object:
+def on_both(engine: Engine, module, feeds, what: str, same_sizes: bool = True,
+            rtol: dict[str, float] | None = None) -> object:
     """Run on the GPU (twice: the static stretches replayed as CUDA graphs) and on the host arena;
-    both match the interpreter and (`same_sizes`: where no float rounding decides a count) bind
-    the same run-time sizes and fall back on the same ops."""
-    host = check(engine, module, feeds, f"{what} (host arena)")
+    both match the interpreter (`rtol`: a looser bound for named outputs) and (`same_sizes`: where
+    no float rounding decides a count) bind the same run-time sizes and fall back on the same ops."""
+    rtol = rtol or {}
+    host = check(engine, module, feeds, f"{what} (host arena)", rtol=rtol)
     ctx = engine.create_context("cuda")
     want = ember.interpret(module, feeds)
     for attempt in range(2):
         got = ctx.run(feeds)
         for name, ref in want.items():
-            verdict = compare(np.asarray(got[name]), np.asarray(ref))
+            verdict = compare(np.asarray(got[name]), np.asarray(ref), **({"rtol": rtol[name]} if name in rtol else {}))
             assert verdict, f"{what} (cuda, run {attempt}): {name}: {verdict.message}"
         if same_sizes:
             assert ctx.run_symbols == host.run_symbols and ctx.fallbacks == host.fallbacks
@@ -247,8 +250,13 @@ def test_ssdlite_on_cuda_matches_the_interpreter(request, built, no_compiler, wh
     shapes = [built.feeds(SSD)["images"].shape] if which == "fixed" else [(1, 3, 64, 64), (1, 3, 128, 96)]
     for shape in shapes:
         feeds = {"images": (np.random.default_rng(7).standard_normal(shape) * amplitude).astype(np.float32)}
-        # (a score a rounding away from the threshold could count differently from the interpreter's)
-        ctx = on_both(engine, module, feeds, f"{which} {shape} x{amplitude}", same_sizes=False)
+        # (a score a rounding away from the threshold could count differently from the interpreter's).
+        # At x1e4 the decoded boxes magnify float32 rounding: numpy's own mean (global average
+        # pools) sums in another order over a strided view than over a contiguous array, and that
+        # alone moves the host arena's boxes (the same reference ops) by 3e-4 of their range. The
+        # boxes are held to 1e-3 there; scores and labels to the rule.
+        loose = {"boxes": 1e-3} if amplitude != 1.0 else {}
+        ctx = on_both(engine, module, feeds, f"{which} {shape} x{amplitude}", same_sizes=False, rtol=loose)
         assert ctx.fallbacks == 0 and ctx.captures > 0 and ctx.graph_launches > 0
 
 
