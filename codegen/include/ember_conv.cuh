@@ -103,6 +103,18 @@ struct Im2col {
                                            static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]);
   }
   __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(x) & 15) == 0; }
+  __device__ __forceinline__ const void* addr8(const Line& l, int k, bool& in) const {
+    if (!in) return x;
+    int c, td, th, tw;
+    split_k<CK>(g, k, c, td, th, tw);
+    const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
+    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+      in = false;
+      return x;
+    }
+    return x + l.base + static_cast<Index>(c) + static_cast<Index>(iz) * g.xs[2] + static_cast<Index>(iy) * g.xs[3] +
+           static_cast<Index>(ix) * g.xs[4];
+  }
 };
 
 // The filter of group `grp` as the K x N matrix B(k, n).
@@ -134,6 +146,13 @@ struct Filter {
                                            static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]);
   }
   __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(w) & 15) == 0; }
+  __device__ __forceinline__ const void* addr8(const Line& l, int k, bool& in) const {
+    if (!in) return w;
+    int c, td, th, tw;
+    split_k<CK>(g, k, c, td, th, tw);
+    return w + l.off + static_cast<Index>(c) + static_cast<Index>(td) * g.ws[2] + static_cast<Index>(th) * g.ws[3] +
+           static_cast<Index>(tw) * g.ws[4];
+  }
 };
 
 // Grid (M tiles, N tiles, groups); epi(index of y, output channel, acc).

@@ -184,8 +184,13 @@ struct MmaTile {
   // Elements of one stage, the larger of the two orders per operand.
   static constexpr int side(int r) { return r * (BK + 8) > BK * (r + 8) ? r * (BK + 8) : BK * (r + 8); }
   static constexpr int STAGE = side(BM) + side(BN);
+  // With 16-byte reads on both operands, cp.async fills STAGES shared stages ahead of the math
+  // (as many as 44 KB of static shared memory hold, 2 to 4); otherwise two, through registers.
+  static constexpr bool ASYNC = VA && VB;
+  static constexpr int FIT = 45056 / (STAGE * 2);
+  static constexpr int STAGES = !ASYNC ? 2 : FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
   template <typename C> static constexpr int bytes() {
-    return 2 * STAGE * 2 > Fallback::template bytes<C>() ? 2 * STAGE * 2 : Fallback::template bytes<C>();
+    return STAGES * STAGE * 2 > Fallback::template bytes<C>() ? STAGES * STAGE * 2 : Fallback::template bytes<C>();
   }
   static_assert(sizeof(E) == 2, "the mma core multiplies 16-bit floats");
   static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
@@ -220,6 +225,24 @@ __device__ __forceinline__ void m16n8k16(float (&c)[4], const unsigned (&a)[4], 
                "{%8, %9}, {%0, %1, %2, %3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// 16 bytes from global to shared memory, asynchronously; `bytes` 0 fills the 16 with zeros.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src), "r"(bytes));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
 
@@ -270,6 +293,19 @@ struct Stager {
 #pragma unroll
     for (int e = 0; e < PER; ++e) *reinterpret_cast<Reg*>(s + (first + e * STEP) * LD + along) = reg[e];
   }
+  // The reads of fetch + stash as cp.async copies straight into stage `s` (VEC only): elements
+  // outside the matrix (or in a convolution's padding) arrive as zeros.
+  __device__ __forceinline__ void issue(const L& l, int k0, int K, E* __restrict__ s) const {
+    static_assert(VEC, "cp.async moves 16 bytes");
+#pragma unroll
+    for (int e = 0; e < PER; ++e) {
+      const int k = k0 + (KMAJOR ? along : first + e * STEP);
+      const int n = KMAJOR ? e : 0;
+      bool in = ok[n] && k < K;
+      const void* src = l.addr8(line[n], k, in);
+      cp_async16(s + (first + e * STEP) * LD + along, src, in ? 16 : 0);
+    }
+  }
 };
 }  // namespace mma
 
@@ -301,20 +337,8 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 #pragma unroll
       for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.0f;
 
-  sa.fetch(la, 0, K);
-  sb.fetch(lb, 0, K);
-  sa.stash(smem);
-  sb.stash(smem + T::side(BM));
-  __syncthreads();
-  int stage = 0;
-  for (int k0 = 0; k0 < K; k0 += BK) {
-    const bool more = k0 + BK < K;
-    if (more) {
-      sa.fetch(la, k0 + BK, K);
-      sb.fetch(lb, k0 + BK, K);
-    }
-    const E* As = smem + stage * T::STAGE;
-    const E* Bs = As + T::side(BM);
+  // One BK slab of the product from shared stage (As, Bs) into the accumulators.
+  auto slab = [&](const E* __restrict__ As, const E* __restrict__ Bs) {
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
       unsigned af[MI][4], bf[NI][2];
@@ -342,13 +366,58 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 #pragma unroll
         for (int j = 0; j < NI; ++j) mma::m16n8k16(acc[i][j], af[i], bf[j][0], bf[j][1], E());
     }
-    if (more) {
-      E* next = smem + (stage ^ 1) * T::STAGE;
-      sa.stash(next);
-      sb.stash(next + T::side(BM));
+  };
+
+  if constexpr (T::ASYNC) {
+    // STAGES - 1 slabs in flight while one is multiplied; a stage is refilled only after every
+    // thread has passed the barrier that follows its last use.
+    constexpr int S = T::STAGES;
+    const int KT = (K + BK - 1) / BK;
+#pragma unroll
+    for (int st = 0; st < S - 1; ++st) {
+      if (st < KT) {
+        sa.issue(la, st * BK, K, smem + st * T::STAGE);
+        sb.issue(lb, st * BK, K, smem + st * T::STAGE + T::side(BM));
+      }
+      mma::cp_async_commit();
     }
+    for (int kt = 0; kt < KT; ++kt) {
+      mma::cp_async_wait<S - 2>();
+      __syncthreads();
+      const E* As = smem + (kt % S) * T::STAGE;
+      slab(As, As + T::side(BM));
+      const int next = kt + S - 1;
+      if (next < KT) {
+        E* dst = smem + (next % S) * T::STAGE;
+        sa.issue(la, next * BK, K, dst);
+        sb.issue(lb, next * BK, K, dst + T::side(BM));
+      }
+      mma::cp_async_commit();
+    }
+    mma::cp_async_wait<0>();
+  } else {
+    sa.fetch(la, 0, K);
+    sb.fetch(lb, 0, K);
+    sa.stash(smem);
+    sb.stash(smem + T::side(BM));
     __syncthreads();
-    stage ^= 1;
+    int stage = 0;
+    for (int k0 = 0; k0 < K; k0 += BK) {
+      const bool more = k0 + BK < K;
+      if (more) {
+        sa.fetch(la, k0 + BK, K);
+        sb.fetch(lb, k0 + BK, K);
+      }
+      const E* As = smem + stage * T::STAGE;
+      slab(As, As + T::side(BM));
+      if (more) {
+        E* next = smem + (stage ^ 1) * T::STAGE;
+        sa.stash(next);
+        sb.stash(next + T::side(BM));
+      }
+      __syncthreads();
+      stage ^= 1;
+    }
   }
 
   // Fragment (i, j) holds rows g and g + 8, columns 2t and 2t + 1 of its 16 x 8 tile.
@@ -404,6 +473,10 @@ struct Strided {
     return *reinterpret_cast<const uint4*>(p + l.off + static_cast<Index>(k) * sk);
   }
   __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(p) & 15) == 0; }
+  // Where raw8's 16 bytes are (any valid address when !in).
+  __device__ __forceinline__ const void* addr8(const Line& l, int k, bool& in) const {
+    return in ? static_cast<const void*>(p + l.off + static_cast<Index>(k) * sk) : static_cast<const void*>(p);
+  }
 };
 
 // The batch layout of a strided product, from `meta`: the batch rank r, the batch dims, then the
