@@ -449,7 +449,8 @@ def template_arg(a: TemplateArg) -> str:
         return f"ember::gemm::Tile<{a.bm}, {a.bn}, {a.bk}, {a.tm}, {a.tn}>"
     if isinstance(a, MmaTile):
         return (f"ember::gemm::MmaTile<{a.bm}, {a.bn}, {a.bk}, {a.wm}, {a.wn}, {a.element}, "
-                f"{template_arg(a.fallback)}, {template_arg(a.va)}, {template_arg(a.vb)}>")
+                f"{template_arg(a.fallback)}, {template_arg(a.va)}, {template_arg(a.vb)}"
+                f"{', true' if a.pipelined else ''}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

@@ -171,7 +171,7 @@ __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, i
 // is not); the loaders' `raw` and `raw8` give stored elements. Architectures before sm_80 run the
 // SIMT tile `Fallback` with the same block, so one kernel serves every target of an engine.
 template <int BM_, int BN_, int BK_, int WM_, int WN_, typename E_, class Fallback_, bool VA_ = false,
-          bool VB_ = false>
+          bool VB_ = false, bool ASYNC_ = false>
 struct MmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_;
   using E = E_;
@@ -184,9 +184,10 @@ struct MmaTile {
   // Elements of one stage, the larger of the two orders per operand.
   static constexpr int side(int r) { return r * (BK + 8) > BK * (r + 8) ? r * (BK + 8) : BK * (r + 8); }
   static constexpr int STAGE = side(BM) + side(BN);
-  // With 16-byte reads on both operands, cp.async fills STAGES shared stages ahead of the math
-  // (as many as 44 KB of static shared memory hold, 2 to 4); otherwise two, through registers.
-  static constexpr bool ASYNC = VA && VB;
+  // ASYNC_, with 16-byte reads on both operands: cp.async fills STAGES shared stages ahead of the
+  // math (as many as 44 KB of static shared memory hold, 2 to 4); otherwise two, through registers.
+  // (The planner does not ask for it yet: it waits for its first run on a GPU.)
+  static constexpr bool ASYNC = ASYNC_ && VA && VB;
   static constexpr int FIT = 45056 / (STAGE * 2);
   static constexpr int STAGES = !ASYNC ? 2 : FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
   template <typename C> static constexpr int bytes() {

@@ -140,6 +140,37 @@ def test_every_tile_compiles_for_its_targets_and_falls_back_before_sm_80(tile: s
     Compiler(("sm_75", "sm_80", "sm_90"), cache_dir=kernel_cache, jobs=2).compile_all(kernels)
 
 
+def test_the_cp_async_pipeline_compiles(kernel_cache: Path) -> None:
+    """The multistage cp.async form of both tiles (planned by no tactic yet) builds for sm_80 and
+    sm_90, on a matmul and an NHWC convolution with 16-byte reads on both operands."""
+    from dataclasses import replace
+
+    from ember.codegen.cuda_render import render_spec
+    from ember.codegen.kernel_spec import MmaTile
+    import ember.codegen.ops.heavy as heavy
+
+    rendered = []
+    real = heavy.render_spec
+
+    def pipelined(spec):
+        targs = tuple(replace(t, pipelined=True) if isinstance(t, MmaTile) else t for t in spec.targs)
+        kernel = real(replace(spec, targs=targs))
+        rendered.append(kernel)
+        return kernel
+    heavy.render_spec = pipelined
+    try:
+        for name in ("matmul-vector-reads", "conv-nhwc"):
+            module = CASES[name]().build()
+            (step,) = heavy_launches(lower(module))
+            for tile in MMA:
+                lower(module, tactics={step.ops[0]: next(c for c in step.candidates if c.endswith(tile))})
+    finally:
+        heavy.render_spec = real
+    assert len(rendered) >= 4 and all(", true, true, true>" in k.source for k in rendered)
+    assert render_spec is real
+    Compiler(("sm_80", "sm_90"), cache_dir=kernel_cache, jobs=2).compile_all(rendered)
+
+
 # -- GPU ------------------------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
