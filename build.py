@@ -298,6 +298,34 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     return engine
 
 
+def refit_from_model(engine: Any, module: Module) -> Any:
+    """`engine` with the weights of `module` (the model it was built from, with new weights): the
+    engine's pass pipeline runs again on them, so folded, converted and transformed weights come
+    out as a rebuild would make them; the kernels and the plan stay. Refused, naming the first
+    difference, when the optimized graph is not the engine's (another model, or passes whose
+    decisions depend on the weights' values, such as constant folding into inline constants)."""
+    from ember.ir.parser import parse
+    from ember.passes.manager import PassManager
+    work = parse(str(module), verify=False)
+    for name, w in module.weights.items():
+        work.weights[name].data = w.data
+    missing = [n for n, w in work.weights.items() if w.data is None]
+    if missing:
+        raise BuildError(f"refit: the model has no data for weight{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(map(repr, missing[:5]))}")
+    PassManager(str(engine.info.get("pipeline", ""))).run(work)
+    text = str(work)
+    if text != engine.ir_text:
+        mine, theirs = engine.ir_text.splitlines(), text.splitlines()
+        line = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+        got = theirs[line].strip() if line < len(theirs) else "(end)"
+        want = mine[line].strip() if line < len(mine) else "(end)"
+        raise BuildError(f"refit: the model's optimized graph is not the engine's (line {line + 1}: {got!r}, the "
+                         f"engine has {want!r}); this engine was built from another model, or its passes decide on "
+                         "the weights' values: rebuild it")
+    return engine.refit({name: w.data for name, w in work.weights.items() if name in engine.weights})
+
+
 def _shapes_at(profile: Profile, which: str) -> dict[str, tuple[int, ...]]:
     return {r.name: getattr(r, which) for r in profile.inputs}
 

@@ -9,6 +9,7 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
     ember inspect MODEL|ENGINE [--ir] [--graph FILE.svg|.html|.dot] [--json FILE|-] [--layer-times FILE.json]
                                                 what a model or an engine holds; a picture of its graph
     ember run MODEL [-i NAME=FILE.npy ...] [--device cpu|cuda]   run an engine (or build one first)
+    ember refit ENGINE --weights FILE.npz|MODEL (-o OUT.engine | --in-place)   new weights, no rebuild
     ember bench MODEL|ENGINE [--fp16|--bf16] [--shapes ...|--profile ...] [--iterations K] [--warmup K] [--json FILE|-]
                                                 latency percentiles, GPU time, host overhead, throughput
     ember verify MODEL                          check every IR invariant
@@ -454,6 +455,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refit(args: argparse.Namespace) -> int:
+    """New weights into an engine without rebuilding: from an .npz of the engine's weight names,
+    or from the model with new weights (the engine's passes rerun on them)."""
+    from ember.runtime.engine import Engine
+
+    if not _is_engine(args.engine):
+        raise EmberError(f"{args.engine}: not an Ember engine (build one with ember compile)")
+    if bool(args.output) == bool(args.in_place):
+        raise EmberError("name where the refit engine goes: -o OUT.engine, or --in-place to replace ENGINE")
+    out = Path(args.engine) if args.in_place else _output_file(args.output, args)
+    engine = Engine.load(args.engine)
+    if str(args.weights).endswith(".npz"):
+        given = _read_npz(args.weights, "--weights")
+        refit = engine.refit(given)
+        what = f"{len(given)} weights from {args.weights}"
+    else:
+        from ember.build import refit_from_model
+        refit = refit_from_model(engine, _load(args.weights, args))
+        what = f"the weights of {args.weights} (the engine's passes rerun on them)"
+    refit.save(out)
+    if not args.quiet_all:
+        _console().print(f"{args.engine} -> {out}: refit with {what}", markup=False)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -667,14 +693,14 @@ def _list_passes() -> None:
         _console().print(Text(f"pipeline {name}: {PIPELINES[name]}"))
 
 
-def _read_npz(path: str) -> dict[str, np.ndarray]:
+def _read_npz(path: str, flag: str = "--inputs") -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             if not hasattr(data, "files"):
-                raise EmberError(f"--inputs {path}: not an .npz archive (np.savez writes one)")
+                raise EmberError(f"{flag} {path}: not an .npz archive (np.savez writes one)")
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as err:
-        raise EmberError(f"--inputs {path}: cannot read it: {str(err).strip().splitlines()[0]}") from None
+        raise EmberError(f"{flag} {path}: cannot read it: {str(err).strip().splitlines()[0]}") from None
 
 
 def compare_feeds(module: Any, given: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
@@ -997,6 +1023,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tuning(s)
     _add_force(s)
     s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("refit", help="replace an engine's weights without rebuilding: from an .npz of its weight "
+                                     "names, or from the model with new weights (its passes rerun on them)")
+    _add_signature(s)
+    s.add_argument("engine", metavar="ENGINE")
+    s.add_argument("--weights", required=True, metavar="FILE.npz|MODEL",
+                   help="an .npz of the engine's weights by name, or the model (.onnx, .ir, SavedModel) with new weights")
+    s.add_argument("-o", "--output", metavar="OUT.engine")
+    s.add_argument("--in-place", action="store_true", help="replace ENGINE (written to a temporary, then renamed)")
+    _add_force(s)
+    s.set_defaults(fn=cmd_refit)
 
     s = sub.add_parser("run", help="run a model: an .engine, or an .onnx/.ir built into one first")
     _add_signature(s)

@@ -231,6 +231,58 @@ class Engine:
         engine._module = module
         return engine
 
+    # -- refit -----------------------------------------------------------------------------
+    def refit(self, weights: Mapping[str, Any]) -> "Engine":
+        """A copy of this engine with weights replaced, kernels and plan as they are (no rebuild).
+
+        Names are the engine's own weights (those of its optimized IR, `engine.weights`), or a
+        source weight that the build only converted to the engine's precision (`w` for the
+        engine's `w/f16` or `w/bf16`: converted here as convert-precision does). Each array must
+        have the weight's shape and dtype (float32 for a converted one). Weights the passes computed from several sources (a batch norm folded into
+        a conv, a transposed filter) have other names: refit those from the model
+        (`ember.build.refit_from_model`, `ember refit ENGINE --weights MODEL.onnx`), which
+        reruns the engine's passes on the new weights. Every problem is named before anything
+        changes."""
+        from ember.ir.ops.core import cast_array
+        from ember.ir.types import dtype as ir_dtype
+        new = dict(self.weights)
+        problems: list[str] = []
+        for name, value in weights.items():
+            target, convert = name, None
+            if name not in self.weights:
+                for suffix in ("/f16", "/bf16"):
+                    if f"{name}{suffix}" in self.weights:
+                        target, convert = f"{name}{suffix}", suffix[1:]
+                if convert is None:
+                    problems.append(f"{name!r}: not a weight of this engine's optimized graph (passes folded or "
+                                    "transformed it, or the model has no such weight); refit from the model file, "
+                                    "which reruns the passes: ember refit ENGINE --weights MODEL.onnx")
+                    continue
+            old = self.weights[target]
+            arr = np.asarray(value)
+            if tuple(arr.shape) != tuple(old.shape):
+                problems.append(f"{name!r}: shape {list(arr.shape)}, the engine's weight {target!r} is {list(old.shape)}")
+                continue
+            if convert is not None:
+                if arr.dtype != np.float32:
+                    problems.append(f"{name!r}: dtype {arr.dtype}; the model's weight is float32 (the engine "
+                                    f"holds it as {convert})")
+                    continue
+                arr = cast_array(arr, ir_dtype(convert))
+            if arr.dtype != old.dtype:
+                problems.append(f"{name!r}: dtype {arr.dtype}, the engine's weight {target!r} is {old.dtype} "
+                                "(convert it first: a refit never changes a weight's type)")
+                continue
+            new[target] = _le(np.array(arr, copy=True))
+        if problems:
+            raise EngineInputError("refit: " + "; ".join(problems))
+        engine = Engine(ir_text=self.ir_text, program=self.program, plan=self.plan, weights=new, kernels=self.kernels,
+                        info=dict(self.info), inputs=self.inputs, outputs=self.outputs, source=self.source,
+                        profiles=self.profiles, specializations=self.specializations)
+        engine._module, engine._value_ids = self._module, self._value_ids
+        engine.report = self.report
+        return engine
+
     # -- the file --------------------------------------------------------------------------
     def _sections(self) -> tuple[dict[str, Any], list[Section]]:
         blobs = bytearray()
