@@ -401,6 +401,7 @@ class CudaContext:
             self.stream = stream_handle(stream)
         self.graphs = graphs and self.stream not in (0, 1)  # the legacy stream cannot be captured
         self.layer_times: LayerTimes | None = None   # set to time each launch (runtime/profiling.py)
+        self._out: dict[str, Any] = {}   # this run's out= arrays (run sets it under the lock)
         if graph_cache < 1:
             raise EngineInputError(f"graph_cache must be at least 1, got {graph_cache}")
         self.graph_cache = graph_cache
@@ -584,12 +585,15 @@ class CudaContext:
         self.dev.activate()
         _call("cuStreamSynchronize", self.stream)
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Run the engine once on this context's stream (see the module docstring)."""
+    def run(self, inputs: Mapping[str, Any], out: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run the engine once on this context's stream (see the module docstring); outputs go into
+        `out`'s arrays where given (numpy or device arrays: see Engine.run)."""
         from ember.runtime import dlpack
         engine = self.engine
         engine.check_inputs(inputs)
+        given_out = engine.check_out(out)
         with self._lock:
+            self._out = given_out   # read by _outputs, under the same lock
             self.dev.activate()
             views: dict[str, Any] = {}
             given: dict[str, Any] = {}
@@ -816,8 +820,40 @@ class CudaContext:
         from ember.ir.types import DTYPES
         results: dict[str, Any] = {}
         framework = frameworks[0] if frameworks and all(f == frameworks[0] for f in frameworks) else ""
+        given = getattr(self, "_out", {})
+        targets = {spec.name: self._out_target(spec.name, given[spec.name], run.sizes.value(spec.value))
+                   for spec in engine.outputs if spec.name in given}   # all checked before any copy
+        if targets:
+            for spec in engine.outputs:
+                target = targets.get(spec.name)
+                if target is None:
+                    continue
+                info = run.sizes.value(spec.value)
+                root = b.values[b.root(spec.value)]
+                if root.is_data or not _on_device(root):
+                    src = np.asarray(engine.weights[root.weight]).reshape(info.shape) if root.is_data else \
+                        np.asarray(host.get(b.root(spec.value)))
+                    _call("cuStreamSynchronize", self.stream)
+                    if target[1] is None:
+                        from ember.runtime.host import write_into
+                        write_into(target[0], src, spec.name)
+                    else:
+                        arr = np.ascontiguousarray(src)
+                        _call("cuMemcpyHtoD", target[1], arr.ctypes.data, arr.nbytes)
+                elif int(info.nbytes):
+                    if target[1] is None:
+                        _call("cuMemcpyDtoHAsync", target[0].ctypes.data, self._value_ptr(b, spec.value, overrides),
+                              int(info.nbytes), self.stream, detail=f"output {spec.name}")
+                    else:
+                        _call("cuMemcpyDtoDAsync", target[1], self._value_ptr(b, spec.value, overrides),
+                              int(info.nbytes), self.stream, detail=f"output {spec.name}")
+                results[spec.name] = target[0]
+            if not device_mode or any(t[1] is None for t in targets.values()):
+                _call("cuStreamSynchronize", self.stream, detail="after the run")
         if not device_mode:
             for spec in engine.outputs:
+                if spec.name in results:
+                    continue
                 info = run.sizes.value(spec.value)
                 root = b.values[b.root(spec.value)]
                 if root.is_data:
@@ -834,6 +870,8 @@ class CudaContext:
             return results
         consumer: list[int] = []
         for spec in engine.outputs:
+            if spec.name in results:
+                continue
             info = run.sizes.value(spec.value)
             root = b.values[b.root(spec.value)]
             if not root.is_data and not _on_device(root):
@@ -848,6 +886,30 @@ class CudaContext:
             results[spec.name] = array
         self._signal(sorted(set(consumer)))
         return results
+
+    def _out_target(self, name: str, x: Any, info: Any) -> tuple[Any, int | None]:
+        """(the caller's array, its device pointer or None for a numpy array), checked against the
+        output's shape and type at this run."""
+        from ember.ir.types import DTYPES
+        from ember.runtime import dlpack
+        want = f"{info.dtype}{list(info.shape)}"
+        if isinstance(x, np.ndarray):
+            if tuple(x.shape) != tuple(info.shape) or x.dtype != DTYPES[info.dtype].np_dtype:
+                raise EngineInputError(f"out= {name!r}: {x.dtype}{list(x.shape)}, the output is {want}")
+            if not x.flags.c_contiguous or not x.flags.writeable:
+                raise EngineInputError(f"out= {name!r}: must be C-contiguous and writable")
+            return x, None
+        view = dlpack.device_view(x, self.stream)
+        if view is None:
+            raise EngineInputError(f"out= {name!r}: a {type(x).__name__}; give a numpy or a device array")
+        if tuple(view.shape) != tuple(info.shape) or view.dtype != info.dtype:
+            raise EngineInputError(f"out= {name!r}: {view.dtype}{list(view.shape)}, the output is {want}")
+        if not view.contiguous:
+            raise EngineInputError(f"out= {name!r}: a strided device array; give a contiguous one")
+        if view.device_id is not None and view.device_id != self.dev.index:
+            raise EngineInputError(f"out= {name!r} is on cuda:{view.device_id}; this context runs on "
+                                   f"cuda:{self.dev.index}")
+        return x, int(view.ptr)
 
     def _new_device_array(self, shape: tuple[int, ...], dtype: str, nbytes: int, framework: str,
                           consumer: list[int]) -> tuple[Any, int]:

@@ -531,18 +531,34 @@ class Engine:
             return self._devices[device_index]
 
     def run(self, inputs: Mapping[str, Any], device: str = "auto",
-            outputs: Sequence[str] | None = None) -> dict[str, Any]:
+            outputs: Sequence[str] | None = None, out: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run once. numpy in, numpy out; on CUDA, device arrays in (torch, CuPy: DLPack or
         __cuda_array_interface__) give device arrays out. `outputs` names the ones to return
-        (default: all), in that order."""
+        (default: all), in that order. `out` gives arrays to write outputs into, as onnxruntime's
+        IO binding does (numpy, or on CUDA device arrays too): each of the output's shape and
+        element type, contiguous and writable; they are returned for those names."""
         wanted = self.check_outputs(outputs)
         device = self.pick_device(device)
         with self._lock:
             ctx = self._contexts.get(device)
             if ctx is None:
                 ctx = self._contexts[device] = self.create_context(device)
-        results = ctx.run(inputs)
+        results = ctx.run(inputs, out=out)
         return results if wanted is None else {name: results[name] for name in wanted}
+
+    def check_out(self, out: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The `out=` arrays, checked for what can be checked before the run: outputs of this
+        engine, each an array with a shape and an element type."""
+        if not out:
+            return {}
+        names = {spec.name for spec in self.outputs}
+        problems = [f"{name!r} is not an output (the outputs: {', '.join(sorted(names))})"
+                    for name in out if name not in names]
+        problems += [f"{name!r}: {type(x).__name__} is not an array" for name, x in out.items()
+                     if name in names and not (hasattr(x, "shape") and hasattr(x, "dtype"))]
+        if problems:
+            raise EngineInputError("out=: " + "; ".join(problems))
+        return dict(out)
 
     def check_outputs(self, outputs: Sequence[str] | None) -> list[str] | None:
         """The output names asked for, checked: each one of the engine's, once."""

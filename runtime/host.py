@@ -213,10 +213,12 @@ class HostContext:
     def synchronize(self) -> None:
         """Nothing runs behind the host's back."""
 
-    def run(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Run the engine's steps on the arena; numpy arrays in, numpy arrays out."""
+    def run(self, inputs: Mapping[str, Any], out: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run the engine's steps on the arena; numpy arrays in, numpy arrays out (written into
+        `out`'s arrays where given: see Engine.run)."""
         engine = self.engine
         engine.check_inputs(inputs)
+        given_out = engine.check_out(out)
         with self._lock:
             given = {spec.name: engine.host_input(spec, _to_host(inputs[spec.name])) for spec in engine.inputs}
             b = engine.bind({n: np.shape(x) for n, x in given.items() if hasattr(x, "shape")})
@@ -273,9 +275,14 @@ class HostContext:
             if self.layer_times is not None:
                 self.layer_times.end_run()
             self.run_symbols = {k: v for k, v in sizes.env.items() if k in b.runtime}
-            return {spec.name: detach(np.asarray(self._read(b, spec.value, host, sizes))
-                                      if b.values[spec.value].kind != "host" else host.get(spec.value))
-                    for spec in engine.outputs}
+            results = {spec.name: detach(np.asarray(self._read(b, spec.value, host, sizes))
+                                         if b.values[spec.value].kind != "host" else host.get(spec.value))
+                       for spec in engine.outputs}
+            for name, target in given_out.items():
+                value = np.asarray(results[name])
+                write_into(target, value, name)
+                results[name] = target
+            return results
 
     def _write(self, b: Any, vid: int, out: Any, host: dict[int, Any], sizes: Any) -> None:
         info = b.values[vid]
@@ -287,6 +294,19 @@ class HostContext:
             host[vid] = detach(check_result(b, vid, out, sizes.value(vid)))
         else:
             host[vid] = detach(out)
+
+
+def write_into(target: Any, value: np.ndarray, name: str) -> None:
+    """Copy an output into the caller's numpy array (`out=`), which must fit it exactly."""
+    from ember.runtime.specs import EngineInputError
+    if not isinstance(target, np.ndarray):
+        raise EngineInputError(f"out= {name!r}: a {type(target).__name__} on the host arena; give a numpy array")
+    if tuple(target.shape) != tuple(value.shape) or target.dtype != value.dtype:
+        raise EngineInputError(f"out= {name!r}: {target.dtype}{list(target.shape)}, the output is "
+                               f"{value.dtype}{list(value.shape)}")
+    if not target.flags.c_contiguous or not target.flags.writeable:
+        raise EngineInputError(f"out= {name!r}: must be C-contiguous and writable")
+    np.copyto(target, value)
 
 
 def _to_host(x: Any) -> Any:
