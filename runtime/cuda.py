@@ -1053,6 +1053,11 @@ def _order(after: int, waiter: int) -> None:
         d.cuEventDestroy(event)
 
 
+def order_streams(after: int, waiter: int) -> None:
+    """Stream `waiter` waits for the work queued on `after` so far (a DLPack consumer's stream)."""
+    _order(after, waiter)
+
+
 def copy_to_host(ptr: int, shape: Sequence[int], dtype: np.dtype, stream: int | None, device_index: int = 0
                  ) -> np.ndarray:
     """Copy device memory to a new numpy array, after the work queued on `stream`."""

@@ -6,9 +6,9 @@ else that speaks DLPack (`__dlpack__`, asked to order its work before `stream`, 
 the protocol provides) or the CUDA array interface (whose v3 `stream` field, when
 present, names the stream the caller must wait on). It returns None for host
 arrays. `DeviceArray` is what a context returns when the inputs came from no
-framework it knows: device memory it owns, with `__cuda_array_interface__` (so
-`torch.as_tensor(a, device="cuda")` or `cupy.asarray(a)` take it without a copy)
-and `numpy()`.
+framework it knows: device memory it owns, with `__cuda_array_interface__` and
+`__dlpack__` (so `torch.from_dlpack(a)`, `torch.as_tensor(a, device="cuda")` or
+`cupy.asarray(a)` take it without a copy) and `numpy()`.
 """
 
 from __future__ import annotations
@@ -59,6 +59,54 @@ _GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 _IsValid = ctypes.pythonapi.PyCapsule_IsValid
 _IsValid.restype = ctypes.c_int
 _IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+# The destructor gets the dying capsule as a raw pointer (a py_object would revive it mid-deallocation).
+_CapsuleDestructor = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_RawIsValid = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p)(("PyCapsule_IsValid", ctypes.pythonapi))
+_RawGetPointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi))
+_CapsuleNew = ctypes.pythonapi.PyCapsule_New
+_CapsuleNew.restype = ctypes.py_object
+_CapsuleNew.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+# DLPack exports alive: DLManagedTensor address -> (the tensor struct, shape, the array it shows)
+_EXPORTS: dict[int, tuple[Any, ...]] = {}
+_CODES = {name: key for key, name in _DL_DTYPES.items()}
+
+
+@ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManagedTensor))
+def _release(managed: Any) -> None:
+    """DLManagedTensor.deleter: the consumer is done; the array may go."""
+    _EXPORTS.pop(ctypes.addressof(managed.contents), None)
+
+
+@_CapsuleDestructor
+def _capsule_gone(capsule: int) -> None:
+    """A capsule nobody consumed (still named "dltensor"): release its tensor."""
+    if _RawIsValid(capsule, b"dltensor"):
+        _EXPORTS.pop(int(_RawGetPointer(capsule, b"dltensor")), None)
+
+
+def export(array: "DeviceArray") -> Any:
+    """A DLPack capsule of `array` (contiguous, on its GPU); the array stays alive until the
+    consumer calls the deleter, or the capsule goes unconsumed."""
+    if array.dtype not in _CODES:
+        raise DeviceArrayError(f"a {array.dtype} array has no DLPack type")
+    code, bits = _CODES[array.dtype]
+    managed = _DLManagedTensor()
+    shape = (ctypes.c_int64 * max(len(array.shape), 1))(*array.shape)
+    t = managed.dl_tensor
+    t.data = array.ptr
+    t.device = _DLDevice(KDL_CUDA, array.device_index)
+    t.ndim = len(array.shape)
+    t.dtype = _DLDataType(code, bits, 1)
+    t.shape = ctypes.cast(shape, ctypes.POINTER(ctypes.c_int64))
+    t.strides = None
+    t.byte_offset = 0
+    managed.deleter = _release
+    address = ctypes.addressof(managed)
+    _EXPORTS[address] = (managed, shape, array)
+    return _CapsuleNew(address, b"dltensor", ctypes.cast(_capsule_gone, ctypes.c_void_p))
 
 
 class DeviceArrayError(EmberError, ValueError):
@@ -191,6 +239,18 @@ class DeviceArray:
     def __cuda_array_interface__(self) -> dict[str, Any]:
         return {"shape": self.shape, "typestr": self.np_dtype.str, "data": (self.ptr, False), "version": 3,
                 "strides": None, "stream": self.stream if self.stream not in (None, 0) else None}
+
+    def __dlpack__(self, stream: Any = None, **_: Any) -> Any:
+        """A DLPack capsule (torch.from_dlpack, cupy.from_dlpack, jax.dlpack take it without a copy).
+        The consumer's `stream` is ordered after the one that wrote the array."""
+        waiter = 1 if stream is None else int(stream)   # None: the legacy default stream; -1: no ordering
+        if waiter != -1 and self.stream not in (None, 0) and waiter != self.stream:
+            from ember.runtime import cuda
+            cuda.order_streams(after=self.stream, waiter=waiter)
+        return export(self)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (KDL_CUDA, self.device_index)
 
     def numpy(self) -> np.ndarray:
         """Copy to the host (waits for the stream that wrote it)."""
