@@ -203,7 +203,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             progress: Callable[[int, int], None] | None = None, keep: Sequence[str] = (),
             tactics: Mapping[int | str, str] | None = None,
             profiles: Sequence[Mapping[str, Any]] | None = None, opt_level: int | None = None,
-            timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None) -> Any:
+            timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None,
+            plugins: Sequence[str] = ()) -> Any:
     """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
 
     The engine serves the shapes of its optimization profiles: `profiles=[{"input_ids":
@@ -219,7 +220,10 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     above 0, where a GPU is present, each heavy op's candidates are timed on it (tune.py)
     and the fastest kept; 0, or no GPU, takes the heuristic's picks. `timing_cache` (a
     file path or a tune.TimingCache) keeps the timings between builds: a path is read
-    before and written after."""
+    before and written after.
+
+    `plugins` names modules (dotted names or .py files) that register plugin ops
+    (ember.plugins), imported first; the engine records the plugins its IR uses."""
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import parse
@@ -228,6 +232,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
 
     if precision not in PRECISIONS:
         raise BuildError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if plugins:
+        from ember.plugins import load as load_plugins
+        load_plugins(plugins)
     # Work on a copy: the caller's module stays as it was.
     work = parse(str(module), verify=False)
     for name, w in module.weights.items():
@@ -284,7 +291,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         binaries={name: {"cubins": b.cubins, "ptx": b.ptx, "ptx_arch": b.ptx_arch} for name, b in binaries.items()},
         sources={name: k.rendered for name, k in lowered.kernels.items()},
         info={"targets": list(compiler.targets), "nvrtc": compiler.version, "precision": precision,
-              "pipeline": steps, "symbols": env},
+              "pipeline": steps, "symbols": env, "plugins": _plugins_used(work)},
         profiles=plans if dynamic or len(plans) > 1 else (),
         specializations=lowered.specializations if dynamic or len(plans) > 1 else ())
     if dynamic:
@@ -296,6 +303,11 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     log.info("engine: %d steps (%d on the host), arena %d bytes", len(engine.steps), engine.host_steps,
              report.memory["arena_bytes"])
     return engine
+
+
+def _plugins_used(module: Module) -> dict[str, str]:
+    from ember.plugins import used_by
+    return used_by(module)
 
 
 def refit_from_model(engine: Any, module: Module) -> Any:

@@ -51,6 +51,9 @@ def _model_options(args: argparse.Namespace | None) -> dict[str, Any]:
 def _add_signature(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--signature", metavar="KEY",
                         help="a SavedModel's signature to import (default serving_default)")
+    if not any(a.dest == "load" for a in parser._actions):
+        parser.add_argument("--load", action="append", metavar="FILE.py|MODULE",
+                            help="import your own passes or plugin ops (ember.plugins) first")
 
 
 def _console() -> Any:
@@ -618,7 +621,6 @@ def cmd_opt(args: argparse.Namespace) -> int:
     import ember.passes.registry  # noqa: F401  (the built-in passes)
     from ember.passes.manager import PassManager, timing_report
 
-    _load_plugins(args.load or [])
     if args.list_passes:
         _list_passes()
         return 0
@@ -870,6 +872,8 @@ def _print_engine(path: str, engine: Any, table: Sequence[Any], timed: bool, con
     info = engine.info
     con.print(f"[bold]{escape(str(path))}[/bold]: engine, precision {info.get('precision') or 'fp32'}, "
               f"targets {', '.join(info.get('targets') or []) or 'none'}, NVRTC {info.get('nvrtc') or '?'}")
+    if info.get("plugins"):
+        con.print("  plugins: " + ", ".join(f"{k} {v}" for k, v in info["plugins"].items()), markup=False)
     io = Table(title="inputs and outputs", title_justify="left")
     for col in ("", "name", "type"):
         io.add_column(col)
@@ -951,7 +955,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--print-ir-after", action="append", metavar="PASS")
     s.add_argument("--timing", action="store_true", help="per-pass time and statistics on stderr")
     s.add_argument("--no-verify", action="store_true", help="skip verification after each pass")
-    s.add_argument("--load", action="append", metavar="FILE.py|MODULE", help="import your own passes first")
     s.set_defaults(fn=cmd_opt)
 
     s = sub.add_parser("inspect", help="summarize a model: inputs, outputs, ops, weights")
@@ -1053,6 +1056,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compare", help="run an ONNX model in Ember and in ONNX Runtime on the same inputs; exit 1 "
                                       "when an output differs beyond tolerance")
+    s.add_argument("--load", action="append", metavar="FILE.py|MODULE",
+                   help="import your own passes or plugin ops (ember.plugins) first")
     s.add_argument("model", help="an .onnx file")
     s.add_argument("--fp16", action="store_true", help="build the engine in fp16 (judged with f16's tolerance; the interpreter runs the model as it is)")
     s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
@@ -1076,6 +1081,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("verify", help="check a model's IR invariants")
     s.add_argument("model")
+    s.add_argument("--load", action="append", metavar="FILE.py|MODULE",
+                   help="import your own passes or plugin ops (ember.plugins) first")
     s.set_defaults(fn=cmd_verify)
 
     s = sub.add_parser("demo", help="build the README's example network, print its IR, run it")
@@ -1115,6 +1122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, args.quiet_all)
     try:
+        _load_plugins(getattr(args, "load", None) or [])   # user passes and plugin ops, on every command
         return int(args.fn(args) or 0)
     except EmberError as err:
         print(f"ember {args.command}: error: {err}", file=sys.stderr)

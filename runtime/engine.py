@@ -222,7 +222,8 @@ class Engine:
         clean_info = json.loads(fmt.canonical_json({
             "targets": list(info.get("targets") or []), "nvrtc": str(info.get("nvrtc") or ""),
             "precision": str(info.get("precision") or ""), "pipeline": str(info.get("pipeline") or ""),
-            "symbols": {str(k): int(v) for k, v in dict(info.get("symbols") or {}).items()}}))
+            "symbols": {str(k): int(v) for k, v in dict(info.get("symbols") or {}).items()},
+            "plugins": {str(k): str(v) for k, v in dict(info.get("plugins") or {}).items()}}))
         plan = plan_memory(program, extra_reads=_op_reads_beyond_kernels(module, program))
         inputs, outputs = _signature(module, program)
         specs = [Specialization.from_json(json.loads(fmt.canonical_json(sp.to_json()))) for sp in specializations]
@@ -319,7 +320,7 @@ class Engine:
             "ember_version": __version__, "nvrtc": self.info.get("nvrtc", ""),
             "targets": list(self.info.get("targets", [])), "ptx_arch": ptx_arches,
             "precision": self.info.get("precision", ""), "pipeline": self.info.get("pipeline", ""),
-            "symbols": self.symbols,
+            "symbols": self.symbols, "plugins": dict(self.info.get("plugins") or {}),
             "counts": {"kernels": len(self.kernels), "steps": len(self.steps), "host_steps": self.host_steps,
                        "weights": len(self.weights), "weight_bytes": len(weights_blob),
                        "arena_bytes": self.plan.arena_bytes},
@@ -421,12 +422,18 @@ class Engine:
             arr = np.frombuffer(blob, dtype=dt, count=count, offset=off) if count else np.zeros(shape, dt)
             weights[name] = arr.reshape(shape)
         symbols = {str(k): v for k, v in plan_json.get("symbols", {}).items()}
+        plugins = header.get("plugins") or {}
+        if not isinstance(plugins, dict) or not all(isinstance(k, str) and isinstance(v, str) and "." in k
+                                                    and not k.startswith("ember.") for k, v in plugins.items()):
+            raise EngineFormatError(f"{source}: header 'plugins': not a map of plugin op names to versions")
+        from ember.ir import placeholder
+        placeholder.ensure(plugins)   # plugin ops this process has not imported parse as placeholders
         module = _parse_ir(ir_text, source)
         ids = validate.check_ir(source, module, program, symbols, weights)
         plan = validate.check_memory(source, program, plan_json["memory"], _op_reads_beyond_kernels(module, program))
         info = {"targets": header.get("targets", []), "nvrtc": header.get("nvrtc", ""),
                 "precision": header.get("precision", ""), "pipeline": header.get("pipeline", ""),
-                "symbols": symbols,
+                "symbols": symbols, "plugins": dict(plugins),
                 "ember_version": header.get("ember_version", ""), "format_version": header.get("format_version")}
         inputs = [TensorSpec.from_json(t) for t in io["inputs"]]
         outputs = [TensorSpec.from_json(t) for t in io["outputs"]]

@@ -174,6 +174,7 @@ def describe(engine: Any, kernel_ms: Mapping[str, float] | None = None) -> dict[
         "targets": list(info.get("targets") or []),
         "nvrtc": info.get("nvrtc") or None,
         "pipeline": info.get("pipeline") or None,
+        "plugins": dict(info.get("plugins") or {}),
         "ember_version": info.get("ember_version"),
         "symbols": engine.symbols,  # the stored shape: where grid_opt, block_opt and bytes are taken
         "inputs": [port(t) for t in engine.inputs],

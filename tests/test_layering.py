@@ -16,7 +16,7 @@ import ember
 ROOT = Path(ember.__file__).parent
 LAYERS = ("ir", "frontends", "passes", "codegen", "runtime")
 LEAVES = {"errors", "tolerance", "version"}  # import nothing of Ember but each other
-WIRING = {"__init__", "__main__", "loader", "build", "cli", "compare", "bench", "tune"}
+WIRING = {"__init__", "__main__", "loader", "build", "cli", "compare", "bench", "tune", "plugins"}
 
 
 def ember_imports(path: Path) -> set[str]:
