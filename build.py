@@ -156,7 +156,8 @@ DEFAULT_OPT_LEVEL = 2   # ember.compile's tactic-selection effort when opt_level
 
 
 def _tuned(work: Module, plans: Sequence[Profile], targets: Sequence[str], cache_dir: Any, opt_level: int,
-           timing_cache: Any, progress: Callable[[int, int], None] | None) -> dict[int, str]:
+           timing_cache: Any, progress: Callable[[int, int], None] | None,
+           forced: Mapping[int | str, str] | None = None) -> dict[int, str]:
     """The timed picks (tune.py) at the first profile's OPT, or none (opt level 0, no GPU, or
     no GPU that runs the build's targets)."""
     from ember.tune import OPT_LEVELS, TimingCache, device_key, tune
@@ -178,7 +179,7 @@ def _tuned(work: Module, plans: Sequence[Profile], targets: Sequence[str], cache
         TimingCache.load(timing_cache) if timing_cache is not None else TimingCache()
     start = time.perf_counter()
     report = tune(work, plans[0].env("opt"), opt_level=opt_level, targets=targets, cache=cache,
-                  device=str(device_key(0)), cache_dir=cache_dir, progress=progress)
+                  device=str(device_key(0)), cache_dir=cache_dir, progress=progress, forced=forced)
     if timing_cache is not None and not isinstance(timing_cache, TimingCache):
         cache.save(timing_cache)
     log.info("tactic selection (opt level %d): %d ops, %d timed, %d from the timing cache, %d picks differ from the "
@@ -246,7 +247,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     PassManager(steps).run(work)
     log.info("passes done in %.2f s: %d ops", time.perf_counter() - start, len(work.main.body.ops))
     prefer = _tuned(work, plans, targets, cache_dir, DEFAULT_OPT_LEVEL if opt_level is None else opt_level,
-                    timing_cache, tuning_progress)
+                    timing_cache, tuning_progress, tactics)
     start = time.perf_counter()
     try:
         lowered = lower_profiles(work, plans, tactics, target=_newest(targets), prefer=prefer)

@@ -174,7 +174,8 @@ class TuningReport:
 
 def tune(module: Any, env: Mapping[str, int], *, opt_level: int, targets: Sequence[str],
          cache: TimingCache, device: str, cache_dir: Any = None, measure: Measure | None = None,
-         seed: int = 0, progress: Callable[[int, int], None] | None = None) -> TuningReport:
+         seed: int = 0, progress: Callable[[int, int], None] | None = None,
+         forced: Mapping[int | str, str] | None = None) -> TuningReport:
     """The fastest candidate per heavy op of `module` (after passes) at `env` (see the module
     docstring). `device` is the timing cache's device key."""
     from ember.build import _newest, compile as build
@@ -190,8 +191,12 @@ def tune(module: Any, env: Mapping[str, int], *, opt_level: int, targets: Sequen
     program = lower(module, env, target=_newest(targets))
     steps = [s for s in program.spec().steps if isinstance(s, LaunchStep) and len(s.candidates) > 1]
     seen: set[int] = set()
+    ops = module.main.body.ops
+    # ops the build's `tactics=` names (by index or location) keep that tactic: nothing to time
+    skip = {i for i in range(len(ops)) for key in (forced or {})
+            if key == i or (isinstance(key, str) and key in ops[i].loc.names)}
     work = [(s.ops[0], s.candidates[:TIMED_CANDIDATES[opt_level]], s.tactic) for s in steps
-            if not (s.ops[0] in seen or seen.add(s.ops[0]))]
+            if s.ops[0] not in skip and not (s.ops[0] in seen or seen.add(s.ops[0]))]
     report.ops = len(work)
     rng = np.random.default_rng(seed)
     for done, (index, candidates, heuristic) in enumerate(work):

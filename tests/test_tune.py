@@ -96,6 +96,14 @@ def test_the_fastest_candidate_is_kept_and_the_cache_reused(kernel_cache):
     assert other.timed == 4
 
 
+def test_ops_the_build_forces_are_not_timed(kernel_cache):
+    module = model()
+    steps = [s for s in lower(module, {"N": 7}).spec().steps if isinstance(s, LaunchStep) and len(s.candidates) > 1]
+    report = tune.tune(module, {"N": 7}, opt_level=2, targets=("sm_90",), cache=tune.TimingCache(), device=DEVICE,
+                       cache_dir=kernel_cache, measure=slowest_first, forced={steps[0].ops[0]: steps[0].tactic})
+    assert report.ops == 1 and steps[0].ops[0] not in report.picks and report.timed == 3
+
+
 def test_opt_level_zero_times_nothing(kernel_cache):
     report = tune.tune(model(), {"N": 7}, opt_level=0, targets=("sm_90",), cache=tune.TimingCache(),
                        device=DEVICE, cache_dir=kernel_cache, measure=never)
