@@ -140,7 +140,7 @@ def build(module: Any, feeds: dict[str, Any], cache_dir: str | None, nvrtc: bool
     import ember
     shapes = shapes_of(module, feeds)
     if nvrtc:
-        engine = ember.compile(module, targets=TARGETS, shapes=shapes, cache_dir=cache_dir)
+        engine = ember.compile(module, targets=TARGETS, shapes=shapes, cache_dir=cache_dir, opt_level=0)  # heuristic picks: a correctness suite
         return engine, list(engine.report.host_ops)
     from ember.build import profiles_for
     from ember.codegen.specialize import lower_profiles

@@ -61,7 +61,8 @@ def bench(name: str, folder: Path) -> dict[str, Any]:
     module = ember.load(path)
     out: dict[str, Any] = {}
     start = time.perf_counter()
-    engine = ember.compile(module, profiles=[_profile(template, case["profile"])], cache_dir=folder / "cache")
+    engine = ember.compile(module, profiles=[_profile(template, case["profile"])], cache_dir=folder / "cache",
+                           opt_level=0)  # the same (heuristic) picks as the fixed engines: a fair comparison
     out["profile_build_s"] = round(time.perf_counter() - start, 2)
     out["variants"] = len(engine.specializations)
     out["kernels"] = len(engine.kernels)
@@ -82,7 +83,8 @@ def bench(name: str, folder: Path) -> dict[str, Any]:
         first_ms = (time.perf_counter() - t0) * 1e3
         row: dict[str, Any] = {"shape": "x".join(map(str, point)), "first_call_ms": round(first_ms, 2),
                                "profile_engine": cuda_time(lambda: ctx.run(x))}
-        fixed = ember.compile(module, shapes={k: tuple(v.shape) for k, v in x.items()}, cache_dir=folder / "cache")
+        fixed = ember.compile(module, shapes={k: tuple(v.shape) for k, v in x.items()}, cache_dir=folder / "cache",
+                              opt_level=0)
         fctx = fixed.create_context("cuda", stream=stream)
         fctx.run(x)
         row["fixed_engine"] = cuda_time(lambda: fctx.run(x))
