@@ -848,8 +848,8 @@ class CudaContext:
                         _call("cuMemcpyDtoDAsync", target[1], self._value_ptr(b, spec.value, overrides),
                               int(info.nbytes), self.stream, detail=f"output {spec.name}")
                 results[spec.name] = target[0]
-            if not device_mode or any(t[1] is None for t in targets.values()):
-                _call("cuStreamSynchronize", self.stream, detail="after the run")
+            # The caller reads its arrays on its own streams: let the copies finish first.
+            _call("cuStreamSynchronize", self.stream, detail="after the run")
         if not device_mode:
             for spec in engine.outputs:
                 if spec.name in results:
