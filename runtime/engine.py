@@ -561,8 +561,9 @@ class Engine:
         names = {spec.name for spec in self.outputs}
         problems = [f"{name!r} is not an output (the outputs: {', '.join(sorted(names))})"
                     for name in out if name not in names]
+        from ember.runtime.dlpack import is_device_array
         problems += [f"{name!r}: {type(x).__name__} is not an array" for name, x in out.items()
-                     if name in names and not (hasattr(x, "shape") and hasattr(x, "dtype"))]
+                     if name in names and not (isinstance(x, np.ndarray) or is_device_array(x))]
         if problems:
             raise EngineInputError("out=: " + "; ".join(problems))
         return dict(out)

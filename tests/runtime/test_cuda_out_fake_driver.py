@@ -1,0 +1,97 @@
+"""runtime/cuda.py's `out=` arrays and per-launch timing on the stand-in driver of
+test_cuda_run_time_sizes_fake_driver.py (device memory is host memory; kernels compute nothing,
+copies do): the bookkeeping, with no GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+from ember.ir.parser import parse
+from ember.runtime import cuda
+from ember.runtime.profiling import LayerTimes
+from ember.runtime.specs import EngineInputError
+from fake_driver import FakeDriver
+
+TWO = """func @main(%x: f32[3,5]) -> (y: f32[3,5], z: f32[3,5]) {
+  %y = ember.relu %x : f32[3,5]
+  %z = ember.mul %x, %x : f32[3,5]
+  return %y, %z
+}
+"""
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeDriver:
+    driver = FakeDriver()
+    monkeypatch.setattr(cuda, "_driver", driver)
+    monkeypatch.setattr(cuda, "_available", (True, ""))
+    return driver
+
+
+class FakeDeviceArray:
+    """A device array by the CUDA array interface, in the stand-in driver's memory."""
+
+    def __init__(self, fake: FakeDriver, shape, typestr="<f4") -> None:
+        self.nbytes = int(np.prod(shape)) * np.dtype(typestr).itemsize
+        self.ptr = fake._alloc(self.nbytes)
+        self.fake = fake
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (self.ptr, False),
+                                         "version": 3, "strides": None}
+
+    def bytes(self) -> bytes:
+        return self.fake.memory[self.ptr][:self.nbytes].tobytes()
+
+
+@pytest.fixture
+def engine(built):
+    e = ember.compile(parse(TWO), cache_dir=built.cache_dir)
+    e.check_arch = lambda *args, **kwargs: None
+    return e
+
+
+def test_outputs_are_copied_into_the_given_host_arrays(fake, engine):
+    ctx = engine.create_context("cuda", poison=True)   # the arena reads as NaN: what the copies carry here
+    y = np.zeros((3, 5), np.float32)
+    got = ctx.run({"x": np.ones((3, 5), np.float32)}, out={"y": y})
+    assert got["y"] is y and np.isnan(y).all()         # the arena's bytes, in the caller's array
+    assert got["z"] is not y and got["z"].shape == (3, 5)
+    ctx.close()
+
+
+def test_outputs_are_copied_into_the_given_device_arrays(fake, engine):
+    ctx = engine.create_context("cuda", poison=True)
+    x = FakeDeviceArray(fake, (3, 5))
+    z = FakeDeviceArray(fake, (3, 5))
+    got = ctx.run({"x": x}, out={"z": z})
+    assert got["z"] is z and z.bytes() == b"\xff" * z.nbytes
+    with pytest.raises(EngineInputError, match="out= 'z': f32\\[5, 3\\], the output is f32\\[3, 5\\]"):
+        ctx.run({"x": x}, out={"z": FakeDeviceArray(fake, (5, 3))})
+    with pytest.raises(EngineInputError, match="out= 'y': float64\\[3, 5\\], the output is f32\\[3, 5\\]"):
+        ctx.run({"x": x}, out={"y": np.zeros((3, 5))})
+    ctx.close()
+
+
+def test_each_launch_is_timed_on_its_own_when_asked(fake, engine):
+    ctx = engine.create_context("cuda")
+    ctx.layer_times = times = LayerTimes()
+    for _ in range(3):
+        ctx.run({"x": np.ones((3, 5), np.float32)})
+    assert times.runs == 3 and fake.captures == 0          # no CUDA graphs while timing launches
+    per_kernel = times.per_kernel()
+    assert set(per_kernel) == set(engine.kernels) and all(ms > 0 for ms in per_kernel.values())
+    ctx.layer_times = None
+    ctx.run({"x": np.ones((3, 5), np.float32)})
+    assert fake.captures >= 1                               # graphs again
+    ctx.close()
+
+
+def test_bench_on_the_cuda_path(fake, engine):
+    """ember bench's loop on a CUDA context: inputs uploaded once, events around each run, layer
+    times without graphs (the stand-in's events read 1 ms)."""
+    from ember.bench import bench
+    report = bench(engine, {"x": np.ones((3, 5), np.float32)}, device="cuda", iterations=4, warmup=1, layer_runs=2)
+    assert report.device.startswith("cuda:0 (stand-in") and report.gpu.median == 1.0
+    assert report.layer_runs == 2 and len(report.layers) == report.launches == len(engine.steps)
+    assert report.kernel_ms and all(ms == pytest.approx(1.0) for ms in report.kernel_ms.values())
