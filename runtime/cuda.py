@@ -402,6 +402,7 @@ class CudaContext:
         self.graphs = graphs and self.stream not in (0, 1)  # the legacy stream cannot be captured
         self.layer_times: LayerTimes | None = None   # set to time each launch (runtime/profiling.py)
         self._out: dict[str, Any] = {}   # this run's out= arrays (run sets it under the lock)
+        self._event: Any = None          # for ordering streams (made once)
         if graph_cache < 1:
             raise EngineInputError(f"graph_cache must be at least 1, got {graph_cache}")
         self.graph_cache = graph_cache
@@ -574,12 +575,21 @@ class CudaContext:
     def _wait_on(self, streams: Sequence[int]) -> None:
         """Order our stream after the work already queued on `streams`."""
         for s in streams:
-            _order(after=s, waiter=self.stream)
+            self._order(after=s, waiter=self.stream)
 
     def _signal(self, streams: Sequence[int]) -> None:
         """Order `streams` after the work queued on ours so far."""
         for s in streams:
-            _order(after=self.stream, waiter=s)
+            self._order(after=self.stream, waiter=s)
+
+    def _order(self, after: int, waiter: int) -> None:
+        """`_order` with this context's one event, made once (no event created per run)."""
+        if after == waiter:
+            return
+        if self._event is None:
+            self._event = _call("cuEventCreate", int(_drv().CUevent_flags.CU_EVENT_DISABLE_TIMING))
+        _call("cuEventRecord", self._event, after)
+        _call("cuStreamWaitEvent", waiter, self._event, 0)
 
     def synchronize(self) -> None:
         self.dev.activate()
@@ -966,6 +976,9 @@ class CudaContext:
             if self.arena:
                 self.dev.free(self.arena)
                 self.arena = 0
+            if getattr(self, "_event", None) is not None:
+                d.cuEventDestroy(self._event)
+                self._event = None
             if self._own_stream and self.stream:
                 d.cuStreamDestroy(self.stream)
                 self.stream = 0

@@ -95,3 +95,18 @@ def test_bench_on_the_cuda_path(fake, engine):
     assert report.device.startswith("cuda:0 (stand-in") and report.gpu.median == 1.0
     assert report.layer_runs == 2 and len(report.layers) == report.launches == len(engine.steps)
     assert report.kernel_ms and all(ms == pytest.approx(1.0) for ms in report.kernel_ms.values())
+
+
+def test_no_event_is_made_per_run_to_order_streams(fake, engine, monkeypatch):
+    """Inputs written on another stream (CUDA array interface v3): each run waits on it through the
+    context's one event, not a new one per run."""
+    made = []
+    real = fake.__getattr__("cuEventCreate")
+    monkeypatch.setattr(fake, "cuEventCreate", lambda *a: (made.append(a), real(*a))[1], raising=False)
+    ctx = engine.create_context("cuda")
+    x = FakeDeviceArray(fake, (3, 5))
+    x.__cuda_array_interface__["stream"] = 5
+    for _ in range(4):
+        ctx.run({"x": x})
+    assert len(made) == 1
+    ctx.close()
