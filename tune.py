@@ -11,8 +11,9 @@ and how many runs each gets. The picks go to the lowering as preferences (taken 
 shape of every profile where the op offers them).
 
 The timing cache keeps what was measured: per device (GPU name, SM count, architecture,
-driver, NVRTC version), per problem (a digest of the op alone at its shape: its IR text and
-the shapes), per tactic with the digest of the kernel it built, the milliseconds. An entry
+driver, NVRTC version), per problem (a digest of the op alone at its shape: its IR text
+without locations and value names, and the shapes: identical layers are one problem, timed
+once), per tactic with the digest of the kernel it built (comments aside), the milliseconds. An entry
 is reused only where all of these match, so a kernel that changed is timed again. A build
 whose timings are all in the cache times nothing and makes the same engine, byte for byte;
 the file (JSON, `--timing-cache FILE`) can be shipped with a model to build elsewhere on
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +141,23 @@ def extract(module: Any, index: int) -> Any:
     return alone
 
 
+_LOC = re.compile(r' loc\((?:"(?:[^"\\]|\\.)*"(?:, )?)*\)')
+_NAME = re.compile(r'%(?:"(?:[^"\\]|\\.)*"|[\w.$-]+)')
+_COMMENT = re.compile(r"//[^\n]*")
+
+
+def canonical_op(text: str) -> str:
+    """An op alone's IR text without what does not change its kernel: source locations and value
+    names (renamed in order of appearance), so identical layers are one problem."""
+    names: dict[str, str] = {}
+    return _NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), _LOC.sub("", text))
+
+
+def canonical_kernel(source: str) -> str:
+    """A kernel's source without its comments (which name the source ops and locations)."""
+    return _COMMENT.sub("", source)
+
+
 def _digest(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -203,13 +222,13 @@ def tune(module: Any, env: Mapping[str, int], *, opt_level: int, targets: Sequen
         alone = extract(module, index)
         fn = alone.main
         shapes = {name: _shape(v.type, env) for name, v in zip(fn.input_names, fn.inputs)}
-        problem = _digest(str(alone), json.dumps(sorted(shapes.items())))
+        problem = _digest(canonical_op(str(alone)), json.dumps(sorted(shapes.items())))
         feeds = {name: _random(rng, v.type, shapes[name]) for name, v in zip(fn.input_names, fn.inputs)}
         times: dict[str, float] = {}
         for tactic in candidates:
             engine = build(alone, pipeline="", shapes=shapes, targets=targets, cache_dir=cache_dir,
                            tactics={0: tactic}, opt_level=0)
-            kernel = _digest(*sorted(k.source for k in engine.kernels.values()))
+            kernel = _digest(*sorted(canonical_kernel(k.source) for k in engine.kernels.values()))
             ms = cache.get(device, problem, tactic, kernel)
             if ms is None:
                 ms = measure(engine, feeds, RUNS[opt_level])

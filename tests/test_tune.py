@@ -199,3 +199,25 @@ def test_tactics_timed_on_the_gpu(kernel_cache, tmp_path):
     ref = interpret(module, {"x": x})["y"]
     from ember.tolerance import assert_close
     assert_close(np.asarray(two.run({"x": x}, device="cuda")["y"]), ref)
+
+
+def test_identical_layers_are_one_problem_timed_once(kernel_cache):
+    """Two products of the same shapes at different places (other names, other locations): the
+    second one's timings come from the first's."""
+    rng = np.random.default_rng(5)
+    b = Builder("twins")
+    x = b.input("x", f16[("N", 64)])
+    h = b.relu(b.matmul(x, b.weight("w1", rng.uniform(-1, 1, (64, 64)).astype(np.float16))))
+    b.output("y", b.relu(b.matmul(h, b.weight("w2", rng.uniform(-1, 1, (64, 64)).astype(np.float16)))))
+    module = b.build()
+    ember.passes.run_pipeline(module, "default")
+    report = tune.tune(module, {"N": 40}, opt_level=2, targets=("sm_90",), cache=tune.TimingCache(), device=DEVICE,
+                       cache_dir=kernel_cache, measure=slowest_first)
+    assert report.ops == 2 and report.timed == 3 and report.cached == 3
+    assert len(set(report.picks.values())) == 1
+
+
+def test_canonical_text_drops_locations_and_names():
+    a = '%"/a/b" = ember.relu %x_1 : f16[4] loc("/a/b", "/c")\n'
+    b = '%y = ember.relu %in0 : f16[4] loc("/other")\n'
+    assert tune.canonical_op(a) == tune.canonical_op(b) == "%v0 = ember.relu %v1 : f16[4]\n"
