@@ -588,21 +588,14 @@ def _load_plugins(paths: Sequence[str]) -> None:
     """Import user modules (files or dotted names) that register passes or ops. Whatever goes
     wrong inside one (a syntax error, a pass registered twice, an exception at import) is
     reported as that file's problem, with the line, not as a traceback from Ember."""
-    import importlib
-    import importlib.util
     import traceback
+
+    from ember.plugins import load
     for item in paths:
         try:
-            if item.endswith(".py"):
-                if not Path(item).is_file():
-                    raise EmberError(f"--load {item}: no such file")
-                spec = importlib.util.spec_from_file_location(Path(item).stem, item)
-                if spec is None or spec.loader is None:
-                    raise EmberError(f"--load {item}: cannot be imported as a Python module")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-            else:
-                importlib.import_module(item)
+            if item.endswith(".py") and not Path(item).is_file():
+                raise EmberError(f"--load {item}: no such file")
+            load([item])
         except EmberError as err:
             if str(err).startswith("--load "):
                 raise

@@ -28,7 +28,6 @@ module to import. `ember ... --load FILE.py|MODULE` imports plugins on every com
 
 from __future__ import annotations
 
-import importlib
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -117,7 +116,7 @@ def _renderer(operands: tuple[str, ...], body: str) -> Callable[..., str]:
 
 
 def load(modules: Sequence[str]) -> None:
-    """Import the named plugin modules (dotted names or .py files), each once."""
+    """Import the named plugin modules (dotted names or .py files)."""
     import importlib.util
     from pathlib import Path
     for item in modules:

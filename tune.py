@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -167,19 +166,9 @@ def _digest(*parts: str) -> str:
 
 
 def measure_on_gpu(engine: Any, feeds: Mapping[str, np.ndarray], runs: int) -> float:
-    """The median GPU time (ms) of `runs` runs after warm-up, on one CUDA context."""
-    ctx = engine.create_context("cuda")
-    inputs = {k: ctx.upload(v) for k, v in feeds.items()}
-    for _ in range(WARMUP):
-        ctx.run(inputs)
-    ctx.synchronize()
-    timer, times = ctx.timer(), []
-    for _ in range(runs):
-        timer.start()
-        ctx.run(inputs)
-        timer.stop()
-        times.append(timer.elapsed_ms())
-    return statistics.median(times)
+    """The median GPU time (ms) of `runs` runs after warm-up, on one CUDA context (bench.py's loop)."""
+    from ember.bench import bench
+    return bench(engine, feeds, device="cuda", iterations=runs, warmup=WARMUP).gpu.median
 
 
 @dataclass

@@ -584,12 +584,9 @@ class CudaContext:
 
     def _order(self, after: int, waiter: int) -> None:
         """`_order` with this context's one event, made once (no event created per run)."""
-        if after == waiter:
-            return
-        if self._event is None:
+        if after != waiter and self._event is None:
             self._event = _call("cuEventCreate", int(_drv().CUevent_flags.CU_EVENT_DISABLE_TIMING))
-        _call("cuEventRecord", self._event, after)
-        _call("cuStreamWaitEvent", waiter, self._event, 0)
+        _order(after, waiter, self._event)
 
     def synchronize(self) -> None:
         self.dev.activate()
@@ -1053,17 +1050,21 @@ class _Run:
         self.buffers = []
 
 
-def _order(after: int, waiter: int) -> None:
-    """Make stream `waiter` wait for the work queued on stream `after` so far (an event)."""
+def _order(after: int, waiter: int, event: Any = None) -> None:
+    """Make stream `waiter` wait for the work queued on stream `after` so far, through `event`
+    (one made for the purpose when none is given)."""
     if after == waiter:
         return
     d = _drv()
-    event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+    own = event is None
+    if own:
+        event = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DISABLE_TIMING))
     try:
         _call("cuEventRecord", event, after)
         _call("cuStreamWaitEvent", waiter, event, 0)
     finally:
-        d.cuEventDestroy(event)
+        if own:
+            d.cuEventDestroy(event)
 
 
 def order_streams(after: int, waiter: int) -> None:

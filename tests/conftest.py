@@ -55,6 +55,21 @@ def kernel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return path
 
 
+@pytest.fixture(scope="session")
+def cnn_block_engine(kernel_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The README's CNN block as .ir and as an engine for N in 1..4 (OPT 2), built once per run
+    (per xdist worker) for the tool tests (inspect, bench)."""
+    from ember.cli import main
+    from ember.ir.examples import cnn_block
+    folder = tmp_path_factory.mktemp("cnn_block")
+    model = folder / "cnn.ir"
+    cnn_block().save(model)
+    engine = folder / "cnn.engine"
+    assert main(["-q", "compile", str(model), "-o", str(engine), "--target", "sm_80", "--cache-dir",
+                 str(kernel_cache), "--profile", "image:1x3x32x32:2x3x32x32:4x3x32x32"]) == 0
+    return model, engine
+
+
 # The ONNX backend suite's pass counts per group, from the test reports (the controller
 # sees every worker's reports; the test modules' own state stays in the workers).
 SUITE_TEST = "tests/frontends/onnx/test_backend_suite.py::test_case["

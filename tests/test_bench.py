@@ -9,21 +9,14 @@ import json
 import pytest
 
 from ember.cli import main
-from ember.ir.examples import cnn_block
 
 STATS = ("min", "median", "p90", "p99", "max")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, kernel_cache):
-    """The README's CNN block as .ir and as an engine for N in 1..4 (OPT 2)."""
-    folder = tmp_path_factory.mktemp("bench")
-    model = folder / "cnn.ir"
-    cnn_block().save(model)
-    engine = folder / "cnn.engine"
-    assert main(["-q", "compile", str(model), "-o", str(engine), "--target", "sm_80", "--cache-dir",
-                 str(kernel_cache), "--profile", "image:1x3x32x32:2x3x32x32:4x3x32x32"]) == 0
-    return model, engine
+def built(cnn_block_engine):
+    """The README's CNN block as .ir and as an engine for N in 1..4 (OPT 2) (tests/conftest.py)."""
+    return cnn_block_engine
 
 
 def report_of(capsys, argv: list[str]) -> dict:

@@ -23,15 +23,10 @@ KINDS = ["transpose", "conv_direct", "conv_direct", "conv_direct", "reduce"]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, kernel_cache):
-    """The CNN block as .ir and as an engine for N in 1..4 (OPT 2), and the loaded engine."""
+def built(cnn_block_engine):
+    """The CNN block as .ir and as an engine for N in 1..4 (OPT 2) (tests/conftest.py), and the loaded engine."""
     from ember.runtime import Engine
-    folder = tmp_path_factory.mktemp("inspect")
-    model = folder / "cnn.ir"
-    cnn_block().save(model)
-    engine = folder / "cnn.engine"
-    assert main(["-q", "compile", str(model), "-o", str(engine), "--target", "sm_80", "--cache-dir",
-                 str(kernel_cache), "--profile", "image:1x3x32x32:2x3x32x32:4x3x32x32"]) == 0
+    model, engine = cnn_block_engine
     return model, engine, Engine.load(engine)
 
 

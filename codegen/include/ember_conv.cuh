@@ -77,43 +77,34 @@ struct Im2col {
     return Line{static_cast<Index>(nb) * g.xs[0] + static_cast<Index>(grp) * g.cg() * g.xs[1],
                 oz * g.sd - g.pd, oy * g.sh - g.ph, ox * g.sw - g.pw};
   }
-  __device__ __forceinline__ C at(const Line& l, int k) const {
+  // Where element (line, k) is in x; false for a tap in the padding (which reads 0).
+  __device__ __forceinline__ bool offset(const Line& l, int k, Index& off) const {
     int c, td, th, tw;
     split_k<CK>(g, k, c, td, th, tw);
     const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
-    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return C(0);
-    return static_cast<C>(to_compute(x[l.base + static_cast<Index>(c) * g.xs[1] + static_cast<Index>(iz) * g.xs[2] +
-                                       static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]]));
+    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return false;
+    off = l.base + static_cast<Index>(c) * g.xs[1] + static_cast<Index>(iz) * g.xs[2] +
+          static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4];
+    return true;
+  }
+  __device__ __forceinline__ C at(const Line& l, int k) const {
+    Index off;
+    return offset(l, k, off) ? static_cast<C>(to_compute(x[off])) : C(0);
   }
   __device__ __forceinline__ S raw(const Line& l, int k) const {
-    int c, td, th, tw;
-    split_k<CK>(g, k, c, td, th, tw);
-    const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
-    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return static_cast<S>(0.0f);
-    return x[l.base + static_cast<Index>(c) * g.xs[1] + static_cast<Index>(iz) * g.xs[2] +
-             static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]];
+    Index off;
+    return offset(l, k, off) ? x[off] : static_cast<S>(0.0f);
   }
   // Channels c .. c + 7 of one tap (CK, channels adjacent in memory, 8 | channels per group).
   __device__ __forceinline__ uint4 raw8(const Line& l, int k) const {
-    int c, td, th, tw;
-    split_k<CK>(g, k, c, td, th, tw);
-    const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
-    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) return make_uint4(0u, 0u, 0u, 0u);
-    return *reinterpret_cast<const uint4*>(x + l.base + static_cast<Index>(c) + static_cast<Index>(iz) * g.xs[2] +
-                                           static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4]);
+    Index off;
+    return offset(l, k, off) ? *reinterpret_cast<const uint4*>(x + off) : make_uint4(0u, 0u, 0u, 0u);
   }
   __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(x) & 15) == 0; }
   __device__ __forceinline__ const void* addr8(const Line& l, int k, bool& in) const {
-    if (!in) return x;
-    int c, td, th, tw;
-    split_k<CK>(g, k, c, td, th, tw);
-    const int iz = l.z0 + td * g.dd, iy = l.y0 + th * g.dh, ix = l.x0 + tw * g.dw;
-    if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-      in = false;
-      return x;
-    }
-    return x + l.base + static_cast<Index>(c) + static_cast<Index>(iz) * g.xs[2] + static_cast<Index>(iy) * g.xs[3] +
-           static_cast<Index>(ix) * g.xs[4];
+    Index off = 0;
+    in = in && offset(l, k, off);
+    return x + off;
   }
 };
 
@@ -127,31 +118,20 @@ struct Filter {
   __device__ __forceinline__ Line line(int n) const {
     return Line{static_cast<Index>(grp * g.kg() + n) * g.ws[0]};
   }
-  __device__ __forceinline__ C at(const Line& l, int k) const {
+  __device__ __forceinline__ Index offset(const Line& l, int k) const {
     int c, td, th, tw;
     split_k<CK>(g, k, c, td, th, tw);
-    return static_cast<C>(to_compute(w[l.off + static_cast<Index>(c) * g.ws[1] + static_cast<Index>(td) * g.ws[2] +
-                                       static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]]));
+    return l.off + static_cast<Index>(c) * g.ws[1] + static_cast<Index>(td) * g.ws[2] +
+           static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4];
   }
-  __device__ __forceinline__ S raw(const Line& l, int k) const {
-    int c, td, th, tw;
-    split_k<CK>(g, k, c, td, th, tw);
-    return w[l.off + static_cast<Index>(c) * g.ws[1] + static_cast<Index>(td) * g.ws[2] +
-             static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]];
-  }
+  __device__ __forceinline__ C at(const Line& l, int k) const { return static_cast<C>(to_compute(w[offset(l, k)])); }
+  __device__ __forceinline__ S raw(const Line& l, int k) const { return w[offset(l, k)]; }
   __device__ __forceinline__ uint4 raw8(const Line& l, int k) const {
-    int c, td, th, tw;
-    split_k<CK>(g, k, c, td, th, tw);
-    return *reinterpret_cast<const uint4*>(w + l.off + static_cast<Index>(c) + static_cast<Index>(td) * g.ws[2] +
-                                           static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]);
+    return *reinterpret_cast<const uint4*>(w + offset(l, k));
   }
   __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(w) & 15) == 0; }
   __device__ __forceinline__ const void* addr8(const Line& l, int k, bool& in) const {
-    if (!in) return w;
-    int c, td, th, tw;
-    split_k<CK>(g, k, c, td, th, tw);
-    return w + l.off + static_cast<Index>(c) + static_cast<Index>(td) * g.ws[2] + static_cast<Index>(th) * g.ws[3] +
-           static_cast<Index>(tw) * g.ws[4];
+    return in ? static_cast<const void*>(w + offset(l, k)) : static_cast<const void*>(w);
   }
 };
 

@@ -101,14 +101,11 @@ class Epilogue:
                 raise UnsupportedOpError(f"{e.name} in an epilogue has no elementwise CUDA form")
             if e.name == "ember.constant" and e.attributes["value"].array.size != 1:
                 raise UnsupportedOpError("a non-scalar constant inside an epilogue")
-        if [e.name for e in layout] not in (["ember.transpose"], ["ember.reshape", "ember.transpose"]):
-            if layout:
-                raise UnsupportedOpError("an epilogue's layout tail must be one transpose, after at most one reshape")
+        if layout and [e.name for e in layout] not in (["ember.transpose"], ["ember.reshape", "ember.transpose"]):
+            raise UnsupportedOpError("an epilogue's layout tail must be one transpose, after at most one reshape")
         result = layout[0].operands[0] if layout else body.outputs[0]
         outer = dict(zip(body.args, op.operands))
-        epi = cls(heavy, rest, result, op.results[0], outer, ctx.loc())
-        epi.layout = layout[-1] if layout else None
-        return epi
+        return cls(heavy, rest, result, op.results[0], outer, ctx.loc(), layout[-1] if layout else None)
 
     def value(self, v: Value | None) -> Value | None:
         """The outside value that an operand of the heavy op stands for."""

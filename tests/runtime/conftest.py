@@ -166,3 +166,15 @@ def no_compiler(monkeypatch):
             raise AssertionError("NVRTC was called after the build")
         monkeypatch.setattr(nvrtc.Compiler, "compile_all", refuse)
     return forbid
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch):
+    """The CUDA runtime on the stand-in driver (tests/support/fake_driver.py): no GPU needed."""
+    from fake_driver import FakeDriver
+
+    from ember.runtime import cuda
+    driver = FakeDriver()
+    monkeypatch.setattr(cuda, "_driver", driver)
+    monkeypatch.setattr(cuda, "_available", (True, ""))
+    return driver

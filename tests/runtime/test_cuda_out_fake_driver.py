@@ -9,7 +9,6 @@ import pytest
 
 import ember
 from ember.ir.parser import parse
-from ember.runtime import cuda
 from ember.runtime.profiling import LayerTimes
 from ember.runtime.specs import EngineInputError
 from fake_driver import FakeDriver
@@ -20,14 +19,6 @@ TWO = """func @main(%x: f32[3,5]) -> (y: f32[3,5], z: f32[3,5]) {
   return %y, %z
 }
 """
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeDriver:
-    driver = FakeDriver()
-    monkeypatch.setattr(cuda, "_driver", driver)
-    monkeypatch.setattr(cuda, "_available", (True, ""))
-    return driver
 
 
 class FakeDeviceArray:

@@ -11,14 +11,11 @@ host; stretches with nothing sized at run time are still captured as CUDA graphs
 
 from __future__ import annotations
 
-import ctypes
 
 import numpy as np
-import pytest
 
 import ember
 from ember.ir.parser import parse
-from ember.runtime import cuda
 
 RANGE_IR = """func @main(%start: i64[], %limit: i64[], %delta: i64[]) -> (y: i64[?]) {
   %r = ember.range %start, %limit, %delta : i64[?]
@@ -35,17 +32,6 @@ NONZERO_IR = """func @main(%x: f32[8]) -> (y: f32[?<=8]) {
   return %y
 }
 """
-
-
-from fake_driver import FakeDriver  # noqa: E402  (tests/support)
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeDriver:
-    driver = FakeDriver()
-    monkeypatch.setattr(cuda, "_driver", driver)
-    monkeypatch.setattr(cuda, "_available", (True, ""))
-    return driver
 
 
 def engine_of(text: str, shapes, cache_dir):
