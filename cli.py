@@ -107,6 +107,19 @@ def _add_tuning(parser: argparse.ArgumentParser) -> None:
                              "times nothing and gives the same engine")
 
 
+def _add_serving(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-batch", type=int, metavar="N",
+                        help="the largest batch Triton forms (at most the engine profile's MAX; default: that MAX, "
+                             "at most 32)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=500, metavar="US",
+                        help="how long a request may wait for others to batch with (default 500)")
+    parser.add_argument("--max-queue-size", type=int, default=256, metavar="N",
+                        help="requests waiting per model; more are refused with 503 (default 256)")
+    parser.add_argument("--instances-per-gpu", type=int, default=1, metavar="N",
+                        help="model instances on each GPU, each with its own stream and arena (default 1)")
+    parser.add_argument("--gpus", metavar="0,1", help="the GPUs to serve on (default: every one visible)")
+
+
 def _add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace output files that exist")
 
@@ -909,6 +922,84 @@ def _print_engine(path: str, engine: Any, table: Sequence[Any], timed: bool, con
     con.print(layers)
 
 
+def _serve_options(args: argparse.Namespace, kind: str = "gpu") -> Any:
+    from ember.serve import ServeOptions
+    return ServeOptions(max_batch=args.max_batch, max_queue_delay_us=args.max_queue_delay_us,
+                        max_queue_size=args.max_queue_size, instances_per_gpu=args.instances_per_gpu, kind=kind,
+                        gpus=_gpu_list(args.gpus))
+
+
+def _gpu_list(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(g) for g in text.split(","))
+    except ValueError:
+        raise EmberError(f"--gpus {text}: a comma-separated list of GPU indices, as 0,1") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve engines on Triton Inference Server until interrupted (ember/serve)."""
+    import signal
+
+    from ember.serve import Ports, start_server
+
+    for path in args.engines:
+        if not _is_engine(path):
+            raise EmberError(f"{path}: not an Ember engine (build one with ember compile)")
+    options = _serve_options(args)
+    ports = Ports(args.http_port, args.grpc_port, args.metrics_port, args.address)
+    server, configs = start_server(args.engines, options, ports, gpus=options.gpus, log=args.log,
+                                   verbose=args.verbose > 0, timeout_s=args.start_timeout)
+    stop = {"signal": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # only ask the server to stop: the main thread is in server.wait(), which then returns
+        stop["signal"] = signum
+        server.interrupt()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if not args.quiet_all:
+            con = _console()
+            for c in configs:
+                batching = (f"dynamic batching up to {c.max_batch_size} (queue delay {c.options.max_queue_delay_us} us)"
+                            if c.max_batch_size else "no batching (fixed shapes)")
+                where = (f"{c.options.instances_per_gpu} instance(s) on GPU {','.join(map(str, c.options.gpus or ()))}"
+                         if c.options.kind == "gpu" else f"{c.options.instances_per_gpu} instance(s) on the host arena")
+                con.print(f"model {c.name}: {batching}; {where}", markup=False)
+            host = server.ports.address
+            con.print(f"serving on {host}: HTTP :{ports.http}, gRPC :{ports.grpc}, metrics "
+                      f"http://{host}:{ports.metrics}/metrics (Ctrl-C stops)", markup=False)
+        status = server.wait()
+        if stop["signal"] == 0 and status != 0:
+            raise EmberError(f"tritonserver exited with status {status}:\n{server.log_tail()}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+    return 0
+
+
+def cmd_export_triton(args: argparse.Namespace) -> int:
+    """A Triton model repository for engines (ember/serve/repository.py)."""
+    from ember.serve import export_repository
+
+    for path in args.engines:
+        if not _is_engine(path):
+            raise EmberError(f"{path}: not an Ember engine (build one with ember compile)")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise EmberError(f"-o {args.output}: is a file; name a model repository folder")
+    if not out.parent.is_dir():
+        raise EmberError(f"-o {args.output}: the folder {out.parent} does not exist")
+    configs = export_repository(args.engines, out, _serve_options(args, "cpu" if args.cpu else "gpu"), force=args.force)
+    if not args.quiet_all:
+        for c in configs:
+            _console().print(f"{out / c.name}: config.pbtxt, 1/model.py, 1/{c.name}.engine "
+                             f"(max_batch_size {c.max_batch_size})", markup=False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ember.ir.examples import demo
 
@@ -1077,6 +1168,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--load", action="append", metavar="FILE.py|MODULE",
                    help="import your own passes or plugin ops (ember.plugins) first")
     s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("serve", help="serve engines on Triton Inference Server (HTTP, gRPC, metrics), one model per "
+                                     "engine, with dynamic batching")
+    s.add_argument("engines", nargs="+", metavar="ENGINE")
+    s.add_argument("--http-port", type=int, default=8000)
+    s.add_argument("--grpc-port", type=int, default=8001)
+    s.add_argument("--metrics-port", type=int, default=8002)
+    s.add_argument("--address", default="0.0.0.0", help="the address the endpoints listen on (default 0.0.0.0; "
+                   "127.0.0.1 for this machine only)")
+    _add_serving(s)
+    s.add_argument("--log", metavar="FILE", help="the server's log (default: a file in its temporary workspace)")
+    s.add_argument("--start-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for every model to load (default 120)")
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("export-triton", help="write a Triton model repository for engines (config.pbtxt, a "
+                                             "Python-backend model.py, the engine) for the Triton container")
+    s.add_argument("engines", nargs="+", metavar="ENGINE")
+    s.add_argument("-o", "--output", required=True, metavar="REPO", help="the model repository folder")
+    _add_serving(s)
+    s.add_argument("--cpu", action="store_true", help="instances on the host arena (KIND_CPU) instead of GPUs")
+    s.add_argument("--force", action="store_true", help="replace model folders of the same names in REPO")
+    s.set_defaults(fn=cmd_export_triton)
 
     s = sub.add_parser("demo", help="build the README's example network, print its IR, run it")
     s.add_argument("--seed", type=int, default=0)

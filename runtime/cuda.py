@@ -123,6 +123,12 @@ def available() -> tuple[bool, str]:
         return _available
 
 
+def device_count() -> int:
+    """How many CUDA GPUs this process sees (0 without a driver or a GPU)."""
+    ok, _ = available()
+    return int(_call("cuDeviceGetCount")) if ok else 0
+
+
 def device_info(index: int = 0) -> dict[str, Any] | None:
     """The GPU's architecture ("sm_90"), name and driver version (13000 for 13.0), or None without one."""
     ok, _ = available()

@@ -17,5 +17,8 @@ PY
 rm -rf "$venv"
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ".[test]"
+# Triton Inference Server for tests/serve, as PyTriton ships it; --no-deps: it pins numpy<2 and
+# Ember uses only its server files (serve/server.py says why)
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps nvidia-pytriton==0.7.0
 echo "scripts/test.sh: fresh environment with Ember and its test extras in ${SECONDS} s"
 "$venv/bin/python" -m pytest -m "not gpu" -n auto "$@"

@@ -3,7 +3,8 @@
 `ir` imports no other layer; frontends, passes, codegen and runtime each
 import `ir` (and the shared leaf modules) and none of the others; only the
 top-level package (lazily), the loader, the compile driver and the command
-line wire layers together.
+line wire layers together. `serve` comes after the runtime and imports only it:
+serving an engine needs no compiler.
 """
 
 import ast
@@ -16,6 +17,7 @@ import ember
 ROOT = Path(ember.__file__).parent
 LAYERS = ("ir", "frontends", "passes", "codegen", "runtime")
 LEAVES = {"errors", "tolerance", "version"}  # import nothing of Ember but each other
+SERVING = "serve"  # after the runtime: serves engines, so it imports the runtime (and itself) only
 WIRING = {"__init__", "__main__", "loader", "build", "cli", "compare", "bench", "tune", "plugins"}
 
 
@@ -67,6 +69,9 @@ def test_layers_import_only_what_they_may():
                 problems.append(f"{rel}: leaf module imports {imported}")
             elif top == "ir" and target != "ir":
                 problems.append(f"{rel}: ir imports {imported}")
+            elif top == SERVING:
+                if target not in ("runtime", SERVING):
+                    problems.append(f"{rel}: serve imports {imported}; it may import only the runtime")
             elif top in LAYERS and target not in ("ir", top):
                 problems.append(f"{rel}: {top} imports {imported}")
             elif top not in LAYERS and top not in LEAVES:

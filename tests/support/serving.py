@@ -1,0 +1,32 @@
+"""Helpers for the serving tests (tests/serve): free loopback ports, and bert_small's inputs."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def loopback_ports():
+    from ember.serve import Ports
+    http, grpc, metrics = free_ports(3)
+    return Ports(http, grpc, metrics, "127.0.0.1")
+
+
+def bert_feed(batch: int, sequence: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 100, size=(batch, sequence)).astype(np.int64)
+    mask = (rng.random((batch, sequence)) < 0.9).astype(np.int64)
+    mask[:, 0] = 1
+    return {"input_ids": ids, "attention_mask": mask}
