@@ -44,9 +44,12 @@ def free_ports(n: int) -> list[int]:
 
 
 def client(grpc_port: int, model: str, input_name: str, seconds: float, in_flight: int, start_at: float,
-           queue: Any, shape: tuple[int, ...]) -> None:
-    """One client process: `in_flight` threads, each sending batch-1 requests back to back."""
+           queue: Any, shape: tuple[int, ...], transport: str = "binary") -> None:
+    """One client process: `in_flight` threads, each sending batch-1 requests back to back.
+    transport "binary": the image in the gRPC message; "shm": each thread writes its image into
+    its own system shared-memory region (registered with Triton) before each request."""
     import threading
+    from multiprocessing import shared_memory
 
     import tritonclient.grpc as grpcclient
     rng = np.random.default_rng(os.getpid())
@@ -59,7 +62,15 @@ def client(grpc_port: int, model: str, input_name: str, seconds: float, in_fligh
     def worker() -> None:
         c = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
         t = grpcclient.InferInput(input_name, list(x.shape), "FP32")
-        t.set_data_from_numpy(x)
+        region = None
+        if transport == "shm":
+            region = shared_memory.SharedMemory(create=True, size=x.nbytes)
+            view = np.ndarray(x.shape, x.dtype, buffer=region.buf)
+            name = region.name.lstrip("/")
+            c.register_system_shared_memory(name, "/" + name, x.nbytes)
+            t.set_shared_memory(name, x.nbytes)
+        else:
+            t.set_data_from_numpy(x)
         mine: list[float] = []
         while time.monotonic() < start_at:
             time.sleep(0.001)
@@ -67,6 +78,8 @@ def client(grpc_port: int, model: str, input_name: str, seconds: float, in_fligh
         while time.monotonic() < end:
             t0 = time.perf_counter()
             try:
+                if region is not None:
+                    np.copyto(view, x)  # a new image each request, as a real client writes
                 c.infer(model, [t])
                 mine.append(time.perf_counter() - t0)
             except Exception as e:  # noqa: BLE001 - counted, the run goes on
@@ -76,6 +89,11 @@ def client(grpc_port: int, model: str, input_name: str, seconds: float, in_fligh
                         first_error.append(str(e)[:300])
         with lock:
             latencies.extend(mine)
+        if region is not None:
+            c.unregister_system_shared_memory(name)
+            del view
+            region.close()
+            region.unlink()
 
     cpu0 = time.process_time()
     threads = [threading.Thread(target=worker) for _ in range(in_flight)]
@@ -87,11 +105,12 @@ def client(grpc_port: int, model: str, input_name: str, seconds: float, in_fligh
                "first_error": first_error[0] if first_error else None})
 
 
-def load(grpc_port: int, model: str, input_name: str, seconds: float, clients: int, per_client: int) -> dict[str, Any]:
+def load(grpc_port: int, model: str, input_name: str, seconds: float, clients: int, per_client: int,
+         transport: str = "binary") -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at = time.monotonic() + 5.0  # every process connected and waiting
-    procs = [ctx.Process(target=client, args=(grpc_port, model, input_name, seconds, per_client, start_at, queue, tuple(SHAPE)))
+    procs = [ctx.Process(target=client, args=(grpc_port, model, input_name, seconds, per_client, start_at, queue, tuple(SHAPE), transport))
              for _ in range(clients)]
     for p in procs:
         p.start()
@@ -109,10 +128,13 @@ def load(grpc_port: int, model: str, input_name: str, seconds: float, clients: i
             "first_error": next((p["first_error"] for p in parts if p["first_error"]), None)}
 
 
-def stats(url: str, model: str) -> dict[str, int]:
-    import tritonclient.http as httpclient
-    s = httpclient.InferenceServerClient(url).get_inference_statistics(model)["model_stats"][0]
-    return {"requests": int(s["inference_stats"]["success"]["count"]), "executions": int(s["execution_count"])}
+def stats(grpc_port: int, model: str) -> dict[str, int]:
+    import tritonclient.grpc as grpcclient  # the device has grpcio; the HTTP client needs gevent
+    s = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}").get_inference_statistics(
+        model, as_json=True)["model_stats"][0]
+    i = s["inference_stats"]
+    return {"requests": int(i["success"]["count"]), "executions": int(s["execution_count"]),
+            **{f"{k}_ns": int(i[k]["ns"]) for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
 
 
 def direct(engine_path: Path, batch: int, seconds: float, device_index: int = 0) -> dict[str, Any]:
@@ -144,16 +166,21 @@ def serve_once(engine_path: Path, label: str, options: Any, gpus: tuple[int, ...
     model = configs[0].name
     try:
         # warm-up: every batch size the server may form runs once before timing
-        load(grpc, model, input_name, 3.0, args.clients, args.per_client)
-        before = stats(server.url, model)
-        result = load(grpc, model, input_name, args.seconds, args.clients, args.per_client)
-        after = stats(server.url, model)
+        load(grpc, model, input_name, 3.0, args.clients, args.per_client, args.transport)
+        before = stats(grpc, model)
+        result = load(grpc, model, input_name, args.seconds, args.clients, args.per_client, args.transport)
+        after = stats(grpc, model)
     finally:
         server.stop()
     executions = max(after["executions"] - before["executions"], 1)
     result["executions"] = executions
     result["mean_batch"] = (after["requests"] - before["requests"]) / executions
     result["config"] = label
+    requests = max(after["requests"] - before["requests"], 1)
+    # Triton adds a batch's compute time to each of its requests: the sums over requests are
+    # per-execution times (queue time is each request's own)
+    result["server_ms"] = {k[:-3]: (after[k] - before[k]) / requests / 1e6 for k in after if k.endswith("_ns")}
+    result["transport"] = args.transport
     return result
 
 
@@ -170,7 +197,8 @@ def build(model: Path, out: Path, max_batch: int) -> Path:
 
 def markdown(result: dict[str, Any]) -> list[str]:
     lines = [f"# ember serve under load: {result['model']} ({result['device']}, {result['date']})", "",
-             f"{result['clients']} client processes x {result['per_client']} requests in flight (batch 1, gRPC), "
+             f"{result['clients']} client processes x {result['per_client']} requests in flight (batch 1, gRPC, "
+             f"images {'in system shared memory' if result['transport'] == 'shm' else 'in the messages'}), "
              f"{result['seconds']} s per configuration; direct = the same engine on numpy arrays at the batch the "
              "server formed (host in, host out, as the served model runs it).", "",
              "| configuration | req/s | p50 ms | p99 ms | mean batch | client CPU (cores) | direct req/s at that batch "
@@ -185,6 +213,15 @@ def markdown(result: dict[str, Any]) -> list[str]:
                      f"{r['mean_batch']:.1f} | {r['client_cpu_cores']:.2f} | "
                      f"{d.get('throughput_per_s', float('nan')):.0f} | "
                      f"{'' if ratio is None else f'{ratio:.2f}'} | {r['failures']} |")
+    lines += ["", "Triton's split of an execution, from its statistics (ms; compute_input: the requests' inputs "
+              "into the model, compute_infer: the model's execute, compute_output: the responses; queue: "
+              "a request's wait), against the engine's own time at that batch:", ""]
+    for r in result["runs"]:
+        if r.get("server_ms"):
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in r["server_ms"].items())
+            d = r.get("direct", {})
+            lines.append(f"- {r['config']}: {parts}; the engine directly at batch {d.get('batch')}: "
+                         f"{d.get('median_ms', float('nan')):.2f}")
     lines += ["", f"GPUs seen: {result['gpus']}. " + result.get("note", "")]
     return lines
 
@@ -198,6 +235,8 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--queue-delay-us", type=int, default=2000)
+    parser.add_argument("--transport", choices=["binary", "shm"], default="binary",
+                        help="images in the gRPC messages, or in system shared memory")
     parser.add_argument("--image", type=int, default=224, help="image height and width (the model's)")
     args = parser.parse_args()
     SHAPE[1:] = [args.image, args.image]
@@ -217,7 +256,7 @@ def main() -> None:
     engine_path = build(model, out, args.max_batch)
     result: dict[str, Any] = {"device": info.get("name", "no GPU"), "date": date.today().isoformat(),
                               "model": "ResNet-50 fp16 (torchvision, random weights)", "gpus": len(gpus),
-                              "clients": args.clients, "per_client": args.per_client, "seconds": args.seconds,
+                              "transport": args.transport, "clients": args.clients, "per_client": args.per_client, "seconds": args.seconds,
                               "build_s": round(time.time() - t0, 1), "runs": []}
     print("built", engine_path, result["build_s"], "s", flush=True)
     from ember.runtime.engine import Engine
@@ -248,8 +287,9 @@ def main() -> None:
     for folder in (out, RESULTS):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "serve.json").write_text(text + "\n")
-            (folder / "serve.md").write_text("\n".join(lines) + "\n")
+            stem = "serve" if args.transport == "binary" else f"serve_{args.transport}"
+            (folder / f"{stem}.json").write_text(text + "\n")
+            (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")
         except OSError:
             pass
     print("\n".join(lines))

@@ -29,12 +29,36 @@ def shape_key(inputs: Mapping[str, np.ndarray], batched: bool) -> tuple:
     return tuple(sorted((name, a.dtype.str, a.shape[1:] if batched else a.shape) for name, a in inputs.items()))
 
 
+class Stacker:
+    """Stacks requests' inputs into buffers kept from one execution to the next, one per input
+    name, element type and trailing shape, grown when a larger batch comes. A fresh array per
+    execution costs a page fault per 4 KiB touched: for 55 ResNet-50 images (33 MB) that was
+    about as long as the engine's own run on an H100."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, name: str, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        rows = sum(a.shape[0] for a in arrays)
+        key = (name, arrays[0].dtype.str, arrays[0].shape[1:])
+        buf = self.buffers.get(key)
+        if buf is None or buf.shape[0] < rows:
+            buf = self.buffers[key] = np.empty((rows, *arrays[0].shape[1:]), arrays[0].dtype)
+        return np.concatenate(arrays, axis=0, out=buf[:rows])
+
+
+def _concatenate(name: str, arrays: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays, axis=0)
+
+
 def run_batched(requests: Sequence[Mapping[str, np.ndarray]], run: Callable[[dict[str, np.ndarray]], dict[str, Any]],
-                batched: bool, is_input_error: Callable[[BaseException], bool]) -> tuple[list[Outcome], int]:
+                batched: bool, is_input_error: Callable[[BaseException], bool],
+                stack: Callable[[str, Sequence[np.ndarray]], np.ndarray] = _concatenate) -> tuple[list[Outcome], int]:
     """Each request's outcome, and how many engine calls made them (see the module docstring).
 
-    `run` takes one feed and returns numpy outputs; `batched` says the engine's inputs and outputs
-    lead with the batch dim that requests are stacked along."""
+    `run` takes one feed and returns numpy outputs (which must not alias the feed: a `Stacker`
+    reuses its buffers); `batched` says the engine's inputs and outputs lead with the batch dim
+    that requests are stacked along; `stack` joins one input's arrays along it."""
     outcomes = [Outcome() for _ in requests]
     groups: dict[tuple, list[int]] = {}
     for i, feed in enumerate(requests):
@@ -47,7 +71,7 @@ def run_batched(requests: Sequence[Mapping[str, np.ndarray]], run: Callable[[dic
                 outcomes[i] = _run_one(requests[i], run, is_input_error)
             continue
         sizes = [next(iter(requests[i].values())).shape[0] if requests[i] else 0 for i in members]
-        feed = {name: np.concatenate([requests[i][name] for i in members], axis=0) for name in requests[members[0]]}
+        feed = {name: stack(name, [requests[i][name] for i in members]) for name in requests[members[0]]}
         calls += 1
         try:
             result = run(feed)

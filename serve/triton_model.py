@@ -54,9 +54,10 @@ class TritonPythonModel:
         _import_ember(parameters)
         from ember.runtime.engine import Engine
         from ember.runtime.specs import EngineInputError
-        from ember.serve.batching import run_batched
+        from ember.serve.batching import Stacker, run_batched
 
         self._run_batched = run_batched
+        self._stack = Stacker()
         self._input_error = EngineInputError
         name = config["name"]
         engine_file = parameters["ember_engine"]["string_value"]
@@ -64,8 +65,12 @@ class TritonPythonModel:
         self.engine = Engine.load(path)
         gpu = args.get("model_instance_kind") == "GPU"
         device_index = int(args.get("model_instance_device_id", 0) or 0)
-        self.ctx = self.engine.create_context("cuda" if gpu else "cpu", **({"device_index": device_index} if gpu else {}))
-        self.batched = int(config.get("max_batch_size", 0)) > 0
+        max_batch = int(config.get("max_batch_size", 0))
+        # The dynamic batcher forms every batch size up to max_batch: keep a CUDA graph for each, or
+        # a context's default of 8 shapes is recaptured on most executions.
+        gpu_options = {"device_index": device_index, "graph_cache": max(8, max_batch)}
+        self.ctx = self.engine.create_context("cuda" if gpu else "cpu", **(gpu_options if gpu else {}))
+        self.batched = max_batch > 0
         self.input_names = [t.name for t in self.engine.inputs]
         self.output_types = {t["name"]: t["data_type"] for t in config.get("output", [])}
         instance = args.get("model_instance_name", name)
@@ -98,7 +103,9 @@ class TritonPythonModel:
         return float(nbytes if nbytes is not None else self.ctx.arena.nbytes)  # host arena: a numpy buffer
 
     def _run(self, feed: dict) -> dict:
-        return {k: np.asarray(v) for k, v in self.ctx.run(feed).items()}
+        out = {k: np.asarray(v) for k, v in self.ctx.run(feed).items()}
+        # the feed's buffers are reused by the next execution: no output may alias them
+        return {k: v.copy() if any(np.shares_memory(v, f) for f in feed.values()) else v for k, v in out.items()}
 
     def execute(self, requests: list) -> list:
         feeds, wanted = [], []
@@ -111,7 +118,7 @@ class TritonPythonModel:
             feeds.append(feed)
             wanted.append(list(request.requested_output_names()) or list(self.output_types))
         outcomes, calls = self._run_batched(feeds, self._run, self.batched,
-                                            lambda e: isinstance(e, self._input_error))
+                                            lambda e: isinstance(e, self._input_error), self._stack)
         self._calls.increment(calls)
         launches = int(getattr(self.ctx, "graph_launches", 0))
         if launches > self._graph_launches:

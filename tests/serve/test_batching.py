@@ -71,3 +71,16 @@ def test_an_unbatched_engine_runs_each_request_alone():
     feeds = [{"x": np.ones((2, 3), np.float32)} for _ in range(3)]
     outcomes, n = run_batched(feeds, make_run(calls), batched=False, is_input_error=lambda e: False)
     assert n == 3 and calls == [2, 2, 2] and all(o.outputs["y"].shape == (2, 1) for o in outcomes)
+
+
+def test_a_stacker_reuses_its_buffers_and_gives_the_same_answers():
+    from ember.serve.batching import Stacker
+    stack = Stacker()
+    rng = np.random.default_rng(0)
+    for widths in ([3, 3], [3, 3, 3], [3]):
+        feeds = [{"x": rng.standard_normal((2, w)).astype(np.float32)} for w in widths]
+        outcomes, _ = run_batched(feeds, make_run([]), batched=True, is_input_error=lambda e: False, stack=stack)
+        for feed, outcome in zip(feeds, outcomes):
+            np.testing.assert_array_equal(outcome.outputs["z"], make_run([])(feed)["z"])
+    (buffer,) = stack.buffers.values()
+    assert buffer.shape == (6, 3)  # grown once, to the largest batch, and kept
