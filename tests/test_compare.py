@@ -23,7 +23,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "onnx"
 
 def save(tmp_path: Path, nodes: list, inputs: list, outputs: list, inits: list = (), name: str = "m") -> Path:
     graph = helper.make_graph(nodes, name, inputs, outputs, list(inits))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 10 (onnx 1.16's), not the installed onnx's newest: the device's onnxruntime 1.30 reads up to 13
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     path = tmp_path / f"{name}.onnx"
     onnx.save(model, path)
     return path
