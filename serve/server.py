@@ -122,6 +122,7 @@ class TritonServer:
         self.workspace = Path(tempfile.mkdtemp(prefix="ember-triton-"))
         self.log_path = Path(log) if log else self.workspace / "tritonserver.log"
         self.process: subprocess.Popen | None = None
+        self._regions: set[Path] = set()
 
     def command(self, backends: Path) -> list[str]:
         p = self.ports
@@ -170,11 +171,44 @@ class TritonServer:
                 self.stop()
                 raise ServeError(message)
             if self.ready():
+                self._regions = self._stub_regions()
                 return
             time.sleep(0.2)
         message = f"tritonserver was not ready within {timeout_s:.0f} s:\n{self.log_tail()}"
         self.stop()
         raise ServeError(message)
+
+    def _stub_regions(self) -> set[Path]:
+        """The shared-memory files the server's Python-backend stubs map (/dev/shm/triton_python_backend_*).
+
+        Triton removes them when its models unload, but a client that keeps a connection open
+        holds the server for its whole exit timeout and the stubs are then killed, leaving a
+        region per stub behind (1 MiB or more each). They are named at random, and another
+        server may be running beside this one, so only the regions this server's own
+        processes map are removed on stop."""
+        if self.process is None:
+            return set()
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        found: set[Path] = set()
+        todo = [self.process.pid]
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                continue
+            for line in maps.splitlines():
+                path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+                if path.startswith("/dev/shm/triton_python_backend_"):
+                    found.add(Path(path.split(" (deleted)")[0]))
+        return found
 
     def log_tail(self, lines: int = 30) -> str:
         """The server's last log lines, the model load errors first (they name what went wrong)."""
@@ -196,6 +230,7 @@ class TritonServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self._regions |= self._stub_regions()  # and any the stubs added since start
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=self.exit_timeout_s + 10)
@@ -203,6 +238,9 @@ class TritonServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         shutil.rmtree(self.workspace, ignore_errors=True)  # its backend links, and the log unless --log named one
+        for region in self._regions:
+            region.unlink(missing_ok=True)
+        self._regions = set()
         if self.owns is not None:
             shutil.rmtree(self.owns, ignore_errors=True)
 

@@ -131,3 +131,25 @@ def test_serving_without_triton_names_the_install_step(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(server.ServeError, match="pip install --no-deps nvidia-pytriton==0.7.0"):
         server.find_triton()
+
+
+def test_stopping_with_a_client_still_connected_leaves_no_shared_memory(bert_engine, tmp_path):
+    """A keep-alive connection holds Triton for its exit timeout and the stubs are then killed,
+    which leaves their regions in /dev/shm; the server removes the ones its own stubs mapped."""
+    from ember.serve import ServeOptions, TritonServer, export_repository
+    export_repository([bert_engine], tmp_path / "repo", ServeOptions(kind="cpu", instances_per_gpu=2))
+    server = TritonServer(tmp_path / "repo", loopback_ports(), exit_timeout_s=1).start()
+    try:
+        regions = set(server._regions)
+        assert len(regions) >= 2 and all(r.exists() for r in regions)  # one per instance stub
+        client = httpclient.InferenceServerClient(server.url)  # kept open over the stop
+        feed = bert_feed(1, 5, 3)
+        inputs = []
+        for name, value in feed.items():
+            t = httpclient.InferInput(name, list(value.shape), "INT64")
+            t.set_data_from_numpy(value)
+            inputs.append(t)
+        client.infer("bert_small", inputs)
+    finally:
+        server.stop()
+    assert not [r for r in regions if r.exists()]
