@@ -137,6 +137,21 @@ def stats(grpc_port: int, model: str) -> dict[str, int]:
             **{f"{k}_ns": int(i[k]["ns"]) for k in ("queue", "compute_input", "compute_infer", "compute_output")}}
 
 
+def phases(metrics_port: int, model: str) -> dict[str, float]:
+    """Seconds in the served model's execute by phase (Ember's metric), summed over instances."""
+    import re
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    out: dict[str, float] = {}
+    for m in re.finditer(r'ember_execute_seconds_total\{[^}]*model="([^"]+)",phase="(\w+)"\} (\S+)', text):
+        if m.group(1) == model:
+            out[m.group(2)] = out.get(m.group(2), 0.0) + float(m.group(3))
+    for m in re.finditer(r'ember_cuda_graph_captures_total\{[^}]*model="([^"]+)"\} (\S+)', text):
+        if m.group(1) == model:
+            out["captures"] = out.get("captures", 0.0) + float(m.group(2))
+    return out
+
+
 def direct(engine_path: Path, batch: int, seconds: float, device_index: int = 0) -> dict[str, Any]:
     """The engine called directly at `batch` on numpy arrays (host in, host out: as the served model)."""
     from ember.runtime.engine import Engine
@@ -168,8 +183,10 @@ def serve_once(engine_path: Path, label: str, options: Any, gpus: tuple[int, ...
         # warm-up: every batch size the server may form runs once before timing
         load(grpc, model, input_name, 3.0, args.clients, args.per_client, args.transport)
         before = stats(grpc, model)
+        phases_before = phases(metrics, model)
         result = load(grpc, model, input_name, args.seconds, args.clients, args.per_client, args.transport)
         after = stats(grpc, model)
+        phases_after = phases(metrics, model)
     finally:
         server.stop()
     executions = max(after["executions"] - before["executions"], 1)
@@ -181,6 +198,9 @@ def serve_once(engine_path: Path, label: str, options: Any, gpus: tuple[int, ...
     # per-execution times (queue time is each request's own)
     result["server_ms"] = {k[:-3]: (after[k] - before[k]) / requests / 1e6 for k in after if k.endswith("_ns")}
     result["transport"] = args.transport
+    result["execute_ms"] = {k: 1e3 * (phases_after.get(k, 0.0) - phases_before.get(k, 0.0)) / executions
+                            for k in ("inputs", "stack", "engine", "responses")}
+    result["graph_captures"] = phases_after.get("captures", 0.0) - phases_before.get("captures", 0.0)
     return result
 
 
@@ -220,7 +240,9 @@ def markdown(result: dict[str, Any]) -> list[str]:
         if r.get("server_ms"):
             parts = ", ".join(f"{k} {v:.2f}" for k, v in r["server_ms"].items())
             d = r.get("direct", {})
-            lines.append(f"- {r['config']}: {parts}; the engine directly at batch {d.get('batch')}: "
+            inside = ", ".join(f"{k} {v:.2f}" for k, v in r.get("execute_ms", {}).items())
+            lines.append(f"- {r['config']}: {parts}; inside execute: {inside or 'n/a'}; CUDA graphs captured while "
+                         f"timed: {r.get('graph_captures', 'n/a')}; the engine directly at batch {d.get('batch')}: "
                          f"{d.get('median_ms', float('nan')):.2f}")
     lines += ["", f"GPUs seen: {result['gpus']}. " + result.get("note", "")]
     return lines

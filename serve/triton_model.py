@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -87,27 +88,52 @@ class TritonPythonModel:
             pb_utils.MetricFamily(name="ember_cuda_graph_replays_total",
                                   description="Engine segments replayed as CUDA graphs",
                                   kind=pb_utils.MetricFamily.COUNTER),
+            pb_utils.MetricFamily(name="ember_cuda_graph_captures_total",
+                                  description="CUDA graphs captured (a new shape, or one evicted from the cache)",
+                                  kind=pb_utils.MetricFamily.COUNTER),
+            pb_utils.MetricFamily(name="ember_execute_seconds_total",
+                                  description="Time in the model's execute, by phase: inputs (tensors out of the "
+                                              "requests), stack (requests joined into batches), engine (engine runs), "
+                                              "responses",
+                                  kind=pb_utils.MetricFamily.COUNTER),
         ]
-        info, arena, calls, replays = self._families
+        info, arena, calls, replays, captures, seconds = self._families
         self._info = info.Metric(labels={**labels, "build_id": build_id,
                                          "precision": str(self.engine.info.get("precision", ""))})
         self._info.set(1)
         self._arena = arena.Metric(labels=labels)
         self._calls = calls.Metric(labels=labels)
         self._replays = replays.Metric(labels=labels)
+        self._captures = captures.Metric(labels=labels)
+        self._phases = {phase: seconds.Metric(labels={**labels, "phase": phase})
+                        for phase in ("inputs", "stack", "engine", "responses")}
+        self._phase_s = dict.fromkeys(self._phases, 0.0)
         self._graph_launches = 0
+        self._graph_captures = 0
         self._arena.set(self._arena_bytes())
 
     def _arena_bytes(self) -> float:
         nbytes = getattr(self.ctx, "arena_bytes", None)  # CUDA context
         return float(nbytes if nbytes is not None else self.ctx.arena.nbytes)  # host arena: a numpy buffer
 
+    def _timed_stack(self, name: str, arrays: list) -> np.ndarray:
+        t = time.perf_counter()
+        try:
+            return self._stack(name, arrays)
+        finally:
+            self._phase_s["stack"] += time.perf_counter() - t
+
     def _run(self, feed: dict) -> dict:
-        out = {k: np.asarray(v) for k, v in self.ctx.run(feed).items()}
+        t = time.perf_counter()
+        try:
+            out = {k: np.asarray(v) for k, v in self.ctx.run(feed).items()}
+        finally:
+            self._phase_s["engine"] += time.perf_counter() - t
         # the feed's buffers are reused by the next execution: no output may alias them
         return {k: v.copy() if any(np.shares_memory(v, f) for f in feed.values()) else v for k, v in out.items()}
 
     def execute(self, requests: list) -> list:
+        t0 = time.perf_counter()
         feeds, wanted = [], []
         for request in requests:
             feed = {}
@@ -117,13 +143,19 @@ class TritonPythonModel:
                     feed[name] = np.from_dlpack(tensor)
             feeds.append(feed)
             wanted.append(list(request.requested_output_names()) or list(self.output_types))
+        self._phase_s["inputs"] += time.perf_counter() - t0
         outcomes, calls = self._run_batched(feeds, self._run, self.batched,
-                                            lambda e: isinstance(e, self._input_error), self._stack)
+                                            lambda e: isinstance(e, self._input_error), self._timed_stack)
+        t1 = time.perf_counter()
         self._calls.increment(calls)
         launches = int(getattr(self.ctx, "graph_launches", 0))
         if launches > self._graph_launches:
             self._replays.increment(launches - self._graph_launches)
             self._graph_launches = launches
+        captures = int(getattr(self.ctx, "captures", 0))
+        if captures > self._graph_captures:
+            self._captures.increment(captures - self._graph_captures)
+            self._graph_captures = captures
         self._arena.set(self._arena_bytes())
         responses = []
         for outcome, names in zip(outcomes, wanted):
@@ -134,6 +166,11 @@ class TritonPythonModel:
             tensors = [pb_utils.Tensor.from_dlpack(n, np.ascontiguousarray(outcome.outputs[n])) for n in names
                        if n in outcome.outputs]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+        self._phase_s["responses"] += time.perf_counter() - t1
+        for phase, metric in self._phases.items():  # counters take increments: hand over what accrued
+            if self._phase_s[phase]:
+                metric.increment(self._phase_s[phase])
+                self._phase_s[phase] = 0.0
         return responses
 
     def finalize(self) -> None:

@@ -139,7 +139,10 @@ def test_metrics_show_the_counts_and_embers_own(served):
                      r'precision="fp32"\} 1', text), text
     assert _metric(text, "ember_engine_calls_total", MODEL) >= 1
     assert _metric(text, "ember_arena_bytes", MODEL) > 0
-    assert "ember_cuda_graph_replays_total" in text
+    assert "ember_cuda_graph_replays_total" in text and "ember_cuda_graph_captures_total" in text
+    phases = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'ember_execute_seconds_total\{instance="bert_small_0_\d",model="bert_small",phase="(\w+)"\} (\S+)', text)}
+    assert set(phases) == {"inputs", "stack", "engine", "responses"} and phases["engine"] > 0, phases
     assert "nv_inference_queue_duration_us" in text and "nv_inference_compute_infer_duration_us" in text
 
 
