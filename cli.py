@@ -772,10 +772,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     feeds = compare_feeds(module, given, shapes, args.seed)
     runs = ("interpreter",) if args.interpreter_only else ("engine",) if args.engine_only else \
         ("interpreter", "engine")
+    if args.reference == "interpreter" and args.interpreter_only:
+        raise EmberError("--interpreter-only with --reference interpreter: the interpreter would be judged against "
+                         "itself")
     result = compare_model(args.model, feeds, fp16=args.fp16, device=args.device, rtol=rtol, atol=atol,
-                           bisect=args.bisect, runs=runs, cache_dir=args.cache_dir, module=module)
+                           bisect=args.bisect, runs=runs, cache_dir=args.cache_dir, module=module,
+                           reference=args.reference)
     con = _console()
-    con.print(f"{args.model} ({result.precision}) against ONNX Runtime: max |a-b| <= rtol * max |ref| + atol",
+    against = "ONNX Runtime" if result.reference == "onnxruntime" else "Ember's interpreter"
+    con.print(f"{args.model} ({result.precision}) against {against}: max |a-b| <= rtol * max |ref| + atol",
               markup=False)
     rows = [(o.run, o.output, f"{o.dtype}{list(o.shape)}", f"max abs {o.max_abs:.3g}", f"max rel {o.max_rel:.3g}",
              f"cosine {o.cosine:.6f}", f"bound {o.bound:.3g}", "ok" if o.ok else "MISMATCH") for o in result.outputs]
@@ -1158,6 +1163,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--engine-only", action="store_true", help="compare the engine only")
     s.add_argument("--bisect", action="store_true",
                    help="on a mismatch, find the first layer that diverges (every node's output compared)")
+    s.add_argument("--reference", choices=["onnxruntime", "interpreter"], default="onnxruntime",
+                   help="what the engine is judged against: ONNX Runtime (default), or Ember's interpreter, for "
+                        "models ONNX Runtime cannot run (plugin ops in their own domains)")
     s.add_argument("--json", metavar="FILE", help="write the per-output figures (and the bisection) as JSON")
     _add_force(s)
     s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")

@@ -39,6 +39,7 @@ from ember.tolerance import compare as within_tolerance
 from ember.tolerance import tolerance_for
 
 RUNNERS = ("interpreter", "engine")
+REFERENCES = ("onnxruntime", "interpreter")
 
 
 class CompareError(EmberError):
@@ -100,6 +101,7 @@ class CompareResult:
     precision: str
     device: str
     outputs: list[OutputReport]
+    reference: str = "onnxruntime"   # what the runs are judged against: ONNX Runtime, or Ember's interpreter
     divergences: list[Divergence] = field(default_factory=list)
     bisected: list[str] = field(default_factory=list)   # runs bisected
     notes: list[str] = field(default_factory=list)
@@ -117,7 +119,8 @@ class CompareResult:
             if isinstance(x, (list, tuple)):
                 return [clean(v) for v in x]
             return x
-        return clean({"model": self.model, "precision": self.precision, "device": self.device, "ok": self.ok,
+        return clean({"model": self.model, "precision": self.precision, "device": self.device,
+                      "reference": self.reference, "ok": self.ok,
                       "outputs": [asdict(o) for o in self.outputs],
                       "bisect": {"runs": self.bisected, "divergences": [asdict(d) for d in self.divergences]},
                       "notes": self.notes})
@@ -259,6 +262,23 @@ def expose_all(module: Any) -> tuple[Any, dict[str, tuple[int, int]]]:
     fn.body.set_outputs(outputs)
     fn.output_names = names
     return work, where
+
+
+def interpreter_reference(module: Any, feeds: Mapping[str, np.ndarray], *, every_node: bool = False
+                          ) -> dict[str, np.ndarray]:
+    """The interpreter's outputs by name; with `every_node`, every top-level value too, by the ONNX
+    tensor name the importer gave it: what `onnx_reference` gives, where ONNX Runtime cannot run
+    the model (a plugin op in its own domain)."""
+    from ember.ir.interpret import interpret
+    if not every_node:
+        return {n: np.asarray(v) for n, v in interpret(module, feeds).items()}
+    ops = list(module.main.body.ops)
+    out = {}
+    for (i, r), value in interpret_all(module, feeds).items():
+        name = ops[i].results[r].name
+        if name:
+            out[name] = np.asarray(value)
+    return out
 
 
 def interpret_all(module: Any, feeds: Mapping[str, np.ndarray]) -> dict[tuple[int, int], Any]:
@@ -414,10 +434,15 @@ def _sources(op: Any) -> tuple[str, ...]:
 # -- the comparison --------------------------------------------------------------------------------
 def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bool = False, device: str = "auto",
                   rtol: float | None = None, atol: float | None = None, bisect: bool = False,
-                  runs: Sequence[str] = RUNNERS, cache_dir: str | None = None, module: Any = None) -> CompareResult:
+                  runs: Sequence[str] = RUNNERS, cache_dir: str | None = None, module: Any = None,
+                  reference: str = "onnxruntime") -> CompareResult:
     """Run the ONNX model at `path` in Ember (`runs`: the interpreter, the engine on `device`)
     and in ONNX Runtime on `feeds`; with `bisect`, find the first divergence of each run that
-    missed. `module`: the model already imported (by `ember.load(path)`)."""
+    missed. `module`: the model already imported (by `ember.load(path)`).
+
+    `reference="interpreter"` judges the engine against Ember's interpreter instead of ONNX
+    Runtime, for models ONNX Runtime cannot run (plugin ops in their own domains): the
+    interpreter runs each op's reference (a plugin's numpy function), the engine its kernels."""
     import onnx
 
     from ember.ir.interpret import interpret
@@ -426,7 +451,14 @@ def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bo
     path = Path(path)
     if path.suffix != ".onnx" or not path.is_file():
         raise CompareError(f"{path}: ember compare takes an .onnx file (ONNX Runtime runs it beside Ember)")
-    _onnxruntime()
+    if reference not in REFERENCES:
+        raise CompareError(f"reference {reference!r}: choose {' or '.join(REFERENCES)}")
+    if reference == "onnxruntime":
+        _onnxruntime()
+    elif "engine" not in runs:
+        raise CompareError("with the interpreter as the reference there is only the engine to compare")
+    else:
+        runs = ("engine",)   # the interpreter is the reference, not a run
     unknown_runs = sorted(set(runs) - set(RUNNERS))
     if unknown_runs or not runs:
         raise CompareError(f"runs {list(runs)}: choose from {', '.join(RUNNERS)}")
@@ -439,14 +471,23 @@ def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bo
     if missing:
         raise CompareError(f"inputs {', '.join(missing)} not given")
     proto = onnx.load(str(path))
-    reference = onnx_reference(proto, feeds)
+    judge_by = reference
+    try:
+        reference = onnx_reference(proto, feeds) if judge_by == "onnxruntime" else interpreter_reference(module, feeds)
+    except CompareError as err:
+        plugins = _custom_domains(proto)
+        if not plugins:
+            raise
+        raise CompareError(f"{err}\nthe model has nodes in domains ONNX Runtime may not know "
+                           f"({', '.join(plugins)}): --reference interpreter judges the engine against Ember's "
+                           "interpreter instead") from None
     precision = "fp16" if fp16 else "fp32"
     chosen = _device(device)
     engine = None
     if "engine" in runs:
         engine = build_engine(module, feeds, precision=precision, cache_dir=cache_dir)
         chosen = engine.pick_device(chosen)  # auto: cuda where there is a GPU, with a notice where not
-    result = CompareResult(model=str(path), precision=precision, device=chosen, outputs=[])
+    result = CompareResult(model=str(path), precision=precision, device=chosen, outputs=[], reference=judge_by)
     got: dict[str, dict[str, Any]] = {}
     if "interpreter" in runs:
         got["interpreter"] = interpret(module, feeds)
@@ -457,7 +498,7 @@ def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bo
         for name in module.main.output_names:
             expected = reference.get(name)
             if expected is None:
-                raise CompareError(f"output {name!r}: ONNX Runtime has no output of that name")
+                raise CompareError(f"output {name!r}: the reference has no output of that name")
             actual = np.asarray(outs[name])
             ok, bound, message, r, a = judge(actual, expected, low=low, rtol=rtol, atol=atol)
             diff, rel, cos = figures(actual, expected)
@@ -469,7 +510,8 @@ def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bo
     failed = [run for run in got if any(not o.ok for o in result.outputs if o.run == run)]
     if not failed:
         return result
-    full = onnx_reference(proto, feeds, every_node=True)
+    full = (onnx_reference(proto, feeds, every_node=True) if judge_by == "onnxruntime" else
+            interpreter_reference(module, feeds, every_node=True))
     graph = _Graph.of(proto)
     for run in failed:
         result.bisected.append(run)
@@ -487,6 +529,11 @@ def compare_model(path: str | Path, feeds: Mapping[str, np.ndarray], *, fp16: bo
         else:
             result.divergences.append(found)
     return result
+
+
+def _custom_domains(proto: Any) -> list[str]:
+    standard = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
+    return sorted({n.domain for n in proto.graph.node if n.domain not in standard})
 
 
 def _engine_run(device: str) -> str:

@@ -1,6 +1,7 @@
 """`ember compare` against ONNX Runtime, and `--bisect`: a wrong kernel planted twice (an op's
-reference, as a broken plugin would be, and a fused elementwise group's evaluation), named by
-the bisection at its layer; fp16 overflow named where it appears; usage errors in one line."""
+reference, and a fused elementwise group's evaluation), named by the bisection at its layer;
+a plugin model ONNX Runtime cannot run, judged against Ember's interpreter (on the GPU, a
+plugin whose CUDA body is wrong); fp16 overflow named where it appears; usage errors in one line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from plugin_models import scaled_tanh_feeds, scaled_tanh_model
 
 from ember.cli import main
 from ember.ir.ops.core import Fused
@@ -245,3 +247,79 @@ def test_the_readme_snippet_runs(tmp_path, capsys, monkeypatch, kernel_cache):
         argv = shlex.split(line)[1:]
         assert main([*argv, "--cache-dir", str(kernel_cache)]) == 0, capsys.readouterr()
     assert json.loads((tmp_path / "compare.json").read_text())["precision"] == "fp16"
+
+
+PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin_scaled_tanh.py"
+
+
+def plugin_model(tmp_path: Path, domain: str = "com.example") -> tuple[Path, Path]:
+    model = scaled_tanh_model(tmp_path / "plugin.onnx", domain)
+    inputs = tmp_path / "plugin.inputs.npz"
+    np.savez(inputs, **scaled_tanh_feeds())
+    return model, inputs
+
+
+def test_a_plugin_model_onnxruntime_cannot_run_points_to_the_interpreter(tmp_path, capsys, kernel_cache):
+    model, inputs = plugin_model(tmp_path)
+    code, out, err = run(capsys, "--load", PLUGIN, model, "--inputs", inputs, "--device", "cpu",
+                         "--cache-dir", kernel_cache)
+    assert code == 2
+    assert "ONNX Runtime failed on the model" in err and "(com.example)" in err
+    assert "--reference interpreter judges the engine against Ember's interpreter" in err
+    code, out, _ = run(capsys, "--load", PLUGIN, model, "--inputs", inputs, "--device", "cpu", "--reference",
+                       "interpreter", "--json", tmp_path / "r.json", "--cache-dir", kernel_cache)
+    assert code == 0, out
+    assert "against Ember's interpreter" in out and "ok: 1 outputs within tolerance" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["reference"] == "interpreter"
+    assert [(o["run"], o["ok"]) for o in data["outputs"]] == [("engine (host arena)", True)]
+
+
+def test_a_wrong_group_around_a_plugin_is_bisected_against_the_interpreter(tmp_path, capsys, monkeypatch,
+                                                                          kernel_cache):
+    """On the host arena the plugin runs its own numpy reference, as the interpreter does, so the
+    wrong kernel is planted in the fused group's evaluation (the GPU twin breaks the plugin's CUDA)."""
+    model, inputs = plugin_model(tmp_path)
+    plant_in_fused_group(monkeypatch)
+    code, out, _ = run(capsys, "--load", PLUGIN, model, "--inputs", inputs, "--device", "cpu", "--reference",
+                       "interpreter", "--bisect", "--json", tmp_path / "r.json", "--cache-dir", kernel_cache)
+    assert code == 1, out
+    (d,) = json.loads((tmp_path / "r.json").read_text())["bisect"]["divergences"]
+    assert (d["run"], d["op"], d["kind"]) == ("engine (host arena)", "ember.fused", "elementwise")
+    assert "st1 (example.scaled_tanh)" in d["sources"], d["sources"]
+    assert d["onnx_node"] == "relu1" and d["checked"] == 0  # the group ends with relu1: its value is y
+
+
+def test_the_interpreter_cannot_be_judged_against_itself(tmp_path, capsys):
+    model, inputs = plugin_model(tmp_path)
+    code, _, err = run(capsys, "--load", PLUGIN, model, "--inputs", inputs, "--reference", "interpreter",
+                       "--interpreter-only")
+    assert code == 2 and "judged against itself" in err
+
+
+BROKEN_PLUGIN = """
+import numpy as np
+from ember.plugins import elementwise_op
+
+
+@elementwise_op("broken.scaled_tanh", version="0.1", operands=("x", "s"),
+                cuda="return tanh(x) * s + (T)0.5;", onnx=("com.broken", "ScaledTanh"))
+def scaled_tanh(x, s):
+    \"\"\"tanh(x) * s: the reference is right, the CUDA body adds 0.5.\"\"\"
+    return np.tanh(x) * s
+"""
+
+
+@pytest.mark.gpu
+def test_a_broken_plugin_kernel_is_named_by_bisect_on_the_gpu(tmp_path, capsys, kernel_cache):
+    plugin = tmp_path / "broken_plugin.py"
+    plugin.write_text(BROKEN_PLUGIN)
+    model, inputs = plugin_model(tmp_path, domain="com.broken")
+    code, out, err = run(capsys, "--load", plugin, model, "--inputs", inputs, "--device", "cuda", "--reference",
+                         "interpreter", "--bisect", "--json", tmp_path / "r.json", "--cache-dir", kernel_cache)
+    assert code == 1, out + err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [(o["run"], o["ok"]) for o in data["outputs"]] == [("engine (GPU)", False)]
+    (d,) = data["bisect"]["divergences"]
+    assert d["run"] == "engine (GPU)" and "st1 (broken.scaled_tanh)" in d["sources"], d
+    assert abs(d["max_abs"] - 0.5) < 1e-3  # relu(t + 0.5) - relu(t) reaches 0.5 where t > 0

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+
+from plugin_models import scaled_tanh_feeds, scaled_tanh_model
 
 import ember
 from ember.cli import _load_plugins, main
@@ -23,23 +23,11 @@ PLUGIN = ROOT / "examples" / "plugin_scaled_tanh.py"
 
 
 def model(path: Path) -> Path:
-    """mul1 (x * 2) -> st1 (com.example ScaledTanh, with s) -> relu1."""
-    f = TensorProto.FLOAT
-    nodes = [helper.make_node("Mul", ["x", "two"], ["m"], name="mul1"),
-             helper.make_node("ScaledTanh", ["m", "s"], ["t"], name="st1", domain="com.example"),
-             helper.make_node("Relu", ["t"], ["y"], name="relu1")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [2, 8]),
-                                       helper.make_tensor_value_info("s", f, [8])],
-                          [helper.make_tensor_value_info("y", f, [2, 8])],
-                          [numpy_helper.from_array(np.array(2.0, np.float32), "two")])
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]),
-              path)
-    return path
+    return scaled_tanh_model(path)
 
 
 def feeds() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {"x": rng.standard_normal((2, 8)).astype(np.float32), "s": np.linspace(0.5, 2.0, 8).astype(np.float32)}
+    return scaled_tanh_feeds()
 
 
 def expected(f: dict[str, np.ndarray]) -> np.ndarray:
