@@ -4,10 +4,9 @@ group, and split back so that each request gets exactly its own rows."""
 from __future__ import annotations
 
 import numpy as np
+from ember.serve.batching import run_batched
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ember.serve.batching import run_batched
 
 
 class Refused(ValueError):

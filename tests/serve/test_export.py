@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from google.protobuf import text_format
-from serving import bert_feed, loopback_ports
-from tritonclient.grpc import model_config_pb2
-
 from ember.cli import main
+from google.protobuf import text_format
+from serving import bert_feed, http_inputs, loopback_ports
+from tritonclient.grpc import model_config_pb2
 
 
 def parse_config(path: Path) -> model_config_pb2.ModelConfig:
@@ -43,11 +42,7 @@ def test_export_writes_a_repository_triton_serves(bert_engine, reference, tmp_pa
     with TritonServer(repo, loopback_ports()) as server:  # the exported folder as it is: no sys.path help
         client = httpclient.InferenceServerClient(server.url)
         feed = bert_feed(3, 9, 21)
-        inputs = []
-        for name, value in feed.items():
-            t = httpclient.InferInput(name, list(value.shape), "INT64")
-            t.set_data_from_numpy(value)
-            inputs.append(t)
+        inputs = http_inputs(feed)
         got = client.infer("bert_small", inputs).as_numpy("hidden")
     np.testing.assert_array_equal(got, reference(feed)["hidden"])
 
@@ -71,8 +66,8 @@ def test_max_batch_above_the_profile_is_refused(bert_engine, tmp_path, capsys):
 
 
 def test_a_fixed_shape_engine_has_no_batching_and_full_dims(cnn_block_engine, kernel_cache, tmp_path):
-    from ember.serve import ServeOptions, model_config
     from ember.runtime.engine import Engine
+    from ember.serve import ServeOptions, model_config
     model, _ = cnn_block_engine
     fixed = tmp_path / "cnn_fixed.engine"
     assert main(["-q", "compile", str(model), "-o", str(fixed), "--target", "sm_80", "--cache-dir", str(kernel_cache),
@@ -87,8 +82,8 @@ def test_a_fixed_shape_engine_has_no_batching_and_full_dims(cnn_block_engine, ke
 
 
 def test_the_default_max_batch_is_the_profile_max(cnn_block_engine):
-    from ember.serve import ServeOptions, model_config
     from ember.runtime.engine import Engine
+    from ember.serve import ServeOptions, model_config
     _, engine_path = cnn_block_engine
     config = model_config(Engine.load(engine_path), "cnn", ServeOptions(gpus=(0, 1), instances_per_gpu=3))
     parsed = text_format.Parse(config.to_pbtxt(), model_config_pb2.ModelConfig())
@@ -144,11 +139,7 @@ def test_stopping_with_a_client_still_connected_leaves_no_shared_memory(bert_eng
         assert len(regions) >= 2 and all(r.exists() for r in regions)  # one per instance stub
         client = httpclient.InferenceServerClient(server.url)  # kept open over the stop
         feed = bert_feed(1, 5, 3)
-        inputs = []
-        for name, value in feed.items():
-            t = httpclient.InferInput(name, list(value.shape), "INT64")
-            t.set_data_from_numpy(value)
-            inputs.append(t)
+        inputs = http_inputs(feed)
         client.infer("bert_small", inputs)
     finally:
         server.stop()

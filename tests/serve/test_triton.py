@@ -12,28 +12,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serving import bert_feed, loopback_ports
+from serving import bert_feed, grpc_inputs, http_inputs, loopback_ports
 from tritonclient.utils import InferenceServerException
 
 MODEL = "bert_small"
-
-
-def http_inputs(feed):
-    out = []
-    for name, value in feed.items():
-        t = httpclient.InferInput(name, list(value.shape), "INT64")
-        t.set_data_from_numpy(value, binary_data=True)
-        out.append(t)
-    return out
-
-
-def grpc_inputs(feed):
-    out = []
-    for name, value in feed.items():
-        t = grpcclient.InferInput(name, list(value.shape), "INT64")
-        t.set_data_from_numpy(value)
-        out.append(t)
-    return out
 
 
 def assert_same(got: np.ndarray, want: np.ndarray) -> None:

@@ -1,10 +1,13 @@
-"""Helpers for the serving tests (tests/serve): free loopback ports, and bert_small's inputs."""
+"""Helpers for the serving tests (tests/serve): free loopback ports, bert_small's inputs, and
+those inputs as tritonclient request tensors (INT64, binary)."""
 
 from __future__ import annotations
 
 import socket
 
 import numpy as np
+import tritonclient.grpc
+import tritonclient.http
 
 
 def free_ports(n: int) -> list[int]:
@@ -30,3 +33,21 @@ def bert_feed(batch: int, sequence: int, seed: int) -> dict[str, np.ndarray]:
     mask = (rng.random((batch, sequence)) < 0.9).astype(np.int64)
     mask[:, 0] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def http_inputs(feed):
+    out = []
+    for name, value in feed.items():
+        t = tritonclient.http.InferInput(name, list(value.shape), "INT64")
+        t.set_data_from_numpy(value, binary_data=True)
+        out.append(t)
+    return out
+
+
+def grpc_inputs(feed):
+    out = []
+    for name, value in feed.items():
+        t = tritonclient.grpc.InferInput(name, list(value.shape), "INT64")
+        t.set_data_from_numpy(value)
+        out.append(t)
+    return out
