@@ -12,7 +12,7 @@ it happens, not three ops later.
 from __future__ import annotations
 
 from collections import ChainMap
-from typing import Any, Mapping, MutableMapping, Sequence
+from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
@@ -23,12 +23,16 @@ from ember.ir.opdef import EvalContext, Op
 from ember.ir.types import OptionalType, SequenceType, TensorType, Type, dtype_of, string
 
 
-def interpret(module: Module, inputs: Mapping[str, Any], *, function: str | None = None) -> dict[str, Any]:
-    """Run `function` (default: the module's entry) on `inputs`; returns {output name: array}."""
+def interpret(module: Module, inputs: Mapping[str, Any], *, function: str | None = None,
+              observe: Callable[[Op, Value, Any], None] | None = None) -> dict[str, Any]:
+    """Run `function` (default: the module's entry) on `inputs`; returns {output name: array}.
+
+    `observe(op, result, value)` sees every result of the function's own ops as it is computed
+    (not those inside regions): calibration reads activations through it."""
     fn = _function(module, function)
     args, env = bind_inputs(fn, inputs, module)
     ctx = EvalContext(env=env, module=module, run_block=lambda b, xs: _run_block(b, xs, ctx, {}))
-    outs = _run_block(fn.body, args, ctx, {})
+    outs = _run_block(fn.body, args, ctx, {}, observe)
     return dict(zip(fn.output_names, outs))
 
 
@@ -120,7 +124,8 @@ def _check_shape(what: str, shape: Sequence[int], t: TensorType, env: dict[str, 
                 raise InterpretError(f"{what}: dim {axis} must be {want} = {expected} ({t}), got shape {list(shape)}")
 
 
-def _run_block(block: Block, args: Sequence[Any], ctx: EvalContext, outer: Mapping[Value, Any]) -> tuple:
+def _run_block(block: Block, args: Sequence[Any], ctx: EvalContext, outer: Mapping[Value, Any],
+               observe: Callable[[Op, Value, Any], None] | None = None) -> tuple:
     if len(args) != len(block.args):
         raise InterpretError(f"region takes {len(block.args)} arguments, got {len(args)}")
     values: MutableMapping[Value, Any] = ChainMap(dict(zip(block.args, args)), outer)  # type: ignore[arg-type]
@@ -142,6 +147,8 @@ def _run_block(block: Block, args: Sequence[Any], ctx: EvalContext, outer: Mappi
             raise InterpretError(f"{op.name}: reference gave {len(results)} results for {len(op.results)}")
         for r, out in zip(op.results, results):
             values[r] = _check_result(op, r, out, ctx.env)
+            if observe is not None:
+                observe(op, r, values[r])
     return tuple(values[v] for v in block.outputs)
 
 
