@@ -1,7 +1,7 @@
 """Imports every built-in pass (registering it) and names the built-in pipelines."""
 
 from ember.passes import (canonicalize, convert_precision, cse, dce, fold_batch_norm, fold_constants,  # noqa: F401
-                          fuse_elementwise, fuse_epilogue, layout_nhwc, recognize)
+                          fuse_elementwise, fuse_epilogue, layout_nhwc, lower_quantization, recognize)
 from ember.passes.manager import register_pipeline
 
 register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
@@ -9,8 +9,10 @@ register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
 
 # The inference pipeline: simplify and fold; fold normalizations into weights; find the
 # single ops exporters decomposed (attention, GELU, LayerNorm); move convolutions to
-# channels-last and cancel the transposes; then fuse heavy ops with their epilogues and
-# the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
+# channels-last and cancel the transposes; write the quantize/dequantize ops left as
+# elementwise ops (a constant weight's dequantize folds into an f32 weight); then fuse heavy
+# ops with their epilogues and the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
 DEFAULT = ("canonicalize,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
-           "layout-nhwc,canonicalize,fold-constants,cse,fuse-epilogue,fuse-elementwise,dce")
+           "layout-nhwc,canonicalize,fold-constants,cse,lower-quantization,fold-constants,cse,"
+           "fuse-epilogue,fuse-elementwise,dce")
 register_pipeline("default", DEFAULT, doc="the inference pipeline")
