@@ -38,7 +38,7 @@ from ember.ir.core import Module, Operation, Value
 from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
 from ember.passes.manager import Pass, PassContext, register_pass
-from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules, known_value
+from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_counted, known_value
 
 CONVS = ("ember.conv", "ember.conv_transpose")
 INLINE_LIMIT = 64
@@ -314,9 +314,7 @@ class FoldBatchNorm(Pass):
     conv, gemm or matmul before them; lower the batch norms left to a multiply-add."""
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        fired = apply_rules(module, RULES)
-        for rule, n in fired.items():
-            ctx.count(self.name, rule, n)
+        fired = apply_counted(module, RULES, ctx, self.name)
         if fired:
             dead_code(module)
         return bool(fired)

@@ -27,7 +27,7 @@ from ember.ir.ops.quant import QUANT_INT_RANGES, division_type
 from ember.ir.types import TensorType, dtype_of
 from ember.passes.dce import dead_code
 from ember.passes.manager import Pass, PassContext, register_pass
-from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules
+from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_counted
 
 
 def _ranked(v: Value | None) -> TensorType | None:
@@ -129,9 +129,7 @@ class LowerQuantization(Pass):
     """Rewrite integer quantize and dequantize ops (per tensor or per axis) as elementwise ops."""
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        fired = apply_rules(module, RULES)
-        for rule, n in fired.items():
-            ctx.count(self.name, rule, n)
+        fired = apply_counted(module, RULES, ctx, self.name)
         if fired:
             dead_code(module)
         return bool(fired)

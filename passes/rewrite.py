@@ -304,6 +304,15 @@ def replace_op(op: Operation, values: Sequence[Value]) -> None:
     erase_if_dead(op)
 
 
+def apply_counted(module: Module, rules: RuleSet, ctx: Any, pass_name: str, *,
+                  max_rewrites: int | None = None) -> Counter:
+    """`apply_rules`, each rule's count reported to the pass context (`ctx.count`) under `pass_name`."""
+    fired = apply_rules(module, rules, max_rewrites=max_rewrites)
+    for rule, n in fired.items():
+        ctx.count(pass_name, rule, n)
+    return fired
+
+
 def apply_rules(target: Module | Block, rules: RuleSet, *, max_rewrites: int | None = None) -> Counter:
     """Apply `rules` greedily until none fires; returns how often each fired.
 
