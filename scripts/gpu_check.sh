@@ -26,6 +26,12 @@ python=${PYTHON:-python3}
 ls .whl/*.whl >/dev/null 2>&1 || { echo "no wheels in .whl/: see README.md, GPU checks (carry lark and ml_dtypes)" >&2; exit 2; }
 if [ $dry = 0 ]; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ember-site .whl/*.whl || exit 2
+  # tests/serve on the GPU: carry .serve-carry too (scripts/serve_bench.sh --prepare makes it)
+  if [ -f .serve-carry/triton-py312.tar.xz ]; then
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ember-site \
+      .serve-carry/*.whl || exit 2
+    tar -xJf .serve-carry/triton-py312.tar.xz -C /tmp/ember-site || exit 2
+  fi
   mkdir -p /tmp/ember-pkg && ln -sfn "$PWD" /tmp/ember-pkg/ember
   export PYTHONPATH=/tmp/ember-pkg:/tmp/ember-site${PYTHONPATH:+:$PYTHONPATH}
 fi

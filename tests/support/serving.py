@@ -6,8 +6,6 @@ from __future__ import annotations
 import socket
 
 import numpy as np
-import tritonclient.grpc
-import tritonclient.http
 
 
 def free_ports(n: int) -> list[int]:
@@ -36,6 +34,7 @@ def bert_feed(batch: int, sequence: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def http_inputs(feed):
+    import tritonclient.http  # here, not at the top: the device has no gevent for the HTTP client
     out = []
     for name, value in feed.items():
         t = tritonclient.http.InferInput(name, list(value.shape), "INT64")
@@ -45,6 +44,7 @@ def http_inputs(feed):
 
 
 def grpc_inputs(feed):
+    import tritonclient.grpc
     out = []
     for name, value in feed.items():
         t = tritonclient.grpc.InferInput(name, list(value.shape), "INT64")
