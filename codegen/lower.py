@@ -41,7 +41,18 @@ from ember.ir.types import DTYPES, TensorType, Type
 Lowering = Callable[["LowerContext", Operation], None]
 LOWERINGS: dict[str, Lowering] = {}
 FUSED_LOWERINGS: dict[str, Lowering] = {}  # ember.fused, by its `kind`
-ALIASING_VIEWS = {"ember.reshape", "ember.squeeze", "ember.unsqueeze", "ember.flatten", "ember.identity"}
+ALIASING_VIEWS = {"ember.reshape", "ember.squeeze", "ember.unsqueeze", "ember.flatten", "ember.identity",
+                  "ember.bitcast"}
+
+
+def _aliases(op: Any) -> bool:
+    """A view that reads its source's buffer as it is. A bitcast does when both types are whole
+    bytes and not bool (reading a byte as bool means byte != 0); sub-byte types keep their bits in
+    the low bits of a byte, where the signed ones sign-extend, so they do not."""
+    if op.name != "ember.bitcast":
+        return op.name in ALIASING_VIEWS
+    src, dst = op.operands[0].type.dtype, op.results[0].type.dtype
+    return all(d.bits % 8 == 0 and d.kind not in ("bool", "string") for d in (src, dst))
 
 
 def lowering(*op_names: str, fused_kind: str | None = None) -> Callable[[Lowering], Lowering]:
@@ -273,7 +284,7 @@ class Lowerer:
             info = self.program.values[vid]
             self.program.constants[info.weight] = np.asarray(op.attributes["value"].array)  # type: ignore[index]
             return
-        if op.name in ALIASING_VIEWS and ViewLike in getattr(op, "traits", ()) and self._is_tensor(op):
+        if _aliases(op) and ViewLike in getattr(op, "traits", ()) and self._is_tensor(op):
             source = self.program.values[self.ids[op.operands[0]]]  # type: ignore[index]
             if source.kind != "host":
                 root = source.alias if source.kind == "view" else source.id
@@ -285,7 +296,7 @@ class Lowerer:
                 self._add_value(r, "activation")
         fn = FUSED_LOWERINGS.get(op.attributes.get("kind", "")) if op.name == "ember.fused" else LOWERINGS.get(op.name)
         reason = "no kernel for this op yet"
-        if op.name in ALIASING_VIEWS:
+        if _aliases(op):
             reason = "a view of a value the host computes"
         elif op.regions:
             reason = "control flow runs from the host"

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ember.errors import EmberError
-from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on
+from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, ptx_runs_on, view_of
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
 from ember.runtime.profiling import LayerTimes
@@ -696,7 +696,7 @@ class CudaContext:
         info = b.values[vid] if run is None else run.sizes.value(vid)
         if info.kind == "view":
             base, pending = self._fetch(b, b.root(vid), overrides, host, run)
-            return np.asarray(base).reshape(info.shape), pending
+            return view_of(base, info.shape, info.dtype), pending
         if info.is_data:
             return engine.weights[info.weight], False
         if not _on_device(info):
@@ -844,7 +844,7 @@ class CudaContext:
                 info = run.sizes.value(spec.value)
                 root = b.values[b.root(spec.value)]
                 if root.is_data or not _on_device(root):
-                    src = np.asarray(engine.weights[root.weight]).reshape(info.shape) if root.is_data else \
+                    src = view_of(engine.weights[root.weight], info.shape, info.dtype) if root.is_data else \
                         np.asarray(host.get(b.root(spec.value)))
                     _call("cuStreamSynchronize", self.stream)
                     if target[1] is None:
@@ -870,7 +870,7 @@ class CudaContext:
                 info = run.sizes.value(spec.value)
                 root = b.values[b.root(spec.value)]
                 if root.is_data:
-                    results[spec.name] = np.array(engine.weights[root.weight]).reshape(info.shape)
+                    results[spec.name] = np.array(view_of(engine.weights[root.weight], info.shape, info.dtype))
                 elif not _on_device(root):
                     results[spec.name] = detach(host.get(b.root(spec.value)))
                 else:

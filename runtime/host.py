@@ -26,6 +26,7 @@ from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
 from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
 from ember.runtime.profiling import LayerTimes
+from ember.runtime.specs import view_of
 
 
 class _Outer(Mapping):
@@ -194,7 +195,7 @@ class HostContext:
         info = b.values[vid] if sizes is None else sizes.value(vid)
         if info.kind == "view":
             base = self._read(b, b.root(vid), host, sizes)
-            return np.asarray(base).reshape(info.shape)
+            return view_of(base, info.shape, info.dtype)
         if info.is_data:
             return self.engine.weights[info.weight]
         if info.in_arena:

@@ -67,6 +67,16 @@ class KernelImage:
     ptx_arch: str
 
 
+def view_of(base: Any, shape: Any, dtype: str) -> np.ndarray:
+    """A view value read from its source's array: reshaped, and, for a bitcast, its bytes read as
+    the view's element type (both whole-byte types: codegen/lower.py `_aliases`)."""
+    arr = np.asarray(base)
+    want = DTYPES[dtype].np_dtype if dtype in DTYPES else arr.dtype
+    if arr.dtype != want:
+        arr = np.ascontiguousarray(arr).view(want)
+    return arr.reshape(shape)
+
+
 def arch_number(arch: str) -> tuple[int, int, bool]:
     """`sm_90a` -> (9, 0, True); `compute_90` -> (9, 0, False)."""
     digits = arch.split("_", 1)[1] if "_" in arch else arch
@@ -107,5 +117,5 @@ def version_number(version: str) -> int:
 
 
 
-__all__ = ["EngineInputError", "TensorSpec", "KernelImage", "cubin_runs_on", "ptx_runs_on", "arch_number",
+__all__ = ["EngineInputError", "TensorSpec", "KernelImage", "view_of", "cubin_runs_on", "ptx_runs_on", "arch_number",
            "version_number"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "backend_gpu.py"
-CASES = "^test_(abs|cast_FLOAT_to_INT4|bitcast_int8_to_uint8)$"
+CASES = "^test_(abs|cast_FLOAT_to_INT4|bitcast_bool_to_uint8)$"
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def test_no_gpu_classifies_by_host_steps(script, tmp_path: Path) -> None:
     script.main(["--no-gpu", "--no-nvrtc", "--jobs", "1", "--filter", CASES, "--out", str(tmp_path / "a")])
     report = read(tmp_path / "a")
     assert {c["name"]: c["status"] for c in report["cases"]} == {
-        "test_abs": "gpu", "test_cast_FLOAT_to_INT4": "gpu", "test_bitcast_int8_to_uint8": "host"}
-    assert report["causes"] == {"ember.bitcast: no kernel for this op yet": ["test_bitcast_int8_to_uint8"]}
+        "test_abs": "gpu", "test_cast_FLOAT_to_INT4": "gpu", "test_bitcast_bool_to_uint8": "host"}
+    assert report["causes"] == {"ember.bitcast: no kernel for this op yet": ["test_bitcast_bool_to_uint8"]}
     assert "| with host steps | 1 |" in (tmp_path / "a.md").read_text()
     # compared with an earlier report in which the cast had a host step
     earlier = dict(report, cases=[dict(c, status="host") if c["name"] == "test_cast_FLOAT_to_INT4" else c
