@@ -70,8 +70,10 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(served, re
     after = _stats(server)
     requests = after["requests"] - before["requests"]
     executions = after["executions"] - before["executions"]
-    assert requests == threads * requests_per_thread
-    assert executions < requests, f"{requests} requests ran as {executions} executions: nothing was batched"
+    # Triton may count the previous test's last request after it answered it: at least ours
+    assert requests >= threads * requests_per_thread
+    assert executions < threads * requests_per_thread, f"{requests} requests ran as {executions} executions: " \
+                                                       "nothing was batched"
 
 
 def _stats(server) -> dict[str, int]:
