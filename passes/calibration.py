@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from ember.errors import EmberError
+from ember.ir.atomic_file import atomic_write
 from ember.ir.core import Module
 from ember.ir.interpret import interpret
 from ember.ir.printer import name_values
@@ -75,10 +76,8 @@ class Calibration:
         return "\n".join(head + rows) + "\n"
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_text())
-        tmp.replace(path)
+        with atomic_write(path) as f:
+            f.write(self.to_text().encode())
 
     @classmethod
     def from_text(cls, text: str, source: str = "<text>") -> "Calibration":

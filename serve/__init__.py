@@ -4,7 +4,7 @@ Ember has no server of its own: each engine becomes a Triton model (serve/model_
 configuration; serve/triton_model.py, the Python-backend model; serve/repository.py, the model
 repository) and Triton does the rest: HTTP and gRPC (KServe v2), dynamic batching, queue bounds,
 instances per GPU, Prometheus metrics. `serve/server.py` runs the tritonserver that the
-`nvidia-pytriton` package ships. This package imports the runtime only: serving needs no compiler.
+`nvidia-pytriton` package ships. This package imports the runtime and ir only: serving needs no compiler.
 """
 
 from __future__ import annotations

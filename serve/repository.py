@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from ember.ir.atomic_file import atomic_write
 from ember.runtime.engine import Engine
 from ember.serve.model_config import ModelConfig, ServeError, ServeOptions, check_unique_names, model_config, model_name_of
 
@@ -29,6 +30,11 @@ def build_id(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def _copy(source: Path, target: Path) -> None:
+    with open(source, "rb") as src, atomic_write(target) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def export_repository(engine_paths: Sequence[str | Path], repo: str | Path, options: ServeOptions,
@@ -59,11 +65,12 @@ def export_repository(engine_paths: Sequence[str | Path], repo: str | Path, opti
             shutil.rmtree(target)
         version = target / "1"
         version.mkdir(parents=True)
-        (target / "config.pbtxt").write_text(config.to_pbtxt())
-        shutil.copyfile(MODEL_PY, version / "model.py")
+        with atomic_write(target / "config.pbtxt") as f:
+            f.write(config.to_pbtxt().encode())
+        _copy(MODEL_PY, version / "model.py")
         engine_file = version / f"{config.name}.engine"
         if link:
             engine_file.symlink_to(path.resolve())
         else:
-            shutil.copyfile(path, engine_file)
+            _copy(path, engine_file)
     return [config for _, config, _ in planned]
