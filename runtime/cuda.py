@@ -186,6 +186,13 @@ class DeviceEngine:
         self.engine, self.index = engine, index
         self.device = _call("cuDeviceGet", index)
         self.context = _call("cuDevicePrimaryCtxRetain", self.device)
+        # The primary context is released only when this state is unreachable *and* no context
+        # on it is open: the collector finalizes an engine, this state and its contexts (one
+        # cycle) in any order, and the driver may hang destroying a context's graphs after the
+        # release has reset the primary context (seen on an H100).
+        self._open_contexts = 0
+        self._unreachable = False
+        self.released = False
         self.activate()
         info = device_info(index)
         assert info is not None
@@ -199,6 +206,23 @@ class DeviceEngine:
         self.weight_ptr: dict[str, int] = {}
         self._upload_weights()
         self._host_ops: HostOps | None = None
+
+    def context_opened(self) -> None:
+        self._open_contexts += 1
+
+    def context_closed(self) -> None:
+        self._open_contexts -= 1
+        self._release_if_done()
+
+    def _release_if_done(self) -> None:
+        if self.released or not self._unreachable or self._open_contexts > 0:
+            return
+        self.released = True
+        try:
+            self.close()
+            _drv().cuDevicePrimaryCtxRelease(self.device)
+        except Exception:
+            pass
 
     @property
     def host_ops(self) -> HostOps:
@@ -248,7 +272,7 @@ class DeviceEngine:
         return ptr
 
     def free(self, ptr: int) -> None:
-        if ptr:
+        if ptr and not self.released:   # after the release, the memory went with the context
             try:
                 self.activate()
                 _call("cuMemFree", ptr)
@@ -288,11 +312,10 @@ class DeviceEngine:
         self.modules = []
 
     def __del__(self) -> None:
-        try:
-            self.close()
-            _drv().cuDevicePrimaryCtxRelease(self.device)
-        except Exception:
-            pass
+        if not hasattr(self, "_open_contexts"):   # __init__ failed before the primary context was retained
+            return
+        self._unreachable = True
+        self._release_if_done()
 
 
 class _ShapeState:
@@ -398,6 +421,8 @@ class CudaContext:
         from collections import OrderedDict
         self.engine = engine
         self.dev: DeviceEngine = engine.device_state(device_index)
+        self.dev.context_opened()
+        self._open = True
         self.dev.activate()
         self._own_stream = stream is None
         if stream is None:
@@ -533,7 +558,7 @@ class CudaContext:
                 for off, nbytes in state.b.plan.scratch_slots.get(t, []):
                     _call("cuMemsetD8Async", self.arena + off, 0, nbytes, self.stream)
             grid, block = step.grid, step.block
-            timer = StreamTimer(self.stream) if profile is not None else None
+            timer = StreamTimer(self.stream, self.dev) if profile is not None else None
             if timer is not None:
                 timer.start()
             _call("cuLaunchKernel", self.dev.functions[step.kernel], int(grid[0]), int(grid[1]), int(grid[2]),
@@ -966,10 +991,19 @@ class CudaContext:
     def timer(self) -> "StreamTimer":
         """GPU time on this context's stream between start() and stop(), from CUDA events."""
         self.dev.activate()
-        return StreamTimer(self.stream)
+        return StreamTimer(self.stream, self.dev)
 
     def close(self) -> None:
         """Free the arena, the graphs and the stream (also done when the context is collected)."""
+        if not getattr(self, "_open", False):
+            return
+        self._open = False
+        try:
+            self._free_all()
+        finally:
+            self.dev.context_closed()
+
+    def _free_all(self) -> None:
         d = _drv()
         try:
             self.dev.activate()
@@ -1102,9 +1136,9 @@ class StreamTimer:
     """Two timing events on a stream: start() and stop() record them, elapsed_ms() waits for the
     second and gives the GPU time between (what ran on the stream, not the host's work)."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, dev: "DeviceEngine | None" = None) -> None:
         d = _drv()
-        self.stream = stream
+        self.stream, self.dev = stream, dev   # (its events go with the primary context's release)
         self.begin = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DEFAULT))
         self.end = _call("cuEventCreate", int(d.CUevent_flags.CU_EVENT_DEFAULT))
 
@@ -1119,6 +1153,8 @@ class StreamTimer:
         return float(_call("cuEventElapsedTime", self.begin, self.end))
 
     def __del__(self) -> None:
+        if getattr(self, "dev", None) is not None and self.dev.released:
+            return
         for ev in (getattr(self, "begin", None), getattr(self, "end", None)):
             if ev is not None:
                 try:

@@ -101,3 +101,32 @@ def test_no_event_is_made_per_run_to_order_streams(fake, engine, monkeypatch):
         ctx.run({"x": x})
     assert len(made) == 1
     ctx.close()
+
+
+
+@pytest.mark.parametrize("first", ["device state", "context"])
+def test_the_gpu_is_released_after_every_context_whatever_order_the_collector_takes(fake, built, first):
+    """An engine, its device state and its contexts form one cycle, which the garbage collector
+    finalizes in any order. Releasing the primary context resets it, and the driver may then
+    hang destroying a context's graphs (seen on an H100): the release waits for the last
+    context, nothing is destroyed after it, and it happens once."""
+    import gc
+    gc.collect()                    # earlier tests' engines: their releases are not this driver's
+    fake.after_reset.clear()
+    fake.primary_retains = 0
+    e = ember.compile(parse(TWO), cache_dir=built.cache_dir)
+    e.check_arch = lambda *args, **kwargs: None
+    ctx = e.create_context("cuda")
+    for _ in range(3):                                  # graphs are captured after the first runs
+        ctx.run({"x": np.ones((3, 5), np.float32)})
+    dev = ctx.dev
+    assert fake.primary_retains == 1 and fake.graphs
+    order = [dev, ctx] if first == "device state" else [ctx, dev]
+    order[0].__del__()
+    assert fake.primary_retains == 1                    # a context is still open, or the state is reachable
+    order[1].__del__()
+    assert fake.after_reset == [] and not fake.graphs
+    assert fake.primary_retains == 0
+    ctx.__del__(), dev.__del__()                        # the collector's own calls later: nothing twice
+    assert fake.primary_retains == 0 and fake.after_reset == []
+

@@ -22,6 +22,9 @@ class FakeDriver:
         self.async_live: set[int] = set()
         self.launches: list[tuple] = []
         self.captures = 0
+        self.primary_retains = 0           # the primary context's reference count
+        self.after_reset: list[str] = []   # driver calls on handles of a primary context already reset
+        self.graphs: set[int] = set()
         for enum in ("CUstream_flags", "CUstreamCaptureStatus", "CUstreamCaptureMode", "CUdevice_attribute",
                      "CUfunction_attribute", "CUevent_flags"):
             setattr(self, enum, _Enum())
@@ -44,7 +47,43 @@ class FakeDriver:
         return 0, ptr
 
     def cuMemFree(self, ptr):
+        self._live("cuMemFree")
         self.memory.pop(int(ptr), None)
+        return (0,)
+
+    # The primary context is reset when its last retain is released: every handle made in it
+    # (graphs, streams, modules, memory) is gone, and the real driver may hang on them.
+    def _live(self, name: str) -> None:
+        if self.primary_retains <= 0:
+            self.after_reset.append(name)
+
+    def cuDevicePrimaryCtxRetain(self, dev):
+        self.primary_retains += 1
+        return 0, 5
+
+    def cuDevicePrimaryCtxRelease(self, dev):
+        self.primary_retains -= 1
+        if self.primary_retains == 0:
+            self.graphs.clear()
+            self.memory.clear()
+        return (0,)
+
+    def cuGraphInstantiate(self, graph, flags):
+        exe = 1000 + len(self.graphs) + self.captures
+        self.graphs.add(exe)
+        return 0, exe
+
+    def cuGraphExecDestroy(self, exe):
+        self._live("cuGraphExecDestroy")
+        self.graphs.discard(int(exe))
+        return (0,)
+
+    def cuStreamDestroy(self, stream):
+        self._live("cuStreamDestroy")
+        return (0,)
+
+    def cuModuleUnload(self, module):
+        self._live("cuModuleUnload")
         return (0,)
 
     def cuMemFreeAsync(self, ptr, stream):

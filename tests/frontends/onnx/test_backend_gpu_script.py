@@ -62,6 +62,20 @@ def test_a_wrong_output_is_a_failure(script) -> None:
     assert script.compare_outputs(["t"], {"t": np.array(["a"], object)}, [np.array([b"a"])]) == []
 
 
+def test_a_miss_of_rounded_stored_data_is_judged_by_onnx_reference(script, tmp_path: Path, kernel_cache: Path,
+                                                                   monkeypatch) -> None:
+    """The average-pool case's stored output is rounded to 4 decimals (0.3572 for 0.35722223):
+    an engine that matches onnx.reference passes, noted; one that matches neither fails."""
+    name = "test_averagepool_2d_ceil_last_window_starts_on_pad"
+    script.main(["--device", "cpu", "--jobs", "1", "--filter", f"^{name}$", "--cache-dir", str(kernel_cache),
+                 "--out", str(tmp_path / "r")])
+    (case,) = read(tmp_path / "r")["cases"]
+    assert case["status"] == "gpu" and case["stored_data_differs"][0].startswith("y: max |diff| 5.558"), case
+    assert "## Passed against onnx.reference, not the stored outputs" in (tmp_path / "r.md").read_text()
+    off = script.reference_problems(name, ["y"], [{"y": np.full((1, 3, 1, 1), 0.3, np.float32)}])
+    assert len(off) == 1 and off[0].startswith("y: ")
+
+
 def test_runs_survive_crashes_hangs_and_sticky_errors(script, monkeypatch) -> None:
     """Each run process is forked; one that dies, hangs past the case timeout or meets a CUDA error
     that spoils its context is replaced, and the cases after it still run."""
