@@ -307,7 +307,8 @@ class Lowerer:
             self.program.steps.append(size_step)
             unsized = []
         elif fn is not None and unsized and self._sized_at_run_time(op):
-            size_step = P.SizeStep((index,), tuple(self._reads(op)), tuple(self._bind_unknown(op)))
+            reads = tuple(sorted({self.ids[v] for v in op.size_reads() if v in self.ids}))
+            size_step = P.SizeStep((index,), reads, tuple(self._bind_unknown(op)))
             self.program.steps.append(size_step)
             unsized = []
         if fn is not None and unsized:
@@ -353,7 +354,7 @@ class Lowerer:
         a kernel computes its values: the op says how, and its operands have device buffers."""
         if getattr(type(op), "run_time_sizes", None) is None or not self._all_tensors(op):
             return False
-        return all(self.program.values[self.ids[v]].kind != "host" for v in op.operands if v is not None)
+        return all(self.program.values[self.ids[v]].kind != "host" for v in op.size_reads())
 
     def _all_tensors(self, op: Operation) -> bool:
         for v in [*op.operands, *op.results]:

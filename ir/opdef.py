@@ -192,6 +192,18 @@ def lookup(name: str) -> type["Op"] | None:
     return REGISTRY.get(name)
 
 
+@dataclass(frozen=True)
+class ShapeOnly:
+    """An operand of a size rule known only by its shape and element type (not read back)."""
+
+    shape: tuple[int, ...]
+    dtype: Any = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
 @dataclass
 class EvalContext:
     """What `evaluate` may need beyond the operands: symbol values, the module
@@ -237,9 +249,15 @@ class Op(Operation):
 
     run_time_sizes: ClassVar[Callable[..., tuple[tuple[int, ...], ...]] | None] = None
     """For an op whose result sizes are data but cheap to find from its operands (ember.range:
-    three scalars), the result shapes from the operand arrays. Lowering then gives the op a
-    *size step*, which reads the operands back and binds the sizes, and a kernel computes the
+    three scalars; ember.topk: its k), the result shapes from the operands (grouped by field,
+    as `reference` takes them, with the attributes as keywords). Lowering then gives the op a
+    *size step*, which reads those operands back and binds the sizes, and a kernel computes the
     values (codegen/lower.py); without it, such an op runs on the host."""
+
+    run_time_size_reads: ClassVar[tuple[str, ...] | None] = None
+    """The operands whose values `run_time_sizes` needs (None: all). The others reach it as
+    `ShapeOnly`, their shape and element type, so a size step reads back a scalar k, not the
+    tensor top-k ranks."""
 
     # -- creation -------------------------------------------------------------------
     @classmethod
@@ -290,6 +308,26 @@ class Op(Operation):
         return out
 
     # -- schema views -------------------------------------------------------------------
+    def size_reads(self) -> list[Value]:
+        """The operands a size step reads back (see `run_time_size_reads`)."""
+        names = type(self).run_time_size_reads
+        if names is None:
+            return [v for v in self.operands if v is not None]
+        picked = [getattr(self, n) for n in names]
+        return [v for v in picked if v is not None]
+
+    def sizes_at_run_time(self, value_of: Callable[[Value], Any], shape_of: Callable[[Value], tuple[int, ...]],
+                          env: Mapping[str, int]) -> tuple[tuple[int, ...], ...]:
+        """`run_time_sizes` on this run's operands: the values it reads, the shapes of the rest."""
+        rule = type(self).run_time_sizes
+        if rule is None:
+            raise self.error("has no rule for its sizes at run time")
+        reads = self.size_reads()
+        args = [None if v is None else np.asarray(value_of(v)) if any(v is r for r in reads)
+                else ShapeOnly(tuple(int(d) for d in shape_of(v)), getattr(v.type, "dtype", None))
+                for v in self.operands]
+        return rule(*self.group(args, like=self.operands).values(), **self.evaluated_attributes(env))
+
     def group(self, items: Sequence[Any], like: Sequence[Any] | None = None) -> dict[str, Any]:
         """Split a flat operand list (values, types or arrays) by operand field.
 

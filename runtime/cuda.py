@@ -796,7 +796,8 @@ class CudaContext:
                 if p:
                     _call("cuStreamSynchronize", self.stream)
             return fetched[vid]
-        run.sizes.bind(t, self.dev.host_ops.sizes(step.ops[0], fetch))
+        run.sizes.bind(t, self.dev.host_ops.sizes(step.ops[0], fetch, lambda vid: run.sizes.value(vid).shape,
+                                                  run.sizes.env))
 
     def _run_dynamic(self, state: _ShapeState, seg: tuple[int, int], run: "_Run") -> None:
         """Launch a segment whose sizes are known only now, kernel by kernel (no CUDA graph):

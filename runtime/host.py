@@ -78,16 +78,18 @@ class HostOps:
             raise InterpretError(f"{where}{op.name}: reference gave {len(results)} results for {len(op.results)}")
         return [(self.ids[r], out) for r, out in zip(op.results, results)]
 
-    def sizes(self, index: int, fetch: Callable[[int], Any]) -> dict[int, tuple[int, ...]]:
+    def sizes(self, index: int, fetch: Callable[[int], Any], shape_of: Callable[[int], Any],
+              env: Mapping[str, int] | None = None) -> dict[int, tuple[int, ...]]:
         """A size step: the result shapes of op `index` from its operands (the op's
-        `run_time_sizes`), by value id, without computing the results."""
+        `run_time_sizes`: the values of the operands it reads, fetched; the shapes of the
+        others), by value id, without computing the results."""
         op = self.ops[index]
-        rule = getattr(type(op), "run_time_sizes", None)
         where = f"{op.loc}: " if op.loc else ""
-        if rule is None:
+        if getattr(type(op), "run_time_sizes", None) is None:
             raise InterpretError(f"{where}{op.name} has no rule for its sizes at run time")
         try:
-            shapes = rule(*[np.asarray(fetch(self.ids[v])) for v in op.operands if v is not None])
+            shapes = op.sizes_at_run_time(lambda v: fetch(self.ids[v]), lambda v: shape_of(self.ids[v]),
+                                          dict(self.env if env is None else env))
         except Exception as err:
             raise InterpretError(f"{where}{op.name}: {type(err).__name__}: {err}") from err
         return {self.ids[r]: tuple(int(d) for d in shape) for r, shape in zip(op.results, shapes)}
@@ -249,7 +251,8 @@ class HostContext:
                 if isinstance(step, SizeStep):  # bind the sizes its op's kernels are launched with
                     index = step.ops[0]
                     sizes.bind(t, self.ops.sizes_from_shapes(index, lambda vid: sizes.value(vid).shape)
-                               if step.source == "shapes" else self.ops.sizes(index, fetch))
+                               if step.source == "shapes" else
+                               self.ops.sizes(index, fetch, lambda vid: sizes.value(vid).shape, sizes.env))
                     continue
                 if isinstance(step, LaunchStep):
                     # As on the GPU: its sizes evaluated and checked, its run-time guards decided (where

@@ -769,7 +769,9 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
             continue
         listed = set(s.reads)
         for index in s.ops:
-            missing = [ids[v] for v in ops[index].reads() if v in ids and ids[v] not in listed]
+            needs = getattr(ops[index], "size_reads", ops[index].reads)() if isinstance(s, SizeStep) \
+                else ops[index].reads()
+            missing = [ids[v] for v in needs if v in ids and ids[v] not in listed]
             if missing:
                 At("plan", "program")["steps"][t].fail(
                     f"op {index} ({ops[index].name}) reads value {missing[0]}, which the step does not list")

@@ -308,6 +308,57 @@ __device__ __forceinline__ void trilu(T* __restrict__ out, const T* __restrict__
   }
 }
 
+// NonZero: the coordinates of x's nonzero elements in row-major order, coordinate d of the j-th
+// at out[d * count + j]. One block walks x in chunks of blockDim.x; a block-wide scan of the
+// chunk's flags gives each nonzero its place, so the order is kept without a second pass.
+// `count` (bound before the launch from the same data) caps the writes.
+template <typename T, typename Index, int RANK>
+__device__ __forceinline__ void nonzero(long long* __restrict__ out, const T* __restrict__ x,
+                                        const long long* __restrict__ dims, Index numel, Index count) {
+  __shared__ int warp_sums[32];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = (blockDim.x + 31) >> 5;
+  Index base = 0;
+  for (Index start = 0; start < numel; start += blockDim.x) {
+    const Index i = start + tid;
+    const int flag = (i < numel && to_compute(x[i]) != 0) ? 1 : 0;
+    int v = flag;  // inclusive scan within the warp
+    for (int o = 1; o < 32; o <<= 1) {
+      const int u = __shfl_up_sync(0xffffffffu, v, o);
+      if (lane >= o) v += u;
+    }
+    if (lane == 31) warp_sums[warp] = v;
+    __syncthreads();
+    if (warp == 0) {  // inclusive scan of the warps' sums
+      int w = lane < warps ? warp_sums[lane] : 0;
+      for (int o = 1; o < 32; o <<= 1) {
+        const int u = __shfl_up_sync(0xffffffffu, w, o);
+        if (lane >= o) w += u;
+      }
+      if (lane < warps) warp_sums[lane] = w;
+    }
+    __syncthreads();
+    if (flag) {
+      const Index j = base + (warp > 0 ? warp_sums[warp - 1] : 0) + v - 1;
+      if (j < count) {
+        Index r = i;
+        for (int d = RANK - 1; d >= 0; --d) {
+          const Index dim = (Index)dims[d];
+          out[(Index)d * count + j] = (long long)(r % dim);
+          r /= dim;
+        }
+      }
+    }
+    base += warp_sums[warps - 1];
+    __syncthreads();  // warp_sums is rewritten by the next chunk
+  }
+}
+
+// Every element the same bit pattern (ConstantOfShape's value, as the element type's bits).
+template <typename Bits, typename Index>
+__device__ __forceinline__ void fill(Bits* __restrict__ out, Bits value, Index n) {
+  for (Index i = grid_first<Index>(); i < n; i += grid_step<Index>()) out[i] = value;
+}
+
 // start + i * delta, in int64 (wrapping) for integers and in double for floats, rounded once.
 template <typename T, typename Index, bool INTEGER>
 __device__ __forceinline__ void range(T* __restrict__ out, const T* __restrict__ start, const T* __restrict__ delta,

@@ -34,6 +34,7 @@ from ember.ir.core import Operation, Value
 from ember.ir.ops.shape import clamp_index, slice_length
 from ember.ir.types import DType
 
+NONZERO_BLOCK = 1024  # threads of the one block that compacts NonZero's coordinates
 BITS = {1: "unsigned char", 2: "unsigned short", 4: "unsigned int", 8: "unsigned long long"}
 MAX_SCAN = 1 << 16  # scatter: updates that may collide are found by scanning this many at most
 
@@ -401,6 +402,36 @@ def range_(ctx: LowerContext, op: Operation) -> None:
     o, s, d = kb.out(y, t), kb.inp(start, t), kb.inp(delta, t)
     integer = "true" if dt.is_int else "false"
     kb.launch(f"ember::range<{t}, {kb.index}, {integer}>({o}, {s}, {d}, {kb.n})", n, BLOCK)
+
+
+@lowering("ember.constant_of_shape")
+def constant_of_shape(ctx: LowerContext, op: Operation) -> None:
+    """A fill with the value's bits; its sizes are bound by a size step (the shape read back)."""
+    y = op.results[0]
+    dt = ctx.dtype(y)
+    t = bits_ctype(dt)
+    bits = int(np.asarray(op.attributes["value"].array).reshape(()).view(f"u{dt.np_dtype.itemsize}"))
+    n = numel(ctx.shape(y))
+    kb = KernelBuilder(ctx, "fill", index_for(n))
+    o = kb.out(y, t)
+    kb.launch(f"ember::fill<{t}, {kb.index}>({o}, ({t}){bits:#x}ull, {kb.n})", n, BLOCK)
+
+
+@lowering("ember.nonzero")
+def nonzero(ctx: LowerContext, op: Operation) -> None:
+    """One block compacts the coordinates in order (ember_movement.cuh `nonzero`); its count was
+    bound by a size step from the same input."""
+    x, y = op.operands[0], op.results[0]
+    shape = ctx.shape(x)
+    rank, total = len(shape), numel(shape)
+    count = ctx.shape(y)[1]
+    if rank == 0:
+        return  # i64[0, n]: nothing to write
+    kb = KernelBuilder(ctx, "nonzero", index_for(total, rank * total))
+    o, i = kb.out(y, "long long"), kb.inp(x, ctype(ctx.dtype(x)))
+    off = kb.put(shape)
+    kb.launch(f"ember::nonzero<{ctype(ctx.dtype(x))}, {kb.index}, {rank}>({o}, {i}, meta + {off}, {kb.size(total)}, "
+              f"{kb.size(count)})", 1, 1, (NONZERO_BLOCK,))
 
 
 @lowering("ember.one_hot")

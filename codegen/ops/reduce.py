@@ -489,12 +489,11 @@ def cumulative(ctx: LowerContext, op: Operation) -> None:
 
 @lowering("ember.topk")
 def topk(ctx: LowerContext, op: Operation) -> None:
-    if op.k_value is not None or op.attributes["k"] is None:
-        raise UnsupportedOpError("k computed at run time")
     x = op.x
     shape = ctx.shape(x)
     axis = op.attributes["axis"] % len(shape)
-    k = dims_of(ctx, [op.attributes["k"]])[0]
+    # k given as data: a size step has read it back and bound the results' dim on `axis`
+    k = ctx.shape(op.results[0])[axis] if op.k_value is not None else dims_of(ctx, [op.attributes["k"]])[0]
     length, inner = shape[axis], numel(shape[axis + 1:])
     if length > MAX_TOPK_LINE:
         raise UnsupportedOpError(f"top-k over {length} elements (the kernel ranks lines of up to {MAX_TOPK_LINE})")

@@ -359,6 +359,10 @@ class NonZero(Op):
         return TensorType(i64, (len(xs), Unknown(None if isinstance(numel, Unknown) else numel)))
 
     @staticmethod
+    def run_time_sizes(x: np.ndarray) -> tuple[tuple[int, ...], ...]:
+        return ((x.ndim, int(np.count_nonzero(x))),)  # (a size step reads x back: a detector's mask)
+
+    @staticmethod
     def reference(x: np.ndarray) -> np.ndarray:
         if x.ndim == 0:
             return np.zeros((0, int(np.count_nonzero(x))), np.int64)

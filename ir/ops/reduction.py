@@ -344,6 +344,18 @@ class TopK(Op):
         shape[ax] = k
         return t.with_shape(shape), TensorType(i64, tuple(shape))
 
+    run_time_size_reads = ("k_value",)  # a size step reads k back, not x
+
+    @staticmethod
+    def run_time_sizes(x: Any, k_value: np.ndarray | None, *, k: int | None, axis: int,
+                       **_: Any) -> tuple[tuple[int, ...], ...]:
+        count = int(k) if k is not None else int(np.asarray(k_value).reshape(()))
+        axis = axis % len(x.shape)
+        if not 0 <= count <= x.shape[axis]:
+            raise ShapeError(f"k = {count} is out of range for {x.shape[axis]} elements on axis {axis}")
+        shape = tuple(count if i == axis else d for i, d in enumerate(x.shape))
+        return shape, shape
+
     @staticmethod
     def reference(x: np.ndarray, k_value: np.ndarray | None, *, k: int | None, axis: int, largest: bool,
                   sorted: bool) -> tuple[np.ndarray, np.ndarray]:

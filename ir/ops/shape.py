@@ -662,6 +662,13 @@ class ConstantOfShape(Op):
         return TensorType(self.value.dtype, dims)
 
     @staticmethod
+    def run_time_sizes(shape: np.ndarray, **_: Any) -> tuple[tuple[int, ...], ...]:
+        dims = tuple(int(d) for d in np.asarray(shape).ravel())
+        if any(d < 0 for d in dims):
+            raise ValueError(f"shape {list(dims)} has a negative dim")
+        return (dims,)
+
+    @staticmethod
     def reference(shape: np.ndarray, *, value: np.ndarray) -> np.ndarray:
         dims = tuple(int(d) for d in np.asarray(shape).ravel())
         if any(d < 0 for d in dims):
@@ -811,7 +818,7 @@ class Range(Op):
         return TensorType(dt, (n,))
 
     @staticmethod
-    def run_time_sizes(start: np.ndarray, limit: np.ndarray, delta: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    def run_time_sizes(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, **_: Any) -> tuple[tuple[int, ...], ...]:
         return ((range_length(start, limit, delta),),)
 
     @staticmethod

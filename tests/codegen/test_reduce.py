@@ -25,6 +25,7 @@ from ember.codegen.nvrtc import Compiler
 from ember.codegen.ops.reduce import plan_rows
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Value
+from ember.ir.dims import evaluate, free_symbols
 from ember.ir.types import Type, bf16, boolean, f16, f32, f64, i8, i32, i64, u8
 from ember.tolerance import assert_close
 from kernel_checks import gpu_available, launches, lowered, nvrtc_compiler, rand
@@ -71,6 +72,24 @@ def with_nan(t: Type, every: int = 7) -> Callable[[np.random.Generator], np.ndar
         flat = x.reshape(-1)
         flat[::every] = np.nan
         flat[3::every * 2] = -np.inf
+        return x
+    return make
+
+
+def sparse(t: Type, density: float) -> Callable[[np.random.Generator], np.ndarray]:
+    """Random values, about `density` of them nonzero."""
+    return lambda rng: (rand(rng, t) * (rng.random(tuple(t.shape)) < density)).astype(t.dtype.np_dtype)
+
+
+def nan_and_signed_zeros(t: Type) -> Callable[[np.random.Generator], np.ndarray]:
+    """Zeros of both signs (not nonzero), NaNs (nonzero) and random values."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        x = rand(rng, t)
+        flat = x.reshape(-1)
+        pick = rng.random(flat.size)
+        flat[pick < 0.3] = 0.0
+        flat[(pick >= 0.3) & (pick < 0.5)] = -0.0
+        flat[(pick >= 0.5) & (pick < 0.55)] = np.nan
         return x
     return make
 
@@ -253,9 +272,27 @@ CASES = [
     case("fused_group_norm_cast_f16", [("x", f32[2, 8, 5, 5]), ("s", f32[8]), ("c", f32[8])],
          lambda b, x, s, c: b.fused(x, s, c, kind="reduction",
                                     body=lambda r, x, s, c: r.cast(r.group_norm(x, s, c, num_groups=4), to=f16))),
-    # what goes to the host
-    case("topk_runtime_k_host", [("x", f32[2, 9]), ("k", i64[()])], lambda b, x, k: b.topk(x, k),
-         feeds={"k": lambda rng: np.array(4, np.int64)}, host=True),
+    # sizes known only when the model runs: a size step binds them, the kernels follow
+    case("topk_runtime_k", [("x", f32[2, 9]), ("k", i64[()])], lambda b, x, k: b.topk(x, k),
+         feeds={"k": lambda rng: np.array(rng.integers(0, 10), np.int64)}),
+    case("topk_runtime_k_all_f16", [("x", f16[3, 700]), ("k", i64[1])], lambda b, x, k: b.topk(x, k, largest=False),
+         feeds={"k": lambda rng: np.array([700], np.int64)}),
+    case("topk_runtime_k_from_a_kernel", [("x", f32[4, 300]), ("c", i64[2])],
+         lambda b, x, c: b.topk(x, b.reshape(b.reduce_min(c, keepdims=False), shape=[1]), axis=1),
+         feeds={"c": lambda rng: np.array([rng.integers(0, 301), 400], np.int64)}),
+    case("nonzero_f32", [("x", f32[37, 45])], lambda b, x: b.nonzero(x), feeds={"x": sparse(f32[37, 45], 0.3)}),
+    case("nonzero_none_bool", [("x", boolean[5, 7])], lambda b, x: b.nonzero(x),
+         feeds={"x": lambda rng: np.zeros((5, 7), bool)}),
+    case("nonzero_all_i32_many_chunks", [("x", i32[3, 1100])], lambda b, x: b.nonzero(x),
+         feeds={"x": lambda rng: rng.integers(1, 9, size=(3, 1100)).astype(np.int32)}),
+    case("nonzero_nan_negative_zero_f16", [("x", f16[2500])], lambda b, x: b.nonzero(x),
+         feeds={"x": nan_and_signed_zeros(f16[2500])}),
+    case("nonzero_rank3_u8", [("x", u8[4, 33, 35])], lambda b, x: b.nonzero(x), feeds={"x": sparse(u8[4, 33, 35], 0.5)}),
+    case("constant_of_shape_counted", [("x", f32[6, 40])],
+         lambda b, x: b.constant_of_shape(b.concat(b.slice(b.shape(b.nonzero(x)), starts=[1], ends=[2], axes=[0]),
+                                                   b.constant(np.array([3], np.int64)), axis=0),
+                                          value=np.array(2.5, np.float16)),
+         feeds={"x": sparse(f32[6, 40], 0.4)}),
 ]
 IDS = [c.name for c in CASES]
 
@@ -268,8 +305,12 @@ def check_cover(step: dict[str, Any], source: str) -> None:
     threads = int(np.prod(step.block))
     assert f"__launch_bounds__({threads})" in source
     assert 1 <= threads <= 1024 and threads % 32 == 0 and step.grid[1:] == (1, 1)
-    assert step.grid[0] * per_block >= min(n, GRID_CAP * per_block), (step.grid, per_block, n)
-    assert step.grid[0] <= GRID_CAP
+    sizes = {s for d in (n, step.grid[0]) if not isinstance(d, int) for s in free_symbols(d)}
+    for x in (0, 1, 1000, 10**7) if sizes else (None,):   # sizes bound at run time: at several values
+        env = {name: x for name in sizes}
+        blocks, items = (d if isinstance(d, int) else evaluate(d, env) for d in (step.grid[0], n))
+        assert blocks * per_block >= min(items, GRID_CAP * per_block), (step.grid, per_block, n, env)
+        assert blocks <= GRID_CAP
 
 
 @pytest.fixture(scope="module")
