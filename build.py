@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import operator
 import os
+from pathlib import Path
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ log = logging.getLogger("ember.build")
 from ember.ir.dims import free_symbols
 from ember.ir.profiles import InputRange, Profile, ProfileError, symbol_ranges
 
-PRECISIONS = {"fp32": None, "fp16": "f16", "bf16": "bf16"}
+PRECISIONS = {"fp32": None, "fp16": "f16", "bf16": "bf16", "int8": "f16"}  # int8: what stays float runs in f16
 
 
 class BuildError(EmberError, RuntimeError):
@@ -198,6 +199,31 @@ def _newest(targets: Sequence[str]) -> str | None:
         return None  # a target that is no architecture: the compiler refuses it, naming it
 
 
+def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep: Sequence[str],
+                   progress: Callable[[int], None] | None) -> dict[str, Any]:
+    """Calibrate (or read the cache) and insert the Q/DQ pairs; what the engine records of it."""
+    from ember.passes.calibration import CalibrationError, calibrate
+    from ember.passes.quantize_int8 import quantize_int8
+
+    have_cache = cache is not None and Path(cache).is_file()
+    if calibrator is None and not have_cache:
+        raise BuildError("precision int8 needs calibration data (calibrator=, --calib DATA) or an existing "
+                         "calibration cache (calib_cache=, --calib-cache FILE)")
+    try:
+        calibration = calibrate(work, calibrator if calibrator is not None else [], method=method,
+                                cache=cache, progress=progress)
+    except CalibrationError as err:
+        raise BuildError(str(err)) from None
+    quantized = quantize_int8(work, calibration, frozenset(keep))
+    if quantized == 0:
+        raise BuildError("precision int8: no conv, matmul or gemm input could be quantized (none is calibrated, "
+                         "or every such op is kept)")
+    log.info("int8: %d inputs of heavy ops quantized (%s calibration%s)", quantized, calibration.method,
+             ", from the cache" if calibration.from_cache else f" over {calibration.batches} batches")
+    return {"method": calibration.method, "batches": calibration.batches, "from_cache": calibration.from_cache,
+            "quantized_inputs": quantized, "kept": list(keep)}
+
+
 def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),
             shapes: Mapping[str, Sequence[int]] | None = None, pipeline: str = "default", strict: bool = False,
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
@@ -205,7 +231,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             tactics: Mapping[int | str, str] | None = None,
             profiles: Sequence[Mapping[str, Any]] | None = None, opt_level: int | None = None,
             timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None,
-            plugins: Sequence[str] = ()) -> Any:
+            plugins: Sequence[str] = (), calibrator: Any = None, calib_method: str = "entropy",
+            calib_cache: str | os.PathLike | None = None,
+            calib_progress: Callable[[int], None] | None = None) -> Any:
     """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
 
     The engine serves the shapes of its optimization profiles: `profiles=[{"input_ids":
@@ -224,7 +252,14 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     before and written after.
 
     `plugins` names modules (dotted names or .py files) that register plugin ops
-    (ember.plugins), imported first; the engine records the plugins its IR uses."""
+    (ember.plugins), imported first; the engine records the plugins its IR uses.
+
+    `precision="int8"` quantizes the heavy ops' inputs (passes/quantize_int8.py) with scales
+    from a calibration (passes/calibration.py): `calibrator` is any re-iterable of input
+    batches ({name: array}), run through the interpreter by `calib_method` (entropy,
+    percentile or minmax); `calib_cache` is a calibration cache file, read when it exists
+    (nothing is run) and written after a calibration. `keep` names the ops left unquantized
+    (op kinds or locations). What stays float runs in f16."""
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import parse
@@ -241,7 +276,10 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     for name, w in module.weights.items():
         work.weights[name].data = w.data
     plans = profiles_for(work, shapes, profiles)
-    steps = pipeline if PRECISIONS[precision] is None else with_precision(pipeline, PRECISIONS[precision], keep)
+    int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress) \
+        if precision == "int8" else None
+    steps = pipeline if PRECISIONS[precision] is None else \
+        with_precision(pipeline, PRECISIONS[precision], () if int8 is not None else keep)
     start = time.perf_counter()
     log.info("passes: %s on %d ops", steps or "(none)", len(work.main.body.ops))
     PassManager(steps).run(work)
@@ -292,7 +330,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         binaries={name: {"cubins": b.cubins, "ptx": b.ptx, "ptx_arch": b.ptx_arch} for name, b in binaries.items()},
         sources={name: k.rendered for name, k in lowered.kernels.items()},
         info={"targets": list(compiler.targets), "nvrtc": compiler.version, "precision": precision,
-              "pipeline": steps, "symbols": env, "plugins": _plugins_used(work)},
+              "pipeline": steps, "symbols": env, "plugins": _plugins_used(work),
+              **({"quantization": int8} if int8 is not None else {})},
         profiles=plans if dynamic or len(plans) > 1 else (),
         specializations=lowered.specializations if dynamic or len(plans) > 1 else ())
     if dynamic:

@@ -343,6 +343,44 @@ def _parse_tactics(items: Sequence[str]) -> dict[int | str, str]:
     return tactics
 
 
+class CalibrationSet:
+    """`--calib`: an .npz of samples per input (split along axis 0 into batches of
+    `batch`), or a folder whose .npz files are one batch each (in name order). Re-iterable,
+    as the histogram methods read the set twice; a folder is read file by file."""
+
+    def __init__(self, path: str, batch: int) -> None:
+        self.path, self.batch = Path(path), batch
+        if batch < 1:
+            raise EmberError(f"--calib-batch {batch}: give 1 or more")
+        if self.path.is_dir():
+            self.files = sorted(self.path.glob("*.npz"))
+            if not self.files:
+                raise EmberError(f"--calib {path}: the folder has no .npz files (one batch each)")
+        elif self.path.is_file():
+            self.files = []
+            with np.load(self.path, allow_pickle=False) as data:
+                self.samples = {k: data[k] for k in data.files}
+            counts = {k: v.shape[0] if v.ndim else 0 for k, v in self.samples.items()}
+            if not counts or len(set(counts.values())) != 1 or 0 in counts.values():
+                raise EmberError(f"--calib {path}: expected arrays with the same number of samples along axis 0, "
+                                 f"got {', '.join(f'{k}: {v}' for k, v in counts.items()) or 'none'}")
+        else:
+            raise EmberError(f"--calib {path}: no such file or folder")
+
+    def __iter__(self):
+        if self.files:
+            for f in self.files:
+                try:
+                    with np.load(f, allow_pickle=False) as data:
+                        yield {k: data[k] for k in data.files}
+                except (OSError, ValueError) as err:
+                    raise EmberError(f"--calib {f}: not a readable .npz ({err})") from None
+            return
+        n = next(iter(self.samples.values())).shape[0]
+        for start in range(0, n, self.batch):
+            yield {k: v[start:start + self.batch] for k, v in self.samples.items()}
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -355,7 +393,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.dump_cuda is not None and Path(args.dump_cuda).exists() and not Path(args.dump_cuda).is_dir():
         raise EmberError(f"--dump-cuda {args.dump_cuda}: is a file; name a folder for the kernels' sources")
     module = _load(args.model, args)
-    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    if (args.calib or args.calib_cache) and not args.int8:
+        raise EmberError("--calib and --calib-cache go with --int8")
+    calibrator = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
+    keep = [k.strip() for item in args.precision_keep or [] for k in item.split(",") if k.strip()]
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_console(), transient=True, disable=args.quiet_all) as bar:
@@ -372,11 +414,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
         def tuned(done: int, total: int) -> None:
             bar.update(tuning, completed=done, total=total, visible=True, description="timing tactics")
+        calibrating = bar.add_task("calibrating", total=None, visible=False)
+
+        def calibrated(batches: int) -> None:
+            bar.update(calibrating, completed=batches, visible=True,
+                       description="calibrating (interpreter; histogram methods read the set twice)")
 
         engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
                        pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
                        cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []),
-                       opt_level=args.opt_level, timing_cache=args.timing_cache, tuning_progress=tuned)
+                       opt_level=args.opt_level, timing_cache=args.timing_cache, tuning_progress=tuned,
+                       calibrator=calibrator, calib_method=args.calib_method, calib_cache=args.calib_cache,
+                       calib_progress=calibrated, keep=keep)
     engine.save(out)
     if not args.quiet_all:
         con = _console()
@@ -1070,6 +1119,20 @@ def build_parser() -> argparse.ArgumentParser:
     precision = s.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="run float ops in f16")
     precision.add_argument("--bf16", action="store_true", help="run float ops in bf16")
+    precision.add_argument("--int8", action="store_true",
+                           help="quantize conv/matmul/gemm inputs to int8 with calibrated scales (the rest in f16)")
+    s.add_argument("--calib", metavar="DATA.npz|DIR",
+                   help="with --int8: calibration data, an .npz of samples per input (axis 0) or a folder of "
+                        ".npz batches")
+    s.add_argument("--calib-method", default="entropy", choices=("entropy", "percentile", "minmax"),
+                   help="with --int8: how activation ranges are chosen (default entropy, as TensorRT)")
+    s.add_argument("--calib-cache", metavar="FILE",
+                   help="with --int8: a calibration cache, read when it exists (no calibration runs), else written")
+    s.add_argument("--calib-batch", type=int, default=8, metavar="N",
+                   help="with --calib DATA.npz: samples per calibration batch (default 8)")
+    s.add_argument("--precision-keep", action="append", metavar="NAME,...",
+                   help="with --int8: ops left unquantized, by kind (matmul) or location (an ONNX node name); "
+                        "with --fp16/--bf16: ops kept in f32")
     s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures (default sm_80,sm_90)")
     s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
                    help="one shape per input with symbolic dims (an engine for exactly this shape)")

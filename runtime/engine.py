@@ -223,7 +223,8 @@ class Engine:
             "targets": list(info.get("targets") or []), "nvrtc": str(info.get("nvrtc") or ""),
             "precision": str(info.get("precision") or ""), "pipeline": str(info.get("pipeline") or ""),
             "symbols": {str(k): int(v) for k, v in dict(info.get("symbols") or {}).items()},
-            "plugins": {str(k): str(v) for k, v in dict(info.get("plugins") or {}).items()}}))
+            "plugins": {str(k): str(v) for k, v in dict(info.get("plugins") or {}).items()},
+            **({"quantization": dict(info["quantization"])} if info.get("quantization") else {})}))
         plan = plan_memory(program, extra_reads=_op_reads_beyond_kernels(module, program))
         inputs, outputs = _signature(module, program)
         specs = [Specialization.from_json(json.loads(fmt.canonical_json(sp.to_json()))) for sp in specializations]
@@ -321,6 +322,7 @@ class Engine:
             "targets": list(self.info.get("targets", [])), "ptx_arch": ptx_arches,
             "precision": self.info.get("precision", ""), "pipeline": self.info.get("pipeline", ""),
             "symbols": self.symbols, "plugins": dict(self.info.get("plugins") or {}),
+            **({"quantization": self.info["quantization"]} if self.info.get("quantization") else {}),
             "counts": {"kernels": len(self.kernels), "steps": len(self.steps), "host_steps": self.host_steps,
                        "weights": len(self.weights), "weight_bytes": len(weights_blob),
                        "arena_bytes": self.plan.arena_bytes},
@@ -426,6 +428,12 @@ class Engine:
         if not isinstance(plugins, dict) or not all(isinstance(k, str) and isinstance(v, str) and "." in k
                                                     and not k.startswith("ember.") for k, v in plugins.items()):
             raise EngineFormatError(f"{source}: header 'plugins': not a map of plugin op names to versions")
+        quantization = header.get("quantization") or {}
+        if not isinstance(quantization, dict) or not all(
+                isinstance(k, str) and (isinstance(v, (str, int, float, bool)) or
+                                        isinstance(v, list) and all(isinstance(x, str) for x in v))
+                for k, v in quantization.items()):
+            raise EngineFormatError(f"{source}: header 'quantization': not a map of names to plain values")
         from ember.ir import placeholder
         placeholder.ensure(plugins)   # plugin ops this process has not imported parse as placeholders
         module = _parse_ir(ir_text, source)
@@ -434,6 +442,7 @@ class Engine:
         info = {"targets": header.get("targets", []), "nvrtc": header.get("nvrtc", ""),
                 "precision": header.get("precision", ""), "pipeline": header.get("pipeline", ""),
                 "symbols": symbols, "plugins": dict(plugins),
+                **({"quantization": dict(quantization)} if quantization else {}),
                 "ember_version": header.get("ember_version", ""), "format_version": header.get("format_version")}
         inputs = [TensorSpec.from_json(t) for t in io["inputs"]]
         outputs = [TensorSpec.from_json(t) for t in io["outputs"]]

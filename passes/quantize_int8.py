@@ -1,0 +1,127 @@
+"""quantize-int8{calibration=FILE, keep=[...]}: post-training int8 as explicit Q/DQ pairs.
+
+TensorRT's calibrated ("implicit") int8 and a model that carries QuantizeLinear /
+DequantizeLinear pairs ("explicit") end in the same place here: this pass writes what a
+calibration found as the pairs an explicitly quantized model would carry, so the rest of the
+pipeline has one form to fold and lower. Before each heavy op's float operands:
+
+    conv(x, w, b) -> conv(dq(q(x, s_x)), dq(q(w, s_w[o], axis=0)), b)
+    matmul(a, b)  -> matmul(dq(q(a, s_a)), dq(q(b, s_b[n], axis=-1)))
+
+with symmetric int8 (zero point 0, [-128, 127]): an activation's scale is its calibrated
+threshold / 127 (passes/calibration.py, keyed by the tensor names the textual IR prints),
+a weight's (ember.weight) is per output channel, max |w| / 127 over the other axes. A bias
+stays float (it joins the i32 accumulator at the scales' product, in the epilogue).
+Operands with no calibrated scale, and ops named in `keep` (op kinds such as `ember.matmul`
+or `matmul`, or locations such as an ONNX node name), stay as they are.
+
+The pass runs first, on the module as imported, so the calibration's names are the
+module's. Until the int8 kernels (issue 17) fold these pairs into s8 x s8 -> s32 GEMMs, the
+pairs lower to elementwise kernels (lower-quantization): an engine computes int8's rounding
+and saturation, not yet its speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ember.ir.builder import Builder
+from ember.ir.core import Module, Operation, Value
+from ember.ir.types import TensorType, dtype_of
+from ember.passes.calibration import Calibration, CalibrationError, tensor_names, weight_scales
+from ember.passes.manager import Pass, PassContext, register_pass
+
+# heavy op -> (its float operands to quantize, the axis of each weight's output channels)
+QUANTIZED_OPERANDS: dict[str, tuple[tuple[int, int], ...]] = {
+    "ember.conv": ((0, 0), (1, 0)),
+    "ember.matmul": ((0, -1), (1, -1)),
+    "ember.gemm": ((0, -1), (1, -1)),
+}
+
+
+def _kept(op: Operation, keep: frozenset[str]) -> bool:
+    short = op.name.split(".", 1)[-1]
+    return op.name in keep or short in keep or any(n in keep for n in op.loc.names)
+
+
+def _weight_data(module: Module, v: Value) -> np.ndarray | None:
+    op = v.defining_op
+    if op is None or op.name != "ember.weight":
+        return None
+    w = module.weights.get(op.attributes["name"])
+    return None if w is None or w.data is None else np.asarray(w.data)
+
+
+def _pair(b: Builder, x: Value, scale: np.ndarray, axis: int) -> Value:
+    """dq(q(x)) with symmetric int8 scales (a scalar, or one per channel along `axis`)."""
+    t = x.type
+    assert isinstance(t, TensorType)
+    s = b.constant(np.asarray(scale, np.float32), "f32")
+    zp = b.constant(np.zeros(np.shape(scale), np.int8), "i8")
+    ax = axis % t.rank if t.rank else 0
+    q = b.op("ember.quantize", x, s, zp, axis=ax)
+    dq = b.op("ember.dequantize", q, s, zp, axis=ax)
+    return dq if t.dtype == dtype_of(np.float32) else b.op("ember.cast", dq, to=t.dtype)
+
+
+def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset()) -> int:
+    """Insert the Q/DQ pairs; returns how many operands were quantized."""
+    names = tensor_names(module)
+    scales = calibration.scales
+    done = 0
+    block = module.main.body
+    for op in list(block.ops):
+        plan = QUANTIZED_OPERANDS.get(op.name)
+        if plan is None or _kept(op, keep):
+            continue
+        for index, axis in plan:
+            if index >= len(op.operands) or op.operands[index] is None:
+                continue
+            v = op.operands[index]
+            t = v.type
+            if not isinstance(t, TensorType) or t.shape is None or t.dtype.kind != "float":
+                continue
+            b = Builder(module=module, block=block, before=op, loc=op.loc)
+            data = _weight_data(module, v)
+            if data is not None and data.ndim >= 1:
+                if op.name == "ember.gemm" and index == 1 and op.attributes.get("trans_b"):
+                    axis = 0  # b is [N, K]: its output channels lead
+                new = _pair(b, v, weight_scales(data, axis).astype(np.float32), axis)
+            elif v in names and names[v] in scales:
+                new = _pair(b, v, np.float32(scales[names[v]]), 0)
+            else:
+                continue
+            op.set_operand(index, new)
+            done += 1
+    return done
+
+
+def read_calibration(path: str) -> Calibration:
+    if not Path(path).is_file():
+        raise CalibrationError(f"quantize-int8: calibration cache {path!r} does not exist (calibrate with "
+                               "`ember compile --int8 --calib DATA`, which writes it)")
+    return Calibration.load(path)
+
+
+@register_pass("quantize-int8")
+@dataclass(frozen=True)
+class QuantizeInt8(Pass):
+    """Quantize heavy ops' inputs to int8 with a calibration cache's scales (see the module docstring)."""
+
+    calibration: str = ""
+    keep: tuple[str, ...] = ()
+
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        if not self.calibration:
+            raise CalibrationError("quantize-int8 needs calibration=FILE (a calibration cache)")
+        found = quantize_int8(module, read_calibration(self.calibration), frozenset(self.keep))
+        if found:
+            ctx.count(self.name, "operands quantized", found)
+        return bool(found)
+
+
+__all__ = ["QUANTIZED_OPERANDS", "QuantizeInt8", "quantize_int8", "read_calibration"]

@@ -1,0 +1,150 @@
+"""quantize-int8 and `precision="int8"`: calibrated scales become the Q/DQ pairs an explicitly
+quantized model carries (activations per tensor at threshold / 127, weights per output
+channel at max |w| / 127), the engine computes that quantization, a calibration cache is
+reused without running anything, and the CLI's --int8 --calib --calib-cache drive it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ember
+from ember.build import BuildError
+from ember.cli import main
+from ember.ir.builder import Builder
+from ember.ir.interpret import interpret
+from ember.ir.parser import parse
+from ember.ir.types import f32
+from ember.passes import calibration as C
+from ember.passes.quantize_int8 import quantize_int8
+
+RNG = np.random.default_rng(7)
+W = (RNG.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+B = RNG.standard_normal(8).astype(np.float32)
+FW = (RNG.standard_normal((8 * 10 * 10, 6)) * 0.05).astype(np.float32)
+
+
+def conv_mlp() -> ember.ir.Module:
+    b = Builder("conv_mlp")
+    x = b.input("x", f32["N", 3, 10, 10])
+    y = b.op("ember.relu", b.op("ember.conv", x, b.weight("w", W), b.weight("b", B), pads=[1, 1, 1, 1]))
+    flat = b.op("ember.reshape", y, shape=["N", 800])
+    b.output("z", b.op("ember.matmul", flat, b.weight("fw", FW)))
+    return b.build()
+
+
+def batches(n: int = 3, batch: int = 2) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [{"x": rng.standard_normal((batch, 3, 10, 10)).astype(np.float32)} for _ in range(n)]
+
+
+def test_the_pairs_carry_the_calibrated_scales() -> None:
+    m = conv_mlp()
+    cal = C.calibrate(m, batches(), method="minmax")
+    names = C.tensor_names(m)
+    x_name = names[m.main.body.args[0]]
+    flat = next(op for op in m.main.body.ops if op.name == "ember.reshape").results[0]
+    assert quantize_int8(m, cal) == 4          # conv's x and w, matmul's a and b
+    quant = [op for op in m.main.body.ops if op.name == "ember.quantize"]
+    assert len(quant) == 4 and sum(op.name == "ember.dequantize" for op in m.main.body.ops) == 4
+    scale = {id(op.operands[0]): np.asarray(op.operands[1].defining_op.attributes["value"].array) for op in quant}
+    by_value = {op.operands[0]: scale[id(op.operands[0])] for op in quant}
+    assert float(by_value[m.main.body.args[0]]) == pytest.approx(cal.thresholds[x_name] / 127, rel=1e-6)
+    assert float(by_value[flat]) == pytest.approx(cal.thresholds[names[flat]] / 127, rel=1e-6)
+    w_value = next(v for v in by_value if v.defining_op is not None and v.defining_op.attributes.get("name") == "w")
+    np.testing.assert_allclose(by_value[w_value], np.abs(W).max(axis=(1, 2, 3)) / 127, rtol=1e-6)
+    fw_value = next(v for v in by_value if v.defining_op is not None and v.defining_op.attributes.get("name") == "fw")
+    np.testing.assert_allclose(by_value[fw_value], np.abs(FW).max(axis=0) / 127, rtol=1e-6)  # per output column
+    assert all(op.attributes["dtype"] is None or op.attributes["dtype"].name == "i8" for op in quant)
+    assert str(quant[0].results[0].type).startswith("i8")
+    ember.ir.verify(m)
+    # the bias stays float, and a kept op is left alone
+    m2 = conv_mlp()
+    assert quantize_int8(m2, cal, frozenset({"matmul"})) == 2
+
+
+def test_an_int8_engine_computes_its_quantization(tmp_path: Path, kernel_cache: Path) -> None:
+    m = conv_mlp()
+    cache = tmp_path / "calib.txt"
+    e = ember.compile(m, precision="int8", calibrator=batches(), calib_method="minmax", calib_cache=cache,
+                      shapes={"x": (2, 3, 10, 10)}, cache_dir=kernel_cache, targets=("sm_90",))
+    assert e.info["quantization"]["quantized_inputs"] == 4 and e.info["precision"] == "int8"
+    assert e.host_steps == 0
+    feeds = {"x": np.random.default_rng(5).standard_normal((2, 3, 10, 10)).astype(np.float32)}
+    got = e.run(feeds)["z"]
+    fp32 = interpret(m, feeds)["z"]
+    q = conv_mlp()
+    quantize_int8(q, C.Calibration.load(cache))
+    fake = interpret(q, feeds)["z"]
+    scale = np.abs(fp32).max()
+    assert np.abs(got - fake).max() <= 1e-2 * scale           # the engine (f16 around the pairs) is its IR
+    assert 1e-3 * scale < np.abs(got - fp32).max() <= 5e-2 * scale  # int8 is not fp32, and close to it
+    saved = tmp_path / "m.engine"
+    e.save(saved)
+    assert ember.Engine.load(saved).info["quantization"] == e.info["quantization"]
+
+
+def test_a_calibration_cache_is_reused_and_checked(tmp_path: Path, kernel_cache: Path) -> None:
+    m = conv_mlp()
+    cache = tmp_path / "calib.txt"
+    opts = dict(shapes={"x": (2, 3, 10, 10)}, cache_dir=kernel_cache, targets=("sm_90",))
+    ember.compile(m, precision="int8", calibrator=batches(), calib_method="percentile", calib_cache=cache, **opts)
+    text = cache.read_text()
+    runs = C.RUNS["interpreter"]
+    e = ember.compile(m, precision="int8", calib_method="percentile", calib_cache=cache, **opts)
+    assert C.RUNS["interpreter"] == runs and e.info["quantization"]["from_cache"] is True
+    assert cache.read_text() == text
+    with pytest.raises(BuildError, match="a percentile 99.99 calibration; this build asks for entropy"):
+        ember.compile(m, precision="int8", calib_method="entropy", calib_cache=cache, **opts)
+    with pytest.raises(BuildError, match="precision int8 needs calibration data"):
+        ember.compile(m, precision="int8", **opts)
+
+
+def onnx_conv_model(path: Path) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 10, 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [x], [y], [numpy_helper.from_array(W, "w"), numpy_helper.from_array(B, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+
+
+def test_the_cli_calibrates_once_and_reuses_the_cache(tmp_path: Path, kernel_cache: Path, capsys) -> None:
+    onnx_conv_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(3).standard_normal((10, 3, 10, 10)).astype(np.float32))
+    common = [str(tmp_path / "m.onnx"), "--shapes", "x:2x3x10x10", "--target", "sm_90", "--cache-dir",
+              str(kernel_cache), "--int8", "--calib-cache", str(tmp_path / "c.txt")]
+    assert main(["compile", *common, "--calib", str(tmp_path / "calib.npz"), "--calib-batch", "4",
+                 "-o", str(tmp_path / "a.engine")]) == 0
+    info = ember.Engine.load(tmp_path / "a.engine").info["quantization"]
+    assert info["batches"] == 3 and info["method"] == "entropy" and not info["from_cache"]
+    assert (tmp_path / "c.txt").read_text().startswith("# Ember calibration cache v1")
+    runs = C.RUNS["interpreter"]
+    assert main(["compile", *common, "-o", str(tmp_path / "b.engine")]) == 0
+    assert C.RUNS["interpreter"] == runs and ember.Engine.load(tmp_path / "b.engine").info["quantization"]["from_cache"]
+    capsys.readouterr()
+    assert main(["compile", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npz"),
+                 "-o", str(tmp_path / "c.engine")]) == 2
+    assert "--calib and --calib-cache go with --int8" in capsys.readouterr().err
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 10, 10), np.float32), y=np.zeros((5, 1), np.float32))
+    assert main(["compile", *common[:-2], "--calib", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "d.engine")]) == 2
+    assert "the same number of samples along axis 0" in capsys.readouterr().err
+    assert not (tmp_path / "c.engine").exists() and not (tmp_path / "d.engine").exists()
+
+
+def test_a_forged_quantization_header_is_refused(tmp_path: Path, kernel_cache: Path) -> None:
+    from engine_forgery import decode, encode
+
+    from ember.runtime.engine_format import EngineFormatError
+    e = ember.compile(conv_mlp(), precision="int8", calibrator=batches(), calib_method="minmax",
+                      shapes={"x": (2, 3, 10, 10)}, cache_dir=kernel_cache, targets=("sm_90",))
+    header, sections, aligns = decode(e.to_bytes())
+    header["quantization"] = {"method": {"nested": "object"}}
+    with pytest.raises(EngineFormatError, match="header 'quantization': not a map of names to plain values"):
+        ember.Engine.from_bytes(encode(header, sections, aligns))
