@@ -200,7 +200,7 @@ def _newest(targets: Sequence[str]) -> str | None:
 
 
 def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep: Sequence[str],
-                   progress: Callable[[int], None] | None) -> dict[str, Any]:
+                   progress: Callable[[int], None] | None, keep_sensitive: int = 0) -> dict[str, Any]:
     """Calibrate (or read the cache) and insert the Q/DQ pairs; what the engine records of it."""
     from ember.passes.calibration import CalibrationError, calibrate
     from ember.passes.quantize_int8 import quantize_int8
@@ -214,6 +214,15 @@ def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep:
                                 cache=cache, progress=progress)
     except CalibrationError as err:
         raise BuildError(str(err)) from None
+    keep = list(keep)
+    if keep_sensitive:
+        from ember.passes.int8_sensitivity import layer_sensitivity
+        if calibrator is None:
+            raise BuildError("keep_sensitive (--int8-keep-sensitive) ranks the layers on calibration data: give it too")
+        first = [b for _, b in zip(range(2), calibrator)]
+        ranked = layer_sensitivity(work, calibration, first)
+        keep += [e.name for e in ranked[:keep_sensitive]]
+        log.info("int8: kept in float, the most sensitive: %s", ", ".join(e.name for e in ranked[:keep_sensitive]))
     quantized = quantize_int8(work, calibration, frozenset(keep))
     if quantized == 0:
         raise BuildError("precision int8: no conv, matmul or gemm input could be quantized (none is calibrated, "
@@ -221,7 +230,7 @@ def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep:
     log.info("int8: %d inputs of heavy ops quantized (%s calibration%s)", quantized, calibration.method,
              ", from the cache" if calibration.from_cache else f" over {calibration.batches} batches")
     return {"method": calibration.method, "batches": calibration.batches, "from_cache": calibration.from_cache,
-            "quantized_inputs": quantized, "kept": list(keep)}
+            "quantized_inputs": quantized, "kept": keep}
 
 
 def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),
@@ -233,7 +242,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None,
             plugins: Sequence[str] = (), calibrator: Any = None, calib_method: str = "entropy",
             calib_cache: str | os.PathLike | None = None,
-            calib_progress: Callable[[int], None] | None = None) -> Any:
+            calib_progress: Callable[[int], None] | None = None, keep_sensitive: int = 0) -> Any:
     """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
 
     The engine serves the shapes of its optimization profiles: `profiles=[{"input_ids":
@@ -259,7 +268,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     batches ({name: array}), run through the interpreter by `calib_method` (entropy,
     percentile or minmax); `calib_cache` is a calibration cache file, read when it exists
     (nothing is run) and written after a calibration. `keep` names the ops left unquantized
-    (op kinds or locations). What stays float runs in f16."""
+    (op kinds or locations); `keep_sensitive=N` also keeps the N heavy ops that cost the most
+    accuracy when quantized alone (passes/int8_sensitivity.py, on the first two calibration
+    batches). What stays float runs in f16."""
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import parse
@@ -276,7 +287,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     for name, w in module.weights.items():
         work.weights[name].data = w.data
     plans = profiles_for(work, shapes, profiles)
-    int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress) \
+    int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive) \
         if precision == "int8" else None
     steps = pipeline if PRECISIONS[precision] is None else \
         with_precision(pipeline, PRECISIONS[precision], () if int8 is not None else keep)

