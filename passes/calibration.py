@@ -12,7 +12,8 @@ float tensor's absolute values give a threshold T; its int8 scale is T / 127. Th
   candidate i of 128..2048 bins, P is the first i bins with the rest folded into the last one;
   Q merges those i bins into 128 groups and spreads each group's count evenly over its non-empty
   bins; T = (i + 0.5) * bin width at the minimum (the recipe of "8-bit Inference with
-  TensorRT", Migacz 2017).
+  TensorRT", Migacz 2017). The first bin (the exact zeros of ReLU and clip outputs) counts as
+  its neighbour, as NVIDIA's pytorch-quantization does, so the zeros do not decide the result.
 
 Histogram methods need amax before binning, so they take two passes over the data: the set must
 be re-iterable (a list, or an object whose __iter__ starts again). Weights are not calibrated:
@@ -144,6 +145,14 @@ def entropy_threshold(hist: np.ndarray, amax: float, levels: int = LEVELS) -> fl
         return 0.0
     width = amax / bins
     if bins <= levels:
+        return float(amax)
+    # The first bin holds the exact zeros of ReLU, clip and padding outputs: a count that dwarfs
+    # the rest would decide the divergence by itself (every wider candidate merges it into a
+    # level it shares with sparse bins) and pull the threshold to the smallest candidate. As in
+    # NVIDIA's pytorch-quantization recipe, it counts as its neighbour does.
+    hist = hist.copy()
+    hist[0] = hist[1]
+    if hist.sum() == 0:
         return float(amax)
     best_i, best_kl = bins, math.inf
     suffix = np.concatenate([np.cumsum(hist[::-1])[::-1], [0.0]])  # suffix[i] = sum(hist[i:])

@@ -18,7 +18,9 @@ from ember.passes import calibration as C
 
 def reference_entropy_threshold(hist: np.ndarray, amax: float, levels: int = 128) -> float:
     """TensorRT's recipe, spelled out with loops: clip at i bins, quantize to `levels`, expand,
-    KL; the i with the least divergence."""
+    KL; the i with the least divergence. The zero bin first takes its neighbour's count."""
+    hist = [float(h) for h in hist]
+    hist[0] = hist[1]
     bins = len(hist)
     width = amax / bins
     best, best_i = math.inf, bins
@@ -155,3 +157,17 @@ def test_weight_scales_are_per_output_channel():
     w[0, 0, 0], w[1, 1, 1], w[2] = -2.54, 1.27, 0.0
     np.testing.assert_allclose(C.weight_scales(w)[:2], [0.02, 0.01])
     assert 0 < C.weight_scales(w)[2] < 1e-30  # an all-zero channel still gets a usable scale
+
+
+def test_the_zeros_of_a_relu_do_not_decide_the_entropy_threshold():
+    """Half the values exactly zero (a ReLU's output): without the zero bin taking its
+    neighbour's count, every wider candidate pays for merging that bin, and the threshold
+    falls to the smallest candidate (128.5 bins: an eighth of the range)."""
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.standard_normal(200_000))
+    x[: x.size // 2] = 0.0
+    amax = float(x.max())
+    hist = np.histogram(x, bins=C.BINS, range=(0.0, amax))[0]
+    t = C.entropy_threshold(hist, amax)
+    assert t > 0.4 * amax and t > 2.0, (t, amax)
+    assert t == pytest.approx(reference_entropy_threshold(hist, amax), rel=1e-12)
