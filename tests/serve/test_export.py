@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tritonclient.http as httpclient
 from ember.cli import main
 from google.protobuf import text_format
-from serving import bert_feed, http_inputs, loopback_ports
+from serving import LazyModule, bert_feed, http_inputs, loopback_ports
 from tritonclient.grpc import model_config_pb2
+
+httpclient = LazyModule("tritonclient.http")  # (the device has no gevent: see serving.py)
 
 
 def parse_config(path: Path) -> model_config_pb2.ModelConfig:

@@ -51,3 +51,18 @@ def grpc_inputs(feed):
         t.set_data_from_numpy(value)
         out.append(t)
     return out
+
+
+class LazyModule:
+    """A module imported on first use: the CPU serving tests name tritonclient.http at the top,
+    and the device has no gevent for it, so `-m gpu` runs collect these files without it."""
+
+    def __init__(self, name: str) -> None:
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            import importlib
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
