@@ -273,7 +273,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     batches). What stays float runs in f16."""
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
-    from ember.ir.parser import parse
+    from ember.ir.parser import copy_module
     from ember.passes.manager import PassManager
     from ember.runtime.engine import Engine
 
@@ -282,10 +282,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     if plugins:
         from ember.plugins import load as load_plugins
         load_plugins(plugins)
-    # Work on a copy: the caller's module stays as it was.
-    work = parse(str(module), verify=False)
-    for name, w in module.weights.items():
-        work.weights[name].data = w.data
+    work = copy_module(module)  # the caller's module stays as it was
     plans = profiles_for(work, shapes, profiles)
     int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive) \
         if precision == "int8" else None
@@ -367,11 +364,9 @@ def refit_from_model(engine: Any, module: Module) -> Any:
     out as a rebuild would make them; the kernels and the plan stay. Refused, naming the first
     difference, when the optimized graph is not the engine's (another model, or passes whose
     decisions depend on the weights' values, such as constant folding into inline constants)."""
-    from ember.ir.parser import parse
+    from ember.ir.parser import copy_module
     from ember.passes.manager import PassManager
-    work = parse(str(module), verify=False)
-    for name, w in module.weights.items():
-        work.weights[name].data = w.data
+    work = copy_module(module)
     missing = [n for n, w in work.weights.items() if w.data is None]
     if missing:
         raise BuildError(f"refit: the model has no data for weight{'s' if len(missing) > 1 else ''} "

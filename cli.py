@@ -153,6 +153,11 @@ def _write_text(path: Path | str, text: str) -> None:
         f.write(text.encode())
 
 
+def _names(values: Sequence[str] | None) -> list[str]:
+    """A repeatable NAME,NAME... option as one list."""
+    return [k.strip() for item in values or [] for k in item.split(",") if k.strip()]
+
+
 def _write_json(target: str, data: dict[str, Any]) -> None:
     import json
     text = json.dumps(data, indent=2) + "\n"
@@ -397,7 +402,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if (args.calib or args.calib_cache or args.int8_keep_sensitive) and not args.int8:
         raise EmberError("--calib, --calib-cache and --int8-keep-sensitive go with --int8")
     calibrator = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
-    keep = [k.strip() for item in args.precision_keep or [] for k in item.split(",") if k.strip()]
+    keep = _names(args.precision_keep)
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_console(), transient=True, disable=args.quiet_all) as bar:
@@ -811,12 +816,10 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
     """`ember compare --int8 [--per-layer]`: the int8 model (calibrated Q/DQ pairs, as --int8
     builds) against the float model on the interpreter, output by output; with --per-layer,
     every heavy op quantized alone, ranked by the error it causes (what to --precision-keep)."""
-    import json
-
     from ember.ir.interpret import interpret
-    from ember.ir.atomic_file import atomic_write
+    from ember.ir.parser import copy_module
     from ember.passes.calibration import CalibrationError, calibrate
-    from ember.passes.int8_sensitivity import copy_of, layer_sensitivity, output_errors
+    from ember.passes.int8_sensitivity import layer_sensitivity, output_errors
     from ember.passes.quantize_int8 import quantize_int8
 
     if not (args.calib or args.calib_cache):
@@ -835,8 +838,8 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
         feeds, where = list(data)[:2], "the first calibration batches"
     else:
         raise EmberError("--int8 with only --calib-cache: give --inputs FILE.npz to evaluate on")
-    keep = [k.strip() for item in args.precision_keep or [] for k in item.split(",") if k.strip()]
-    quantized = copy_of(module)
+    keep = _names(args.precision_keep)
+    quantized = copy_module(module)
     n = quantize_int8(quantized, calibration, frozenset(keep))
     con = _console()
     con.print(f"{args.model}: int8 ({n} inputs of heavy ops quantized, {calibration.method} calibration) against "
@@ -857,12 +860,7 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
         for e in layers[:args.top]:
             con.print(f"  {e.error:.3e}  max rel {e.rel:.3g}  {e.kind}  {e.name}", markup=False)
     if args.json:
-        text = json.dumps(report, indent=1) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            with atomic_write(args.json) as out:
-                out.write(text.encode())
+        _write_json(args.json, report)
     return 0
 
 

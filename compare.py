@@ -228,12 +228,8 @@ def overflow(actual: Any, expected: np.ndarray) -> str:
 # -- running Ember ---------------------------------------------------------------------------------
 def _copy(module: Any) -> Any:
     """A module's copy (text and the same weight arrays): exposing values must not touch the caller's."""
-    from ember.ir.parser import parse
-    work = parse(str(module), verify=False)
-    for name, w in module.weights.items():
-        if name in work.weights:
-            work.weights[name].data = w.data
-    return work
+    from ember.ir.parser import copy_module
+    return copy_module(module)
 
 
 def expose_all(module: Any) -> tuple[Any, dict[str, tuple[int, int]]]:

@@ -270,7 +270,8 @@ def reference_problems(name: str, output_names: Sequence[str], outputs: Sequence
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             evaluator = ReferenceEvaluator(case.model)
-            names = [i.name for i in case.model.graph.input if i.name not in {t.name for t in case.model.graph.initializer}]
+            constants = {t.name for t in case.model.graph.initializer}
+            names = [i.name for i in case.model.graph.input if i.name not in constants]
             problems: list[str] = []
             for (inputs, _), got in zip(data_sets(case), outputs):
                 want = evaluator.run(None, dict(zip(names, inputs)))

@@ -38,7 +38,7 @@ from ember.ir.lexer import IRLexer
 from ember.ir.parse_actions import CURRENT, MAX_NESTING, Actions, Run, dim_value
 from ember.ir.types import Type
 
-__all__ = ["GRAMMAR", "MAX_NESTING", "parse", "parse_dim", "parse_type"]
+__all__ = ["GRAMMAR", "MAX_NESTING", "copy_module", "parse", "parse_dim", "parse_type"]
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
 
@@ -146,3 +146,14 @@ def _terminal_names() -> dict[str, str]:
         if t.name not in names:
             names[t.name] = f"'{t.pattern.value}'" if t.pattern.type == "str" else t.name.lower()
     return names
+
+
+def copy_module(module: Module) -> Module:
+    """A working copy: the module re-read from its text, sharing the weight arrays (which
+    passes replace, never write), so rewriting the copy leaves the caller's module as it was."""
+    work = parse(str(module), verify=False)
+    for name, w in module.weights.items():
+        if name in work.weights:
+            work.weights[name].data = w.data
+    return work
+

@@ -56,6 +56,13 @@ def _dtype(v: Value | None) -> DType | None:
     return v.type.dtype if v is not None and isinstance(v.type, TensorType) else None
 
 
+def named_by(op: Operation, names: frozenset[str]) -> bool:
+    """Whether a user's list of ops names this one: by op type (`ember.gemm` or `gemm`) or by
+    location (an ONNX node name). convert-precision's and quantize-int8's `keep` both read it."""
+    short = op.name.split(".", 1)[-1]
+    return op.name in names or short in names or any(n in names for n in op.loc.names)
+
+
 @dataclass(frozen=True)
 class Precision:
     """The low type and what the user keeps in f32 (op names, short op names, locations)."""
@@ -64,8 +71,7 @@ class Precision:
     keep: frozenset[str] = frozenset()
 
     def kept(self, op: Operation) -> bool:
-        short = op.name.split(".", 1)[-1]
-        return op.name in self.keep or short in self.keep or any(n in self.keep for n in op.loc.names)
+        return named_by(op, self.keep)
 
     def converts(self, op: Operation) -> bool:
         """The op computes in f32 now and is to compute in the low type."""

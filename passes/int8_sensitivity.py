@@ -19,7 +19,7 @@ import numpy as np
 
 from ember.ir.core import Module
 from ember.ir.interpret import interpret
-from ember.ir.parser import parse
+from ember.ir.parser import copy_module
 from ember.passes.calibration import Calibration
 from ember.passes.quantize_int8 import label, quantizable, quantize_int8
 
@@ -40,13 +40,6 @@ class LayerError:
     kind: str
     error: float          # 1 - cosine, worst over batches and outputs, with only this op quantized
     rel: float            # the largest max |a - b| / max |a| with only this op quantized
-
-
-def copy_of(module: Module) -> Module:
-    out = parse(str(module), verify=False)
-    for name, w in module.weights.items():
-        out.weights[name].data = w.data
-    return out
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -78,7 +71,7 @@ def layer_sensitivity(module: Module, calibration: Calibration, batches: Iterabl
     ops = quantizable(module)
     found = []
     for k, (index, op) in enumerate(ops):
-        one = copy_of(module)
+        one = copy_module(module)
         if quantize_int8(one, calibration, only=frozenset({index})) == 0:
             continue  # no calibrated input
         worst, rel = 0.0, 0.0
@@ -91,4 +84,4 @@ def layer_sensitivity(module: Module, calibration: Calibration, batches: Iterabl
     return sorted(found, key=lambda e: (-e.error, e.index))
 
 
-__all__ = ["LayerError", "OutputError", "copy_of", "layer_sensitivity", "output_errors"]
+__all__ = ["LayerError", "OutputError", "layer_sensitivity", "output_errors"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from ember.ir.builder import Builder
 from ember.ir.core import Module, Operation, Value
 from ember.ir.types import TensorType, dtype_of
 from ember.passes.calibration import Calibration, CalibrationError, tensor_names, weight_scales
+from ember.passes.convert_precision import named_by
 from ember.passes.manager import Pass, PassContext, register_pass
 
 # heavy op -> (its float operands to quantize, the axis of each weight's output channels)
@@ -41,11 +41,6 @@ QUANTIZED_OPERANDS: dict[str, tuple[tuple[int, int], ...]] = {
     "ember.matmul": ((0, -1), (1, -1)),
     "ember.gemm": ((0, -1), (1, -1)),
 }
-
-
-def _kept(op: Operation, keep: frozenset[str]) -> bool:
-    short = op.name.split(".", 1)[-1]
-    return op.name in keep or short in keep or any(n in keep for n in op.loc.names)
 
 
 def _weight_data(module: Module, v: Value) -> np.ndarray | None:
@@ -88,7 +83,7 @@ def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str]
     block = module.main.body
     for position, op in enumerate(list(block.ops)):
         plan = QUANTIZED_OPERANDS.get(op.name)
-        if plan is None or _kept(op, keep) or only is not None and position not in only:
+        if plan is None or named_by(op, keep) or only is not None and position not in only:
             continue
         for index, axis in plan:
             if index >= len(op.operands) or op.operands[index] is None:
