@@ -21,4 +21,4 @@ if [ -f .kcache.tar.xz ]; then
   tar -xJf .kcache.tar.xz -C /tmp && cp -r /tmp/.kcache/. /tmp/ember-kernels/ 2>/dev/null || true
 fi
 PYTHONPATH=/tmp/ember-pkg:/tmp/ember-site timeout 540 python3 benchmarks/backend_gpu.py \
-  --cache-dir /tmp/ember-kernels --chunk "$i/$n" --jobs 14 --time-limit 420 --case-timeout "${CASE_TIMEOUT:-30}" --out "$OUT/backend_gpu_$i"
+  --cache-dir /tmp/ember-kernels --chunk "$i/$n" --jobs "${JOBS:-14}" --time-limit "${TIME_LIMIT:-420}" --case-timeout "${CASE_TIMEOUT:-30}" --out "$OUT/backend_gpu_$i"
