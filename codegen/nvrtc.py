@@ -19,8 +19,9 @@ PTX is not deterministic within a long-lived process), several at once.
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -114,11 +115,27 @@ def cuda_include_dirs() -> list[Path]:
     return found
 
 
-def _headers_digest() -> str:
+_QUOTED_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
+
+
+def _headers_digest(source: str, seen: dict[str, bytes] | None = None) -> str:
+    """A digest of Ember's headers that `source` includes, directly or through each other: a
+    cached build stays valid when a header it does not read changes or a new one is added."""
+    texts: dict[str, bytes] = {} if seen is None else seen
+    todo = _QUOTED_INCLUDE.findall(source)
+    names: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in names:
+            continue
+        names.add(name)
+        if name not in texts:
+            path = INCLUDE / name
+            texts[name] = path.read_bytes() if path.is_file() else b""
+        todo.extend(_QUOTED_INCLUDE.findall(texts[name].decode("utf-8", "replace")))
     h = hashlib.sha256()
-    for path in sorted(INCLUDE.glob("*.cuh")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    for name in sorted(names):
+        h.update(name.encode() + b"\0" + texts[name])
     return h.hexdigest()
 
 
@@ -149,12 +166,13 @@ class Compiler:
             raise NvrtcError("CUDA headers (cuda_fp16.h) not found: install nvidia-cuda-runtime==13.0.*")
         self.base_options = ["-std=c++17", "--device-as-default-execution-space", f"--include-path={INCLUDE}"] + \
             [f"--include-path={p}" for p in includes]
-        self.salt = hashlib.sha256((self.version + _headers_digest()).encode()).hexdigest()
+        self._headers: dict[str, bytes] = {}  # Ember's headers as read once by this compiler
         self.stats = CompileStats()
 
     def _key(self, kernel: Kernel, arch: str, kind: str) -> str:
         options = " ".join(o for o in self.base_options if not o.startswith("--include-path"))
-        text = "\0".join([kernel.rendered, options, arch, kind, self.salt])
+        text = "\0".join([kernel.rendered, options, arch, kind, self.version,
+                          _headers_digest(kernel.rendered, self._headers)])
         return hashlib.sha256(text.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:

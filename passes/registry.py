@@ -1,8 +1,8 @@
 """Imports every built-in pass (registering it) and names the built-in pipelines."""
 
-from ember.passes import (canonicalize, convert_precision, cse, dce, fold_batch_norm, fold_constants,  # noqa: F401
-                          fuse_elementwise, fuse_epilogue, layout_nhwc, lower_quantization, quantize_int8,
-                          recognize)
+from ember.passes import (bound_data_sizes, canonicalize, convert_precision, cse, dce,  # noqa: F401
+                          fold_batch_norm, fold_constants, fuse_elementwise, fuse_epilogue, layout_nhwc,
+                          lower_quantization, quantize_int8, recognize)
 from ember.passes.manager import register_pipeline
 
 register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
@@ -11,9 +11,10 @@ register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
 # The inference pipeline: simplify and fold; fold normalizations into weights; find the
 # single ops exporters decomposed (attention, GELU, LayerNorm); move convolutions to
 # channels-last and cancel the transposes; write the quantize/dequantize ops left as
-# elementwise ops (a constant weight's dequantize folds into an f32 weight); then fuse heavy
-# ops with their epilogues and the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
+# elementwise ops (a constant weight's dequantize folds into an f32 weight); give results
+# whose size is data (NMS's) a fixed-size form and a count; then fuse heavy ops with their
+# epilogues and the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
 DEFAULT = ("canonicalize,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
-           "layout-nhwc,canonicalize,fold-constants,cse,lower-quantization,fold-constants,cse,"
+           "layout-nhwc,canonicalize,fold-constants,cse,lower-quantization,bound-data-sizes,fold-constants,cse,"
            "fuse-epilogue,fuse-elementwise,dce")
 register_pipeline("default", DEFAULT, doc="the inference pipeline")

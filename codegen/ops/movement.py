@@ -192,6 +192,13 @@ def slice_(ctx: LowerContext, op: Operation) -> None:
     launch_copy(ctx, "slice", y, x, dims, in_strides, base)
 
 
+@lowering("ember.head")
+def head(ctx: LowerContext, op: Operation) -> None:
+    """The first `count` entries along the axis: a copy; the count was read back by a size step."""
+    x, y = op.operands[0], op.results[0]
+    launch_copy(ctx, "head", y, x, list(ctx.shape(y)), contiguous_strides(ctx.shape(x)))
+
+
 @lowering("ember.expand")
 def expand(ctx: LowerContext, op: Operation) -> None:
     x, y = op.operands[0], op.results[0]

@@ -14,6 +14,8 @@ for every op here, where ONNX leaves room:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ember.ir import attrs as A
@@ -369,6 +371,46 @@ class NonZero(Op):
         return np.stack(np.nonzero(x)).astype(np.int64).reshape(x.ndim, -1)
 
 
+
+@register_op("ember.head", traits=MOVE)
+class Head(Op):
+    """The first `count` entries of x along `axis` (count an i64 scalar, clamped to [0,
+    the axis' size]): what is real of a fixed-size padded result, such as
+    ember.nms_padded's rows. The size is data, known only at run time, but a size step
+    reads back just the count (8 bytes) and a copy keeps the rest on the device.
+    %y = ember.head %rows, %n : i64[?<=30,3]"""
+
+    x = Operand(AnyTensor)
+    count = Operand(IntTensor)
+    axis = Attr(A.Int, default=0)
+    out = Result(AnyTensor)
+
+    def infer(self, x: Type, count: Type) -> TensorType:
+        t = rules.ranked(self, x, "x")
+        n = rules.ranked(self, count, "count")
+        if n.rank != 0:
+            raise self.error(f"count must be a scalar, got {count}")
+        ax = rules.axis(self, self.axis, t.rank)
+        shape = list(t.shape)  # type: ignore[arg-type]
+        d = shape[ax]
+        shape[ax] = Unknown(None if isinstance(d, Unknown) else d)
+        return t.with_shape(tuple(shape))
+
+    run_time_size_reads = ("count",)  # a size step reads the count back, not x
+
+    @staticmethod
+    def run_time_sizes(x: Any, count: np.ndarray, *, axis: int) -> tuple[tuple[int, ...], ...]:
+        ax = axis % len(x.shape)
+        n = min(max(int(np.asarray(count).reshape(())), 0), x.shape[ax])
+        return (tuple(n if i == ax else d for i, d in enumerate(x.shape)),)
+
+    @staticmethod
+    def reference(x: np.ndarray, count: np.ndarray, *, axis: int) -> np.ndarray:
+        ax = axis % x.ndim
+        n = min(max(int(np.asarray(count).reshape(())), 0), x.shape[ax])
+        return np.array(np.take(x, np.arange(n), axis=ax))
+
+
 @register_op("ember.one_hot", traits={Pure})
 class OneHot(Op):
     """values[1] where the index equals the position along the new `axis` (of size
@@ -455,4 +497,4 @@ class Unique(Op):
 
 
 __all__ = ["Gather", "GatherElements", "GatherND", "ScatterElements", "ScatterND", "TensorScatter", "ReverseSequence",
-           "NonZero", "OneHot", "Unique", "wrap_indices"]
+           "NonZero", "Head", "OneHot", "Unique", "wrap_indices"]

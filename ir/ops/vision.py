@@ -471,22 +471,9 @@ class NonMaxSuppression(Op):
     out = Result(I64Tensor)
 
     def infer(self, boxes: Type, scores: Type) -> TensorType:
-        boxes = rules.ranked(self, boxes, "boxes")
-        scores = rules.ranked(self, scores, "scores")
-        if boxes.rank != 3 or not _may_equal(boxes.shape[2], 4):
-            raise self.error(f"boxes {boxes} must be (batch, boxes, 4)")
-        if scores.rank != 3:
-            raise self.error(f"scores {scores} must be (batch, classes, boxes)")
-        if not (_may_equal(boxes.shape[0], scores.shape[0]) and _may_equal(boxes.shape[1], scores.shape[2])):
-            raise self.error(f"scores {scores} must be (batch, classes, boxes) for boxes {boxes}")
-        if self.max_output_boxes_per_class < 0:
-            raise self.error(f"max_output_boxes_per_class {self.max_output_boxes_per_class} must be >= 0")
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise self.error(f"iou_threshold {self.iou_threshold} must be in [0, 1]")
-        k = self.max_output_boxes_per_class
-        if k == 0:
+        bound = _nms_bound(self, boxes, scores)
+        if bound == 0:
             return TensorType(i64, (0, 3))
-        bound = mul(mul(boxes.shape[0], scores.shape[1]), dmin(boxes.shape[1], k))
         return TensorType(i64, (Unknown(None if isinstance(bound, Unknown) else bound), 3))
 
     @staticmethod
@@ -510,6 +497,60 @@ class NonMaxSuppression(Op):
                         chosen.append(int(i))
                         kept.append((b, c, int(i)))
         return np.array(kept, dtype=np.int64).reshape(-1, 3)
+
+
+@register_op("ember.nms_padded", traits={Pure})
+class NonMaxSuppressionPadded(Op):
+    """ember.nms with a fixed-size result and a count (TensorRT's EfficientNMS keeps
+    shapes static so): `selected` holds ember.nms's rows first and -1 rows after them,
+    (B * C * min(M, max_output_boxes_per_class), 3) i64 in all; `count` (i64 scalar)
+    says how many rows are real. A GPU computes the count with the rows, so the size of
+    ember.nms's result costs one 8-byte read back (ember.head of the pair), not the boxes.
+    %sel, %n = ember.nms_padded %boxes, %scores {max_output_boxes_per_class = 10} : i64[30,3], i64[]"""
+
+    boxes = Operand(FloatTensor)
+    scores = Operand(FloatTensor)
+    max_output_boxes_per_class = Attr(A.Int, default=0)
+    iou_threshold = Attr(A.Float, default=0.0)
+    score_threshold = Attr(A.Optional(A.Float), default=None)
+    center_point_box = Attr(A.Bool, default=False)
+    selected = Result(I64Tensor)
+    count = Result(I64Tensor)
+
+    def infer(self, boxes: Type, scores: Type) -> tuple[TensorType, TensorType]:
+        return TensorType(i64, (_nms_bound(self, boxes, scores), 3)), TensorType(i64, ())
+
+    @staticmethod
+    def reference(boxes: np.ndarray, scores: np.ndarray, *, max_output_boxes_per_class: int,
+                  iou_threshold: float, score_threshold: float | None,
+                  center_point_box: bool) -> tuple[np.ndarray, np.ndarray]:
+        rows = NonMaxSuppression.reference(boxes, scores, max_output_boxes_per_class=max_output_boxes_per_class,
+                                           iou_threshold=iou_threshold, score_threshold=score_threshold,
+                                           center_point_box=center_point_box)
+        k = max_output_boxes_per_class
+        bound = 0 if k == 0 else boxes.shape[0] * scores.shape[1] * min(boxes.shape[1], k)
+        out = np.full((bound, 3), -1, np.int64)
+        out[:len(rows)] = rows
+        return out, np.array(len(rows), np.int64)
+
+
+def _nms_bound(op: Op, boxes: Type, scores: Type) -> Dim:
+    """The most rows NMS can keep, B * C * min(M, max_output_boxes_per_class), after checking
+    the operands' shapes and the attributes."""
+    boxes = rules.ranked(op, boxes, "boxes")
+    scores = rules.ranked(op, scores, "scores")
+    if boxes.rank != 3 or not _may_equal(boxes.shape[2], 4):
+        raise op.error(f"boxes {boxes} must be (batch, boxes, 4)")
+    if scores.rank != 3:
+        raise op.error(f"scores {scores} must be (batch, classes, boxes)")
+    if not (_may_equal(boxes.shape[0], scores.shape[0]) and _may_equal(boxes.shape[1], scores.shape[2])):
+        raise op.error(f"scores {scores} must be (batch, classes, boxes) for boxes {boxes}")
+    k = op.max_output_boxes_per_class  # type: ignore[attr-defined]
+    if k < 0:
+        raise op.error(f"max_output_boxes_per_class {k} must be >= 0")
+    if not 0.0 <= op.iou_threshold <= 1.0:  # type: ignore[attr-defined]
+        raise op.error(f"iou_threshold {op.iou_threshold} must be in [0, 1]")  # type: ignore[attr-defined]
+    return 0 if k == 0 else mul(mul(boxes.shape[0], scores.shape[1]), dmin(boxes.shape[1], k))
 
 
 def _suppresses(boxes: np.ndarray, center: bool, limit: np.floating) -> np.ndarray:
@@ -601,4 +642,4 @@ class Col2Im(Op):
         return np.transpose(y, L.resolve(layout, n + 2).from_channels_first).astype(x.dtype)
 
 
-__all__ = ["DeformConv", "GridSample", "RoiAlign", "NonMaxSuppression", "Col2Im"]
+__all__ = ["DeformConv", "GridSample", "RoiAlign", "NonMaxSuppression", "NonMaxSuppressionPadded", "Col2Im"]

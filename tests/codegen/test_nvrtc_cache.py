@@ -81,3 +81,21 @@ def test_damaged_cache_entries_are_compiled_again(warm, tmp_path):
     want = ember.interpret(tiny_module(), {"x": x})
     for name in ("y", "z"):
         np.testing.assert_allclose(got[name], np.asarray(want[name]), rtol=1e-5)
+
+
+def test_a_cache_key_follows_the_headers_its_kernel_includes(tmp_path, monkeypatch):
+    """A kernel's entry is keyed by the headers it includes, through each other, and no others:
+    a change to one of them makes a new key; a new header, or a change to one the kernel does
+    not read, keeps the entries that exist (the device runs carry a cache built beforehand)."""
+    from ember.codegen import nvrtc
+    (tmp_path / "a.cuh").write_text('#pragma once\n#include "base.cuh"\nint a;\n')
+    (tmp_path / "base.cuh").write_text("int base;\n")
+    (tmp_path / "other.cuh").write_text("int other;\n")
+    monkeypatch.setattr(nvrtc, "INCLUDE", tmp_path)
+    source = '#include "a.cuh"\nextern "C" __global__ void k() {}\n'
+    before = nvrtc._headers_digest(source)
+    (tmp_path / "other.cuh").write_text("int other2;\n")
+    (tmp_path / "new.cuh").write_text("int fresh;\n")
+    assert nvrtc._headers_digest(source) == before
+    (tmp_path / "base.cuh").write_text("int base2;\n")  # read only through a.cuh
+    assert nvrtc._headers_digest(source) != before

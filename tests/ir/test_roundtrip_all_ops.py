@@ -178,6 +178,10 @@ CALLS = {
     "ember.nms": lambda b, v: b.nms(const(b, np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 5, 1, 6]]], np.float32)),
                                     const(b, np.array([[[0.9, 0.8, 0.7]]], np.float32)),
                                     max_output_boxes_per_class=2, iou_threshold=0.5, score_threshold=0.1),
+    "ember.nms_padded": lambda b, v: b.nms_padded(
+        const(b, np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 5, 1, 6]]], np.float32)),
+        const(b, np.array([[[0.9, 0.8, 0.7]]], np.float32)), max_output_boxes_per_class=2, iou_threshold=0.5),
+    "ember.head": lambda b, v: b.head(v.tok, const(b, np.array(1, np.int64)), axis=1),
     "ember.col2im": lambda b, v: b.col2im(b.reshape(v.x, shape=("N", 4, 1)), image_shape=(2, 2), block_shape=(2, 2)),
     # attention, recurrent, signal
     "ember.attention": lambda b, v: b.attention(*[b.unsqueeze(v.tok, axes=(1,))] * 3, causal=True,

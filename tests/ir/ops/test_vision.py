@@ -328,6 +328,34 @@ def test_nms_shapes_and_errors():
         infer("ember.nms", ir.f32[1, 5, 4], ir.f32[1, 1, 5], iou_threshold=1.5)
 
 
+
+@pytest.mark.parametrize("attrs", [
+    pytest.param({"max_output_boxes_per_class": 3, "iou_threshold": 0.5}, id="limit"),
+    pytest.param({"max_output_boxes_per_class": 10, "iou_threshold": 0.5, "score_threshold": 0.96}, id="none-kept"),
+    pytest.param({"max_output_boxes_per_class": 0}, id="zero-limit"),
+])
+def test_nms_padded_is_nms_then_padding(attrs):
+    """The rows and count of nms_padded, and ember.head of them, are ember.nms's result."""
+    want = ember_op("ember.nms", [BOXES, SCORES], attrs)[0]
+    rows, count = ember_op("ember.nms_padded", [BOXES, SCORES], attrs)
+    bound = min(6, attrs["max_output_boxes_per_class"])
+    assert rows.shape == (bound, 3) and rows.dtype == np.int64 and count.shape == () and count == len(want)
+    assert np.array_equal(rows[:len(want)], want) and (rows[len(want):] == -1).all()
+    assert np.array_equal(ember_op("ember.head", [rows, count])[0], want)
+
+
+def test_nms_padded_and_head_shapes():
+    assert infer("ember.nms_padded", ir.f32["B", "M", 4], ir.f32["B", 80, "M"],
+                 max_output_boxes_per_class=100) == "i64[80*B*min(100, M),3], i64[]"
+    assert infer("ember.head", ir.i64[6, 3], ir.i64[()]) == "i64[?<=6,3]"
+    assert infer("ember.head", ir.f32[2, "N"], ir.i64[()], axis=-1) == "f32[2,?<=N]"
+    with pytest.raises(ShapeError, match="count must be a scalar"):
+        infer("ember.head", ir.i64[6, 3], ir.i64[1])
+    # a count past either end clamps
+    x = np.arange(12).reshape(4, 3)
+    assert ember_op("ember.head", [x, np.array(9)])[0].shape == (4, 3)
+    assert ember_op("ember.head", [x, np.array(-2)])[0].shape == (0, 3)
+
 # -- col2im -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("image,block,attrs", [
     pytest.param([5, 5], [2, 2], {}, id="plain"),

@@ -1,0 +1,158 @@
+"""Non-max suppression on the GPU: ember.nms becomes ember.nms_padded (two launches: greedy
+selection per image and class, then the rows laid out with their count) and an ember.head
+whose size step reads back only the count (passes/bound_data_sizes.py).
+
+CPU (CI): the program has no host step, the size step reads the 8-byte count and nothing
+else, and every kernel compiles for sm_80 and sm_90. GPU: each case against the
+interpreter on fresh random boxes, exactly (the kernels compute IoU as the reference does),
+including no box surviving and every box surviving."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+import ember
+from ember.codegen.lower import lower
+from ember.codegen.nvrtc import Compiler
+from ember.ir.builder import Builder
+from ember.ir.core import Module
+from ember.ir.types import Type, f16, f32, f64
+from ember.passes.manager import PassManager
+from kernel_checks import gpu_available, launches, nvrtc_compiler
+
+PIPELINE = "canonicalize,bound-data-sizes"
+
+
+def corner_boxes(batch: int, m: int, dtype: Any, spread: float = 10.0, size: float = 4.0, flip: bool = False
+                 ) -> Callable[[np.random.Generator], np.ndarray]:
+    """[y1, x1, y2, x2] boxes crowded enough to overlap (either diagonal with `flip`)."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        low = rng.uniform(0, spread, (batch, m, 2))
+        high = low + rng.uniform(0.2, size, (batch, m, 2))
+        boxes = np.concatenate([low, high], axis=2)
+        if flip:
+            swap = rng.random((batch, m)) < 0.5
+            boxes[swap] = boxes[swap][:, [2, 3, 0, 1]]
+        return boxes.astype(dtype)
+    return make
+
+
+def center_boxes(batch: int, m: int, dtype: Any) -> Callable[[np.random.Generator], np.ndarray]:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        centers = rng.uniform(0, 8, (batch, m, 2))
+        sizes = rng.uniform(0.5, 3, (batch, m, 2))
+        return np.concatenate([centers, sizes], axis=2).astype(dtype)
+    return make
+
+
+def uniform_scores(shape: tuple[int, ...], dtype: Any, ties: bool = False) -> Callable[[np.random.Generator], np.ndarray]:
+    def make(rng: np.random.Generator) -> np.ndarray:
+        s = rng.uniform(0, 1, shape)
+        return (np.round(s * 4) / 4 if ties else s).astype(dtype)
+    return make
+
+
+@dataclass
+class Case:
+    name: str
+    boxes: Type
+    scores: Type
+    attrs: dict[str, Any]
+    feeds: dict[str, Callable[[np.random.Generator], np.ndarray]] = field(default_factory=dict)
+
+    def module(self) -> Module:
+        b = Builder(self.name)
+        boxes, scores = b.input("boxes", self.boxes), b.input("scores", self.scores)
+        b.output("selected", b.nms(boxes, scores, **self.attrs))
+        return b.build()
+
+    def random_feeds(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {n: make(rng) for n, make in self.feeds.items()}
+
+
+def case(name: str, batch: int, classes: int, m: int, attrs: dict[str, Any], dtype: Any = f32,
+         score_dtype: Any = None, boxes: Callable[..., Any] = corner_boxes, ties: bool = False) -> Case:
+    sd = score_dtype or dtype
+    return Case(name, dtype[batch, m, 4], sd[batch, classes, m], attrs,
+                {"boxes": boxes(batch, m, dtype.np_dtype),
+                 "scores": uniform_scores((batch, classes, m), sd.np_dtype, ties)})
+
+
+CASES = [
+    case("limit_per_class", 2, 3, 50, {"max_output_boxes_per_class": 7, "iou_threshold": 0.4,
+                                       "score_threshold": 0.2}),
+    case("every_box_kept", 1, 2, 40, {"max_output_boxes_per_class": 100, "iou_threshold": 1.0}),
+    case("no_box_survives", 2, 2, 30, {"max_output_boxes_per_class": 5, "iou_threshold": 0.5,
+                                       "score_threshold": 1.5}),
+    case("center_boxes", 2, 4, 64, {"max_output_boxes_per_class": 10, "iou_threshold": 0.3,
+                                    "score_threshold": 0.1, "center_point_box": True}, boxes=center_boxes),
+    case("flipped_corners_tied_scores", 1, 3, 80, {"max_output_boxes_per_class": 20, "iou_threshold": 0.5},
+         boxes=lambda b, m, dt: corner_boxes(b, m, dt, flip=True), ties=True),
+    case("f16_boxes_and_scores", 1, 2, 200, {"max_output_boxes_per_class": 30, "iou_threshold": 0.6,
+                                             "score_threshold": 0.05}, dtype=f16),
+    case("f64_scores", 1, 2, 60, {"max_output_boxes_per_class": 8, "iou_threshold": 0.45}, score_dtype=f64),
+    case("many_boxes_no_limit", 1, 1, 3000, {"max_output_boxes_per_class": 2**63 - 1, "iou_threshold": 0.55}),
+    case("detector_sized", 4, 20, 1000, {"max_output_boxes_per_class": 100, "iou_threshold": 0.5,
+                                         "score_threshold": 0.3}),
+]
+IDS = [c.name for c in CASES]
+
+
+def lowered(module: Module):
+    PassManager(PIPELINE).run(module)
+    return module, lower(module)
+
+
+@pytest.fixture(scope="module")
+def compiler(kernel_cache: Path) -> Compiler:
+    return nvrtc_compiler(kernel_cache)
+
+
+# -- CPU: lowering, NVRTC --------------------------------------------------------------------------------
+@pytest.mark.parametrize("c", CASES, ids=IDS)
+def test_nms_has_no_host_step_and_reads_back_only_its_count(c: Case, compiler: Compiler) -> None:
+    module, program = lowered(c.module())
+    assert not program.host_ops, program.host_ops
+    names = [op.name for op in module.main.body.ops]
+    assert "ember.nms" not in names and names.count("ember.nms_padded") == 1
+    sizes = [s for s in program.steps if s.kind == "size"]
+    assert len(sizes) == 1
+    (read,) = sizes[0].reads
+    count = program.values[read]
+    assert count.dtype == "i64" and count.shape == () and count.kind == "activation"
+    hints = [program.kernels[s.kernel].entry_hint for s in launches(program)]
+    assert hints[:2] == ["nms_select", "nms_gather"] and hints[2:] == ["head"], hints
+    compiler.compile_all(program.kernels.values())
+
+
+def test_the_host_arena_engine_matches_the_interpreter() -> None:
+    c = CASES[0]
+    feeds = c.random_feeds(np.random.default_rng(3))
+    engine = ember.compile(c.module())
+    assert not engine.report.host_ops
+    got = engine.run(feeds)["selected"]
+    want = ember.interpret(c.module(), feeds)["selected"]
+    assert got.dtype == np.int64 and np.array_equal(got, want) and len(want) > 0
+
+
+# -- GPU: against the interpreter --------------------------------------------------------------------------
+@pytest.mark.parametrize("c", CASES, ids=IDS)
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_on_gpu(c: Case) -> None:
+    m = c.module()
+    engine = ember.compile(m)
+    for seed in (None, None):
+        feeds = c.random_feeds(np.random.default_rng(seed))
+        want = ember.interpret(m, feeds)["selected"]
+        got = np.asarray(engine.run(feeds, device="cuda")["selected"])
+        assert got.shape == want.shape and np.array_equal(got, want), (c.name, got[:10], want[:10])
+        if c.name == "no_box_survives":
+            assert want.shape == (0, 3)
+        if c.name == "every_box_kept":
+            assert want.shape == (80, 3)
