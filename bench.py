@@ -96,7 +96,7 @@ def layer_table(engine: Any, shapes: Mapping[str, Any], per_step: Mapping[int, f
     """Each timed launch step at the run's shapes: its kernel, source ops, ms per run, share of the
     layers' total, bytes it reads and writes (weights included) and the bandwidth that makes."""
     b = engine.bind({k: tuple(v) for k, v in shapes.items()})
-    ops = engine.module.main.body.ops
+    ops = engine.ops
     total = sum(per_step.values()) or 1.0
     rows = []
     for t, ms in per_step.items():

@@ -1028,8 +1028,8 @@ def _print_engine(path: str, engine: Any, table: Sequence[Any], timed: bool, con
             row = [Text(layer.kernel or ""), Text(sources), Text(precision), Text(layer.tactic or ""), Text(shape),
                    Text(nbytes)]
             ms = "" if layer.ms is None else f"{layer.ms:.4g}"
-        elif layer.kind == "size":
-            row, ms = [Text("(size step)"), Text(sources), Text(precision), Text(""), Text(""), Text("")], ""
+        elif layer.kind in ("size", "branch", "yield"):
+            row, ms = [Text(f"({layer.kind} step)"), Text(sources), Text(precision), Text(""), Text(""), Text("")], ""
         else:
             row, ms = [Text("(host)"), Text(sources), Text(precision), Text(layer.reason), Text(""), Text("")], ""
         layers.add_row(str(layer.step), *row, *([Text(ms)] if timed else []))

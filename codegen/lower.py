@@ -33,7 +33,9 @@ from ember.ir.core import Function, Module, Operation, Value
 from ember.ir import sizes
 from ember.ir import dims as D
 from ember.ir.dims import Unknown, evaluate
-from ember.ir.opdef import ViewLike
+from ember.ir import shape_values
+from ember.ir.opdef import ShapeOnly, ViewLike
+from ember.ir.shape_values import ShapeValue
 from ember.ir import program as P
 from ember.ir.program import Guard
 from ember.ir.types import DTYPES, TensorType, Type
@@ -199,7 +201,9 @@ class Lowerer:
         self.env = dict(env)
         self.ids: dict[Value, int] = {}
         self.program = Program()
+        self.table: list[Operation] = list(self.fn.body.ops)  # ops by step index (ir/program.py op_table)
         self.types: dict[Value, Type] = {}   # result types re-inferred over run-time symbols
+        self.shape_values: dict[Value, ShapeValue | None] = {}  # small integer values known as dims
         self.by_shapes: set[Operation] = set()  # ops whose result sizes their type rule gives from operand shapes
         self.runtime: set[str] = set()       # the run-time symbols bound so far
         # more leading underscores than any symbol of the model has: no run-time symbol can clash with one
@@ -268,14 +272,21 @@ class Lowerer:
             vid = self._add_value(v, "input")
             self.program.inputs.append(P.Port(name, vid))
         for index, op in enumerate(self.fn.body.ops):
-            with symbolic.origin(f"{op.name} @ {op.loc}" if op.loc else op.name):
-                self.lower_op(index, op)
+            self._lower_at(index, op)
         for name, v in zip(self.fn.output_names, self.fn.outputs):
             self.program.outputs.append(P.Port(name, self.ids[v]))
         return self.program
 
+    def _lower_at(self, index: int, op: Operation) -> None:
+        with symbolic.origin(f"{op.name} @ {op.loc}" if op.loc else op.name):
+            self.lower_op(index, op)
+
     def lower_op(self, index: int, op: Operation) -> None:
         self._retype(op)
+        self._size_from_shape_values(op)
+        if op.name == "ember.if" and self._branches_on_device(op):
+            self._lower_branches(index, op)
+            return
         if op.name == "ember.weight":
             self._add_value(op.results[0], "weight", weight=op.attributes["name"])
             return
@@ -331,6 +342,42 @@ class Lowerer:
             self.program.host_ops.append(f"{op.name} @ {op.loc or '?'}: {reason}")
             return
         self._host_step(index, op, reason)
+
+    def _branches_on_device(self, op: Operation) -> bool:
+        """Whether an ember.if runs as branch steps: its condition has a device buffer (one
+        element, read back at the boundary) and its results are tensors kernels can hold."""
+        cond = op.operands[0]
+        if cond not in self.ids or self.program.values[self.ids[cond]].kind == "host":
+            return False
+        return all(isinstance(self.type_of(r), TensorType) and self.type_of(r).shape is not None
+                   and self.type_of(r).dtype.name in DTYPES and self.type_of(r).dtype.name != "str"
+                   for r in op.results)
+
+    def _lower_branches(self, index: int, op: Operation) -> None:
+        """An ember.if as a branch step, the steps of its then block and a yield, those of its
+        else block and a yield: the runtime reads the condition back and runs one of the two.
+        The blocks' ops are numbered after the entry function's (ir/program.py `op_table`)."""
+        for r in op.results:
+            self._add_value(r, "activation")
+        binds = tuple(self._bind_unknown(op))  # results whose size depends on the branch taken
+        writes = tuple(self.ids[r] for r in op.results)
+        steps = self.program.steps
+        branch_at = len(steps)
+        steps.append(P.BranchStep((index,), (self.ids[op.operands[0]],), -1))  # (else_at set below)
+        then_yield = -1
+        for k, block in enumerate(op.regions):
+            for inner in block.ops:
+                self.table.append(inner)
+                self._lower_at(len(self.table) - 1, inner)
+            reads = tuple(self.ids[v] for v in block.outputs)
+            if k == 0:
+                then_yield = len(steps)
+                steps.append(P.YieldStep((index,), reads, writes, -1, binds))  # (next set below)
+                steps[branch_at] = P.BranchStep((index,), (self.ids[op.operands[0]],), len(steps))
+            else:
+                steps.append(P.YieldStep((index,), reads, writes, len(steps) + 1, binds))
+        then = steps[then_yield]
+        steps[then_yield] = P.YieldStep(then.ops, then.reads, then.writes, len(steps), binds)
 
     def _lower_traced(self, fn: Lowering, ctx: "LowerContext", op: Operation) -> list[Guard]:
         """Run a lowering; the guards it records over run-time symbols come back (the runtime
@@ -400,6 +447,47 @@ class Lowerer:
                 continue  # the rule knows less here than the IR said: keep the IR's type
             self.types[r] = t
 
+    def _shape_value(self, v: Value) -> ShapeValue | None:
+        """What a small integer value is, as dims over the symbols (run-time ones included):
+        shape arithmetic on values sized when the program runs (ir/shape_values.py)."""
+        if v in self.shape_values:
+            return self.shape_values[v]
+        out = None
+        op = v.defining_op
+        if op is not None and op.name == "ember.constant":
+            out = ShapeValue.of(np.asarray(op.attributes["value"].array))
+        elif op is not None and not op.regions and len(op.results) == 1:
+            args = [self._shape_value(a) if a is not None else None for a in op.operands]
+            out = shape_values.evaluate(op, args, type_of=self.type_of)
+        self.shape_values[v] = out
+        return out
+
+    def _size_from_shape_values(self, op: Operation) -> None:
+        """Size a result whose size is data from what that data is known to be (the op's
+        `symbolic_sizes`): a top-k whose k is min(300, a NonZero's count) is sized by that
+        count's symbol, and the ops after it lower over one symbol instead of several."""
+        rule = getattr(type(op), "symbolic_sizes", None)
+        if rule is None or not any(_has_unknown(self.type_of(r)) for r in op.results) or not self._all_tensors(op):
+            return
+        reads = op.size_reads()
+        known = {v: self._shape_value(v) for v in reads}
+        if any(x is None for x in known.values()):
+            return
+        args = [None if v is None else known[v] if any(v is r for r in reads)
+                else ShapeOnly(tuple(self.type_of(v).shape), self.type_of(v).dtype) for v in op.operands]
+        try:
+            shapes = rule(*op.group(args, like=op.operands).values(), **op.attributes)
+        except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError):
+            return
+        if shapes is None or len(shapes) != len(op.results):
+            return
+        for r, shape in zip(op.results, shapes):
+            t = self.type_of(r)
+            if len(shape) != len(t.shape) or any(isinstance(d, Unknown) for d in shape):
+                return
+        for r, shape in zip(op.results, shapes):
+            self.types[r] = self.type_of(r).with_shape(tuple(shape))
+
     def _rule(self, op: Operation) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
         """The op's type rule over given operand types; a fused elementwise region's is its
         operands' broadcast (what fusion relies on: its own rule checks the region's types)."""
@@ -451,7 +539,9 @@ class Lowerer:
         becomes one sized when the program runs, and ops after it lower over the symbol. Returns
         the step's `binds`: [symbol, value id, axis], read from the results' shapes at run time."""
         binds: list[P.Bind] = []
-        for r in op.results:
+        same = self._shared_unknowns(op)
+        named: dict[int, str] = {}  # one symbol per unknown the type rule shares between results
+        for i, r in enumerate(op.results):
             t = self.type_of(r)
             if not isinstance(t, TensorType) or t.shape is None or t.dtype.name not in DTYPES \
                     or t.dtype.name == "str" or not _has_unknown(t):
@@ -462,8 +552,14 @@ class Lowerer:
                 if not isinstance(d, Unknown):
                     dims.append(d)
                     continue
+                key = same.get((i, axis))
+                if key is not None and key in named:
+                    dims.append(D.sym(named[key]))
+                    continue
                 name = f"{self.prefix}{len(self.runtime)}"
                 self.runtime.add(name)
+                if key is not None:
+                    named[key] = name
                 bound = d.bound if isinstance(d.bound, int) else None
                 self.env[name] = RUNTIME_SAMPLE if bound is None else min(RUNTIME_SAMPLE, bound)
                 dims.append(D.sym(name))
@@ -473,6 +569,18 @@ class Lowerer:
             info.shape = self.shape(r)
             info.kind, info.alias = "dynamic", None
         return binds
+
+    def _shared_unknowns(self, op: Operation) -> dict[tuple[int, int], int]:
+        """(result, axis) -> a key shared by the unknown dims that the op's type rule gives as one
+        (a top-k's values and indices: the same k), which the IR's text cannot say."""
+        if op.regions or len(op.results) < 2:
+            return {}
+        try:
+            types = op.infer_types([self.type_of(v) if v is not None else None for v in op.operands])
+        except (EmberError, TypeError, ValueError, KeyError, IndexError, AttributeError):
+            return {}
+        return {(i, axis): id(d) for i, t in enumerate(types) if isinstance(t, TensorType) and t.shape is not None
+                for axis, d in enumerate(t.shape) if isinstance(d, Unknown)}
 
     def _reads(self, op: Operation) -> list[int]:
         return sorted({self.ids[v] for v in op.reads() if v in self.ids})
@@ -545,15 +653,15 @@ def lower(module: Module, env: Mapping[str, int] | None = None,
     lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred, target=target)
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
-        isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(module, s.ops))
+        isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(module, s.ops, program.steps))
         for s in program.steps)]
     if unused:
         raise EmberError(f"tactics name no heavy op of the model: {', '.join(map(str, unused))}")
     return program
 
 
-def _locs(module: Module, indices: Sequence[int]) -> set[str]:
-    ops = module.main.body.ops
+def _locs(module: Module, indices: Sequence[int], steps: Sequence[P.Step]) -> set[str]:
+    ops = P.op_table(module.main, P.branched_ops(steps))
     return {n for i in indices for n in ops[i].loc.names}
 
 

@@ -259,6 +259,13 @@ class Op(Operation):
     `ShapeOnly`, their shape and element type, so a size step reads back a scalar k, not the
     tensor top-k ranks."""
 
+    symbolic_sizes: ClassVar[Callable[..., tuple[tuple[Any, ...], ...] | None] | None] = None
+    """`run_time_sizes` over dims, for when the operands it reads are known as dims
+    (ir/shape_values.py: a shape computed from shapes, the lowerer's sized by run-time
+    symbols): the result shapes as dims, or None. The ConstantOfShape of a top-k's Shape is
+    then sized by the top-k's symbol rather than by a new one that nothing ties to it. The
+    read operands come as ShapeValue, the others as ShapeOnly with dims for a shape."""
+
     # -- creation -------------------------------------------------------------------
     @classmethod
     def create(cls, operands: Sequence[Value | None] = (), attributes: Mapping[str, Any] | None = None, *,

@@ -448,8 +448,113 @@ class SizeStep:
                    str(x.get("from", "data")), _ints(x.get("writes", ())))
 
 
-Step = Union[LaunchStep, HostStep, SizeStep]
-STEP_KINDS: dict[str, Any] = {"launch": LaunchStep, "host": HostStep, "size": SizeStep}
+@dataclass(frozen=True, slots=True)
+class BranchStep:
+    """Begin IR op `ops[0]`, an ember.if run on the device: read its condition (`reads[0]`,
+    one element) back, then run the steps after this one (its then branch) or go to step
+    `else_at` (its else branch). Each branch's steps end in a YieldStep; the ops of both are
+    lowered like any other, numbered after the entry function's (`op_table`)."""
+
+    kind: ClassVar[str] = "branch"
+    ops: tuple[int, ...]
+    reads: tuple[int, ...]
+    else_at: int
+    writes: tuple[int, ...] = ()
+    binds: tuple[Bind, ...] = ()
+
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "BranchStep":
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "branch", "ops": list(self.ops), "reads": list(self.reads), "else_at": self.else_at}
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "BranchStep":
+        return cls(_ints(x["ops"]), _ints(x["reads"]), int(x["else_at"]))
+
+
+@dataclass(frozen=True, slots=True)
+class YieldStep:
+    """End a branch of IR op `ops[0]` (an ember.if): its results `writes` take the values the
+    branch yields, `reads` (copied on the device; the results' run-time sizes, `binds`, are
+    the yielded values'), and the run goes on at step `next` (past the else branch, for the
+    then branch's yield)."""
+
+    kind: ClassVar[str] = "yield"
+    ops: tuple[int, ...]
+    reads: tuple[int, ...]
+    writes: tuple[int, ...]
+    next: int
+    binds: tuple[Bind, ...] = ()
+
+    def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "YieldStep":
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "yield", "ops": list(self.ops), "reads": list(self.reads),
+                               "writes": list(self.writes), "next": self.next}
+        if self.binds:
+            out["binds"] = [b.to_json() for b in self.binds]
+        return out
+
+    @classmethod
+    def from_json(cls, x: Mapping[str, Any]) -> "YieldStep":
+        return cls(_ints(x["ops"]), _ints(x["reads"]), _ints(x["writes"]), int(x["next"]),
+                   tuple(Bind.from_json(b) for b in x.get("binds", ())))
+
+
+Step = Union[LaunchStep, HostStep, SizeStep, BranchStep, YieldStep]
+STEP_KINDS: dict[str, Any] = {"launch": LaunchStep, "host": HostStep, "size": SizeStep, "branch": BranchStep,
+                              "yield": YieldStep}
+
+
+def op_table(fn: Any, branched: Iterable[int] = ()) -> list[Any]:
+    """The IR ops that steps name by index: the entry function's, then the ops of the
+    branches of each ember.if that the program runs as branch steps (`branched`: their
+    indices in this table), both of its blocks in order, nested ones expanded where they
+    appear (depth first), as the lowerer meets them."""
+    branched = set(branched)
+    table = list(fn.body.ops)
+
+    def expand(op: Any) -> None:
+        for block in op.regions:
+            for inner in block.ops:
+                table.append(inner)
+                if len(table) - 1 in branched:
+                    expand(inner)
+
+    for index in range(len(fn.body.ops)):
+        if index in branched:
+            expand(table[index])
+    return table
+
+
+def value_table(fn: Any, branched: Iterable[int] = ()) -> list[Any]:
+    """The IR values that program values are, by id: the entry function's inputs, then each
+    op's results, those of a branched ember.if followed by the results of its blocks' ops
+    (the lowerer's order; ops numbered as `op_table` numbers them)."""
+    branched = set(branched)
+    values = list(fn.inputs)
+    top = list(fn.body.ops)
+    next_index = len(top)
+
+    def walk(op: Any, index: int) -> None:
+        nonlocal next_index
+        values.extend(op.results)
+        if index in branched:
+            for block in op.regions:
+                for inner in block.ops:
+                    next_index += 1
+                    walk(inner, next_index - 1)
+
+    for index, op in enumerate(top):
+        walk(op, index)
+    return values
+
+
+def branched_ops(steps: Iterable[Any]) -> frozenset[int]:
+    """The op indices of the ember.if ops that a program's steps run as branches."""
+    return frozenset(s.ops[0] for s in steps if isinstance(s, BranchStep) and s.ops)
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,7 +648,8 @@ def op_groups(steps: Sequence[Step]) -> list[tuple[int, int]]:
     return groups
 
 
-__all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "SizeStep", "Bind", "Step",
+__all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "SizeStep", "BranchStep", "YieldStep", "Bind", "Step",
+           "op_table", "value_table", "branched_ops",
            "Port", "Program", "Guard", "parse_expr", "expr_json", "size_of_json", "eval_size", "bind_size",
            "evaluate_array", "format_env", "root_of", "op_groups",
            "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]

@@ -12,7 +12,7 @@ unknown (None).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -57,9 +57,14 @@ def rule(*names: str) -> Callable[[Rule], Rule]:
     return register
 
 
-def evaluate(op: Op, operands: Sequence["ShapeValue | None"]) -> "ShapeValue | None":
-    """What `op` computes, if its (single) result is a small integer known as dims."""
+def evaluate(op: Op, operands: Sequence["ShapeValue | None"],
+             type_of: Callable[[Any], Any] | None = None) -> "ShapeValue | None":
+    """What `op` computes, if its (single) result is a small integer known as dims. `type_of`
+    gives the types that ember.shape and ember.size read (default: the IR's; the lowerer's
+    know the sizes bound at run time as symbols)."""
     fn = RULES.get(op.name)
+    if type_of is not None and op.name in ("ember.shape", "ember.size"):
+        fn = lambda op, args: SHAPE_OF[op.name](op, type_of(op.operands[0]))  # noqa: E731
     if fn is None or len(op.results) != 1:
         return None
     t = op.results[0].type
@@ -77,7 +82,15 @@ def evaluate(op: Op, operands: Sequence["ShapeValue | None"]) -> "ShapeValue | N
 
 @rule("ember.shape")
 def _shape(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
-    t = op.operands[0].type  # type: ignore[union-attr]
+    return _shape_of(op, op.operands[0].type)  # type: ignore[union-attr]
+
+
+@rule("ember.size")
+def _size(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
+    return _size_of(op, op.operands[0].type)  # type: ignore[union-attr]
+
+
+def _shape_of(op: Op, t: Any) -> ShapeValue | None:
     if not isinstance(t, TensorType) or t.shape is None:
         return None
     rank = len(t.shape)
@@ -89,15 +102,16 @@ def _shape(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
     return ShapeValue(dims, (len(dims),))
 
 
-@rule("ember.size")
-def _size(op: Op, args: Sequence[ShapeValue | None]) -> ShapeValue | None:
-    t = op.operands[0].type  # type: ignore[union-attr]
+def _size_of(op: Op, t: Any) -> ShapeValue | None:
     if not isinstance(t, TensorType) or t.shape is None:
         return None
     total: Dim = 1
     for d in t.shape:
         total = mul(total, d)
     return ShapeValue((total,), ())
+
+
+SHAPE_OF: dict[str, Callable[[Op, Any], ShapeValue | None]] = {"ember.shape": _shape_of, "ember.size": _size_of}
 
 
 @rule("ember.identity", "ember.cast")

@@ -11,8 +11,10 @@ kernel writes beside them, and an ember.head that takes the first `count` rows:
     %sel = ember.head %rows, %n : i64[?<=B*C*K,3]
 
 The runtime then reads back 8 bytes (the count, a size step of the head) at the segment
-boundary, not the boxes. Left alone: an NMS whose bound is not a dim expression (boxes of
-data-dependent size) and one whose result size is already static (max_output 0).
+boundary, not the boxes. Where the number of boxes is itself data (boxes that survived a
+score threshold), the rows' size is unknown in the IR too; the lowerer knows it as an
+expression of the run-time symbols that size the boxes. Left alone: an NMS whose result
+size is static (max_output_boxes_per_class 0).
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ def padded_nms(m: Match, b: Builder) -> Value | None:
     attrs = {k: op.attributes[k] for k in ("max_output_boxes_per_class", "iou_threshold", "score_threshold",
                                           "center_point_box")}
     rows, count = b.op("ember.nms_padded", *op.operands, **attrs)
-    if isinstance(rows.type.shape[0], Unknown):
-        return None  # no bound to allocate the rows at (the driver drops what was built)
     return b.op("ember.head", rows, count, axis=0)
 
 

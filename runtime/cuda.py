@@ -35,7 +35,7 @@ from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, pt
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
 from ember.runtime.profiling import LayerTimes
-from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
+from ember.ir.program import BranchStep, HostStep, LaunchStep, SizeStep, ValueSpec, YieldStep
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
 _TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
@@ -701,6 +701,13 @@ class CudaContext:
                     if capturing:
                         raise CudaError("cuStreamBeginCapture", None, "the stream is being captured, and this engine "
                                         "has host steps, which cannot be captured")
+                    if isinstance(steps[t], BranchStep):
+                        t = t + 1 if self._condition(b, t, run) else steps[t].else_at
+                        continue
+                    if isinstance(steps[t], YieldStep):
+                        self._yield(b, t, run)
+                        t = steps[t].next
+                        continue
                     if isinstance(steps[t], SizeStep):
                         self._size_step(b, t, run)
                     else:
@@ -773,6 +780,36 @@ class CudaContext:
                 if arr.nbytes:
                     _call("cuMemcpyHtoDAsync", self._value_ptr(b, vid, overrides), arr.ctypes.data, arr.nbytes,
                           self.stream, detail=f"host step {t}")
+
+    def _condition(self, b: Any, t: int, run: "_Run") -> bool:
+        """A branch step's condition, read back (the stream synchronized first)."""
+        flag, pending = self._fetch(b, int(b.steps[t].reads[0]), run.overrides, run.host, run)
+        if pending:
+            _call("cuStreamSynchronize", self.stream, detail=f"before branch step {t}")
+        return bool(np.asarray(flag).reshape(-1)[0])
+
+    def _yield(self, b: Any, t: int, run: "_Run") -> None:
+        """A yield step: the ember.if's results become the branch's values (sizes bound from
+        theirs, buffers of run-time size allocated), copied on the stream."""
+        step = b.steps[t]
+        run.sizes.bind(t, {int(w): run.sizes.value(int(r)).shape for r, w in zip(step.reads, step.writes)})
+        for r, w in zip(step.reads, step.writes):
+            r, w = int(r), int(w)
+            nbytes = int(run.sizes.value(w).nbytes)
+            if b.values[b.root(w)].kind == "dynamic" and b.root(w) not in run.overrides:
+                run.allocate(self, b.root(w), nbytes)
+            if not nbytes:
+                continue
+            dst = self._value_ptr(b, w, run.overrides)
+            source = b.values[b.root(r)]
+            if _on_device(source) or source.is_data:
+                _call("cuMemcpyDtoDAsync", dst, self._value_ptr(b, r, run.overrides), nbytes, self.stream,
+                      detail=f"yield step {t}")
+            else:  # kept on the host (a host step's result)
+                arr, _ = self._fetch(b, r, run.overrides, run.host, run)
+                arr = np.ascontiguousarray(arr)
+                run.keep.append(arr)
+                _call("cuMemcpyHtoDAsync", dst, arr.ctypes.data, nbytes, self.stream, detail=f"yield step {t}")
 
     def _size_step(self, b: Any, t: int, run: "_Run") -> None:
         """Read the operands of a size step's op back (a few scalars), and bind its sizes (or,

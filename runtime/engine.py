@@ -34,7 +34,7 @@ from ember.runtime.engine_format import EngineFormatError, Section
 from ember.runtime.specs import (EngineInputError, KernelImage, TensorSpec, arch_number, cubin_runs_on,
                                   ptx_runs_on, version_number)
 from ember.ir.profiles import Profile, Specialization
-from ember.ir.program import HostStep, Program, Step, ValueSpec
+from ember.ir.program import HostStep, Program, Step, ValueSpec, branched_ops, op_table, value_table
 from ember.runtime import binding as B
 from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory
 
@@ -175,17 +175,18 @@ class Engine:
             return self._module
 
     @property
+    def ops(self) -> list[Any]:
+        """The IR ops that steps name by index (the entry function's, then those of the branches
+        the program runs on the device: ir/program.py `op_table`)."""
+        return op_table(self.module.main, branched_ops(self.steps))
+
+    @property
     def value_ids(self) -> dict[Any, int]:
         """The IR values of the entry function by program value id (inputs, then each op's results)."""
         with self._lock:
             if self._value_ids is None:
                 fn = self.module.main
-                ids: dict[Any, int] = {}
-                for v in fn.inputs:
-                    ids[v] = len(ids)
-                for op in fn.body.ops:
-                    for r in op.results:
-                        ids[r] = len(ids)
+                ids = {v: i for i, v in enumerate(value_table(fn, branched_ops(self.steps)))}
                 if len(ids) != len(self.values):
                     raise EngineFormatError(f"{self.source}: the plan has {len(self.values)} values, the IR's entry "
                                             f"function {len(ids)}: the sections do not belong together")
@@ -667,13 +668,9 @@ def _op_reads_beyond_kernels(module: Any, program: Program) -> dict[int, list[in
     """Per launch group's last step, the values its IR ops read that its kernels do not (the
     host-arena executor runs the op there, so they must still be live)."""
     fn = module.main
-    ids: dict[Any, int] = {}
-    for v in fn.inputs:
-        ids[v] = len(ids)
-    ops = list(fn.body.ops)
-    for op in ops:
-        for r in op.results:
-            ids[r] = len(ids)
+    branched = branched_ops(program.steps)
+    ids = {v: i for i, v in enumerate(value_table(fn, branched))}
+    ops = op_table(fn, branched)
     if len(ids) != len(program.values):
         raise EngineFormatError(f"engine build: the program has {len(program.values)} values, the IR's entry "
                                 f"function {len(ids)}")

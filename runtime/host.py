@@ -24,7 +24,7 @@ import numpy as np
 from ember.errors import InterpretError, OutOfMemoryError
 from ember.ir.interpret import _run_block
 from ember.ir.opdef import EvalContext
-from ember.ir.program import HostStep, LaunchStep, SizeStep, ValueSpec
+from ember.ir.program import BranchStep, HostStep, LaunchStep, SizeStep, ValueSpec, YieldStep
 from ember.runtime.profiling import LayerTimes
 from ember.runtime.specs import view_of
 
@@ -54,7 +54,7 @@ class HostOps:
         self.engine = engine
         self.module = engine.module
         self.ids = engine.value_ids
-        self.ops = list(self.module.main.body.ops)
+        self.ops = engine.ops
         self.env = engine.symbols
 
     def run(self, index: int, fetch: Callable[[int], Any], env: Mapping[str, int] | None = None
@@ -247,7 +247,20 @@ class HostContext:
             fetch = lambda vid: self._read(b, vid, host, sizes)  # noqa: E731
             self.fallbacks = 0
             firsts = {first for first, _ in b.groups}
-            for t, step in enumerate(b.steps):
+            t = -1
+            while t + 1 < len(b.steps):
+                t += 1
+                step = b.steps[t]
+                if isinstance(step, BranchStep):  # the condition decides which branch's steps run
+                    if not bool(np.asarray(fetch(int(step.reads[0]))).reshape(-1)[0]):
+                        t = step.else_at - 1
+                    continue
+                if isinstance(step, YieldStep):  # the branch's values become the ember.if's results
+                    sizes.bind(t, {int(w): sizes.value(int(r)).shape for r, w in zip(step.reads, step.writes)})
+                    for r, w in zip(step.reads, step.writes):
+                        self._write(b, int(w), np.array(fetch(int(r)), copy=True), host, sizes)
+                    t = step.next - 1
+                    continue
                 if isinstance(step, SizeStep):  # bind the sizes its op's kernels are launched with
                     index = step.ops[0]
                     sizes.bind(t, self.ops.sizes_from_shapes(index, lambda vid: sizes.value(vid).shape)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from ember.ir.printer import name_values
-from ember.ir.program import HostStep, LaunchStep, Size, SizeStep, Step, ValueSpec, expr_json
+from ember.ir.program import BranchStep, HostStep, LaunchStep, Size, SizeStep, Step, ValueSpec, YieldStep, expr_json
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def _symbolic_steps(engine: Any) -> Sequence[Step]:
 def layers(engine: Any, kernel_ms: Mapping[str, float] | None = None) -> list[Layer]:
     """A layer per step of the engine's stored program, with kernel times where given."""
     fn = engine.module.main
-    ops = fn.body.ops
+    ops = engine.ops
     namer = name_values(fn)
     values = engine.values
     launches = Counter(s.kernel for s in engine.steps if isinstance(s, LaunchStep))
@@ -155,6 +155,8 @@ def layers(engine: Any, kernel_ms: Mapping[str, float] | None = None) -> list[La
             out.append(Layer(t, "host", sources, precision(step.ops), reason=step.reason))
         elif isinstance(step, SizeStep):
             out.append(Layer(t, "size", sources, precision(step.ops)))
+        elif isinstance(step, (BranchStep, YieldStep)):
+            out.append(Layer(t, step.kind, sources, precision(step.ops)))
     return out
 
 

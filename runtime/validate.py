@@ -35,8 +35,8 @@ from ember.errors import EmberError
 from ember.ir.sizes import MAX_BYTES, MAX_ELEMENTS, SizeError, check_range, nbytes
 from ember.ir.types import DTYPES
 from ember.runtime.engine_format import EngineFormatError
-from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, HostStep, LaunchStep, Program,
-                              SizeStep, Step, ValueSpec)
+from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, BranchStep, HostStep, LaunchStep,
+                              Program, SizeStep, Step, ValueSpec, YieldStep, branched_ops, op_table, value_table)
 from ember.runtime.memory_plan import MemoryPlan, align, lifetimes, op_groups
 I64 = (-(1 << 63), (1 << 63) - 1)
 I32 = (-(1 << 31), (1 << 31) - 1)
@@ -265,8 +265,10 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
                 where.fail("a size step has one op, binds run-time symbols and writes nothing")
             if s.get("from", "data") not in ("data", "shapes"):
                 where["from"].fail(f"a size step's sizes come from 'data' or 'shapes', not {s['from']!r}")
+        elif s["kind"] in ("branch", "yield"):
+            _branch(steps, t, s, reads, writes, where)
         else:
-            where["kind"].fail(f"step kind {s['kind']!r} is neither 'launch', 'host' nor 'size'")
+            where["kind"].fail(f"step kind {s['kind']!r} is not 'launch', 'host', 'size', 'branch' or 'yield'")
         if "binds" in s and s["kind"] == "launch":
             where["binds"].fail("a launch step binds no symbols (host and size steps do)")
         for j, (sym, vid, _) in enumerate(s.get("binds", ())):
@@ -282,9 +284,42 @@ def _program(x: Any, at: At) -> Mapping[str, Any]:
     return program
 
 
+def _branch(steps: list[Any], t: int, s: Mapping[str, Any], reads: list[int], writes: list[int], where: At) -> None:
+    """A branch step and the two yields that end its branches, as the lowerer lays them out:
+    [branch, then..., yield (next: past the else yield), else..., yield (next: the step after)].
+    Every jump goes forward, so a forged program cannot loop."""
+    if len(s["ops"]) != 1:
+        where["ops"].fail(f"a {s['kind']} step names one op (an ember.if)")
+    if s["kind"] == "yield":
+        if len(reads) != len(writes):
+            where.fail(f"a yield step writes as many values as it reads, not {len(writes)} for {len(reads)}")
+        _int(s.get("next"), where["next"], t + 1, len(steps), "step index")
+        return
+    if len(reads) != 1 or writes:
+        where.fail("a branch step reads one value (the condition) and writes nothing")
+    else_at = _int(s.get("else_at"), where["else_at"], t + 2, len(steps) - 1, "step index")
+
+    def ends_branch(i: int) -> Mapping[str, Any] | None:
+        other = steps[i]
+        return other if isinstance(other, dict) and other.get("kind") == "yield" and other.get("ops") == s["ops"] \
+            else None
+
+    then_yield = ends_branch(else_at - 1)
+    if then_yield is None:
+        where["else_at"].fail(f"the then branch (steps {t + 1} to {else_at - 1}) does not end in a yield of op "
+                              f"{s['ops'][0]}")
+    end = _int(then_yield.get("next"), where["else_at"], else_at + 1, len(steps), "step index")
+    else_yield = ends_branch(end - 1)
+    if else_yield is None or else_yield.get("next") != end:
+        where["else_at"].fail(f"the else branch (steps {else_at} to {end - 1}) does not end in a yield of op "
+                              f"{s['ops'][0]} that goes on at step {end}")
+
+
 def _runtime_symbols(steps: list[Any], values: list[Any], at: At) -> set[str]:
-    """The symbols the steps bind at run time (`binds`: [symbol, value id, axis]), each once."""
+    """The symbols the steps bind at run time (`binds`: [symbol, value id, axis]), each once (the two
+    yields of one ember.if bind the same ones: one of them runs)."""
     out: set[str] = set()
+    yields: dict[str, list[Any]] = {}  # symbol -> the ops of the yields that bind it
     for t, s in enumerate(steps):
         if not isinstance(s, dict) or "binds" not in s:
             continue
@@ -293,7 +328,10 @@ def _runtime_symbols(steps: list[Any], values: list[Any], at: At) -> set[str]:
             sym, vid, axis = _list(b, where[j], 3)
             if not isinstance(sym, str) or not sym.isidentifier():
                 where[j][0].fail(f"a run-time symbol is an identifier, not {_kind(sym)}")
-            if sym in out:
+            if s.get("kind") == "yield":
+                yields.setdefault(sym, []).append(s.get("ops"))
+            seen = yields.get(sym, [])
+            if sym in out and not (len(seen) == 2 and seen[0] == seen[1] and s.get("kind") == "yield"):
                 where[j][0].fail(f"run-time symbol {sym} is bound twice")
             vid = _vid(vid, values, where[j][1])
             v = values[vid] if isinstance(values[vid], dict) else {}
@@ -707,13 +745,9 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
         at.fail("the module has no functions")
     fn = module.main
     values = program.values
-    ops = list(fn.body.ops)
-    ids: dict[Any, int] = {}
-    for v in fn.inputs:
-        ids[v] = len(ids)
-    for op in ops:
-        for r in op.results:
-            ids[r] = len(ids)
+    branched = branched_ops(program.steps)
+    ops = op_table(fn, branched)
+    ids = {v: i for i, v in enumerate(value_table(fn, branched))}
     if len(ids) != len(values):
         at.fail(f"the entry function @{fn.name} has {len(ids)} values, the program {len(values)}: the sections do "
                 "not belong together")
@@ -765,6 +799,9 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
                 if b.value not in results:
                     At("plan", "program")["steps"][t]["binds"][j].fail(
                         f"{b.symbol} is bound from value {b.value}, which is not a result of op {s.ops[0]}")
+        if isinstance(s, (BranchStep, YieldStep)):
+            _branch_ir(s, ops, ids, At("plan", "program")["steps"][t])
+            continue
         if isinstance(s, LaunchStep) or isinstance(s, SizeStep) and s.source == "shapes":  # (which reads no value)
             continue
         listed = set(s.reads)
@@ -784,6 +821,23 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
                     At("plan", "program")["steps"][first].fail(
                         f"op {index} ({ops[index].name}) computes value {ids[r]}, which the step does not write")
     return ids
+
+
+def _branch_ir(s: BranchStep | YieldStep, ops: Sequence[Any], ids: Mapping[Any, int], at: At) -> None:
+    """A branch or yield step against its ember.if: the condition it reads, the results it
+    writes, the values a branch yields."""
+    op = ops[s.ops[0]]
+    if op.name != "ember.if":
+        at["ops"][0].fail(f"op {s.ops[0]} is {op.name}; a {s.kind} step runs an ember.if")
+    if isinstance(s, BranchStep):
+        if list(s.reads) != [ids.get(op.operands[0])]:
+            at["reads"].fail(f"the branch reads value {list(s.reads)}, its condition is value {ids.get(op.operands[0])}")
+        return
+    results = [ids.get(r) for r in op.results]
+    yielded = [[ids.get(v) for v in block.outputs] for block in op.regions]
+    if list(s.writes) != results or list(s.reads) not in yielded:
+        at.fail(f"the yield writes values {list(s.writes)} from {list(s.reads)}; op {s.ops[0]}'s results are "
+                f"{results}, its branches yield {yielded[0]} and {yielded[1]}")
 
 
 def _groups(steps: Sequence[Step]) -> Iterable[tuple[int, int]]:

@@ -54,8 +54,12 @@ class Rows:
     reduced: tuple[tuple[int, int], ...] = ()   # generic: (dim, stride) of the reduced axes
 
 
-def plan_rows(shape: Sequence[int], axes: Sequence[int]) -> Rows:
-    """Rows of `shape` reduced over `axes`, row o numbering the kept axes in row-major order."""
+def plan_rows(shape: Sequence[int], axes: Sequence[int], at_run_time: Callable[[int], bool] = lambda _: False
+              ) -> Rows:
+    """Rows of `shape` reduced over `axes`, row o numbering the kept axes in row-major order.
+    Where the sizes are known only when the program runs (`at_run_time`), a team fit for any
+    length is taken without asking: a guard on a run-time size sends the op to the host where
+    it fails, a worse price than a block for short rows."""
     strides = contiguous_strides(shape)
     groups: list[list[int]] = []  # [dim, stride, reduced]
     for d, (size, stride) in enumerate(zip(shape, strides)):
@@ -71,11 +75,12 @@ def plan_rows(shape: Sequence[int], axes: Sequence[int]) -> Rows:
     reduced = tuple((g[0], g[1]) for g in groups if g[2])
     rows, R = numel(d for d, _ in kept), numel(d for d, _ in reduced)
     pattern = "".join("R" if g[2] else "K" for g in groups)
+    team = "TEAM_BLOCK" if at_run_time(rows) or at_run_time(R) else _row_team(rows, R)
     if pattern in ("", "R", "K", "KR"):
-        return Rows("GEO_ROWS", _row_team(rows, R), rows, R)
-    if pattern in ("RK", "KRK") and kept[-1][0] >= 16:
+        return Rows("GEO_ROWS", team, rows, R)
+    if pattern in ("RK", "KRK") and not at_run_time(kept[-1][0]) and kept[-1][0] >= 16:
         return Rows("GEO_COLUMNS", "TEAM_COLUMN", rows, R, kept[-1][0])
-    return Rows("GEO_GENERIC", _row_team(rows, R), rows, R, 1, kept, reduced)
+    return Rows("GEO_GENERIC", team, rows, R, 1, kept, reduced)
 
 
 def _row_team(rows: int, R: int) -> str:
@@ -292,7 +297,7 @@ POLICIES = {"ember.reduce_sum": "RED_SUM", "ember.reduce_mean": "RED_MEAN", "emb
 def _reduce(ctx: LowerContext, op: Operation, reads: Reads, axes: list[int], kind: str) -> None:
     x = op.operands[0]
     shape = reads.shape(x)
-    plan = plan_rows(shape, axes)
+    plan = plan_rows(shape, axes, ctx.lowerer.is_runtime)
     out = reads.result()
     if plan.rows != numel(ctx.shape(out)):
         raise UnsupportedOpError(f"{plan.rows} rows for {numel(ctx.shape(out))} results")
@@ -332,7 +337,7 @@ def global_pool(ctx: LowerContext, op: Operation, reads: Reads) -> None:
 def arg_reduce(ctx: LowerContext, op: Operation, reads: Reads) -> None:
     x = op.operands[0]
     shape = reads.shape(x)
-    plan = plan_rows(shape, [op.attributes["axis"] % len(shape)])
+    plan = plan_rows(shape, [op.attributes["axis"] % len(shape)], ctx.lowerer.is_runtime)
     c = compute_ctype(reads.dtype(x))
     kb = _builder(ctx, reads, op.name.split(".")[1])
     o = kb.out(reads.result(), "long long")
@@ -345,7 +350,7 @@ def arg_reduce(ctx: LowerContext, op: Operation, reads: Reads) -> None:
 def softmax(ctx: LowerContext, op: Operation, reads: Reads) -> None:
     x = op.operands[0]
     shape = reads.shape(x)
-    plan = plan_rows(shape, [op.attributes["axis"] % len(shape)])
+    plan = plan_rows(shape, [op.attributes["axis"] % len(shape)], ctx.lowerer.is_runtime)
     dt = reads.dtype(x)
     c, t = compute_ctype(dt), ctype(dt)
     if op.name != "ember.hardmax" and c not in ("float", "double"):
@@ -370,7 +375,7 @@ def _norm(ctx: LowerContext, reads: Reads, hint: str, x: Value, view: Sequence[i
           kind: str, compute: str, params: Sequence[Value | None], param_map: Callable[[KernelBuilder, Value], str],
           epsilon: float, map_r: bool) -> None:
     """Standardize (or RMS-normalize) rows of x viewed as `view`, then scale (and shift)."""
-    plan = plan_rows(view, axes)
+    plan = plan_rows(view, axes, ctx.lowerer.is_runtime)
     out = reads.result()
     t = ctype(ctx.dtype(out))
     kb = _builder(ctx, reads, hint)

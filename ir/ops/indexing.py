@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ember.ir import attrs as A
-from ember.ir.dims import Dim, Unknown
+from ember.ir.dims import Dim, Unknown, dmax, dmin
 from ember.ir.opdef import AnyTensor, Attr, IntTensor, NumericTensor, Op, Operand, Pure, Result, register_op
 from ember.ir.ops import rules
 from ember.ir.ops.shape import MOVE, merge_dims, product, shape_of
@@ -397,6 +397,12 @@ class Head(Op):
         return t.with_shape(tuple(shape))
 
     run_time_size_reads = ("count",)  # a size step reads the count back, not x
+
+    @staticmethod
+    def symbolic_sizes(x: Any, count: Any, *, axis: int) -> tuple[tuple[Dim, ...], ...] | None:
+        ax = axis % len(x.shape)
+        n = dmin(dmax(count.elements[0], 0), x.shape[ax])
+        return (tuple(n if i == ax else d for i, d in enumerate(x.shape)),)
 
     @staticmethod
     def run_time_sizes(x: Any, count: np.ndarray, *, axis: int) -> tuple[tuple[int, ...], ...]:

@@ -347,6 +347,14 @@ class TopK(Op):
     run_time_size_reads = ("k_value",)  # a size step reads k back, not x
 
     @staticmethod
+    def symbolic_sizes(x: Any, k_value: Any, *, axis: int, **_: Any) -> tuple[tuple[Any, ...], ...] | None:
+        if k_value is None or len(k_value.elements) != 1:
+            return None
+        ax = axis % len(x.shape)
+        shape = tuple(k_value.elements[0] if i == ax else d for i, d in enumerate(x.shape))
+        return shape, shape
+
+    @staticmethod
     def run_time_sizes(x: Any, k_value: np.ndarray | None, *, k: int | None, axis: int,
                        **_: Any) -> tuple[tuple[int, ...], ...]:
         count = int(k) if k is not None else int(np.asarray(k_value).reshape(()))

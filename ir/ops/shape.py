@@ -29,6 +29,7 @@ from ember.ir.dims import (Dim, DimExpr, FloorDiv, Max, Min, Mod, Sym, Unknown, 
                            format_shape, mod)
 from ember.ir.opdef import (AnyTensor, Attr, DataMovement, IntTensor, NumericTensor, Op, Operand, Pure, Result,
                             ShapeOnly, ViewLike, register_op, static_value)
+from ember.ir import shape_values
 from ember.ir.ops import rules
 from ember.ir.types import TensorType, Type, i64
 
@@ -662,6 +663,10 @@ class ConstantOfShape(Op):
         return TensorType(self.value.dtype, dims)
 
     @staticmethod
+    def symbolic_sizes(shape: Any, **_: Any) -> tuple[tuple[Dim, ...], ...] | None:
+        return (tuple(shape.elements),) if len(shape.shape) == 1 else None
+
+    @staticmethod
     def run_time_sizes(shape: np.ndarray, **_: Any) -> tuple[tuple[int, ...], ...]:
         dims = tuple(int(d) for d in np.asarray(shape).ravel())
         if any(d < 0 for d in dims):
@@ -816,6 +821,11 @@ class Range(Op):
                 raise self.error(f"length {claimed} contradicts the constant operands, which give {n}")
             n = claimed
         return TensorType(dt, (n,))
+
+    @staticmethod
+    def symbolic_sizes(start: Any, limit: Any, delta: Any, **_: Any) -> tuple[tuple[Dim, ...], ...] | None:
+        n = shape_values.range_length(start, limit, delta)
+        return None if n is None else ((n,),)
 
     @staticmethod
     def run_time_sizes(start: np.ndarray, limit: np.ndarray, delta: np.ndarray, **_: Any) -> tuple[tuple[int, ...], ...]:

@@ -164,7 +164,7 @@ TINY_FORGERIES: dict[str, tuple[str, Callable[[dict[str, Any]], Any], str]] = {
                                               "op 7 (ember.nonzero) reads value 7, which the step does not list"),
     "op index negative": ("plan", lambda s: setitem(program(s)["steps"][3], "ops", [-1]), "op index -1 is outside"),
     "step of another kind": ("plan", lambda s: setitem(program(s)["steps"][3], "kind", "jump"),
-                             "step kind 'jump' is neither"),
+                             "step kind 'jump' is not 'launch'"),
     "unknown kernel": ("plan", lambda s: setitem(step(s, "gemm"), "kernel", "nope"),
                        "kernel 'nope' is not among the program's kernels"),
     "too few arguments": ("plan", lambda s: step(s, "gemm")["args"].pop(), "8 arguments for the 9 parameters"),
