@@ -4,8 +4,14 @@ Not run in CI. Ultralytics (AGPL-3.0) is used here only, to build the network fr
 configuration; it is never a dependency of Ember. Pinned: ultralytics 8.4.190 (on the device,
 which lacks it, install it with --no-deps: the device has its dependencies).
 
-    python scripts/export_yolov8.py --small --out tests/fixtures/onnx     # the committed fixtures
-    python scripts/export_yolov8.py --scale s --imgsz 640 --out /tmp/yolo  # full size, on the device
+    python scripts/export_yolov8.py --small --out tests/fixtures/detectors    # the CI fixture
+    python scripts/export_yolov8.py --scale s --out tests/fixtures/detectors --graph-only
+    python scripts/export_yolov8.py --refill tests/fixtures/detectors/yolov8s_nms.graph.onnx --out /tmp/yolo
+
+Full-size models are committed as graphs without their convolution weights (`--graph-only`,
+a few hundred KB); `--refill` (numpy and onnx only: it runs on the device, which has no
+ultralytics) gives each a seeded He-scaled random filter, so the GPU tests get YOLOv8n/s at
+640x640 without carrying 50 MB of random numbers.
 
 Each model is exported twice:
 - `<name>.onnx`: the network as ultralytics exports it, one output (batch, 4 + classes,
@@ -124,18 +130,72 @@ def add_nms(model: object, classes: int) -> object:
     return g
 
 
+STRIPPED = "ember_refill"  # metadata key: the initializers --graph-only emptied
+
+
+def graph_only(path: Path) -> Path:
+    """The model with its convolution filters (float initializers of rank 4) emptied, named in
+    the metadata; biases and small constants stay."""
+    import onnx
+    model = onnx.load(str(path))
+    names = []
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 4 and np.prod(init.dims) > 64:
+            names.append(init.name)
+            init.ClearField("raw_data")
+            del init.float_data[:]
+    model.metadata_props.add(key=STRIPPED, value=json.dumps({"seed": SEED, "names": names}))
+    out = path.with_name(path.stem + ".graph.onnx")
+    onnx.save(model, str(out))
+    return out
+
+
+def refill(path: Path, out_dir: Path) -> Path:
+    """A graph from `graph_only` with seeded He-scaled normal filters (std sqrt(2 / fan in))."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    spec = json.loads(meta[STRIPPED])
+    rng = np.random.default_rng(spec["seed"])
+    wanted = set(spec["names"])
+    for i, init in enumerate(model.graph.initializer):
+        if init.name in wanted:
+            dims = tuple(init.dims)
+            w = rng.standard_normal(dims) * np.sqrt(2.0 / np.prod(dims[1:]))
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(w.astype(np.float32), init.name))
+    for p in list(model.metadata_props):
+        if p.key == STRIPPED:
+            model.metadata_props.remove(p)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / path.name.replace(".graph.onnx", ".onnx")
+    onnx.save(model, str(out))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--small", action="store_true", help="the CI fixture (yolov8_small, 160x160)")
     parser.add_argument("--scale", choices=["n", "s"], help="a full-size YOLOv8n or YOLOv8s")
     parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--graph-only", action="store_true", help="write the NMS model without its filters")
+    parser.add_argument("--refill", type=Path, help="a --graph-only model to give random filters")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.refill:
+        print(refill(args.refill, args.out))
+        return
     if args.small == bool(args.scale):
         parser.error("give --small or --scale")
     scale, imgsz, name = ("small", 160, "yolov8_small") if args.small else (args.scale, args.imgsz,
                                                                            f"yolov8{args.scale}")
     info = export(scale, imgsz, args.out, name)
+    if args.graph_only:
+        for stem in (name, f"{name}_nms"):
+            graph = graph_only(args.out / f"{stem}.onnx")
+            (args.out / f"{stem}.onnx").unlink()
+            info["bytes"][graph.name] = graph.stat().st_size
+        info["bytes"] = {k: v for k, v in info["bytes"].items() if k.endswith(".graph.onnx")}
     (args.out / f"{name}.provenance.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info))
 
