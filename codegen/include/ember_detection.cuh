@@ -150,3 +150,86 @@ __device__ __forceinline__ void nms_gather(long long* __restrict__ out, long lon
 }
 
 }  // namespace ember
+
+namespace ember {
+
+// RoiAlign: out[r, c, ph, pw] pools a sampling grid of bilinear samples of image
+// batch_indices[r] inside RoI r's bin (ph, pw), as the interpreter's ember.roi_align does (its
+// positions computed in P, term by term; samples outside [-1, size] count 0; max takes, per
+// sample, the largest weighted corner). One thread per output element (grid-stride); the
+// strides in meta give x's and out's layouts: x (n, c, h, w) strides, out (r, c, ph, pw)
+// strides, then N, C, H, W, R, output height, output width.
+template <typename P> struct RoiAxis { long long low, high; P w_low, w_high; bool inside; };
+
+template <typename P>
+__device__ __forceinline__ RoiAxis<P> roi_axis(P start, P bin, long long b, long long i, long long grid, long long size) {
+  const P c0 = nms_add(nms_add(start, nms_mul((P)b, bin)), nms_mul(nms_add((P)i, (P)0.5), bin) / (P)grid);
+  RoiAxis<P> a;
+  a.inside = c0 >= (P)-1 && c0 <= (P)size;
+  const P c = c0 < (P)0 ? (P)0 : c0;
+  long long low = (long long)floor((double)c);
+  P frac;
+  if (low >= size - 1) { low = size - 1; a.high = size - 1; frac = (P)0; }
+  else { a.high = low + 1; frac = nms_sub(c, (P)low); }
+  a.low = low;
+  a.w_low = nms_sub((P)1, frac);
+  a.w_high = frac;
+  return a;
+}
+
+template <typename T, typename C, typename I, typename P, bool HALF, bool MAX>
+__device__ __forceinline__ void roi_align(T* __restrict__ out, const T* __restrict__ x, const T* __restrict__ rois,
+                                          const I* __restrict__ batch_indices, const i64* __restrict__ meta,
+                                          P scale, long long sampling_ratio, long long n) {
+  const i64* xs = meta;
+  const i64* os = meta + 4;
+  const long long N = meta[8], channels = meta[9], H = meta[10], W = meta[11], OH = meta[13], OW = meta[14];
+  for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
+    long long rest = e;
+    const long long pw = rest % OW; rest /= OW;
+    const long long ph = rest % OH; rest /= OH;
+    const long long c = rest % channels;
+    const long long r = rest / channels;
+    long long b = (long long)batch_indices[r];
+    b = b < 0 ? 0 : (b >= N ? N - 1 : b);  // (the interpreter refuses such an index)
+    const P offset = HALF ? (P)0.5 : (P)0;
+    const P start_w = nms_sub(nms_mul((P)to_compute(rois[r * 4 + 0]), scale), offset);
+    const P start_h = nms_sub(nms_mul((P)to_compute(rois[r * 4 + 1]), scale), offset);
+    const P end_w = nms_sub(nms_mul((P)to_compute(rois[r * 4 + 2]), scale), offset);
+    const P end_h = nms_sub(nms_mul((P)to_compute(rois[r * 4 + 3]), scale), offset);
+    P roi_w = nms_sub(end_w, start_w), roi_h = nms_sub(end_h, start_h);
+    if (!HALF) { roi_w = roi_w > (P)1 ? roi_w : (P)1; roi_h = roi_h > (P)1 ? roi_h : (P)1; }
+    const P bin_h = roi_h / (P)OH, bin_w = roi_w / (P)OW;
+    const long long grid_h = sampling_ratio > 0 ? sampling_ratio : (long long)ceil((double)(roi_h / (P)OH));
+    const long long grid_w = sampling_ratio > 0 ? sampling_ratio : (long long)ceil((double)(roi_w / (P)OW));
+    C acc = (C)0;
+    bool any = false;
+    if (grid_h > 0 && grid_w > 0) {
+      const T* image = x + b * xs[0] + c * xs[1];
+      for (long long iy = 0; iy < grid_h; ++iy) {
+        const RoiAxis<P> ay = roi_axis<P>(start_h, bin_h, ph, iy, grid_h, H);
+        for (long long ix = 0; ix < grid_w; ++ix) {
+          const RoiAxis<P> ax = roi_axis<P>(start_w, bin_w, pw, ix, grid_w, W);
+          const bool inside = ay.inside && ax.inside;
+          const C w00 = (C)nms_mul(ay.w_low, ax.w_low), w01 = (C)nms_mul(ay.w_low, ax.w_high);
+          const C w10 = (C)nms_mul(ay.w_high, ax.w_low), w11 = (C)nms_mul(ay.w_high, ax.w_high);
+          const C v00 = inside ? w00 * (C)to_compute(image[ay.low * xs[2] + ax.low * xs[3]]) : (C)0;
+          const C v01 = inside ? w01 * (C)to_compute(image[ay.low * xs[2] + ax.high * xs[3]]) : (C)0;
+          const C v10 = inside ? w10 * (C)to_compute(image[ay.high * xs[2] + ax.low * xs[3]]) : (C)0;
+          const C v11 = inside ? w11 * (C)to_compute(image[ay.high * xs[2] + ax.high * xs[3]]) : (C)0;
+          if (MAX) {
+            C m = nan_max(nan_max(v00, v01), nan_max(v10, v11));
+            acc = any ? nan_max(acc, m) : m;
+          } else {
+            acc += ((v00 + v01) + v10) + v11;
+          }
+          any = true;
+        }
+      }
+      if (!MAX) acc = acc / (C)(grid_h * grid_w);
+    }
+    out[r * os[0] + c * os[1] + ph * os[2] + pw * os[3]] = store<T>(acc);
+  }
+}
+
+}  // namespace ember

@@ -1,6 +1,7 @@
 """Non-max suppression on the GPU: ember.nms becomes ember.nms_padded (two launches: greedy
 selection per image and class, then the rows laid out with their count) and an ember.head
-whose size step reads back only the count (passes/bound_data_sizes.py).
+whose size step reads back only the count (passes/bound_data_sizes.py). And RoI align, one
+thread per output element, channels first or last.
 
 CPU (CI): the program has no host step, the size step reads the 8-byte count and nothing
 else, and every kernel compiles for sm_80 and sm_90. GPU: each case against the
@@ -21,7 +22,8 @@ from ember.codegen.lower import lower
 from ember.codegen.nvrtc import Compiler
 from ember.ir.builder import Builder
 from ember.ir.core import Module
-from ember.ir.types import Type, f16, f32, f64
+from ember.ir.types import Type, f16, f32, f64, i32, i64
+from ember.tolerance import assert_close
 from ember.passes.manager import PassManager
 from kernel_checks import gpu_available, launches, nvrtc_compiler
 
@@ -156,3 +158,55 @@ def test_on_gpu(c: Case) -> None:
             assert want.shape == (0, 3)
         if c.name == "every_box_kept":
             assert want.shape == (80, 3)
+
+
+# -- RoI align ------------------------------------------------------------------------------------
+ROI_CASES = [  # (name, dtype, attrs)
+    ("avg_adaptive_half_pixel", f32, {"output_height": 3, "output_width": 4, "spatial_scale": 0.5}),
+    ("max_fixed_grid_output_half_pixel", f32, {"output_height": 2, "output_width": 2, "spatial_scale": 0.25,
+                                               "mode": "max", "sampling_ratio": 2,
+                                               "coordinate_transformation_mode": "output_half_pixel"}),
+    ("f16_avg", f16, {"output_height": 7, "output_width": 7, "spatial_scale": 1.0, "sampling_ratio": 2}),
+    ("f64_max", f64, {"output_height": 2, "output_width": 3, "spatial_scale": 0.5, "mode": "max"}),
+]
+
+
+def roi_module(name: str, dt: Any, attrs: dict[str, Any], index_type: Any = i64) -> Module:
+    b = Builder(name)
+    x = b.input("x", dt[2, 5, 12, 14])
+    rois = b.input("rois", dt[6, 4])
+    idx = b.input("idx", index_type[6])
+    b.output("y", b.roi_align(x, rois, idx, **attrs))
+    return b.build()
+
+
+def roi_feeds(dt: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    low = rng.uniform(-4, 20, (6, 2))  # some RoIs start outside the image (samples there count 0)
+    rois = np.concatenate([low, low + rng.uniform(0.5, 16, (6, 2))], axis=1)
+    return {"x": rng.standard_normal((2, 5, 12, 14)).astype(dt.np_dtype), "rois": rois.astype(dt.np_dtype),
+            "idx": rng.integers(0, 2, 6)}
+
+
+@pytest.mark.parametrize("name, dt, attrs", ROI_CASES, ids=[c[0] for c in ROI_CASES])
+@pytest.mark.parametrize("pipeline", ["canonicalize", "default"])  # channels first; last (layout-nhwc)
+def test_roi_align_is_a_kernel(name, dt, attrs, pipeline, compiler: Compiler) -> None:
+    module = roi_module(name, dt, attrs)
+    PassManager(pipeline).run(module)
+    program = lower(module)
+    assert not program.host_ops and any(program.kernels[s.kernel].entry_hint == "roi_align"
+                                        for s in launches(program))
+    compiler.compile_all(program.kernels.values())
+
+
+@pytest.mark.parametrize("name, dt, attrs", ROI_CASES, ids=[c[0] for c in ROI_CASES])
+@pytest.mark.parametrize("pipeline", ["canonicalize", "default"])
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_roi_align_on_gpu(name, dt, attrs, pipeline) -> None:
+    module = roi_module(name, dt, attrs, index_type=i32 if dt is f64 else i64)
+    engine = ember.compile(module, pipeline=pipeline)
+    feeds = roi_feeds(dt, np.random.default_rng())
+    if dt is f64:
+        feeds["idx"] = feeds["idx"].astype(np.int32)
+    want = ember.interpret(module, feeds)["y"]
+    assert_close(np.asarray(engine.run(feeds, device="cuda")["y"]), want, what=name)
