@@ -999,6 +999,35 @@ def _nms(w: GraphWriter, op: Operation) -> None:
     w.node("NonMaxSuppression", inputs, _outs(w, op), center_point_box=int(a["center_point_box"]))
 
 
+@exports("ember.nms_padded")
+def _nms_padded(w: GraphWriter, op: Operation) -> None:
+    """NonMaxSuppression, its row count, and the rows padded with -1 up to the bound."""
+    a = op.attributes
+    score = a["score_threshold"]
+    inputs = [w.name(op.operands[0]), w.name(op.operands[1]),
+              w.const(np.array([a["max_output_boxes_per_class"]], np.int64), "max_boxes"),
+              w.const(np.array([a["iou_threshold"]], np.float32), "iou_threshold")]
+    if score is not None:
+        inputs.append(w.const(np.array([score], np.float32), "score_threshold"))
+    (selected,) = w.node("NonMaxSuppression", inputs, hint="selected", center_point_box=int(a["center_point_box"]))
+    rows, count = _outs(w, op)
+    (kept,) = w.node("Shape", [selected], hint="kept", start=0, end=1)
+    w.node("Squeeze", [kept, w.ints([0], "axis")], [count])
+    (missing,) = w.node("Sub", [w.dim_tensor(op.results[0].type.shape[0]), kept], hint="missing")
+    zero = w.ints([0], "zero")
+    (pads,) = w.node("Concat", [zero, zero, missing, zero], hint="pads", axis=0)
+    w.node("Pad", [selected, pads, w.const(np.array(-1, np.int64), "minus_one")], [rows])
+
+
+@exports("ember.head")
+def _head(w: GraphWriter, op: Operation) -> None:
+    """Slice to [0, max(count, 0)) along the axis (Slice clamps an end past the dim)."""
+    (end,) = w.node("Reshape", [w.name(op.operands[1]), w.ints([1], "one")], hint="count")
+    (end,) = w.node("Max", [end, w.ints([0], "zero")], hint="end")
+    w.node("Slice", [w.name(op.operands[0]), w.ints([0], "start"), end, w.ints([op.attributes["axis"]], "axis")],
+           _outs(w, op))
+
+
 @exports("ember.col2im")
 def _col2im(w: GraphWriter, op: Operation) -> None:
     a = op.attributes

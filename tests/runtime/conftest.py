@@ -170,11 +170,19 @@ def no_compiler(monkeypatch):
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch):
-    """The CUDA runtime on the stand-in driver (tests/support/fake_driver.py): no GPU needed."""
+    """The CUDA runtime on the stand-in driver (tests/support/fake_driver.py): no GPU needed.
+
+    Contexts and device state that a test leaves to the garbage collector are finalized before
+    its stand-in goes: one finalized later, under another test's stand-in, would release a
+    primary context that stand-in never retained (which resets it, freeing its memory)."""
+    import gc
+
     from fake_driver import FakeDriver
 
     from ember.runtime import cuda
+    gc.collect()
     driver = FakeDriver()
     monkeypatch.setattr(cuda, "_driver", driver)
     monkeypatch.setattr(cuda, "_available", (True, ""))
-    return driver
+    yield driver
+    gc.collect()

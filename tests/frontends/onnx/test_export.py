@@ -296,6 +296,12 @@ def case_vision():
     b.output("nms", b.nms(b.constant(np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 5, 1, 6]]], np.float32)),
                           b.constant(np.array([[[0.9, 0.8, 0.7]]], np.float32)), max_output_boxes_per_class=2,
                           iou_threshold=0.5, score_threshold=0.1))
+    rows, count = b.nms_padded(b.constant(np.array([[[0, 0, 1, 1], [0, 0.1, 1, 1.1], [0, 5, 1, 6]]], np.float32)),
+                               b.constant(np.array([[[0.9, 0.8, 0.7], [0.1, 0.95, 0.2]]], np.float32)),
+                               max_output_boxes_per_class=2, iou_threshold=0.5, score_threshold=0.15)
+    b.output("nms_rows", rows)
+    b.output("nms_count", count)
+    b.output("nms_head", b.head(rows, count))
     cols = b.input("cols", ir.f32["N", 8, 6])
     b.output("col2im", b.col2im(cols, image_shape=(3, 4), block_shape=(2, 2)))
     b.output("col2im_nhwc", b.col2im(b.input("cols9", ir.f32["N", 8, 9]), image_shape=(4, 5), block_shape=(2, 2),
