@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ember.frontends.savedmodel import recurrent
 from ember.frontends.savedmodel.importer import STRUCTURAL, NodeError, SavedModelImporter, TensorList, TFValue
 from ember.frontends.savedmodel.protos import entries
 from ember.ir.builder import Builder
@@ -75,6 +76,9 @@ def _tensor_list(value: TFValue) -> TensorList:
 @structural("While", "StatelessWhile")
 def while_loop(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     cond, body = _function(node, "cond"), _function(node, "body")
+    fused = recurrent.fuse(importer, body, ins, b, node.name)  # a Keras LSTM, GRU or SimpleRNN layer
+    if fused is not None:
+        return fused
     state = list(ins)
     for _ in range(MAX_UNROLL + 1):
         (flag,) = importer.call(cond, state, b)[:1]
@@ -126,7 +130,7 @@ def from_tensor(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: 
     for i in range(n):
         piece = b.op("ember.slice", v, starts=(i,), ends=(i + 1,), axes=(0,), loc=node.name)
         items.append(_bound(importer, b.op("ember.squeeze", piece, axes=(0,), loc=node.name)))
-    return [TensorList(items)]
+    return [TensorList(items, source=Slot(value=v))]
 
 
 def _bound(importer: SavedModelImporter, v: Any) -> Slot:
@@ -138,10 +142,17 @@ def _bound(importer: SavedModelImporter, v: Any) -> Slot:
 def get_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     lst = _tensor_list(ins[0])
     i = _index(importer, ins[1], len(lst.items), "the index")
-    item = lst.items[i]
+    item = lst.items[i] if lst.items[i] is not None or lst.source is None else _slice(importer, lst, i, b, node.name)
     if item is None:
         raise NodeError(f"reads element {i} of a TensorList before it is written")
     return [item]
+
+
+def _slice(importer: SavedModelImporter, lst: TensorList, i: int, b: Builder, loc: str) -> Slot:
+    """Element i of a TensorList that holds its source tensor's leading slices (a recurrent op's outputs)."""
+    v = importer.materialize(lst.source, loc)  # type: ignore[arg-type]
+    piece = b.op("ember.slice", v, starts=(i,), ends=(i + 1,), axes=(0,), loc=loc)
+    return _bound(importer, b.op("ember.squeeze", piece, axes=(0,), loc=loc))
 
 
 @structural("TensorListSetItem", inputs=3)
@@ -150,7 +161,8 @@ def set_item(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Bui
     i = _index(importer, ins[1], len(lst.items), "the index")
     if not isinstance(ins[2], Slot):
         raise NodeError("writes something that is not a tensor")
-    items = list(lst.items)
+    items = [x if x is not None or lst.source is None else _slice(importer, lst, k, b, node.name)
+             for k, x in enumerate(lst.items)]
     items[i] = ins[2]
     return [TensorList(items, lst.dtype)]
 
@@ -160,7 +172,9 @@ def push_back(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Bu
     lst = _tensor_list(ins[0])
     if not isinstance(ins[1], Slot):
         raise NodeError("pushes something that is not a tensor")
-    return [TensorList(list(lst.items) + [ins[1]], lst.dtype)]
+    items = [x if x is not None or lst.source is None else _slice(importer, lst, k, b, node.name)
+             for k, x in enumerate(lst.items)]
+    return [TensorList(items + [ins[1]], lst.dtype)]
 
 
 @structural("TensorListLength", inputs=1)
@@ -171,6 +185,11 @@ def length(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Build
 @structural("TensorListStack", inputs=1)
 def stack(importer: SavedModelImporter, node: Any, ins: list[TFValue], b: Builder) -> list[TFValue]:
     lst = _tensor_list(ins[0])
+    if lst.source is not None and all(item is None for item in lst.items):
+        return [lst.source]  # a recurrent op's output sequence, as it is
+    if lst.source is not None:
+        lst = TensorList([x if x is not None else _slice(importer, lst, k, b, node.name)
+                          for k, x in enumerate(lst.items)], lst.dtype)
     if not lst.items or any(item is None for item in lst.items):
         unset = [i for i, item in enumerate(lst.items) if item is None]
         raise NodeError(f"stacks a TensorList with unwritten elements {unset[:8]}" if lst.items

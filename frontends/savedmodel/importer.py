@@ -18,8 +18,9 @@ emitted.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -80,6 +81,7 @@ class TensorList:
 
     items: list[Slot | None]
     dtype: Any = None
+    source: Slot | None = None  # the tensor whose leading slices the items are, where unwritten (None)
 
 
 TFValue = Slot | Resource | TensorList  # what a TensorFlow tensor is during import
@@ -525,6 +527,17 @@ class SavedModelImporter(Staging):
         result = CONVERTERS[op](ctx)
         self.fold(b.block.ops[start:])
         return self._bind(result)
+
+    @contextmanager
+    def scratch(self, b: Builder) -> Iterator[None]:
+        """Import into `b`'s module instead (a probe of a loop body, recurrent.py): its constants,
+        weights and variables are emitted there, and what the model's import holds is untouched."""
+        saved = (self.module, self.prologue, self.prologue_len, self._variables)
+        self.module, self.prologue, self.prologue_len, self._variables = b.module, b.block, 0, {}
+        try:
+            yield
+        finally:
+            self.module, self.prologue, self.prologue_len, self._variables = saved
 
     def variable(self, res: Resource) -> Slot:
         """The value of a variable, read once from the checkpoint (one weight however often read)."""

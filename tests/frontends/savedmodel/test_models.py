@@ -12,6 +12,7 @@ import pytest
 import ember
 from ember.frontends import savedmodel
 from ember.ir.interpret import interpret
+from ember.passes.manager import run_pipeline
 from ember.ir.types import TensorType
 from ember.ir.verify import verify
 from ember.passes.manager import run_pipeline
@@ -121,14 +122,38 @@ def test_keras2_fused_batch_norm_layer_norm_is_recognized(saved_models: Any) -> 
     _check(module, *reference["serving_default"])
 
 
-def test_keras_recurrent_loops_are_unrolled(saved_models: Any) -> None:
-    """LSTM, bidirectional GRU and SimpleRNN loops have a build-time trip count (7 steps):
-    unrolled, with no loop op left and each weight imported once."""
-    path, _ = saved_models["keras_rnn"]
+def test_keras_recurrent_layers_become_recurrent_ops(saved_models: Any) -> None:
+    """The While loops of an LSTM, a bidirectional GRU and a SimpleRNN (7 steps) are one
+    ember.lstm, two ember.gru (forward, and backward on the reversed input) and one ember.rnn:
+    no unrolled step is left, the weights are the ops' own (W, R, B per loop), and the model
+    still matches TensorFlow, before and after the default pipeline."""
+    path, reference = saved_models["keras_rnn"]
     module = ember.load(path)
     ops = Counter(op.name for op in module.walk())
-    assert ops["ember.loop"] == 0 and ops["ember.sigmoid"] >= 7 * (3 + 2 * 2), ops
-    assert len(module.weights) == 3 + 2 * 3 + 3 + 2  # LSTM, two GRUs, SimpleRNN (kernel, recurrent, bias), Dense
+    assert (ops["ember.lstm"], ops["ember.gru"], ops["ember.rnn"]) == (1, 2, 1), ops
+    assert ops["ember.loop"] == ops["ember.sigmoid"] == ops["ember.tanh"] == 0 and ops["ember.matmul"] == 1, ops
+    assert len(module.weights) == 4 * 3 + 2  # W, R, B of each recurrent op, and the Dense layer's two
+    _check(module, *reference["serving_default"])
+    optimized = ember.load(path)
+    run_pipeline(optimized, "default")
+    after = Counter(op.name for op in optimized.walk())
+    assert (after["ember.lstm"], after["ember.gru"], after["ember.rnn"]) == (1, 2, 1), after
+    _check(optimized, *reference["serving_default"])
+
+
+def test_recurrent_layers_off_the_defaults(saved_models: Any) -> None:
+    """A GRU without reset_after and a relu SimpleRNN run backwards are recurrent ops too; an
+    LSTM that reads a mask is no plain cell (its loop also reads the mask), so it is unrolled.
+    All match TensorFlow."""
+    path, reference = saved_models["keras_rnn_variants"]
+    module = ember.load(path)
+    ops = Counter(op.name for op in module.walk())
+    assert (ops["ember.lstm"], ops["ember.gru"], ops["ember.rnn"]) == (0, 1, 1), ops
+    grus = [op for op in module.walk() if op.name == "ember.gru"]
+    assert grus[0].attributes["linear_before_reset"] is False
+    assert [op.attributes["activations"] for op in module.walk() if op.name == "ember.rnn"] == [("relu",)]
+    assert ops["ember.sigmoid"] >= 6 * 3, ops  # the masked LSTM, unrolled: 3 sigmoid gates a step
+    _check(module, *reference["serving_default"])
 
 
 def test_space_to_batch_convolutions_become_dilated_convolutions(saved_models: Any) -> None:

@@ -188,6 +188,21 @@ def keras_rnn(path: Path) -> Reference:
     return _export_keras(model, path, batch=3)
 
 
+def keras_rnn_variants(path: Path) -> Reference:
+    """Recurrent layers off the defaults: a GRU without reset_after (one bias), a SimpleRNN
+    with relu running backwards, and an LSTM behind a Masking layer (its loop also reads the
+    mask: not a plain cell, so it is unrolled)."""
+    import keras
+    from keras import layers as L
+    inp = keras.Input((6, 4))
+    x = L.GRU(5, return_sequences=True, reset_after=False)(inp)
+    x = L.SimpleRNN(3, activation="relu", go_backwards=True, return_sequences=True)(x)
+    y = L.LSTM(2)(L.Masking(mask_value=0.0)(x))
+    model = keras.Model(inp, [L.Flatten()(x), y])
+    _randomize(model, 16)
+    return _export_keras(model, path, batch=2)
+
+
 def dilated_convs(path: Path) -> Reference:
     """Dilated convolutions that TensorFlow writes as SpaceToBatchND -> conv -> BatchToSpaceND,
     with odd sizes so that paddings and crops are not zero."""
@@ -460,7 +475,8 @@ def unsupported_ops(path: Path) -> Reference:
 
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
-    "keras_layers": keras_layers, "keras_rnn": keras_rnn, "dilated_convs": dilated_convs,
+    "keras_layers": keras_layers, "keras_rnn": keras_rnn, "keras_rnn_variants": keras_rnn_variants,
+    "dilated_convs": dilated_convs,
     "keras_tf_save": keras_tf_save, "causal_attention": causal_attention,
     "two_signatures": two_signatures,
     "dynamic_batch": dynamic_batch,
