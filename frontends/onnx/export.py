@@ -987,8 +987,8 @@ def _roi_align(w: GraphWriter, op: Operation) -> None:
     _from_channels_first(w, y, w.name(op.results[0]), lay)
 
 
-@exports("ember.nms")
-def _nms(w: GraphWriter, op: Operation) -> None:
+def _nms_node(w: GraphWriter, op: Operation, outputs: list[str] | None) -> str:
+    """NonMaxSuppression of the op's boxes and scores, its limits as constant inputs."""
     a = op.attributes
     score = a["score_threshold"]
     inputs = [w.name(op.operands[0]), w.name(op.operands[1]),
@@ -996,20 +996,19 @@ def _nms(w: GraphWriter, op: Operation) -> None:
               w.const(np.array([a["iou_threshold"]], np.float32), "iou_threshold")]
     if score is not None:
         inputs.append(w.const(np.array([score], np.float32), "score_threshold"))
-    w.node("NonMaxSuppression", inputs, _outs(w, op), center_point_box=int(a["center_point_box"]))
+    return w.node("NonMaxSuppression", inputs, outputs, hint="selected",
+                  center_point_box=int(a["center_point_box"]))[0]
+
+
+@exports("ember.nms")
+def _nms(w: GraphWriter, op: Operation) -> None:
+    _nms_node(w, op, _outs(w, op))
 
 
 @exports("ember.nms_padded")
 def _nms_padded(w: GraphWriter, op: Operation) -> None:
     """NonMaxSuppression, its row count, and the rows padded with -1 up to the bound."""
-    a = op.attributes
-    score = a["score_threshold"]
-    inputs = [w.name(op.operands[0]), w.name(op.operands[1]),
-              w.const(np.array([a["max_output_boxes_per_class"]], np.int64), "max_boxes"),
-              w.const(np.array([a["iou_threshold"]], np.float32), "iou_threshold")]
-    if score is not None:
-        inputs.append(w.const(np.array([score], np.float32), "score_threshold"))
-    (selected,) = w.node("NonMaxSuppression", inputs, hint="selected", center_point_box=int(a["center_point_box"]))
+    selected = _nms_node(w, op, None)
     rows, count = _outs(w, op)
     (kept,) = w.node("Shape", [selected], hint="kept", start=0, end=1)
     w.node("Squeeze", [kept, w.ints([0], "axis")], [count])

@@ -445,8 +445,19 @@ def _roi_pool(image: np.ndarray, ys: tuple, xs: tuple, mode: str, count: int) ->
 
 
 # -- non-max suppression ------------------------------------------------------------------------
+class _Suppression(Op):
+    """The operands and attributes of ember.nms and ember.nms_padded (see ember.nms)."""
+
+    boxes = Operand(FloatTensor)
+    scores = Operand(FloatTensor)
+    max_output_boxes_per_class = Attr(A.Int, default=0)
+    iou_threshold = Attr(A.Float, default=0.0)
+    score_threshold = Attr(A.Optional(A.Float), default=None)
+    center_point_box = Attr(A.Bool, default=False)
+
+
 @register_op("ember.nms", traits={Pure})
-class NonMaxSuppression(Op):
+class NonMaxSuppression(_Suppression):
     """Greedy non-max suppression per image and class (ONNX NonMaxSuppression).
     boxes (B, M, 4): [y1, x1, y2, x2] corners (either diagonal), or [x_center,
     y_center, width, height] with center_point_box. scores (B, C, M). For each image b
@@ -462,12 +473,6 @@ class NonMaxSuppression(Op):
     the result, and graphs give them as constants (TensorRT's NMS takes them so too).
     %sel = ember.nms %boxes, %scores {max_output_boxes_per_class = 10, iou_threshold = 0.5} : i64[?<=30,3]"""
 
-    boxes = Operand(FloatTensor)
-    scores = Operand(FloatTensor)
-    max_output_boxes_per_class = Attr(A.Int, default=0)
-    iou_threshold = Attr(A.Float, default=0.0)
-    score_threshold = Attr(A.Optional(A.Float), default=None)
-    center_point_box = Attr(A.Bool, default=False)
     out = Result(I64Tensor)
 
     def infer(self, boxes: Type, scores: Type) -> TensorType:
@@ -500,7 +505,7 @@ class NonMaxSuppression(Op):
 
 
 @register_op("ember.nms_padded", traits={Pure})
-class NonMaxSuppressionPadded(Op):
+class NonMaxSuppressionPadded(_Suppression):
     """ember.nms with a fixed-size result and a count (TensorRT's EfficientNMS keeps
     shapes static so): `selected` holds ember.nms's rows first and -1 rows after them,
     (B * C * min(M, max_output_boxes_per_class), 3) i64 in all; `count` (i64 scalar)
@@ -508,12 +513,6 @@ class NonMaxSuppressionPadded(Op):
     ember.nms's result costs one 8-byte read back (ember.head of the pair), not the boxes.
     %sel, %n = ember.nms_padded %boxes, %scores {max_output_boxes_per_class = 10} : i64[30,3], i64[]"""
 
-    boxes = Operand(FloatTensor)
-    scores = Operand(FloatTensor)
-    max_output_boxes_per_class = Attr(A.Int, default=0)
-    iou_threshold = Attr(A.Float, default=0.0)
-    score_threshold = Attr(A.Optional(A.Float), default=None)
-    center_point_box = Attr(A.Bool, default=False)
     selected = Result(I64Tensor)
     count = Result(I64Tensor)
 
