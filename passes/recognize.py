@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 from ember.ir.builder import Builder
 from ember.ir.core import Location, Module, Operation, Value
-from ember.ir.dims import Dim, DimExpr
+from ember.ir.dims import Dim, DimExpr, mul
 from ember.ir.opdef import EvalContext, Op, Pure
 from ember.ir.shape_values import ShapeValue
 from ember.ir.shape_values import evaluate as evaluate_shape
@@ -878,6 +878,65 @@ ATTENTION = RuleSet("attention", [
         doc="where(isnan(p), 0, p) @ v with p = softmax(scores): attention, whose fully masked rows are 0"),
 ])
 
+# -- bidirectional recurrent layers -------------------------------------------------------------------
+RECURRENT_OPS = ("ember.rnn", "ember.gru", "ember.lstm")
+_PAIRED = {"ember.rnn": ("b", "initial_h"), "ember.gru": ("b", "initial_h"),
+           "ember.lstm": ("b", "initial_h", "initial_c", "p")}  # optional operands stacked per direction
+
+
+def _time_reversal(op: Operation | None) -> Value | None:
+    """The input of a slice that reverses axis 0 entirely (x[::-1]), else None."""
+    if op is None or op.name != "ember.slice":
+        return None
+    a = op.attributes
+    if list(a["axes"] or [0]) != [0] or list(a["steps"] or []) != [-1] or list(a["starts"]) != [-1]:
+        return None
+    end, size = a["ends"][0], _tensor(op.operands[0]).shape[0]  # type: ignore[union-attr]
+    if not isinstance(end, int) or not (end <= -(2 ** 31) or isinstance(size, int) and end <= -(size + 1)):
+        return None
+    return op.operands[0]
+
+
+def bidirectional(m: Match, b: Builder) -> Value | None:
+    fwd, bwd = m.fwd, m.bwd
+    if fwd.name != bwd.name or fwd is bwd or m.cat.attributes["axis"] not in (2, -1):
+        return None
+    if m.fwd_seq.operands[0] is not fwd.results[0] or m.bwd_seq.operands[0] is not bwd.results[0]:
+        return None  # (the squeezes read the final states, not the sequences)
+    if any(list(q.attributes["axes"]) != [1] for q in (m.fwd_seq, m.bwd_seq)):
+        return None
+    attrs = {k: v for k, v in fwd.attributes.items() if k != "direction"}
+    if attrs != {k: v for k, v in bwd.attributes.items() if k != "direction"} or attrs.get("batch_first") \
+            or fwd.attributes["direction"] != "forward" or bwd.attributes["direction"] != "forward":
+        return None
+    if _time_reversal(bwd.operands[0].defining_op) is not fwd.operands[0] or _time_reversal(m.rev) is None:
+        return None
+    if fwd.sequence_lens is not None or bwd.sequence_lens is not None \
+            or any(r.has_uses for op in (fwd, bwd) for r in op.results[1:]):
+        return None
+    stacked = {}
+    for name in ("w", "r", *_PAIRED[fwd.name]):
+        a, c = getattr(fwd, name), getattr(bwd, name)
+        if (a is None) != (c is None) or a is not None and _tensor(a) != _tensor(c):
+            return None
+        stacked[name] = None if a is None else b.op("ember.concat", a, c, axis=0)
+    operands = [fwd.operands[0], stacked["w"], stacked["r"], stacked["b"], None,
+                *(stacked[n] for n in _PAIRED[fwd.name][1:])]
+    results = b.op(fwd.name, *operands, direction="bidirectional", **attrs)
+    y = results[0]  # (S, 2, N, H)
+    seq, _, batch, hidden = _tensor(y).shape  # type: ignore[union-attr,misc]
+    both = b.op("ember.transpose", y, perm=(0, 2, 1, 3))
+    return b.op("ember.reshape", both, shape=(seq, batch, mul(2, hidden)))
+
+
+RECURRENT = RuleSet("recurrent", [
+    Rule("bidirectional-recurrent", P.op("ember.concat", P.op("ember.squeeze", P.op(
+        RECURRENT_OPS, name="fwd", any_operands=True), name="fwd_seq", single_use=True), P.op(
+        "ember.slice", P.op("ember.squeeze", P.op(RECURRENT_OPS, name="bwd", any_operands=True), name="bwd_seq",
+                            single_use=True), name="rev", single_use=True), name="cat"), bidirectional,
+         doc="concat(rnn(x), reverse(rnn(reverse(x)))) = one bidirectional rnn (Keras' Bidirectional)"),
+])
+
 RECOGNIZE = GELU + ACTIVATIONS + SOFTMAX + NORMS + ATTENTION
 
 
@@ -896,14 +955,30 @@ class RecognizePatterns(Pass):
         return bool(fired)
 
 
+@register_pass("recognize-recurrent")
+@dataclass(frozen=True)
+class RecognizeRecurrent(Pass):
+    """Merge a forward recurrent op and one run on the reversed sequence, concatenated, into
+    one bidirectional op. It runs after layout-nhwc and canonicalize, which cancel the
+    transposes that Keras' time-major loops put between the two."""
+
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        fired = apply_rules(module, RECURRENT)
+        for rule, n in fired.items():
+            ctx.count(self.name, rule, n)
+        return bool(fired)
+
+
 __all__ = [
     "ACTIVATIONS",
     "ATTENTION",
     "GELU",
     "NORMS",
     "RECOGNIZE",
+    "RECURRENT",
     "SOFTMAX",
     "RecognizePatterns",
+    "RecognizeRecurrent",
     "provably_finite",
     "static_value",
     "value_bounds",

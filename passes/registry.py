@@ -10,11 +10,13 @@ register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
 
 # The inference pipeline: simplify and fold; fold normalizations into weights; find the
 # single ops exporters decomposed (attention, GELU, LayerNorm); move convolutions to
-# channels-last and cancel the transposes; write the quantize/dequantize ops left as
+# channels-last and cancel the transposes (then merge recurrent layers run both ways into
+# bidirectional ops); write the quantize/dequantize ops left as
 # elementwise ops (a constant weight's dequantize folds into an f32 weight); give results
 # whose size is data (NMS's) a fixed-size form and a count; then fuse heavy ops with their
 # epilogues and the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
 DEFAULT = ("canonicalize,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
-           "layout-nhwc,canonicalize,fold-constants,cse,lower-quantization,bound-data-sizes,fold-constants,cse,"
+           "layout-nhwc,canonicalize,recognize-recurrent,fold-constants,cse,lower-quantization,bound-data-sizes,"
+           "fold-constants,cse,"
            "fuse-epilogue,fuse-elementwise,dce")
 register_pipeline("default", DEFAULT, doc="the inference pipeline")
