@@ -1,0 +1,147 @@
+"""Fast engines (issue 13's table): fp16 engines of ResNet-50, MobileNetV2, ViT-B/16 and BERT-base
+(sequence 128) against PyTorch eager and torch.compile (mode "reduce-overhead"), in the same
+process on the same GPU, at batch 1 and 32.
+
+    python benchmarks/gpu_models.py --model resnet50 --out DIR     (one model per device call)
+    python benchmarks/gpu_models.py --merge DIR/gpu_models_*.json --out benchmarks/results
+
+Models are built by scripts/export_models.py with random weights (nothing is downloaded) and
+exported to ONNX (fp32, dynamic batch); Ember builds an fp16 engine per batch from that file,
+PyTorch runs the same module in fp16. Each is timed with CUDA events, inputs already on the GPU,
+median of 50 timed runs after 10 warm-up runs (the device folder's METHOD.md). Ember's outputs
+are checked against PyTorch's fp32 run on the same inputs by the project's fp16 rule. The figure
+is the ratio torch.compile / Ember of one run (>= 1.0: Ember is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gpu_latency import cuda_time, write_results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("resnet50", "mobilenet_v2", "vit_b_16", "bert")
+SEQUENCE = 128
+BATCHES = (1, 32)
+
+
+def _exporter() -> Any:
+    spec = importlib.util.spec_from_file_location("export_models", ROOT / "scripts" / "export_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    if name == "bert":
+        return {"input_ids": rng.integers(0, 1000, (batch, SEQUENCE)).astype(np.int64),
+                "attention_mask": np.ones((batch, SEQUENCE), np.int64)}
+    return {"image": rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)}
+
+
+def run_model(name: str, batches: tuple[int, ...]) -> dict[str, Any]:
+    import copy
+
+    import torch
+
+    import ember
+    from ember.tolerance import TOLERANCES, compare
+    export = _exporter()
+    export._seed()
+    build, input_names, _, _ = export.MODELS[name]
+    model, _ = build(False)
+    export.randomize(model)
+    model.eval()
+    folder = Path(tempfile.mkdtemp())
+    path, _ = export.export(name, False, folder)
+    module = ember.load(path)
+    fp32 = model.cuda()
+    fp16 = copy.deepcopy(model).half().cuda()
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in batches:
+        feeds = _inputs(name, batch, rng)
+        t = time.perf_counter()
+        engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()})
+        build_s = time.perf_counter() - t
+        stream = torch.cuda.current_stream().cuda_stream
+        ctx = engine.create_context(device="cuda", stream=stream)
+        on_gpu = {k: torch.from_numpy(v).cuda() for k, v in feeds.items()}
+        half = {k: (v.half() if v.is_floating_point() else v) for k, v in on_gpu.items()}
+        args32 = [on_gpu[k] for k in input_names]
+        args16 = [half[k] for k in input_names]
+        row: dict[str, Any] = {"batch": batch, "build_s": round(build_s, 2), "host_ops": len(engine.report.host_ops)}
+        with torch.no_grad():
+            want = fp32(*args32)
+            got = ctx.run({k: on_gpu[k] for k in feeds})
+            out = next(iter(got.values()))
+            c = compare(np.asarray(torch.as_tensor(out).float().cpu()), want.float().cpu().numpy(),
+                        rtol=TOLERANCES["float16"][0], atol=TOLERANCES["float16"][1])
+            row["check"] = {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}
+            row["ember"] = cuda_time(lambda: ctx.run({k: on_gpu[k] for k in feeds}))
+            row["torch_eager"] = cuda_time(lambda: fp16(*args16))
+            compiled = torch.compile(fp16, mode="reduce-overhead")
+            for _ in range(3):
+                compiled(*args16)
+            row["torch_compile"] = cuda_time(lambda: compiled(*args16))
+        row["compile_over_ember"] = row["torch_compile"]["median_ms"] / row["ember"]["median_ms"]
+        row["eager_over_ember"] = row["torch_eager"]["median_ms"] / row["ember"]["median_ms"]
+        rows.append(row)
+        print(name, batch, {k: (v["median_ms"] if isinstance(v, dict) and "median_ms" in v else v)
+                            for k, v in row.items()}, flush=True)
+        ctx.close()
+    return {"model": name, "rows": rows}
+
+
+def markdown(result: dict[str, Any]) -> list[str]:
+    lines = [f"# Fast engines: fp16 against torch.compile ({result['date']}, {result['device']})", "",
+             "fp16, CUDA events, median of 50 runs after 10 warm-up runs, inputs on the GPU, each row one "
+             "run of benchmarks/gpu_models.py (`torch.compile` mode reduce-overhead). Ratio: torch.compile's "
+             "time over Ember's (>= 1.0: Ember faster). Check: Ember against PyTorch fp32, fp16 rule.", "",
+             "| model | batch | Ember (ms) | PyTorch eager (ms) | torch.compile (ms) | compile / Ember | "
+             "eager / Ember | check | host ops | build (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in result["models"]:
+        for r in m["rows"]:
+            check = "ok" if r["check"]["ok"] else f"off ({r['check']['max_abs_diff']:.3g} > {r['check']['bound']:.3g})"
+            lines.append(f"| {m['model']} | {r['batch']} | {r['ember']['median_ms']:.3f} | "
+                         f"{r['torch_eager']['median_ms']:.3f} | {r['torch_compile']['median_ms']:.3f} | "
+                         f"{r['compile_over_ember']:.2f} | {r['eager_over_ember']:.2f} | {check} | {r['host_ops']} | "
+                         f"{r['build_s']} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=MODELS, action="append", help="default: all (one per call is wiser)")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--merge", nargs="+", type=Path, help="per-model JSON files to put in one table")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        result = {"date": parts[0]["date"], "device": parts[0]["device"],
+                  "models": [m for p in parts for m in p["models"]]}
+        write_results("gpu_models", result, markdown(result), args.out)
+        return
+    import torch
+    names = args.model or list(MODELS)
+    batches = tuple(int(b) for b in args.batches.split(","))
+    result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(),
+              "models": [run_model(n, batches) for n in names]}
+    stem = "gpu_models" if len(names) == len(MODELS) else f"gpu_models_{'_'.join(names)}"
+    write_results(stem, result, markdown(result), args.out)
+
+
+if __name__ == "__main__":
+    main()
