@@ -5,7 +5,7 @@
 #                                                               full-size models (ARGS narrow it: paths, -k)
 #   bash scripts/gpu_check.sh bench [--dry-run]                 benchmarks/gpu_*.py: build time, latency, GEMM
 #
-# Each stage has a timeout well inside the device's 10-minute command limit. Files (at most 8)
+# Each stage has a timeout well inside the device's 10-minute command limit (STAGE_TIMEOUT, 480 s by default). Files (at most 8)
 # go to $OUT: the log, a JUnit XML, and a summary (device, driver, NVRTC, counts) to commit.
 # The run fails on any failed or skipped GPU test. --dry-run rehearses here: it checks the
 # wheels and collects the GPU tests without running them.
@@ -56,7 +56,7 @@ if [ "$mode" = tests ]; then
     timeout 300 "$python" -m pytest -m gpu --collect-only -q -p no:cacheprovider "${selection[@]}" | tail -3
     status=${PIPESTATUS[0]}
   else
-    timeout 480 "$python" -m pytest -m gpu -q -rfEs -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" "${selection[@]}" \
+    timeout "${STAGE_TIMEOUT:-480}" "$python" -m pytest -m gpu -q -rfEs -p no:cacheprovider --junitxml="$OUT/gpu-tests.xml" "${selection[@]}" \
       > "$OUT/gpu-tests.log" 2>&1
     status=$?
     echo "- selection: ${selection[*]}" >> "$summary"
