@@ -30,7 +30,7 @@ DETECTORS = ROOT / "tests" / "fixtures" / "detectors"
 YOLO = DETECTORS / "yolov8_small_nms.onnx"
 EXPECTED_HOST_OPS = json.loads((Path(__file__).with_name("expected_host_ops.json")).read_text())
 NMS = json.loads((DETECTORS / "yolov8_small.provenance.json").read_text())["nms"]
-SCORE_MARGIN, IOU_MARGIN = 2e-6, 1e-4  # float noise: scores differ by ~1e-7 here, IoU by ~1e-6
+SCORE_MARGIN, IOU_MARGIN = 1e-5, 1e-4  # float noise: scores differ by ~1e-7 on the host, more on a GPU
 BATCH = 2
 
 
@@ -137,7 +137,8 @@ def groups(selected: np.ndarray) -> dict[tuple[int, int], list[int]]:
 
 def check_detections(got: dict[str, np.ndarray], want: dict[str, np.ndarray], raw: np.ndarray) -> float:
     """Per (image, class), the boxes kept before NMS's first near-tie decision (on
-    onnxruntime's network output) begin Ember's kept list, in order; the boxes both keep have
+    onnxruntime's network output) begin Ember's kept list (as a set: rows of near-equal scores
+    may come in either order); the boxes both keep have
     coordinates and scores by the f32 rule. Returns the share of onnxruntime's detections
     that the robust prefixes cover (what the comparison really checked)."""
     mine = groups(got["selected"])
@@ -145,7 +146,9 @@ def check_detections(got: dict[str, np.ndarray], want: dict[str, np.ndarray], ra
     for b in range(raw.shape[0]):
         for c in range(raw.shape[1] - 4):
             prefix = robust_prefix(raw, b, c)
-            assert mine.get((b, c), [])[:len(prefix)] == prefix, \
+            # the same boxes kept; their rows' order is score order, which near-equal scores
+            # (overlapping or not) may swap
+            assert sorted(mine.get((b, c), [])[:len(prefix)]) == sorted(prefix), \
                 f"class {c} of image {b}: Ember kept {mine.get((b, c), [])[:len(prefix) + 2]}..., greedy NMS " \
                 f"on onnxruntime's scores keeps {prefix} before any near tie"
             checked += len(prefix)
