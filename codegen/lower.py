@@ -653,15 +653,14 @@ def lower(module: Module, env: Mapping[str, int] | None = None,
     lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred, target=target)
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
-        isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(module, s.ops, program.steps))
+        isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(lowerer.table, s.ops))
         for s in program.steps)]
     if unused:
         raise EmberError(f"tactics name no heavy op of the model: {', '.join(map(str, unused))}")
     return program
 
 
-def _locs(module: Module, indices: Sequence[int], steps: Sequence[P.Step]) -> set[str]:
-    ops = P.op_table(module.main, P.branched_ops(steps))
+def _locs(ops: Sequence[Operation], indices: Sequence[int]) -> set[str]:
     return {n for i in indices for n in ops[i].loc.names}
 
 

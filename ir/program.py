@@ -557,6 +557,13 @@ def branched_ops(steps: Iterable[Any]) -> frozenset[int]:
     return frozenset(s.ops[0] for s in steps if isinstance(s, BranchStep) and s.ops)
 
 
+def step_tables(fn: Any, steps: Sequence[Any]) -> tuple[list[Any], dict[Any, int]]:
+    """What a program's steps refer to in its IR: the ops by index (`op_table`) and the
+    program value id of each IR value (`value_table`)."""
+    branched = branched_ops(steps)
+    return op_table(fn, branched), {v: i for i, v in enumerate(value_table(fn, branched))}
+
+
 @dataclass(frozen=True, slots=True)
 class Port:
     """A model input or output: its name and the program value it is."""
@@ -649,7 +656,7 @@ def op_groups(steps: Sequence[Step]) -> list[tuple[int, int]]:
 
 
 __all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "HostStep", "SizeStep", "BranchStep", "YieldStep", "Bind", "Step",
-           "op_table", "value_table", "branched_ops",
+           "op_table", "value_table", "branched_ops", "step_tables",
            "Port", "Program", "Guard", "parse_expr", "expr_json", "size_of_json", "eval_size", "bind_size",
            "evaluate_array", "format_env", "root_of", "op_groups",
            "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]

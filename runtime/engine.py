@@ -34,7 +34,7 @@ from ember.runtime.engine_format import EngineFormatError, Section
 from ember.runtime.specs import (EngineInputError, KernelImage, TensorSpec, arch_number, cubin_runs_on,
                                   ptx_runs_on, version_number)
 from ember.ir.profiles import Profile, Specialization
-from ember.ir.program import HostStep, Program, Step, ValueSpec, branched_ops, op_table, value_table
+from ember.ir.program import HostStep, Program, Step, ValueSpec, step_tables
 from ember.runtime import binding as B
 from ember.runtime.memory_plan import MemoryPlan, op_groups, plan_memory
 
@@ -83,6 +83,7 @@ class Engine:
         self._container = container  # keeps the mapped file alive under the weights
         self._module: Any = None
         self._value_ids: Any = None
+        self._ops: Any = None
         self._contexts: dict[str, Any] = {}
         self._devices: dict[int, Any] = {}
         self._lock = threading.RLock()
@@ -178,20 +179,22 @@ class Engine:
     def ops(self) -> list[Any]:
         """The IR ops that steps name by index (the entry function's, then those of the branches
         the program runs on the device: ir/program.py `op_table`)."""
-        return op_table(self.module.main, branched_ops(self.steps))
+        return self._tables()[0]
 
     @property
     def value_ids(self) -> dict[Any, int]:
         """The IR values of the entry function by program value id (inputs, then each op's results)."""
+        return self._tables()[1]
+
+    def _tables(self) -> tuple[list[Any], dict[Any, int]]:
         with self._lock:
-            if self._value_ids is None:
-                fn = self.module.main
-                ids = {v: i for i, v in enumerate(value_table(fn, branched_ops(self.steps)))}
+            if self._ops is None:
+                ops, ids = step_tables(self.module.main, self.steps)
                 if len(ids) != len(self.values):
                     raise EngineFormatError(f"{self.source}: the plan has {len(self.values)} values, the IR's entry "
                                             f"function {len(ids)}: the sections do not belong together")
-                self._value_ids = ids
-            return self._value_ids
+                self._ops, self._value_ids = ops, ids
+            return self._ops, self._value_ids
 
     # -- building --------------------------------------------------------------------------
     @classmethod
@@ -282,7 +285,7 @@ class Engine:
         engine = Engine(ir_text=self.ir_text, program=self.program, plan=self.plan, weights=new, kernels=self.kernels,
                         info=dict(self.info), inputs=self.inputs, outputs=self.outputs, source=self.source,
                         profiles=self.profiles, specializations=self.specializations)
-        engine._module, engine._value_ids = self._module, self._value_ids
+        engine._module, engine._ops, engine._value_ids = self._module, self._ops, self._value_ids
         engine.report = self.report
         return engine
 
@@ -438,7 +441,7 @@ class Engine:
         from ember.ir import placeholder
         placeholder.ensure(plugins)   # plugin ops this process has not imported parse as placeholders
         module = _parse_ir(ir_text, source)
-        ids = validate.check_ir(source, module, program, symbols, weights)
+        ops, ids = validate.check_ir(source, module, program, symbols, weights)
         plan = validate.check_memory(source, program, plan_json["memory"], _op_reads_beyond_kernels(module, program))
         info = {"targets": header.get("targets", []), "nvrtc": header.get("nvrtc", ""),
                 "precision": header.get("precision", ""), "pipeline": header.get("pipeline", ""),
@@ -453,7 +456,7 @@ class Engine:
         engine = cls(ir_text=ir_text, program=program, plan=plan, weights=weights, kernels=kernels, info=info,
                      inputs=inputs, outputs=outputs, source=source, container=c, profiles=profiles,
                      specializations=specs)
-        engine._module, engine._value_ids = module, ids
+        engine._module, engine._ops, engine._value_ids = module, ops, ids
         for i, spec in enumerate(specs):  # each variant, bound where it was traced, checked as the stored program
             try:
                 engine._make_binding_of(i, dict(spec.witness))
@@ -667,10 +670,7 @@ def _weights_used(module: Any, program: Program) -> list[str]:
 def _op_reads_beyond_kernels(module: Any, program: Program) -> dict[int, list[int]]:
     """Per launch group's last step, the values its IR ops read that its kernels do not (the
     host-arena executor runs the op there, so they must still be live)."""
-    fn = module.main
-    branched = branched_ops(program.steps)
-    ids = {v: i for i, v in enumerate(value_table(fn, branched))}
-    ops = op_table(fn, branched)
+    ops, ids = step_tables(module.main, program.steps)
     if len(ids) != len(program.values):
         raise EngineFormatError(f"engine build: the program has {len(program.values)} values, the IR's entry "
                                 f"function {len(ids)}")

@@ -36,7 +36,7 @@ from ember.ir.sizes import MAX_BYTES, MAX_ELEMENTS, SizeError, check_range, nbyt
 from ember.ir.types import DTYPES
 from ember.runtime.engine_format import EngineFormatError
 from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, BranchStep, HostStep, LaunchStep,
-                              Program, SizeStep, Step, ValueSpec, YieldStep, branched_ops, op_table, value_table)
+                              Program, SizeStep, Step, ValueSpec, YieldStep, step_tables)
 from ember.runtime.memory_plan import MemoryPlan, align, lifetimes, op_groups
 I64 = (-(1 << 63), (1 << 63) - 1)
 I32 = (-(1 << 31), (1 << 31) - 1)
@@ -203,9 +203,10 @@ def check_memory(source: str, program: Program, memory: Any,
 
 
 def check_ir(source: str, module: Any, program: Program, symbols: Mapping[str, int],
-             weights: Mapping[str, Any]) -> dict[Any, int]:
+             weights: Mapping[str, Any]) -> tuple[list[Any], dict[Any, int]]:
     """The IR against the program: as many values, of the same types, ops where the steps say,
-    weights declared as stored. Returns the program value id of each IR value."""
+    weights declared as stored. Returns the IR ops by step index and the program value id of
+    each IR value (ir/program.py `step_tables`)."""
     try:
         return _ir(module, program, symbols, weights, At("ir"))
     except _Invalid as bad:
@@ -738,16 +739,14 @@ def _io(io: Mapping[str, Any], program: Mapping[str, Any], at: At) -> None:
 
 # -- the IR against the program ----------------------------------------------------------------------
 def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapping[str, Any],
-        at: At) -> dict[Any, int]:
+        at: At) -> tuple[list[Any], dict[Any, int]]:
     from ember.ir.dims import evaluate
     from ember.ir.types import TensorType, dtype_of
     if not module.functions:
         at.fail("the module has no functions")
     fn = module.main
     values = program.values
-    branched = branched_ops(program.steps)
-    ops = op_table(fn, branched)
-    ids = {v: i for i, v in enumerate(value_table(fn, branched))}
+    ops, ids = step_tables(fn, program.steps)
     if len(ids) != len(values):
         at.fail(f"the entry function @{fn.name} has {len(ids)} values, the program {len(values)}: the sections do "
                 "not belong together")
@@ -820,7 +819,7 @@ def _ir(module: Any, program: Program, symbols: Mapping[str, int], weights: Mapp
                 if (info.kind == "dynamic" or info.kind in ARENA_KINDS and info.nbytes) and ids[r] not in written:
                     At("plan", "program")["steps"][first].fail(
                         f"op {index} ({ops[index].name}) computes value {ids[r]}, which the step does not write")
-    return ids
+    return ops, ids
 
 
 def _branch_ir(s: BranchStep | YieldStep, ops: Sequence[Any], ids: Mapping[Any, int], at: At) -> None:

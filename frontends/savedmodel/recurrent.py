@@ -103,8 +103,7 @@ def _candidate(module: Any, weights: dict[str, np.ndarray], n_states: int) -> tu
     kernel (H, gates*H), a bias of gates*H or 2*gates*H: a body may slice them before its
     products) and the op checked on random inputs."""
     fn = module.main
-    inputs = fn.input_types if hasattr(fn, "input_types") else [v.type for v in fn.inputs]
-    features, hidden = int(inputs[0].shape[1]), int(inputs[1].shape[1])
+    features, hidden = int(fn.inputs[0].type.shape[1]), int(fn.inputs[1].type.shape[1])
     mats = [(n, w) for n, w in weights.items() if w.ndim == 2 and w.shape[1] % hidden == 0]
     for kname, kernel in mats:
         for rname, recurrent in mats:
