@@ -1,5 +1,7 @@
 """bound-data-sizes: results whose size only their data decides, given a fixed-size form.
 
+ember.nms and ember.nonzero return as many rows (columns) as their data decide.
+
 ember.nms keeps a number of boxes that only the boxes and scores decide. A kernel cannot
 write a result whose size nobody knows before it runs, and finding the size first would
 mean running NMS on the host. So the op becomes the fixed-size ember.nms_padded, whose rows
@@ -15,6 +17,17 @@ boundary, not the boxes. Where the number of boxes is itself data (boxes that su
 score threshold), the rows' size is unknown in the IR too; the lowerer knows it as an
 expression of the run-time symbols that size the boxes. Left alone: an NMS whose result
 size is static (max_output_boxes_per_class 0).
+
+ember.nonzero the same way: ember.nonzero_padded writes the coordinates at their bound
+(rank x numel, -1 after the real columns) and their count, and an ember.head on axis 1
+takes the real columns, so the runtime reads back the count instead of the whole input:
+
+    %i = ember.nonzero %x : i64[2,?<=H*W]
+ -> %cols, %n = ember.nonzero_padded %x : i64[2,H*W], i64[]
+    %i = ember.head %cols, %n {axis = 1} : i64[2,?<=H*W]
+
+Left alone: a scalar x (nothing to write) and an x whose own size is data (no bound
+to pad to).
 """
 
 from __future__ import annotations
@@ -41,16 +54,26 @@ def padded_nms(m: Match, b: Builder) -> Value | None:
     return b.op("ember.head", rows, count, axis=0)
 
 
+def padded_nonzero(m: Match, b: Builder) -> Value | None:
+    x = m.nonzero.operands[0].type
+    if not isinstance(x, TensorType) or not x.shape or any(isinstance(d, Unknown) for d in x.shape):
+        return None  # a scalar has no coordinates; a data-sized x has no bound to pad to
+    columns, count = b.op("ember.nonzero_padded", m.nonzero.operands[0])
+    return b.op("ember.head", columns, count, axis=1)
+
+
 RULES = RuleSet("bound-data-sizes", [
     Rule("nms-to-padded", P.op("ember.nms", name="nms", any_operands=True), padded_nms,
          doc="nms = head(nms_padded rows, its count)"),
+    Rule("nonzero-to-padded", P.op("ember.nonzero", name="nonzero", any_operands=True), padded_nonzero,
+         doc="nonzero = head(nonzero_padded columns, their count) on axis 1"),
 ])
 
 
 @register_pass("bound-data-sizes")
 @dataclass(frozen=True)
 class BoundDataSizes(Pass):
-    """Give data-sized results a fixed-size form with a count (ember.nms -> nms_padded + head)."""
+    """Give data-sized results a fixed-size form with a count (nms, nonzero -> their padded form + head)."""
 
     def run(self, module: Module, ctx: PassContext) -> bool:
         fired = apply_counted(module, RULES, ctx, self.name)

@@ -311,9 +311,10 @@ __device__ __forceinline__ void trilu(T* __restrict__ out, const T* __restrict__
 // NonZero: the coordinates of x's nonzero elements in row-major order, coordinate d of the j-th
 // at out[d * count + j]. One block walks x in chunks of blockDim.x; a block-wide scan of the
 // chunk's flags gives each nonzero its place, so the order is kept without a second pass.
-// `count` (bound before the launch from the same data) caps the writes.
+// `count` (bound before the launch from the same data) caps the writes. Returns the number of
+// nonzero elements (every thread the same).
 template <typename T, typename Index, int RANK>
-__device__ __forceinline__ void nonzero(long long* __restrict__ out, const T* __restrict__ x,
+__device__ __forceinline__ Index nonzero(long long* __restrict__ out, const T* __restrict__ x,
                                         const long long* __restrict__ dims, Index numel, Index count) {
   __shared__ int warp_sums[32];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = (blockDim.x + 31) >> 5;
@@ -351,6 +352,19 @@ __device__ __forceinline__ void nonzero(long long* __restrict__ out, const T* __
     base += warp_sums[warps - 1];
     __syncthreads();  // warp_sums is rewritten by the next chunk
   }
+  return base;
+}
+
+// NonZero at its bound (ember.nonzero_padded): the coordinates as `nonzero` lays them out with
+// `numel` as the column stride, -1 in the columns after the real ones, and their count.
+template <typename T, typename Index, int RANK>
+__device__ __forceinline__ void nonzero_padded(long long* __restrict__ out, long long* __restrict__ count,
+                                               const T* __restrict__ x, const long long* __restrict__ dims,
+                                               Index numel) {
+  const Index total = nonzero<T, Index, RANK>(out, x, dims, numel, numel);
+  for (int d = 0; d < RANK; ++d)
+    for (Index j = total + threadIdx.x; j < numel; j += blockDim.x) out[(Index)d * numel + j] = -1;
+  if (threadIdx.x == 0) *count = (long long)total;
 }
 
 // Every element the same bit pattern (ConstantOfShape's value, as the element type's bits).

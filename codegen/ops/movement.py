@@ -441,6 +441,21 @@ def nonzero(ctx: LowerContext, op: Operation) -> None:
               f"{kb.size(count)})", 1, 1, (NONZERO_BLOCK,))
 
 
+@lowering("ember.nonzero_padded")
+def nonzero_padded(ctx: LowerContext, op: Operation) -> None:
+    """One block compacts the coordinates at their bound, pads with -1 and writes the count: the
+    8 bytes a size step reads back for the ember.head after it (passes/bound_data_sizes.py)."""
+    x = op.operands[0]
+    columns, count = op.results
+    shape = ctx.shape(x)
+    rank, total = len(shape), numel(shape)
+    kb = KernelBuilder(ctx, "nonzero_padded", index_for(total, rank * total))
+    o, n, i = kb.out(columns, "long long"), kb.out(count, "long long"), kb.inp(x, ctype(ctx.dtype(x)))
+    off = kb.put(shape)
+    kb.launch(f"ember::nonzero_padded<{ctype(ctx.dtype(x))}, {kb.index}, {rank}>({o}, {n}, {i}, meta + {off}, "
+              f"{kb.size(total)})", 1, 1, (NONZERO_BLOCK,))
+
+
 @lowering("ember.one_hot")
 def one_hot(ctx: LowerContext, op: Operation) -> None:
     indices, values = op.operands

@@ -1,6 +1,6 @@
 """Indexing ops, the second half of the shape family (imported by ember.ir.ops.shape):
 gather, gather_elements, gather_nd, scatter_elements, scatter_nd, tensor_scatter,
-reverse_sequence, nonzero, one_hot, unique.
+reverse_sequence, nonzero (and nonzero_padded), head, one_hot, unique.
 
 Indices are data (operands of i32/i64, any integer type accepted). Conventions
 for every op here, where ONNX leaves room:
@@ -369,6 +369,32 @@ class NonZero(Op):
         if x.ndim == 0:
             return np.zeros((0, int(np.count_nonzero(x))), np.int64)
         return np.stack(np.nonzero(x)).astype(np.int64).reshape(x.ndim, -1)
+
+
+@register_op("ember.nonzero_padded", traits={Pure})
+class NonZeroPadded(Op):
+    """ember.nonzero at its bound with a count: `selected` is i64[rank, numel] holding
+    ember.nonzero's columns first and -1 columns after them, `count` (i64 scalar) how
+    many columns are real. A GPU counts while it compacts, so the size of ember.nonzero's
+    result costs one 8-byte read back (ember.head of the pair on axis 1), not the input.
+    %i, %n = ember.nonzero_padded %x : i64[2,12], i64[]"""
+
+    x = Operand(AnyTensor)
+    selected = Result(IntTensor)
+    count = Result(IntTensor)
+
+    def infer(self, x: Type) -> tuple[TensorType, TensorType]:
+        xs = shape_of(self, x)
+        if not xs:
+            raise self.error(f"x must have rank >= 1, got {x}")
+        return TensorType(i64, (len(xs), product(xs))), TensorType(i64, ())
+
+    @staticmethod
+    def reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        columns = NonZero.reference(x)
+        out = np.full((x.ndim, x.size), -1, np.int64)
+        out[:, :columns.shape[1]] = columns
+        return out, np.array(columns.shape[1], np.int64)
 
 
 

@@ -1,7 +1,8 @@
 """Non-max suppression on the GPU: ember.nms becomes ember.nms_padded (two launches: greedy
 selection per image and class, then the rows laid out with their count) and an ember.head
-whose size step reads back only the count (passes/bound_data_sizes.py). And RoI align, one
-thread per output element, channels first or last.
+whose size step reads back only the count (passes/bound_data_sizes.py); NonZero the same way
+(ember.nonzero_padded, one launch, and a head on axis 1). And RoI align, one thread per output
+element, channels first or last.
 
 CPU (CI): the program has no host step, the size step reads the 8-byte count and nothing
 else, and every kernel compiles for sm_80 and sm_90. GPU: each case against the
@@ -22,7 +23,7 @@ from ember.codegen.lower import lower
 from ember.codegen.nvrtc import Compiler
 from ember.ir.builder import Builder
 from ember.ir.core import Module
-from ember.ir.types import Type, f16, f32, f64, i32, i64
+from ember.ir.types import Type, boolean, f16, f32, f64, i32, i64, u8
 from ember.tolerance import assert_close
 from ember.passes.manager import PassManager
 from kernel_checks import gpu_available, launches, nvrtc_compiler
@@ -158,6 +159,94 @@ def test_on_gpu(c: Case) -> None:
             assert want.shape == (0, 3)
         if c.name == "every_box_kept":
             assert want.shape == (80, 3)
+
+
+# -- NonZero at its bound -------------------------------------------------------------------------
+def sparse(shape: tuple[int, ...], dtype: Any, density: float) -> Callable[[np.random.Generator], np.ndarray]:
+    """Random nonzero values at about `density` of the positions; zeros of both signs elsewhere."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        x = rng.uniform(0.5, 9, shape) * rng.choice([-1, 1], shape)
+        x = np.where(rng.random(shape) < density, x, rng.choice([0.0, -0.0], shape))
+        return x.astype(dtype)
+    return make
+
+
+NONZERO_CASES = [  # (name, input type, feed)
+    ("f32_sparse", f32[37, 45], sparse((37, 45), np.float32, 0.3)),
+    ("bool_none", boolean[5, 7], lambda rng: np.zeros((5, 7), bool)),
+    ("i32_all_many_chunks", i32[3, 1100], lambda rng: rng.integers(1, 9, (3, 1100)).astype(np.int32)),
+    ("f16_nan_signed_zeros", f16[2500], lambda rng: np.where(rng.random(2500) < 0.1, np.nan,
+                                                             sparse((2500,), np.float16, 0.2)(rng)).astype(np.float16)),
+    ("u8_rank3", u8[4, 33, 35], lambda rng: (rng.random((4, 33, 35)) < 0.5) * rng.integers(1, 255, (4, 33, 35)).astype(np.uint8)),
+    ("one_element_set", f32[1], lambda rng: np.array([rng.uniform(1, 2)], np.float32)),
+]
+NONZERO_IDS = [c[0] for c in NONZERO_CASES]
+
+
+def nonzero_module(name: str, t: Type, padded: bool = False) -> Module:
+    """The coordinates (and, with `padded`, the padded pair itself as two more outputs)."""
+    b = Builder(name)
+    x = b.input("x", t)
+    b.output("i", b.nonzero(x))
+    if padded:
+        columns, count = b.nonzero_padded(x)
+        b.output("columns", columns)
+        b.output("count", count)
+    return b.build()
+
+
+@pytest.mark.parametrize("name, t, feed", NONZERO_CASES, ids=NONZERO_IDS)
+def test_nonzero_has_no_host_step_and_reads_back_only_its_count(name, t, feed, compiler: Compiler) -> None:
+    module, program = lowered(nonzero_module(name, t))
+    assert not program.host_ops, program.host_ops
+    names = [op.name for op in module.main.body.ops]
+    assert names.count("ember.nonzero") == 0 and names.count("ember.nonzero_padded") == 1
+    sizes = [s for s in program.steps if s.kind == "size"]
+    assert len(sizes) == 1
+    (read,) = sizes[0].reads
+    count = program.values[read]
+    assert count.dtype == "i64" and count.shape == () and count.kind == "activation"
+    hints = [program.kernels[s.kernel].entry_hint for s in launches(program)]
+    assert hints == ["nonzero_padded", "head"], hints
+    compiler.compile_all(program.kernels.values())
+
+
+def test_a_scalar_nonzero_keeps_its_own_form() -> None:
+    b = Builder("scalar")
+    b.output("i", b.nonzero(b.input("x", f32[()])))
+    module, _ = lowered(b.build())
+    assert [op.name for op in module.main.body.ops] == ["ember.nonzero"]
+
+
+def test_the_nonzero_host_arena_engine_matches_the_interpreter() -> None:
+    name, t, feed = NONZERO_CASES[0]
+    module = nonzero_module(name, t, padded=True)
+    engine = ember.compile(module)
+    assert not engine.report.host_ops
+    for seed in range(3):
+        feeds = {"x": feed(np.random.default_rng(seed))}
+        got, want = engine.run(feeds), ember.interpret(module, feeds)
+        for k in want:
+            assert got[k].dtype == np.int64 and np.array_equal(got[k], want[k]), k
+        assert (want["columns"][:, int(want["count"]):] == -1).all() and want["i"].shape[1] == int(want["count"])
+
+
+@pytest.mark.parametrize("name, t, feed", NONZERO_CASES, ids=NONZERO_IDS)
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_nonzero_on_gpu(name, t, feed) -> None:
+    module = nonzero_module(name, t, padded=True)
+    engine = ember.compile(module)
+    for seed in (None, None):
+        feeds = {"x": feed(np.random.default_rng(seed))}
+        want = ember.interpret(module, feeds)
+        got = {k: np.asarray(v) for k, v in engine.run(feeds, device="cuda").items()}
+        for k in want:
+            assert got[k].shape == want[k].shape and np.array_equal(got[k], want[k]), (name, k)
+        if name == "bool_none":
+            assert want["i"].shape == (2, 0)
+        if name == "i32_all_many_chunks":
+            assert want["i"].shape == (2, 3300)
 
 
 # -- RoI align ------------------------------------------------------------------------------------

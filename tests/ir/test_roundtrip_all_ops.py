@@ -123,6 +123,7 @@ CALLS = {
     "ember.size": lambda b, v: b.size(v.tok),
     "ember.range": lambda b, v: b.range(const(b, np.int64(0)), const(b, np.int64(10)), const(b, np.int64(3))),
     "ember.nonzero": lambda b, v: b.nonzero(v.x),
+    "ember.nonzero_padded": lambda b, v: b.nonzero_padded(v.x),
     "ember.one_hot": lambda b, v: b.one_hot(v.idx, const(b, np.array([0.0, 1.0], np.float32)), depth=5),
     "ember.trilu": lambda b, v: b.trilu(v.m44, upper=False, k=-1),
     "ember.squeeze": lambda b, v: b.squeeze(v.one, axes=(1,)),

@@ -34,8 +34,8 @@ NONZERO_IR = """func @main(%x: f32[8]) -> (y: f32[?<=8]) {
 """
 
 
-def engine_of(text: str, shapes, cache_dir):
-    engine = ember.compile(parse(text), shapes=shapes, cache_dir=cache_dir)
+def engine_of(text: str, shapes, cache_dir, pipeline: str = "default"):
+    engine = ember.compile(parse(text), shapes=shapes, cache_dir=cache_dir, pipeline=pipeline)
     engine.check_arch = lambda *args, **kwargs: None  # the stand-in GPU runs every kernel
     return engine
 
@@ -57,7 +57,8 @@ def test_a_range_over_data_sizes_its_kernels_and_frees_its_buffers(fake, built):
 
 
 def test_kernels_after_nonzero_take_their_sizes_from_the_host_step(fake, built):
-    engine = engine_of(NONZERO_IR, {"x": (8,)}, built.cache_dir)
+    # without bound-data-sizes the size step reads x back (with it, a count the stand-in cannot write)
+    engine = engine_of(NONZERO_IR, {"x": (8,)}, built.cache_dir, pipeline="canonicalize")
     ctx = engine.create_context("cuda")
     for x in ([0.0] * 8, [1, 0, 3, 0, 5, 0, 7, 0], [0, 0, 3, 0, 0, 0, 0, 0], [1.0] * 8):
         got = ctx.run({"x": np.array(x, np.float32)})
