@@ -42,6 +42,10 @@ The forms (x is any float value, c constants):
   [B, T, N, H] (BTNH,BSNH->BNTS and BNTS,BSNH->BTNH); in that attention form (the q.k einsum
   feeding the softmax through scalings and an added mask, the softmax feeding the second
   einsum) they are first rewritten as transposes around matmuls, which the rule then reads.
+
+recognize-recurrent (this module's second pass) makes recurrent cells unrolled over a sequence
+one ember.lstm/gru/rnn each (passes/unrolled_recurrent.py states that rule's contract), then
+merges a forward recurrent op and one on the reversed sequence into a bidirectional one.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from ember.passes.rewrite import (
     apply_rules,
     known_value,
 )
+from ember.passes.unrolled_recurrent import UNROLLED
 
 
 # -- pattern helpers ----------------------------------------------------------------------------------
@@ -958,12 +963,13 @@ class RecognizePatterns(Pass):
 @register_pass("recognize-recurrent")
 @dataclass(frozen=True)
 class RecognizeRecurrent(Pass):
-    """Merge a forward recurrent op and one run on the reversed sequence, concatenated, into
-    one bidirectional op. It runs after layout-nhwc and canonicalize, which cancel the
-    transposes that Keras' time-major loops put between the two."""
+    """Replace recurrent cells unrolled over a sequence by one recurrent op each (UNROLLED, see
+    passes/unrolled_recurrent.py), then merge a forward recurrent op and one run on the reversed
+    sequence, concatenated, into one bidirectional op. It runs after layout-nhwc and
+    canonicalize, which cancel the transposes that Keras' time-major loops put between the two."""
 
     def run(self, module: Module, ctx: PassContext) -> bool:
-        fired = apply_rules(module, RECURRENT)
+        fired = apply_rules(module, UNROLLED) + apply_rules(module, RECURRENT)
         for rule, n in fired.items():
             ctx.count(self.name, rule, n)
         return bool(fired)

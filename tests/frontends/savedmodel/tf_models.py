@@ -203,6 +203,20 @@ def keras_rnn_variants(path: Path) -> Reference:
     return _export_keras(model, path, batch=2)
 
 
+def keras_rnn_unrolled(path: Path) -> Reference:
+    """Keras recurrent layers with unroll=True: no While loop, one cell per step (4 steps), the
+    same weights each step, for recognize-recurrent to make one op per layer again."""
+    import keras
+    from keras import layers as L
+    inp = keras.Input((4, 3))
+    x = L.LSTM(5, return_sequences=True, unroll=True)(inp)
+    x = L.GRU(4, return_sequences=True, unroll=True)(x)
+    x = L.SimpleRNN(3, unroll=True)(x)
+    model = keras.Model(inp, x)
+    _randomize(model, 17)
+    return _export_keras(model, path, batch=2)
+
+
 def dilated_convs(path: Path) -> Reference:
     """Dilated convolutions that TensorFlow writes as SpaceToBatchND -> conv -> BatchToSpaceND,
     with odd sizes so that paddings and crops are not zero."""
@@ -476,6 +490,7 @@ def unsupported_ops(path: Path) -> Reference:
 BUILDERS: dict[str, Callable[[Path], Reference]] = {
     "mobilenet_v2": mobilenet_v2, "small_resnet": small_resnet, "transformer_block": transformer_block,
     "keras_layers": keras_layers, "keras_rnn": keras_rnn, "keras_rnn_variants": keras_rnn_variants,
+    "keras_rnn_unrolled": keras_rnn_unrolled,
     "dilated_convs": dilated_convs,
     "keras_tf_save": keras_tf_save, "causal_attention": causal_attention,
     "two_signatures": two_signatures,
