@@ -15,6 +15,7 @@
 // then the mask's strides over (b, h, i, j) (0 where it broadcasts).
 #pragma once
 #include "ember_prelude.cuh"
+#include "ember_gemm.cuh"
 
 namespace ember {
 namespace attention {
@@ -186,6 +187,177 @@ __device__ __forceinline__ void flash(const S* __restrict__ q, const S* __restri
     if (jj >= Dv) break;
     epi(ybase + jj, jj, l_i == 0.f ? o[u] : o[u] / l_i);
   }
+}
+
+// Tensor-core flash attention (sm_80 and newer) for f16 and bf16 with D == Dv a multiple of 16 up
+// to 128: the same contract as `flash` (masks, causal, window, kv_lens, softcap, grouped heads,
+// NaN propagation, a row with no admitted key giving 0 * v), computed with mma.sync m16n8k16 and
+// f32 accumulation. NW warps, each 16 query rows (BQ = 16 NW); keys BKV = 64 at a time.
+// Q passes once through shared memory into registers (A fragments); K and V tiles sit in shared
+// memory as [key][d] (rows padded by 8 elements against bank conflicts), read with ldmatrix (K as
+// the column-major B of Q K^T, V with .trans as the B of P V). Each thread holds the scores of two
+// rows (lane / 4 and lane / 4 + 8) in the mma accumulator layout; a row's max and sum reduce over
+// its quad; the probabilities are rounded to the storage type to become P's A fragments in place.
+// Dynamic shared memory: 2 * BKV * (D + 8) elements.
+template <typename S> __device__ __forceinline__ unsigned pack2(float lo, float hi);
+template <> __device__ __forceinline__ unsigned pack2<__half>(float lo, float hi) {
+  __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<unsigned*>(&h);
+}
+template <> __device__ __forceinline__ unsigned pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<unsigned*>(&h);
+}
+
+template <int NW, int D, int MASK, typename S, typename M, typename L, class Epi>
+__device__ __forceinline__ void flash_mma(const S* __restrict__ q, const S* __restrict__ k, const S* __restrict__ v,
+                                          const M* __restrict__ mask, const L* __restrict__ kv_lens,
+                                          const i64* __restrict__ meta, float scale, float softcap, const Epi& epi) {
+  constexpr int BQ = 16 * NW, BKV = 64, LD = D + 8, NT = 32 * NW;
+  constexpr int KT = D / 16, SN = BKV / 8, ON = D / 8, CH = D / 8;
+  static_assert(sizeof(S) == 2 && D % 16 == 0 && D <= 128 && BQ <= BKV, "f16/bf16, head size a multiple of 16");
+#if __CUDA_ARCH__ < 800
+  __trap();  // the planner takes this kernel only for sm_80 and newer
+#else
+  extern __shared__ __align__(16) float shared[];
+  S* Ks = reinterpret_cast<S*>(shared);
+  S* Vs = Ks + BKV * LD;
+  const Params p = Params::load(meta);
+  const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BQ;
+  const int g = h / (p.Hq / p.Hkv);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  i64 offset, valid;
+  row_origin(p, kv_lens, b, offset, valid);
+  const bool has_lens = kv_lens != nullptr;
+  const bool vec = ((reinterpret_cast<unsigned long long>(q) | reinterpret_cast<unsigned long long>(k) |
+                     reinterpret_cast<unsigned long long>(v)) & 15) == 0;
+
+  // rows x D elements of a [row][D] tensor into shared [row][LD], zeros from row `limit` on
+  auto load = [&](S* __restrict__ dst, const S* __restrict__ src, int rows, int limit) {
+    for (int e = tid; e < rows * CH; e += NT) {
+      const int r = e / CH, c = (e % CH) * 8;
+      union { uint4 u; unsigned short h[8]; } w;
+      w.u = make_uint4(0u, 0u, 0u, 0u);
+      if (r < limit) {
+        const S* at = src + static_cast<i64>(r) * D + c;
+        if (vec) {
+          w.u = *reinterpret_cast<const uint4*>(at);
+        } else {
+#pragma unroll
+          for (int u = 0; u < 8; ++u) w.h[u] = reinterpret_cast<const unsigned short*>(at)[u];
+        }
+      }
+      *reinterpret_cast<uint4*>(dst + r * LD + c) = w.u;
+    }
+  };
+
+  load(Ks, q + ((static_cast<i64>(b) * p.Hq + h) * p.Sq + q0) * D, BQ, p.Sq - q0);
+  __syncthreads();
+  unsigned qf[KT][4];
+#pragma unroll
+  for (int kt = 0; kt < KT; ++kt)
+    gemm::mma::ldmatrix_x4<false>(qf[kt], Ks + (warp * 16 + (lane & 15)) * LD + kt * 16 + (lane >> 4) * 8);
+
+  const int i0 = q0 + warp * 16 + (lane >> 2), i1 = i0 + 8;
+  float o[ON][4];
+#pragma unroll
+  for (int t = 0; t < ON; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+  float m_r[2] = {neg_inf(), neg_inf()}, l_r[2] = {0.f, 0.f};
+  const i64 kvbase = (static_cast<i64>(b) * p.Hkv + g) * p.Skv * D;
+
+  for (int kv0 = 0; kv0 < p.Skv; kv0 += BKV) {
+    __syncthreads();  // the previous tile (or Q's staging) is read
+    load(Ks, k + kvbase + static_cast<i64>(kv0) * D, BKV, p.Skv - kv0);
+    load(Vs, v + kvbase + static_cast<i64>(kv0) * D, BKV, p.Skv - kv0);
+    __syncthreads();
+
+    float s[SN][4];
+#pragma unroll
+    for (int j = 0; j < SN; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kt = 0; kt < KT; ++kt)
+#pragma unroll
+      for (int j = 0; j < SN; j += 2) {
+        unsigned r[4];
+        gemm::mma::ldmatrix_x4<false>(r, Ks + (j * 8 + (lane & 7) + ((lane >> 4) << 3)) * LD + kt * 16 +
+                                       ((lane >> 3) & 1) * 8);
+        gemm::mma::m16n8k16(s[j], qf[kt], r[0], r[1], S());
+        gemm::mma::m16n8k16(s[j + 1], qf[kt], r[2], r[3], S());
+      }
+
+    float top[2] = {neg_inf(), neg_inf()};
+#pragma unroll
+    for (int j = 0; j < SN; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = e < 2 ? i0 : i1, key = kv0 + j * 8 + (lane & 3) * 2 + (e & 1);
+        float x = neg_inf();
+        if (i < p.Sq && key < p.Skv) {
+          bool open;
+          x = bias_score<MASK>(p, mask, b, h, i, key, offset, valid, has_lens, cap(s[j][e] * scale, softcap), open);
+        }
+        s[j][e] = x;
+        top[e >> 1] = max_nan(top[e >> 1], x);
+      }
+    float alpha[2], sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      top[r] = max_nan(top[r], __shfl_xor_sync(0xffffffffu, top[r], 1));
+      top[r] = max_nan(top[r], __shfl_xor_sync(0xffffffffu, top[r], 2));
+      const float m_new = max_nan(m_r[r], top[r]);
+      alpha[r] = m_new == neg_inf() ? 1.f : expf(m_r[r] - m_new);
+      m_r[r] = m_new;
+    }
+#pragma unroll
+    for (int j = 0; j < SN; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = e >> 1;
+        const float pe = m_r[r] == neg_inf() ? 0.f : expf(s[j][e] - m_r[r]);
+        s[j][e] = pe;
+        sum[r] += pe;
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l_r[r] = l_r[r] * alpha[r] + sum[r];
+#pragma unroll
+    for (int t = 0; t < ON; ++t) {
+      o[t][0] *= alpha[0]; o[t][1] *= alpha[0]; o[t][2] *= alpha[1]; o[t][3] *= alpha[1];
+    }
+
+#pragma unroll
+    for (int kk = 0; kk < BKV / 16; ++kk) {
+      unsigned a[4];
+      a[0] = pack2<S>(s[2 * kk][0], s[2 * kk][1]);
+      a[1] = pack2<S>(s[2 * kk][2], s[2 * kk][3]);
+      a[2] = pack2<S>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      a[3] = pack2<S>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int t = 0; t < ON; t += 2) {
+        unsigned r[4];
+        gemm::mma::ldmatrix_x4<true>(r, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + t * 8 +
+                                      ((lane >> 4) << 3));
+        gemm::mma::m16n8k16(o[t], a, r[0], r[1], S());
+        gemm::mma::m16n8k16(o[t + 1], a, r[2], r[3], S());
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 1);
+    l_r[r] += __shfl_xor_sync(0xffffffffu, l_r[r], 2);
+  }
+#pragma unroll
+  for (int t = 0; t < ON; ++t)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int r = e >> 1, i = r ? i1 : i0;
+      if (i >= p.Sq) continue;
+      const int col = t * 8 + (lane & 3) * 2 + (e & 1);
+      const i64 ybase = ((static_cast<i64>(b) * p.Hq + h) * p.Sq + i) * D;
+      epi(ybase + col, col, l_r[r] == 0.f ? o[t][e] : o[t][e] / l_r[r]);
+    }
+#endif
 }
 
 // The score matrix at one stage (0 raw, 1 softcap, 2 biased, 3 probs), one block per row (i, h, b);

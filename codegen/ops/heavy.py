@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -575,6 +575,22 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
 
 # -- attention --------------------------------------------------------------------------------
 STAGES = {"raw": 0, "softcap": 1, "biased": 2, "probs": 3}
+# The tensor-core attention kernel (ember_attention.cuh `flash_mma`) waits for its first run on a
+# GPU against the interpreter before the planner takes it by default (tests force it on).
+ATTENTION_MMA = False
+ATTENTION_MMA_KV = 64        # keys per tile of flash_mma
+
+
+def attention_mma_warps(ctx: LowerContext, dt: Any, D: int, Dv: int, blocks_at_64: Any) -> int:
+    """The warps per block of the tensor-core kernel (16 query rows each), or 0 where it does not
+    apply: f16/bf16, D == Dv a multiple of 16 up to 128, a target of sm_80 or newer. Two warps
+    where four would leave SMs idle."""
+    target = getattr(ctx, "target", None) or "sm_90"
+    if not ATTENTION_MMA or dt.name not in ("f16", "bf16") or D != Dv or D % 16 or D > 128:
+        return 0
+    if int(target[3:].rstrip("af")) < 80:
+        return 0
+    return 2 if blocks_at_64 < sm_count(ctx) else 4
 
 
 def attention_tiles(D: int, Dv: int) -> tuple[int, int, int, int]:
@@ -619,7 +635,12 @@ def plan_attention(ctx: LowerContext, epi: Epilogue) -> None:
     softcap = float(op.softcap)
     if B == 0 or Hq == 0 or Sq == 0 or Dv == 0:
         return
-    bq, bkv, dvpt, shared = attention_tiles(D, Dv)
+    warps = attention_mma_warps(ctx, dt, D, Dv, B * Hq * (-(-Sq // 64)))
+    if warps:
+        bq, threads, shared = 16 * warps, 32 * warps, 2 * ATTENTION_MMA_KV * (D + 8) * 2
+    else:
+        bq, bkv, dvpt, shared = attention_tiles(D, Dv)
+        threads = ATTENTION_THREADS
     index = "long long"
     store = Store("float", HeavyValue(op.name, op.results[0].type.dtype), [], 3)
     plan = EpiloguePlan(ctx, epi, store, index)
@@ -638,10 +659,14 @@ def plan_attention(ctx: LowerContext, epi: Epilogue) -> None:
     kb = KernelBuilder(ctx)
     plan.declare(kb)
     m_name, l_name = operands(kb)
-    spec = heavy_spec(epi, plan, kb, "ember_attention.cuh", "attention", "ember::attention::flash",
-                      (bq, bkv, ATTENTION_THREADS, dvpt, kind),
-                      ("q", "k", "v", m_name, l_name, "meta", "scale", "softcap", "epi"), ATTENTION_THREADS, len(meta))
-    ctx.launch(render_spec(spec), (-(-Sq // bq), Hq, B), (ATTENTION_THREADS,), kb.args, shared=shared)
+    args = ("q", "k", "v", m_name, l_name, "meta", "scale", "softcap", "epi")
+    if warps:
+        spec = heavy_spec(epi, plan, kb, "ember_attention.cuh", "attention", "ember::attention::flash_mma",
+                          (warps, D, kind), args, threads, len(meta))
+    else:
+        spec = heavy_spec(epi, plan, kb, "ember_attention.cuh", "attention", "ember::attention::flash",
+                          (bq, bkv, ATTENTION_THREADS, dvpt, kind), args, ATTENTION_THREADS, len(meta))
+    ctx.launch(render_spec(spec), (-(-Sq // bq), Hq, B), (threads,), kb.args, shared=shared)
     if op.scores == "none" or Skv == 0:
         return
     scores = op.results[1]

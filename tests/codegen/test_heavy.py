@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ember
-import ember.codegen.ops.heavy  # noqa: F401  (until codegen/ops/__init__.py imports it)
+import ember.codegen.ops.heavy as heavy
 import ember.passes
 from ember.codegen.lower import lower
 from ember.codegen.nvrtc import Compiler
@@ -483,3 +483,85 @@ def test_the_build_target_steers_the_tile(targets: tuple[str, ...], tile: str) -
     program = lower(b.build(), target=_newest(targets))
     (step,) = [s for s in program.steps if s.kind == "launch"]
     assert step.tactic == tile and set(step.candidates) == {"tile128x128x8/8x8", "tile64x64x16/4x4"}
+
+
+# -- the tensor-core attention kernel ---------------------------------------------------------
+# ember_attention.cuh `flash_mma` (mma.sync m16n8k16, f32 accumulation, the online softmax in the
+# accumulators' layout) for f16 and bf16 with head sizes that are multiples of 16 up to 128. The
+# planner takes it only with `heavy.ATTENTION_MMA` on (off until it has run on a GPU); these tests
+# turn it on. CPU: which attentions take it (and which keep the SIMT kernel), every case compiled
+# for sm_80 and sm_90. GPU: each case against the interpreter by the f16/bf16 rule, with masks (a
+# fully masked row included), causal, grouped heads, kv_lens with a window, softcap, keys and
+# queries that do not fill a tile, and BERT's shape.
+MMA_CASES = [
+    attention_case("mma-basic", (2, 4, 17, 16), (2, 4, 23, 16), dt=f16),
+    attention_case("mma-causal", (1, 2, 33, 64), (1, 2, 33, 64), dt=bf16, causal=True),
+    attention_case("mma-gqa", (2, 8, 9, 32), (2, 2, 12, 32), dt=f16, scale=0.3),
+    attention_case("mma-bool-mask", (2, 2, 17, 16), (2, 2, 23, 16), dt=f16, mask=((17, 23), "bool"), empty_row=True),
+    attention_case("mma-float-mask", (2, 2, 5, 48), (2, 2, 70, 48), dt=bf16, mask=((2, 1, 1, 70), "float")),
+    attention_case("mma-lens-bottom-right-window", (3, 2, 4, 16), (3, 2, 40, 16), dt=f16, lens=True,
+                   align="bottom_right", causal=True, window=(5, -1)),
+    attention_case("mma-softcap", (1, 2, 8, 32), (1, 2, 8, 32), dt=f16, softcap=2.0),
+    attention_case("mma-head128", (1, 2, 20, 128), (1, 2, 70, 128), dt=f16),
+    attention_case("mma-many-query-blocks", (1, 3, 130, 64), (1, 3, 129, 64), dt=bf16, causal=True),
+    attention_case("mma-bert", (2, 12, 128, 64), (2, 12, 128, 64), dt=f16, mask=((2, 1, 1, 128), "float")),
+]
+SIMT_CASES = [  # the kernel's limits: f32, Dv != D, a head size not a multiple of 16, past 128
+    attention_case("f32", (1, 2, 16, 32), (1, 2, 16, 32)),
+    attention_case("dv", (1, 2, 8, 32), (1, 2, 10, 32), dt=f16, dv=48),
+    attention_case("d40", (1, 2, 8, 40), (1, 2, 8, 40), dt=f16),
+    attention_case("d256", (1, 2, 8, 256), (1, 2, 8, 256), dt=f16),
+]
+
+
+@pytest.fixture
+def mma_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heavy, "ATTENTION_MMA", True)
+
+
+def attention_templates(module) -> list[str]:
+    program = lower(module)
+    return [k.source for k in program.kernels.values() if "ember::attention::" in k.source]
+
+
+@pytest.mark.parametrize("case", MMA_CASES, ids=lambda c: c.name)
+def test_half_attention_takes_the_tensor_core_kernel(case, mma_on, kernel_cache: Path) -> None:
+    module, _ = case.build(np.random.default_rng(0))
+    program = lower(module)
+    (source,) = [k.source for k in program.kernels.values() if "ember::attention::" in k.source]
+    assert "ember::attention::flash_mma<" in source
+    nvrtc_compiler(kernel_cache).compile_all(program.kernels.values())
+
+
+@pytest.mark.parametrize("case", SIMT_CASES, ids=lambda c: c.name)
+def test_other_attention_keeps_the_simt_kernel(case, mma_on) -> None:
+    module, _ = case.build(np.random.default_rng(0))
+    (source,) = attention_templates(module)
+    assert "ember::attention::flash<" in source and "flash_mma" not in source
+
+
+def test_the_kernel_waits_for_its_first_gpu_run_by_default() -> None:
+    module, _ = MMA_CASES[0].build(np.random.default_rng(0))
+    (source,) = attention_templates(module)
+    assert "ember::attention::flash<" in source
+
+
+def test_four_warps_where_blocks_fill_the_gpu_two_otherwise(mma_on) -> None:
+    small, _ = attention_case("s", (1, 2, 64, 64), (1, 2, 64, 64), dt=f16).build(np.random.default_rng(0))
+    big, _ = attention_case("b", (32, 12, 128, 64), (32, 12, 128, 64), dt=f16).build(np.random.default_rng(0))
+    assert "flash_mma<2, 64," in attention_templates(small)[0]
+    assert "flash_mma<4, 64," in attention_templates(big)[0]
+
+
+@pytest.mark.parametrize("case", MMA_CASES, ids=lambda c: c.name)
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_tensor_core_attention_matches_the_interpreter_on_the_gpu(case, mma_on) -> None:
+    for seed in (None, None):
+        module, feeds = case.build(np.random.default_rng(seed))
+        engine = ember.compile(module, pipeline=case.pipeline)
+        assert any("flash_mma" in k.source for k in engine.kernels.values())
+        expected = ember.interpret(module, feeds)
+        got = engine.run(feeds, device="cuda")
+        for name, ref in expected.items():
+            assert_close(np.asarray(got[name]), np.asarray(ref), what=f"{case.name}: {name}")
