@@ -1018,6 +1018,19 @@ def _nms_padded(w: GraphWriter, op: Operation) -> None:
     w.node("Pad", [selected, pads, w.const(np.array(-1, np.int64), "minus_one")], [rows])
 
 
+@exports("ember.nonzero_padded")
+def _nonzero_padded(w: GraphWriter, op: Operation) -> None:
+    """NonZero, its column count, and the columns padded with -1 up to numel."""
+    (found,) = w.node("NonZero", [w.name(op.operands[0])], hint="found")
+    columns, count = _outs(w, op)
+    (kept,) = w.node("Shape", [found], hint="kept", start=1, end=2)
+    w.node("Squeeze", [kept, w.ints([0], "axis")], [count])
+    (missing,) = w.node("Sub", [w.dim_tensor(op.results[0].type.shape[1]), kept], hint="missing")
+    zero = w.ints([0], "zero")
+    (pads,) = w.node("Concat", [zero, zero, zero, missing], hint="pads", axis=0)
+    w.node("Pad", [found, pads, w.const(np.array(-1, np.int64), "minus_one")], [columns])
+
+
 @exports("ember.head")
 def _head(w: GraphWriter, op: Operation) -> None:
     """Slice to [0, max(count, 0)) along the axis (Slice clamps an end past the dim)."""

@@ -422,6 +422,26 @@ def test_nonzero_hand():
     assert y.shape == (2, 0)
 
 
+@pytest.mark.parametrize("x", [np.array([[0, 1], [2, 0]], np.int32), np.zeros((2, 3), np.float32),
+                               np.ones((3,), np.bool_), np.array([[[0.0, -0.0], [np.nan, 2.0]]], np.float32)],
+                         ids=["some", "none", "all", "nan-and-signed-zeros"])
+def test_nonzero_padded_is_nonzero_then_padding(x):
+    """nonzero_padded's columns and count, and ember.head of them on axis 1, are ember.nonzero's result."""
+    (want,) = ember_op("ember.nonzero", [x])
+    columns, count = ember_op("ember.nonzero_padded", [x])
+    assert columns.shape == (x.ndim, x.size) and columns.dtype == np.int64 and count.shape == ()
+    assert count == want.shape[1] and np.array_equal(columns[:, :count], want) and (columns[:, count:] == -1).all()
+    assert np.array_equal(ember_op("ember.head", [columns, count], {"axis": 1})[0], want)
+
+
+def test_nonzero_padded_shapes():
+    b = ir.Builder()
+    cols, count = b.nonzero_padded(b.input("x", ir.f32["N", 5]))
+    assert (str(cols.type), str(count.type)) == ("i64[2,5*N]", "i64[]")
+    with pytest.raises(ShapeError, match="rank >= 1"):
+        b.nonzero_padded(b.input("s", ir.f32[()]))
+
+
 @pytest.mark.parametrize("axis", [-1, 0, 1, -3])
 @pytest.mark.parametrize("idx_dtype,val_dtype", [(np.int64, np.float32), (np.int32, np.int64)])
 def test_one_hot_vs_onnx(axis, idx_dtype, val_dtype):
