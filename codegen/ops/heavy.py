@@ -270,13 +270,18 @@ def mma_element(*dtypes: object) -> str | None:
     return MMA_ELEMENTS.get(names.pop()) if len(names) == 1 else None
 
 
+# The tensor-core tiles' cp.async multistage form where both operands take 16-byte reads: off
+# until its GPU test (tests/codegen/test_mma.py, pipelined) has passed on a device.
+MMA_PIPELINED = False
+
+
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> Tile | MmaTile:
     """The tile a tactic names; tensor-core tiles on `element`, reading A (`va`) or B (`vb`)
-    16 bytes at a time."""
+    16 bytes at a time (through the cp.async pipeline with both, where MMA_PIPELINED)."""
     if name in MMA_TILES:
         bm, bn, bk, wm, wn, fallback = MMA_TILES[name]
         assert element is not None
-        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback], va, vb)
+        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback], va, vb, MMA_PIPELINED and va and vb)
     return TILES[name]
 
 
