@@ -1008,27 +1008,28 @@ def _nms(w: GraphWriter, op: Operation) -> None:
 @exports("ember.nms_padded")
 def _nms_padded(w: GraphWriter, op: Operation) -> None:
     """NonMaxSuppression, its row count, and the rows padded with -1 up to the bound."""
-    selected = _nms_node(w, op, None)
-    rows, count = _outs(w, op)
-    (kept,) = w.node("Shape", [selected], hint="kept", start=0, end=1)
+    _padded(w, op, _nms_node(w, op, None), axis=0)
+
+
+def _padded(w: GraphWriter, op: Operation, found: str, axis: int) -> None:
+    """A data-sized 2-D result `found` padded with -1 along `axis` to the op's bound, and its
+    length along that axis as the op's count (the *_padded ops' two results)."""
+    padded, count = _outs(w, op)
+    (kept,) = w.node("Shape", [found], hint="kept", start=axis, end=axis + 1)
     w.node("Squeeze", [kept, w.ints([0], "axis")], [count])
-    (missing,) = w.node("Sub", [w.dim_tensor(op.results[0].type.shape[0]), kept], hint="missing")
+    (missing,) = w.node("Sub", [w.dim_tensor(op.results[0].type.shape[axis]), kept], hint="missing")
     zero = w.ints([0], "zero")
-    (pads,) = w.node("Concat", [zero, zero, missing, zero], hint="pads", axis=0)
-    w.node("Pad", [selected, pads, w.const(np.array(-1, np.int64), "minus_one")], [rows])
+    pads = [zero, zero, zero, zero]
+    pads[2 + axis] = missing
+    (pads_value,) = w.node("Concat", pads, hint="pads", axis=0)
+    w.node("Pad", [found, pads_value, w.const(np.array(-1, np.int64), "minus_one")], [padded])
 
 
 @exports("ember.nonzero_padded")
 def _nonzero_padded(w: GraphWriter, op: Operation) -> None:
     """NonZero, its column count, and the columns padded with -1 up to numel."""
     (found,) = w.node("NonZero", [w.name(op.operands[0])], hint="found")
-    columns, count = _outs(w, op)
-    (kept,) = w.node("Shape", [found], hint="kept", start=1, end=2)
-    w.node("Squeeze", [kept, w.ints([0], "axis")], [count])
-    (missing,) = w.node("Sub", [w.dim_tensor(op.results[0].type.shape[1]), kept], hint="missing")
-    zero = w.ints([0], "zero")
-    (pads,) = w.node("Concat", [zero, zero, zero, missing], hint="pads", axis=0)
-    w.node("Pad", [found, pads, w.const(np.array(-1, np.int64), "minus_one")], [columns])
+    _padded(w, op, found, axis=1)
 
 
 @exports("ember.head")

@@ -119,17 +119,22 @@ def compiler(kernel_cache: Path) -> Compiler:
 # -- CPU: lowering, NVRTC --------------------------------------------------------------------------------
 @pytest.mark.parametrize("c", CASES, ids=IDS)
 def test_nms_has_no_host_step_and_reads_back_only_its_count(c: Case, compiler: Compiler) -> None:
-    module, program = lowered(c.module())
+    assert_padded_with_a_count(c.module(), "ember.nms", ["nms_select", "nms_gather", "head"], compiler)
+
+
+def assert_padded_with_a_count(module: Module, op: str, hints: list[str], compiler: Compiler) -> None:
+    """`op` became its padded form: no host step, kernels `hints` in order, and one size step
+    reading a scalar i64 count; every kernel compiles."""
+    module, program = lowered(module)
     assert not program.host_ops, program.host_ops
-    names = [op.name for op in module.main.body.ops]
-    assert "ember.nms" not in names and names.count("ember.nms_padded") == 1
+    names = [o.name for o in module.main.body.ops]
+    assert op not in names and names.count(f"{op}_padded") == 1
     sizes = [s for s in program.steps if s.kind == "size"]
     assert len(sizes) == 1
     (read,) = sizes[0].reads
     count = program.values[read]
     assert count.dtype == "i64" and count.shape == () and count.kind == "activation"
-    hints = [program.kernels[s.kernel].entry_hint for s in launches(program)]
-    assert hints[:2] == ["nms_select", "nms_gather"] and hints[2:] == ["head"], hints
+    assert [program.kernels[s.kernel].entry_hint for s in launches(program)] == hints
     compiler.compile_all(program.kernels.values())
 
 
@@ -197,18 +202,7 @@ def nonzero_module(name: str, t: Type, padded: bool = False) -> Module:
 
 @pytest.mark.parametrize("name, t, feed", NONZERO_CASES, ids=NONZERO_IDS)
 def test_nonzero_has_no_host_step_and_reads_back_only_its_count(name, t, feed, compiler: Compiler) -> None:
-    module, program = lowered(nonzero_module(name, t))
-    assert not program.host_ops, program.host_ops
-    names = [op.name for op in module.main.body.ops]
-    assert names.count("ember.nonzero") == 0 and names.count("ember.nonzero_padded") == 1
-    sizes = [s for s in program.steps if s.kind == "size"]
-    assert len(sizes) == 1
-    (read,) = sizes[0].reads
-    count = program.values[read]
-    assert count.dtype == "i64" and count.shape == () and count.kind == "activation"
-    hints = [program.kernels[s.kernel].entry_hint for s in launches(program)]
-    assert hints == ["nonzero_padded", "head"], hints
-    compiler.compile_all(program.kernels.values())
+    assert_padded_with_a_count(nonzero_module(name, t), "ember.nonzero", ["nonzero_padded", "head"], compiler)
 
 
 def test_a_scalar_nonzero_keeps_its_own_form() -> None:

@@ -162,6 +162,10 @@ def case_shape_ops():
     for name, r in zip(("u_values", "u_first", "u_inverse", "u_counts"), b.unique(x, sorted=False, axis=0)):
         b.output(name, r)
     b.output("u_sorted", b.unique(x)[0])
+    columns, count = b.nonzero_padded(x)
+    b.output("nz_columns", columns)
+    b.output("nz_count", count)
+    b.output("nz_head", b.head(columns, count, axis=1))
     x_ = np.array([[1, 2, 3, 4], [0, 0, 1, 1], [1, 2, 3, 4], [5, 5, 5, 5]], np.float32)
     return b.build(), {"x": x_, "m": rand(2, 3, 3), "t": rand(4, 3, 2)}
 
