@@ -433,6 +433,10 @@ def render_epilogue(w: CWriter, e: EpilogueSpec) -> None:
             counter = iter(range(1_000_000))
             fresh = lambda: f"t{next(counter)}"  # noqa: E731
             for op in e.ops:
+                if op.name in ("ember.reshape", "ember.transpose"):  # the layout tail: the same element
+                    names[op.results[0]] = names[op.operands[0]]
+                    names.update(e.stored_names)
+                    continue
                 if op.name == "ember.constant":
                     value = op.attributes["value"]
                     name = fresh()

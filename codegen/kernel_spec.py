@@ -85,7 +85,9 @@ class EpilogueSpec:
     it computes the heavy op's value, runs the fused elementwise `ops` on it and on the
     operands it reads (`reads`: storage and compute type and offset of each, as e0, e1...),
     and stores `result`. `names` gives the C names of the body's values before the ops run
-    (the heavy value `h`, the operands `x<k>`)."""
+    (the heavy value `h`, the operands `x<k>`). A layout tail among the ops (reshape, transpose)
+    moves no value, only where it is stored; the ops after it read their operands under
+    `stored_names` (loaded at the store offset)."""
 
     out: str                                    # the output's C storage type
     reads: tuple[tuple[str, str, Offset], ...]
@@ -96,6 +98,7 @@ class EpilogueSpec:
     names: tuple[tuple[Value, str], ...]
     result: Value
     store_at: Offset = "idx"                     # where the element goes in `out`
+    stored_names: tuple[tuple[Value, str], ...] = ()   # names of the operands ops after a layout tail read
 
 
 TemplateArg = Tile | MmaTile | bool | int | str

@@ -23,6 +23,11 @@ joins as its layout tail: the kernel stores each element where the transpose put
 so a projection writes the heads-first layout attention reads (and attention the
 layout the output projection reads) with no transpose kernel between them.
 
+Elementwise ops after the layout tail join too, on the stored layout's grid, where every
+other operand they read has that grid's shape or is a single element (a residual added
+after the output projection's transpose back to [batch, tokens, features]): the kernel
+reads such an operand where it stores the element.
+
 A widening float cast at the end (f16 or bf16 to f32: exact) whose users are all
 reductions or normalizations stays out: fuse-elementwise puts it into their prologue,
 so the heavy op writes the narrow type (half the bytes) and the consumer widens as it
@@ -120,7 +125,35 @@ class _Grower:
             tail = _layout_tail(self.group[-1])
             self.group.extend(tail)
             self.members.update(id(op) for op in tail)
+            if tail:
+                self._grow_after(tail[-1])
         return self.group
+
+    def _grow_after(self, tail: Operation) -> None:
+        """Elementwise ops on the stored layout's grid, each operand of that shape or one element."""
+        self.shape = tail.results[0].type.shape  # type: ignore[union-attr]
+        out = tail.results[0]
+        while len(self.group) < self.max_ops:
+            step = self._step(out, self.max_ops - len(self.group))
+            inside = self.members | {id(op) for op in step or ()}
+            if step is None or not all(self._stored_grid_reads(op, inside) for op in step) or \
+                    _widening_into_reductions(step[-1]):
+                return
+            self.group.extend(step)
+            self.members.update(id(op) for op in step)
+            out = step[-1].results[0]
+
+    def _stored_grid_reads(self, op: Operation, inside: set[int]) -> bool:
+        """Whether every operand of `op` from outside the group is read at the stored element."""
+        for v in op.operands:
+            if v is None or id(v.owner) in inside:
+                continue
+            t = v.type
+            if not isinstance(t, TensorType) or t.shape is None:
+                return False
+            if tuple(t.shape) != tuple(self.shape) and any(d != 1 for d in t.shape):
+                return False
+        return True
 
     def _outside(self, v: Value, taken: set[int]) -> list[Operation] | None:
         """The users of `v` outside the group and `taken`; None if a block output reads it."""

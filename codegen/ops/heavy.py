@@ -82,6 +82,8 @@ class Epilogue:
     outer: dict[Value, Value]
     where: str
     layout: Operation | None = None   # a transpose the store goes through (fuse-epilogue's layout tail)
+    tail: list[Operation] = field(default_factory=list)    # the layout tail: [reshape,] transpose
+    after: list[Operation] = field(default_factory=list)   # elementwise ops on the stored layout's grid
 
     @classmethod
     def alone(cls, ctx: LowerContext, op: Operation) -> "Epilogue":
@@ -93,35 +95,36 @@ class Epilogue:
         if not body.ops or len(op.results) != 1 or len(body.outputs) != 1:
             raise UnsupportedOpError("an epilogue fusion must hold one heavy op first and yield one value")
         heavy, rest = body.ops[0], list(body.ops[1:])
-        layout: list[Operation] = []
-        while rest and rest[-1].name in ("ember.transpose", "ember.reshape") and len(rest[-1].operands) == 1:
-            layout.insert(0, rest.pop())
-        for e in rest:
+        cut = next((i for i, e in enumerate(rest) if e.name == "ember.transpose"), len(rest))
+        start = cut - 1 if cut > 0 and cut < len(rest) and rest[cut - 1].name == "ember.reshape" else cut
+        pre, layout, after = rest[:start], rest[start:cut + 1], rest[cut + 1:]
+        for e in pre + after:
             if not _expr_ok(e):
                 raise UnsupportedOpError(f"{e.name} in an epilogue has no elementwise CUDA form")
             if e.name == "ember.constant" and e.attributes["value"].array.size != 1:
                 raise UnsupportedOpError("a non-scalar constant inside an epilogue")
-        if layout and [e.name for e in layout] not in (["ember.transpose"], ["ember.reshape", "ember.transpose"]):
+        if layout and any(len(e.operands) != 1 for e in layout):
             raise UnsupportedOpError("an epilogue's layout tail must be one transpose, after at most one reshape")
         result = layout[0].operands[0] if layout else body.outputs[0]
         outer = dict(zip(body.args, op.operands))
-        return cls(heavy, rest, result, op.results[0], outer, ctx.loc(), layout[-1] if layout else None)
+        return cls(heavy, pre, result, op.results[0], outer, ctx.loc(), layout[-1] if layout else None, layout, after)
 
     def value(self, v: Value | None) -> Value | None:
         """The outside value that an operand of the heavy op stands for."""
         return None if v is None else self.outer.get(v, v)
 
-    def reads(self) -> list[Value]:
-        """Body arguments the elementwise ops read, in first-read order."""
+    def reads(self, ops: Sequence[Operation] | None = None) -> list[Value]:
+        """Body arguments the elementwise ops (`ops`: all of them) read, in first-read order."""
         out: list[Value] = []
-        for e in self.ops:
+        for e in self.ops + self.after if ops is None else ops:
             for v in e.operands:
                 if v is not None and v in self.outer and v not in out:
                     out.append(v)
         return out
 
     def comment(self) -> str:
-        names = [self.heavy.name] + [e.name for e in self.ops] + ([self.layout.name] if self.layout else [])
+        names = [self.heavy.name] + [e.name for e in self.ops] + ([self.layout.name] if self.layout else []) + \
+            [e.name for e in self.after]
         return f"{' -> '.join(names)} @ {self.where}"
 
 
@@ -152,15 +155,23 @@ class EpiloguePlan:
         # epilogue's. Kept apart: a per-column read (conv's bias) is not a broadcast of the same value.
         heavy_reads = list(dict.fromkeys(store.reads))
         self.extras: list[Value] = list(heavy_reads)
-        for v in dict.fromkeys(epi.outer[a] for a in epi.reads()):
+        for v in dict.fromkeys(epi.outer[a] for a in epi.reads(epi.ops)):
             if store.per_column or v not in self.extras:
                 self.extras.append(v)
+        # Read where the element is stored: the operands of ops after the layout tail (the stored
+        # grid's shape, or one element), each its own parameter.
+        stored = [epi.outer[a] for a in epi.reads(epi.after)]
+        first_stored = len(self.extras)
+        self.extras += stored
         self.meta: list[int] = [len(out_shape), *out_shape]
         offsets: list[Offset] = []
         general = 0
         for k, v in enumerate(self.extras):
             if store.per_column and k < len(heavy_reads):
                 offsets.append("col")
+                continue
+            if k >= first_stored:
+                offsets.append("store" if numel(ctx.shape(v)) != 1 or ctx.shape(v) == ctx.shape(epi.out) else "0")
                 continue
             shape = ctx.shape(v)
             strides = broadcast_strides(shape, out_shape) if len(shape) <= len(out_shape) else None
@@ -188,18 +199,30 @@ class EpiloguePlan:
             strides = [out_strides[perm.index(d)] for d in range(len(pre))]
             store_at = BroadcastAt(len(pre), len(self.meta) + len(pre), len(self.meta))
             self.meta += [*pre, *strides]
+        for k, v in enumerate(self.extras[first_stored:], first_stored):
+            if offsets[k] == "store":
+                if tuple(ctx.shape(v)) != tuple(ctx.shape(epi.out)):
+                    raise UnsupportedOpError(f"{v.type} read after the layout tail is not the stored grid "
+                                             f"{list(ctx.shape(epi.out))} nor one element")
+                offsets[k] = store_at
         out_t = epi.out.type
         assert isinstance(out_t, TensorType)
         self.out_dtype = out_t.dtype
-        loaded = {v: f"x{k}" for k, v in enumerate(self.extras) if k >= len(heavy_reads) or not store.per_column}
+        loaded = {v: f"x{k}" for k, v in enumerate(self.extras[:first_stored])
+                  if k >= len(heavy_reads) or not store.per_column}
         names: dict[Value, str] = {epi.heavy.results[0]: "h"}
         for arg, outside in epi.outer.items():
             if outside in loaded:
                 names[arg] = loaded[outside]
+        # the ops after the layout tail read their operands as stored (x<k> from first_stored on); a
+        # body argument both ops read is loaded twice, once at each offset
+        after_names = {arg: f"x{first_stored + stored.index(epi.outer[arg])}" for arg in epi.reads(epi.after)}
         reads = tuple((ctype(ctx.dtype(v)), compute_ctype(ctx.dtype(v)), at) for v, at in zip(self.extras, offsets))
+        ops = tuple(epi.ops) + tuple(epi.tail) + tuple(epi.after)
+        final = epi.after[-1].results[0] if epi.after else epi.result
         self.spec = EpilogueSpec(ctype(self.out_dtype), reads, index, store.acc,
                                  replace(store.value, read="x0" if heavy_reads else None),
-                                 tuple(epi.ops), tuple(names.items()), epi.result, store_at)
+                                 ops, tuple(names.items()), final, store_at, tuple(after_names.items()))
 
     def declare(self, kb: KernelBuilder) -> None:
         """Add the output and the per-element operands to the kernel's parameters."""

@@ -330,6 +330,19 @@ def _projection_heads_first(rng: np.random.Generator) -> tuple[Any, Feeds]:
     return b.build(), feeds
 
 
+def _projection_back_residual(rng: np.random.Generator) -> tuple[Any, Feeds]:
+    """ViT's output projection: a gemm over [tokens * batch, features] stored back as [batch,
+    tokens, features] (its layout tail), then the residual added, a scalar taken and relu, on
+    the stored grid: one kernel reading the residual where it stores each element (f16)."""
+    b = Builder("back_residual")
+    (x, res, s), feeds = _inputs(rng, b, {"x": ((7 * 3, 40), f16), "res": ((3, 7, 24), f16), "s": ((), f16)})
+    w = b.weight("w", rand(rng, (24, 40), f16))
+    bias = b.weight("bias", rand(rng, (24,), f16))
+    y = b.transpose(b.reshape(b.gemm(x, w, bias, trans_b=True), shape=[7, 3, 24]), perm=[1, 0, 2])
+    b.output("y", b.relu(b.sub(b.add(y, res), s)))
+    return b.build(), feeds
+
+
 def _conv_to_channels_last(rng: np.random.Generator) -> tuple[Any, Feeds]:
     """An NCHW conv + relu stored channels last through its layout tail."""
     b = Builder("nchw_to_nhwc")
@@ -341,6 +354,7 @@ def _conv_to_channels_last(rng: np.random.Generator) -> tuple[Any, Feeds]:
 
 FUSED = [
     Case("fused-matmul-heads-first-attention-back", _projection_heads_first, pipeline="fuse-epilogue"),
+    Case("fused-gemm-back-then-residual", _projection_back_residual, pipeline="fuse-epilogue"),
     Case("fused-conv-relu-to-channels-last", _conv_to_channels_last, pipeline="fuse-epilogue"),
     Case("fused-conv-bias-relu-residual", _resnet_block, pipeline="fuse-epilogue"),
     Case("fused-matmul-bias-gelu", _linear_gelu, pipeline="fuse-epilogue"),
