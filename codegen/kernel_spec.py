@@ -47,7 +47,7 @@ class MmaTile:
     fallback: Tile
     va: bool = False
     vb: bool = False
-    pipelined: bool = False   # cp.async multistage (with va and vb); not yet picked by any planner
+    pipelined: bool = False   # cp.async multistage (with va and vb: heavy.MMA_PIPELINED)
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ struct MmaTile {
   static constexpr int STAGE = side(BM) + side(BN);
   // ASYNC_, with 16-byte reads on both operands: cp.async fills STAGES shared stages ahead of the
   // math (as many as 44 KB of static shared memory hold, 2 to 4); otherwise two, through registers.
-  // (The planner does not ask for it yet: it waits for its first run on a GPU.)
+  // (The planners ask for it through heavy.MMA_PIPELINED.)
   static constexpr bool ASYNC = ASYNC_ && VA && VB;
   static constexpr int FIT = 45056 / (STAGE * 2);
   static constexpr int STAGES = !ASYNC ? 2 : FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;

@@ -293,9 +293,9 @@ def mma_element(*dtypes: object) -> str | None:
     return MMA_ELEMENTS.get(names.pop()) if len(names) == 1 else None
 
 
-# The tensor-core tiles' cp.async multistage form where both operands take 16-byte reads: off
-# until its GPU test (tests/codegen/test_mma.py, pipelined) has passed on a device.
-MMA_PIPELINED = False
+# The tensor-core tiles' cp.async multistage form where both operands take 16-byte reads (its GPU
+# test, tests/codegen/test_mma.py, passed on an H100 on 2026-12-07); False keeps register staging.
+MMA_PIPELINED = True
 
 
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> Tile | MmaTile:
@@ -603,9 +603,9 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
 
 # -- attention --------------------------------------------------------------------------------
 STAGES = {"raw": 0, "softcap": 1, "biased": 2, "probs": 3}
-# The tensor-core attention kernel (ember_attention.cuh `flash_mma`) waits for its first run on a
-# GPU against the interpreter before the planner takes it by default (tests force it on).
-ATTENTION_MMA = False
+# The tensor-core attention kernel (ember_attention.cuh `flash_mma`; its GPU tests against the
+# interpreter passed on an H100 on 2026-12-07); False keeps the SIMT kernel for every attention.
+ATTENTION_MMA = True
 ATTENTION_MMA_KV = 64        # keys per tile of flash_mma
 
 

@@ -502,8 +502,8 @@ def test_the_build_target_steers_the_tile(targets: tuple[str, ...], tile: str) -
 # -- the tensor-core attention kernel ---------------------------------------------------------
 # ember_attention.cuh `flash_mma` (mma.sync m16n8k16, f32 accumulation, the online softmax in the
 # accumulators' layout) for f16 and bf16 with head sizes that are multiples of 16 up to 128. The
-# planner takes it only with `heavy.ATTENTION_MMA` on (off until it has run on a GPU); these tests
-# turn it on. CPU: which attentions take it (and which keep the SIMT kernel), every case compiled
+# planner takes it with `heavy.ATTENTION_MMA` on (the default since it passed these tests on an
+# H100); the tests turn it on whatever the default. CPU: which attentions take it (and which keep the SIMT kernel), every case compiled
 # for sm_80 and sm_90. GPU: each case against the interpreter by the f16/bf16 rule, with masks (a
 # fully masked row included), causal, grouped heads, kv_lens with a window, softcap, keys and
 # queries that do not fill a tile, and BERT's shape.
@@ -554,10 +554,10 @@ def test_other_attention_keeps_the_simt_kernel(case, mma_on) -> None:
     assert "ember::attention::flash<" in source and "flash_mma" not in source
 
 
-def test_the_kernel_waits_for_its_first_gpu_run_by_default() -> None:
+def test_half_attention_takes_the_tensor_core_kernel_by_default() -> None:
     module, _ = MMA_CASES[0].build(np.random.default_rng(0))
     (source,) = attention_templates(module)
-    assert "ember::attention::flash<" in source
+    assert "ember::attention::flash_mma<" in source
 
 
 def test_four_warps_where_blocks_fill_the_gpu_two_otherwise(mma_on) -> None:
