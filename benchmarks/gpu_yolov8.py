@@ -3,7 +3,11 @@ included on both sides: Ember's engine of the ONNX export with NonMaxSuppression
 against torch.compile (mode "reduce-overhead") of the same PyTorch model followed by the same
 post-processing written with torchvision's batched NMS, in the same process on the same GPU.
 
-    python benchmarks/gpu_yolov8.py --out DIR        (the device: carry the ultralytics wheel)
+    python benchmarks/gpu_yolov8.py --batches 1 --out DIR --timing-cache DIR/tc.json   (one batch a call)
+
+(the device: carry the ultralytics wheel). Each stage prints its wall time as it ends, so a call
+cut short by the device's limit still tells where the time went: the first device call (both
+batches at opt level 2 in one 400 s call) printed nothing before the limit.
 
 The network is built by scripts/export_yolov8.py from ultralytics' yaml configuration with
 random weights (ultralytics is AGPL-3.0: used by this harness and the exporter, never by Ember;
@@ -92,17 +96,25 @@ def _agreement(ember_rows: np.ndarray, reference_rows: np.ndarray) -> float:
     return len(mine & theirs) / max(1, len(mine | theirs))
 
 
-def run(batches: tuple[int, ...], opt_level: int) -> dict[str, Any]:
+def _stage(what: str, since: float) -> float:
+    now = time.perf_counter()
+    print(f"[{now - since:7.1f} s] {what}", flush=True)
+    return now
+
+
+def run(batches: tuple[int, ...], opt_level: int, timing_cache: Path | None = None) -> dict[str, Any]:
     import copy
 
     import torch
 
     import ember
+    t0 = time.perf_counter()
     export = _exporter()
     folder = Path(tempfile.mkdtemp())
     info = export.export("s", IMGSZ, folder, "yolov8s")
     model = export.build("s")  # the same seed: the weights the export has
     module = ember.load(folder / "yolov8s_nms.onnx")
+    t = _stage("built, exported and imported YOLOv8s", t0)
     nms = export.NMS
     fp32 = model.cuda()
     fp16 = copy.deepcopy(model).half().cuda()
@@ -116,9 +128,11 @@ def run(batches: tuple[int, ...], opt_level: int) -> dict[str, Any]:
     rows = []
     for batch in batches:
         images = rng.random((batch, 3, IMGSZ, IMGSZ), dtype=np.float32)
-        t = time.perf_counter()
-        engine = ember.compile(module, precision="fp16", shapes={"images": images.shape}, opt_level=opt_level)
-        build_s = time.perf_counter() - t
+        start = time.perf_counter()
+        engine = ember.compile(module, precision="fp16", shapes={"images": images.shape}, opt_level=opt_level,
+                               timing_cache=timing_cache)
+        build_s = time.perf_counter() - start
+        t = _stage(f"batch {batch}: Ember engine built", t)
         ctx = engine.create_context(device="cuda", stream=torch.cuda.current_stream().cuda_stream)
         on_gpu = torch.from_numpy(images).cuda()
         half = on_gpu.half()
@@ -130,10 +144,14 @@ def run(batches: tuple[int, ...], opt_level: int) -> dict[str, Any]:
             row["detections"] = {"ember_fp16": int(len(mine)), "torch_fp32": int(len(want)),
                                  "agreement": round(_agreement(mine, want), 4)}
             row["ember"] = cuda_time(lambda: ctx.run({"images": on_gpu}))
+            t = _stage(f"batch {batch}: Ember checked and timed ({row['ember']['median_ms']:.3f} ms)", t)
             row["torch_eager"] = cuda_time(lambda: torch_detect(fp16, half))
+            t = _stage(f"batch {batch}: eager timed ({row['torch_eager']['median_ms']:.3f} ms)", t)
             for _ in range(3):
                 compiled(half)
+            t = _stage(f"batch {batch}: torch.compile warmed up", t)
             row["torch_compile"] = cuda_time(lambda: compiled(half))
+            t = _stage(f"batch {batch}: torch.compile timed ({row['torch_compile']['median_ms']:.3f} ms)", t)
         for k in ("ember", "torch_eager", "torch_compile"):
             row[k]["fps"] = round(batch * 1000.0 / row[k]["median_ms"], 1)
         row["compile_over_ember"] = row["torch_compile"]["median_ms"] / row["ember"]["median_ms"]
@@ -166,12 +184,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
     parser.add_argument("--opt-level", type=int, default=2)
+    parser.add_argument("--timing-cache", type=Path, help="read before and written after each build")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     import torch
+    batches = tuple(int(b) for b in args.batches.split(","))
     result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(),
-              **run(tuple(int(b) for b in args.batches.split(",")), args.opt_level)}
-    write_results("gpu_yolov8", result, markdown(result), args.out)
+              **run(batches, args.opt_level, args.timing_cache)}
+    stem = "gpu_yolov8" if batches == BATCHES else f"gpu_yolov8_b{'_'.join(map(str, batches))}"
+    write_results(stem, result, markdown(result), args.out)
 
 
 if __name__ == "__main__":
