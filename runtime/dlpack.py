@@ -9,6 +9,12 @@ arrays. `DeviceArray` is what a context returns when the inputs came from no
 framework it knows: device memory it owns, with `__cuda_array_interface__` and
 `__dlpack__` (so `torch.from_dlpack(a)`, `torch.as_tensor(a, device="cuda")` or
 `cupy.asarray(a)` take it without a copy) and `numpy()`.
+
+Why not cuda.core's StridedMemoryView: it reads DLPack and CUDA-array-interface producers
+as `device_view` does, but it exports nothing, and a context's outputs must themselves be
+DLPack producers; its import path has also moved between cuda-core releases
+(`cuda.core.experimental.utils`, now `cuda.core.utils`). One small ctypes reader and writer
+serve both directions on whatever cuda-python the device has.
 """
 
 from __future__ import annotations
