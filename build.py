@@ -199,8 +199,68 @@ def _newest(targets: Sequence[str]) -> str | None:
         return None  # a target that is no architecture: the compiler refuses it, naming it
 
 
+CALIB_DEVICES = ("auto", "cuda", "cpu", "interpreter")
+
+
+def calibration_runner(module: Module, device: str, targets: Sequence[str] = ("sm_80", "sm_90"),
+                       cache_dir: Any = None) -> Callable[[Mapping[str, Any]], dict[str, np.ndarray]]:
+    """Calibration's runner on an engine: a copy of `module` returning every tensor calibration
+    covers (passes/calibration.py `tensor_names`) as an output, built in fp32 with no passes (the
+    tensors stay as the model computes them), one engine per set of batch shapes, run on
+    `device` ("cuda", or "cpu": the host arena). Returns {tensor name: array} per batch."""
+    from ember.ir.parser import copy_module
+    from ember.passes.calibration import tensor_names
+
+    exposed = copy_module(module)
+    fn, original = exposed.main, module.main
+    # the copy's values in the original's order: arguments, then each top-level op's results
+    mirror = dict(zip(original.body.args, fn.body.args))
+    for a, b in zip(original.body.ops, fn.body.ops):
+        mirror.update(zip(a.results, b.results))
+    outputs, out_names = list(fn.outputs), list(fn.output_names)
+    labels: dict[str, str] = {}   # engine output -> tensor name
+    for v, name in tensor_names(module).items():
+        if v in original.body.args:
+            continue  # inputs: calibration reads them from the batch
+        mine = mirror[v]
+        if mine in outputs:
+            labels[out_names[outputs.index(mine)]] = name
+            continue
+        label = f"calibrated_{len(labels)}"
+        while label in out_names:
+            label += "_"
+        outputs.append(mine)
+        out_names.append(label)
+        labels[label] = name
+    fn.body.set_outputs(outputs)
+    fn.output_names = out_names
+    engines: dict[tuple, Any] = {}
+
+    def run(batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        feeds = {k: np.asarray(v) for k, v in batch.items() if k in fn.input_names}
+        key = tuple(sorted((k, v.shape) for k, v in feeds.items()))
+        if key not in engines:
+            engines[key] = compile(exposed, shapes={k: v.shape for k, v in feeds.items()}, pipeline="",
+                                   targets=targets, cache_dir=cache_dir, opt_level=0)
+        got = engines[key].run(feeds, device=device)
+        return {labels[k]: np.asarray(v) for k, v in got.items() if k in labels}
+    return run
+
+
+def _calibration_device(device: str) -> str:
+    """Where calibration runs: "auto" takes the GPU where there is one, else the interpreter."""
+    if device not in CALIB_DEVICES:
+        raise BuildError(f"calib_device {device!r}: choose one of {', '.join(CALIB_DEVICES)}")
+    if device == "auto":
+        from ember.runtime import cuda
+        return "cuda" if cuda.available()[0] else "interpreter"
+    return device
+
+
 def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep: Sequence[str],
-                   progress: Callable[[int], None] | None, keep_sensitive: int = 0) -> dict[str, Any]:
+                   progress: Callable[[int], None] | None, keep_sensitive: int = 0,
+                   device: str = "auto", targets: Sequence[str] = ("sm_80", "sm_90"),
+                   cache_dir: Any = None) -> dict[str, Any]:
     """Calibrate (or read the cache) and insert the Q/DQ pairs; what the engine records of it."""
     from ember.passes.calibration import CalibrationError, calibrate
     from ember.passes.quantize_int8 import quantize_int8
@@ -209,9 +269,13 @@ def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep:
     if calibrator is None and not have_cache:
         raise BuildError("precision int8 needs calibration data (calibrator=, --calib DATA) or an existing "
                          "calibration cache (calib_cache=, --calib-cache FILE)")
+    where = _calibration_device(device) if calibrator is not None and not have_cache else "interpreter"
+    runner = None if where == "interpreter" else calibration_runner(work, where, targets, cache_dir)
+    if runner is not None:
+        log.info("int8: calibrating on %s", "the GPU" if where == "cuda" else "an engine on the host arena")
     try:
         calibration = calibrate(work, calibrator if calibrator is not None else [], method=method,
-                                cache=cache, progress=progress)
+                                cache=cache, progress=progress, runner=runner)
     except CalibrationError as err:
         raise BuildError(str(err)) from None
     keep = list(keep)
@@ -242,7 +306,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None,
             plugins: Sequence[str] = (), calibrator: Any = None, calib_method: str = "entropy",
             calib_cache: str | os.PathLike | None = None,
-            calib_progress: Callable[[int], None] | None = None, keep_sensitive: int = 0) -> Any:
+            calib_progress: Callable[[int], None] | None = None, keep_sensitive: int = 0,
+            calib_device: str = "auto") -> Any:
     """Optimize, lower and compile `module` into an Engine (ember.runtime.Engine).
 
     The engine serves the shapes of its optimization profiles: `profiles=[{"input_ids":
@@ -265,8 +330,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
 
     `precision="int8"` quantizes the heavy ops' inputs (passes/quantize_int8.py) with scales
     from a calibration (passes/calibration.py): `calibrator` is any re-iterable of input
-    batches ({name: array}), run through the interpreter by `calib_method` (entropy,
-    percentile or minmax); `calib_cache` is a calibration cache file, read when it exists
+    batches ({name: array}), run by `calib_method` (entropy, percentile or minmax) on
+    `calib_device`: "auto" (the GPU where there is one, else the interpreter), "cuda",
+    "cpu" (an engine on the host arena) or "interpreter"; `calib_cache` is a calibration cache file, read when it exists
     (nothing is run) and written after a calibration. `keep` names the ops left unquantized
     (op kinds or locations); `keep_sensitive=N` also keeps the N heavy ops that cost the most
     accuracy when quantized alone (passes/int8_sensitivity.py, on the first two calibration
@@ -284,8 +350,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         load_plugins(plugins)
     work = copy_module(module)  # the caller's module stays as it was
     plans = profiles_for(work, shapes, profiles)
-    int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive) \
-        if precision == "int8" else None
+    int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive,
+                          calib_device, targets, cache_dir) if precision == "int8" else None
     steps = pipeline if PRECISIONS[precision] is None else \
         with_precision(pipeline, PRECISIONS[precision], () if int8 is not None else keep)
     start = time.perf_counter()

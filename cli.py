@@ -423,14 +423,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
         def calibrated(batches: int) -> None:
             bar.update(calibrating, completed=batches, visible=True,
-                       description="calibrating (interpreter; histogram methods read the set twice)")
+                       description="calibrating (histogram methods read the set twice)")
 
         engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
                        pipeline=args.pipeline, strict=args.strict, dump_cuda=args.dump_cuda, progress=tick,
                        cache_dir=args.cache_dir, tactics=_parse_tactics(args.tactic or []),
                        opt_level=args.opt_level, timing_cache=args.timing_cache, tuning_progress=tuned,
                        calibrator=calibrator, calib_method=args.calib_method, calib_cache=args.calib_cache,
-                       calib_progress=calibrated, keep=keep, keep_sensitive=args.int8_keep_sensitive)
+                       calib_progress=calibrated, keep=keep, keep_sensitive=args.int8_keep_sensitive,
+                       calib_device=args.calib_device)
     engine.save(out)
     if not args.quiet_all:
         con = _console()
@@ -1190,6 +1191,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --int8: how activation ranges are chosen (default entropy, as TensorRT)")
     s.add_argument("--calib-cache", metavar="FILE",
                    help="with --int8: a calibration cache, read when it exists (no calibration runs), else written")
+    s.add_argument("--calib-device", default="auto", choices=("auto", "cuda", "cpu", "interpreter"),
+                   help="with --int8: where calibration runs: an fp32 engine on the GPU (auto, where there is one), "
+                        "on the host arena (cpu), or the interpreter (auto without a GPU)")
     s.add_argument("--calib-batch", type=int, default=8, metavar="N",
                    help="with --calib DATA.npz: samples per calibration batch (default 8)")
     s.add_argument("--precision-keep", action="append", metavar="NAME,...",

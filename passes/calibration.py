@@ -1,8 +1,10 @@
 """Post-training calibration: a symmetric int8 scale for every float activation, from data.
 
 As TensorRT's calibrators do, the calibration set (any re-iterable of input batches, each
-{input name: array}) runs through the model, here on the reference interpreter, and each
-float tensor's absolute values give a threshold T; its int8 scale is T / 127. The methods:
+{input name: array}) runs through the model, and each float tensor's absolute values give a
+threshold T; its int8 scale is T / 127. It runs on the reference interpreter, or through a
+`runner` the build gives (an fp32 engine on the GPU returning every calibrated tensor: the
+compile driver wires it, this layer never imports the runtime). The methods:
 
 - `minmax`: T = the largest |x| seen.
 - `percentile`: T = the `percentile`th percentile of |x| (99.99 by default), read from a
@@ -45,7 +47,8 @@ BINS = 2048
 LEVELS = 128          # int8's non-negative levels: the quantized distribution's bins
 QMAX = 127
 CACHE_HEADER = "# Ember calibration cache v1"
-RUNS = {"interpreter": 0}  # interpreter runs made by calibration (tests read it to see a cache was used)
+RUNS = {"interpreter": 0, "runner": 0}  # batches calibration ran, by where (tests read it to see a cache was used)
+Runner = Callable[[Mapping[str, Any]], Mapping[str, Any]]  # a batch -> {tensor name: array} of the calibrated tensors
 
 
 class CalibrationError(EmberError, ValueError):
@@ -222,9 +225,11 @@ def _is_float(v: Any) -> bool:
 
 
 def _observe_batches(module: Module, batches: Iterable[Mapping[str, Any]], names: Mapping[Any, str],
-                     see: Callable[[str, np.ndarray], None], progress: Callable[[int], None] | None) -> int:
+                     see: Callable[[str, np.ndarray], None], progress: Callable[[int], None] | None,
+                     runner: Runner | None = None) -> int:
     count = 0
     args = [(a, n) for a, n in zip(module.main.body.args, module.main.input_names) if a in names]
+    inputs = {names[a] for a, _ in args}
 
     def observe(op: Any, r: Any, value: Any) -> None:
         name = names.get(r)
@@ -235,8 +240,17 @@ def _observe_batches(module: Module, batches: Iterable[Mapping[str, Any]], names
         for arg, input_name in args:
             if input_name in batch:
                 see(names[arg], np.abs(np.asarray(batch[input_name], dtype=np.float64)))
-        interpret(module, batch, observe=observe)
-        RUNS["interpreter"] += 1
+        if runner is None:
+            interpret(module, batch, observe=observe)
+            RUNS["interpreter"] += 1
+        else:
+            got = runner(batch)
+            for name in names.values():
+                if name not in inputs:
+                    if name not in got:
+                        raise CalibrationError(f"the calibration runner returned no tensor {name!r}")
+                    see(name, np.abs(np.asarray(got[name], dtype=np.float64)))
+            RUNS["runner"] += 1
         count += 1
         if progress is not None:
             progress(count)
@@ -245,10 +259,11 @@ def _observe_batches(module: Module, batches: Iterable[Mapping[str, Any]], names
 
 def calibrate(module: Module, batches: Iterable[Mapping[str, Any]], *, method: str = "entropy",
               percentile: float = 99.99, cache: str | Path | None = None,
-              progress: Callable[[int], None] | None = None) -> Calibration:
+              progress: Callable[[int], None] | None = None, runner: Runner | None = None) -> Calibration:
     """Thresholds and scales for every activation of `module` from `batches` (see the module
     docstring). With `cache`, a cache for the same method is read instead of running anything,
-    and a new calibration is written there."""
+    and a new calibration is written there. `runner` (a batch -> every tensor of
+    `tensor_names` that is not an input, by name) runs the batches instead of the interpreter."""
     if method not in METHODS:
         raise CalibrationError(f"calibration method {method!r}: choose {', '.join(METHODS)}")
     if not 0 < percentile <= 100:
@@ -277,7 +292,7 @@ def calibrate(module: Module, batches: Iterable[Mapping[str, Any]], *, method: s
             finite = a[np.isfinite(a)]
             if finite.size:
                 amax[name] = max(amax[name], float(finite.max()))
-    n = _observe_batches(module, batches, wanted, see_max, progress)
+    n = _observe_batches(module, batches, wanted, see_max, progress, runner)
     if n == 0:
         raise CalibrationError("the calibration set gave no batches")
     if method == "minmax":
@@ -291,7 +306,7 @@ def calibrate(module: Module, batches: Iterable[Mapping[str, Any]], *, method: s
             if top > 0 and a.size:
                 finite = a[np.isfinite(a)]
                 hists[name] += np.histogram(finite, bins=BINS, range=(0.0, top))[0]
-        second = _observe_batches(module, batches, wanted, see_hist, progress)
+        second = _observe_batches(module, batches, wanted, see_hist, progress, runner)
         if second != n:
             raise CalibrationError(f"the calibration set gave {n} batches, then {second}: it must be re-iterable "
                                    "(a list, not a generator) for the histogram methods")

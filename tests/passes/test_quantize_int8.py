@@ -88,6 +88,40 @@ def test_an_int8_engine_computes_its_quantization(tmp_path: Path, kernel_cache: 
     assert ember.Engine.load(saved).info["quantization"] == e.info["quantization"]
 
 
+@pytest.mark.parametrize("method", ["minmax", "entropy"])
+def test_calibration_through_an_engine_matches_the_interpreters(method: str, kernel_cache: Path) -> None:
+    """The runner the build uses on a GPU, here on the host arena: the same batches through an fp32
+    engine of the model returning every calibrated tensor give the interpreter's thresholds
+    (the host arena computes as the interpreter does, so they agree to float rounding)."""
+    from ember.build import calibration_runner
+    m = conv_mlp()
+    runner = calibration_runner(m, "cpu", ("sm_90",), kernel_cache)
+    runs = dict(C.RUNS)
+    on_engine = C.calibrate(m, batches(), method=method, runner=runner)
+    assert C.RUNS["runner"] == runs["runner"] + (3 if method == "minmax" else 6)
+    assert C.RUNS["interpreter"] == runs["interpreter"]
+    on_interpreter = C.calibrate(m, batches(), method=method)
+    assert set(on_engine.thresholds) == set(on_interpreter.thresholds) == set(C.activation_names(m))
+    for name, t in on_interpreter.thresholds.items():
+        assert on_engine.thresholds[name] == pytest.approx(t, rel=1e-5), name
+
+
+def test_the_build_calibrates_where_it_is_told(kernel_cache: Path) -> None:
+    opts = dict(precision="int8", calibrator=batches(), calib_method="minmax", shapes={"x": (2, 3, 10, 10)},
+                cache_dir=kernel_cache, targets=("sm_90",))
+    runs = dict(C.RUNS)
+    host = ember.compile(conv_mlp(), calib_device="cpu", **opts)
+    assert C.RUNS["runner"] == runs["runner"] + 3 and C.RUNS["interpreter"] == runs["interpreter"]
+    interp = ember.compile(conv_mlp(), calib_device="interpreter", **opts)
+    assert C.RUNS["interpreter"] == runs["interpreter"] + 3
+    feeds = {"x": np.random.default_rng(2).standard_normal((2, 3, 10, 10)).astype(np.float32)}
+    assert np.allclose(host.run(feeds)["z"], interp.run(feeds)["z"], rtol=1e-3, atol=1e-3)
+    ember.compile(conv_mlp(), calib_device="auto", **opts)   # no GPU here: the interpreter
+    assert C.RUNS["interpreter"] == runs["interpreter"] + 6
+    with pytest.raises(BuildError, match="calib_device 'gpu'"):
+        ember.compile(conv_mlp(), calib_device="gpu", **opts)
+
+
 def test_a_calibration_cache_is_reused_and_checked(tmp_path: Path, kernel_cache: Path) -> None:
     m = conv_mlp()
     cache = tmp_path / "calib.txt"
