@@ -92,6 +92,70 @@ def describe_engine(engine: Any) -> dict[str, Any]:
             "tactics": dict(sorted(tactics.items(), key=lambda kv: -kv[1]))}
 
 
+def _dims(v: Any, env: Mapping[str, int]) -> list[int]:
+    from ember.ir.dims import evaluate
+    return [evaluate(d, env) for d in v.type.shape]
+
+
+def op_flops(op: Any, env: Mapping[str, int]) -> int:
+    """Multiply-adds x 2 of one heavy op at the symbols' values `env` (0 for any other op):
+    matmul/gemm as 2 M N K per batch, einsum as 2 x the product of its labels' sizes, conv as 2 x output elements x the filter's
+    (input channels per group x kernel) taps, conv_transpose as 2 x input elements x the
+    filter's taps, attention as 2 Sq Skv (D + Dv) per batch and head."""
+    name = op.name
+    if name == "ember.einsum":
+        from ember.ir.ops.linalg import parse_equation
+        terms, _ = parse_equation(op, op.attributes["equation"], len(op.operands))
+        sizes: dict[str, int] = {}
+        for term, v in zip(terms, op.operands):
+            dims = _dims(v, env)
+            if len(term) != len(dims):   # an ellipsis: count the batch dims it stands for
+                return 2 * int(np.prod(_dims(op.results[0], env))) * dims[-1]
+            for label, d in zip(term, dims):
+                sizes[label] = max(sizes.get(label, 1), d)
+        return 2 * int(np.prod(list(sizes.values())))   # every label once: output and contracted
+    if name in ("ember.matmul", "ember.gemm"):
+        a = _dims(op.operands[0], env)
+        k = a[0] if name == "ember.gemm" and op.attributes.get("trans_a") else a[-1]
+        return 2 * int(np.prod(_dims(op.results[0], env))) * k
+    if name == "ember.conv":
+        w = _dims(op.operands[1], env)
+        layout = op.attributes.get("weight_layout") or "OIHW"
+        taps = int(np.prod(w)) // w[layout.index("O")]
+        return 2 * int(np.prod(_dims(op.results[0], env))) * taps
+    if name == "ember.conv_transpose":
+        w = _dims(op.operands[1], env)
+        return 2 * int(np.prod(_dims(op.operands[0], env))) * int(np.prod(w[1:]))
+    if name == "ember.attention":
+        b, h, sq, d = _dims(op.operands[0], env)
+        skv, dv = _dims(op.operands[1], env)[2], _dims(op.operands[2], env)[3]
+        return 2 * b * h * sq * skv * (d + dv)
+    return 0
+
+
+def model_flops(module: Any, env: Mapping[str, int]) -> int:
+    """The heavy ops' FLOPs of a module's entry function (inside fused regions too) at `env`."""
+    return sum(op_flops(op, env) for op in module.main.body.walk())
+
+
+def _step_bytes(b: Any, step: Any) -> int | None:
+    """The bytes a bound step reads and writes (None where a size is known only at run time)."""
+    nbytes: int | None = 0
+    for vid in (*step.reads, *step.writes):
+        n = b.values[int(vid)].nbytes
+        nbytes = None if nbytes is None or n is None else nbytes + int(n)
+    return nbytes
+
+
+def roofline(engine: Any, shapes: Mapping[str, Any]) -> dict[str, Any]:
+    """What bounds the engine at `shapes`: its heavy ops' FLOPs and the bytes its launches read
+    and write (weights included), for a roofline against a device's measured rates."""
+    b = engine.bind({k: tuple(v) for k, v in shapes.items()})
+    traffic = [_step_bytes(b, s) for s in b.steps if s.kind == "launch"]
+    return {"flops": model_flops(engine.module, dict(b.env)),
+            "bytes": None if any(n is None for n in traffic) else sum(int(n) for n in traffic)}
+
+
 def layer_table(engine: Any, shapes: Mapping[str, Any], per_step: Mapping[int, float]) -> list[dict[str, Any]]:
     """Each timed launch step at the run's shapes: its kernel, source ops, ms per run, share of the
     layers' total, bytes it reads and writes (weights included) and the bandwidth that makes."""
@@ -101,10 +165,7 @@ def layer_table(engine: Any, shapes: Mapping[str, Any], per_step: Mapping[int, f
     rows = []
     for t, ms in per_step.items():
         step = b.steps[t]
-        nbytes = 0
-        for vid in (*step.reads, *step.writes):
-            n = b.values[int(vid)].nbytes
-            nbytes = None if nbytes is None or n is None else nbytes + int(n)
+        nbytes = _step_bytes(b, step)
         sources = [f"{ops[i].name} @ {', '.join(ops[i].loc.names)}" if ops[i].loc.names else ops[i].name
                    for i in step.ops]
         rows.append({"step": t, "kernel": step.kernel, "ops": sources, "tactic": step.tactic, "ms": ms,

@@ -11,6 +11,11 @@ PyTorch runs the same module in fp16. Each is timed with CUDA events, inputs alr
 median of 50 timed runs after 10 warm-up runs (the device folder's METHOD.md). Ember's outputs
 are checked against PyTorch's fp32 run on the same inputs by the project's fp16 rule. The figure
 is the ratio torch.compile / Ember of one run (>= 1.0: Ember is faster).
+
+Roofline: the run first measures the device's fp16 matrix rate (torch.matmul 8192^3) and copy
+bandwidth (a 1 GiB device-to-device copy); per row, the engine's heavy-op FLOPs and the bytes its
+launches read and write at that shape (ember.bench.roofline) give the least time either allows,
+and the fraction is that over Ember's median (1.0: on the roofline).
 """
 
 from __future__ import annotations
@@ -50,7 +55,31 @@ def _inputs(name: str, batch: int, rng: np.random.Generator) -> dict[str, np.nda
     return {"image": rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)}
 
 
-def run_model(name: str, batches: tuple[int, ...]) -> dict[str, Any]:
+def device_rates() -> dict[str, float]:
+    """The fp16 matrix rate (TFLOP/s, torch.matmul 8192^3) and copy bandwidth (GB/s, read + write
+    of a 1 GiB copy) measured on this GPU in this run: the roofline's two ceilings."""
+    import torch
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
+    mm = cuda_time(lambda: torch.matmul(a, b), warmup=5, runs=20)["median_ms"]
+    src = torch.empty(1 << 30, device="cuda", dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    copy = cuda_time(lambda: dst.copy_(src), warmup=5, runs=20)["median_ms"]
+    return {"matrix_tflops": 2 * 8192 ** 3 / (mm * 1e-3) / 1e12, "copy_gb_per_s": 2 * (1 << 30) / (copy * 1e-3) / 1e9}
+
+
+def roofline_row(engine: Any, shapes: dict[str, tuple[int, ...]], ember_ms: float, rates: dict[str, float]
+                 ) -> dict[str, Any]:
+    from ember.bench import roofline
+    r = roofline(engine, shapes)
+    compute_ms = r["flops"] / (rates["matrix_tflops"] * 1e12) * 1e3
+    memory_ms = r["bytes"] / (rates["copy_gb_per_s"] * 1e9) * 1e3 if r["bytes"] is not None else 0.0
+    bound = max(compute_ms, memory_ms)
+    return {**r, "compute_ms": compute_ms, "memory_ms": memory_ms,
+            "bound": "compute" if compute_ms >= memory_ms else "memory", "fraction": bound / ember_ms}
+
+
+def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | None = None) -> dict[str, Any]:
     import copy
 
     import torch
@@ -95,6 +124,9 @@ def run_model(name: str, batches: tuple[int, ...]) -> dict[str, Any]:
             for _ in range(3):
                 compiled(*args16)
             row["torch_compile"] = cuda_time(lambda: compiled(*args16))
+        if rates is not None:
+            row["roofline"] = roofline_row(engine, {k: v.shape for k, v in feeds.items()},
+                                           row["ember"]["median_ms"], rates)
         row["compile_over_ember"] = row["torch_compile"]["median_ms"] / row["ember"]["median_ms"]
         row["eager_over_ember"] = row["torch_eager"]["median_ms"] / row["ember"]["median_ms"]
         rows.append(row)
@@ -110,14 +142,21 @@ def markdown(result: dict[str, Any]) -> list[str]:
              "run of benchmarks/gpu_models.py (`torch.compile` mode reduce-overhead). Ratio: torch.compile's "
              "time over Ember's (>= 1.0: Ember faster). Check: Ember against PyTorch fp32, fp16 rule.", "",
              "| model | batch | Ember (ms) | PyTorch eager (ms) | torch.compile (ms) | compile / Ember | "
-             "eager / Ember | check | host ops | build (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "eager / Ember | check | host ops | build (s) | roofline |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in result["models"]:
         for r in m["rows"]:
             check = "ok" if r["check"]["ok"] else f"off ({r['check']['max_abs_diff']:.3g} > {r['check']['bound']:.3g})"
+            roof = r.get("roofline")
+            roof_cell = f"{roof['fraction']:.2f} ({roof['bound']})" if roof else ""
             lines.append(f"| {m['model']} | {r['batch']} | {r['ember']['median_ms']:.3f} | "
                          f"{r['torch_eager']['median_ms']:.3f} | {r['torch_compile']['median_ms']:.3f} | "
                          f"{r['compile_over_ember']:.2f} | {r['eager_over_ember']:.2f} | {check} | {r['host_ops']} | "
-                         f"{r['build_s']} |")
+                         f"{r['build_s']} | {roof_cell} |")
+    rates = result.get("rates")
+    if rates:
+        lines += ["", f"Roofline: the measured fp16 matrix rate {rates['matrix_tflops']:.0f} TFLOP/s (torch.matmul "
+                  f"8192^3) and copy bandwidth {rates['copy_gb_per_s']:.0f} GB/s (1 GiB copy, read + write) in this "
+                  "run; fraction = max(FLOPs / rate, bytes / bandwidth) / Ember's median, and which one bounds."]
     return lines
 
 
@@ -130,15 +169,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
-        result = {"date": parts[0]["date"], "device": parts[0]["device"],
+        result = {"date": parts[0]["date"], "device": parts[0]["device"], "rates": parts[0].get("rates"),
                   "models": [m for p in parts for m in p["models"]]}
         write_results("gpu_models", result, markdown(result), args.out)
         return
     import torch
     names = args.model or list(MODELS)
     batches = tuple(int(b) for b in args.batches.split(","))
-    result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(),
-              "models": [run_model(n, batches) for n in names]}
+    rates = device_rates()
+    result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(), "rates": rates,
+              "models": [run_model(n, batches, rates) for n in names]}
     stem = "gpu_models" if len(names) == len(MODELS) else f"gpu_models_{'_'.join(names)}"
     write_results(stem, result, markdown(result), args.out)
 

@@ -128,3 +128,45 @@ def test_bench_on_the_gpu_times_kernels_with_events(built, capsys):
     assert all(row["ms"] > 0 for row in r["layers"])
     # Events bracket only what the stream ran: never more than the wall clock around the same runs.
     assert r["gpu"]["median"] <= r["latency"]["median"] * 1.05
+
+
+# -- FLOPs of heavy ops (the roofline figures of benchmarks/gpu_models.py) -------------------------
+def test_heavy_op_flops_by_hand():
+    import numpy as np
+    from ember.bench import model_flops
+    from ember.ir.builder import Builder
+    from ember.ir.types import f32
+    b = Builder("flops")
+    x = b.input("x", f32["N", 3, 8, 8])
+    w = b.weight("w", np.ones((16, 3, 3, 3), np.float32))
+    y = b.relu(b.conv(x, w, None, pads=(1, 1, 1, 1)))                        # 2 * N*16*8*8 * 27
+    flat = b.reshape(y, shape=["N", 1024])
+    z = b.matmul(flat, b.weight("m", np.ones((1024, 10), np.float32)))          # 2 * N*10 * 1024
+    g = b.gemm(b.input("a", f32[5, 7]), b.weight("g", np.ones((7, 6), np.float32)), trans_a=False)  # 2*5*6*7
+    q = b.input("q", f32["N", 2, 9, 4])
+    att = b.attention(q, q, q)[0]                                             # 2 * N*2*9*9*(4+4)
+    e = b.einsum(q, q, equation="bhid,bhjd->bhij")                            # 2 * N*2*9*9*4
+    for name, v in (("z", z), ("g", g), ("att", att), ("e", e)):
+        b.output(name, v)
+    module = b.build()
+    n = 3
+    want = 2 * n * 16 * 64 * 27 + 2 * n * 10 * 1024 + 2 * 5 * 6 * 7 + 2 * n * 2 * 81 * 8 + 2 * n * 2 * 81 * 4
+    assert model_flops(module, {"N": n}) == want
+    from ember.passes.manager import PassManager
+    PassManager("default").run(module)   # inside fused regions too
+    assert model_flops(module, {"N": n}) == want
+
+
+def test_the_roofline_figures_scale_with_the_batch(built):
+    """An engine's FLOPs and launch traffic at two shapes of its profile: FLOPs linear in the batch
+    (every heavy op is per sample), bytes the layer table's total, growing with the batch."""
+    import ember
+    from ember.bench import layer_table, model_flops, roofline
+    _, path = built
+    engine = ember.Engine.load(path)
+    one, four = (roofline(engine, {"image": (n, 3, 32, 32)}) for n in (1, 4))
+    assert one["flops"] > 0 and four["flops"] == 4 * one["flops"]
+    assert four["flops"] == model_flops(engine.module, {"N": 4})
+    steps = {t: 1.0 for t, s in enumerate(engine.steps) if s.kind == "launch"}
+    assert one["bytes"] == sum(r["bytes"] for r in layer_table(engine, {"image": (1, 3, 32, 32)}, steps))
+    assert four["bytes"] > one["bytes"]
