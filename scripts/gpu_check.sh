@@ -4,6 +4,8 @@
 #   bash scripts/gpu_check.sh tests [--dry-run] [PYTEST ARGS]   pytest -m gpu: every kernel, the fixtures,
 #                                                               full-size models (ARGS narrow it: paths, -k)
 #   bash scripts/gpu_check.sh bench [--dry-run]                 benchmarks/gpu_*.py: build time, latency, GEMM
+#   bash scripts/gpu_check.sh bench NAME [ARGS]                 one of them with its arguments, one device call
+#                                                               each: bench gpu_models --model resnet50
 #
 # Each stage has a timeout well inside the device's 10-minute command limit (STAGE_TIMEOUT, 480 s by default). Files (at most 8)
 # go to $OUT: the log, a JUnit XML, and a summary (device, driver, NVRTC, counts) to commit.
@@ -16,7 +18,8 @@ shift || true
 dry=0
 if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
 selection=("$@")
-[ ${#selection[@]} -eq 0 ] && selection=(tests)
+given=${#selection[@]}
+[ $given -eq 0 ] && selection=(tests)
 case "$mode" in tests|bench) ;; *) echo "usage: $0 tests|bench [--dry-run]" >&2; exit 2 ;; esac
 OUT=${OUT:-/tmp/ember-gpu-out}
 mkdir -p "$OUT"
@@ -31,6 +34,11 @@ if [ $dry = 0 ]; then
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ember-site \
       .serve-carry/*.whl || exit 2
     tar -xJf .serve-carry/triton-py312.tar.xz -C /tmp/ember-site || exit 2
+  fi
+  # benchmarks/gpu_yolov8.py: carry .yolo-carry (the pinned ultralytics wheel, installed --no-deps)
+  if ls .yolo-carry/*.whl >/dev/null 2>&1; then
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/ember-site \
+      .yolo-carry/*.whl || exit 2
   fi
   mkdir -p /tmp/ember-pkg && ln -sfn "$PWD" /tmp/ember-pkg/ember
   export PYTHONPATH=/tmp/ember-pkg:/tmp/ember-site${PYTHONPATH:+:$PYTHONPATH}
@@ -74,13 +82,22 @@ if count["skipped"]:
 PY
   fi
 else
-  for bench in benchmarks/gpu_*.py; do
+  benches=(benchmarks/gpu_*.py)
+  args=()
+  if [ $given -gt 0 ]; then  # one benchmark, by name, and its own arguments
+    name=${selection[0]%.py}
+    benches=("benchmarks/${name#benchmarks/}.py")
+    args=("${selection[@]:1}")
+    [ -f "${benches[0]}" ] || { echo "no benchmark ${benches[0]}" >&2; exit 2; }
+  fi
+  for bench in "${benches[@]}"; do
     [ -e "$bench" ] || continue
     if [ $dry = 1 ]; then
-      echo "would run: timeout 480 $python $bench --out $OUT"
+      echo "would run: timeout ${STAGE_TIMEOUT:-480} $python $bench ${args[*]} --out $OUT"
       "$python" -m py_compile "$bench" || status=1
     else
-      timeout 480 "$python" "$bench" --out "$OUT" >> "$OUT/gpu-bench.log" 2>&1 || status=1
+      echo "- benchmark: $bench ${args[*]}" >> "$summary"
+      timeout "${STAGE_TIMEOUT:-480}" "$python" "$bench" "${args[@]}" --out "$OUT" >> "$OUT/gpu-bench.log" 2>&1 || status=1
     fi
   done
   [ $dry = 1 ] || tail -40 "$OUT/gpu-bench.log"
