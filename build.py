@@ -204,40 +204,21 @@ CALIB_DEVICES = ("auto", "cuda", "cpu", "interpreter")
 
 def calibration_runner(module: Module, device: str, targets: Sequence[str] = ("sm_80", "sm_90"),
                        cache_dir: Any = None) -> Callable[[Mapping[str, Any]], dict[str, np.ndarray]]:
-    """Calibration's runner on an engine: a copy of `module` returning every tensor calibration
-    covers (passes/calibration.py `tensor_names`) as an output, built in fp32 with no passes (the
-    tensors stay as the model computes them), one engine per set of batch shapes, run on
-    `device` ("cuda", or "cpu": the host arena). Returns {tensor name: array} per batch."""
-    from ember.ir.parser import copy_module
+    """Calibration's runner on an engine: a copy of `module` returning every top-level tensor as an
+    output (compare's `expose_all`), built in fp32 with no passes (the tensors stay as the model
+    computes them), one engine per set of batch shapes, run on `device` ("cuda", or "cpu": the
+    host arena). Returns {tensor name: array} per batch for the tensors calibration covers
+    (passes/calibration.py `tensor_names`)."""
+    from ember.compare import expose_all
     from ember.passes.calibration import tensor_names
 
-    exposed = copy_module(module)
-    fn, original = exposed.main, module.main
-    # the copy's values in the original's order: arguments, then each top-level op's results
-    mirror = dict(zip(original.body.args, fn.body.args))
-    for a, b in zip(original.body.ops, fn.body.ops):
-        mirror.update(zip(a.results, b.results))
-    outputs, out_names = list(fn.outputs), list(fn.output_names)
-    labels: dict[str, str] = {}   # engine output -> tensor name
-    for v, name in tensor_names(module).items():
-        if v in original.body.args:
-            continue  # inputs: calibration reads them from the batch
-        mine = mirror[v]
-        if mine in outputs:
-            labels[out_names[outputs.index(mine)]] = name
-            continue
-        label = f"calibrated_{len(labels)}"
-        while label in out_names:
-            label += "_"
-        outputs.append(mine)
-        out_names.append(label)
-        labels[label] = name
-    fn.body.set_outputs(outputs)
-    fn.output_names = out_names
+    exposed, where = expose_all(module)
+    ops, covered = list(module.main.body.ops), tensor_names(module)
+    labels = {label: covered[ops[i].results[r]] for label, (i, r) in where.items() if ops[i].results[r] in covered}
     engines: dict[tuple, Any] = {}
 
     def run(batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        feeds = {k: np.asarray(v) for k, v in batch.items() if k in fn.input_names}
+        feeds = {k: np.asarray(v) for k, v in batch.items() if k in exposed.main.input_names}
         key = tuple(sorted((k, v.shape) for k, v in feeds.items()))
         if key not in engines:
             engines[key] = compile(exposed, shapes={k: v.shape for k, v in feeds.items()}, pipeline="",

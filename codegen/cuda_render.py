@@ -435,7 +435,8 @@ def render_epilogue(w: CWriter, e: EpilogueSpec) -> None:
             for op in e.ops:
                 if op.name in ("ember.reshape", "ember.transpose"):  # the layout tail: the same element
                     names[op.results[0]] = names[op.operands[0]]
-                    names.update(e.stored_names)
+                    if op.name == "ember.transpose":  # the ops after it read their operands as stored
+                        names.update(e.stored_names)
                     continue
                 if op.name == "ember.constant":
                     value = op.attributes["value"]

@@ -111,34 +111,29 @@ class _Grower:
         self.members = {id(heavy)}
 
     def grow(self) -> list[Operation]:
-        out = self.group[0].results[0]
-        while len(self.group) < self.max_ops:
-            step = self._step(out, self.max_ops - len(self.group))
-            if step is None:
-                break
-            self.group.extend(step)
-            self.members.update(id(op) for op in step)
-            out = step[-1].results[0]
+        self._take_steps(self.group[0].results[0])
         if len(self.group) > 1 and _widening_into_reductions(self.group[-1]):
             self.members.discard(id(self.group.pop()))
         if self.layout:
             tail = _layout_tail(self.group[-1])
             self.group.extend(tail)
             self.members.update(id(op) for op in tail)
-            if tail:
-                self._grow_after(tail[-1])
+            if tail:  # elementwise ops on the stored layout's grid, each operand of that shape or one element
+                self.shape = tail[-1].results[0].type.shape  # type: ignore[union-attr]
+                self._take_steps(tail[-1].results[0], after_tail=True)
         return self.group
 
-    def _grow_after(self, tail: Operation) -> None:
-        """Elementwise ops on the stored layout's grid, each operand of that shape or one element."""
-        self.shape = tail.results[0].type.shape  # type: ignore[union-attr]
-        out = tail.results[0]
+    def _take_steps(self, out: Value, after_tail: bool = False) -> None:
+        """Epilogue steps from `out` while they fit; after the layout tail, only those whose outside
+        operands are read at the stored element, and never a widening cast into reductions."""
         while len(self.group) < self.max_ops:
             step = self._step(out, self.max_ops - len(self.group))
-            inside = self.members | {id(op) for op in step or ()}
-            if step is None or not all(self._stored_grid_reads(op, inside) for op in step) or \
-                    _widening_into_reductions(step[-1]):
+            if step is None:
                 return
+            if after_tail:
+                inside = self.members | {id(op) for op in step}
+                if not all(self._stored_grid_reads(op, inside) for op in step) or _widening_into_reductions(step[-1]):
+                    return
             self.group.extend(step)
             self.members.update(id(op) for op in step)
             out = step[-1].results[0]

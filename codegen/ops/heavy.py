@@ -81,9 +81,13 @@ class Epilogue:
     out: Value
     outer: dict[Value, Value]
     where: str
-    layout: Operation | None = None   # a transpose the store goes through (fuse-epilogue's layout tail)
-    tail: list[Operation] = field(default_factory=list)    # the layout tail: [reshape,] transpose
+    tail: list[Operation] = field(default_factory=list)    # fuse-epilogue's layout tail: [reshape,] transpose
     after: list[Operation] = field(default_factory=list)   # elementwise ops on the stored layout's grid
+
+    @property
+    def layout(self) -> Operation | None:
+        """The transpose the store goes through, if any."""
+        return self.tail[-1] if self.tail else None
 
     @classmethod
     def alone(cls, ctx: LowerContext, op: Operation) -> "Epilogue":
@@ -107,7 +111,7 @@ class Epilogue:
             raise UnsupportedOpError("an epilogue's layout tail must be one transpose, after at most one reshape")
         result = layout[0].operands[0] if layout else body.outputs[0]
         outer = dict(zip(body.args, op.operands))
-        return cls(heavy, pre, result, op.results[0], outer, ctx.loc(), layout[-1] if layout else None, layout, after)
+        return cls(heavy, pre, result, op.results[0], outer, ctx.loc(), layout, after)
 
     def value(self, v: Value | None) -> Value | None:
         """The outside value that an operand of the heavy op stands for."""
@@ -170,8 +174,8 @@ class EpiloguePlan:
             if store.per_column and k < len(heavy_reads):
                 offsets.append("col")
                 continue
-            if k >= first_stored:
-                offsets.append("store" if numel(ctx.shape(v)) != 1 or ctx.shape(v) == ctx.shape(epi.out) else "0")
+            if k >= first_stored:  # placed once the store's offset is known, below
+                offsets.append("0" if numel(ctx.shape(v)) == 1 else "store")
                 continue
             shape = ctx.shape(v)
             strides = broadcast_strides(shape, out_shape) if len(shape) <= len(out_shape) else None
