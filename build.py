@@ -232,9 +232,12 @@ def _calibration_device(device: str) -> str:
     """Where calibration runs: "auto" takes the GPU where there is one, else the interpreter."""
     if device not in CALIB_DEVICES:
         raise BuildError(f"calib_device {device!r}: choose one of {', '.join(CALIB_DEVICES)}")
-    if device == "auto":
+    if device in ("auto", "cuda"):
         from ember.runtime import cuda
-        return "cuda" if cuda.available()[0] else "interpreter"
+        ok, why = cuda.available()
+        if device == "cuda" and not ok:
+            raise BuildError(f"calib_device 'cuda': {why}; calibrate on 'cpu' or 'interpreter' instead")
+        return "cuda" if ok else "interpreter"
     return device
 
 

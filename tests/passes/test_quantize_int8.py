@@ -228,3 +228,12 @@ def test_compare_int8_per_layer_on_the_command_line(tmp_path: Path, capsys) -> N
     assert report["layers"][0]["name"] == "conv" and 0 < report["outputs"][0]["cosine"] < 1
     assert main(["compare", str(tmp_path / "m.onnx"), "--per-layer"]) == 2
     assert "--per-layer goes with --int8" in capsys.readouterr().err
+
+
+def test_calibrating_on_cuda_without_a_gpu_is_one_clear_error(kernel_cache: Path) -> None:
+    from ember.runtime import cuda
+    if cuda.available()[0]:
+        pytest.skip("a GPU is here: calib_device='cuda' runs")
+    with pytest.raises(BuildError, match="calib_device 'cuda': .*calibrate on 'cpu' or 'interpreter' instead"):
+        ember.compile(conv_mlp(), precision="int8", calibrator=batches(), calib_device="cuda",
+                      shapes={"x": (2, 3, 10, 10)}, cache_dir=kernel_cache, targets=("sm_90",))
