@@ -178,6 +178,12 @@ def _tuned(work: Module, plans: Sequence[Profile], targets: Sequence[str], cache
         return {}
     cache = timing_cache if isinstance(timing_cache, TimingCache) else \
         TimingCache.load(timing_cache) if timing_cache is not None else TimingCache()
+    # The candidates are built for the newest target alone where this GPU runs it: the kernels
+    # are those the engine gets (tiles follow the newest target), one NVRTC build each instead
+    # of one per target, and the engine's build then finds them in the kernel cache.
+    newest = _newest(targets)
+    if newest is not None and arch_number(newest) <= arch_number(info["arch"]):
+        targets = (newest,)
     start = time.perf_counter()
     report = tune(work, plans[0].env("opt"), opt_level=opt_level, targets=targets, cache=cache,
                   device=str(device_key(0)), cache_dir=cache_dir, progress=progress, forced=forced)

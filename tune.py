@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -43,6 +45,7 @@ OPT_LEVELS = range(0, 6)
 TIMED_CANDIDATES = {0: 0, 1: 2, 2: 3, 3: 4, 4: 6, 5: 1 << 30}
 RUNS = {0: 0, 1: 10, 2: 20, 3: 30, 4: 50, 5: 100}
 WARMUP = 5
+BUILD_JOBS = os.cpu_count() or 2   # candidate builds at once (each NVRTC run is a worker process)
 CACHE_FORMAT = 1
 
 Measure = Callable[[Any, Mapping[str, np.ndarray], int], float]
@@ -207,25 +210,49 @@ def tune(module: Any, env: Mapping[str, int], *, opt_level: int, targets: Sequen
             if s.ops[0] not in skip and not (s.ops[0] in seen or seen.add(s.ops[0]))]
     report.ops = len(work)
     rng = np.random.default_rng(seed)
-    for done, (index, candidates, heuristic) in enumerate(work):
+    problems = []
+    for index, candidates, _ in work:
         alone = extract(module, index)
         fn = alone.main
         shapes = {name: _shape(v.type, env) for name, v in zip(fn.input_names, fn.inputs)}
         problem = _digest(canonical_op(str(alone)), json.dumps(sorted(shapes.items())))
         feeds = {name: _random(rng, v.type, shapes[name]) for name, v in zip(fn.input_names, fn.inputs)}
-        times: dict[str, float] = {}
-        for tactic in candidates:
-            engine = build(alone, pipeline="", shapes=shapes, targets=targets, cache_dir=cache_dir,
-                           tactics={0: tactic}, opt_level=0)
-            kernel = _digest(*sorted(canonical_kernel(k.source) for k in engine.kernels.values()))
-            ms = cache.get(device, problem, tactic, kernel)
-            if ms is None:
-                ms = measure(engine, feeds, RUNS[opt_level])
-                cache.put(device, problem, tactic, kernel, ms)
-                report.timed += 1
-            else:
-                report.cached += 1
-            times[tactic] = ms
+        problems.append((alone, shapes, problem, feeds))
+
+    def build_one(job: tuple[int, str]) -> Any:
+        alone, shapes, _, _ = problems[job[0]]
+        return build(alone, pipeline="", shapes=shapes, targets=targets, cache_dir=cache_dir,
+                     tactics={0: job[1]}, opt_level=0)
+
+    # Every candidate of every distinct problem (identical layers are one) is built first, in
+    # parallel (NVRTC runs in worker processes), then timed one after another so that no
+    # build disturbs a timing.
+    first: dict[str, int] = {}
+    for k, (_, _, problem, _) in enumerate(problems):
+        first.setdefault(problem, k)
+    jobs = [(k, tactic) for k, (_, candidates, _) in enumerate(work) if first[problems[k][2]] == k
+            for tactic in candidates]
+    with ThreadPoolExecutor(max_workers=max(1, min(BUILD_JOBS, len(jobs)))) as pool:
+        engines = dict(zip(jobs, pool.map(build_one, jobs)))
+    timed: dict[str, dict[str, float]] = {}
+    for done, (index, candidates, heuristic) in enumerate(work):
+        alone, _, problem, feeds = problems[done]
+        if problem in timed:
+            times = timed[problem]
+            report.cached += len(candidates)
+        else:
+            times = timed[problem] = {}
+            for tactic in candidates:
+                engine = engines.pop((done, tactic))
+                kernel = _digest(*sorted(canonical_kernel(k.source) for k in engine.kernels.values()))
+                ms = cache.get(device, problem, tactic, kernel)
+                if ms is None:
+                    ms = measure(engine, feeds, RUNS[opt_level])
+                    cache.put(device, problem, tactic, kernel, ms)
+                    report.timed += 1
+                else:
+                    report.cached += 1
+                times[tactic] = ms
         best = min(candidates, key=lambda t: (times[t], candidates.index(t)))
         report.picks[index] = best
         report.changed += best != heuristic

@@ -166,6 +166,20 @@ def main() -> None:
     write_results("gpu_latency", result, markdown(result), Path(args.out))
 
 
+def stage(what: str, since: float) -> float:
+    """Print how long a stage took (the device log shows where a slow call spent its time)."""
+    now = time.perf_counter()
+    print(f"[{now - since:7.1f} s] {what}", flush=True)
+    return now
+
+
+def build_log() -> None:
+    """Ember's build log (passes, tactic timing, NVRTC) to stderr, with times since start."""
+    import logging
+    logging.basicConfig(format="%(relativeCreated)9.0f ms  %(message)s")
+    logging.getLogger("ember").setLevel(logging.INFO)
+
+
 def write_results(stem: str, result: dict[str, Any], lines: list[str], out: Path) -> None:
     """STEM.json and STEM.md to the run's output folder and to benchmarks/results/ (where writable)."""
     text = json.dumps(result, indent=1)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu_latency import cuda_time, write_results  # noqa: E402
+from gpu_latency import build_log, cuda_time, stage, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet50", "mobilenet_v2", "vit_b_16", "bert")
@@ -79,7 +79,8 @@ def roofline_row(engine: Any, shapes: dict[str, tuple[int, ...]], ember_ms: floa
             "bound": "compute" if compute_ms >= memory_ms else "memory", "fraction": bound / ember_ms}
 
 
-def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | None = None) -> dict[str, Any]:
+def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | None = None, opt_level: int | None = None,
+              timing_cache: Path | None = None) -> dict[str, Any]:
     import copy
 
     import torch
@@ -93,8 +94,10 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
     export.randomize(model)
     model.eval()
     folder = Path(tempfile.mkdtemp())
+    t0 = time.perf_counter()
     path, _ = export.export(name, False, folder)
     module = ember.load(path)
+    t = stage(f"{name}: built, exported and imported", t0)
     fp32 = model.cuda()
     fp16 = copy.deepcopy(model).half().cuda()
     rng = np.random.default_rng(0)
@@ -102,8 +105,10 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
     for batch in batches:
         feeds = _inputs(name, batch, rng)
         t = time.perf_counter()
-        engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()})
+        engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()},
+                               opt_level=opt_level, timing_cache=timing_cache)
         build_s = time.perf_counter() - t
+        t = stage(f"{name} batch {batch}: engine built ({engine.report.launches} launches)", t)
         stream = torch.cuda.current_stream().cuda_stream
         ctx = engine.create_context(device="cuda", stream=stream)
         on_gpu = {k: torch.from_numpy(v).cuda() for k, v in feeds.items()}
@@ -119,11 +124,15 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
                         rtol=TOLERANCES["float16"][0], atol=TOLERANCES["float16"][1])
             row["check"] = {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}
             row["ember"] = cuda_time(lambda: ctx.run({k: on_gpu[k] for k in feeds}))
+            t = stage(f"{name} batch {batch}: Ember checked ({row['check']['ok']}) and timed "
+                      f"({row['ember']['median_ms']:.3f} ms)", t)
             row["torch_eager"] = cuda_time(lambda: fp16(*args16))
             compiled = torch.compile(fp16, mode="reduce-overhead")
             for _ in range(3):
                 compiled(*args16)
             row["torch_compile"] = cuda_time(lambda: compiled(*args16))
+            t = stage(f"{name} batch {batch}: eager {row['torch_eager']['median_ms']:.3f} ms, torch.compile "
+                      f"{row['torch_compile']['median_ms']:.3f} ms", t)
         if rates is not None:
             row["roofline"] = roofline_row(engine, {k: v.shape for k, v in feeds.items()},
                                            row["ember"]["median_ms"], rates)
@@ -164,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODELS, action="append", help="default: all (one per call is wiser)")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--opt-level", type=int, help="ember.compile's tactic-selection effort (default: its own)")
+    parser.add_argument("--timing-cache", type=Path, help="read before and written after each build")
     parser.add_argument("--merge", nargs="+", type=Path, help="per-model JSON files to put in one table")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
@@ -174,11 +185,12 @@ def main() -> None:
         write_results("gpu_models", result, markdown(result), args.out)
         return
     import torch
+    build_log()
     names = args.model or list(MODELS)
     batches = tuple(int(b) for b in args.batches.split(","))
     rates = device_rates()
     result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(), "rates": rates,
-              "models": [run_model(n, batches, rates) for n in names]}
+              "models": [run_model(n, batches, rates, args.opt_level, args.timing_cache) for n in names]}
     stem = "gpu_models" if len(names) == len(MODELS) else f"gpu_models_{'_'.join(names)}"
     write_results(stem, result, markdown(result), args.out)
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu_latency import cuda_time, write_results  # noqa: E402
+from gpu_latency import build_log, cuda_time, stage, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 16)
@@ -96,12 +96,6 @@ def _agreement(ember_rows: np.ndarray, reference_rows: np.ndarray) -> float:
     return len(mine & theirs) / max(1, len(mine | theirs))
 
 
-def _stage(what: str, since: float) -> float:
-    now = time.perf_counter()
-    print(f"[{now - since:7.1f} s] {what}", flush=True)
-    return now
-
-
 def run(batches: tuple[int, ...], opt_level: int, timing_cache: Path | None = None) -> dict[str, Any]:
     import copy
 
@@ -114,7 +108,7 @@ def run(batches: tuple[int, ...], opt_level: int, timing_cache: Path | None = No
     info = export.export("s", IMGSZ, folder, "yolov8s")
     model = export.build("s")  # the same seed: the weights the export has
     module = ember.load(folder / "yolov8s_nms.onnx")
-    t = _stage("built, exported and imported YOLOv8s", t0)
+    t = stage("built, exported and imported YOLOv8s", t0)
     nms = export.NMS
     fp32 = model.cuda()
     fp16 = copy.deepcopy(model).half().cuda()
@@ -132,7 +126,7 @@ def run(batches: tuple[int, ...], opt_level: int, timing_cache: Path | None = No
         engine = ember.compile(module, precision="fp16", shapes={"images": images.shape}, opt_level=opt_level,
                                timing_cache=timing_cache)
         build_s = time.perf_counter() - start
-        t = _stage(f"batch {batch}: Ember engine built", t)
+        t = stage(f"batch {batch}: Ember engine built", t)
         ctx = engine.create_context(device="cuda", stream=torch.cuda.current_stream().cuda_stream)
         on_gpu = torch.from_numpy(images).cuda()
         half = on_gpu.half()
@@ -144,14 +138,14 @@ def run(batches: tuple[int, ...], opt_level: int, timing_cache: Path | None = No
             row["detections"] = {"ember_fp16": int(len(mine)), "torch_fp32": int(len(want)),
                                  "agreement": round(_agreement(mine, want), 4)}
             row["ember"] = cuda_time(lambda: ctx.run({"images": on_gpu}))
-            t = _stage(f"batch {batch}: Ember checked and timed ({row['ember']['median_ms']:.3f} ms)", t)
+            t = stage(f"batch {batch}: Ember checked and timed ({row['ember']['median_ms']:.3f} ms)", t)
             row["torch_eager"] = cuda_time(lambda: torch_detect(fp16, half))
-            t = _stage(f"batch {batch}: eager timed ({row['torch_eager']['median_ms']:.3f} ms)", t)
+            t = stage(f"batch {batch}: eager timed ({row['torch_eager']['median_ms']:.3f} ms)", t)
             for _ in range(3):
                 compiled(half)
-            t = _stage(f"batch {batch}: torch.compile warmed up", t)
+            t = stage(f"batch {batch}: torch.compile warmed up", t)
             row["torch_compile"] = cuda_time(lambda: compiled(half))
-            t = _stage(f"batch {batch}: torch.compile timed ({row['torch_compile']['median_ms']:.3f} ms)", t)
+            t = stage(f"batch {batch}: torch.compile timed ({row['torch_compile']['median_ms']:.3f} ms)", t)
         for k in ("ember", "torch_eager", "torch_compile"):
             row[k]["fps"] = round(batch * 1000.0 / row[k]["median_ms"], 1)
         row["compile_over_ember"] = row["torch_compile"]["median_ms"] / row["ember"]["median_ms"]
@@ -188,6 +182,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     import torch
+    build_log()
     batches = tuple(int(b) for b in args.batches.split(","))
     result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(),
               **run(batches, args.opt_level, args.timing_cache)}

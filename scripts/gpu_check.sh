@@ -42,6 +42,7 @@ if [ $dry = 0 ]; then
   fi
   mkdir -p /tmp/ember-pkg && ln -sfn "$PWD" /tmp/ember-pkg/ember
   export PYTHONPATH=/tmp/ember-pkg:/tmp/ember-site${PYTHONPATH:+:$PYTHONPATH}
+  export PYTHONUNBUFFERED=1  # a stage cut by its timeout still leaves what it printed in the log
 fi
 
 # GPU tests poison every execution context's arena (0xFF, NaN) before each run.
