@@ -12,12 +12,16 @@ or a scalar (`i64`, `f32`).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ember.codegen.symbolic import expr_of
 from ember.ir import program as P
 from ember.ir.program import Param
+
+
+_COMMENT = re.compile(r"//[^\n]*")
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,14 @@ class Kernel:
     ops: tuple[str, ...] = ()  # "ember.conv @ conv1" for the map from kernels to source ops
 
     @property
+    def code(self) -> str:
+        """The source without its comments, which name the source ops and locations: layers
+        that differ only there are one kernel (one NVRTC build, one cache entry)."""
+        return _COMMENT.sub("", self.source)
+
+    @property
     def digest(self) -> str:
-        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+        return hashlib.sha256(self.code.encode()).hexdigest()[:16]
 
     @property
     def name(self) -> str:

@@ -19,7 +19,7 @@ It raises UnsupportedOpError for cases it does not cover; the op then runs on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import operator
@@ -329,7 +329,7 @@ class Lowerer:
             try:
                 guards = self._lower_traced(fn, ctx, op)
                 for launch in ctx.launches:
-                    self.program.kernels.setdefault(launch.kernel.name, launch.kernel)
+                    self._add_kernel(launch.kernel)
                     # which candidate runs for a heavy op, and the others; decisions on run-time sizes
                     self.program.steps.append(launch.spec(ctx.tactic, ctx.candidates, tuple(guards)))
                 return
@@ -395,6 +395,16 @@ class Lowerer:
             elif outer is not None:
                 outer.record(g.lhs, g.op, g.rhs, True)
         return at_run_time
+
+    def _add_kernel(self, kernel: Kernel) -> None:
+        """One kernel per code: a layer whose kernel equals another's but for comments adds its
+        source ops to that kernel's."""
+        known = self.program.kernels.get(kernel.name)
+        if known is None:
+            self.program.kernels[kernel.name] = kernel
+        elif any(o not in known.ops for o in kernel.ops):
+            self.program.kernels[kernel.name] = replace(
+                known, ops=known.ops + tuple(o for o in kernel.ops if o not in known.ops))
 
     def _sized_at_run_time(self, op: Operation) -> bool:
         """Whether a size step can find the op's result sizes (ember.range from its scalars) so

@@ -171,7 +171,8 @@ class Compiler:
 
     def _key(self, kernel: Kernel, arch: str, kind: str) -> str:
         options = " ".join(o for o in self.base_options if not o.startswith("--include-path"))
-        text = "\0".join([kernel.rendered, options, arch, kind, self.version,
+        # the code without comments (Kernel.code): a layer that differs only there finds the build
+        text = "\0".join([kernel.code.replace("ENTRY", kernel.name), options, arch, kind, self.version,
                           _headers_digest(kernel.rendered, self._headers)])
         return hashlib.sha256(text.encode()).hexdigest()
 
