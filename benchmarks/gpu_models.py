@@ -190,9 +190,11 @@ def main() -> None:
     batches = tuple(int(b) for b in args.batches.split(","))
     rates = device_rates()
     result = {"date": date.today().isoformat(), "device": torch.cuda.get_device_name(), "rates": rates,
-              "models": [run_model(n, batches, rates, args.opt_level, args.timing_cache) for n in names]}
+              "models": []}
     stem = "gpu_models" if len(names) == len(MODELS) else f"gpu_models_{'_'.join(names)}"
-    write_results(stem, result, markdown(result), args.out)
+    for n in names:  # the table so far is written after each model: a call cut short keeps it
+        result["models"].append(run_model(n, batches, rates, args.opt_level, args.timing_cache))
+        write_results(stem, result, markdown(result), args.out)
 
 
 if __name__ == "__main__":
