@@ -933,6 +933,47 @@ def _conv_integer(w: GraphWriter, op: Operation) -> None:
     _from_channels_first(w, y, w.name(op.results[0]), lay)
 
 
+@exports("ember.int8_conv", "ember.int8_matmul")
+def _int8(w: GraphWriter, op: Operation) -> None:
+    """ConvInteger / MatMulInteger (the exact i32 sums), then the epilogue of ir/ops/int8.py as
+    ONNX ops in f32: Cast, Mul by sx * sw (per channel), Add bias, Relu, and QuantizeLinear (to
+    i8) or a Cast to the result type."""
+    g = op.operand_groups()
+    zx = g["x_zero_point"]
+    if op.name == "ember.int8_conv":
+        lay = _activation_layout(op)
+        x = _to_channels_first(w, w.name(g["x"]), lay)
+        weight = _onnx_weight(w, op, g["w"], lay, "OI")  # type: ignore[arg-type]
+        acc = w.node("ConvInteger", _inputs(w, x, weight, zx), group=op.attributes["group"], **_window_attrs(op))[0]
+        rank, axis = len(lay.letters), 1
+    else:
+        lay = None
+        weight = w.node("Transpose", [w.name(g["w"])], perm=[1, 0])[0]
+        acc = w.node("MatMulInteger", _inputs(w, g["x"], weight, zx))[0]
+        rank = op.results[0].type.rank  # type: ignore[union-attr]
+        axis = rank - 1
+    along = [1] * rank
+    along[axis] = -1
+    channel = w.ints(along, "channel")
+    sx = w.node("Reshape", [w.name(g["x_scale"]), w.ints([], "scalar")])[0]
+    scale = w.node("Mul", [sx, w.node("Reshape", [w.name(g["w_scale"]), channel])[0]])[0]
+    v = w.node("Mul", [w.node("Cast", [acc], to=onnx.TensorProto.FLOAT)[0], scale])[0]
+    if g["bias"] is not None:
+        v = w.node("Add", [v, w.node("Reshape", [w.name(g["bias"]), channel])[0]])[0]
+    if op.attributes["relu"]:
+        v = w.node("Relu", [v])[0]
+    out_type = op.results[0].type.dtype  # type: ignore[union-attr]
+    if g["y_scale"] is not None:
+        zy = w.name(g["y_zero_point"]) if g["y_zero_point"] is not None else w.const(np.int8(0), "zero")
+        y = w.node("QuantizeLinear", [v, w.name(g["y_scale"]), zy])[0]
+    else:
+        y = v if out_type.name == "f32" else w.node("Cast", [v], to=onnx_type_code(out_type))[0]
+    if lay is not None:
+        _from_channels_first(w, y, w.name(op.results[0]), lay)
+    else:
+        w.node("Identity", [y], [w.name(op.results[0])])
+
+
 @exports("ember.deform_conv")
 def _deform_conv(w: GraphWriter, op: Operation) -> None:
     lay = _activation_layout(op)

@@ -276,6 +276,25 @@ def case_conv_integer():
                        "xh": RNG.integers(0, 255, (2, 5, 5, 4)).astype(np.uint8)}
 
 
+def case_int8():
+    """int8 ops as ConvInteger / MatMulInteger and their epilogue's f32 ops: exact, so onnxruntime
+    gives the interpreter's values (i8 results equal)."""
+    b = ir.Builder("int8")
+    x = b.input("x", ir.i8["N", 5, 6, 16])
+    a = b.input("a", ir.i8["N", 3, 32])
+    w = b.constant(RNG.integers(-128, 128, (8, 3, 3, 16)).astype(np.int8))
+    sx, zx = b.constant(np.float32(0.05)), b.constant(np.int8(-4))
+    sw = b.constant(RNG.uniform(0.001, 0.01, 8).astype(np.float32))
+    bias = b.constant(RNG.standard_normal(8).astype(np.float32))
+    b.output("q", b.int8_conv(x, w, sx, sw, bias, zx, b.constant(np.float32(0.2)), b.constant(np.int8(3)),
+                              pads=(1, 1, 1, 1), layout="NHWC", weight_layout="OHWI", relu=True))
+    wm = b.constant(RNG.integers(-128, 128, (8, 32)).astype(np.int8))
+    b.output("f", b.int8_matmul(a, wm, sx, sw, bias, zx))
+    b.output("h", b.int8_matmul(a, wm, sx, b.constant(np.float32(0.003)), None, None, dtype=ir.f16))
+    return b.build(), {"x": RNG.integers(-128, 128, (2, 5, 6, 16)).astype(np.int8),
+                       "a": RNG.integers(-128, 128, (2, 3, 32)).astype(np.int8)}
+
+
 def case_vision():
     b = ir.Builder("vision")
     img = b.input("img", ir.f32["N", 4, "H", "W"])
@@ -446,7 +465,7 @@ def case_linear_attention():
     (case_elementwise, "ort", 23), (case_shape_ops, "ort", 23), (case_later_opsets, "ort", 26),
     (case_sequences, "ort", 23), (case_strings, "ort", 23),
     (case_string_normalizer, "onnx", 23),  # onnxruntime needs the en_US.UTF-8 locale installed
-    (case_classic_ml, "ort", 23), (case_tfidf, "onnx", 23), (case_conv_integer, "ort", 23),
+    (case_classic_ml, "ort", 23), (case_tfidf, "onnx", 23), (case_conv_integer, "ort", 23), (case_int8, "ort", 23),
     (case_vision, "ort", 23), (case_roi_align, "onnx", 23),
     (case_signal, "ort", 23),
     (case_recurrent, "ort", 23), (case_attention, "ort", 23), (case_attention_24, "ort", 24),
