@@ -73,6 +73,7 @@ CONV = LayoutSpec(filter_default="OI", filter_last=("O", "I"))
 SPECS: dict[str, LayoutSpec] = {
     "ember.conv": CONV,
     "ember.conv_integer": CONV,
+    "ember.int8_conv": CONV,
     "ember.deform_conv": LayoutSpec(activations=("x", "offset", "mask"), filter_default="OI", filter_last=("O", "I")),
     "ember.conv_transpose": LayoutSpec(filter_default="IO", filter_last=("I", "O")),
     "ember.max_pool": LayoutSpec(),
@@ -94,7 +95,7 @@ SPECS: dict[str, LayoutSpec] = {
     "ember.col2im": LayoutSpec(activations=()),  # x is (N, C*taps, L); only the image is in layout
 }
 
-CONV_OPS = ("ember.conv", "ember.conv_integer", "ember.deform_conv", "ember.conv_transpose")
+CONV_OPS = ("ember.conv", "ember.conv_integer", "ember.int8_conv", "ember.deform_conv", "ember.conv_transpose")
 POOL_OPS = ("ember.max_pool", "ember.max_pool_with_indices", "ember.avg_pool", "ember.lp_pool",
             "ember.global_avg_pool", "ember.global_max_pool", "ember.global_lp_pool", "ember.max_unpool")
 NORM_OPS = ("ember.batch_norm", "ember.instance_norm", "ember.group_norm", "ember.lrn")
@@ -423,6 +424,14 @@ def sink_view(m: Match, b: Builder) -> Value | None:
     return y if q == tuple(range(len(q))) else b.transpose(y, perm=q)
 
 
+def per_tensor_quantization(op: Operation) -> bool:
+    """A quantize or dequantize with one scale (and zero point) for the whole tensor: elementwise."""
+    if op.attributes.get("block_size", 0) != 0:
+        return False
+    params = [_ranked(v) for v in op.operands[1:] if v is not None]
+    return all(t is not None and (t.rank == 0 or t.shape == (1,)) for t in params)
+
+
 def _reads_transpose(op: Operation) -> bool:
     return bool(op.operands) and transpose_perm(op.operands[0]) is not None
 
@@ -445,6 +454,10 @@ SINK = RuleSet("sink-transposes", [
     Rule("sink-through-broadcast", P.op(BROADCAST_OPS, name="op", any_operands=True), sink_elementwise,
          doc="f(T(a, p), c) = T(f(a, c'), p): transposed operands by the same p, constants transposed "
              "(a rank-lower one given the full rank first), all-ones operands kept"),
+    Rule("sink-through-quantization", P.op(("ember.quantize", "ember.dequantize"), name="op", any_operands=True,
+                                            where=per_tensor_quantization), sink_elementwise,
+         doc="q(T(x, p), s, z) = T(q(x, s, z), p) for a scale and zero point per tensor (so int8 "
+             "convolutions' channels-last results meet across quantized adds)"),
     Rule("sink-through-pad", P.op("ember.pad", name="op", any_operands=True, where=_reads_transpose), sink_pad,
          doc="pad(T(x, p), axes A) = T(pad(x, axes p[A]), p)"),
     Rule("sink-through-slice", P.op("ember.slice", transposed, name="op"), sink_slice,

@@ -1,7 +1,7 @@
 """Imports every built-in pass (registering it) and names the built-in pipelines."""
 
 from ember.passes import (bound_data_sizes, canonicalize, convert_precision, cse, dce,  # noqa: F401
-                          fold_batch_norm, fold_constants, fuse_elementwise, fuse_epilogue, layout_nhwc,
+                          fold_batch_norm, fold_constants, fold_qdq, fuse_elementwise, fuse_epilogue, layout_nhwc,
                           lower_quantization, quantize_int8, recognize)
 from ember.passes.manager import register_pipeline
 
