@@ -11,8 +11,8 @@ with s and zp reshaped to broadcast along `axis` (per-axis) or as scalars (per t
 division in the quantize's division type, round half to even, and the integer type's range
 [lo, hi] (see ir/ops/quant.py: these are the reference semantics, step by step). Left as they
 are: fp8/fp6/fp4 results, blocked scales, an explicit `precision`, and integer inputs to
-quantize (their kernels come with the int8 work). The pass runs late in `default`, after
-anything that matches quantize/dequantize pairs as such.
+quantize. The pass runs late in `default`, after anything that matches quantize/dequantize
+pairs as such (fold-qdq, which makes the pairs around conv, matmul and gemm int8 ops).
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ Operands with no calibrated scale, and ops named in `keep` (op kinds such as `em
 or `matmul`, or locations such as an ONNX node name), stay as they are.
 
 The pass runs first, on the module as imported, so the calibration's names are the
-module's. Until the int8 kernels (issue 17) fold these pairs into s8 x s8 -> s32 GEMMs, the
-pairs lower to elementwise kernels (lower-quantization): an engine computes int8's rounding
-and saturation, not yet its speed.
+module's. The default pipeline's fold-qdq then folds each pair and its heavy op into an int8
+op (ember.int8_conv / ember.int8_matmul: s8 x s8 -> s32 kernels, the weight quantized at build
+time); the pairs left (around what is kept float) lower to elementwise kernels
+(lower-quantization).
 """
 
 from __future__ import annotations

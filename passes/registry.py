@@ -8,14 +8,16 @@ from ember.passes.manager import register_pipeline
 register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
                   doc="simplify, merge duplicates, fold constants")
 
-# The inference pipeline: simplify and fold; fold normalizations into weights; find the
+# The inference pipeline: simplify; quantize/dequantize pairs around conv, matmul and gemm with
+# constant int8 weights as int8 ops (fold-qdq, before fold-constants would turn a quantized
+# weight's dequantize into a float weight); fold; fold normalizations into weights; find the
 # single ops exporters decomposed (attention, GELU, LayerNorm); move convolutions to
 # channels-last and cancel the transposes (then merge recurrent layers run both ways into
 # bidirectional ops); write the quantize/dequantize ops left as
 # elementwise ops (a constant weight's dequantize folds into an f32 weight); give results
 # whose size is data (NMS's) a fixed-size form and a count; then fuse heavy ops with their
 # epilogues and the remaining elementwise chains. Precision stays f32 (convert-precision is opt-in).
-DEFAULT = ("canonicalize,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
+DEFAULT = ("canonicalize,fold-qdq,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
            "layout-nhwc,canonicalize,recognize-recurrent,fold-constants,cse,lower-quantization,bound-data-sizes,"
            "fold-constants,cse,"
            "fuse-epilogue,fuse-elementwise,dce")

@@ -28,7 +28,7 @@ def test_default_pipeline_keeps_meaning_and_fuses(name):
     feeds = feeds_of(name)
     want = ir.interpret(module, feeds)
     records = PassManager("default").run(module)
-    assert [r.name for r in records][:3] == ["canonicalize", "fold-constants", "fold-batch-norm"]
+    assert [r.name for r in records][:4] == ["canonicalize", "fold-qdq", "fold-constants", "fold-batch-norm"]
     got = ir.interpret(module, feeds)
     for out in want:
         assert_close(np.asarray(got[out]), np.asarray(want[out]), what=f"{name}:{out}")

@@ -1,8 +1,10 @@
-"""A model quantized by onnxruntime.quantization.quantize_static (QDQ format, int8, per-channel
-weights) compiles with no host fallback for its quantize/dequantize ops (lower-quantization
-writes them as elementwise ops, and the weights' dequantize folds), and its engine on the host
-arena matches onnxruntime's own run of the quantized model within one quantization step of
-each output."""
+"""A model quantized by onnxruntime.quantization.quantize_static (QDQ format, per-channel int8
+weights; i8 or onnxruntime's default u8 activations) compiles with no host fallback: fold-qdq
+makes its convolutions and its gemm int8 ops (s8 x s8 -> s32 kernels whose epilogues requantize,
+the layer table shows them), lower-quantization writes the pairs left (around the residual add
+and the pool) as elementwise ops. Its engine on the host arena (which computes the engine's own
+int8 semantics) matches onnxruntime's own run of the quantized model within one quantization
+step of each output."""
 
 from __future__ import annotations
 
@@ -57,11 +59,13 @@ def output_step(model: onnx.ModelProto, output: str) -> float:
     return float(np.max(inits[node.input[1]]))
 
 
-def test_a_quantize_static_model_has_no_quantization_host_ops_and_matches_onnxruntime(tmp_path, kernel_cache):
+@pytest.mark.parametrize("activations", ["QInt8", "QUInt8"])
+def test_a_quantize_static_model_runs_int8_ops_and_matches_onnxruntime(activations, tmp_path, kernel_cache):
+    from ember.runtime.layers import layers
     src = float_model(tmp_path / "float.onnx")
     qdq = tmp_path / "qdq.onnx"
     quantization.quantize_static(str(src), str(qdq), Reader(), quant_format=quantization.QuantFormat.QDQ,
-                                 activation_type=quantization.QuantType.QInt8,
+                                 activation_type=getattr(quantization.QuantType, activations),
                                  weight_type=quantization.QuantType.QInt8, per_channel=True)
     proto = onnx.load(str(qdq))
     kinds = {n.op_type for n in proto.graph.node}
@@ -70,7 +74,12 @@ def test_a_quantize_static_model_has_no_quantization_host_ops_and_matches_onnxru
     assert any(op.name == "ember.quantize" for op in module.walk())
     engine = ember.compile(module, targets=("sm_80",), cache_dir=kernel_cache)
     assert engine.report.host_ops == [], engine.report.host_ops
-    assert not any(op.name in ("ember.quantize", "ember.dequantize") for op in engine.module.walk())
+    ops = [op.name for op in engine.module.walk()]
+    assert not any(name in ("ember.quantize", "ember.dequantize", "ember.conv", "ember.gemm") for name in ops), ops
+    int8 = [(layer.kernel, body) for layer in layers(engine) for so in layer.ops for body in (so.op, *so.body)
+            if body.startswith("ember.int8_")]
+    assert sorted(body for _, body in int8) == ["ember.int8_conv", "ember.int8_conv", "ember.int8_matmul"], int8
+    assert all(kernel.startswith(body.split(".")[1]) for kernel, body in int8)
     session = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
     step = output_step(proto, "y")
     for seed in range(3):
@@ -78,3 +87,26 @@ def test_a_quantize_static_model_has_no_quantization_host_ops_and_matches_onnxru
         got = np.asarray(engine.run({"x": x}, device="cpu")["y"])
         want = session.run(None, {"x": x})[0]
         assert np.abs(got - want).max() <= step * (1 + 1e-6), (np.abs(got - want).max(), step)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("activations", ["QInt8", "QUInt8"])
+def test_the_int8_engine_matches_onnxruntime_on_the_gpu(activations, tmp_path, kernel_cache):
+    from ember.runtime import cuda
+    ok, why = cuda.available()
+    if not ok:
+        pytest.skip(f"no CUDA GPU: {why}")
+    src = float_model(tmp_path / "float.onnx")
+    qdq = tmp_path / "qdq.onnx"
+    quantization.quantize_static(str(src), str(qdq), Reader(), quant_format=quantization.QuantFormat.QDQ,
+                                 activation_type=getattr(quantization.QuantType, activations),
+                                 weight_type=quantization.QuantType.QInt8, per_channel=True)
+    engine = ember.compile(ember.load(qdq), cache_dir=kernel_cache)
+    ctx = engine.create_context("cuda", poison=True, graphs=False)
+    session = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+    step = output_step(onnx.load(str(qdq)), "y")
+    for seed in range(3):
+        x = np.random.default_rng(20 + seed).standard_normal((1, 3, 12, 12)).astype(np.float32)
+        got = np.asarray(ctx.run({"x": x})["y"])
+        assert np.abs(got - session.run(None, {"x": x})[0]).max() <= step * (1 + 1e-6)
+        assert np.abs(got - np.asarray(engine.run({"x": x}, device="cpu")["y"])).max() <= step * (1 + 1e-6)
