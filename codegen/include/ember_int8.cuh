@@ -5,7 +5,9 @@
 // (`*_direct`, for the shapes the tiles do not take). Both end in the same epilogue, in registers
 // (`Rescale`): the activation zero point's correction, the scales, the bias, relu, and the
 // requantization to s8 or the float value, which the wrapper's functor `epi(index, channel, value)`
-// stores (after the elementwise ops fused after the op, if any).
+// stores (after the elementwise ops fused after the op, if any). An op with no fused ops stores
+// through `Store`, which writes the two adjacent channels a tile's thread holds with one store
+// where the result is channels-last and the address is aligned.
 //
 // The tensor-core tiles read both operands k-major, 16 bytes (16 values of k) at a time: a row-major
 // [rows][K] matrix (a linear layer's input rows, batch dims folded into the rows, and its [N][K]
@@ -80,6 +82,40 @@ struct Rescale {
     if constexpr (REQUANT) epi(index, n, requantize(v));
     else epi(index, n, v);
   }
+  // Channels n and n + 1 at `index` and `index + 1`, with one store where the functor can.
+  template <typename Index, class Epi>
+  __device__ __forceinline__ void store2(const Epi& epi, Index index, int n, int acc0, int acc1) const {
+    const float v0 = value(acc0, n), v1 = value(acc1, n + 1);
+    bool done;
+    if constexpr (REQUANT) done = epi.pair(index, requantize(v0), requantize(v1));
+    else done = epi.pair(index, v0, v1);
+    if (done) return;
+    if constexpr (REQUANT) {
+      epi(index, n, requantize(v0));
+      epi(index + 1, n + 1, requantize(v1));
+    } else {
+      epi(index, n, v0);
+      epi(index + 1, n + 1, v1);
+    }
+  }
+};
+
+// The store of an int8 op with no fused epilogue ops: out[index] = value, and two adjacent
+// channels with one store where that address is aligned for both (the tiles hold columns 2t
+// and 2t + 1 of each fragment).
+template <typename T>
+struct Store {
+  T* __restrict__ out;
+  template <typename Index, typename V>
+  __device__ __forceinline__ void operator()(Index index, int, V v) const { out[index] = ember::store<T>(v); }
+  template <typename Index, typename V>
+  __device__ __forceinline__ bool pair(Index index, V v0, V v1) const {
+    struct alignas(2 * sizeof(T)) Two { T a, b; };
+    T* p = out + index;
+    if (reinterpret_cast<unsigned long long>(p) % sizeof(Two)) return false;
+    *reinterpret_cast<Two*>(p) = Two{ember::store<T>(v0), ember::store<T>(v1)};
+    return true;
+  }
 };
 
 // acc - zx * wsum in s32, wrapping as the reference's i32 does.
@@ -152,8 +188,9 @@ __device__ __forceinline__ void mma_s8(int (&c)[4], const unsigned (&a)[4], unsi
 
 // One block's BM x BN tile of acc(m, n) = sum_k A(m, k) * B(n, k) on tensor cores; with ZX the tile's
 // filter sums are added up too and each accumulator corrected by zx * wsum[n] (taps in A's padding
-// read zx). Calls out(m, n, acc) for each element inside M x N.
-template <class T, bool VEC, bool ZX, class LA, class LB, class Out>
+// read zx). Calls out(m, n, acc) for each element inside M x N, or with PAIR out.pair(m, n, acc,
+// acc') for columns n and n + 1 both inside.
+template <class T, bool VEC, bool ZX, bool PAIR, class LA, class LB, class Out>
 __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0, int zx,
                                          const Out& out, signed char* __restrict__ smem, int* __restrict__ wsum) {
   constexpr int BM = T::BM, BN = T::BN, BK = T::BK, NT = T::THREADS, MI = T::MI, NI = T::NI, LD = T::LD;
@@ -273,14 +310,22 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
       const int m = m0 + wm + i * 16 + g + h * 8;
       if (m >= M) continue;
 #pragma unroll
-      for (int j = 0; j < NI; ++j)
-#pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const int nl = wn + j * 8 + 2 * t + q;
-          if (n0 + nl >= N) continue;
-          const int v = acc[i][j][h * 2 + q];
-          out(m, n0 + nl, ZX ? corrected(v, zx, wsum[nl]) : v);
+      for (int j = 0; j < NI; ++j) {
+        const int nl = wn + j * 8 + 2 * t, n = n0 + nl;
+        int a0 = acc[i][j][h * 2], a1 = acc[i][j][h * 2 + 1];
+        if (ZX) {
+          a0 = corrected(a0, zx, wsum[nl]);
+          a1 = corrected(a1, zx, wsum[nl + 1]);
         }
+        if constexpr (PAIR) {
+          if (n + 1 < N) {
+            out.pair(m, n, a0, a1);
+            continue;
+          }
+        }
+        if (n < N) out(m, n, a0);
+        if (n + 1 < N) out(m, n + 1, a1);
+      }
     }
 }
 
@@ -309,24 +354,50 @@ __device__ __forceinline__ void simt_tile(const LA& la, const LB& lb, int M, int
   }
 }
 
-template <class T, bool ZX, class LA, class LB, class Out>
+template <class T, bool ZX, bool PAIR, class LA, class LB, class Out>
 __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0, int zx,
                                      const Out& out) {
 #if __CUDA_ARCH__ >= 800
   __shared__ __align__(16) signed char smem[T::STAGES * T::STAGE];
   __shared__ int wsum[ZX ? T::BN : 1];
   if (la.aligned() && lb.aligned())
-    mma_tile<T, true, ZX>(la, lb, M, N, K, m0, n0, zx, out, smem, wsum);
+    mma_tile<T, true, ZX, PAIR>(la, lb, M, N, K, m0, n0, zx, out, smem, wsum);
   else
-    mma_tile<T, false, ZX>(la, lb, M, N, K, m0, n0, zx, out, smem, wsum);
+    mma_tile<T, false, ZX, PAIR>(la, lb, M, N, K, m0, n0, zx, out, smem, wsum);
 #else
   simt_tile<T, ZX>(la, lb, M, N, K, m0, n0, zx, out);
 #endif
 }
 
+// Where element (m, n) of the product goes, and its epilogue: a row-major [M][N] result, or a
+// convolution's output through conv::Geom's strides. `pair` stores channels n and n + 1 (the
+// planner asks for it only where they are adjacent in memory).
+template <class R, class Epi, typename Index>
+struct RowsOut {
+  const R& r;
+  const Epi& epi;
+  int N;
+  __device__ __forceinline__ Index at(int m, int n) const { return static_cast<Index>(m) * N + n; }
+  __device__ __forceinline__ void operator()(int m, int n, int acc) const { r.store(epi, at(m, n), n, acc); }
+  __device__ __forceinline__ void pair(int m, int n, int a0, int a1) const { r.store2(epi, at(m, n), n, a0, a1); }
+};
+
+template <class R, class Epi, typename Index>
+struct ConvOut {
+  const R& r;
+  const Epi& epi;
+  const conv::Geom<Index>& g;
+  int P;
+  __device__ __forceinline__ Index at(int m, int n) const {
+    return static_cast<Index>(m / P) * g.ys[0] + static_cast<Index>(m % P) * g.ys[4] + static_cast<Index>(n) * g.ys[1];
+  }
+  __device__ __forceinline__ void operator()(int m, int n, int acc) const { r.store(epi, at(m, n), n, acc); }
+  __device__ __forceinline__ void pair(int m, int n, int a0, int a1) const { r.store2(epi, at(m, n), n, a0, a1); }
+};
+
 // -- ember.int8_matmul ------------------------------------------------------------------------------
 // x [M][K] (batch dims folded into M) times w [N][K]; grid (M tiles, N tiles); K a multiple of 16.
-template <class T, bool REQUANT, bool RELU, bool PER_CHANNEL, bool ZX, typename Index, class Epi>
+template <class T, bool REQUANT, bool RELU, bool PER_CHANNEL, bool ZX, bool PAIR, typename Index, class Epi>
 __device__ __forceinline__ void matmul(const signed char* __restrict__ x, const signed char* __restrict__ w,
                                        const float* __restrict__ x_scale, const float* __restrict__ w_scale,
                                        const float* __restrict__ bias, const signed char* __restrict__ x_zero,
@@ -337,8 +408,9 @@ __device__ __forceinline__ void matmul(const signed char* __restrict__ x, const 
   const int zx = ZX ? static_cast<int>(x_zero[0]) : 0;
   const Rows<Index> la{x, static_cast<Index>(K)};
   const Rows<Index> lb{w, static_cast<Index>(K)};
-  auto out = [&](int m, int n, int acc) { r.store(epi, static_cast<Index>(m) * N + n, n, acc); };
-  tile<T, ZX>(la, lb, M, N, K, static_cast<int>(blockIdx.x) * T::BM, static_cast<int>(blockIdx.y) * T::BN, zx, out);
+  const RowsOut<Rescale<REQUANT, RELU, PER_CHANNEL>, Epi, Index> out{r, epi, N};
+  tile<T, ZX, PAIR>(la, lb, M, N, K, static_cast<int>(blockIdx.x) * T::BM, static_cast<int>(blockIdx.y) * T::BN, zx,
+                    out);
 }
 
 // One thread per output element (grid-stride), any K.
@@ -367,7 +439,7 @@ __device__ __forceinline__ void matmul_direct(const signed char* __restrict__ x,
 // -- ember.int8_conv --------------------------------------------------------------------------------
 // Channels-last x, OHWI w (C_in a multiple of 16, one group): the implicit GEMM of conv::Geom's
 // M = batch x positions, N = C_out, K = taps x C_in; grid (M tiles, N tiles).
-template <class T, bool REQUANT, bool RELU, bool PER_CHANNEL, bool ZX, typename Index, class Epi>
+template <class T, bool REQUANT, bool RELU, bool PER_CHANNEL, bool ZX, bool PAIR, typename Index, class Epi>
 __device__ __forceinline__ void conv(const signed char* __restrict__ x, const signed char* __restrict__ w,
                                      const float* __restrict__ x_scale, const float* __restrict__ w_scale,
                                      const float* __restrict__ bias, const signed char* __restrict__ x_zero,
@@ -381,12 +453,9 @@ __device__ __forceinline__ void conv(const signed char* __restrict__ x, const si
   const int M = g.n * P, N = g.k, K = g.c * g.taps();
   const Patches<Index> la{conv::Im2col<true, signed char, int, Index>{x, g, 0}};
   const Rows<Index> lb{w, g.ws[0]};
-  auto out = [&](int m, int n, int acc) {
-    const Index at = static_cast<Index>(m / P) * g.ys[0] + static_cast<Index>(m % P) * g.ys[4] +
-                     static_cast<Index>(n) * g.ys[1];
-    r.store(epi, at, n, acc);
-  };
-  tile<T, ZX>(la, lb, M, N, K, static_cast<int>(blockIdx.x) * T::BM, static_cast<int>(blockIdx.y) * T::BN, zx, out);
+  const ConvOut<Rescale<REQUANT, RELU, PER_CHANNEL>, Epi, Index> out{r, epi, g, P};
+  tile<T, ZX, PAIR>(la, lb, M, N, K, static_cast<int>(blockIdx.x) * T::BM, static_cast<int>(blockIdx.y) * T::BN, zx,
+                    out);
 }
 
 // One thread per output element (grid-stride): any layout, groups, channel count. Taps in the

@@ -16,7 +16,9 @@ Each planner proposes tactics, the heuristic's pick first (codegen/ops/heavy.py'
 Either way the epilogue runs in registers (the template's `Rescale`: zero-point correction,
 scales, bias, relu, requantization) and hands the op's value to the functor that
 cuda_render.render_epilogue writes (the value as the op's result type, then any fused
-elementwise ops, then the store). The scales, bias and zero points are kernel parameters of
+elementwise ops, then the store); a tile with nothing fused after its op and its channels
+adjacent in the output stores through the header's `ember::int8::Store` instead, two channels
+with one store where aligned. The scales, bias and zero points are kernel parameters of
 their own, read by the template; the functor's operands are the fused ops'.
 """
 
@@ -93,10 +95,26 @@ class Int8Kernel:
     def flags(self) -> tuple[bool, bool, bool]:
         return self.requant, bool(self.op.attributes.get("relu")), self.per_channel
 
+    @property
+    def alone(self) -> bool:
+        """No elementwise ops fused after the op: the tiles store through ember::int8::Store."""
+        return not (self.epi.ops or self.epi.tail or self.epi.after)
+
     def spec(self, kb: KernelBuilder, hint: str, template: str, targs: tuple[Any, ...], call: tuple[str, ...],
              meta_offset: int) -> KernelSpec:
         return heavy_spec(self.epi, self.plan, kb, "ember_int8.cuh", hint, template, targs, call, THREADS,
                           meta_offset)
+
+    def tile_spec(self, hint: str, template: str, name: str, pair: bool, call: tuple[str, ...],
+                  meta_offset: int) -> KernelSpec:
+        """A tensor-core tile's kernel; `pair` (channels adjacent in the output, nothing fused
+        after the op): stored through ember::int8::Store, two channels at a time where aligned."""
+        targs = (tile_arg(name), *self.flags(), self.zx, pair, self.index)
+        if not pair:
+            return self.spec(self.kb, hint, template, targs, call, meta_offset)
+        store = f"ember::int8::Store<{ctype(self.epi.out.type.dtype)}>{{out}}"  # type: ignore[union-attr]
+        return KernelSpec("ember_int8.cuh", hint, template, targs, (*call[:-1], store), THREADS,
+                          tuple(self.kb.params), self.epi.comment(), (self.epi.comment(),))
 
 
 def _launch(ctx: LowerContext, spec: KernelSpec, args: Any, grid: tuple[int, ...]) -> None:
@@ -139,8 +157,7 @@ def plan_int8_matmul(ctx: LowerContext, epi: Epilogue) -> None:
         else:
             bm, bn = MMA_TILES[name][:2]
             call = (*k8.pointers, "M", "N", "K", "epi")
-            spec = k8.spec(kb, "int8_matmul", "ember::int8::matmul", (tile_arg(name), *k8.flags(), k8.zx, k8.index),
-                           call, 0)
+            spec = k8.tile_spec("int8_matmul", "ember::int8::matmul", name, k8.alone, call, 0)
             specs[name] = (spec, kb.args, (-(-M // bm), -(-N // bn)))
     spec, args, grid = specs[ctx.choose(list(specs))]
     _launch(ctx, spec, args, grid)
@@ -191,8 +208,8 @@ def plan_int8_conv(ctx: LowerContext, epi: Epilogue) -> None:
         else:
             bm, bn = MMA_TILES[name][:2]
             call = (*k8.pointers, "meta", "epi")
-            spec = k8.spec(kb, "int8_conv", "ember::int8::conv", (tile_arg(name), *k8.flags(), k8.zx, k8.index),
-                           call, len(geom))
+            pair = k8.alone and geom[33] == 1  # y's channel stride: channels last
+            spec = k8.tile_spec("int8_conv", "ember::int8::conv", name, pair, call, len(geom))
             specs[name] = (spec, kb.args, (-(-M // bm), -(-N // bn)))
     spec, args, grid = specs[ctx.choose(list(specs))]
     _launch(ctx, spec, args, grid)

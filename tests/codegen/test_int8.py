@@ -121,14 +121,17 @@ def test_the_big_tile_where_it_fills_the_gpu() -> None:
 
 
 def test_the_kernels_say_what_they_compute() -> None:
-    program = lower(CASES["conv-nhwc-16-pad"](True))
-    (kernel,) = program.kernels.values()
-    src = kernel.source
-    assert "ember::int8::conv<ember::int8::Mma<64, 64, 64, 32, 16>, true, true, true, true, int>" in src, src
-    assert "const signed char h = static_cast<signed char>(acc);  // ember.int8_conv" in src
-    program = lower(CASES["conv-nhwc-1x1-48-80"](False))
-    (kernel,) = program.kernels.values()
-    assert "ember::int8::conv<ember::int8::Mma<64, 64, 64, 32, 16>, false, false, false, false, int>" in kernel.source
+    """Template flags: tile, requantize, relu, per-channel scales, zero point, paired stores."""
+    (kernel,) = lower(CASES["conv-nhwc-16-pad"](True)).kernels.values()
+    assert "ember::int8::conv<ember::int8::Mma<64, 64, 64, 32, 16>, true, true, true, true, true, int>(" in kernel.source
+    assert "ember::int8::Store<signed char>{out}" in kernel.source   # a lone op: two channels a store
+    (kernel,) = lower(CASES["conv-nhwc-1x1-48-80"](False)).kernels.values()
+    assert "ember::int8::conv<ember::int8::Mma<64, 64, 64, 32, 16>, false, false, false, false, true, int>(" \
+        in kernel.source
+    assert "ember::int8::Store<float>{out}" in kernel.source
+    (kernel,) = lower(CASES["conv-nchw-direct"](True)).kernels.values()
+    assert "ember::int8::conv_direct<false, true, true, true, int>(" in kernel.source
+    assert "const signed char h = static_cast<signed char>(acc);  // ember.int8_conv" in kernel.source
     header = (Path(ember.__file__).parent / "codegen" / "include" / "ember_int8.cuh").read_text()
     assert "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" in header
 
@@ -183,7 +186,11 @@ def test_a_quantized_residual_block_is_two_int8_kernels_with_their_epilogues(ker
     assert engine.report.host_ops == []
     int8 = [k for k in engine.kernels.values() if k.name.startswith("int8_conv")]
     assert len(int8) == 2, [k.ops for k in engine.kernels.values()]
-    assert any("ember.add" in k.source and "ember.int8_conv" in k.source for k in int8)
+    # the second conv's kernel takes the dequantize, the residual add and the quantize (its functor
+    # stores); the first's result is read by both the second conv and the add: a lone op, stored in pairs
+    fused, alone = sorted(int8, key=lambda k: "ember.add" not in k.source)
+    assert "ember.add" in fused.source and "const Epi epi{" in fused.source and ", false, int>(" in fused.source
+    assert "ember::int8::Store<signed char>{out}" in alone.source
     assert not any(op.name in ("ember.conv", "ember.quantize", "ember.dequantize") for op in engine.module.walk())
     want = ir.interpret(module, feeds)["y"]
     got = engine.run(feeds, device="cpu")["y"]
