@@ -157,6 +157,21 @@ def test_heavy_op_flops_by_hand():
     assert model_flops(module, {"N": n}) == want
 
 
+def test_int8_op_flops_count_as_their_float_ops():
+    import numpy as np
+    from ember.bench import model_flops
+    from ember.ir.builder import Builder
+    from ember.ir.types import i8
+    b = Builder("int8_flops")
+    x = b.input("x", i8["N", 8, 8, 3])
+    s = b.constant(np.float32(0.1))
+    y = b.int8_conv(x, b.weight("w", np.ones((16, 3, 3, 3), np.int8)), s, s, None, None, s, pads=(1, 1, 1, 1),
+                    layout="NHWC", weight_layout="OHWI")                                      # 2 * N*64*16 * 27
+    z = b.int8_matmul(b.reshape(y, shape=["N", 1024]), b.weight("m", np.ones((10, 1024), np.int8)), s, s)  # 2*N*10*1024
+    b.output("z", z)
+    assert model_flops(b.build(), {"N": 3}) == 2 * 3 * 64 * 16 * 27 + 2 * 3 * 10 * 1024
+
+
 def test_the_roofline_figures_scale_with_the_batch(built):
     """An engine's FLOPs and launch traffic at two shapes of its profile: FLOPs linear in the batch
     (every heavy op is per sample), bytes the layer table's total, growing with the batch."""
