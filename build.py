@@ -20,6 +20,7 @@ import numpy as np
 
 from ember.errors import EmberError, UnsupportedOpError
 from ember.ir import sizes
+from ember.ir.bind import bind_symbols
 from ember.ir.core import Module
 
 log = logging.getLogger("ember.build")
@@ -106,6 +107,10 @@ def profiles_for(module: Module, shapes: Mapping[str, Sequence[int]] | None,
                              "NAME:MINx..:OPTx..:MAXx..)")
         out.append(Profile(tuple(ranges), symbols))
     return out
+
+
+def _one_shape(plans: Sequence[Profile]) -> bool:
+    return len(plans) == 1 and plans[0].points == 1
 
 
 def bind_shapes(module: Module, shapes: Mapping[str, Sequence[int]] | None) -> dict[str, int]:
@@ -342,6 +347,11 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     plans = profiles_for(work, shapes, profiles)
     int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive,
                           calib_device, targets, cache_dir) if precision == "int8" else None
+    fn = work.main  # the dims as the model declares them, for the engine's inputs and outputs
+    declared = {name: [str(d) for d in getattr(v.type, "shape", None) or ()]
+                for name, v in [*zip(fn.input_names, fn.inputs), *zip(fn.output_names, fn.outputs)]}
+    if _one_shape(plans):  # a static engine: its shape arithmetic folds (ir/bind.py)
+        bind_symbols(work, plans[0].env("opt"))
     steps = pipeline if PRECISIONS[precision] is None else \
         with_precision(pipeline, PRECISIONS[precision], () if int8 is not None else keep)
     start = time.perf_counter()
@@ -397,7 +407,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
               "pipeline": steps, "symbols": env, "plugins": _plugins_used(work),
               **({"quantization": int8} if int8 is not None else {})},
         profiles=plans if dynamic or len(plans) > 1 else (),
-        specializations=lowered.specializations if dynamic or len(plans) > 1 else ())
+        specializations=lowered.specializations if dynamic or len(plans) > 1 else (), declared=declared)
     if dynamic:
         report.memory_range = {w: engine.bind(_shapes_at(p, w)).plan.arena_bytes
                                for w in ("min", "opt", "max") for p in plans[:1]}
@@ -427,6 +437,8 @@ def refit_from_model(engine: Any, module: Module) -> Any:
     if missing:
         raise BuildError(f"refit: the model has no data for weight{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(map(repr, missing[:5]))}")
+    if not engine.profiles:  # built for one shape: bound as the build bound it
+        bind_symbols(work, {k: int(v) for k, v in dict(engine.info.get("symbols") or {}).items()})
     PassManager(str(engine.info.get("pipeline", ""))).run(work)
     text = str(work)
     if text != engine.ir_text:

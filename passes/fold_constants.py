@@ -6,7 +6,9 @@ elements become inline `ember.constant`s; larger ones become weights named
 after the weight they were computed from (`conv1.weight/transpose`), and
 only when they are no larger than the constants they are made of (the
 `growth` limit), so folding never inflates the weights: `expand` of a scalar
-to a large tensor stays an expand.
+to a large tensor stays an expand. Results of at most `small` elements fold
+whatever they grow from (a `range` of 128 positions from three scalars): a
+few kilobytes of weights cost less than the kernel launch they save.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class FoldConstants(Pass):
 
     inline_limit: int = option(64, min=0)
     growth: float = option(1.0, min=0.0)
+    small: int = option(4096, min=0)
     max_elements: int = option(1 << 24, min=0)
 
     def run(self, module: Module, ctx: PassContext) -> bool:
@@ -66,7 +69,8 @@ class FoldConstants(Pass):
             return None
         in_size = sum(a.size for a in inputs if a is not None)
         out_size = sum(int(np.prod(r.type.static_shape, dtype=np.int64)) for r in op.results)  # type: ignore[attr-defined]
-        if out_size > self.max_elements or (out_size > self.inline_limit and out_size > self.growth * in_size):
+        if out_size > self.max_elements or (out_size > max(self.inline_limit, self.small)
+                                            and out_size > self.growth * in_size):
             return None
         try:
             with np.errstate(all="ignore"):

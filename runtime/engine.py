@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import threading
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -201,9 +202,12 @@ class Engine:
     def build(cls, *, ir_text: str, program: Program, weights: Mapping[str, np.ndarray],
               binaries: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str],
               info: Mapping[str, Any], profiles: Sequence[Profile] = (),
-              specializations: Sequence[Specialization] = ()) -> "Engine":
+              specializations: Sequence[Specialization] = (),
+              declared: Mapping[str, Sequence[str]] | None = None) -> "Engine":
         """An engine from the compiler's products (see build.py): plans the memory, keeps the
-        weights the IR uses, and pairs each kernel with its binaries and source."""
+        weights the IR uses, and pairs each kernel with its binaries and source. `declared`
+        gives the inputs' and outputs' dims as the model declared them (symbols kept) where the
+        IR was built for one shape, whose types are static."""
         from ember.ir.parser import parse
         module = parse(ir_text, verify=False)
         programs = [program, *(sp.program for sp in specializations)]
@@ -231,6 +235,8 @@ class Engine:
             **({"quantization": dict(info["quantization"])} if info.get("quantization") else {})}))
         plan = plan_memory(program, extra_reads=_op_reads_beyond_kernels(module, program))
         inputs, outputs = _signature(module, program)
+        if declared:
+            inputs, outputs = ([_declared(t, declared) for t in ts] for ts in (inputs, outputs))
         specs = [Specialization.from_json(json.loads(fmt.canonical_json(sp.to_json()))) for sp in specializations]
         engine = cls(ir_text=ir_text, program=program, plan=plan, weights=store, kernels=kernels, info=clean_info,
                      inputs=inputs, outputs=outputs, profiles=profiles, specializations=specs)
@@ -718,6 +724,11 @@ def _profiles(data: Any, source: str, inputs: Sequence[TensorSpec], kernels: Map
             raise EngineFormatError(f"{source}: section 'profiles': specialization {i} launches kernel "
                                     f"{sorted(unknown)[0]!r}, which the engine lacks")
     return profiles, specs
+
+
+def _declared(t: TensorSpec, declared: Mapping[str, Sequence[str]]) -> TensorSpec:
+    dims = tuple(str(d) for d in declared.get(t.name, ()))
+    return replace(t, dims=dims) if len(dims) == len(t.dims) else t
 
 
 def _signature(module: Any, program: Program) -> tuple[list[TensorSpec], list[TensorSpec]]:
