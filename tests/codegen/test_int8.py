@@ -215,6 +215,29 @@ def cases_with_tactics() -> list[tuple[str, str]]:
     return out
 
 
+def operand_array(module: ir.Module, v: Any, feeds: dict[str, np.ndarray]) -> np.ndarray | None:
+    """An operand's value: the input fed, a constant's or a weight's data, or None (absent)."""
+    if v is None:
+        return None
+    if v.defining_op is None:
+        return feeds[module.main.input_names[list(module.main.inputs).index(v)]]
+    if v.defining_op.name == "ember.constant":
+        return np.asarray(v.defining_op.attributes["value"].array)
+    return np.asarray(module.weights[v.defining_op.attributes["name"]].data)
+
+
+def test_the_accumulators_the_gpu_tests_compare_with_are_the_ops_sums() -> None:
+    """What the GPU tests compare the unit-scale kernels with: the f32 result of unit scales is the
+    interpreter's i32 sums (so the comparison is of accumulators)."""
+    for name in ("matmul-batched-2x3x33x64x40", "conv-nhwc-32-strided-dilated", "conv-nchw-direct"):
+        module = CASES[name](False)
+        feeds = feeds_for(module, np.random.default_rng(1))
+        op = next(o for o in module.main.body.ops if o.name.startswith("ember.int8_"))
+        acc = accumulators(op, [operand_array(module, v, feeds) for v in op.operands])
+        assert acc.dtype == np.int32 and np.abs(acc).max() < 2**24
+        np.testing.assert_array_equal(ir.interpret(module, feeds)["y"], acc.astype(F))
+
+
 def _gpu_engine(module: ir.Module, tactic: str, tmp_path: Path) -> Any:
     step = heavy_step(module)
     engine = ember.compile(module, pipeline="", tactics={step.ops[0]: tactic},
@@ -232,11 +255,7 @@ def test_the_accumulators_are_the_interpreters_exactly_on_the_gpu(name: str, tac
     op = next(o for o in module.main.body.ops if o.name.startswith("ember.int8_"))
     for seed in (None, None):
         feeds = feeds_for(module, np.random.default_rng(seed))
-        arrays = [feeds["x"] if v is module.main.inputs[0] else
-                  np.asarray(v.defining_op.attributes["value"].array) if v.defining_op.name == "ember.constant"
-                  else module.weights[v.defining_op.attributes["name"]].data if v is not None else None
-                  for v in op.operands]
-        acc = accumulators(op, arrays)
+        acc = accumulators(op, [operand_array(module, v, feeds) for v in op.operands])
         got = np.asarray(ctx.run(feeds)["y"])
         np.testing.assert_array_equal(got, acc.astype(F), err_msg=f"{name} on {tactic}")
 
