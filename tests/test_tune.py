@@ -96,6 +96,43 @@ def test_the_fastest_candidate_is_kept_and_the_cache_reused(kernel_cache):
     assert other.timed == 4
 
 
+def twins():
+    """Two identical f16 layers (same shapes, other weights): one tuning problem."""
+    b = Builder("twins")
+    h = b.input("x", f16[("N", 96)])
+    for k in range(2):
+        w = b.weight(f"w{k}", np.random.default_rng(k).uniform(-1, 1, (96, 96)).astype(np.float16))
+        h = b.relu(b.matmul(h, w, loc=f"layer{k}/matmul"), loc=f"layer{k}/relu")
+    b.output("y", h)
+    module = b.build()
+    ember.passes.run_pipeline(module, "default")
+    return module
+
+
+def test_identical_layers_are_one_problem_built_and_timed_once(kernel_cache, monkeypatch):
+    built = []
+    real = ember.build.compile
+    monkeypatch.setattr(ember.build, "compile", lambda *a, **k: built.append(k.get("tactics")) or real(*a, **k))
+    report = tune.tune(twins(), {"N": 7}, opt_level=2, targets=("sm_90",), cache=tune.TimingCache(), device=DEVICE,
+                       cache_dir=kernel_cache, measure=slowest_first)
+    assert report.ops == 2 and report.timed == 3 and report.cached == 3 and len(built) == 3
+    assert len(set(report.picks.values())) == 1
+    # and in an engine the two layers are one kernel (named by its code, not its comments), listing both
+    engine = ember.compile(twins(), shapes={"x": (7, 96)}, targets=("sm_90",), cache_dir=kernel_cache, opt_level=0)
+    launches = [s for s in engine.steps if isinstance(s, LaunchStep)]
+    assert len(launches) == 2 and len(engine.kernels) == 1 and launches[0].kernel == launches[1].kernel
+    assert len(engine.kernels[launches[0].kernel].ops) == 2
+
+
+def test_candidates_are_built_for_the_newest_target_the_gpu_runs(stand_in_gpu, kernel_cache, monkeypatch):
+    targets = []
+    real = tune.tune
+    monkeypatch.setattr(tune, "tune", lambda *a, **k: targets.append(tuple(k["targets"])) or real(*a, **k))
+    monkeypatch.setattr(tune, "measure_on_gpu", slowest_first)
+    ember.compile(model(), shapes={"x": (7, 96)}, targets=("sm_80", "sm_90"), cache_dir=kernel_cache, opt_level=1)
+    assert targets == [("sm_90",)]
+
+
 def test_ops_the_build_forces_are_not_timed(kernel_cache):
     module = model()
     steps = [s for s in lower(module, {"N": 7}).spec().steps if isinstance(s, LaunchStep) and len(s.candidates) > 1]
