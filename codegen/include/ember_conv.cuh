@@ -169,6 +169,27 @@ __device__ __forceinline__ void split_out(const Geom<Index>& g, Index i, int& nb
   nb = static_cast<int>(i);
 }
 
+// The window of output (oz, oy, ox): `tap(xo, wo)` for each filter tap inside the input (padding
+// adds nothing), xo and wo the offsets of its first channel in x and w (from the bases xb and wb).
+template <typename Index, class Tap>
+__device__ __forceinline__ void for_each_tap(const Geom<Index>& g, Index xb, Index wb, int oz, int oy, int ox,
+                                     const Tap& tap) {
+  for (int td = 0; td < g.kd; ++td) {
+    const int iz = oz * g.sd - g.pd + td * g.dd;
+    if (iz < 0 || iz >= g.d) continue;
+    for (int th = 0; th < g.kh; ++th) {
+      const int iy = oy * g.sh - g.ph + th * g.dh;
+      if (iy < 0 || iy >= g.h) continue;
+      for (int tw = 0; tw < g.kw; ++tw) {
+        const int ix = ox * g.sw - g.pw + tw * g.dw;
+        if (ix < 0 || ix >= g.w) continue;
+        tap(xb + static_cast<Index>(iz) * g.xs[2] + static_cast<Index>(iy) * g.xs[3] + static_cast<Index>(ix) * g.xs[4],
+            wb + static_cast<Index>(td) * g.ws[2] + static_cast<Index>(th) * g.ws[3] + static_cast<Index>(tw) * g.ws[4]);
+      }
+    }
+  }
+}
+
 // One thread per output element (grid-stride): for depthwise and other thin groups.
 template <bool CL, typename C, typename Index, typename SX, typename SW, class Epi>
 __device__ __forceinline__ void direct(const SX* __restrict__ x, const SW* __restrict__ w, const i64* __restrict__ meta,
@@ -183,25 +204,11 @@ __device__ __forceinline__ void direct(const SX* __restrict__ x, const SW* __res
     const Index xb = static_cast<Index>(nb) * g.xs[0] + static_cast<Index>(grp) * cg * g.xs[1];
     const Index wb = static_cast<Index>(ch) * g.ws[0];
     C acc = C(0);
-    for (int td = 0; td < g.kd; ++td) {
-      const int iz = oz * g.sd - g.pd + td * g.dd;
-      if (iz < 0 || iz >= g.d) continue;
-      for (int th = 0; th < g.kh; ++th) {
-        const int iy = oy * g.sh - g.ph + th * g.dh;
-        if (iy < 0 || iy >= g.h) continue;
-        for (int tw = 0; tw < g.kw; ++tw) {
-          const int ix = ox * g.sw - g.pw + tw * g.dw;
-          if (ix < 0 || ix >= g.w) continue;
-          const Index xo = xb + static_cast<Index>(iz) * g.xs[2] + static_cast<Index>(iy) * g.xs[3] +
-                           static_cast<Index>(ix) * g.xs[4];
-          const Index wo = wb + static_cast<Index>(td) * g.ws[2] + static_cast<Index>(th) * g.ws[3] +
-                           static_cast<Index>(tw) * g.ws[4];
-          for (int c = 0; c < cg; ++c)
-            acc += static_cast<C>(to_compute(x[xo + static_cast<Index>(c) * g.xs[1]])) *
-                   static_cast<C>(to_compute(w[wo + static_cast<Index>(c) * g.ws[1]]));
-        }
-      }
-    }
+    for_each_tap(g, xb, wb, oz, oy, ox, [&](Index xo, Index wo) {
+      for (int c = 0; c < cg; ++c)
+        acc += static_cast<C>(to_compute(x[xo + static_cast<Index>(c) * g.xs[1]])) *
+               static_cast<C>(to_compute(w[wo + static_cast<Index>(c) * g.ws[1]]));
+    });
     epi(i, ch, acc);
   }
 }

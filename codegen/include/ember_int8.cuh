@@ -479,25 +479,11 @@ __device__ __forceinline__ void conv_direct(const signed char* __restrict__ x, c
     const Index xb = static_cast<Index>(nb) * g.xs[0] + static_cast<Index>(grp) * cg * g.xs[1];
     const Index wb = static_cast<Index>(ch) * g.ws[0];
     unsigned acc = 0;
-    for (int td = 0; td < g.kd; ++td) {
-      const int iz = oz * g.sd - g.pd + td * g.dd;
-      if (iz < 0 || iz >= g.d) continue;
-      for (int th = 0; th < g.kh; ++th) {
-        const int iy = oy * g.sh - g.ph + th * g.dh;
-        if (iy < 0 || iy >= g.h) continue;
-        for (int tw = 0; tw < g.kw; ++tw) {
-          const int ix = ox * g.sw - g.pw + tw * g.dw;
-          if (ix < 0 || ix >= g.w) continue;
-          const Index xo = xb + static_cast<Index>(iz) * g.xs[2] + static_cast<Index>(iy) * g.xs[3] +
-                           static_cast<Index>(ix) * g.xs[4];
-          const Index wo = wb + static_cast<Index>(td) * g.ws[2] + static_cast<Index>(th) * g.ws[3] +
-                           static_cast<Index>(tw) * g.ws[4];
-          for (int c = 0; c < cg; ++c)
-            acc += static_cast<unsigned>((static_cast<int>(x[xo + static_cast<Index>(c) * g.xs[1]]) - zx) *
-                                         static_cast<int>(w[wo + static_cast<Index>(c) * g.ws[1]]));
-        }
-      }
-    }
+    conv::for_each_tap(g, xb, wb, oz, oy, ox, [&](Index xo, Index wo) {
+      for (int c = 0; c < cg; ++c)
+        acc += static_cast<unsigned>((static_cast<int>(x[xo + static_cast<Index>(c) * g.xs[1]]) - zx) *
+                                     static_cast<int>(w[wo + static_cast<Index>(c) * g.ws[1]]));
+    });
     r.store(epi, i, ch, static_cast<int>(acc));
   }
 }
