@@ -153,7 +153,7 @@ def with_precision(pipeline: str, low: str, keep: Sequence[str] = ()) -> str:
     keep_opt = f",keep=[{','.join(keep)}]" if keep else ""
     convert = f"convert-precision{{to={low}{keep_opt}}},canonicalize,cse"
     if pipeline == "default":
-        head, fusion, tail = DEFAULT.partition("fuse-epilogue")
+        head, fusion, tail = DEFAULT.partition("compose-layouts")
         return f"{head}{convert},{fusion}{tail}"
     return f"{pipeline},{convert}"
 

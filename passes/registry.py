@@ -1,6 +1,6 @@
 """Imports every built-in pass (registering it) and names the built-in pipelines."""
 
-from ember.passes import (bound_data_sizes, canonicalize, convert_precision, cse, dce,  # noqa: F401
+from ember.passes import (bound_data_sizes, canonicalize, compose_layouts, convert_precision, cse, dce,  # noqa: F401
                           fold_batch_norm, fold_constants, fold_qdq, fuse_elementwise, fuse_epilogue, layout_nhwc,
                           lower_quantization, quantize_int8, recognize)
 from ember.passes.manager import register_pipeline
@@ -20,5 +20,5 @@ register_pipeline("cleanup", "canonicalize,cse,fold-constants,canonicalize",
 DEFAULT = ("canonicalize,fold-qdq,fold-constants,fold-batch-norm,recognize-patterns,canonicalize,cse,"
            "layout-nhwc,canonicalize,recognize-recurrent,fold-constants,cse,lower-quantization,bound-data-sizes,"
            "fold-constants,cse,"
-           "fuse-epilogue,fuse-elementwise,dce")
+           "compose-layouts,fuse-epilogue,fuse-elementwise,dce")
 register_pipeline("default", DEFAULT, doc="the inference pipeline")

@@ -1,0 +1,176 @@
+"""compose-layouts: one transpose where a chain of reshapes and transposes moved data several
+times, and a layout every selected slice shares moved before the selection.
+
+An attention block exported from PyTorch (torchvision's ViT, nn.MultiheadAttention) projects
+Q, K and V with one matrix product, lays the result out as [3, tokens, batch, features], picks
+Q, K and V with `gather` at 0, 1 and 2, and gives each the heads-first layout with its own
+reshape and transpose: three transpose kernels a layer. Two rules remove them:
+
+- `layout-before-select`: transpose(reshape(gather(t, i, axis 0))) with a constant scalar i is
+  gather(transpose(reshape(t)), i): the slices' common layout applied once to t (after cse,
+  the three selections share it);
+- `layout-chain`: reshape/transpose chains with two transposes become reshape, one
+  transpose, reshape (below), so the projection's own layout and the heads-first one are one
+  transpose, which fuse-epilogue then takes as the product's store layout.
+
+A chain is composed by splitting the input's dims into the finest factors every reshape of
+the chain respects ("atoms", row-major contiguous pieces of the input): each reshape groups
+consecutive atoms, each transpose reorders groups, so the chain is the input viewed as its
+atoms, one permutation of them, and a view as the result's shape. A chain whose reshapes cut
+no common factors (a reshape that splits a dim a transpose moved apart) is left alone.
+Static shapes only. Runs in `default` before fuse-epilogue, after recognition (whose patterns
+read the layouts as exported).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ember.ir.builder import Builder
+from ember.ir.core import Module, Operation, Value
+from ember.ir.types import TensorType
+from ember.passes.dce import dead_code
+from ember.passes.manager import Pass, PassContext, register_pass
+from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules, known_value
+
+x = P.var("x")
+
+
+def _static(v: Value) -> tuple[int, ...] | None:
+    t = v.type
+    if not isinstance(t, TensorType) or t.shape is None or not all(isinstance(d, int) for d in t.shape):
+        return None
+    return tuple(int(d) for d in t.shape)
+
+
+def _perm(op: Operation, rank: int) -> tuple[int, ...]:
+    perm = op.attributes["perm"]
+    return tuple(perm) if perm is not None else tuple(reversed(range(rank)))
+
+
+def compose(shape: Sequence[int], steps: Sequence[tuple[str, Sequence[int]]]
+            ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The atoms of `shape` (row-major factors) and one permutation of them that do what the
+    chain `steps` (("reshape", shape) or ("transpose", perm)) does, or None."""
+    sizes: dict[int, int] = {}
+    order: list[int] = []            # atom ids in the input's row-major order
+    dims: list[list[int]] = []       # the current dims, each a run of atoms
+    for d in shape:
+        if d != 1:
+            sizes[len(sizes)] = d
+            order.append(len(order))
+        dims.append([order[-1]] if d != 1 else [])
+    fresh = len(sizes)
+    # a run of reshapes is one view: only its last shape groups the atoms
+    steps = [s for k, s in enumerate(steps) if not (s[0] == "reshape" and k + 1 < len(steps)
+                                                    and steps[k + 1][0] == "reshape")]
+    for kind, arg in steps:
+        if kind == "transpose":
+            dims = [dims[p] for p in arg]
+            continue
+        flat = [a for dim in dims for a in dim]
+        grouped: list[list[int]] = []
+        i = 0
+        for d in arg:
+            group, need = [], int(d)
+            while need > 1:
+                if i >= len(flat):
+                    return None
+                a = flat[i]
+                s = sizes[a]
+                if need % s == 0:            # the whole atom
+                    group.append(a)
+                    need //= s
+                    i += 1
+                elif s % need == 0:          # the atom splits: its outer `need` here, the rest next
+                    outer, inner = fresh, fresh + 1
+                    fresh += 2
+                    sizes[outer], sizes[inner] = need, s // need
+                    k = order.index(a)
+                    order[k:k + 1] = [outer, inner]
+                    flat[i:i + 1] = [outer, inner]
+                    group.append(outer)
+                    need = 1
+                    i += 1
+                else:
+                    return None
+            grouped.append(group)
+        if i != len(flat):
+            return None
+        dims = grouped
+    final = [a for dim in dims for a in dim]
+    return tuple(sizes[a] for a in order), tuple(order.index(a) for a in final)
+
+
+def layout_before_select(m: Match, b: Builder) -> Value | None:
+    """transpose(reshape(gather(t, i))) = gather(transpose(reshape(t)), i), i a constant scalar, axis 0."""
+    g = m.g
+    data = g.operands[0]
+    index = known_value(g.operands[1])
+    t = _static(data)
+    if g.attributes.get("axis", 0) != 0 or index is None or np.ndim(index) != 0 or t is None:
+        return None
+    shape = _static(m.r.results[0])
+    if shape is None:
+        return None
+    perm = _perm(m.t, len(shape))
+    laid = b.transpose(b.reshape(data, shape=(t[0], *shape)), perm=(0, *(p + 1 for p in perm)))
+    return b.gather(laid, g.operands[1], axis=0)
+
+
+def layout_chain(m: Match, b: Builder) -> Value | None:
+    """transpose(reshape(transpose(x))) = reshape(transpose(reshape(x, atoms), perm), result)."""
+    shape, out = _static(m.x), _static(m.outer.results[0])
+    if shape is None or out is None:
+        return None
+    steps = [("transpose", _perm(m.inner, len(shape))), ("reshape", _static(m.mid.results[0]))]
+    if steps[1][1] is None:
+        return None
+    steps.append(("transpose", _perm(m.outer, len(steps[1][1]))))
+    composed = compose(shape, steps)
+    if composed is None:
+        return None
+    atoms, perm = composed
+    moved = b.transpose(b.reshape(m.x, shape=atoms), perm=perm) if perm != tuple(range(len(perm))) \
+        else b.reshape(m.x, shape=atoms)
+    return b.reshape(moved, shape=out)
+
+
+def _single_use(op: Operation) -> bool:
+    return len(op.results[0].uses) == 1
+
+
+LAYOUTS = RuleSet("layouts", [
+    Rule("layout-before-select",
+         P.op("ember.transpose", P.op("ember.reshape", P.op("ember.gather", name="g", any_operands=True,
+                                                             where=_single_use), name="r", where=_single_use),
+              name="t"),
+         layout_before_select, benefit=2, doc="a selected slice's layout applied to all before the selection"),
+    Rule("layout-chain",
+         P.op("ember.transpose", P.op("ember.reshape", P.op("ember.transpose", x, name="inner", where=_single_use),
+                                      name="mid", where=_single_use), name="outer"),
+         layout_chain, doc="transpose(reshape(transpose(x))) is one transpose between views"),
+])
+
+
+@register_pass("compose-layouts")
+@dataclass(frozen=True)
+class ComposeLayouts(Pass):
+    """Move shared slice layouts before the selection and compose reshape/transpose chains."""
+
+    def run(self, module: Module, ctx: PassContext) -> bool:
+        from ember.passes.canonicalize import CANONICAL
+        from ember.passes.cse import eliminate_common_subexpressions
+        changed = False
+        while True:  # the selections' layouts merge (cse) before their chain composes with the producer's
+            fired = apply_rules(module, LAYOUTS + CANONICAL)
+            for rule, n in fired.items():
+                ctx.count(self.name, rule, n)
+            if not fired:
+                break
+            changed = True
+            eliminate_common_subexpressions(module)
+        return bool(dead_code(module)) or changed
