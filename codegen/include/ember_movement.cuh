@@ -64,6 +64,24 @@ __device__ __forceinline__ void strided_copy(T* __restrict__ out, const T* __res
   }
 }
 
+// Concat of PIECES inputs in one launch. The output is [outer][row] with row = total * inner;
+// piece k fills columns [start_k, start_k+1) of each row from its own [outer][start_k+1 - start_k]
+// (meta: row, then PIECES + 1 column starts). Each output element finds its piece by a scan.
+template <typename T, typename Index, int PIECES>
+__device__ __forceinline__ void concat_pieces(T* __restrict__ out, const T* const (&in)[PIECES],
+                                              const i64* __restrict__ meta, Index n) {
+  const Index row = (Index)meta[0];
+  const i64* start = meta + 1;
+  for (Index i = grid_first<Index>(); i < n; i += grid_step<Index>()) {
+    const Index o = i / row, c = i - o * row;
+    int k = 0;
+#pragma unroll
+    for (int j = 1; j < PIECES; ++j) k += c >= (Index)start[j];
+    const Index width = (Index)start[k + 1] - (Index)start[k];
+    out[i] = in[k][o * width + (c - (Index)start[k])];
+  }
+}
+
 // Batched transpose of the last two axes, [batches][rows][cols] -> [batches][cols][rows], by
 // 32x32 tiles staged in shared memory (block 32x8): reads and writes are both coalesced.
 template <typename T, typename Index>

@@ -1,5 +1,6 @@
-"""Data movement: one kernel per op (a launch per piece for concat and split), from the
-templates in include/ember_movement.cuh.
+"""Data movement: one kernel per op (a launch per piece for concat and split; with
+CONCAT_ONE_LAUNCH, a concat of up to 8 pieces is one launch), from the templates in
+include/ember_movement.cuh.
 
 Most movement is one strided copy: transpose, slice (any steps), concat, split, expand, tile,
 depth_to_space and space_to_depth all read their input at `base + sum(k_d * stride_d)` over
@@ -128,6 +129,12 @@ def transpose(ctx: LowerContext, op: Operation) -> None:
     launch_copy(ctx, "transpose", y, x, [shape[p] for p in perm], [strides[p] for p in perm])
 
 
+# A concat of up to CONCAT_PIECES non-empty inputs in one launch (`concat_pieces`) rather than a copy
+# per input. Off until its GPU test (tests/codegen/test_movement.py, -m gpu) has passed on a device.
+CONCAT_ONE_LAUNCH = False
+CONCAT_PIECES = 8
+
+
 @lowering("ember.concat")
 def concat(ctx: LowerContext, op: Operation) -> None:
     y = op.results[0]
@@ -135,6 +142,22 @@ def concat(ctx: LowerContext, op: Operation) -> None:
     axis = op.attributes["axis"] % len(out_shape)
     outer, inner = numel(out_shape[:axis]), numel(out_shape[axis + 1:])
     total = out_shape[axis]
+    pieces = list(op.operands)  # an empty one has no columns: the scan passes over it
+    if CONCAT_ONE_LAUNCH and 1 < len(pieces) <= CONCAT_PIECES and ctx.dtype(y).kind != "string" \
+            and ctx.dtype(y).np_dtype.itemsize in BITS:
+        t = bits_ctype(ctx.dtype(y))
+        n = outer * total * inner
+        kb = KernelBuilder(ctx, "concat", index_for(n))
+        o = kb.out(y, t)
+        names = [kb.inp(v, t) for v in pieces]
+        starts, at = [0], 0
+        for v in pieces:
+            at = at + ctx.shape(v)[axis] * inner
+            starts.append(at)
+        kb.put([total * inner, *starts])
+        kb.launch(f"ember::concat_pieces<{t}, {kb.index}, {len(pieces)}>({o}, {{{', '.join(names)}}}, meta, {kb.n})",
+                  n, BLOCK)
+        return
     offset = 0
     for v in op.operands:
         length = ctx.shape(v)[axis]

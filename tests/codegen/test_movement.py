@@ -245,6 +245,17 @@ def replay_copies(program: Program, feeds: dict[str, np.ndarray]) -> dict[str, n
             dst_at = np.arange(n) if copy.group(2) == "true" else \
                 ob + sum((c * s for c, s in zip(coords, outs)), np.zeros(n, np.int64))
             out[dst_at] = src[src_at]
+        elif "concat_pieces" in source:  # args: out, the pieces (the parameters after it), meta, n
+            k = int(re.search(r"concat_pieces<[^,]+, [^,]+, (\d+)>", source).group(1))
+            pieces = [buffers[a.value] for a in args[1:1 + k]]
+            row, starts = int(meta[0]), meta[1:2 + k]
+            c = np.arange(n) % row
+            o = np.arange(n) // row
+            which = np.searchsorted(starts[1:k], c, side="right")
+            for j, piece in enumerate(pieces):
+                sel = which == j
+                width = starts[j + 1] - starts[j]
+                out[np.arange(n)[sel]] = piece[o[sel] * width + c[sel] - starts[j]]
         elif "transpose_tiled" in source:
             rows, cols = args[2].value, args[3].value
             out[:] = src.reshape(-1, rows, cols).transpose(0, 2, 1).reshape(-1)
@@ -327,6 +338,49 @@ def test_scatter_with_many_rows_goes_to_the_host() -> None:
     x, i, u = b.input("x", f32[8, 4]), b.input("i", i64[70000, 1]), b.input("u", f32[70000, 4])
     b.output("y", b.scatter_nd(x, i, u))
     assert lower(b.build()).host_ops
+
+
+CONCATS = [c for c in CASES if c.name.startswith("concat")] + [
+    case("concat_empty_piece_i8", [("a", i8[2, 3, 4]), ("e", i8[2, 0, 4]), ("c", i8[2, 2, 4])],
+         lambda b, a, e, c: b.concat(a, e, c, axis=1)),
+    case("concat_eight_f16", [(f"p{k}", f16[3, k + 1, 5]) for k in range(8)],
+         lambda b, *ps: b.concat(*ps, axis=1)),
+]
+
+
+@pytest.fixture()
+def one_launch_concat(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ember.codegen.ops import movement
+    monkeypatch.setattr(movement, "CONCAT_ONE_LAUNCH", True)
+
+
+@pytest.mark.parametrize("c", CONCATS, ids=lambda c: c.name)
+def test_a_concat_in_one_launch(c: Case, compiler: Compiler, one_launch_concat: None) -> None:
+    m, program = lowered(c.module())
+    (step,) = launches(program)
+    source = program.kernels[step.kernel].source
+    assert "concat_pieces" in source
+    compiler.compile_all(program.kernels.values())
+    check_cover(step, source)
+    feeds = c.random_feeds(np.random.default_rng(0))
+    got = replay_copies(program, feeds)
+    for name, value in ember.interpret(m, feeds).items():
+        assert np.array_equal(got[name], flat_bits(value)), name
+
+
+@pytest.mark.parametrize("c", CONCATS, ids=lambda c: c.name)
+@pytest.mark.gpu
+def test_a_concat_in_one_launch_on_gpu(c: Case, one_launch_concat: None) -> None:
+    if not gpu_available():
+        pytest.fail("no CUDA GPU")
+    m = c.module()
+    feeds = c.random_feeds(np.random.default_rng())
+    want = ember.interpret(m, feeds)
+    engine = ember.compile(m, pipeline="canonicalize")
+    assert sum("concat_pieces" in k.source for k in engine.kernels.values()) == 1
+    got = engine.run(feeds, device="cuda")
+    for name, value in want.items():
+        assert_close(np.asarray(got[name]), value, what=f"{c.name}: {name}")
 
 
 # -- GPU: against the interpreter -------------------------------------------------------------------------------
