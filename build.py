@@ -347,10 +347,11 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     plans = profiles_for(work, shapes, profiles)
     int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive,
                           calib_device, targets, cache_dir) if precision == "int8" else None
-    fn = work.main  # the dims as the model declares them, for the engine's inputs and outputs
-    declared = {name: [str(d) for d in getattr(v.type, "shape", None) or ()]
-                for name, v in [*zip(fn.input_names, fn.inputs), *zip(fn.output_names, fn.outputs)]}
+    declared = None  # the dims as the model declares them, where binding makes the IR's static
     if _one_shape(plans):  # a static engine: its shape arithmetic folds (ir/bind.py)
+        fn = work.main
+        declared = {name: [str(d) for d in getattr(v.type, "shape", None) or ()]
+                    for name, v in [*zip(fn.input_names, fn.inputs), *zip(fn.output_names, fn.outputs)]}
         bind_symbols(work, plans[0].env("opt"))
     steps = pipeline if PRECISIONS[precision] is None else \
         with_precision(pipeline, PRECISIONS[precision], () if int8 is not None else keep)

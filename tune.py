@@ -145,7 +145,6 @@ def extract(module: Any, index: int) -> Any:
 
 _LOC = re.compile(r' loc\((?:"(?:[^"\\]|\\.)*"(?:, )?)*\)')
 _NAME = re.compile(r'%(?:"(?:[^"\\]|\\.)*"|[\w.$-]+)')
-_COMMENT = re.compile(r"//[^\n]*")
 
 
 def canonical_op(text: str) -> str:
@@ -153,11 +152,6 @@ def canonical_op(text: str) -> str:
     names (renamed in order of appearance), so identical layers are one problem."""
     names: dict[str, str] = {}
     return _NAME.sub(lambda m: names.setdefault(m.group(0), f"%v{len(names)}"), _LOC.sub("", text))
-
-
-def canonical_kernel(source: str) -> str:
-    """A kernel's source without its comments (which name the source ops and locations)."""
-    return _COMMENT.sub("", source)
 
 
 def _digest(*parts: str) -> str:
@@ -190,6 +184,7 @@ def tune(module: Any, env: Mapping[str, int], *, opt_level: int, targets: Sequen
     """The fastest candidate per heavy op of `module` (after passes) at `env` (see the module
     docstring). `device` is the timing cache's device key."""
     from ember.build import _newest, compile as build
+    from ember.codegen.kernel import strip_comments
     from ember.codegen.lower import lower
     from ember.ir.program import LaunchStep
 
@@ -244,7 +239,7 @@ def tune(module: Any, env: Mapping[str, int], *, opt_level: int, targets: Sequen
             times = timed[problem] = {}
             for tactic in candidates:
                 engine = engines.pop((done, tactic))
-                kernel = _digest(*sorted(canonical_kernel(k.source) for k in engine.kernels.values()))
+                kernel = _digest(*sorted(strip_comments(k.source) for k in engine.kernels.values()))
                 ms = cache.get(device, problem, tactic, kernel)
                 if ms is None:
                     ms = measure(engine, feeds, RUNS[opt_level])

@@ -17,7 +17,6 @@ PyTorch's by the fp16 rule.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 from datetime import date
@@ -31,22 +30,9 @@ SHAPES = [(32768, 768), (4096, 3072)]
 LOOP = 20
 
 
-def loop_time(fn: Callable[[], Any], loops: int = 15, warmup: int = 3) -> float:
-    """Median ms per call over `loops` timings of LOOP back-to-back calls."""
-    import torch
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(loops):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(LOOP):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / LOOP)
-    return statistics.median(times)
+def loop_time(fn: Callable[[], Any]) -> float:
+    """Median ms per call over 15 timings of LOOP back-to-back calls."""
+    return cuda_time(fn, warmup=3, runs=15, calls=LOOP)["median_ms"]
 
 
 def cases(rows: int, cols: int) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ember.codegen.symbolic import expr_of
@@ -22,6 +23,11 @@ from ember.ir.program import Param
 
 
 _COMMENT = re.compile(r"//[^\n]*")
+
+
+def strip_comments(source: str) -> str:
+    """A kernel's source without its comments, which name the source ops and locations."""
+    return _COMMENT.sub("", source)
 
 
 @dataclass(frozen=True)
@@ -33,13 +39,13 @@ class Kernel:
     params: tuple[Param, ...]
     ops: tuple[str, ...] = ()  # "ember.conv @ conv1" for the map from kernels to source ops
 
-    @property
+    @cached_property
     def code(self) -> str:
-        """The source without its comments, which name the source ops and locations: layers
-        that differ only there are one kernel (one NVRTC build, one cache entry)."""
-        return _COMMENT.sub("", self.source)
+        """The source without its comments: layers that differ only there are one kernel (one
+        NVRTC build, one cache entry)."""
+        return strip_comments(self.source)
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return hashlib.sha256(self.code.encode()).hexdigest()[:16]
 
