@@ -47,6 +47,73 @@ ALIASING_VIEWS = {"ember.reshape", "ember.squeeze", "ember.unsqueeze", "ember.fl
                   "ember.bitcast"}
 
 
+def _constant_ints(v: Value | None) -> np.ndarray | None:
+    op = v.defining_op if v is not None else None
+    if op is None or op.name != "ember.constant":
+        return None
+    arr = np.asarray(op.attributes["value"].array)
+    return arr.astype(np.int64) if arr.dtype.kind in "iu" else None
+
+
+def _ones(dims: Sequence[int]) -> bool:
+    """Whether every dim is the constant 1 (its expression, so no guard is recorded)."""
+    return all(symbolic.expr_of(d) == 1 for d in dims)
+
+
+def _gather_window(lower: "Lowerer", op: Operation) -> list[int] | None:
+    """ember.gather of one constant index along an axis with only 1s before it."""
+    xs = lower.shape(op.operands[0])
+    index = _constant_ints(op.operands[1])
+    axis = int(op.attributes.get("axis", 0))
+    axis = axis + len(xs) if axis < 0 else axis
+    if index is None or index.size != 1 or not 0 <= axis < len(xs) or not _ones(xs[:axis]):
+        return None
+    d, i = symbolic.expr_of(xs[axis]), int(index.reshape(-1)[0])
+    if not isinstance(d, int) or not -d <= i < d:
+        return None
+    return [(i % d) * symbolic.numel(xs[axis + 1:])]
+
+
+def _slice_window(lower: "Lowerer", op: Operation) -> list[int] | None:
+    """ember.slice with step 1 along one axis (others whole) with only 1s before it."""
+    from ember.ir.ops.shape import clamp_index
+    xs = lower.shape(op.operands[0])
+    plan = op._plan(len(xs))
+    ys = lower.shape(op.results[0])
+    if any(step != 1 for *_, step in plan):
+        return None
+    cut = [(ax, start, step) for ax, start, _, step in plan
+           if symbolic.expr_of(ys[ax]) != symbolic.expr_of(xs[ax])]
+    if len(cut) > 1:
+        return None
+    if not cut:
+        return [0]
+    ax, start, _ = cut[0]
+    d = symbolic.expr_of(xs[ax])
+    if not isinstance(d, int) or not isinstance(start, int) or not _ones(xs[:ax]):
+        return None
+    return [clamp_index(start, d, 1, True) * symbolic.numel(xs[ax + 1:])]
+
+
+def _split_window(lower: "Lowerer", op: Operation) -> list[int] | None:
+    """ember.split along an axis with only 1s before it: each piece starts where the last ended."""
+    xs = lower.shape(op.operands[0])
+    axis = int(op.attributes.get("axis", 0))
+    axis = axis + len(xs) if axis < 0 else axis
+    if not 0 <= axis < len(xs) or not _ones(xs[:axis]):
+        return None
+    inner = symbolic.numel(xs[axis + 1:])
+    starts, at = [], 0
+    for r in op.results:
+        starts.append(at * inner)
+        at = at + lower.shape(r)[axis]
+    return starts
+
+
+WINDOW_OPS: dict[str, Callable[["Lowerer", Operation], list[int] | None]] = {
+    "ember.gather": _gather_window, "ember.slice": _slice_window, "ember.split": _split_window}
+
+
 def _aliases(op: Any) -> bool:
     """A view that reads its source's buffer as it is. A bitcast does when both types are whole
     bytes and not bool (reading a byte as bool means byte != 0); sub-byte types keep their bits in
@@ -76,6 +143,7 @@ class ValueInfo:
     kind: str                    # input | weight | const | activation | view | host
     weight: str | None = None    # weight store name (weights), or const:<id> for constants
     alias: int | None = None     # views: the value whose buffer they read
+    offset: int | None = None    # windows: where they start in it, bytes
 
     @property
     def nbytes(self) -> int:
@@ -90,7 +158,8 @@ class ValueInfo:
 
     def spec(self) -> P.ValueSpec:
         return P.ValueSpec(self.id, self.name, self.dtype, tuple(symbolic.expr_of(d) for d in self.shape), self.kind,
-                           symbolic.expr_of(self.nbytes), self.weight, self.alias)
+                           symbolic.expr_of(self.nbytes), self.weight, self.alias,
+                           None if self.offset is None else symbolic.expr_of(self.offset))
 
 
 @dataclass
@@ -295,11 +364,14 @@ class Lowerer:
             info = self.program.values[vid]
             self.program.constants[info.weight] = np.asarray(op.attributes["value"].array)  # type: ignore[index]
             return
+        if self._add_windows(op):
+            return  # slices of a buffer that are contiguous in it: read in place, no kernel
         if _aliases(op) and ViewLike in getattr(op, "traits", ()) and self._is_tensor(op):
             source = self.program.values[self.ids[op.operands[0]]]  # type: ignore[index]
-            if source.kind != "host":
+            window = source.offset if source.kind == "view" else None   # a view of a window is one
+            if source.kind != "host" and (window is None or source.dtype == self.type_of(op.results[0]).dtype.name):
                 root = source.alias if source.kind == "view" else source.id
-                self._add_value(op.results[0], "view", alias=root)
+                self._add_value(op.results[0], "view", alias=root, offset=window)
                 if self.program.values[-1].kind == "view":
                     return  # a view costs no kernel: it reads its source's buffer
         for r in op.results:
@@ -577,8 +649,35 @@ class Lowerer:
             self.types[r] = t.with_shape(tuple(dims))
             info = self.program.values[vid]
             info.shape = self.shape(r)
-            info.kind, info.alias = "dynamic", None
+            info.kind, info.alias, info.offset = "dynamic", None, None
         return binds
+
+    def _add_windows(self, op: Operation) -> bool:
+        """Results of a gather, slice or split that are one contiguous run of their source's
+        activation buffer become windows of it (views with an offset): the consumers read them
+        in place, as TensorRT elides such slices. Whether they do when the program runs with
+        other sizes is fixed here: the leading dims must be the constant 1."""
+        if op.name not in WINDOW_OPS or not self._is_tensor(op) or op.operands[0] not in self.ids:
+            return False
+        source = self.program.values[self.ids[op.operands[0]]]
+        root = source.alias if source.kind == "view" else source.id
+        if root is None or self.program.values[root].kind != "activation" or source.kind not in ("view",
+                                                                                                   "activation"):
+            return False
+        try:
+            starts = WINDOW_OPS[op.name](self, op)
+            shapes = [self.shape(r) for r in op.results]
+        except (UnsupportedOpError, EmberError):
+            return False
+        if starts is None or any(self.is_runtime(d) for shape in shapes for d in shape):
+            return False
+        itemsize = self.type_of(op.operands[0]).dtype.itemsize
+        if itemsize < 1:
+            return False
+        base = source.offset or 0
+        for r, start in zip(op.results, starts):
+            self._add_value(r, "view", alias=root, offset=base + start * int(itemsize))
+        return True
 
     def _shared_unknowns(self, op: Operation) -> dict[tuple[int, int], int]:
         """(result, axis) -> a key shared by the unknown dims that the op's type rule gives as one
@@ -616,7 +715,7 @@ class Lowerer:
         for r in op.results:
             info = self.program.values[self.ids[r]]
             if info.kind == "view":  # a view whose source has no buffer: computed on the host instead
-                info.kind, info.alias = "activation", None
+                info.kind, info.alias, info.offset = "activation", None, None
         reads = self._reads(op)
         writes = [self.ids[r] for r in op.results]
         binds = tuple(self._bind_unknown(op))

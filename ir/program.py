@@ -165,7 +165,12 @@ def _ints(xs: Any) -> tuple[int, ...]:
 # -- values -----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ValueSpec:
-    """One value of the program. `kind`: input | weight | const | activation | view | host."""
+    """One value of the program. `kind`: input | weight | const | activation | view | host.
+
+    A view reads its source's buffer: the whole of it (reshape and friends: `offset` None, the
+    same bytes), or, with `offset`, the window of its own size that starts `offset` bytes in (a
+    slice, gather or split piece that is contiguous in its source: codegen/lower.py `_window`).
+    Windows read activations only, never a buffer sized at run time."""
 
     id: int
     name: str
@@ -175,6 +180,7 @@ class ValueSpec:
     nbytes: Size
     weight: str | None = None    # weights: the store's name; constants: "const:<id>"
     alias: int | None = None     # views: the value whose buffer they read
+    offset: Size | None = None   # windows: where they start in it, bytes
 
     @property
     def in_arena(self) -> bool:
@@ -209,7 +215,10 @@ class ValueSpec:
             nbytes = sizes.nbytes(shape, DTYPES[self.dtype].itemsize, f"{what} at {format_env(env)}")
         else:
             nbytes = eval_size(self.nbytes, env)
-        return replace(self, shape=tuple(shape), nbytes=nbytes)
+        offset = None if self.offset is None else bind_size(self.offset, env, later)
+        if isinstance(offset, int) and offset < 0:
+            raise ShapeError(f"{what}: window offset {self.offset} is {offset} at {format_env(env)}")
+        return replace(self, shape=tuple(shape), nbytes=nbytes, offset=offset)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "name": self.name, "dtype": self.dtype,
@@ -219,13 +228,16 @@ class ValueSpec:
             out["weight"] = self.weight
         if self.alias is not None:
             out["alias"] = self.alias
+        if self.offset is not None:
+            out["offset"] = expr_json(self.offset)
         return out
 
     @classmethod
     def from_json(cls, x: Mapping[str, Any]) -> "ValueSpec":
-        alias = x.get("alias")
+        alias, offset = x.get("alias"), x.get("offset")
         return cls(int(x["id"]), str(x["name"]), str(x["dtype"]), tuple(size_of_json(d) for d in x["shape"]),
-                   str(x["kind"]), size_of_json(x["nbytes"]), x.get("weight"), None if alias is None else int(alias))
+                   str(x["kind"]), size_of_json(x["nbytes"]), x.get("weight"), None if alias is None else int(alias),
+                   None if offset is None else size_of_json(offset))
 
 
 # -- kernels and their arguments ----------------------------------------------------------------------
@@ -584,6 +596,11 @@ class Program:
     def root(self, vid: int) -> int:
         """The value whose buffer `vid` reads (itself unless it is a view)."""
         return root_of(self.values, vid)
+
+    def offset(self, vid: int) -> Size:
+        """Where `vid` starts in its root's buffer, bytes (0 but for windows)."""
+        v = self.values[vid]
+        return 0 if v.kind != "view" or v.offset is None else v.offset
 
     @functools.cached_property
     def kernel_params(self) -> dict[str, tuple[Param, ...]]:

@@ -52,6 +52,10 @@ class Binding:
     def root(self, vid: int) -> int:
         return self.program.root(vid)
 
+    def offset(self, vid: int) -> int:
+        """Where `vid` starts in its root's buffer, bytes (a window's offset; 0 otherwise)."""
+        return int(self.program.offset(vid))
+
 
 class RunSizes:
     """The sizes of one run of a binding whose program has run-time symbols (sizes found from
@@ -93,7 +97,7 @@ class RunSizes:
             except (EmberError, ValueError, ZeroDivisionError) as err:
                 raise self.error(f"value {info.name} at {format_env(self.env)}: "
                                  f"{str(err).splitlines()[0]}") from None
-            if root != vid and out.nbytes != self.value(root).nbytes:
+            if root != vid and not _fits(out, self.value(root)):
                 raise self.error(f"value {info.name} {list(out.shape)} is a view of "
                                  f"{self.b.values[root].name} {list(self.value(root).shape)}, which has other "
                                  f"bytes here ({format_env(self.env)})")
@@ -211,6 +215,13 @@ def bind(spec_index: int, spec: Specialization, env: dict[str, int],
     return Binding(dict(env), spec_index, program, plan)
 
 
+def _fits(view: ValueSpec, root: ValueSpec) -> bool:
+    """A whole view has its root's bytes; a window lies inside them (sizes bound to ints)."""
+    if view.offset is None:
+        return view.nbytes == root.nbytes
+    return isinstance(view.offset, int) and 0 <= view.offset and view.offset + view.nbytes <= root.nbytes
+
+
 def _check_views(symbolic: Program, program: Program, env: Mapping[str, int], error: type[EmberError]) -> None:
     """A view (reshape and friends) reads its source's buffer, so at every shape it must hold as many
     bytes: a reshape whose target does not divide at this shape breaks the model's own constraint."""
@@ -221,12 +232,13 @@ def _check_views(symbolic: Program, program: Program, env: Mapping[str, int], er
         root = values[program.root(v.id)]
         if not isinstance(v.nbytes, int) or not isinstance(root.nbytes, int):
             continue  # sized at run time: checked then (RunSizes.value)
-        if v.nbytes != root.nbytes:
+        if not _fits(v, root):
             src = symbolic.values[root.id]
             raise error(f"the input shapes ({format_env(env)}) break a constraint of the model: "
                         f"{v.name} [{','.join(map(str, declared.shape))}] is a view of {root.name} "
                         f"[{','.join(map(str, src.shape))}], {list(v.shape)} against {list(root.shape)} here "
-                        f"({v.nbytes} and {root.nbytes} bytes)")
+                        f"({v.nbytes} and {root.nbytes} bytes"
+                        f"{'' if v.offset is None else f', the window starting at byte {v.offset}'})")
 
 
 __all__ = ["Binding", "Bindings", "RunSizes", "bind", "choose", "symbols_of"]

@@ -506,7 +506,7 @@ class CudaContext:
                 if info.kind == "input" and info.in_arena and info.nbytes:
                     out.append(("input", vid, ctype))
                 else:
-                    out.append(("ptr", self._value_ptr(b, vid), ctype))
+                    out.append(("ptr", self._value_ptr(b, int(arg.value)), ctype))
             elif arg.kind == "scratch":
                 out.append(("ptr", self.arena + b.plan.scratch[(t, a)], ctype))
             elif arg.kind == "meta":
@@ -516,9 +516,14 @@ class CudaContext:
         return out
 
     def _value_ptr(self, b: Any, vid: int, overrides: Mapping[int, int] | None = None) -> int:
-        """The device address of value `vid`'s buffer (views: their source's)."""
+        """The device address of value `vid`'s buffer (views: their source's, windows where they
+        start in it)."""
+        base = self._root_ptr(b, b.root(vid), overrides)
+        offset = b.offset(vid)
+        return base + offset if base and offset else base
+
+    def _root_ptr(self, b: Any, root: int, overrides: Mapping[int, int] | None = None) -> int:
         engine = self.engine
-        root = b.root(vid)
         if overrides and root in overrides:
             return overrides[root]
         info = b.values[root]
@@ -728,7 +733,7 @@ class CudaContext:
         info = b.values[vid] if run is None else run.sizes.value(vid)
         if info.kind == "view":
             base, pending = self._fetch(b, b.root(vid), overrides, host, run)
-            return view_of(base, info.shape, info.dtype), pending
+            return view_of(base, info.shape, info.dtype, info.offset), pending
         if info.is_data:
             return engine.weights[info.weight], False
         if not _on_device(info):
@@ -873,7 +878,7 @@ class CudaContext:
                     if info.kind == "input" and info.in_arena and info.nbytes:
                         values.append(run.overrides.get(vid) or (self.arena + b.plan.offsets[vid]))
                     else:
-                        values.append(self._value_ptr(b, vid, run.overrides))
+                        values.append(self._value_ptr(b, int(arg.value), run.overrides))
                 elif arg.kind == "scratch":
                     if not isinstance(b.steps[t].args[a].value, int):  # sized at run time
                         values.append(run.scratch(self, (first, j), _scratch_sizes(run.sizes, first, last, j)))

@@ -155,6 +155,9 @@ class Engine:
     def root(self, vid: int) -> int:
         return self.default.root(vid)
 
+    def offset(self, vid: int) -> int:
+        return self.default.offset(vid)
+
     def memory_report(self) -> dict[str, Any]:
         return self.plan.report()
 

@@ -197,7 +197,7 @@ class HostContext:
         info = b.values[vid] if sizes is None else sizes.value(vid)
         if info.kind == "view":
             base = self._read(b, b.root(vid), host, sizes)
-            return view_of(base, info.shape, info.dtype)
+            return view_of(base, info.shape, info.dtype, info.offset)
         if info.is_data:
             return self.engine.weights[info.weight]
         if info.in_arena:

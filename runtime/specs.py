@@ -67,11 +67,16 @@ class KernelImage:
     ptx_arch: str
 
 
-def view_of(base: Any, shape: Any, dtype: str) -> np.ndarray:
+def view_of(base: Any, shape: Any, dtype: str, offset: int | None = None) -> np.ndarray:
     """A view value read from its source's array: reshaped, and, for a bitcast, its bytes read as
-    the view's element type (both whole-byte types: codegen/lower.py `_aliases`)."""
+    the view's element type (both whole-byte types: codegen/lower.py `_aliases`); a window
+    (`offset` given) is its own bytes from `offset` on."""
     arr = np.asarray(base)
     want = DTYPES[dtype].np_dtype if dtype in DTYPES else arr.dtype
+    if offset is not None:
+        raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+        size = int(np.prod(shape, dtype=np.int64)) * want.itemsize
+        return raw[int(offset):int(offset) + size].view(want).reshape(shape)
     if arr.dtype != want:
         arr = np.ascontiguousarray(arr).view(want)
     return arr.reshape(shape)

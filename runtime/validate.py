@@ -403,9 +403,27 @@ def _view(v: Mapping[str, Any], values: list[Any], at: At) -> None:
     if source["kind"] in ("view", "host"):
         at["alias"].fail(f"value {v['id']} is a view of value {alias}, {_a(source['kind'])} value; a view reads the "
                          "buffer of an input, weight, constant or activation")
+    if v.get("offset") is not None:
+        _window(v, source, at)
+        return
     if _other_size(source["nbytes"], v["nbytes"]) or source["dtype"] != v["dtype"]:
         at["alias"].fail(f"value {v['id']} ({v['dtype']}, {v['nbytes']} bytes) is a view of value {alias} "
                          f"({source['dtype']}, {source['nbytes']} bytes): a view has its source's bytes")
+
+
+def _window(v: Mapping[str, Any], source: Mapping[str, Any], at: At) -> None:
+    """A window (a view with an offset) reads a contiguous part of an activation's buffer."""
+    _size(v["offset"], at["offset"], 0, MAX_BYTES, "window offset", None)
+    if source["kind"] != "activation":
+        at["alias"].fail(f"value {v['id']} is a window of value {v['alias']}, {_a(source['kind'])} value; a window "
+                         "reads an activation's buffer")
+    if source["dtype"] != v["dtype"]:
+        at["alias"].fail(f"value {v['id']} ({v['dtype']}) is a window of value {v['alias']} ({source['dtype']}): "
+                         "a window has its source's element type")
+    sizes = (v["offset"], v["nbytes"], source["nbytes"])
+    if all(isinstance(x, int) for x in sizes) and sizes[0] + sizes[1] > sizes[2]:
+        at["offset"].fail(f"value {v['id']}: a window of {sizes[1]} bytes at byte {sizes[0]} runs past the "
+                          f"{sizes[2]} bytes of value {v['alias']}")
 
 
 def _root(values: Sequence[Mapping[str, Any]], vid: int) -> int:
