@@ -13,6 +13,11 @@ reshape and transpose: three transpose kernels a layer. Two rules remove them:
   transpose, reshape (below), so the projection's own layout and the heads-first one are one
   transpose, which fuse-epilogue then takes as the product's store layout.
 
+A third moves a residual add (sub, mul, div) that reads a product through a reshape before
+that reshape (`residual-before-view`), the residual viewed as the product's grid: the output
+projection of nn.MultiheadAttention is a gemm on [tokens, features] viewed back as [batch,
+tokens, features] before the residual add, which fuse-epilogue then takes into the gemm.
+
 A chain is composed by splitting the input's dims into the finest factors every reshape of
 the chain respects ("atoms", row-major contiguous pieces of the input): each reshape groups
 consecutive atoms, each transpose reorders groups, so the chain is the input viewed as its
@@ -31,6 +36,7 @@ import numpy as np
 
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Operation, Value
+from ember.ir.opdef import Heavy, Op
 from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
 from ember.passes.manager import Pass, PassContext, register_pass
@@ -143,6 +149,45 @@ def _single_use(op: Operation) -> bool:
     return len(op.results[0].uses) == 1
 
 
+RESIDUAL_OPS = ("ember.add", "ember.sub", "ember.mul", "ember.div")
+
+
+def _viewed_product(v: Value | None) -> Operation | None:
+    """The reshape of a heavy op's result that `v` is, read only here."""
+    r = v.defining_op if v is not None else None
+    if r is None or r.name != "ember.reshape" or len(r.operands) != 1 or not _single_use(r):
+        return None
+    h = r.operands[0].defining_op
+    return r if isinstance(h, Op) and Heavy in h.traits and len(h.results) == 1 else None
+
+
+def residual_before_view(m: Match, b: Builder) -> Value | None:
+    """e(reshape(product), r) = reshape(e(product, reshape(r))): r of e's shape (or one element),
+    so the residual add after a projection viewed as [batch, tokens, features] joins the
+    product's epilogue (fuse-epilogue grows on the product's own grid)."""
+    e = m.e
+    shape = _static(e.results[0])
+    views = [v for v in e.operands if _viewed_product(v) is not None]
+    if shape is None or len(views) != 1 or e.attributes:
+        return None
+    inner = views[0].defining_op.operands[0]  # type: ignore[union-attr]
+    grid = _static(inner)
+    if grid is None or _static(views[0]) != shape:
+        return None
+    operands: list[Value] = []
+    for v in e.operands:
+        s = _static(v) if v is not None else None
+        if v is views[0]:
+            operands.append(inner)
+        elif s == shape:
+            operands.append(b.reshape(v, shape=grid))
+        elif s is not None and int(np.prod(s)) == 1:
+            operands.append(v if len(s) <= len(grid) else b.reshape(v, shape=()))
+        else:
+            return None
+    return b.reshape(b.op(e.name, *operands), shape=shape)
+
+
 LAYOUTS = RuleSet("layouts", [
     Rule("layout-before-select",
          P.op("ember.transpose", P.op("ember.reshape", P.op("ember.gather", name="g", any_operands=True,
@@ -153,6 +198,8 @@ LAYOUTS = RuleSet("layouts", [
          P.op("ember.transpose", P.op("ember.reshape", P.op("ember.transpose", x, name="inner", where=_single_use),
                                       name="mid", where=_single_use), name="outer"),
          layout_chain, doc="transpose(reshape(transpose(x))) is one transpose between views"),
+    Rule("residual-before-view", P.op(RESIDUAL_OPS, name="e", any_operands=True), residual_before_view,
+         doc="an elementwise op on a viewed product moved before the view, into the product's grid"),
 ])
 
 
