@@ -99,10 +99,10 @@ def _dims(v: Any, env: Mapping[str, int]) -> list[int]:
 
 def op_flops(op: Any, env: Mapping[str, int]) -> int:
     """Multiply-adds x 2 of one heavy op at the symbols' values `env` (0 for any other op):
-    matmul/gemm (and int8_matmul) as 2 M N K per batch, einsum as 2 x the product of its labels' sizes,
-    conv (and int8_conv) as 2 x output elements x the filter's (input channels per group x kernel)
-    taps, conv_transpose as 2 x input elements x the filter's taps, attention as 2 Sq Skv (D + Dv)
-    per batch and head."""
+    matmul/gemm (and int8_matmul, fp8_matmul) as 2 M N K per batch, einsum as 2 x the product of
+    its labels' sizes, conv (and int8_conv, fp8_conv) as 2 x output elements x the filter's (input
+    channels per group x kernel) taps, conv_transpose as 2 x input elements x the filter's taps,
+    attention as 2 Sq Skv (D + Dv) per batch and head."""
     name = op.name
     if name == "ember.einsum":
         from ember.ir.ops.linalg import parse_equation
@@ -115,11 +115,11 @@ def op_flops(op: Any, env: Mapping[str, int]) -> int:
             for label, d in zip(term, dims):
                 sizes[label] = max(sizes.get(label, 1), d)
         return 2 * int(np.prod(list(sizes.values())))   # every label once: output and contracted
-    if name in ("ember.matmul", "ember.gemm", "ember.int8_matmul"):
+    if name in ("ember.matmul", "ember.gemm", "ember.int8_matmul", "ember.fp8_matmul"):
         a = _dims(op.operands[0], env)
         k = a[0] if name == "ember.gemm" and op.attributes.get("trans_a") else a[-1]
         return 2 * int(np.prod(_dims(op.results[0], env))) * k
-    if name in ("ember.conv", "ember.int8_conv"):
+    if name in ("ember.conv", "ember.int8_conv", "ember.fp8_conv"):
         w = _dims(op.operands[1], env)
         layout = op.attributes.get("weight_layout") or "OIHW"
         taps = int(np.prod(w)) // w[layout.index("O")]

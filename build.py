@@ -27,7 +27,10 @@ log = logging.getLogger("ember.build")
 from ember.ir.dims import free_symbols
 from ember.ir.profiles import InputRange, Profile, ProfileError, symbol_ranges
 
-PRECISIONS = {"fp32": None, "fp16": "f16", "bf16": "bf16", "int8": "f16"}  # int8: what stays float runs in f16
+# int8, fp8: what stays float runs in f16
+PRECISIONS = {"fp32": None, "fp16": "f16", "bf16": "bf16", "int8": "f16", "fp8": "f16"}
+QUANTIZED = ("int8", "fp8")
+DEFAULT_CALIB_METHODS = {"int8": "entropy", "fp8": "minmax"}   # fp8: amax, as TensorRT's fp8 calibration
 
 
 class BuildError(EmberError, RuntimeError):
@@ -255,19 +258,21 @@ def _calibration_device(device: str) -> str:
 def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep: Sequence[str],
                    progress: Callable[[int], None] | None, keep_sensitive: int = 0,
                    device: str = "auto", targets: Sequence[str] = ("sm_80", "sm_90"),
-                   cache_dir: Any = None) -> dict[str, Any]:
-    """Calibrate (or read the cache) and insert the Q/DQ pairs; what the engine records of it."""
+                   cache_dir: Any = None, precision: str = "int8") -> dict[str, Any]:
+    """Calibrate (or read the cache) and insert the Q/DQ pairs (int8, or fp8 e4m3 with
+    `precision="fp8"`: passes/quantize_fp8.py); what the engine records of it."""
     from ember.passes.calibration import CalibrationError, calibrate
+    from ember.passes.quantize_fp8 import quantize_fp8
     from ember.passes.quantize_int8 import quantize_int8
 
     have_cache = cache is not None and Path(cache).is_file()
     if calibrator is None and not have_cache:
-        raise BuildError("precision int8 needs calibration data (calibrator=, --calib DATA) or an existing "
+        raise BuildError(f"precision {precision} needs calibration data (calibrator=, --calib DATA) or an existing "
                          "calibration cache (calib_cache=, --calib-cache FILE)")
     where = _calibration_device(device) if calibrator is not None and not have_cache else "interpreter"
     runner = None if where == "interpreter" else calibration_runner(work, where, targets, cache_dir)
     if runner is not None:
-        log.info("int8: calibrating on %s", "the GPU" if where == "cuda" else "an engine on the host arena")
+        log.info("%s: calibrating on %s", precision, "the GPU" if where == "cuda" else "an engine on the host arena")
     try:
         calibration = calibrate(work, calibrator if calibrator is not None else [], method=method,
                                 cache=cache, progress=progress, runner=runner)
@@ -275,6 +280,9 @@ def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep:
         raise BuildError(str(err)) from None
     keep = list(keep)
     if keep_sensitive:
+        if precision != "int8":
+            raise BuildError("keep_sensitive (--int8-keep-sensitive) ranks the layers by int8's error: it goes with "
+                             "precision int8")
         from ember.passes.int8_sensitivity import layer_sensitivity
         if calibrator is None:
             raise BuildError("keep_sensitive (--int8-keep-sensitive) ranks the layers on calibration data: give it too")
@@ -282,11 +290,12 @@ def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep:
         ranked = layer_sensitivity(work, calibration, first)
         keep += [e.name for e in ranked[:keep_sensitive]]
         log.info("int8: kept in float, the most sensitive: %s", ", ".join(e.name for e in ranked[:keep_sensitive]))
-    quantized = quantize_int8(work, calibration, frozenset(keep))
+    quantize = quantize_fp8 if precision == "fp8" else quantize_int8
+    quantized = quantize(work, calibration, frozenset(keep))
     if quantized == 0:
-        raise BuildError("precision int8: no conv, matmul or gemm input could be quantized (none is calibrated, "
-                         "or every such op is kept)")
-    log.info("int8: %d inputs of heavy ops quantized (%s calibration%s)", quantized, calibration.method,
+        raise BuildError(f"precision {precision}: no conv, matmul or gemm input could be quantized (none is "
+                         "calibrated, or every such op is kept)")
+    log.info("%s: %d inputs of heavy ops quantized (%s calibration%s)", precision, quantized, calibration.method,
              ", from the cache" if calibration.from_cache else f" over {calibration.batches} batches")
     return {"method": calibration.method, "batches": calibration.batches, "from_cache": calibration.from_cache,
             "quantized_inputs": quantized, "kept": keep}
@@ -299,7 +308,7 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
             tactics: Mapping[int | str, str] | None = None,
             profiles: Sequence[Mapping[str, Any]] | None = None, opt_level: int | None = None,
             timing_cache: Any = None, tuning_progress: Callable[[int, int], None] | None = None,
-            plugins: Sequence[str] = (), calibrator: Any = None, calib_method: str = "entropy",
+            plugins: Sequence[str] = (), calibrator: Any = None, calib_method: str | None = None,
             calib_cache: str | os.PathLike | None = None,
             calib_progress: Callable[[int], None] | None = None, keep_sensitive: int = 0,
             calib_device: str = "auto") -> Any:
@@ -331,7 +340,12 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     (nothing is run) and written after a calibration. `keep` names the ops left unquantized
     (op kinds or locations); `keep_sensitive=N` also keeps the N heavy ops that cost the most
     accuracy when quantized alone (passes/int8_sensitivity.py, on the first two calibration
-    batches). What stays float runs in f16."""
+    batches). What stays float runs in f16. `calib_method` None is entropy for int8.
+
+    `precision="fp8"` is the same with fp8 (passes/quantize_fp8.py): e4m3 activations at the
+    calibrated threshold / 448 per tensor (calib_method None: minmax, the amax), e4m3 weights per
+    output channel, conv/matmul/gemm as ember.fp8_conv / ember.fp8_matmul (fp8 tensor cores on
+    sm_89 and newer, f16 ones on sm_80), everything else in f16."""
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import copy_module
@@ -345,8 +359,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
         load_plugins(plugins)
     work = copy_module(module)  # the caller's module stays as it was
     plans = profiles_for(work, shapes, profiles)
-    int8 = _quantize_int8(work, calibrator, calib_method, calib_cache, keep, calib_progress, keep_sensitive,
-                          calib_device, targets, cache_dir) if precision == "int8" else None
+    int8 = _quantize_int8(work, calibrator, calib_method or DEFAULT_CALIB_METHODS[precision], calib_cache, keep,
+                          calib_progress, keep_sensitive, calib_device, targets, cache_dir,
+                          precision) if precision in QUANTIZED else None
     declared = None  # the dims as the model declares them, where binding makes the IR's static
     if _one_shape(plans):  # a static engine: its shape arithmetic folds (ir/bind.py)
         fn = work.main

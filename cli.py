@@ -4,7 +4,7 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
 
     ember import MODEL [-o OUT.ir] [--freeze NAME=FILE.npy]   an .onnx file to .ir (+ .weights)
     ember opt IN.ir -p PIPELINE [-o OUT.ir] [--print-ir-after-all] [--timing]   run passes, like mlir-opt
-    ember compile MODEL -o OUT.engine [--fp16|--bf16] [--target sm_80,sm_90] [--shapes NAME:1x3x224x224 | --profile NAME:MIN:OPT:MAX]
+    ember compile MODEL -o OUT.engine [--fp16|--bf16|--int8|--fp8] [--target sm_80,sm_90] [--shapes NAME:1x3x224x224 | --profile NAME:MIN:OPT:MAX]
                   [--pipeline P] [--dump-cuda DIR] [--strict]    build an engine (NVRTC; no GPU needed)
     ember inspect MODEL|ENGINE [--ir] [--graph FILE.svg|.html|.dot] [--json FILE|-] [--layer-times FILE.json]
                                                 what a model or an engine holds; a picture of its graph
@@ -15,6 +15,7 @@ Subcommands grow with the pipeline; each reads models through `ember.load`:
     ember verify MODEL                          check every IR invariant
     ember compare MODEL.onnx [--fp16] [--shapes ...] [--inputs FILE.npz] [--atol A --rtol R] [--bisect]
                                                 Ember against ONNX Runtime; exit 1 on a mismatch
+    ember compare MODEL --int8|--fp8 --calib DATA [--per-layer]   int8/fp8 against fp32 (interpreter)
 
 Errors Ember raises on purpose print as one clear message and exit 2 (`compare` exits 1
 when an output misses ONNX Runtime's beyond tolerance); nothing
@@ -398,9 +399,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.dump_cuda is not None and Path(args.dump_cuda).exists() and not Path(args.dump_cuda).is_dir():
         raise EmberError(f"--dump-cuda {args.dump_cuda}: is a file; name a folder for the kernels' sources")
     module = _load(args.model, args)
-    precision = "int8" if args.int8 else "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
-    if (args.calib or args.calib_cache or args.int8_keep_sensitive) and not args.int8:
-        raise EmberError("--calib, --calib-cache and --int8-keep-sensitive go with --int8")
+    precision = "int8" if args.int8 else "fp8" if args.fp8 else "fp16" if args.fp16 else "bf16" if args.bf16 \
+        else "fp32"
+    if (args.calib or args.calib_cache) and not (args.int8 or args.fp8):
+        raise EmberError("--calib and --calib-cache go with --int8 or --fp8")
+    if args.int8_keep_sensitive and not args.int8:
+        raise EmberError("--int8-keep-sensitive goes with --int8")
     calibrator = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
     keep = _names(args.precision_keep)
     targets = [t.strip() for t in args.target.split(",") if t.strip()]
@@ -814,22 +818,28 @@ def _nonnegative(flag: str, value: float | None) -> float | None:
 
 
 def compare_int8(args: argparse.Namespace, module: Any) -> int:
-    """`ember compare --int8 [--per-layer]`: the int8 model (calibrated Q/DQ pairs, as --int8
-    builds) against the float model on the interpreter, output by output; with --per-layer,
-    every heavy op quantized alone, ranked by the error it causes (what to --precision-keep)."""
+    """`ember compare --int8 [--per-layer]` / `--fp8`: the int8 (or fp8) model (calibrated Q/DQ
+    pairs, as --int8 / --fp8 builds) against the float model on the interpreter, output by
+    output; with --per-layer (int8), every heavy op quantized alone, ranked by the error it
+    causes (what to --precision-keep)."""
     from ember.ir.interpret import interpret
     from ember.ir.parser import copy_module
     from ember.passes.calibration import CalibrationError, calibrate
+    from ember.build import DEFAULT_CALIB_METHODS
     from ember.passes.int8_sensitivity import layer_sensitivity, output_errors
+    from ember.passes.quantize_fp8 import quantize_fp8
     from ember.passes.quantize_int8 import quantize_int8
 
+    precision = "fp8" if getattr(args, "fp8", False) else "int8"
     if not (args.calib or args.calib_cache):
-        raise EmberError("--int8 needs calibration data (--calib DATA.npz|DIR) or a calibration cache (--calib-cache)")
+        raise EmberError(f"--{precision} needs calibration data (--calib DATA.npz|DIR) or a calibration cache "
+                         "(--calib-cache)")
     if args.json:
         _output_file(args.json, args, flag="--json")
     data = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
     try:
-        calibration = calibrate(module, data if data is not None else [], method=args.calib_method,
+        calibration = calibrate(module, data if data is not None else [],
+                                method=args.calib_method or DEFAULT_CALIB_METHODS[precision],
                                 cache=args.calib_cache)
     except CalibrationError as err:
         raise EmberError(str(err)) from None
@@ -838,15 +848,15 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
     elif data is not None:
         feeds, where = list(data)[:2], "the first calibration batches"
     else:
-        raise EmberError("--int8 with only --calib-cache: give --inputs FILE.npz to evaluate on")
+        raise EmberError(f"--{precision} with only --calib-cache: give --inputs FILE.npz to evaluate on")
     keep = _names(args.precision_keep)
     quantized = copy_module(module)
-    n = quantize_int8(quantized, calibration, frozenset(keep))
+    n = (quantize_fp8 if precision == "fp8" else quantize_int8)(quantized, calibration, frozenset(keep))
     con = _console()
-    con.print(f"{args.model}: int8 ({n} inputs of heavy ops quantized, {calibration.method} calibration) against "
-              f"fp32, on the interpreter, over {where}", markup=False)
-    report: dict[str, Any] = {"model": args.model, "method": calibration.method, "quantized_inputs": n,
-                              "kept": keep, "outputs": [], "layers": []}
+    con.print(f"{args.model}: {precision} ({n} inputs of heavy ops quantized, {calibration.method} calibration) "
+              f"against fp32, on the interpreter, over {where}", markup=False)
+    report: dict[str, Any] = {"model": args.model, "precision": precision, "method": calibration.method,
+                              "quantized_inputs": n, "kept": keep, "outputs": [], "layers": []}
     for f in feeds:
         for e in output_errors(interpret(module, f), interpret(quantized, f)):
             report["outputs"].append(vars(e))
@@ -868,9 +878,9 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ember.compare import compare_model, write_json
 
-    if args.per_layer and not args.int8:
+    if args.per_layer and not args.int8:  # the ranking quantizes with int8's scales
         raise EmberError("--per-layer goes with --int8 (the layer-by-layer cost of quantization)")
-    if args.int8:
+    if args.int8 or args.fp8:
         return compare_int8(args, _load(args.model, args))
 
     if not args.model.endswith(".onnx"):
@@ -1184,16 +1194,21 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--bf16", action="store_true", help="run float ops in bf16")
     precision.add_argument("--int8", action="store_true",
                            help="quantize conv/matmul/gemm inputs to int8 with calibrated scales (the rest in f16)")
+    precision.add_argument("--fp8", action="store_true",
+                           help="quantize conv/matmul/gemm inputs to fp8 (e4m3) with calibrated scales, fp8 tensor "
+                                "cores on sm_89+ (the rest in f16)")
     s.add_argument("--calib", metavar="DATA.npz|DIR",
-                   help="with --int8: calibration data, an .npz of samples per input (axis 0) or a folder of "
+                   help="with --int8/--fp8: calibration data, an .npz of samples per input (axis 0) or a folder of "
                         ".npz batches")
-    s.add_argument("--calib-method", default="entropy", choices=("entropy", "percentile", "minmax"),
-                   help="with --int8: how activation ranges are chosen (default entropy, as TensorRT)")
+    s.add_argument("--calib-method", default=None, choices=("entropy", "percentile", "minmax"),
+                   help="with --int8/--fp8: how activation ranges are chosen (default: entropy for int8, as "
+                        "TensorRT; minmax, the amax, for fp8)")
     s.add_argument("--calib-cache", metavar="FILE",
-                   help="with --int8: a calibration cache, read when it exists (no calibration runs), else written")
+                   help="with --int8/--fp8: a calibration cache, read when it exists (no calibration runs), else "
+                        "written")
     s.add_argument("--calib-device", default="auto", choices=("auto", "cuda", "cpu", "interpreter"),
-                   help="with --int8: where calibration runs: an fp32 engine on the GPU (auto, where there is one), "
-                        "on the host arena (cpu), or the interpreter (auto without a GPU)")
+                   help="with --int8/--fp8: where calibration runs: an fp32 engine on the GPU (auto, where there is "
+                        "one), on the host arena (cpu), or the interpreter (auto without a GPU)")
     s.add_argument("--calib-batch", type=int, default=8, metavar="N",
                    help="with --calib DATA.npz: samples per calibration batch (default 8)")
     s.add_argument("--precision-keep", action="append", metavar="NAME,...",
@@ -1301,14 +1316,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE", help="write the per-output figures (and the bisection) as JSON")
     _add_force(s)
     s.add_argument("--cache-dir", metavar="DIR", help="the NVRTC kernel cache (default ~/.cache/ember)")
-    s.add_argument("--int8", action="store_true",
-                   help="instead: the int8 model (calibrated, as compile --int8) against fp32 on the interpreter")
+    quant = s.add_mutually_exclusive_group()
+    quant.add_argument("--int8", action="store_true",
+                       help="instead: the int8 model (calibrated, as compile --int8) against fp32 on the interpreter")
+    quant.add_argument("--fp8", action="store_true",
+                       help="instead: the fp8 (e4m3) model (calibrated, as compile --fp8) against fp32 on the "
+                            "interpreter")
     s.add_argument("--per-layer", action="store_true",
                    help="with --int8: each heavy op quantized alone, ranked by the error it causes")
     s.add_argument("--top", type=int, default=20, metavar="N", help="with --per-layer: rows shown (default 20)")
-    s.add_argument("--calib", metavar="DATA.npz|DIR", help="with --int8: calibration data (as compile --calib)")
-    s.add_argument("--calib-method", default="entropy", choices=("entropy", "percentile", "minmax"))
-    s.add_argument("--calib-cache", metavar="FILE", help="with --int8: a calibration cache (read, or written)")
+    s.add_argument("--calib", metavar="DATA.npz|DIR", help="with --int8/--fp8: calibration data (as compile --calib)")
+    s.add_argument("--calib-method", default=None, choices=("entropy", "percentile", "minmax"),
+                   help="default: entropy for int8, minmax (the amax) for fp8")
+    s.add_argument("--calib-cache", metavar="FILE", help="with --int8/--fp8: a calibration cache (read, or written)")
     s.add_argument("--calib-batch", type=int, default=8, metavar="N", help="with --calib DATA.npz: samples per batch")
     s.add_argument("--precision-keep", action="append", metavar="NAME,...", help="with --int8: ops left in float")
     s.set_defaults(fn=cmd_compare)

@@ -5,6 +5,16 @@ Per output: max |actual - expected| <= rtol * max |expected| + atol, with rtol
 and atol set by the element type (1e-4 for f32, 1e-2 for f16; table below). NaN must sit
 where the reference has NaN, infinities must match exactly, and integer, bool
 and string outputs must be equal.
+
+FP8 has two entries beside its element types' (`fp8_tolerance`):
+- an fp8 op's kernel against its reference (ember.fp8_matmul / ember.fp8_conv, the same
+  fp8 operands; ir/ops/fp8.py): the reference rounds the exact sum once, tensor cores add
+  the exact products in f32 with partial sums rounded (or, on Hopper, truncated to about
+  14 bits) per 32-term step. `FP8_ACCUMULATION` bounds that by result type: rtol 2^-7 of
+  max |ref| (f32 results; f16's and bf16's own tolerance where it is wider);
+- an fp8 engine (precision="fp8") against the fp32 model: e4m3's own tolerance applied to
+  the float outputs, as an fp16 engine's are judged by f16's (one e4m3 step is 2^-3 of a
+  value; the quantization of each operand is at most half of one).
 """
 
 from __future__ import annotations
@@ -33,6 +43,14 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 }
 
 
+# An fp8 op's result against its reference (kernel vs interpreter), by the result's dtype.
+FP8_ACCUMULATION: dict[str, tuple[float, float]] = {
+    "float32": (2.0 ** -7, 1e-5),
+    "float16": (1e-2, 1e-3),
+    "bfloat16": (2e-2, 1e-2),
+}
+
+
 @dataclass(frozen=True)
 class Comparison:
     ok: bool
@@ -47,6 +65,20 @@ class Comparison:
 def tolerance_for(dtype: np.dtype | str) -> tuple[float, float] | None:
     """(rtol, atol) for a numpy dtype (or its name), or None when it must match exactly."""
     return TOLERANCES.get(dtype if isinstance(dtype, str) else np.dtype(dtype).name)
+
+
+def fp8_tolerance(dtype: np.dtype | str, *, against: str = "reference") -> tuple[float, float]:
+    """(rtol, atol) for a float output computed from fp8 operands: `against="reference"`, an fp8
+    op's kernel against the op's reference (`FP8_ACCUMULATION` by the result type);
+    `against="fp32"`, an fp8 engine's output against the fp32 model's (e4m3's tolerance)."""
+    name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    if against == "fp32":
+        return TOLERANCES["float8_e4m3fn"]
+    if against != "reference":
+        raise ValueError(f"against={against!r}: 'reference' or 'fp32'")
+    if name not in FP8_ACCUMULATION:
+        raise ValueError(f"an fp8 op's result is float32, float16 or bfloat16, not {name}")
+    return FP8_ACCUMULATION[name]
 
 
 def compare(actual: np.ndarray, expected: np.ndarray, *, rtol: float | None = None,

@@ -165,6 +165,31 @@ def _shift(op: Operation, a: Sequence[str], c: str) -> str:
     return f"({a[0]} << {a[1]})" if op.attributes["direction"] == "left" else f"({a[0]} >> {a[1]})"
 
 
+def _quantized(op: Operation, a: Sequence[str], fields: Sequence[tuple[str, str, str]]) -> list[str]:
+    """The C arguments of an int8 op's (tensor, scale, zero point) triples (ir/ops/int8.py's
+    operand order, QLinear's): an absent zero point is 0."""
+    names = iter(a)
+    present = {f.name: v is not None for f, v in zip(op.operand_fields, op.operands)}  # type: ignore[attr-defined]
+    out = []
+    for group in fields:
+        for field in group:
+            out.append(f"(int){next(names)}" if present.get(field) and not field.endswith("scale") else
+                       f"(float){next(names)}" if present.get(field) else "0")
+    return out
+
+
+def _int8_requantize(op: Operation, a: Sequence[str], c: str) -> str:
+    x, sx, zx, sy, zy = _quantized(op, a, [("x", "x_scale", "x_zero_point"), ("y_scale", "y_zero_point")])
+    return f"ember::int8_requantize(ember::int8_dequantized({x}, {sx}, {zx}), {sy}, {zy})"
+
+
+def _int8_add(op: Operation, a: Sequence[str], c: str) -> str:
+    args = _quantized(op, a, [("a", "a_scale", "a_zero_point"), ("b", "b_scale", "b_zero_point"),
+                              ("y_scale", "y_zero_point")])
+    relu = "true" if op.attributes.get("relu") else "false"
+    return f"ember::int8_add<{relu}>({', '.join(args)})"
+
+
 C_EXPR: dict[str, Callable[..., str]] = {
     "ember.add": lambda op, a, c: f"({a[0]} + {a[1]})",
     "ember.sub": lambda op, a, c: f"({a[0]} - {a[1]})",
@@ -241,6 +266,8 @@ C_EXPR: dict[str, Callable[..., str]] = {
     "ember.clip": _clip,
     "ember.where": lambda op, a, c: f"({a[0]} ? {a[1]} : {a[2]})",
     "ember.identity": lambda op, a, c: a[0],
+    "ember.int8_requantize": _int8_requantize,
+    "ember.int8_add": _int8_add,
 }
 
 

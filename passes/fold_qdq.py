@@ -14,9 +14,29 @@ replaces:
 - int8-relu:   relu(int8 op (dequantized)) -> the op with relu = true
 - int8-requantize: quantize(int8 op (dequantized), sy, zy) to i8 -> the op requantizing
 - u8-to-i8:    dq(q(x, s, z: u8), s', z': u8) -> dq(q(x, s, z - 128: i8), s', z' - 128) where the
-               pair meets a heavy op: a u8 tensor is the i8 tensor shifted by 128, exactly
-               (clip(r + z, 0, 255) - 128 = clip(r + z - 128, -128, 127)), so onnxruntime's
-               default QUInt8 activations take the s8 kernels too.
+               pair meets a heavy op or one of the ops below: a u8 tensor is the i8 tensor shifted
+               by 128, exactly (clip(r + z, 0, 255) - 128 = clip(r + z - 128, -128, 127)), so
+               onnxruntime's default QUInt8 activations take the s8 kernels too.
+
+Between the heavy ops, the tensors stay i8 (each rule rooted at the quantize of the float op's
+result, q(.., sy, zy) to i8 per tensor, whether an int8 op or a dequantize of anything made the
+i8 input; ir/ops/int8.py defines the ops):
+
+- int8-max-pool: q(max_pool(dq(x, sx, zx))) -> max_pool(x) on i8 (global_max_pool likewise):
+               with the output's own pair exact, (x - z) * s / s rounds back to x - z; with
+               another pair, max_pool(x) int8_requantize'd, exact since a positive scale keeps
+               the order (known sx > 0, and no window of padding alone).
+- int8-avg-pool: q(avg_pool(dq(x, sx, zx)), sy, zy) -> int8_avg_pool(x, sx, zx, sy, zy) (and
+               global_avg_pool -> int8_global_avg_pool): the exact integer sum, then f32 steps.
+- int8-add:    q([relu](dq(a) + dq(b))) -> int8_add(a, sa, za, b, sb, zb, sy, zy, relu): the
+               same f32 operations (onnxruntime's QLinearAdd).
+- int8-concat: q(concat(dq(x_i, s_i, z_i)...)) -> concat(x_i...) on i8, each input
+               int8_requantize'd unless its pair is the output's.
+
+onnxruntime's quantize_static gives a max pool its input's pair (the plain form) and a concat
+its own (each input requantized); a TensorRT-style placement (ModelOpt's: symmetric i8, the
+pair before each quantized consumer, relu between add and quantize) may give a pool another
+pair, which takes the requantizing form.
 
 What each rule needs, or it leaves the graph as it is (near misses fall back to float):
 activations per tensor (a scalar f32 scale, a scalar i8 zero point or none: any zero point is
@@ -24,17 +44,21 @@ exact, the ops subtract it); weights known at build time (a weight, a constant, 
 quantize of a float weight that quantize-int8 writes), i8 with zero points all 0 (symmetric),
 scales f32 per tensor or per output channel; dequantize results f32; gemm without trans_a
 and with alpha = beta = 1 and c per column; an int8 op's float result folds into a relu, an
-add or a quantize only when that op is its one use (else the float value is needed too).
+add or a quantize only when that op is its one use (else the float value is needed too). Between
+the int8 ops: every input a per-tensor f32 dequantize of an i8 tensor (per-axis scales and
+float inputs stay float), the result quantized per tensor to i8; a max pool or a concat input
+passes as it is only where its scale and zero point are known and equal to the output's.
 Per-output-channel weight scales ride along the conv's O axis (its weight_layout) and
 matmul's N (axis 1 of [K, N], or 0 of gemm's transposed [N, K] b). Matmul weights are stored
 transposed, [N, K] (a new weight `<name>/nk`, or `<name>/int8` for a quantized float weight).
 
 The pass runs first in `default` (before fold-constants, which would fold a weight's
 dequantize into a float weight), so layout-nhwc later puts int8 convolutions channels-last with
-OHWI filters like any conv, and lower-quantization writes the pairs left over (those around
-adds, pools, outputs) as elementwise ops. Every rewrite keeps the interpreter's result within
-the f32 rounding of the float graph's sums: a requantized result within one quantization
-step of the float graph's (tests/passes/test_fold_qdq.py).
+OHWI filters like any conv (and the int8 pools channels-last with them), and lower-quantization
+writes the pairs left over (the model's inputs and outputs, float consumers) as elementwise ops.
+Every rewrite keeps the interpreter's result within the f32 rounding of the float graph's sums:
+a requantized result within one quantization step of the float graph's; the max pool, add and
+concat rules exactly (tests/passes/test_fold_qdq.py).
 """
 
 from __future__ import annotations
@@ -45,8 +69,9 @@ import numpy as np
 
 from ember.ir import layout as L
 from ember.ir.builder import Builder
-from ember.ir.core import Module, Operation, Value
+from ember.ir.core import Location, Module, Operation, Value
 from ember.ir.opdef import EvalContext
+from ember.ir.ops.nn import _resolved_pads, _window_attrs
 from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
 from ember.passes.layout_nhwc import materialize
@@ -307,23 +332,189 @@ def fold_bias(m: Match, b: Builder) -> Value | None:
     return None
 
 
-def fold_requantize(m: Match, b: Builder) -> Value | None:
-    """quantize(int8 op, sy, zy) to i8 (per tensor) = the op requantizing with sy and zy."""
-    q = m.q
-    op = _int8_op(q.operands[0])
-    if op is None or not _plain(q) or not _is(q.results[0], "i8"):
+@dataclass(frozen=True)
+class Output:
+    """quantize(v: f32, sy, zy) to i8 per tensor: the scale and zero point a result is requantized with."""
+
+    scale: Value
+    zero_point: Value | None
+
+
+def output(q: Operation) -> Output | None:
+    """The quantize q's per-tensor i8 pair (an f32 scalar scale, an i8 scalar zero point or none)."""
+    if not _plain(q) or not _is(q.results[0], "i8") or not _is(q.operands[0], "f32"):
         return None
     _, s, z = _parts(q)
     if not _is(s, "f32") or not _per_tensor(s) or (z is not None and not (_is(z, "i8") and _per_tensor(z))):
         return None
-    return _with(b, op, {6: s, 7: z}, dtype=None)
+    return Output(s, z)
+
+
+def fold_requantize(m: Match, b: Builder) -> Value | None:
+    """quantize(int8 op, sy, zy) to i8 (per tensor) = the op requantizing with sy and zy."""
+    q = m.q
+    op = _int8_op(q.operands[0])
+    out = output(q)
+    if op is None or out is None:
+        return None
+    return _with(b, op, {6: out.scale, 7: out.zero_point}, dtype=None)
+
+
+# -- between the int8 ops: pools, add, concat -------------------------------------------------------
+MAX_POOLS = ("ember.max_pool", "ember.global_max_pool")
+AVG_POOLS = {"ember.avg_pool": "ember.int8_avg_pool", "ember.global_avg_pool": "ember.int8_global_avg_pool"}
+BETWEEN = (*MAX_POOLS, *AVG_POOLS, "ember.add", "ember.concat")
+EXACT_SCALES = (2.0 ** -100, 2.0 ** 100)
+
+
+def _scalar_value(v: Value | None) -> float | None:
+    """A per-tensor parameter's value where known at build time (an absent zero point is 0)."""
+    if v is None:
+        return 0.0
+    data = known_value(v)
+    return None if data is None or data.size != 1 else float(np.asarray(data).reshape(()))
+
+
+def same_quantization(act: Activation, out: Output) -> bool:
+    """quantize(dequantize(q, sx, zx), sy, zy) = q for every i8 q: the same known scale (within
+    2^-100..2^100, so (q - z) * s / s rounds back to q - z, with no overflow or subnormal on the way)
+    and the same zero point."""
+    sx, sy = _scalar_value(act.scale), _scalar_value(out.scale)
+    zx, zy = _scalar_value(act.zero_point), _scalar_value(out.zero_point)
+    if sx is None or sy is None or zx is None or zy is None:
+        return False
+    return sx == sy and EXACT_SCALES[0] <= sx <= EXACT_SCALES[1] and zx == zy
+
+
+def _located(b: Builder, *ops: Operation | None) -> None:
+    """The new ops carry the locations of the float ops they replace (the match holds the quantize)."""
+    b.default_loc = Location.fused([op.loc for op in ops if op is not None])
+
+
+def _in_scale(b: Builder, act: Activation, out: Output) -> Value:
+    """The i8 tensor act.q (in act's scale) in out's: itself where the pair is the identity, else
+    requantized (int8_requantize is quantize(dequantize(..)) exactly)."""
+    if same_quantization(act, out):
+        return act.q
+    return b.op("ember.int8_requantize", act.q, act.scale, act.zero_point, out.scale, out.zero_point)
+
+
+def _windows_hit_input(pool: Operation) -> bool:
+    """Every window of the max pool holds an element of x (none lies in the padding alone, where
+    the float pool gives -inf and the i8 pool -128): checked per axis for static sizes."""
+    t = _ranked(pool.operands[0])
+    if t is None:
+        return False
+    axes = L.resolve(pool.attributes.get("layout"), t.rank).spatial_axes
+    sizes = [t.shape[a] for a in axes]
+    if not all(isinstance(n, int) and n > 0 for n in sizes):
+        return False
+    if pool.name == "ember.global_max_pool":
+        return True
+    a = pool.attributes
+    kernel = list(a["kernel_shape"])
+    strides, dilations, begin, end = _window_attrs(None, len(sizes), kernel, a["strides"], a["dilations"],
+                                                   a["pads"], a["auto_pad"])
+    begin, _ = _resolved_pads(sizes, kernel, strides, dilations, begin, end, a["auto_pad"])
+    outs = [_ranked(pool.results[0]).shape[ax] for ax in axes]  # type: ignore[union-attr]
+    for n, k, s, d, p, o in zip(sizes, kernel, strides, dilations, begin, outs):
+        for j in range(o):  # window j reads j*s - p + t*d, t < k
+            if not any(0 <= j * s - p + t * d < n for t in range(k)):
+                return False
+    return True
+
+
+def fold_max_pool(m: Match, b: Builder) -> Value | None:
+    """quantize(max_pool(dq(q, sx, zx)), sy, zy) = max_pool(q) in (sy, zy): dequantize is monotone
+    (sx > 0, each product rounded monotonically), so the max of the floats is the float of the
+    max; the same pair needs nothing more, another an int8_requantize (and windows that all hit x)."""
+    out = output(m.q)
+    pool = m.q.operands[0].defining_op
+    act = activation(pool.operands[0]) if pool is not None and pool.name in MAX_POOLS else None
+    if out is None or act is None or not _is(pool.results[0], "f32"):  # type: ignore[union-attr]
+        return None
+    if not same_quantization(act, out):
+        sx = _scalar_value(act.scale)
+        if sx is None or not 0 < sx < float("inf") or not _windows_hit_input(pool):  # type: ignore[arg-type]
+            return None
+    _located(b, pool, m.q)
+    y = b.op(pool.name, act.q, **pool.attributes)  # type: ignore[union-attr]
+    return _in_scale(b, Activation(y, act.scale, act.zero_point), out)
+
+
+def fold_avg_pool(m: Match, b: Builder) -> Value | None:
+    """quantize(avg_pool(dq(q, sx, zx)), sy, zy) = int8_avg_pool(q, sx, zx, sy, zy) (and the global
+    pools): the exact integer sum, scaled and divided in f32: within one step of the float graph's."""
+    out = output(m.q)
+    pool = m.q.operands[0].defining_op
+    act = activation(pool.operands[0]) if pool is not None and pool.name in AVG_POOLS else None
+    if out is None or act is None or not _is(pool.results[0], "f32"):  # type: ignore[union-attr]
+        return None
+    _located(b, pool, m.q)
+    return b.op(AVG_POOLS[pool.name], act.q, act.scale, act.zero_point, out.scale,  # type: ignore[union-attr]
+                out.zero_point, **pool.attributes)  # type: ignore[union-attr]
+
+
+def _add_of(v: Value | None) -> tuple[Operation | None, bool]:
+    """The add that makes v, through a relu (then True)."""
+    relu = _producer(v, "ember.relu")
+    if relu is not None:
+        return _producer(relu.operands[0], "ember.add"), True
+    return _producer(v, "ember.add"), False
+
+
+def fold_add(m: Match, b: Builder) -> Value | None:
+    """quantize([relu](dq(a, sa, za) + dq(c, sc, zc)), sy, zy) = int8_add(a, sa, za, c, sc, zc, sy,
+    zy, relu): the very same f32 operations (onnxruntime's QLinearAdd)."""
+    out = output(m.q)
+    add, relu = _add_of(m.q.operands[0])
+    if out is None or add is None or not _is(add.results[0], "f32"):
+        return None
+    x, y = activation(add.operands[0]), activation(add.operands[1])
+    if x is None or y is None:
+        return None
+    _located(b, add, m.q.operands[0].defining_op, m.q)
+    return b.op("ember.int8_add", x.q, x.scale, x.zero_point, y.q, y.scale, y.zero_point, out.scale,
+                out.zero_point, relu=relu)
+
+
+def fold_concat(m: Match, b: Builder) -> Value | None:
+    """quantize(concat(dq(q_i, s_i, z_i)...), sy, zy) = concat(q_i in (sy, zy)...): each input as it
+    is where its pair is the output's, else int8_requantize'd (concat moves values, exactly)."""
+    out = output(m.q)
+    cat = _producer(m.q.operands[0], "ember.concat")
+    if out is None or cat is None or not _is(cat.results[0], "f32"):
+        return None
+    acts = [activation(v) for v in cat.operands]
+    if not acts or any(a is None for a in acts):
+        return None
+    _located(b, cat, m.q)
+    return b.op("ember.concat", *(_in_scale(b, a, out) for a in acts), **cat.attributes)  # type: ignore[arg-type]
 
 
 # -- u8 activations ---------------------------------------------------------------------------------
-def _meets_heavy(dq: Operation, q: Operation) -> bool:
-    """The pair feeds a heavy op, or quantizes a heavy op's result."""
+def _between(op: Operation | None) -> Operation | None:
+    """op itself when it is a pool, add or concat whose result (an add's through a relu) a quantize reads."""
+    if op is None or op.name not in BETWEEN:
+        return None
+    users = list(op.results[0].users)
+    if op.name == "ember.add":
+        users += [w for u in users if u.name == "ember.relu" for w in u.results[0].users]
+    return op if any(u.name == "ember.quantize" for u in users) else None
+
+
+def _meets_int8(dq: Operation, q: Operation) -> bool:
+    """The pair feeds a heavy op or a requantized pool, add or concat, or quantizes the result of a
+    heavy op or of a pool, add or concat that reads a dequantize: where fold-qdq makes int8 ops."""
+    if any(u.name in HEAVY or _between(u) is not None for u in dq.results[0].users):
+        return True
     src = q.operands[0].defining_op if q.operands[0] is not None else None
-    return any(u.name in HEAVY for u in dq.results[0].users) or (src is not None and src.name in HEAVY + INT8_OPS)
+    if src is not None and src.name == "ember.relu":
+        src = _producer(src.operands[0], "ember.add")
+    if src is None:
+        return False
+    return src.name in HEAVY + INT8_OPS or (
+        src.name in BETWEEN and any(_producer(v, "ember.dequantize") is not None for v in src.operands))
 
 
 def _shifted(b: Builder, z: Value | None) -> Value | None:
@@ -340,7 +531,7 @@ def u8_to_i8(m: Match, b: Builder) -> Value | None:
     """dq(q(x, s, z: u8), s', z') = dq(q(x, s, z - 128: i8), s', z' - 128), exactly."""
     dq = m.dq
     q = _producer(dq.operands[0], "ember.quantize")
-    if q is None or not (_plain(dq) and _plain(q) and _is(q.results[0], "u8") and _meets_heavy(dq, q)):
+    if q is None or not (_plain(dq) and _plain(q) and _is(q.results[0], "u8") and _meets_int8(dq, q)):
         return None
     x, s, z = _parts(q)
     _, s2, z2 = _parts(dq)
@@ -370,6 +561,14 @@ RULES = RuleSet("fold-qdq", [
          doc="int8 op + c[channel] = int8 op with bias c"),
     Rule("int8-requantize", P.op("ember.quantize", name="q", any_operands=True), fold_requantize,
          doc="quantize(int8 op, sy, zy) = int8 op requantizing to i8"),
+    Rule("int8-max-pool", P.op("ember.quantize", name="q", any_operands=True), fold_max_pool,
+         doc="quantize(max_pool(dq(q))) = max_pool(q) [int8_requantize'd where the pairs differ]"),
+    Rule("int8-avg-pool", P.op("ember.quantize", name="q", any_operands=True), fold_avg_pool,
+         doc="quantize(avg_pool(dq(q))) = int8_avg_pool(q); global_avg_pool likewise"),
+    Rule("int8-add", P.op("ember.quantize", name="q", any_operands=True), fold_add,
+         doc="quantize([relu](dq(a) + dq(b))) = int8_add(a, b)"),
+    Rule("int8-concat", P.op("ember.quantize", name="q", any_operands=True), fold_concat,
+         doc="quantize(concat(dq(q_i))) = concat(q_i [int8_requantize'd where the pairs differ])"),
 ])
 
 
@@ -386,4 +585,4 @@ class FoldQdq(Pass):
         return bool(fired)
 
 
-__all__ = ["FoldQdq", "RULES", "activation", "weights"]
+__all__ = ["FoldQdq", "RULES", "activation", "output", "same_quantization", "weights"]

@@ -74,6 +74,7 @@ SPECS: dict[str, LayoutSpec] = {
     "ember.conv": CONV,
     "ember.conv_integer": CONV,
     "ember.int8_conv": CONV,
+    "ember.fp8_conv": CONV,
     "ember.deform_conv": LayoutSpec(activations=("x", "offset", "mask"), filter_default="OI", filter_last=("O", "I")),
     "ember.conv_transpose": LayoutSpec(filter_default="IO", filter_last=("I", "O")),
     "ember.max_pool": LayoutSpec(),
@@ -83,6 +84,8 @@ SPECS: dict[str, LayoutSpec] = {
     "ember.global_avg_pool": LayoutSpec(),
     "ember.global_max_pool": LayoutSpec(),
     "ember.global_lp_pool": LayoutSpec(),
+    "ember.int8_avg_pool": LayoutSpec(),  # the scales and zero points are scalars
+    "ember.int8_global_avg_pool": LayoutSpec(),
     "ember.max_unpool": LayoutSpec(activations=("x", "indices")),
     "ember.batch_norm": LayoutSpec(),
     "ember.instance_norm": LayoutSpec(),
@@ -95,9 +98,11 @@ SPECS: dict[str, LayoutSpec] = {
     "ember.col2im": LayoutSpec(activations=()),  # x is (N, C*taps, L); only the image is in layout
 }
 
-CONV_OPS = ("ember.conv", "ember.conv_integer", "ember.int8_conv", "ember.deform_conv", "ember.conv_transpose")
+CONV_OPS = ("ember.conv", "ember.conv_integer", "ember.int8_conv", "ember.fp8_conv", "ember.deform_conv",
+            "ember.conv_transpose")
 POOL_OPS = ("ember.max_pool", "ember.max_pool_with_indices", "ember.avg_pool", "ember.lp_pool",
-            "ember.global_avg_pool", "ember.global_max_pool", "ember.global_lp_pool", "ember.max_unpool")
+            "ember.global_avg_pool", "ember.global_max_pool", "ember.global_lp_pool", "ember.max_unpool",
+            "ember.int8_avg_pool", "ember.int8_global_avg_pool")
 NORM_OPS = ("ember.batch_norm", "ember.instance_norm", "ember.group_norm", "ember.lrn")
 BLOCK_OPS = ("ember.depth_to_space", "ember.space_to_depth")
 SAMPLER_OPS = ("ember.grid_sample", "ember.roi_align", "ember.col2im")

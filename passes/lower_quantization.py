@@ -9,10 +9,16 @@ so they are rewritten into ops that have kernels and that fuse with their neighb
 
 with s and zp reshaped to broadcast along `axis` (per-axis) or as scalars (per tensor),
 division in the quantize's division type, round half to even, and the integer type's range
-[lo, hi] (see ir/ops/quant.py: these are the reference semantics, step by step). Left as they
-are: fp8/fp6/fp4 results, blocked scales, an explicit `precision`, and integer inputs to
-quantize. The pass runs late in `default`, after anything that matches quantize/dequantize
-pairs as such (fold-qdq, which makes the pairs around conv, matmul and gemm int8 ops).
+[lo, hi] (see ir/ops/quant.py: these are the reference semantics, step by step). fp8 (f8e4m3fn,
+f8e5m2) results and inputs, per tensor or per axis, the zero point absent or known +0.0:
+
+    quantize(x, s) to fp8 -> cast<fp8, saturate>(x / s)      (the division in f32)
+    dequantize(q: fp8, s) -> cast<out>(cast<f32>(q) * s)
+
+(an fp8 activation's quantize, what fold-qdq-fp8 leaves before each fp8 op). Left as they are:
+fp6/fp4 types, fp8 zero points that are not +0.0, blocked scales, an explicit `precision`, and
+integer inputs to quantize. The pass runs late in `default`, after anything that matches
+quantize/dequantize pairs as such (fold-qdq, which makes the pairs around conv, matmul and gemm int8 ops).
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from ember.ir.ops.quant import QUANT_INT_RANGES, division_type
 from ember.ir.types import TensorType, dtype_of
 from ember.passes.dce import dead_code
 from ember.passes.manager import Pass, PassContext, register_pass
-from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_counted
+from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_counted, known_value
+
+FP8 = frozenset({"f8e4m3fn", "f8e5m2"})
 
 
 def _ranked(v: Value | None) -> TensorType | None:
@@ -91,12 +99,50 @@ def lower_quantize(m: Match, b: Builder) -> Value | None:
     return b.op("ember.cast", r, to=out.dtype)
 
 
+def _zero(z: Value | None) -> bool:
+    """An fp8 zero point that shifts nothing: absent, or known all +0.0."""
+    if z is None:
+        return True
+    data = known_value(z)
+    return data is not None and not np.asarray(data, np.float32).any() and \
+        not np.signbit(np.asarray(data, np.float32)).any()
+
+
+def lower_quantize_fp8(m: Match, b: Builder) -> Value | None:
+    """quantize(x, s) to fp8 = cast(x / s, fp8, saturate) with the division in f32."""
+    op = m.q
+    x, scale = op.operands[0], op.operands[1]
+    zp = op.operands[2] if len(op.operands) > 2 else None
+    tx, ts, out = _ranked(x), _ranked(scale), _ranked(op.results[0])
+    if tx is None or ts is None or out is None or not tx.dtype.is_float or out.dtype.name not in FP8:
+        return None
+    if op.attributes.get("block_size", 0) != 0 or op.attributes.get("precision") is not None or not _zero(zp):
+        return None
+    rounded = dtype_of(division_type(tx.dtype.np_dtype, ts.dtype.np_dtype, None))
+    if rounded.np_dtype != np.float32:
+        return None  # f64 divisions round twice; f16/bf16 ones through f32 first
+    s = _broadcast(b, scale, tx, int(op.attributes.get("axis", 1)))
+    if s is None:
+        return None
+    xs = x if tx.dtype == rounded else b.op("ember.cast", x, to=rounded)
+    ss = s if ts.dtype == rounded else b.op("ember.cast", s, to=rounded)
+    r = b.op("ember.div", xs, ss)
+    if zp is not None:  # +0.0, added as the reference adds it (-0.0 + 0.0 is +0.0)
+        z = _broadcast(b, zp, tx, int(op.attributes.get("axis", 1)))
+        if z is None:
+            return None
+        r = b.op("ember.add", r, b.op("ember.cast", z, to=rounded))
+    return b.op("ember.cast", r, to=out.dtype, saturate=bool(op.attributes.get("saturate", True)))
+
+
 def lower_dequantize(m: Match, b: Builder) -> Value | None:
     op = m.dq
     x, scale = op.operands[0], op.operands[1]
     zp = op.operands[2] if len(op.operands) > 2 else None
     tx, ts, out = _ranked(x), _ranked(scale), _ranked(op.results[0])
-    if tx is None or ts is None or out is None or tx.dtype.name not in QUANT_INT_RANGES:
+    if tx is None or ts is None or out is None or tx.dtype.name not in QUANT_INT_RANGES.keys() | FP8:
+        return None
+    if tx.dtype.name in FP8 and not _zero(zp):
         return None
     if op.attributes.get("block_size", 0) != 0 or out.dtype.name not in ("f32", "f64", "f16", "bf16"):
         return None
@@ -106,7 +152,7 @@ def lower_dequantize(m: Match, b: Builder) -> Value | None:
     if s is None:
         return None
     v = b.op("ember.cast", x, to=acc)
-    if zp is not None:
+    if zp is not None and tx.dtype.name not in FP8:
         z = _broadcast(b, zp, tx, axis)
         if z is None:
             return None
@@ -118,6 +164,8 @@ def lower_dequantize(m: Match, b: Builder) -> Value | None:
 RULES = RuleSet("lower-quantization", [
     Rule("quantize-to-elementwise", P.op("ember.quantize", name="q", any_operands=True), lower_quantize,
          doc="quantize(x, s, zp) = cast(clip(round(x / s) + zp)), NaN to zp"),
+    Rule("quantize-fp8-to-elementwise", P.op("ember.quantize", name="q", any_operands=True), lower_quantize_fp8,
+         doc="quantize(x, s) to fp8 = cast(x / s, fp8, saturate)"),
     Rule("dequantize-to-elementwise", P.op("ember.dequantize", name="dq", any_operands=True), lower_dequantize,
          doc="dequantize(q, s, zp) = (q - zp) * s"),
 ])
@@ -126,7 +174,7 @@ RULES = RuleSet("lower-quantization", [
 @register_pass("lower-quantization")
 @dataclass(frozen=True)
 class LowerQuantization(Pass):
-    """Rewrite integer quantize and dequantize ops (per tensor or per axis) as elementwise ops."""
+    """Rewrite integer and fp8 quantize and dequantize ops (per tensor or per axis) as elementwise ops."""
 
     def run(self, module: Module, ctx: PassContext) -> bool:
         fired = apply_counted(module, RULES, ctx, self.name)

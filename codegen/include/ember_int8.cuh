@@ -70,11 +70,7 @@ struct Rescale {
     if (RELU) v = v < 0.0f ? 0.0f : v;
     return v;
   }
-  __device__ __forceinline__ int requantize(float v) const {
-    float q = __fadd_rn(rintf(__fdiv_rn(v, sy)), zy);
-    if (q != q) q = zy;
-    return static_cast<int>(fminf(fmaxf(q, -128.0f), 127.0f));
-  }
+  __device__ __forceinline__ int requantize(float v) const { return int8_requantize(v, sy, static_cast<int>(zy)); }
   // The op's value at output `index` (channel n) from the corrected accumulator, to the functor.
   template <typename Index, class Epi>
   __device__ __forceinline__ void store(const Epi& epi, Index index, int n, int acc) const {

@@ -114,6 +114,23 @@ __device__ __forceinline__ double gelu_tanh(double x) {
 __device__ __forceinline__ float hardswish(float x) { return x * fminf(fmaxf(x / 6.f + 0.5f, 0.f), 1.f); }
 __device__ __forceinline__ double hardswish(double x) { return x * fmin(fmax(x / 6.0 + 0.5, 0.0), 1.0); }
 
+// -- int8 between the heavy ops (ir/ops/int8.py) ---------------------------------------------------
+// dequantized(q, s, z) = f32(q - z) * s and requantize(v, sy, zy) = clip(rint(v / sy) + zy, -128, 127)
+// (NaN: zy), every step one f32 operation rounded to nearest even, as the interpreter's.
+__device__ __forceinline__ float int8_dequantized(int q, float s, int z) { return __fmul_rn((float)(q - z), s); }
+__device__ __forceinline__ int int8_requantize(float v, float sy, int zy) {
+  float q = __fadd_rn(rintf(__fdiv_rn(v, sy)), (float)zy);
+  if (q != q) q = (float)zy;
+  return (int)fminf(fmaxf(q, -128.0f), 127.0f);
+}
+// ember.int8_add: requantize([relu](dequantized(a) + dequantized(b))).
+template <bool RELU>
+__device__ __forceinline__ int int8_add(int a, float sa, int za, int b, float sb, int zb, float sy, int zy) {
+  float v = __fadd_rn(int8_dequantized(a, sa, za), int8_dequantized(b, sb, zb));
+  if (RELU) v = v < 0.0f ? 0.0f : v;
+  return int8_requantize(v, sy, zy);
+}
+
 // -- indexing -------------------------------------------------------------------------------------------
 // The offset of output element `i` in an input broadcast to the output: `meta` holds the
 // output dims then the input's strides (0 along broadcast axes), `rank` of each.

@@ -558,9 +558,34 @@ __device__ __forceinline__ void topk(T* __restrict__ values, long long* __restri
 // dilation 1, no pads), so layouts need no special case. meta per axis (8 entries): out dim,
 // in dim, in stride, kernel, stride, dilation, pad begin, pad end.
 enum { POOL_MAX, POOL_AVG, POOL_LP };
-template <typename T, typename A, typename Index, int RANK, int KIND, bool COUNT_PAD>
+
+// What an average pool makes of its sum and count: the float mean, or (Int8Mean) ember.int8_avg_pool's
+// and ember.int8_global_avg_pool's `int8_mean` (ir/ops/int8.py): the sum of x - zx over the taps
+// inside, exact in int (wrapping), then f32(acc) * sx / f32(count) requantized to (sy, zy).
+struct FloatMean {
+  template <typename A> __device__ __forceinline__ A map(A v) const { return v; }
+  template <typename A> __device__ __forceinline__ A finish(A total, long long count) const {
+    return total / (A)count;
+  }
+};
+struct Int8Mean {
+  const float* __restrict__ x_scale;
+  const signed char* __restrict__ x_zero;  // nullptr: 0
+  const float* __restrict__ y_scale;
+  const signed char* __restrict__ y_zero;  // nullptr: 0
+  __device__ __forceinline__ int map(int v) const { return x_zero != nullptr ? v - (int)x_zero[0] : v; }
+  __device__ __forceinline__ int finish(int acc, long long count) const {
+    const float v = __fdiv_rn(__fmul_rn(__int2float_rn(acc), x_scale[0]), (float)count);
+    return int8_requantize(v, y_scale[0], y_zero != nullptr ? (int)y_zero[0] : 0);
+  }
+  // as a reduction policy (reduce_rows): a wrapping int sum of map(x), finished as above
+  __device__ __forceinline__ int identity() const { return 0; }
+  __device__ __forceinline__ int operator()(int a, int b) const { return add_wrap<int>(a, b); }
+};
+
+template <typename T, typename A, typename Index, int RANK, int KIND, bool COUNT_PAD, class Mean = FloatMean>
 __device__ __forceinline__ void pool(T* __restrict__ out, const T* __restrict__ in, const i64* __restrict__ meta,
-                                     Index n, Index taps, int p) {
+                                     Index n, Index taps, int p, Mean mean = Mean()) {
   for (Index i = grid_first<Index>(); i < n; i += grid_step<Index>()) {
     Index start[RANK];
     Index rest = i;
@@ -595,7 +620,7 @@ __device__ __forceinline__ void pool(T* __restrict__ out, const T* __restrict__ 
         if ((!seen || v > best || is_nan(v)) && !is_nan(best)) best = v;
         seen = true;
       } else if (KIND == POOL_AVG) {
-        total += v;
+        total = add_wrap<A>(total, mean.map(v));
       } else {
         total = total + Policy<A, RED_LP>{p}.map(v);
       }
@@ -603,7 +628,7 @@ __device__ __forceinline__ void pool(T* __restrict__ out, const T* __restrict__ 
     if (KIND == POOL_MAX) {
       out[i] = store<T>(best);
     } else if (KIND == POOL_AVG) {
-      out[i] = store<T>(total / (A)count);
+      out[i] = store<T>(mean.finish(total, (long long)count));
     } else {
       out[i] = store<T>(Policy<A, RED_LP>{p}.finish(total, 0));
     }

@@ -294,14 +294,17 @@ POLICIES = {"ember.reduce_sum": "RED_SUM", "ember.reduce_mean": "RED_MEAN", "emb
             "ember.global_max_pool": "RED_MAX", "ember.global_lp_pool": "RED_LP"}
 
 
-def _reduce(ctx: LowerContext, op: Operation, reads: Reads, axes: list[int], kind: str) -> None:
+def _reduce(ctx: LowerContext, op: Operation, reads: Reads, axes: list[int], kind: str,
+            policy: Callable[[KernelBuilder], str] | None = None, compute: str | None = None) -> None:
+    """reduce_rows over `axes` with the Policy of `kind`, or the one `policy` writes (computing in
+    `compute`)."""
     x = op.operands[0]
     shape = reads.shape(x)
     plan = plan_rows(shape, axes, ctx.lowerer.is_runtime)
     out = reads.result()
     if plan.rows != numel(ctx.shape(out)):
         raise UnsupportedOpError(f"{plan.rows} rows for {numel(ctx.shape(out))} results")
-    a = compute_ctype(reads.dtype(x))
+    a = compute or compute_ctype(reads.dtype(x))
     t = ctype(ctx.dtype(out))
     kb = _builder(ctx, reads, "reduce")
     o = kb.out(out, t)
@@ -315,8 +318,8 @@ def _reduce(ctx: LowerContext, op: Operation, reads: Reads, axes: list[int], kin
     if kind in ("RED_L2", "RED_LOG_SUM", "RED_LP") and a not in ("float", "double"):
         raise UnsupportedOpError(f"{op.name} of {reads.dtype(x)}")
     p = op.attributes.get("p", 0)
-    launch_rows(kb, plan, f"ember::reduce_rows<{t}, {a}, {kb.index}, @TEAM>({o}, {lx}, {geo}, @ROWS, "
-                          f"ember::Policy<{a}, ember::{kind}>{{{p}}})")
+    call = policy(kb) if policy is not None else f"ember::Policy<{a}, ember::{kind}>{{{p}}}"
+    launch_rows(kb, plan, f"ember::reduce_rows<{t}, {a}, {kb.index}, @TEAM>({o}, {lx}, {geo}, @ROWS, {call})")
 
 
 @root(*[name for name in POLICIES if name.startswith("ember.reduce_")], "ember.reduce_log_sum_exp")
@@ -330,6 +333,22 @@ def reduce_op(ctx: LowerContext, op: Operation, reads: Reads) -> None:
 def global_pool(ctx: LowerContext, op: Operation, reads: Reads) -> None:
     rank = len(reads.shape(op.operands[0]))
     _reduce(ctx, op, reads, list(L.resolve(op.attributes["layout"], rank).spatial_axes), POLICIES[op.name])
+
+
+def int8_mean(kb: KernelBuilder, op: Operation) -> str:
+    """ember::Int8Mean of an int8 average pool (x, x_scale, x_zero_point, y_scale, y_zero_point)."""
+    args = []
+    for v, c in zip(op.operands[1:5], ("float", "signed char", "float", "signed char")):
+        args.append(kb.inp(v, c) if v is not None else "nullptr")
+    return f"ember::Int8Mean{{{', '.join(args)}}}"
+
+
+@lowering("ember.int8_global_avg_pool")
+def int8_global_pool(ctx: LowerContext, op: Operation) -> None:
+    reads = Reads(ctx, op)
+    rank = len(reads.shape(op.operands[0]))
+    _reduce(ctx, op, reads, list(L.resolve(op.attributes["layout"], rank).spatial_axes), "",
+            policy=lambda kb: int8_mean(kb, op), compute="int")
 
 
 # -- argmax, argmin, hardmax, softmax -----------------------------------------------------------------
@@ -517,7 +536,8 @@ def topk(ctx: LowerContext, op: Operation) -> None:
 
 
 # -- windowed pooling -------------------------------------------------------------------------------------
-POOLS = {"ember.max_pool": "POOL_MAX", "ember.avg_pool": "POOL_AVG", "ember.lp_pool": "POOL_LP"}
+POOLS = {"ember.max_pool": "POOL_MAX", "ember.avg_pool": "POOL_AVG", "ember.lp_pool": "POOL_LP",
+         "ember.int8_avg_pool": "POOL_AVG"}
 
 
 def _same_pads(size: int, k: int, s: int, d: int, auto_pad: str) -> tuple[int, int]:
@@ -555,16 +575,19 @@ def pool(ctx: LowerContext, op: Operation) -> None:
         else:
             meta += [out_shape[ax], shape[ax], in_strides[ax], 1, 1, 1, 0, 0]
     dt = ctx.dtype(x)
-    t, acc = ctype(dt), compute_ctype(dt)
+    int8 = op.name == "ember.int8_avg_pool"
+    t, acc = ctype(dt), "int" if int8 else compute_ctype(dt)
     kind = POOLS[op.name]
-    if kind != "POOL_MAX" and acc not in ("float", "double"):
+    if kind != "POOL_MAX" and acc not in ("float", "double") and not int8:
         raise UnsupportedOpError(f"{op.name} of {dt}")
     kb = KernelBuilder(ctx, op.name.split(".")[1], index_for(numel(shape), numel(out_shape)), HEADER)
     o, i = kb.out(y, t), kb.inp(x, t)
     kb.put(meta)
     count_pad = _flag(bool(a.get("count_include_pad", False)))
-    kb.launch(f"ember::pool<{t}, {acc}, {kb.index}, {rank}, ember::{kind}, {count_pad}>({o}, {i}, meta, {kb.n}, "
-              f"{kb.size(numel(kernel))}, {a.get('p', 2)})", numel(out_shape), BLOCK)
+    targs = f"{t}, {acc}, {kb.index}, {rank}, ember::{kind}, {count_pad}" + (", ember::Int8Mean" if int8 else "")
+    mean = f", {int8_mean(kb, op)}" if int8 else ""
+    kb.launch(f"ember::pool<{targs}>({o}, {i}, meta, {kb.n}, {kb.size(numel(kernel))}, {a.get('p', 2)}{mean})",
+              numel(out_shape), BLOCK)
 
 
 __all__ = ["plan_rows", "Rows", "Reads", "ROOTS", "root"]

@@ -974,6 +974,43 @@ def _int8(w: GraphWriter, op: Operation) -> None:
         w.node("Identity", [y], [w.name(op.results[0])])
 
 
+@exports("ember.fp8_conv", "ember.fp8_matmul")
+def _fp8(w: GraphWriter, op: Operation) -> None:
+    """Cast of the fp8 operands to f32 (exact), Conv / MatMul in f32, then the epilogue of
+    ir/ops/fp8.py as ONNX ops in f32: Mul by sx * sw (per channel), Add bias, Relu, and a Cast
+    to the result type. The f32 sums round as the runtime's do (the reference rounds the exact
+    sum once: the difference is the f32 rounding of the sums)."""
+    g = op.operand_groups()
+    f32_code = onnx.TensorProto.FLOAT
+    if op.name == "ember.fp8_conv":
+        lay = _activation_layout(op)
+        x = _to_channels_first(w, w.node("Cast", [w.name(g["x"])], to=f32_code)[0], lay)
+        weight = w.node("Cast", [_onnx_weight(w, op, g["w"], lay, "OI")], to=f32_code)[0]  # type: ignore[arg-type]
+        acc = w.node("Conv", [x, weight], group=op.attributes["group"], **_window_attrs(op))[0]
+        rank, axis = len(lay.letters), 1
+    else:
+        lay = None
+        weight = w.node("Transpose", [w.node("Cast", [w.name(g["w"])], to=f32_code)[0]], perm=[1, 0])[0]
+        acc = w.node("MatMul", [w.node("Cast", [w.name(g["x"])], to=f32_code)[0], weight])[0]
+        rank = op.results[0].type.rank  # type: ignore[union-attr]
+        axis = rank - 1
+    along = [1] * rank
+    along[axis] = -1
+    channel = w.ints(along, "channel")
+    sx = w.node("Reshape", [w.name(g["x_scale"]), w.ints([], "scalar")])[0]
+    v = w.node("Mul", [acc, w.node("Mul", [sx, w.node("Reshape", [w.name(g["w_scale"]), channel])[0]])[0]])[0]
+    if g["bias"] is not None:
+        v = w.node("Add", [v, w.node("Reshape", [w.name(g["bias"]), channel])[0]])[0]
+    if op.attributes["relu"]:
+        v = w.node("Relu", [v])[0]
+    out_type = op.results[0].type.dtype  # type: ignore[union-attr]
+    y = v if out_type.name == "f32" else w.node("Cast", [v], to=onnx_type_code(out_type))[0]
+    if lay is not None:
+        _from_channels_first(w, y, w.name(op.results[0]), lay)
+    else:
+        w.node("Identity", [y], [w.name(op.results[0])])
+
+
 @exports("ember.deform_conv")
 def _deform_conv(w: GraphWriter, op: Operation) -> None:
     lay = _activation_layout(op)
@@ -1283,3 +1320,91 @@ def _linear_attention(w: GraphWriter, op: Operation) -> None:
            scale=a["scale"])
     split = w.node("Reshape", [out, w.ints([0, 0, hq, -1], "heads")])[0]
     w.node("Transpose", [split], [w.name(op.results[0])], perm=[0, 2, 1, 3])
+
+
+# -- int8 between the heavy ops (ir/ops/int8.py): exact, as ONNX ops --------------------------------
+def _q_scalar(w: GraphWriter, v: Value | None, zero: Any = None) -> str:
+    """A per-tensor scale or zero point as a 0-D tensor (an absent zero point: `zero`, i8)."""
+    if v is None:
+        return w.const(np.array(zero, np.int8), "zero") if zero is not None else ""
+    return w.node("Reshape", [w.name(v), w.ints([], "scalar")])[0]
+
+
+def _dequantized(w: GraphWriter, x: str, s: Value, z: Value | None) -> str:
+    return w.node("DequantizeLinear", _inputs(w, x, _q_scalar(w, s), _q_scalar(w, z)))[0]
+
+
+def _requantized(w: GraphWriter, v: str, op: Operation, out: str | None = None) -> str:
+    """QuantizeLinear to i8 with the op's y_scale and y_zero_point (0 when absent)."""
+    g = op.operand_groups()
+    return w.node("QuantizeLinear", [v, _q_scalar(w, g["y_scale"]), _q_scalar(w, g["y_zero_point"], 0)],
+                  [out] if out is not None else None)[0]
+
+
+@exports("ember.int8_requantize")
+def _int8_requantize(w: GraphWriter, op: Operation) -> None:
+    """QuantizeLinear(DequantizeLinear(x)): its definition."""
+    g = op.operand_groups()
+    _requantized(w, _dequantized(w, w.name(g["x"]), g["x_scale"], g["x_zero_point"]), op, w.name(op.results[0]))
+
+
+@exports("ember.int8_add")
+def _int8_add(w: GraphWriter, op: Operation) -> None:
+    """QuantizeLinear([Relu](DequantizeLinear(a) + DequantizeLinear(b))): the same f32 steps."""
+    g = op.operand_groups()
+    v = w.node("Add", [_dequantized(w, w.name(g["a"]), g["a_scale"], g["a_zero_point"]),
+                       _dequantized(w, w.name(g["b"]), g["b_scale"], g["b_zero_point"])])[0]
+    if op.attributes["relu"]:
+        v = w.node("Relu", [v])[0]
+    _requantized(w, v, op, w.name(op.results[0]))
+
+
+def _int8_mean(w: GraphWriter, op: Operation, acc: str, count: str, lay: L.Layout) -> None:
+    """int8_mean: Cast(acc) * sx / count (f32 count), QuantizeLinear; back to the op's layout."""
+    g = op.operand_groups()
+    v = w.node("Mul", [w.node("Cast", [acc], to=onnx.TensorProto.FLOAT)[0], _q_scalar(w, g["x_scale"])])[0]
+    _from_channels_first(w, _requantized(w, w.node("Div", [v, count])[0], op), w.name(op.results[0]), lay)
+
+
+@exports("ember.int8_avg_pool")
+def _int8_avg_pool(w: GraphWriter, op: Operation) -> None:
+    """The window sums as a depthwise ConvInteger with a filter of ones (padding reads zx, so adds
+    nothing), the counts as a ConvInteger of ones over ones (or the kernel's size with
+    count_include_pad); ceil_mode's last windows have no ConvInteger form."""
+    if op.attributes["ceil_mode"]:
+        raise UnsupportedOpError("ember.int8_avg_pool with ceil_mode has no exact ONNX form")
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    t = op.operands[0].type  # type: ignore[union-attr]
+    shape_cf = [t.shape[a] for a in lay.to_channels_first]  # type: ignore[union-attr]
+    channels, kernel = shape_cf[1], [int(k) for k in op.attributes["kernel_shape"]]
+    if not isinstance(channels, int):
+        raise UnsupportedOpError("ember.int8_avg_pool with a symbolic channel count has no ONNX form")
+    window = _window_attrs(op)
+    ones = w.const(np.ones([channels, 1, *kernel], np.int8), "ones")
+    zx = op.operand_groups()["x_zero_point"]
+    acc = w.node("ConvInteger", _inputs(w, x, ones, _q_scalar(w, zx)), group=channels, **window)[0]
+    if op.attributes["count_include_pad"]:
+        count = w.const(np.array(np.prod(kernel), np.float32), "count")
+    else:
+        plane = w.node("ConstantOfShape", [w.dims_tensor([1, 1, *shape_cf[2:]])],
+                       value=onnx.helper.make_tensor("one", onnx.TensorProto.INT8, [1], [1]))[0]
+        inside = w.node("ConvInteger", [plane, w.const(np.ones([1, 1, *kernel], np.int8), "ones")], **window)[0]
+        count = w.node("Cast", [inside], to=onnx.TensorProto.FLOAT)[0]
+    _int8_mean(w, op, acc, count, lay)
+
+
+@exports("ember.int8_global_avg_pool")
+def _int8_global_avg_pool(w: GraphWriter, op: Operation) -> None:
+    """ReduceSum of x - zx in i32 over the spatial dims, their element count as the divisor."""
+    lay = _activation_layout(op)
+    x = _to_channels_first(w, w.name(op.operands[0]), lay)
+    t = op.operands[0].type  # type: ignore[union-attr]
+    spatial = [t.shape[a] for a in lay.to_channels_first][2:]  # type: ignore[union-attr]
+    g = op.operand_groups()
+    d = w.node("Cast", [x], to=onnx.TensorProto.INT32)[0]
+    if g["x_zero_point"] is not None:
+        d = w.node("Sub", [d, w.node("Cast", [_q_scalar(w, g["x_zero_point"])], to=onnx.TensorProto.INT32)[0]])[0]
+    acc = w.node("ReduceSum", [d, w.ints(range(2, 2 + len(spatial)), "axes")], keepdims=1)[0]
+    n = w.node("ReduceProd", [w.dims_tensor(spatial)], keepdims=0)[0]
+    _int8_mean(w, op, acc, w.node("Cast", [n], to=onnx.TensorProto.FLOAT)[0], lay)

@@ -6,5 +6,5 @@ add it to that family's tests, which check it against onnx.reference where
 ONNX has the op and against hand-computed cases for every attribute variant.
 """
 
-from ember.ir.ops import (attention, control, core, elementwise, int8, linalg, ml, nn,  # noqa: F401
+from ember.ir.ops import (attention, control, core, elementwise, fp8, int8, linalg, ml, nn,  # noqa: F401
                           normalization, quant, recurrent, reduction, resize, sequence, shape, signal, text, vision)

@@ -282,6 +282,10 @@ inline int __float_as_int(float x) { int u; std::memcpy(&u, &x, 4); return u; }
 inline float __int_as_float(int u) { float x; std::memcpy(&x, &u, 4); return x; }
 inline long long __double_as_longlong(double x) { long long u; std::memcpy(&u, &x, 8); return u; }
 inline double __longlong_as_double(long long u) { double x; std::memcpy(&x, &u, 8); return x; }
+// the prelude's int8 helpers round each f32 operation once (ISO C++ contracts nothing: -std=c++17)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 #include "ember_prelude.cuh"
 """
 

@@ -162,8 +162,8 @@ def test_every_int8_kernel_compiles_for_its_targets(kernel_cache: Path) -> None:
 
 
 def qdq_residual_block() -> tuple[ir.Module, dict[str, np.ndarray]]:
-    """onnxruntime's QDQ form of conv -> relu -> conv + residual, 16 channels: the int8 convs'
-    epilogues take the residual's dequantize, add and quantize."""
+    """onnxruntime's QDQ form of conv -> relu -> conv + residual, 16 channels: the second int8
+    conv's epilogue takes the residual add of the two i8 results (int8_add)."""
     rng = np.random.default_rng(21)
     b = ir.Builder("qdq_block")
     x = b.input("x", ir.f32[2, 16, 6, 6])
@@ -190,10 +190,11 @@ def test_a_quantized_residual_block_is_two_int8_kernels_with_their_epilogues(ker
     assert engine.report.host_ops == []
     int8 = [k for k in engine.kernels.values() if k.name.startswith("int8_conv")]
     assert len(int8) == 2, [k.ops for k in engine.kernels.values()]
-    # the second conv's kernel takes the dequantize, the residual add and the quantize (its functor
+    # the second conv's kernel takes the residual add on i8 tensors (fold-qdq's int8_add; its functor
     # stores); the first's result is read by both the second conv and the add: a lone op, stored in pairs
-    fused, alone = sorted(int8, key=lambda k: "ember.add" not in k.source)
-    assert "ember.add" in fused.source and "const Epi epi{" in fused.source and ", false, int>(" in fused.source
+    fused, alone = sorted(int8, key=lambda k: "ember.int8_add" not in k.source)
+    assert "ember::int8_add<false>(" in fused.source and "const Epi epi{" in fused.source \
+        and ", false, int>(" in fused.source
     assert "ember::int8::Store<signed char>{out}" in alone.source
     assert not any(op.name in ("ember.conv", "ember.quantize", "ember.dequantize") for op in engine.module.walk())
     want = ir.interpret(module, feeds)["y"]

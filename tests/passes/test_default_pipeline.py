@@ -28,7 +28,8 @@ def test_default_pipeline_keeps_meaning_and_fuses(name):
     feeds = feeds_of(name)
     want = ir.interpret(module, feeds)
     records = PassManager("default").run(module)
-    assert [r.name for r in records][:4] == ["canonicalize", "fold-qdq", "fold-constants", "fold-batch-norm"]
+    assert [r.name for r in records][:5] == ["canonicalize", "fold-qdq", "fold-qdq-fp8", "fold-constants",
+                                             "fold-batch-norm"]
     got = ir.interpret(module, feeds)
     for out in want:
         assert_close(np.asarray(got[out]), np.asarray(want[out]), what=f"{name}:{out}")

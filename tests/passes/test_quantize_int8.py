@@ -165,7 +165,7 @@ def test_the_cli_calibrates_once_and_reuses_the_cache(tmp_path: Path, kernel_cac
     capsys.readouterr()
     assert main(["compile", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npz"),
                  "-o", str(tmp_path / "c.engine")]) == 2
-    assert "--calib, --calib-cache and --int8-keep-sensitive go with --int8" in capsys.readouterr().err
+    assert "--calib and --calib-cache go with --int8 or --fp8" in capsys.readouterr().err
     np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 10, 10), np.float32), y=np.zeros((5, 1), np.float32))
     assert main(["compile", *common[:-2], "--calib", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "d.engine")]) == 2
     assert "the same number of samples along axis 0" in capsys.readouterr().err

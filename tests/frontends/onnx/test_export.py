@@ -1,6 +1,7 @@
 """Export back to ONNX: the exported model passes onnx's checker and runs on
 onnxruntime with the same results as Ember's interpreter."""
 
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -295,6 +296,44 @@ def case_int8():
                        "a": RNG.integers(-128, 128, (2, 3, 32)).astype(np.int8)}
 
 
+def case_fp8():
+    """fp8 ops as Casts of the fp8 operands to f32, Conv / MatMul and their epilogue's f32 ops
+    (the f32 sums round where the reference rounds the exact sum once: within f32's rule)."""
+    b = ir.Builder("fp8")
+    x = b.input("x", ir.f8e4m3fn["N", 5, 6, 16])
+    a = b.input("a", ir.f8e5m2["N", 3, 32])
+    w = b.constant(RNG.standard_normal((8, 3, 3, 16)).astype(ml_dtypes.float8_e4m3fn))
+    sx, sw = b.constant(np.float32(0.05)), b.constant(RNG.uniform(0.001, 0.01, 8).astype(np.float32))
+    bias = b.constant(RNG.standard_normal(8).astype(np.float32))
+    b.output("c", b.fp8_conv(x, w, sx, sw, bias, pads=(1, 1, 1, 1), layout="NHWC", weight_layout="OHWI",
+                             relu=True))
+    wm = b.constant(RNG.standard_normal((8, 32)).astype(ml_dtypes.float8_e4m3fn))
+    b.output("m", b.fp8_matmul(a, wm, sx, sw, bias))
+    b.output("h", b.fp8_matmul(a, wm, sx, b.constant(np.float32(0.003)), None, dtype=ir.f16))
+    return b.build(), {"x": RNG.standard_normal((2, 5, 6, 16)).astype(ml_dtypes.float8_e4m3fn),
+                       "a": RNG.standard_normal((2, 3, 32)).astype(ml_dtypes.float8_e5m2)}
+
+
+def case_int8_between():
+    """The int8 ops between the heavy ones as ONNX's own ops (Q/DQ around Add, ConvInteger window
+    sums, ReduceSum): exact, so onnxruntime gives the interpreter's i8 values."""
+    b = ir.Builder("int8_between")
+    x = b.input("x", ir.i8["N", 5, 6, 4])
+    a = b.input("a", ir.i8["N", 4, 5, 6])
+    sx, zx = b.constant(np.float32(0.05)), b.constant(np.int8(-4))
+    sy, zy = b.constant(np.float32(0.03)), b.constant(np.int8(7))
+    b.output("add", b.int8_add(a, sx, zx, b.constant(RNG.integers(-128, 128, (4, 1, 6)).astype(np.int8)), sy, None,
+                               sy, zy, relu=True))
+    b.output("rq", b.int8_requantize(a, sx, None, sy, zy))
+    b.output("pool", b.int8_avg_pool(x, sx, zx, sy, zy, kernel_shape=(3, 2), strides=(2, 1), pads=(1, 0, 1, 1),
+                                     layout="NHWC"))
+    b.output("pool_pad", b.int8_avg_pool(a, sx, None, sy, None, kernel_shape=(3, 3), pads=(1, 1, 1, 1),
+                                         count_include_pad=True))
+    b.output("gap", b.int8_global_avg_pool(x, sx, zx, sy, zy, layout="NHWC"))
+    return b.build(), {"x": RNG.integers(-128, 128, (2, 5, 6, 4)).astype(np.int8),
+                       "a": RNG.integers(-128, 128, (2, 4, 5, 6)).astype(np.int8)}
+
+
 def case_vision():
     b = ir.Builder("vision")
     img = b.input("img", ir.f32["N", 4, "H", "W"])
@@ -466,6 +505,7 @@ def case_linear_attention():
     (case_sequences, "ort", 23), (case_strings, "ort", 23),
     (case_string_normalizer, "onnx", 23),  # onnxruntime needs the en_US.UTF-8 locale installed
     (case_classic_ml, "ort", 23), (case_tfidf, "onnx", 23), (case_conv_integer, "ort", 23), (case_int8, "ort", 23),
+    (case_int8_between, "ort", 23), (case_fp8, "onnx", 23),  # onnxruntime takes no fp8 numpy inputs
     (case_vision, "ort", 23), (case_roi_align, "onnx", 23),
     (case_signal, "ort", 23),
     (case_recurrent, "ort", 23), (case_attention, "ort", 23), (case_attention_24, "ort", 24),
