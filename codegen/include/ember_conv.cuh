@@ -135,26 +135,40 @@ struct Filter {
   }
 };
 
-// Grid (M tiles, N tiles, groups); epi(index of y, output channel, acc).
-template <class T, bool CK, typename C, typename Index, typename SX, typename SW, class Epi>
+// Grid (M tiles, N tiles, groups); epi(index of y, output channel, acc). Split along k (SPLITS > 1:
+// one group, grid z the parts, `work` and `counters` as gemm::split_block says).
+template <class T, bool CK, typename C, typename Index, int SPLITS = 1, typename SX, typename SW, class Epi>
 __device__ __forceinline__ void implicit_gemm(const SX* __restrict__ x, const SW* __restrict__ w,
-                                              const i64* __restrict__ meta, const Epi& epi) {
+                                              const i64* __restrict__ meta, const Epi& epi,
+                                              float* __restrict__ work = nullptr,
+                                              unsigned int* __restrict__ counters = nullptr) {
   __shared__ __align__(16) unsigned char smem[T::template bytes<C>()];
   const Geom<Index> g = Geom<Index>::load(meta);
   const int P = g.positions();
   const int M = g.n * P, N = g.kg(), K = g.cg() * g.taps();
   const int m0 = blockIdx.x * T::BM, n0 = blockIdx.y * T::BN;
-  for (int grp = blockIdx.z; grp < g.groups; grp += gridDim.z) {
-    const Im2col<CK, SX, C, Index> la{x, g, grp};
-    const Filter<CK, SW, C, Index> lb{w, g, grp};
+  if constexpr (SPLITS > 1) {
+    const Im2col<CK, SX, C, Index> la{x, g, 0};
+    const Filter<CK, SW, C, Index> lb{w, g, 0};
     auto store = [&](int m, int n, C acc) {
-      const int ch = grp * N + n;
       const Index at = static_cast<Index>(m / P) * g.ys[0] + static_cast<Index>(m % P) * g.ys[4] +
-                       static_cast<Index>(ch) * g.ys[1];
-      epi(at, ch, acc);
+                       static_cast<Index>(n) * g.ys[1];
+      epi(at, n, acc);
     };
-    gemm::block<T, CK, true, C>(la, lb, M, N, K, m0, n0, store, smem);
-    __syncthreads();
+    gemm::split_block<T, CK, true, C, SPLITS>(la, lb, M, N, K, m0, n0, store, smem, work, counters);
+  } else {
+    for (int grp = blockIdx.z; grp < g.groups; grp += gridDim.z) {
+      const Im2col<CK, SX, C, Index> la{x, g, grp};
+      const Filter<CK, SW, C, Index> lb{w, g, grp};
+      auto store = [&](int m, int n, C acc) {
+        const int ch = grp * N + n;
+        const Index at = static_cast<Index>(m / P) * g.ys[0] + static_cast<Index>(m % P) * g.ys[4] +
+                         static_cast<Index>(ch) * g.ys[1];
+        epi(at, ch, acc);
+      };
+      gemm::block<T, CK, true, C>(la, lb, M, N, K, m0, n0, store, smem);
+      __syncthreads();
+    }
   }
 }
 

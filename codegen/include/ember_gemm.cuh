@@ -457,6 +457,58 @@ __device__ __forceinline__ void block(const LA& la, const LB& lb, int M, int N, 
   }
 }
 
+// -- split-K ------------------------------------------------------------------------------------------
+// A loader whose k starts at k0: one part of a product split along k reads its own slice.
+template <class L> struct Shifted {
+  L l;
+  int k0;
+  using Line = typename L::Line;
+  __device__ __forceinline__ Line line(int r) const { return l.line(r); }
+  __device__ __forceinline__ auto at(const Line& x, int k) const { return l.at(x, k + k0); }
+  __device__ __forceinline__ auto raw(const Line& x, int k) const { return l.raw(x, k + k0); }
+  __device__ __forceinline__ uint4 raw8(const Line& x, int k) const { return l.raw8(x, k + k0); }
+  __device__ __forceinline__ bool aligned() const { return l.aligned(); }
+  __device__ __forceinline__ const void* addr8(const Line& x, int k, bool& in) const { return l.addr8(x, k + k0, in); }
+};
+
+// A block's tile of a product split along k into SPLITS parts (blockIdx.z is the part; slices of
+// whole BK slabs). Each part stores its partial sums in `work` ([SPLITS][tiles][BM * BN] floats),
+// then counts itself in on the tile's counter (zeroed before the launch); the part that arrives
+// last adds the parts in order 0..SPLITS-1 and runs the epilogue on the sums, so the result is
+// the same whichever part finishes last. Small products fill the GPU this way (BERT's [128, 768]
+// layers at batch 1 are 24 tiles of 64 x 64 on 132 multiprocessors).
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, int SPLITS, class LA, class LB, class Epi>
+__device__ __forceinline__ void split_block(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
+                                            const Epi& epi, unsigned char* __restrict__ smem,
+                                            float* __restrict__ work, unsigned int* __restrict__ counters) {
+  constexpr int BM = T::BM, BN = T::BN, AREA = BM * BN;
+  const int part = static_cast<int>(blockIdx.z);
+  const int slabs = (K + T::BK - 1) / T::BK, per = (slabs + SPLITS - 1) / SPLITS;
+  const int kb = min(K, part * per * T::BK), ke = min(K, (part + 1) * per * T::BK);
+  const long long tile = static_cast<long long>(blockIdx.y) * gridDim.x + blockIdx.x;
+  const long long tiles = static_cast<long long>(gridDim.x) * gridDim.y;
+  float* __restrict__ mine = work + (part * tiles + tile) * AREA;
+  auto partial = [&](int m, int n, C acc) { mine[(m - m0) * BN + (n - n0)] = static_cast<float>(acc); };
+  const Shifted<LA> sa{la, kb};
+  const Shifted<LB> sb{lb, kb};
+  block<T, A_KMAJOR, B_KMAJOR, C>(sa, sb, M, N, ke - kb, m0, n0, partial, smem);
+  __shared__ unsigned int arrived;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) arrived = atomicAdd(counters + tile, 1u);
+  __syncthreads();
+  if (arrived != SPLITS - 1) return;
+  __threadfence();
+  for (int e = threadIdx.x; e < AREA; e += T::THREADS) {
+    const int m = m0 + e / BN, n = n0 + e % BN;
+    if (m >= M || n >= N) continue;
+    float sum = 0.0f;
+#pragma unroll
+    for (int p = 0; p < SPLITS; ++p) sum += __ldcg(work + (p * tiles + tile) * AREA + e);
+    epi(m, n, static_cast<C>(sum));
+  }
+}
+
 // -- strided (batched) matrices -------------------------------------------------------------------
 // A(m, k) = a[base + m * sm + k * sk]: matmul, gemm (transposes are strides), einsum.
 template <typename S, typename C, typename Index>
@@ -501,25 +553,39 @@ struct Batched {
   __device__ __forceinline__ Index stride(int which) const { return static_cast<Index>(meta[1 + 4 * rank() + which]); }
 };
 
-// A batched strided product: grid (M tiles, N tiles, batches); epi(index of C, n, acc).
-template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, typename Index, typename SA, typename SB, class Epi>
+// A batched strided product: grid (M tiles, N tiles, batches); epi(index of C, n, acc). Split along
+// k (SPLITS > 1: one batch, grid z the parts, `work` and `counters` as split_block says).
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, typename Index, int SPLITS = 1, typename SA, typename SB,
+          class Epi>
 __device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __restrict__ b, const i64* __restrict__ meta,
-                                        int M, int N, int K, i64 batches, const Epi& epi) {
+                                        int M, int N, int K, i64 batches, const Epi& epi,
+                                        float* __restrict__ work = nullptr, unsigned int* __restrict__ counters = nullptr) {
   __shared__ __align__(16) unsigned char smem[T::template bytes<C>()];
   const Batched<Index> bl{meta};
   const Index sam = bl.stride(0), sak = bl.stride(1), sbk = bl.stride(2), sbn = bl.stride(3);
   const Index scm = bl.stride(4), scn = bl.stride(5);
   const int m0 = blockIdx.x * T::BM, n0 = blockIdx.y * T::BN;
-  for (i64 z = blockIdx.z; z < batches; z += gridDim.z) {
+  if constexpr (SPLITS > 1) {
     Index ao, bo, co;
-    bl.offsets(z, ao, bo, co);
+    bl.offsets(0, ao, bo, co);
     const Strided<SA, C, Index> la{a + ao, sam, sak};
     const Strided<SB, C, Index> lb{b + bo, sbn, sbk};
     auto store = [&](int m, int n, C acc) {
       epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
     };
-    block<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, store, smem);
-    __syncthreads();
+    split_block<T, A_KMAJOR, B_KMAJOR, C, SPLITS>(la, lb, M, N, K, m0, n0, store, smem, work, counters);
+  } else {
+    for (i64 z = blockIdx.z; z < batches; z += gridDim.z) {
+      Index ao, bo, co;
+      bl.offsets(z, ao, bo, co);
+      const Strided<SA, C, Index> la{a + ao, sam, sak};
+      const Strided<SB, C, Index> lb{b + bo, sbn, sbk};
+      auto store = [&](int m, int n, C acc) {
+        epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
+      };
+      block<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, store, smem);
+      __syncthreads();
+    }
   }
 }
 

@@ -343,6 +343,67 @@ def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_S
     return ["mma64x64x32/32x16", "mma128x128x32/64x32", *simt]
 
 
+# -- split-K --------------------------------------------------------------------------------------
+# Tactics that split a product of one batch along k (ember_gemm.cuh `split_block`), for products
+# whose 64 x 64 tensor-core tiles leave most multiprocessors idle (BERT's [128, 768] layers at
+# batch 1; ResNet-50's last convolutions, 49 pixels by 512 channels over K = 4608). Off until their
+# GPU tests (tests/codegen/test_split_k.py) have passed on a device.
+SPLIT_K = False
+SPLIT_TILE = "mma64x64x32/32x16"
+MAX_SPLITS = 16
+MIN_SLABS = 4      # BK slabs of k per part at the least
+
+
+def split_name(name: str) -> tuple[str, int]:
+    """`mma64x64x32/32x16/split4` -> (`mma64x64x32/32x16`, 4); a tactic that does not split: 1."""
+    base, _, last = name.rpartition("/")
+    if base and last.startswith("split") and last[5:].isdigit():
+        return base, int(last[5:])
+    return name, 1
+
+
+def split_candidates(M: int, N: int, K: int, batches: int, sms: int) -> tuple[int, list[int]]:
+    """(the heuristic's split, the splits worth timing) of a one-batch product on SPLIT_TILE:
+    the heuristic doubles the parts while the blocks stay within 1.5 waves of the GPU and each
+    part keeps MIN_SLABS slabs; (1, []) where splitting does not apply."""
+    bm, bn, bk = MMA_TILES[SPLIT_TILE][:3]
+    tiles = -(-M // bm) * -(-N // bn)
+    slabs = -(-K // bk)
+    if not SPLIT_K or batches != 1 or tiles * 2 > sms or slabs < 2 * MIN_SLABS:
+        return 1, []
+    options = [s for s in (2, 4, 8, 16) if s <= MAX_SPLITS and slabs >= MIN_SLABS * s]
+    pick = 1
+    while 2 * pick in options and tiles * 2 * pick <= 1.5 * sms:
+        pick *= 2
+    return pick, options
+
+
+def with_splits(names: list[str], M: int, N: int, K: int, batches: int, sms: int, prefix: str = "") -> list[str]:
+    """`names` with the split tactics of the product: the heuristic's first where it splits, the
+    others after every tile that does not."""
+    pick, options = split_candidates(M, N, K, batches, sms)
+    if not options or f"{prefix}{SPLIT_TILE}" not in names:
+        return names
+    splits = [f"{prefix}{SPLIT_TILE}/split{s}" for s in options]
+    first = [f"{prefix}{SPLIT_TILE}/split{pick}"] if pick > 1 else []
+    return first + names + [n for n in splits if n not in first]
+
+
+def split_scratch(kb: KernelBuilder, ctx: LowerContext) -> tuple[int, int]:
+    """Declare split-K's two scratch parameters (work, counters); their indices in kb.args, whose
+    sizes `size_split_scratch` sets once a tactic is chosen."""
+    kb.ptr("work", "float", "scratch", ctx.scratch(0))
+    kb.ptr("counters", "unsigned int", "scratch", ctx.scratch(0))
+    return len(kb.args) - 2, len(kb.args) - 1
+
+
+def size_split_scratch(args: list, at: tuple[int, int], ctx: LowerContext, tile: Any, grid: tuple[int, int, int],
+                       splits: int) -> None:
+    tiles = grid[0] * grid[1]
+    args[at[0]] = ctx.scratch(4 * splits * tiles * tile.bm * tile.bn if splits > 1 else 0)
+    args[at[1]] = ctx.scratch(4 * tiles if splits > 1 else 0)
+
+
 def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product, a: Value, b: Value) -> None:
     if prob.M == 0 or prob.N == 0 or prob.batches == 0:
         return
@@ -362,22 +423,33 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     kb.scalar("batches", "i64", ctx.i64(prob.batches))
     element = mma_element(ctx.dtype(a), ctx.dtype(b))
     names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx), mma=element is not None)
+    names = with_splits(names, prob.M, prob.N, prob.K, prob.batches, sm_count(ctx))
     a_kmajor = prob.sak == 1 or prob.M == 1
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
     va = vector_reads(a_kmajor, prob.sak, prob.sam, prob.K, prob.M, prob.a_batch)
     vb = vector_reads(b_kmajor, prob.sbk, prob.sbn, prob.K, prob.N, prob.b_batch)
-    call = ("a", "b", "meta", "M", "N", "K", "batches", "epi")
-    spec = choose(ctx, {name: heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided",
-                                         (tile_of(name, element, va, vb), a_kmajor, b_kmajor, store.acc, index),
-                                         call, GEMM_THREADS,
-                                         len(meta)) for name in names})
+    scratch = split_scratch(kb, ctx) if any(split_name(n)[1] > 1 for n in names) else None
+    call = ("a", "b", "meta", "M", "N", "K", "batches", "epi") + (("work", "counters") if scratch else ())
+
+    def spec_of(name: str) -> KernelSpec:
+        base, splits = split_name(name)
+        targs = (tile_of(base, element, va, vb), a_kmajor, b_kmajor, store.acc, index) + ((splits,) if scratch else ())
+        return heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided", targs, call, GEMM_THREADS,
+                          len(meta))
+
+    chosen = ctx.choose(names)
+    spec = spec_of(chosen)
     tile = spec.tile
     assert tile is not None
     kernel = render_spec(spec)
-    grid = (-(-prob.M // tile.bm), -(-prob.N // tile.bn), min(prob.batches, MAX_GRID_Z))
+    splits = split_name(chosen)[1]
+    grid = (-(-prob.M // tile.bm), -(-prob.N // tile.bn), splits if splits > 1 else min(prob.batches, MAX_GRID_Z))
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"N = {prob.N} needs more than {MAX_GRID_Y} column tiles")
-    ctx.launch(kernel, grid, (GEMM_THREADS,), kb.args)
+    args = list(kb.args)
+    if scratch:
+        size_split_scratch(args, scratch, ctx, tile, grid, splits)
+    ctx.launch(kernel, grid, (GEMM_THREADS,), args)
 
 
 def _batch_strides(shape: Sequence[int], batch: Sequence[int], inner: int) -> tuple[int, ...]:
@@ -576,32 +648,41 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
             tiles = []  # rows past 32 bits: only the direct kernel
         names = ["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"]
+        if tiles and kg >= 16:
+            names = with_splits(names, M, N, cg * numel(geom[9:12]), groups, sm_count(ctx), prefix="implicit-gemm/")
+    plain = kb.fork()  # the direct kernel's parameters: without split-K's scratch
+    scratch = split_scratch(kb, ctx) if any(split_name(n)[1] > 1 for n in names) else None
     candidates: dict[str, KernelSpec] = {}
     builders: dict[str, KernelBuilder] = {}
     for name in names:
         if name == "direct":
-            builders[name] = direct = kb.fork()
+            builders[name] = direct = plain.fork()
             direct.scalar("total", "i64", ctx.i64(total))
             candidates[name] = heavy_spec(
                 epi, plan, direct, "ember_conv.cuh", "conv_t" if transposed else "conv_direct",
                 f"ember::conv::{'transposed' if transposed else 'direct'}", (channels_last, acc, index),
                 ("x", "w", "meta", f"static_cast<{index}>(total)", "epi"), DIRECT_THREADS, len(geom))
         else:
+            base, splits = split_name(name.split("/", 1)[1])
             builders[name] = kb
+            extra = ((splits,), ("work", "counters")) if scratch else ((), ())
             candidates[name] = heavy_spec(epi, plan, kb, "ember_conv.cuh", "conv", "ember::conv::implicit_gemm",
-                                          (tile_of(name.split("/", 1)[1], element, va, vb), channels_last, acc, index),
-                                          ("x", "w", "meta", "epi"), GEMM_THREADS, len(geom))
+                                          (tile_of(base, element, va, vb), channels_last, acc, index, *extra[0]),
+                                          ("x", "w", "meta", "epi", *extra[1]), GEMM_THREADS, len(geom))
     chosen = ctx.choose(list(candidates))
-    spec, args = candidates[chosen], builders[chosen].args
+    spec, args = candidates[chosen], list(builders[chosen].args)
     kernel = render_spec(spec)
     tile = spec.tile
     if tile is None:
         blocks = max(1, min(-(-total // DIRECT_THREADS), 65535 * 16))
         ctx.launch(kernel, (blocks,), (DIRECT_THREADS,), args)
         return
-    grid = (-(-M // tile.bm), -(-N // tile.bn), min(groups, MAX_GRID_Z))
+    splits = split_name(chosen)[1]
+    grid = (-(-M // tile.bm), -(-N // tile.bn), splits if splits > 1 else min(groups, MAX_GRID_Z))
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"{N} output channels per group need more than {MAX_GRID_Y} tiles")
+    if scratch:
+        size_split_scratch(args, scratch, ctx, tile, grid, splits)
     ctx.launch(kernel, grid, (GEMM_THREADS,), args)
 
 
