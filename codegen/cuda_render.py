@@ -482,7 +482,7 @@ def template_arg(a: TemplateArg) -> str:
     if isinstance(a, MmaTile):
         return (f"ember::gemm::MmaTile<{a.bm}, {a.bn}, {a.bk}, {a.wm}, {a.wn}, {a.element}, "
                 f"{template_arg(a.fallback)}, {template_arg(a.va)}, {template_arg(a.vb)}"
-                f"{', true' if a.pipelined else ''}>")
+                f"{', true' if a.pipelined else ''}{f', {a.stages}' if a.pipelined and a.stages else ''}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

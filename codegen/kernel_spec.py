@@ -48,6 +48,15 @@ class MmaTile:
     va: bool = False
     vb: bool = False
     pipelined: bool = False   # cp.async multistage (with va and vb: heavy.MMA_PIPELINED)
+    stages: int = 0           # pipelined stages in dynamic shared memory (0: as many as 44 KB static hold)
+
+    def dynamic_bytes(self, acc_bytes: int = 4) -> int:
+        """The dynamic shared memory the kernel asks for (ember_gemm.cuh `MmaTile::dynamic_bytes`)."""
+        if not (self.stages and self.pipelined and self.va and self.vb):
+            return 0
+        side = lambda r: max(r * (self.bk + 8), self.bk * (r + 8))  # noqa: E731
+        f = self.fallback
+        return max(self.stages * (side(self.bm) + side(self.bn)) * 2, 2 * f.bk * (f.bm + 4 + f.bn + 4) * acc_bytes)
 
 
 @dataclass(frozen=True)

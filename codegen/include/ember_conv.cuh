@@ -142,7 +142,9 @@ __device__ __forceinline__ void implicit_gemm(const SX* __restrict__ x, const SW
                                               const i64* __restrict__ meta, const Epi& epi,
                                               float* __restrict__ work = nullptr,
                                               unsigned int* __restrict__ counters = nullptr) {
-  __shared__ __align__(16) unsigned char smem[T::template bytes<C>()];
+  __shared__ __align__(16) unsigned char smem_static[T::template bytes<C>()];
+  extern __shared__ __align__(16) unsigned char smem_dynamic[];
+  unsigned char* smem = T::template dynamic_bytes<C>() > 0 ? smem_dynamic : smem_static;
   const Geom<Index> g = Geom<Index>::load(meta);
   const int P = g.positions();
   const int M = g.n * P, N = g.kg(), K = g.cg() * g.taps();

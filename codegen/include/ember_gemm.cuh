@@ -31,6 +31,7 @@ struct Tile {
   static constexpr int STAGE = BK * (LDA + LDB);
   static constexpr bool MMA = false;
   template <typename C> static constexpr int bytes() { return 2 * STAGE * static_cast<int>(sizeof(C)); }
+  template <typename C> static constexpr int dynamic_bytes() { return 0; }
   static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are made of 4-wide bands");
   static_assert(THREADS % BK == 0 && THREADS % BM == 0 && THREADS % BN == 0, "loads must tile evenly");
   static_assert(A_PER * THREADS == BM * BK && B_PER * THREADS == BK * BN, "loads must tile evenly");
@@ -171,7 +172,7 @@ __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, i
 // is not); the loaders' `raw` and `raw8` give stored elements. Architectures before sm_80 run the
 // SIMT tile `Fallback` with the same block, so one kernel serves every target of an engine.
 template <int BM_, int BN_, int BK_, int WM_, int WN_, typename E_, class Fallback_, bool VA_ = false,
-          bool VB_ = false, bool ASYNC_ = false>
+          bool VB_ = false, bool ASYNC_ = false, int DSTAGES_ = 0>
 struct MmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, WM = WM_, WN = WN_;
   using E = E_;
@@ -186,13 +187,18 @@ struct MmaTile {
   static constexpr int STAGE = side(BM) + side(BN);
   // ASYNC_, with 16-byte reads on both operands: cp.async fills STAGES shared stages ahead of the
   // math (as many as 44 KB of static shared memory hold, 2 to 4); otherwise two, through registers.
-  // (The planners ask for it through heavy.MMA_PIPELINED.)
+  // (The planners ask for it through heavy.MMA_PIPELINED.) With DSTAGES_, DSTAGES_ stages in the
+  // launch's dynamic shared memory instead (a 128 x 128 tile's stage is 20 KB: two static stages
+  // would leave no load in flight during the math), sized by the planner as dynamic_bytes().
   static constexpr bool ASYNC = ASYNC_ && VA && VB;
+  static constexpr bool DYNAMIC = ASYNC && DSTAGES_ > 0;
   static constexpr int FIT = 45056 / (STAGE * 2);
-  static constexpr int STAGES = !ASYNC ? 2 : FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
-  template <typename C> static constexpr int bytes() {
+  static constexpr int STAGES = !ASYNC ? 2 : DYNAMIC ? DSTAGES_ : FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
+  template <typename C> static constexpr int needed() {
     return STAGES * STAGE * 2 > Fallback::template bytes<C>() ? STAGES * STAGE * 2 : Fallback::template bytes<C>();
   }
+  template <typename C> static constexpr int bytes() { return DYNAMIC ? 16 : needed<C>(); }
+  template <typename C> static constexpr int dynamic_bytes() { return DYNAMIC ? needed<C>() : 0; }
   static_assert(sizeof(E) == 2, "the mma core multiplies 16-bit floats");
   static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
   static_assert(WM % 16 == 0 && WN % 16 == 0 && BK % 16 == 0, "whole mma tiles; fragments load in pairs");
@@ -560,7 +566,9 @@ template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, typename Index, int
 __device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __restrict__ b, const i64* __restrict__ meta,
                                         int M, int N, int K, i64 batches, const Epi& epi,
                                         float* __restrict__ work = nullptr, unsigned int* __restrict__ counters = nullptr) {
-  __shared__ __align__(16) unsigned char smem[T::template bytes<C>()];
+  __shared__ __align__(16) unsigned char smem_static[T::template bytes<C>()];
+  extern __shared__ __align__(16) unsigned char smem_dynamic[];
+  unsigned char* smem = T::template dynamic_bytes<C>() > 0 ? smem_dynamic : smem_static;
   const Batched<Index> bl{meta};
   const Index sam = bl.stride(0), sak = bl.stride(1), sbk = bl.stride(2), sbn = bl.stride(3);
   const Index scm = bl.stride(4), scn = bl.stride(5);

@@ -300,6 +300,11 @@ def mma_element(*dtypes: object) -> str | None:
 # The tensor-core tiles' cp.async multistage form where both operands take 16-byte reads (its GPU
 # test, tests/codegen/test_mma.py, passed on an H100 on 2026-12-07); False keeps register staging.
 MMA_PIPELINED = True
+# Pipelined tiles whose stage is too large for three in 44 KB of static shared memory (128 x 128:
+# 20 KB a stage, so two, and no slab in flight during the math) take this many stages of dynamic
+# shared memory instead (80 KB for 128 x 128); 0 keeps them static. Off until the GPU tests of
+# tests/codegen/test_mma.py (test_dynamic_stages_match_the_interpreter_on_the_gpu) have passed.
+MMA_DYNAMIC_STAGES = 0
 
 
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> Tile | MmaTile:
@@ -308,8 +313,16 @@ def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) 
     if name in MMA_TILES:
         bm, bn, bk, wm, wn, fallback = MMA_TILES[name]
         assert element is not None
-        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback], va, vb, MMA_PIPELINED and va and vb)
+        pipelined = MMA_PIPELINED and va and vb
+        stage = 2 * (max(bm * (bk + 8), bk * (bm + 8)) + max(bn * (bk + 8), bk * (bn + 8)))
+        stages = MMA_DYNAMIC_STAGES if pipelined and MMA_DYNAMIC_STAGES and 45056 // stage < 3 else 0
+        return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback], va, vb, pipelined, stages)
     return TILES[name]
+
+
+def tile_shared(tile: Tile | MmaTile) -> int:
+    """The dynamic shared memory a GEMM-core kernel's launch gives (a tile with dynamic stages)."""
+    return tile.dynamic_bytes() if isinstance(tile, MmaTile) else 0
 
 
 def vector_reads(kmajor: bool, along_k: int, along_rows: int, k: int, rows: int, others: Sequence[int]) -> bool:
@@ -449,7 +462,7 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     args = list(kb.args)
     if scratch:
         size_split_scratch(args, scratch, ctx, tile, grid, splits)
-    ctx.launch(kernel, grid, (GEMM_THREADS,), args)
+    ctx.launch(kernel, grid, (GEMM_THREADS,), args, shared=tile_shared(tile))
 
 
 def _batch_strides(shape: Sequence[int], batch: Sequence[int], inner: int) -> tuple[int, ...]:
@@ -683,7 +696,7 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         raise UnsupportedOpError(f"{N} output channels per group need more than {MAX_GRID_Y} tiles")
     if scratch:
         size_split_scratch(args, scratch, ctx, tile, grid, splits)
-    ctx.launch(kernel, grid, (GEMM_THREADS,), args)
+    ctx.launch(kernel, grid, (GEMM_THREADS,), args, shared=tile_shared(tile))
 
 
 # -- attention --------------------------------------------------------------------------------

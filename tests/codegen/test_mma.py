@@ -247,3 +247,52 @@ def test_misaligned_device_inputs_take_the_scalar_form(name: str, tmp_path: Path
         ref = np.asarray(ref)
         y = got[out].float().cpu().numpy() if hasattr(got[out], "cpu") else np.asarray(got[out])
         assert_close(y.astype(ref.dtype), ref, what=f"{name} misaligned: {out}")   # by the f16 rule
+
+
+# -- dynamic stages (heavy.MMA_DYNAMIC_STAGES) ---------------------------------------------------
+def test_dynamic_stages_take_the_big_tile_past_two_static_stages(monkeypatch: pytest.MonkeyPatch,
+                                                                kernel_cache: Path) -> None:
+    """With MMA_DYNAMIC_STAGES the pipelined 128x128 tile (20 KB a stage) takes its stages from the
+    launch's dynamic shared memory, and the launch asks for them; the 64x64 tile (four static
+    stages fit) and unpipelined tiles keep static memory. Every such kernel builds for sm_75 (the
+    fallback), sm_80 and sm_90."""
+    import ember.codegen.ops.heavy as heavy
+    monkeypatch.setattr(heavy, "MMA_DYNAMIC_STAGES", 4)
+    kernels = []
+    for name in ("matmul-vector-reads", "conv-nhwc", "matmul-17x23x19"):
+        module = CASES[name]().build()
+        (step,) = heavy_launches(lower(module))
+        for tile in MMA:
+            program = lower(module, tactics={step.ops[0]: next(c for c in step.candidates if c.endswith(tile))})
+            (chosen,) = heavy_launches(program)
+            source = program.kernels[chosen.kernel].source
+            dynamic = tile.startswith("mma128") and all(VECTOR.get(name, (True, True)))
+            assert (", true, true, true, 4>" in source) == dynamic, source[-400:]
+            assert chosen.shared == (4 * 2 * (128 * 40 + 128 * 40) if dynamic else 0), chosen.shared
+            kernels += list(program.kernels.values())
+    Compiler(("sm_75", "sm_80", "sm_90"), cache_dir=kernel_cache, jobs=2).compile_all(kernels)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("name", PIPELINED)
+def test_dynamic_stages_match_the_interpreter_on_the_gpu(name: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 128x128 tile with four stages of dynamic shared memory (80 KB, past the 48 KB opt-in),
+    twice on one context, K tails, zero-filled edges and convolution padding included."""
+    import ember.codegen.ops.heavy as heavy
+    monkeypatch.setattr(heavy, "MMA_DYNAMIC_STAGES", 4)
+    module = CASES[name]().build()
+    (step,) = heavy_launches(lower(module))
+    tactic = next(c for c in step.candidates if c.endswith("mma128x128x32/64x32"))
+    engine = ember.compile(module, pipeline="canonicalize", tactics={step.ops[0]: tactic},
+                           cache_dir=tmp_path / "cache")
+    assert any(", true, true, true, 4>" in k.source for k in engine.kernels.values()), "not the dynamic form"
+    ctx = engine.create_context("cuda", poison=True)
+    for _ in range(2):
+        feeds = feeds_for(module, np.random.default_rng())
+        expected = ember.interpret(module, feeds)
+        got = ctx.run(feeds)
+        for out, ref in expected.items():
+            assert_close(np.asarray(got[out]), np.asarray(ref), what=f"{name} on {tactic}, dynamic stages: {out}")
+    ctx.close()
