@@ -345,7 +345,12 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
     `precision="fp8"` is the same with fp8 (passes/quantize_fp8.py): e4m3 activations at the
     calibrated threshold / 448 per tensor (calib_method None: minmax, the amax), e4m3 weights per
     output channel, conv/matmul/gemm as ember.fp8_conv / ember.fp8_matmul (fp8 tensor cores on
-    sm_89 and newer, f16 ones on sm_80), everything else in f16."""
+    sm_89 and newer, f16 ones on sm_80), everything else in f16.
+
+    The environment's EMBER_FLAGS switch on kernel forms that wait on a device check
+    (codegen/flags.py)."""
+    from ember.codegen import flags
+    flags.apply(os.environ.get(flags.ENV, ""))
     from ember.codegen.specialize import SpecializationError, lower_profiles
     from ember.codegen.nvrtc import Compiler
     from ember.ir.parser import copy_module
@@ -354,6 +359,9 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
 
     if precision not in PRECISIONS:
         raise BuildError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if isinstance(targets, str) or not targets:
+        raise BuildError(f"targets {targets!r}: give a sequence of one or more architectures, such as "
+                         "('sm_80', 'sm_90')")
     if plugins:
         from ember.plugins import load as load_plugins
         load_plugins(plugins)

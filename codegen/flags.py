@@ -4,13 +4,13 @@ XLA_FLAGS sets XLA's: `EMBER_FLAGS="--split-k --mma-dynamic-stages=4 --concat-on
 A kernel form that has compiled and been replayed on the CPU but not yet passed its GPU tests
 stays off in the code (heavy.SPLIT_K, heavy.MMA_DYNAMIC_STAGES, movement.CONCAT_ONE_LAUNCH);
 these flags turn it on in one process, so one device session can run its GPU tests and then
-measure it, before the default changes in the code. Read once, when codegen's lowerings are
-imported; a flag this module does not know is an error that names it.
+measure it, before the default changes in the code. The compile driver (build.py) applies the
+environment's flags at every build (layers read no environment: tests/test_layering.py); a flag
+this module does not know is an error that names it.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 from typing import Any, Callable
 
@@ -56,10 +56,10 @@ def parse(text: str) -> dict[str, Any]:
     return out
 
 
-def apply(text: str | None = None) -> dict[str, Any]:
-    """Set the switches `text` (default: the environment's EMBER_FLAGS) names; returns them."""
+def apply(text: str) -> dict[str, Any]:
+    """Set the switches `text` names (the others keep their values); returns them."""
     import importlib
-    values = parse(os.environ.get(ENV, "") if text is None else text)
+    values = parse(text)
     for name, value in values.items():
         module, attr, _ = FLAGS[name]
         setattr(importlib.import_module(module), attr, value)
