@@ -38,6 +38,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str | None], Any]]] = {
     "split-k": ("ember.codegen.ops.heavy", "SPLIT_K", _switch),
     "mma-dynamic-stages": ("ember.codegen.ops.heavy", "MMA_DYNAMIC_STAGES", _count),
     "concat-one-launch": ("ember.codegen.ops.movement", "CONCAT_ONE_LAUNCH", _switch),
+    "norm-registers": ("ember.codegen.ops.reduce", "NORM_CACHE", _switch),
 }
 
 

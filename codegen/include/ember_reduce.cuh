@@ -420,35 +420,77 @@ __device__ __forceinline__ void softmax_rows(Out* __restrict__ out, LX lx, Geo g
 // y = d / sqrt(var + eps) * scale + bias, scale and bias read at map(flat index, r): MAP_R uses
 // r (layer norm: parameters over the normalized axes), otherwise the flat index (channels).
 // RMS: y = x / sqrt(mean(x^2) + eps) * scale, no bias.
+// CACHE > 0 (the planner checks R <= CACHE x the team's members): each member reads its CACHE
+// elements of the row once into registers and both passes and the store use them, in the same
+// order and with the same arithmetic as the form that reads the row three times.
 enum { NORM_STANDARD, NORM_RMS };
-template <typename Out, typename C, typename Index, int TEAM, int KIND, bool MAP_R, bool BIAS, typename Geo, typename LX,
-          typename LS, typename LB>
+template <typename Out, typename C, typename Index, int TEAM, int KIND, bool MAP_R, bool BIAS, int CACHE = 0,
+          typename Geo, typename LX, typename LS, typename LB>
 __device__ __forceinline__ void norm_rows(Out* __restrict__ out, LX lx, LS scale, LB bias, Geo geo, Index rows,
                                           C epsilon) {
   const C count = (C)(geo.R > 0 ? geo.R : 1);
-  for (Team<Index, TEAM> t(rows, geo.inner); t.more(); t.next()) {
-    const Index b = t.active ? geo.base(t.o) : Index(0);
-    C mean = C(0);
-    if (KIND == NORM_STANDARD) {
-      C s = C(0);
-      if (t.active)
-        for (Index r = t.r0; r < geo.R; r += t.rstep) s += (C)lx(geo.at(b, r));
-      mean = t.reduce(s, SumOp<C>()) / count;
-    }
-    C q = C(0);
-    if (t.active)
-      for (Index r = t.r0; r < geo.R; r += t.rstep) {
-        const C d = (C)lx(geo.at(b, r)) - mean;
-        q += d * d;
+  if constexpr (CACHE > 0) {
+    for (Team<Index, TEAM> t(rows, geo.inner); t.more(); t.next()) {
+      const Index b = t.active ? geo.base(t.o) : Index(0);
+      C v[CACHE];
+#pragma unroll
+      for (int i = 0; i < CACHE; ++i) {
+        const Index r = t.r0 + (Index)i * t.rstep;
+        v[i] = (t.active && r < geo.R) ? (C)lx(geo.at(b, r)) : C(0);
       }
-    const C denom = sqrt(t.reduce(q, SumOp<C>()) / count + epsilon);
-    if (!t.active) continue;
-    for (Index r = t.r0; r < geo.R; r += t.rstep) {
-      const Index at = geo.at(b, r);
-      const Index p = MAP_R ? r : at;
-      C y = ((C)lx(at) - mean) / denom * (C)scale(p);
-      if (BIAS) y = y + (C)bias(p);
-      out[at] = store<Out>(y);
+      C mean = C(0);
+      if (KIND == NORM_STANDARD) {
+        C s = C(0);
+#pragma unroll
+        for (int i = 0; i < CACHE; ++i)
+          if (t.active && t.r0 + (Index)i * t.rstep < geo.R) s += v[i];
+        mean = t.reduce(s, SumOp<C>()) / count;
+      }
+      C q = C(0);
+#pragma unroll
+      for (int i = 0; i < CACHE; ++i)
+        if (t.active && t.r0 + (Index)i * t.rstep < geo.R) {
+          const C d = v[i] - mean;
+          q += d * d;
+        }
+      const C denom = sqrt(t.reduce(q, SumOp<C>()) / count + epsilon);
+      if (!t.active) continue;
+#pragma unroll
+      for (int i = 0; i < CACHE; ++i) {
+        const Index r = t.r0 + (Index)i * t.rstep;
+        if (r >= geo.R) break;
+        const Index at = geo.at(b, r);
+        const Index p = MAP_R ? r : at;
+        C y = (v[i] - mean) / denom * (C)scale(p);
+        if (BIAS) y = y + (C)bias(p);
+        out[at] = store<Out>(y);
+      }
+    }
+  } else {
+    for (Team<Index, TEAM> t(rows, geo.inner); t.more(); t.next()) {
+      const Index b = t.active ? geo.base(t.o) : Index(0);
+      C mean = C(0);
+      if (KIND == NORM_STANDARD) {
+        C s = C(0);
+        if (t.active)
+          for (Index r = t.r0; r < geo.R; r += t.rstep) s += (C)lx(geo.at(b, r));
+        mean = t.reduce(s, SumOp<C>()) / count;
+      }
+      C q = C(0);
+      if (t.active)
+        for (Index r = t.r0; r < geo.R; r += t.rstep) {
+          const C d = (C)lx(geo.at(b, r)) - mean;
+          q += d * d;
+        }
+      const C denom = sqrt(t.reduce(q, SumOp<C>()) / count + epsilon);
+      if (!t.active) continue;
+      for (Index r = t.r0; r < geo.R; r += t.rstep) {
+        const Index at = geo.at(b, r);
+        const Index p = MAP_R ? r : at;
+        C y = ((C)lx(at) - mean) / denom * (C)scale(p);
+        if (BIAS) y = y + (C)bias(p);
+        out[at] = store<Out>(y);
+      }
     }
   }
 }

@@ -414,3 +414,70 @@ def test_on_gpu(c: Case) -> None:
     got = ember.compile(m, pipeline="canonicalize").run(feeds, device="cuda")
     for name, value in want.items():
         assert_close(np.asarray(got[name]), value, what=f"{c.name}: {name}")
+
+
+# -- normalizations in registers (reduce.NORM_CACHE) ---------------------------------------------------------
+NORMS = [c for c in CASES if c.name.startswith(("layer_norm", "rms_norm"))] + [
+    case("layer_norm_bert_rows_f16", [("x", f16[1030, 768]), ("s", f16[768]), ("b", f16[768])],
+         lambda b, x, s, c: b.layer_norm(x, s, c, epsilon=1e-12)),
+    case("layer_norm_block_rows_f16", [("x", f16[3, 1000]), ("s", f16[1000]), ("b", f16[1000])],
+         lambda b, x, s, c: b.layer_norm(x, s, c)),
+    case("rms_norm_odd_rows_bf16", [("x", bf16[9, 33]), ("s", bf16[33])], lambda b, x, s: b.rms_norm(x, s)),
+]
+
+
+def norm_kernels(c: Case) -> list[str]:
+    program = lower(c.module())
+    return [k.source for k in program.kernels.values() if "norm_rows" in k.source]
+
+
+@pytest.mark.parametrize("c", NORMS, ids=[c.name for c in NORMS])
+def test_norms_keep_short_rows_in_registers(c: Case, monkeypatch: pytest.MonkeyPatch, kernel_cache: Path) -> None:
+    import ember.codegen.ops.reduce as reduce
+    before = norm_kernels(c)
+    monkeypatch.setattr(reduce, "NORM_CACHE", True)
+    after = norm_kernels(c)
+    assert before and after
+    cached = [re.search(r"norm_rows<[^>]*?, (true|false), (true|false), (\d+)>", s) for s in after]
+    plan = [reduce.norm_cache(p) for p in [plan_rows(*norm_plan_args(c))]]
+    assert [int(m.group(3)) if m else 0 for m in cached] == plan, (plan, after[0][-300:])
+    assert all(re.search(r"norm_rows<[^>]*?, (true|false), (true|false)>", s) for s in before)
+    Compiler(("sm_80", "sm_90"), cache_dir=kernel_cache, jobs=2).compile_all(
+        [k for k in lower(c.module()).kernels.values() if "norm_rows" in k.source])
+
+
+def norm_plan_args(c: Case) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The rows norm_rows walks for a layer or RMS norm: the axes from `axis` on."""
+    op = next(o for o in c.module().main.body.ops if o.name in ("ember.layer_norm", "ember.rms_norm"))
+    shape = tuple(op.operands[0].type.shape)
+    first = op.attributes["axis"] % len(shape)
+    return shape, tuple(range(first, len(shape)))
+
+
+def test_long_rows_stay_out_of_registers() -> None:
+    import ember.codegen.ops.reduce as reduce
+    reduce.NORM_CACHE, was = True, reduce.NORM_CACHE
+    try:
+        assert reduce.norm_cache(plan_rows((4096, 768), (1,))) == 24    # a warp a row: 24 each
+        assert reduce.norm_cache(plan_rows((40, 768), (1,))) == 3       # few rows: a block a row
+        assert reduce.norm_cache(plan_rows((3, 1000), (1,))) == 4       # a block a row
+        assert reduce.norm_cache(plan_rows((4, 30000), (1,))) == 0      # 118 each: too many
+    finally:
+        reduce.NORM_CACHE = was
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("c", NORMS, ids=[c.name for c in NORMS])
+def test_norms_in_registers_match_the_interpreter_on_the_gpu(c: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ember.codegen.ops.reduce as reduce
+    monkeypatch.setattr(reduce, "NORM_CACHE", True)
+    m = c.module()
+    engine = ember.compile(m, pipeline="canonicalize")
+    assert any(re.search(r"norm_rows<[^>]*?, \d+>", k.source) for k in engine.kernels.values())
+    for _ in range(2):
+        feeds = c.random_feeds(np.random.default_rng())
+        want = ember.interpret(m, feeds)
+        got = engine.run(feeds, device="cuda")
+        for name, value in want.items():
+            assert_close(np.asarray(got[name]), value, what=f"{c.name} in registers: {name}")
