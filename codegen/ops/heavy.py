@@ -417,6 +417,19 @@ def size_split_scratch(args: list, at: tuple[int, int], ctx: LowerContext, tile:
     args[at[1]] = ctx.scratch(4 * tiles if splits > 1 else 0)
 
 
+# Depthwise convolutions channels last with 8 | channels in f16 or bf16 run `depthwise8` (8
+# channels a thread, 16-byte reads of x; ember_conv.cuh), the heuristic's pick, with `direct`
+# still offered. Off until tests/codegen/test_depthwise.py's GPU tests pass (EMBER_FLAGS
+# --depthwise-vector turns it on for a build).
+DEPTHWISE_VECTOR = False
+
+
+def depthwise_vector(channels_last: bool, cg: int, kg: int, c_out: int, xdt: Any, wdt: Any,
+                     x_strides: Sequence[int]) -> bool:
+    return (DEPTHWISE_VECTOR and channels_last and cg == 1 and kg == 1 and c_out % 8 == 0 and x_strides[1] == 1
+            and xdt.name in ("f16", "bf16") and wdt.name == xdt.name)
+
+
 def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product, a: Value, b: Value) -> None:
     if prob.M == 0 or prob.N == 0 or prob.batches == 0:
         return
@@ -663,12 +676,20 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         names = ["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"]
         if tiles and kg >= 16:
             names = with_splits(names, M, N, cg * numel(geom[9:12]), groups, sm_count(ctx), prefix="implicit-gemm/")
+        if depthwise_vector(channels_last, cg, kg, c_out, ctx.dtype(x), ctx.dtype(w), xs_):
+            names = ["depthwise8", *names]
     plain = kb.fork()  # the direct kernel's parameters: without split-K's scratch
     scratch = split_scratch(kb, ctx) if any(split_name(n)[1] > 1 for n in names) else None
     candidates: dict[str, KernelSpec] = {}
     builders: dict[str, KernelBuilder] = {}
     for name in names:
-        if name == "direct":
+        if name == "depthwise8":
+            builders[name] = vec = plain.fork()
+            vec.scalar("total", "i64", ctx.i64(total))
+            candidates[name] = heavy_spec(epi, plan, vec, "ember_conv.cuh", "conv_dw", "ember::conv::depthwise8",
+                                          (acc, index), ("x", "w", "meta", f"static_cast<{index}>(total)", "epi"),
+                                          DIRECT_THREADS, len(geom))
+        elif name == "direct":
             builders[name] = direct = plain.fork()
             direct.scalar("total", "i64", ctx.i64(total))
             candidates[name] = heavy_spec(
@@ -687,7 +708,8 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
     kernel = render_spec(spec)
     tile = spec.tile
     if tile is None:
-        blocks = max(1, min(-(-total // DIRECT_THREADS), 65535 * 16))
+        work = total // 8 if chosen == "depthwise8" else total
+        blocks = max(1, min(-(-work // DIRECT_THREADS), 65535 * 16))
         ctx.launch(kernel, (blocks,), (DIRECT_THREADS,), args)
         return
     splits = split_name(chosen)[1]

@@ -39,7 +39,7 @@ def test_a_build_turns_the_environments_switches_on(kernel_cache):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("--fast", "unknown flag '--fast'; known: --split-k, --mma-dynamic-stages, --concat-one-launch, --norm-registers"),
+    ("--fast", "unknown flag '--fast'; known: --split-k, --mma-dynamic-stages, --concat-one-launch, --norm-registers, --depthwise-vector"),
     ("split-k", "unknown flag 'split-k'"),
     ("--mma-dynamic-stages", "'--mma-dynamic-stages' needs a count"),
     ("--split-k=maybe", "'--split-k=maybe' needs on or off"),
