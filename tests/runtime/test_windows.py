@@ -15,6 +15,8 @@ import pytest
 
 import ember
 from ember.ir.parser import parse
+from ember.tolerance import assert_close
+from kernel_checks import gpu_available
 
 F32 = 4
 
@@ -175,4 +177,22 @@ def test_the_launch_reading_a_window_gets_its_address_on_the_stand_in_driver(fak
     source = ctx.arena + plan.offsets[window.alias]
     relu, sigmoid = fake.launches[0][1], fake.launches[1][1]
     assert source in relu and source + window.offset in sigmoid, (relu, sigmoid, source, window.offset)
+    ctx.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("name", [n for n, (_, offset) in CASES.items() if offset is not None])
+def test_windows_read_in_place_on_the_gpu(built, name):
+    """The CUDA runtime adds each window's offset to its source's address (graph replay included:
+    the second run replays the captured launches)."""
+    m, engine = build(CASES[name][0], built.cache_dir)
+    assert windows(engine)
+    ctx = engine.create_context("cuda", poison=True)
+    for seed in (5, 6):
+        feeds = feeds_for(m, np.random.default_rng(seed))
+        want = ember.interpret(m, feeds)
+        got = ctx.run(feeds)
+        for out in want:
+            assert_close(np.asarray(got[out]), np.asarray(want[out]), what=f"{name}: {out}")
     ctx.close()
