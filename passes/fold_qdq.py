@@ -64,6 +64,7 @@ concat rules exactly (tests/passes/test_fold_qdq.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
@@ -88,9 +89,9 @@ def _ranked(v: Value | None) -> TensorType | None:
     return t if isinstance(t, TensorType) and t.shape is not None else None
 
 
-def _is(v: Value | None, dtype: str) -> bool:
+def _is(v: Value | None, *dtypes: str) -> bool:
     t = _ranked(v)
-    return t is not None and t.dtype.name == dtype
+    return t is not None and t.dtype.name in dtypes
 
 
 def _per_tensor(v: Value | None) -> bool:
@@ -109,8 +110,12 @@ def _parts(op: Operation) -> tuple[Value, Value, Value | None]:
     return op.operands[0], op.operands[1], zp  # type: ignore[return-value]
 
 
+def _operand(op: Operation, i: int) -> Value | None:
+    return op.operands[i] if i < len(op.operands) else None
+
+
 def _plain(op: Operation) -> bool:
-    """A quantize/dequantize of the forms the int8 ops take: unblocked, no explicit precision."""
+    """A quantize/dequantize of the forms the int8 and fp8 ops take: unblocked, no explicit precision."""
     return op.attributes.get("block_size", 0) == 0 and op.attributes.get("precision") is None
 
 
@@ -143,10 +148,10 @@ def activation(v: Value | None) -> Activation | None:
 
 @dataclass(frozen=True)
 class Weights:
-    """dq(wq, sw) with wq known at build time: its s8 data, where it comes from, and the scales."""
+    """dq(wq, sw) with wq known at build time: its data (s8 or fp8), where it comes from, and the scales."""
 
     data: np.ndarray
-    source: Value          # the i8 value itself (reused as it is), or the float weight quantized
+    source: Value          # the quantized value itself (reused as it is), or the float weight quantized
     quantized: bool        # source is a float weight that a quantize op quantizes
     scale: Value
 
@@ -156,7 +161,8 @@ def _no_regions(*_: object) -> tuple:
 
 
 def _evaluated(module: Module, op: Operation) -> np.ndarray | None:
-    """The value of a quantize op whose operands are all known (quantize-int8's weight pairs)."""
+    """The value of a quantize op whose operands are all known (quantize-int8's and quantize-fp8's
+    weight pairs)."""
     inputs = [known_value(v) if v is not None else None for v in op.operands]
     if any(a is None and v is not None for a, v in zip(inputs, op.operands)):
         return None
@@ -195,52 +201,20 @@ def weights(b: Builder, v: Value | None, out_axis: int) -> Weights | None:
     return Weights(np.asarray(data, np.int8), source, quantized, s)
 
 
-def _as_is(b: Builder, w: Weights) -> Value:
-    """The i8 weight value as the int8 op reads it, unchanged."""
-    return materialize(b, w.source, w.data, "/int8") if w.quantized else w.source
+def _as_is(b: Builder, w: Weights, kind: str) -> Value:
+    """The quantized weight value as the `kind` op reads it, unchanged."""
+    return materialize(b, w.source, w.data, f"/{kind}") if w.quantized else w.source
 
 
-def _as_rows(b: Builder, w: Weights, trans: bool) -> Value:
-    """The i8 weight as [N, K]: transposed (a new weight) unless it is [N, K] already."""
+def _as_rows(b: Builder, w: Weights, trans: bool, kind: str) -> Value:
+    """The quantized weight as [N, K]: transposed (a new weight) unless it is [N, K] already."""
     if not trans:
-        return _as_is(b, w)
-    return materialize(b, w.source, np.ascontiguousarray(w.data.T), "/int8/nk" if w.quantized else "/nk")
-
-
-# -- the heavy ops ----------------------------------------------------------------------------------
-def fold_conv(m: Match, b: Builder) -> Value | None:
-    """conv(dq(xq), dq(wq), bias) = int8_conv(xq, wq, sx, sw, bias, zx) (dequantized, f32)."""
-    op = m.conv
-    x, w = op.operands[0], op.operands[1]
-    bias = op.operands[2] if len(op.operands) > 2 else None
-    act = activation(x)
-    t = _ranked(w)
-    if act is None or t is None or not _is(op.results[0], "f32"):
-        return None
-    lay = L.resolve(op.attributes.get("layout"), t.rank)
-    out_axis = L.resolve_weight(op.attributes.get("weight_layout"), lay.spatial, "OI").out_axis
-    wt = weights(b, w, out_axis)
-    if wt is None:
-        return None
-    return b.op("ember.int8_conv", act.q, _as_is(b, wt), act.scale, wt.scale, bias, act.zero_point,
-                **op.attributes)
-
-
-def fold_matmul(m: Match, b: Builder) -> Value | None:
-    """matmul(dq(xq), dq(wq [K, N])) = int8_matmul(xq, wq^T, sx, sw, zx)."""
-    op = m.matmul
-    act, tx = activation(op.operands[0]), _ranked(op.operands[0])
-    if act is None or tx is None or tx.rank < 2 or _ranked(op.operands[1]) is None \
-            or _ranked(op.operands[1]).rank != 2 or not _is(op.results[0], "f32"):  # type: ignore[union-attr]
-        return None
-    wt = weights(b, op.operands[1], 1)
-    if wt is None:
-        return None
-    return b.op("ember.int8_matmul", act.q, _as_rows(b, wt, True), act.scale, wt.scale, None, act.zero_point)
+        return _as_is(b, w, kind)
+    return materialize(b, w.source, np.ascontiguousarray(w.data.T), f"/{kind}/nk" if w.quantized else "/nk")
 
 
 def _column_bias(b: Builder, c: Value | None, n: object) -> Value | None | bool:
-    """c as a bias vector [N] (None when absent), or False when it is not one value per column."""
+    """c as a bias vector [N] (None when absent), or False when it is not one f32 per column."""
     if c is None:
         return None
     t = _ranked(c)
@@ -249,87 +223,131 @@ def _column_bias(b: Builder, c: Value | None, n: object) -> Value | None | bool:
     return c if t.rank == 1 else b.op("ember.reshape", c, shape=(n,))
 
 
-def fold_gemm(m: Match, b: Builder) -> Value | None:
-    """gemm(dq(xq), dq(wq), c) (alpha = beta = 1, no trans_a, c per column) =
-    int8_matmul(xq, wq as [N, K], sx, sw, c, zx)."""
-    op = m.gemm
-    a = op.attributes
-    if a.get("trans_a") or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+@dataclass(frozen=True)
+class QuantizedOps:
+    """The heavy-op and epilogue rules fold-qdq (int8) and fold-qdq-fp8 share, and what they
+    differ in: the ops (ember.<kind>_conv, ember.<kind>_matmul, with `width` operands: x, w,
+    x_scale, w_scale, bias, then the int8 ops' zero points and output pair), what an activation
+    and a weight pair must be, and whether the op takes the activation's zero point after the
+    bias. Each `fold_*` method is a rule's build."""
+
+    kind: str
+    activation: Callable[[Value | None], Any]   # dq(q, s, ...) per tensor -> its .q, .scale (.zero_point), or None
+    weights: Callable[[Builder, Value | None, int], Weights | None]
+    width: int
+    zero_point: bool
+
+    @property
+    def conv(self) -> str:
+        return f"ember.{self.kind}_conv"
+
+    @property
+    def matmul(self) -> str:
+        return f"ember.{self.kind}_matmul"
+
+    def _tail(self, act: Any) -> tuple[Value | None, ...]:
+        return (act.zero_point,) if self.zero_point else ()
+
+    def fold_conv(self, m: Match, b: Builder) -> Value | None:
+        """conv(dq(xq), dq(wq), bias) = <kind>_conv(xq, wq, sx, sw, bias[, zx]) (f32)."""
+        op = m.conv
+        x, w, bias = op.operands[0], op.operands[1], _operand(op, 2)
+        act, t = self.activation(x), _ranked(w)
+        if act is None or t is None or not _is(op.results[0], "f32"):
+            return None
+        lay = L.resolve(op.attributes.get("layout"), t.rank)
+        out_axis = L.resolve_weight(op.attributes.get("weight_layout"), lay.spatial, "OI").out_axis
+        wt = self.weights(b, w, out_axis)
+        if wt is None:
+            return None
+        return b.op(self.conv, act.q, _as_is(b, wt, self.kind), act.scale, wt.scale, bias, *self._tail(act),
+                    **op.attributes)
+
+    def fold_matmul(self, m: Match, b: Builder) -> Value | None:
+        """matmul(dq(xq), dq(wq [K, N])) = <kind>_matmul(xq, wq^T, sx, sw[, zx])."""
+        op = m.matmul
+        act, tx, tw = self.activation(op.operands[0]), _ranked(op.operands[0]), _ranked(op.operands[1])
+        if act is None or tx is None or tx.rank < 2 or tw is None or tw.rank != 2 or not _is(op.results[0], "f32"):
+            return None
+        wt = self.weights(b, op.operands[1], 1)
+        if wt is None:
+            return None
+        return b.op(self.matmul, act.q, _as_rows(b, wt, True, self.kind), act.scale, wt.scale, None,
+                    *self._tail(act))
+
+    def fold_gemm(self, m: Match, b: Builder) -> Value | None:
+        """gemm(dq(xq), dq(wq), c) (alpha = beta = 1, no trans_a, c per column) =
+        <kind>_matmul(xq, wq as [N, K], sx, sw, c[, zx])."""
+        op = m.gemm
+        a = op.attributes
+        if a.get("trans_a") or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+            return None
+        act, out = self.activation(op.operands[0]), _ranked(op.results[0])
+        if act is None or out is None or out.dtype.name != "f32":
+            return None
+        trans_b = bool(a.get("trans_b"))
+        wt = self.weights(b, op.operands[1], 0 if trans_b else 1)
+        if wt is None:
+            return None
+        bias = _column_bias(b, _operand(op, 2), out.shape[1])
+        if bias is False:
+            return None
+        return b.op(self.matmul, act.q, _as_rows(b, wt, not trans_b, self.kind), act.scale, wt.scale, bias,
+                    *self._tail(act))
+
+    def heavy_of(self, v: Value | None) -> Operation | None:
+        """The op that makes v with an f32 (dequantized, not requantized) result used by nothing else."""
+        op = v.defining_op if v is not None else None
+        if op is None or op.name not in (self.conv, self.matmul) or len(v.uses) != 1:  # type: ignore[union-attr]
+            return None
+        if _operand(op, 6) is not None or not _is(v, "f32"):
+            return None
+        return op
+
+    def with_(self, b: Builder, op: Operation, replace: dict[int, Value | None], **attrs: object) -> Value:
+        """`op` again with operands `replace`d (by index) and attributes updated."""
+        operands = [_operand(op, i) for i in range(self.width)]
+        for i, v in replace.items():
+            operands[i] = v
+        return b.op(op.name, *operands, **{**op.attributes, **attrs})
+
+    def _channel_axis(self, op: Operation) -> int:
+        t = _ranked(op.results[0])
+        assert t is not None
+        if op.name == self.conv:
+            return L.resolve(op.attributes.get("layout"), t.rank).channel_axis
+        return t.rank - 1
+
+    def fold_relu(self, m: Match, b: Builder) -> Value | None:
+        """relu(<kind> op) = the op with relu = true."""
+        op = self.heavy_of(m.relu.operands[0])
+        if op is None or op.attributes.get("relu"):
+            return None
+        return self.with_(b, op, {}, relu=True)
+
+    def fold_bias(self, m: Match, b: Builder) -> Value | None:
+        """<kind> op + c, c one f32 per output channel (broadcast along the channel axis only) and
+        no bias yet, no relu = the op with bias c."""
+        add = m.add
+        for mine, other in (add.operands, add.operands[::-1]):
+            op = self.heavy_of(mine)
+            if op is None or op.attributes.get("relu") or _operand(op, 4) is not None:
+                continue
+            out, tc = _ranked(op.results[0]), _ranked(other)
+            if out is None or tc is None or tc.dtype.name != "f32" or tc.rank > out.rank \
+                    or _ranked(add.results[0]) != out:
+                continue
+            axis = self._channel_axis(op)
+            full = (1,) * (out.rank - tc.rank) + tuple(tc.shape)
+            channels = out.shape[axis]
+            if full[axis] != channels or any(d != 1 for i, d in enumerate(full) if i != axis):
+                continue
+            bias = other if tc.rank == 1 else b.op("ember.reshape", other, shape=(channels,))
+            return self.with_(b, op, {4: bias})
         return None
-    act = activation(op.operands[0])
-    out = _ranked(op.results[0])
-    if act is None or out is None or out.dtype.name != "f32":
-        return None
-    trans_b = bool(a.get("trans_b"))
-    wt = weights(b, op.operands[1], 0 if trans_b else 1)
-    if wt is None:
-        return None
-    bias = _column_bias(b, op.operands[2] if len(op.operands) > 2 else None, out.shape[1])
-    if bias is False:
-        return None
-    return b.op("ember.int8_matmul", act.q, _as_rows(b, wt, not trans_b), act.scale, wt.scale, bias,
-                act.zero_point)
 
 
-# -- epilogues ------------------------------------------------------------------------------------
-def _int8_op(v: Value | None) -> Operation | None:
-    """The int8 op that makes v with a dequantized f32 result used by nothing else."""
-    op = v.defining_op if v is not None else None
-    if op is None or op.name not in INT8_OPS or len(v.uses) != 1:  # type: ignore[union-attr]
-        return None
-    if _operand(op, 6) is not None or not _is(v, "f32"):
-        return None
-    return op
-
-
-def _operand(op: Operation, i: int) -> Value | None:
-    return op.operands[i] if i < len(op.operands) else None
-
-
-def _with(b: Builder, op: Operation, replace: dict[int, Value | None], **attrs: object) -> Value:
-    """`op` again with operands `replace`d (by index) and attributes updated."""
-    operands = [_operand(op, i) for i in range(8)]
-    for i, v in replace.items():
-        operands[i] = v
-    return b.op(op.name, *operands, **{**op.attributes, **attrs})
-
-
-def _channel_axis(op: Operation) -> int:
-    t = _ranked(op.results[0])
-    assert t is not None
-    if op.name == "ember.int8_conv":
-        return L.resolve(op.attributes.get("layout"), t.rank).channel_axis
-    return t.rank - 1
-
-
-def fold_relu(m: Match, b: Builder) -> Value | None:
-    """relu(int8 op) = the op with relu = true."""
-    op = _int8_op(m.relu.operands[0])
-    if op is None or op.attributes.get("relu"):
-        return None
-    return _with(b, op, {}, relu=True)
-
-
-def fold_bias(m: Match, b: Builder) -> Value | None:
-    """int8 op + c, c one f32 per output channel (broadcast along the channel axis only) and no
-    bias yet, no relu = the op with bias c."""
-    add = m.add
-    for mine, other in (add.operands, add.operands[::-1]):
-        op = _int8_op(mine)
-        if op is None or op.attributes.get("relu") or _operand(op, 4) is not None:
-            continue
-        out, tc = _ranked(op.results[0]), _ranked(other)
-        if out is None or tc is None or tc.dtype.name != "f32" or tc.rank > out.rank \
-                or _ranked(add.results[0]) != out:
-            continue
-        axis = _channel_axis(op)
-        full = (1,) * (out.rank - tc.rank) + tuple(tc.shape)
-        channels = out.shape[axis]
-        if full[axis] != channels or any(d != 1 for i, d in enumerate(full) if i != axis):
-            continue
-        bias = other if tc.rank == 1 else b.op("ember.reshape", other, shape=(channels,))
-        return _with(b, op, {4: bias})
-    return None
+INT8 = QuantizedOps("int8", activation, weights, width=8, zero_point=True)
 
 
 @dataclass(frozen=True)
@@ -353,11 +371,11 @@ def output(q: Operation) -> Output | None:
 def fold_requantize(m: Match, b: Builder) -> Value | None:
     """quantize(int8 op, sy, zy) to i8 (per tensor) = the op requantizing with sy and zy."""
     q = m.q
-    op = _int8_op(q.operands[0])
+    op = INT8.heavy_of(q.operands[0])
     out = output(q)
     if op is None or out is None:
         return None
-    return _with(b, op, {6: out.scale, 7: out.zero_point}, dtype=None)
+    return INT8.with_(b, op, {6: out.scale, 7: out.zero_point}, dtype=None)
 
 
 # -- between the int8 ops: pools, add, concat -------------------------------------------------------
@@ -549,15 +567,15 @@ def u8_to_i8(m: Match, b: Builder) -> Value | None:
 RULES = RuleSet("fold-qdq", [
     Rule("u8-to-i8", P.op("ember.dequantize", name="dq", any_operands=True), u8_to_i8, benefit=2,
          doc="dq(q(x, s, z: u8), s, z) = dq(q(x, s, z - 128: i8), s, z - 128)"),
-    Rule("int8-conv", P.op("ember.conv", name="conv", any_operands=True), fold_conv,
+    Rule("int8-conv", P.op("ember.conv", name="conv", any_operands=True), INT8.fold_conv,
          doc="conv(dq(xq), dq(wq), b) = int8_conv(xq, wq, sx, sw, b, zx)"),
-    Rule("int8-matmul", P.op("ember.matmul", name="matmul", any_operands=True), fold_matmul,
+    Rule("int8-matmul", P.op("ember.matmul", name="matmul", any_operands=True), INT8.fold_matmul,
          doc="matmul(dq(xq), dq(wq)) = int8_matmul(xq, wq^T, sx, sw, zx)"),
-    Rule("int8-gemm", P.op("ember.gemm", name="gemm", any_operands=True), fold_gemm,
+    Rule("int8-gemm", P.op("ember.gemm", name="gemm", any_operands=True), INT8.fold_gemm,
          doc="gemm(dq(xq), dq(wq), c) = int8_matmul(xq, wq as [N, K], sx, sw, c, zx)"),
-    Rule("int8-relu", P.op("ember.relu", name="relu", any_operands=True), fold_relu,
+    Rule("int8-relu", P.op("ember.relu", name="relu", any_operands=True), INT8.fold_relu,
          doc="relu(int8 op) = int8 op with relu"),
-    Rule("int8-bias", P.op("ember.add", name="add", any_operands=True), fold_bias,
+    Rule("int8-bias", P.op("ember.add", name="add", any_operands=True), INT8.fold_bias,
          doc="int8 op + c[channel] = int8 op with bias c"),
     Rule("int8-requantize", P.op("ember.quantize", name="q", any_operands=True), fold_requantize,
          doc="quantize(int8 op, sy, zy) = int8 op requantizing to i8"),
@@ -585,4 +603,4 @@ class FoldQdq(Pass):
         return bool(fired)
 
 
-__all__ = ["FoldQdq", "RULES", "activation", "output", "same_quantization", "weights"]
+__all__ = ["INT8", "FoldQdq", "QuantizedOps", "RULES", "activation", "output", "same_quantization", "weights"]

@@ -26,14 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ember.ir.builder import Builder
-from ember.ir.core import Module, Value
+from ember.ir.core import Module
 from ember.ir.ops.fp8 import FP8_MAX
-from ember.ir.types import TensorType, dtype, dtype_of
-from ember.passes.calibration import Calibration, CalibrationError, tensor_names
-from ember.passes.convert_precision import named_by
+from ember.passes.calibration import Calibration, CalibrationError
 from ember.passes.manager import Pass, PassContext, register_pass
-from ember.passes.quantize_int8 import QUANTIZED_OPERANDS, read_calibration
+from ember.passes.quantize_int8 import insert_pairs, read_calibration
 
 FP8 = "f8e4m3fn"
 TINY = float(np.finfo(np.float32).tiny)
@@ -51,55 +48,11 @@ def fp8_weight_scales(weight: np.ndarray, axis: int = 0, fmt: str = FP8) -> np.n
     return fp8_scale(w.max(axis=other) if other else w, fmt)
 
 
-def _weight_data(module: Module, v: Value) -> np.ndarray | None:
-    """The data of an ember.weight operand (the weights the pass quantizes per channel)."""
-    op = v.defining_op
-    if op is None or op.name != "ember.weight":
-        return None
-    w = module.weights.get(op.attributes["name"])
-    return None if w is None or w.data is None else np.asarray(w.data)
-
-
-def _pair(b: Builder, x: Value, scale: np.ndarray, axis: int) -> Value:
-    """dq(q(x)) through f8e4m3fn (a scalar scale, or one per channel along `axis`)."""
-    t = x.type
-    assert isinstance(t, TensorType)
-    s = b.constant(np.asarray(scale, np.float32), "f32")
-    ax = axis % t.rank if t.rank else 0
-    q = b.op("ember.quantize", x, s, None, axis=ax, dtype=dtype(FP8))
-    dq = b.op("ember.dequantize", q, s, None, axis=ax, dtype=dtype("f32"))
-    return dq if t.dtype == dtype_of(np.float32) else b.op("ember.cast", dq, to=t.dtype)
-
-
 def quantize_fp8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset()) -> int:
     """Insert the fp8 Q/DQ pairs; returns how many operands were quantized."""
-    names = tensor_names(module)
-    done = 0
-    block = module.main.body
-    for op in list(block.ops):
-        plan = QUANTIZED_OPERANDS.get(op.name)
-        if plan is None or named_by(op, keep):
-            continue
-        for index, axis in plan:
-            if index >= len(op.operands) or op.operands[index] is None:
-                continue
-            v = op.operands[index]
-            t = v.type
-            if not isinstance(t, TensorType) or t.shape is None or t.dtype.kind != "float":
-                continue
-            b = Builder(module=module, block=block, before=op, loc=op.loc)
-            data = _weight_data(module, v)
-            if data is not None and data.ndim >= 1:
-                if op.name == "ember.gemm" and index == 1 and op.attributes.get("trans_b"):
-                    axis = 0  # b is [N, K]: its output channels lead
-                new = _pair(b, v, fp8_weight_scales(data, axis), axis)
-            elif v in names and names[v] in calibration.thresholds:
-                new = _pair(b, v, fp8_scale(calibration.thresholds[names[v]]), 0)
-            else:
-                continue
-            op.set_operand(index, new)
-            done += 1
-    return done
+    thresholds = calibration.thresholds
+    return insert_pairs(module, fp8_weight_scales,
+                        lambda name: fp8_scale(thresholds[name]) if name in thresholds else None, FP8, keep)
 
 
 @register_pass("quantize-fp8")

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Operation, Value
-from ember.ir.types import TensorType, dtype_of
+from ember.ir.types import TensorType, dtype, dtype_of
 from ember.passes.calibration import Calibration, CalibrationError, tensor_names, weight_scales
 from ember.passes.convert_precision import named_by
 from ember.passes.manager import Pass, PassContext, register_pass
@@ -45,6 +46,7 @@ QUANTIZED_OPERANDS: dict[str, tuple[tuple[int, int], ...]] = {
 
 
 def _weight_data(module: Module, v: Value) -> np.ndarray | None:
+    """The data of an ember.weight operand (the weights the pass quantizes per channel)."""
     op = v.defining_op
     if op is None or op.name != "ember.weight":
         return None
@@ -52,15 +54,18 @@ def _weight_data(module: Module, v: Value) -> np.ndarray | None:
     return None if w is None or w.data is None else np.asarray(w.data)
 
 
-def _pair(b: Builder, x: Value, scale: np.ndarray, axis: int) -> Value:
-    """dq(q(x)) with symmetric int8 scales (a scalar, or one per channel along `axis`)."""
+def qdq_pair(b: Builder, x: Value, scale: np.ndarray, axis: int, to: str = "i8") -> Value:
+    """dq(q(x)) through `to` (a scalar scale, or one per channel along `axis`): symmetric int8
+    (zero point 0) or an fp8 format (no zero point, the quantize names its type)."""
     t = x.type
     assert isinstance(t, TensorType)
     s = b.constant(np.asarray(scale, np.float32), "f32")
-    zp = b.constant(np.zeros(np.shape(scale), np.int8), "i8")
+    zp = b.constant(np.zeros(np.shape(scale), np.int8), "i8") if to == "i8" else None
     ax = axis % t.rank if t.rank else 0
-    q = b.op("ember.quantize", x, s, zp, axis=ax)
-    dq = b.op("ember.dequantize", q, s, zp, axis=ax)
+    q_type = {} if to == "i8" else {"dtype": dtype(to)}
+    dq_type = {} if to == "i8" else {"dtype": dtype("f32")}
+    q = b.op("ember.quantize", x, s, zp, axis=ax, **q_type)
+    dq = b.op("ember.dequantize", q, s, zp, axis=ax, **dq_type)
     return dq if t.dtype == dtype_of(np.float32) else b.op("ember.cast", dq, to=t.dtype)
 
 
@@ -74,12 +79,14 @@ def label(op: Operation, index: int) -> str:
     return op.loc.names[0] if op.loc.names else f"op {index}"
 
 
-def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset(),
-                  only: frozenset[int] | None = None) -> int:
-    """Insert the Q/DQ pairs (`only`: just before the ops at these indices of the main
-    function); returns how many operands were quantized."""
+def insert_pairs(module: Module, weight_scale: Callable[[np.ndarray, int], np.ndarray],
+                 activation_scale: Callable[[str], np.ndarray | None], to: str = "i8",
+                 keep: frozenset[str] = frozenset(), only: frozenset[int] | None = None) -> int:
+    """Insert Q/DQ pairs through `to` before the heavy ops' float operands (`only`: just the ops at
+    these indices of the main function; `keep`: not the ops it names): a weight's per output
+    channel (`weight_scale(data, axis)`), an activation's where `activation_scale(its name)` has
+    one. Returns how many operands were quantized; quantize-int8 and quantize-fp8 share it."""
     names = tensor_names(module)
-    scales = calibration.scales
     done = 0
     block = module.main.body
     for position, op in enumerate(list(block.ops)):
@@ -98,14 +105,25 @@ def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str]
             if data is not None and data.ndim >= 1:
                 if op.name == "ember.gemm" and index == 1 and op.attributes.get("trans_b"):
                     axis = 0  # b is [N, K]: its output channels lead
-                new = _pair(b, v, weight_scales(data, axis).astype(np.float32), axis)
-            elif v in names and names[v] in scales:
-                new = _pair(b, v, np.float32(scales[names[v]]), 0)
+                new = qdq_pair(b, v, weight_scale(data, axis), axis, to)
             else:
-                continue
+                scale = activation_scale(names[v]) if v in names else None
+                if scale is None:
+                    continue
+                new = qdq_pair(b, v, scale, 0, to)
             op.set_operand(index, new)
             done += 1
     return done
+
+
+def quantize_int8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset(),
+                  only: frozenset[int] | None = None) -> int:
+    """Insert the Q/DQ pairs (`only`: just before the ops at these indices of the main
+    function); returns how many operands were quantized."""
+    scales = calibration.scales
+    return insert_pairs(module, lambda data, axis: weight_scales(data, axis).astype(np.float32),
+                        lambda name: np.float32(scales[name]) if name in scales else None,
+                        keep=keep, only=only)
 
 
 def read_calibration(path: str) -> Calibration:
@@ -132,4 +150,5 @@ class QuantizeInt8(Pass):
         return bool(found)
 
 
-__all__ = ["QUANTIZED_OPERANDS", "QuantizeInt8", "label", "quantizable", "quantize_int8", "read_calibration"]
+__all__ = ["QUANTIZED_OPERANDS", "QuantizeInt8", "insert_pairs", "label", "qdq_pair", "quantizable", "quantize_int8",
+           "read_calibration"]

@@ -49,8 +49,9 @@ from ember.ir.dims import Dim
 from ember.ir.opdef import (Attr, FloatTensor, Heavy, LayoutSensitive, Op, Operand, Pure, Quantization, Result,
                             register_op)
 from ember.ir.ops import rules
+from ember.ir.ops.int8 import _QuantizedConv, _scalar, _vector, scaled
 from ember.ir.ops.linalg import _same_dim
-from ember.ir.ops.nn import AUTO_PAD, Conv, _ConvBase, _spatial, _static
+from ember.ir.ops.nn import Conv
 from ember.ir.types import DType, TensorType, Type, f32
 
 FP8_TYPES = frozenset({"f8e4m3fn", "f8e5m2"})
@@ -61,23 +62,8 @@ FP8_MAX = {"f8e4m3fn": 448.0, "f8e5m2": 57344.0}   # the largest finite value: a
 def fp8_epilogue(acc: np.ndarray, axis: int, x_scale: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None,
                  *, relu: bool, dtype: DType | None) -> np.ndarray:
     """The f32 accumulators `acc` (output channels along `axis`) as the op's result: the
-    epilogue of the module docstring, step by step in f32."""
-    one = np.float32
-    shape = [1] * acc.ndim
-    shape[axis % acc.ndim] = -1
-
-    def per_channel(p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p).astype(one)
-        return p.reshape(()) if p.size == 1 else p.reshape(shape)
-
-    scale = np.asarray(x_scale).astype(one).reshape(()) * per_channel(w_scale)
-    with np.errstate(all="ignore"):
-        v = acc.astype(one) * scale
-        if bias is not None:
-            v = v + per_channel(bias)
-        if relu:
-            v = np.where(v < 0, one(0), v)
-        return v.astype((dtype or f32).np_dtype)
+    epilogue of the module docstring, step by step in f32 (the int8 ops' without requantizing)."""
+    return scaled(acc, axis, x_scale, w_scale, bias, relu=relu, dtype=dtype)
 
 
 def fp8_matmul_acc(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -93,33 +79,12 @@ def fp8_conv_acc(x: np.ndarray, w: np.ndarray, **window: object) -> np.ndarray:
     return acc.astype(np.float32)
 
 
-def _scalar(op: Op, t: Type, what: str) -> None:
-    t = rules.ranked(op, t, what)
-    if t.dtype != f32:
-        raise op.error(f"{what} {t} must be f32")
-    if not (t.rank == 0 or t.shape == (1,)):
-        raise op.error(f"{what} {t} must be a scalar (per tensor)")
-
-
-def _vector(op: Op, t: Type | None, what: str, channels: Dim, scalar_ok: bool) -> None:
-    if t is None:
-        return
-    t = rules.ranked(op, t, what)
-    if t.dtype != f32:
-        raise op.error(f"{what} {t} must be f32")
-    if scalar_ok and (t.rank == 0 or t.shape == (1,)):
-        return
-    if t.rank != 1 or (_static(t.shape[0], channels) and t.shape[0] != channels):
-        want = "a scalar or " if scalar_ok else ""
-        raise op.error(f"{what} {t} must be {want}a vector of the {channels} output channels")
-
-
 def _common(op: Op, x: TensorType, w: TensorType, x_scale: Type, w_scale: Type, bias: Type | None,
             channels: Dim) -> DType:
     for what, t in (("x", x), ("w", w)):
         if t.dtype.name not in FP8_TYPES:
             raise op.error(f"{what} {t} must be f8e4m3fn or f8e5m2")
-    _scalar(op, x_scale, "x_scale")
+    _scalar(op, x_scale, "x_scale", "f32")
     _vector(op, w_scale, "w_scale", channels, scalar_ok=True)
     _vector(op, bias, "bias", channels, scalar_ok=False)
     out = op.out_dtype if op.out_dtype is not None else f32
@@ -130,7 +95,7 @@ def _common(op: Op, x: TensorType, w: TensorType, x_scale: Type, w_scale: Type, 
 
 # -- fp8 convolution --------------------------------------------------------------------------
 @register_op("ember.fp8_conv", traits={Pure, Heavy, LayoutSensitive, Quantization})
-class Fp8Conv(_ConvBase):
+class Fp8Conv(_QuantizedConv):
     """Convolution of fp8 activations and fp8 weights (f8e4m3fn or f8e5m2, each its own),
     summed exactly and rounded to f32, then the fp8 epilogue (module docstring) to f32, f16
     or bf16. Windows, groups, layouts and the shape rule are ember.conv's; x_scale is a
@@ -142,28 +107,10 @@ class Fp8Conv(_ConvBase):
     x_scale = Operand(FloatTensor)
     w_scale = Operand(FloatTensor)
     bias = Operand(FloatTensor, optional=True)
-    kernel_shape = Attr(A.Ints, default=())
-    strides = Attr(A.Ints, default=())
-    pads = Attr(A.Ints, default=())
-    dilations = Attr(A.Ints, default=())
-    groups = Attr(A.Int, default=1, key="group")
-    auto_pad = Attr(AUTO_PAD, default="NOTSET")
-    layout = Attr(A.Optional(A.Str), default=None)
-    weight_layout = Attr(A.Optional(A.Str), default=None)
-    relu = Attr(A.Bool, default=False)
-    out_dtype = Attr(A.Optional(A.DTypeAttr), default=None, key="dtype")
     out = Result(FloatTensor)
 
-    _weight_default = "OI"
-
     def infer(self, x: Type, w: Type, x_scale: Type, w_scale: Type, bias: Type | None) -> TensorType:
-        x, lay = _spatial(self, x)
-        w = rules.ranked(self, w, "w")
-        if w.rank != x.rank:
-            raise self.error(f"filter w {w} must have rank {x.rank}, as x {x} has")
-        wl = L.weight(self, self.weight_layout, lay.spatial, default="OI")
-        if self.groups < 1:
-            raise self.error(f"group {self.groups} must be positive")
+        x, w, lay, wl = self._quantized_operands(x, w)
         dt = _common(self, x, w, x_scale, w_scale, bias, w.shape[wl.out_axis])
         return TensorType(dt, self._forward_shape(x, w, lay, wl))
 

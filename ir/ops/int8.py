@@ -112,11 +112,12 @@ def int8_mean(acc: np.ndarray, count: np.ndarray, x_scale: np.ndarray, y_scale: 
     return requantize(v, y_scale, y_zero_point)
 
 
-def int8_epilogue(acc: np.ndarray, axis: int, x_scale: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None,
-                  y_scale: np.ndarray | None, y_zero_point: np.ndarray | None, *, relu: bool,
-                  dtype: DType | None) -> np.ndarray:
-    """The i32 accumulators `acc` (output channels along `axis`) as the op's result: the
-    epilogue of the module docstring, step by step in f32."""
+def scaled(acc: np.ndarray, axis: int, x_scale: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, *,
+           relu: bool, dtype: DType | None, y_scale: np.ndarray | None = None,
+           y_zero_point: np.ndarray | None = None) -> np.ndarray:
+    """The accumulators `acc` (output channels along `axis`, as f32) as a quantized op's result,
+    step by step in f32: acc * (x_scale * w_scale[c]) [+ bias[c]] [relu], then as `dtype`, or
+    requantized with y_scale. The int8 ops' epilogue and the fp8 ops' (ir/ops/fp8.py)."""
     one = np.float32
     shape = [1] * acc.ndim
     shape[axis % acc.ndim] = -1
@@ -127,7 +128,7 @@ def int8_epilogue(acc: np.ndarray, axis: int, x_scale: np.ndarray, w_scale: np.n
 
     scale = np.asarray(x_scale).astype(one).reshape(()) * per_channel(w_scale)
     with np.errstate(all="ignore"):
-        v = acc.astype(np.int32).astype(one) * scale
+        v = acc.astype(one) * scale
         if bias is not None:
             v = v + per_channel(bias)
         if relu:
@@ -135,6 +136,15 @@ def int8_epilogue(acc: np.ndarray, axis: int, x_scale: np.ndarray, w_scale: np.n
         if y_scale is None:
             return v.astype((dtype or f32).np_dtype)
     return requantize(v, y_scale, y_zero_point)
+
+
+def int8_epilogue(acc: np.ndarray, axis: int, x_scale: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None,
+                  y_scale: np.ndarray | None, y_zero_point: np.ndarray | None, *, relu: bool,
+                  dtype: DType | None) -> np.ndarray:
+    """The i32 accumulators `acc` (output channels along `axis`) as the op's result: the
+    epilogue of the module docstring, step by step in f32."""
+    return scaled(acc.astype(np.int32), axis, x_scale, w_scale, bias, relu=relu, dtype=dtype, y_scale=y_scale,
+                  y_zero_point=y_zero_point)
 
 
 def _scalar(op: Op, t: Type | None, what: str, kind: str) -> None:
@@ -192,8 +202,37 @@ def _common(op: Op, x: TensorType, w: TensorType, x_scale: Type, w_scale: Type, 
 
 
 # -- int8 convolution -------------------------------------------------------------------------
+class _QuantizedConv(_ConvBase):
+    """What ember.int8_conv and ember.fp8_conv share: ember.conv's windows, groups, layouts and
+    shape rule, a fused relu and the result type; the subclasses declare the operands."""
+
+    kernel_shape = Attr(A.Ints, default=())
+    strides = Attr(A.Ints, default=())
+    pads = Attr(A.Ints, default=())
+    dilations = Attr(A.Ints, default=())
+    groups = Attr(A.Int, default=1, key="group")
+    auto_pad = Attr(AUTO_PAD, default="NOTSET")
+    layout = Attr(A.Optional(A.Str), default=None)
+    weight_layout = Attr(A.Optional(A.Str), default=None)
+    relu = Attr(A.Bool, default=False)
+    out_dtype = Attr(A.Optional(A.DTypeAttr), default=None, key="dtype")
+
+    _weight_default = "OI"
+
+    def _quantized_operands(self, x: Type, w: Type) -> tuple[TensorType, TensorType, L.Layout, L.WeightLayout]:
+        """x and w ranked, x's layout and w's (the element types are the subclass's to check)."""
+        x, lay = _spatial(self, x)
+        w = rules.ranked(self, w, "w")
+        if w.rank != x.rank:
+            raise self.error(f"filter w {w} must have rank {x.rank}, as x {x} has")
+        wl = L.weight(self, self.weight_layout, lay.spatial, default="OI")
+        if self.groups < 1:
+            raise self.error(f"group {self.groups} must be positive")
+        return x, w, lay, wl
+
+
 @register_op("ember.int8_conv", traits={Pure, Heavy, LayoutSensitive, Quantization})
-class Int8Conv(_ConvBase):
+class Int8Conv(_QuantizedConv):
     """Convolution of s8 activations and s8 weights, exact in i32, then the int8 epilogue
     (module docstring): dequantized to f32/f16/bf16, or requantized to i8 with y_scale.
     Windows, groups, layouts and the shape rule are ember.conv's; x_scale, x_zero_point,
@@ -209,29 +248,11 @@ class Int8Conv(_ConvBase):
     x_zero_point = Operand(IntTensor, optional=True)
     y_scale = Operand(FloatTensor, optional=True)
     y_zero_point = Operand(IntTensor, optional=True)
-    kernel_shape = Attr(A.Ints, default=())
-    strides = Attr(A.Ints, default=())
-    pads = Attr(A.Ints, default=())
-    dilations = Attr(A.Ints, default=())
-    groups = Attr(A.Int, default=1, key="group")
-    auto_pad = Attr(AUTO_PAD, default="NOTSET")
-    layout = Attr(A.Optional(A.Str), default=None)
-    weight_layout = Attr(A.Optional(A.Str), default=None)
-    relu = Attr(A.Bool, default=False)
-    out_dtype = Attr(A.Optional(A.DTypeAttr), default=None, key="dtype")
     out = Result(NumericTensor)
-
-    _weight_default = "OI"
 
     def infer(self, x: Type, w: Type, x_scale: Type, w_scale: Type, bias: Type | None, x_zero_point: Type | None,
               y_scale: Type | None, y_zero_point: Type | None) -> TensorType:
-        x, lay = _spatial(self, x)
-        w = rules.ranked(self, w, "w")
-        if w.rank != x.rank:
-            raise self.error(f"filter w {w} must have rank {x.rank}, as x {x} has")
-        wl = L.weight(self, self.weight_layout, lay.spatial, default="OI")
-        if self.groups < 1:
-            raise self.error(f"group {self.groups} must be positive")
+        x, w, lay, wl = self._quantized_operands(x, w)
         channels = w.shape[wl.out_axis]
         dt = _common(self, x, w, x_scale, w_scale, bias, x_zero_point, y_scale, y_zero_point, channels)
         return TensorType(dt, self._forward_shape(x, w, lay, wl))
@@ -468,4 +489,4 @@ def accumulators(op: Op, arrays: Sequence[np.ndarray | None], env: dict | None =
 
 __all__ = ["DEQUANTIZED", "INT8_BETWEEN", "Int8Add", "Int8AvgPool", "Int8Conv", "Int8GlobalAvgPool", "Int8MatMul",
            "Int8Requantize", "accumulators", "dequantized", "int8_epilogue", "int8_matmul_acc", "int8_mean",
-           "requantize"]
+           "requantize", "scaled"]
