@@ -101,53 +101,12 @@ struct Rescale {
 };
 
 // -- operands, k-major, 16 values of k per read ----------------------------------------------------
-// A row-major matrix of fp8 bytes: element (r, k) at p[r * ld + k].
-template <typename Index>
-struct Rows {
-  const unsigned char* __restrict__ p;
-  Index ld;
-  struct Line { Index off; };
-  __device__ __forceinline__ Line line(int r) const { return Line{static_cast<Index>(r) * ld}; }
-  __device__ __forceinline__ bool at(const Line& l, int k, const unsigned char*& src) const {
-    src = p + l.off + k;
-    return true;
-  }
-  __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(p) & 15) == 0; }
-};
-
-// A channels-last activation as im2col rows: m = (batch, output position), k = (tap, channel), the
-// channel fastest; taps in the padding are padding (+0.0).
-template <typename Index>
-struct Patches {
-  conv::Im2col<true, unsigned char, float, Index> im;
-  using Line = typename conv::Im2col<true, unsigned char, float, Index>::Line;
-  __device__ __forceinline__ Line line(int m) const { return im.line(m); }
-  __device__ __forceinline__ bool at(const Line& l, int k, const unsigned char*& src) const {
-    Index off;
-    if (!im.offset(l, k, off)) return false;
-    src = im.x + off;
-    return true;
-  }
-  __device__ __forceinline__ bool aligned() const { return (reinterpret_cast<unsigned long long>(im.x) & 15) == 0; }
-};
-
-// 16 bytes into shared memory: from `src` (cp.async when VEC, else through registers), or zeros.
+// int8's loaders on fp8 bytes; a tap in the padding reads +0.0 (zero bytes).
+template <typename Index> using Rows = int8::Rows<Index, unsigned char>;
+template <typename Index> using Patches = int8::Patches<Index, unsigned char, float>;
 template <bool VEC>
 __device__ __forceinline__ void fill16(unsigned char* __restrict__ dst, const unsigned char* src, bool in) {
-  if (!in) {
-    *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-    return;
-  }
-  if constexpr (VEC) {
-    gemm::mma::cp_async16(dst, src, 16);
-  } else {
-    unsigned w[4];
-#pragma unroll
-    for (int q = 0; q < 4; ++q)
-      w[q] = static_cast<unsigned>(src[4 * q]) | (static_cast<unsigned>(src[4 * q + 1]) << 8) |
-             (static_cast<unsigned>(src[4 * q + 2]) << 16) | (static_cast<unsigned>(src[4 * q + 3]) << 24);
-    *reinterpret_cast<uint4*>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
-  }
+  int8::fill16<VEC>(dst, src, in, 0u);
 }
 
 // Two fp8 codes (bits 0-7 and 8-15 of `two`) as an f16 pair, the first in the low half: e5m2

@@ -122,15 +122,16 @@ __device__ __forceinline__ int corrected(int acc, int zx, int wsum) {
 __device__ __forceinline__ unsigned splat(signed char b) { return 0x01010101u * static_cast<unsigned char>(b); }
 
 // -- operands, k-major, 16 values of k per read ----------------------------------------------------
+// (Bytes B: s8 here, fp8 codes in ember_fp8.cuh, which uses these with B = unsigned char.)
 // A row-major matrix: element (r, k) at p[r * ld + k].
-template <typename Index>
+template <typename Index, typename B = signed char>
 struct Rows {
-  const signed char* __restrict__ p;
+  const B* __restrict__ p;
   Index ld;
   struct Line { Index off; };
   __device__ __forceinline__ Line line(int r) const { return Line{static_cast<Index>(r) * ld}; }
   // Where the 16 values from (line, k) are; false where they are padding (never, here).
-  __device__ __forceinline__ bool at(const Line& l, int k, const signed char*& src) const {
+  __device__ __forceinline__ bool at(const Line& l, int k, const B*& src) const {
     src = p + l.off + k;
     return true;
   }
@@ -139,12 +140,12 @@ struct Rows {
 
 // A channels-last activation as im2col rows: m = (batch, output position), k = (tap, channel), the
 // channel fastest (conv::Im2col with CK); taps in the padding are padding.
-template <typename Index>
+template <typename Index, typename B = signed char, typename C = int>
 struct Patches {
-  conv::Im2col<true, signed char, int, Index> im;
-  using Line = typename conv::Im2col<true, signed char, int, Index>::Line;
+  conv::Im2col<true, B, C, Index> im;
+  using Line = typename conv::Im2col<true, B, C, Index>::Line;
   __device__ __forceinline__ Line line(int m) const { return im.line(m); }
-  __device__ __forceinline__ bool at(const Line& l, int k, const signed char*& src) const {
+  __device__ __forceinline__ bool at(const Line& l, int k, const B*& src) const {
     Index off;
     if (!im.offset(l, k, off)) return false;
     src = im.x + off;
@@ -154,8 +155,8 @@ struct Patches {
 };
 
 // 16 bytes into shared memory: from `src` (cp.async when VEC, else through a register), or `pad` x 16.
-template <bool VEC>
-__device__ __forceinline__ void fill16(signed char* __restrict__ dst, const signed char* src, bool in, unsigned pad) {
+template <bool VEC, typename B>
+__device__ __forceinline__ void fill16(B* __restrict__ dst, const B* src, bool in, unsigned pad) {
   if (!in) {
     *reinterpret_cast<uint4*>(dst) = make_uint4(pad, pad, pad, pad);
     return;
