@@ -323,30 +323,9 @@ __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, i
 #endif
 }
 
-// Where element (m, n) of the product goes, and its epilogue: a row-major [M][N] result, or a
-// convolution's output through conv::Geom's strides.
-template <class R, class Epi, typename Index>
-struct RowsOut {
-  const R& r;
-  const Epi& epi;
-  int N;
-  __device__ __forceinline__ Index at(int m, int n) const { return static_cast<Index>(m) * N + n; }
-  __device__ __forceinline__ void operator()(int m, int n, float acc) const { r.store(epi, at(m, n), n, acc); }
-  __device__ __forceinline__ void pair(int m, int n, float a0, float a1) const { r.store2(epi, at(m, n), n, a0, a1); }
-};
-
-template <class R, class Epi, typename Index>
-struct ConvOut {
-  const R& r;
-  const Epi& epi;
-  const conv::Geom<Index>& g;
-  int P;
-  __device__ __forceinline__ Index at(int m, int n) const {
-    return static_cast<Index>(m / P) * g.ys[0] + static_cast<Index>(m % P) * g.ys[4] + static_cast<Index>(n) * g.ys[1];
-  }
-  __device__ __forceinline__ void operator()(int m, int n, float acc) const { r.store(epi, at(m, n), n, acc); }
-  __device__ __forceinline__ void pair(int m, int n, float a0, float a1) const { r.store2(epi, at(m, n), n, a0, a1); }
-};
+// Where element (m, n) of the product goes, and its epilogue: int8's, with f32 accumulators.
+template <class R, class Epi, typename Index> using RowsOut = int8::RowsOut<R, Epi, Index, float>;
+template <class R, class Epi, typename Index> using ConvOut = int8::ConvOut<R, Epi, Index, float>;
 
 template <typename F>
 __device__ __forceinline__ const unsigned char* bytes(const F* p) { return reinterpret_cast<const unsigned char*>(p); }

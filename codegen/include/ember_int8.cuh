@@ -368,18 +368,19 @@ __device__ __forceinline__ void tile(const LA& la, const LB& lb, int M, int N, i
 
 // Where element (m, n) of the product goes, and its epilogue: a row-major [M][N] result, or a
 // convolution's output through conv::Geom's strides. `pair` stores channels n and n + 1 (the
-// planner asks for it only where they are adjacent in memory).
-template <class R, class Epi, typename Index>
+// planner asks for it only where they are adjacent in memory). A: the accumulator (s32 here,
+// f32 for fp8).
+template <class R, class Epi, typename Index, typename A = int>
 struct RowsOut {
   const R& r;
   const Epi& epi;
   int N;
   __device__ __forceinline__ Index at(int m, int n) const { return static_cast<Index>(m) * N + n; }
-  __device__ __forceinline__ void operator()(int m, int n, int acc) const { r.store(epi, at(m, n), n, acc); }
-  __device__ __forceinline__ void pair(int m, int n, int a0, int a1) const { r.store2(epi, at(m, n), n, a0, a1); }
+  __device__ __forceinline__ void operator()(int m, int n, A acc) const { r.store(epi, at(m, n), n, acc); }
+  __device__ __forceinline__ void pair(int m, int n, A a0, A a1) const { r.store2(epi, at(m, n), n, a0, a1); }
 };
 
-template <class R, class Epi, typename Index>
+template <class R, class Epi, typename Index, typename A = int>
 struct ConvOut {
   const R& r;
   const Epi& epi;
@@ -388,8 +389,8 @@ struct ConvOut {
   __device__ __forceinline__ Index at(int m, int n) const {
     return static_cast<Index>(m / P) * g.ys[0] + static_cast<Index>(m % P) * g.ys[4] + static_cast<Index>(n) * g.ys[1];
   }
-  __device__ __forceinline__ void operator()(int m, int n, int acc) const { r.store(epi, at(m, n), n, acc); }
-  __device__ __forceinline__ void pair(int m, int n, int a0, int a1) const { r.store2(epi, at(m, n), n, a0, a1); }
+  __device__ __forceinline__ void operator()(int m, int n, A acc) const { r.store(epi, at(m, n), n, acc); }
+  __device__ __forceinline__ void pair(int m, int n, A a0, A a1) const { r.store2(epi, at(m, n), n, a0, a1); }
 };
 
 // -- ember.int8_matmul ------------------------------------------------------------------------------
