@@ -21,15 +21,17 @@ and the fraction is that over Ember's median (1.0: on the roofline).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
 import traceback
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -80,8 +82,55 @@ def roofline_row(engine: Any, shapes: dict[str, tuple[int, ...]], ember_ms: floa
             "bound": "compute" if compute_ms >= memory_ms else "memory", "fraction": bound / ember_ms}
 
 
+@contextlib.contextmanager
+def ember_flags(text: str) -> Iterator[None]:
+    """Builds inside run with EMBER_FLAGS=`text` (codegen/flags.py); the switches and the
+    environment are as they were after."""
+    import importlib
+
+    from ember.codegen import flags
+    saved = {name: getattr(importlib.import_module(m), a) for name, (m, a, _) in flags.FLAGS.items()}
+    before = os.environ.get(flags.ENV)
+    os.environ[flags.ENV] = text
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(flags.ENV, None)
+        else:
+            os.environ[flags.ENV] = before
+        for name, value in saved.items():
+            m, a, _ = flags.FLAGS[name]
+            setattr(importlib.import_module(m), a, value)
+
+
+def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any], want: Any, flags_text: str,
+                opt_level: int | None, timing_cache: Path | None, stream: int) -> dict[str, Any]:
+    """Ember built with other codegen switches (EMBER_FLAGS), checked and timed as the main column."""
+    import torch
+
+    import ember
+    from ember.tolerance import TOLERANCES, compare
+    t = time.perf_counter()
+    with ember_flags(flags_text):
+        engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()},
+                               opt_level=opt_level, timing_cache=timing_cache)
+    out: dict[str, Any] = {"flags": flags_text, "build_s": round(time.perf_counter() - t, 2),
+                           "launches": engine.report.launches}
+    ctx = engine.create_context(device="cuda", stream=stream)
+    try:
+        got = next(iter(ctx.run({k: on_gpu[k] for k in feeds}).values()))
+        c = compare(np.asarray(torch.as_tensor(got).float().cpu()), want.float().cpu().numpy(),
+                    rtol=TOLERANCES["float16"][0], atol=TOLERANCES["float16"][1])
+        out["check"] = {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}
+        out["ember"] = cuda_time(lambda: ctx.run({k: on_gpu[k] for k in feeds}))
+    finally:
+        ctx.close()
+    return out
+
+
 def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | None = None, opt_level: int | None = None,
-              timing_cache: Path | None = None) -> dict[str, Any]:
+              timing_cache: Path | None = None, variants: dict[str, str] | None = None) -> dict[str, Any]:
     import copy
 
     import torch
@@ -134,6 +183,16 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
             row["torch_compile"] = cuda_time(lambda: compiled(*args16))
             t = stage(f"{name} batch {batch}: eager {row['torch_eager']['median_ms']:.3f} ms, torch.compile "
                       f"{row['torch_compile']['median_ms']:.3f} ms", t)
+            for label, text in (variants or {}).items():
+                try:
+                    v = run_variant(module, feeds, on_gpu, want, text, opt_level, timing_cache, stream)
+                except Exception as err:  # a variant's failure costs that variant
+                    print(f"{name} batch {batch}: variant {label} failed: {err!r}", flush=True)
+                    continue
+                v["compile_over_ember"] = row["torch_compile"]["median_ms"] / v["ember"]["median_ms"]
+                row.setdefault("variants", {})[label] = v
+                t = stage(f"{name} batch {batch}: variant {label} ({text}): {v['ember']['median_ms']:.3f} ms, "
+                          f"check {v['check']['ok']}, {v['launches']} launches", t)
         if rates is not None:
             try:
                 row["roofline"] = roofline_row(engine, {k: v.shape for k, v in feeds.items()},
@@ -165,6 +224,17 @@ def markdown(result: dict[str, Any]) -> list[str]:
                          f"{r['torch_eager']['median_ms']:.3f} | {r['torch_compile']['median_ms']:.3f} | "
                          f"{r['compile_over_ember']:.2f} | {r['eager_over_ember']:.2f} | {check} | {r['host_ops']} | "
                          f"{r['build_s']} | {roof_cell} |")
+    variants = [(m["model"], r, label, v) for m in result["models"] for r in m["rows"]
+                for label, v in r.get("variants", {}).items()]
+    if variants:
+        lines += ["", "Ember with other codegen switches (EMBER_FLAGS, codegen/flags.py), built, checked and timed in "
+                  "the same run as the row above:", "",
+                  "| model | batch | variant | flags | Ember (ms) | compile / Ember | check | launches | build (s) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for model, r, label, v in variants:
+            check = "ok" if v["check"]["ok"] else f"off ({v['check']['max_abs_diff']:.3g} > {v['check']['bound']:.3g})"
+            lines.append(f"| {model} | {r['batch']} | {label} | `{v['flags']}` | {v['ember']['median_ms']:.3f} | "
+                         f"{v['compile_over_ember']:.2f} | {check} | {v['launches']} | {v['build_s']} |")
     rates = result.get("rates")
     if rates:
         lines += ["", f"Roofline: the measured fp16 matrix rate {rates['matrix_tflops']:.0f} TFLOP/s (torch.matmul "
@@ -180,6 +250,8 @@ def main() -> None:
     parser.add_argument("--opt-level", type=int, help="ember.compile's tactic-selection effort (default: its own)")
     parser.add_argument("--timing-cache", type=Path, help="read before and written after each build")
     parser.add_argument("--merge", nargs="+", type=Path, help="per-model JSON files to put in one table")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                        help='also build, check and time Ember with EMBER_FLAGS=FLAGS, e.g. split="--split-k"')
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     if args.merge:
@@ -188,6 +260,7 @@ def main() -> None:
                   "models": [m for p in parts for m in p["models"]]}
         write_results("gpu_models", result, markdown(result), args.out)
         return
+    variants = dict(v.split("=", 1) for v in args.variant)
     import torch
     build_log()
     names = args.model or list(MODELS)
@@ -198,7 +271,7 @@ def main() -> None:
     stem = "gpu_models" if len(names) == len(MODELS) else f"gpu_models_{'_'.join(names)}"
     for n in names:  # the table so far is written after each model: a call cut short keeps it
         try:
-            result["models"].append(run_model(n, batches, rates, args.opt_level, args.timing_cache))
+            result["models"].append(run_model(n, batches, rates, args.opt_level, args.timing_cache, variants))
         except Exception:  # one model's failure costs that model, not the run's other figures
             traceback.print_exc()
             continue

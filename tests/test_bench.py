@@ -185,3 +185,37 @@ def test_the_roofline_figures_scale_with_the_batch(built):
     steps = {t: 1.0 for t, s in enumerate(engine.steps) if s.kind == "launch"}
     assert one["bytes"] == sum(r["bytes"] for r in layer_table(engine, {"image": (1, 3, 32, 32)}, steps))
     assert four["bytes"] > one["bytes"]
+
+
+# -- benchmarks/gpu_models.py's variants (Ember with EMBER_FLAGS beside the main column) -----------
+def _gpu_models():
+    import importlib.util
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("gpu_models", root / "benchmarks" / "gpu_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_variants_get_their_own_table_and_the_switches_come_back(monkeypatch):
+    import ember.codegen.ops.heavy as heavy
+    from ember.codegen import flags
+    gm = _gpu_models()
+    monkeypatch.delenv(flags.ENV, raising=False)
+    with gm.ember_flags("--split-k --mma-dynamic-stages=4"):
+        import os
+        assert os.environ[flags.ENV] == "--split-k --mma-dynamic-stages=4"
+        flags.apply(os.environ[flags.ENV])  # what ember.compile does
+        assert heavy.SPLIT_K and heavy.MMA_DYNAMIC_STAGES == 4
+    assert not heavy.SPLIT_K and heavy.MMA_DYNAMIC_STAGES == 0 and flags.ENV not in os.environ
+    timed = {"median_ms": 2.0}
+    row = {"batch": 1, "ember": timed, "torch_eager": {"median_ms": 3.0}, "torch_compile": {"median_ms": 2.5},
+           "compile_over_ember": 1.25, "eager_over_ember": 1.5, "check": {"ok": True}, "host_ops": 0, "build_s": 9.0,
+           "variants": {"split": {"flags": "--split-k", "ember": {"median_ms": 1.25}, "compile_over_ember": 2.0,
+                                  "check": {"ok": False, "max_abs_diff": 0.5, "bound": 0.01}, "launches": 90,
+                                  "build_s": 3.0}}}
+    text = "\n".join(gm.markdown({"date": "2026-12-07", "device": "test", "models": [{"model": "bert", "rows": [row]}]}))
+    assert "| bert | 1 | split | `--split-k` | 1.250 | 2.00 | off (0.5 > 0.01) | 90 | 3.0 |" in text
