@@ -14,7 +14,8 @@ kind "reduction" whose body ends with that op. Groups hold at most `max-ops`
 ops. A normalization (layer_norm, rms_norm, instance_norm, group_norm) whose only
 user is a float cast takes the cast as its tail: the kernel stores its f32 result
 in the cast's type, rounding once, as the cast would (no f32 tensor and no extra
-launch between an f32 normalization and half-precision neighbours). The fused op's
+launch between an f32 normalization and half-precision neighbours). So does an f32
+global pool or mean/sum/max/min reduction whose only user narrows it to f16 or bf16. The fused op's
 operands are the outside values its body reads, in first-read order.
 
 Heavy ops never join (fuse-epilogue gives them their own fused ops, which
@@ -51,6 +52,11 @@ def is_reduction(op: Operation) -> bool:
 
 # Normalizations whose kernels store through the result's type (codegen/ops/reduce.py `_norm`).
 CAST_TAIL_ROOTS = frozenset({"ember.layer_norm", "ember.rms_norm", "ember.instance_norm", "ember.group_norm"})
+# Reductions whose kernels (reduce_rows) store their f32 result through the result's type too: a
+# narrowing cast after them rounds once, as the store does (a CNN's global average pool before
+# the half-precision classifier).
+CAST_TAIL_REDUCTIONS = frozenset({"ember.global_avg_pool", "ember.global_max_pool", "ember.reduce_mean",
+                                  "ember.reduce_sum", "ember.reduce_max", "ember.reduce_min"})
 FLOAT_TYPES = frozenset({"f16", "bf16", "f32"})
 
 
@@ -60,7 +66,10 @@ def cast_tail_of(op: Operation, block: Block, assigned: set[int]) -> Operation |
     if op.name != "ember.cast" or not is_elementwise(op) or op.operands[0] is None:
         return None
     norm = op.operands[0].defining_op
-    if norm is None or norm.name not in CAST_TAIL_ROOTS or norm.parent is not block or id(norm) in assigned:
+    if norm is None or norm.parent is not block or id(norm) in assigned:
+        return None
+    narrowing = str(op.operands[0].type.dtype) == "f32" and str(op.results[0].type.dtype) in ("f16", "bf16")  # type: ignore[union-attr]
+    if norm.name not in CAST_TAIL_ROOTS and not (norm.name in CAST_TAIL_REDUCTIONS and narrowing):
         return None
     if not is_reduction(norm) or len(norm.results) != 1:
         return None

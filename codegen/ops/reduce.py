@@ -475,7 +475,7 @@ def channel_norm(ctx: LowerContext, op: Operation, reads: Reads) -> None:
 
 
 # Roots whose kernels store in the type of `reads.result()`, so a float cast after them is their store.
-STORES_ANY_FLOAT = (layer_norm, channel_norm)
+STORES_ANY_FLOAT = (layer_norm, channel_norm, global_pool, reduce_op)
 
 
 @root("ember.batch_norm")
