@@ -246,11 +246,6 @@ def heavy_spec(epi: Epilogue, plan: EpiloguePlan, kb: KernelBuilder, header: str
                       tuple(kb.params), epi.comment(), (epi.comment(),), plan.spec, meta_offset)
 
 
-def choose(ctx: LowerContext, candidates: dict[str, KernelSpec]) -> KernelSpec:
-    """The candidate the lowering context picks (ctx.choose: by name, the first unless asked)."""
-    return candidates[ctx.choose(list(candidates))]
-
-
 # -- strided batched products (matmul, gemm, einsum) ------------------------------------------
 @dataclass(frozen=True)
 class Product:
