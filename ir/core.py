@@ -551,6 +551,15 @@ class Module:
         self.functions[fn.name] = fn
         return fn
 
+    def unique_weight_name(self, base: str) -> str:
+        """`base`, or `base2`, `base3`... the first no weight of the module has (for weights a
+        pass derives from others: `w/transpose`, `w/merged3`)."""
+        name, k = base, 1
+        while name in self.weights:
+            k += 1
+            name = f"{base}{k}"
+        return name
+
     def add_weight(self, name: str, data: np.ndarray | None = None, type: TensorType | None = None) -> Weight:
         if name in self.weights:
             raise VerifyError(f"module already has a weight named {name!r}")

@@ -43,19 +43,11 @@ import numpy as np
 from ember.ir.builder import Builder
 from ember.ir.core import Module, Operation, Value
 from ember.ir.opdef import Heavy, Op
-from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
 from ember.passes.manager import Pass, PassContext, register_pass
-from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules, known_value
+from ember.passes.rewrite import Match, P, Rule, RuleSet, apply_rules, known_value, static_dims as _static
 
 x = P.var("x")
-
-
-def _static(v: Value) -> tuple[int, ...] | None:
-    t = v.type
-    if not isinstance(t, TensorType) or t.shape is None or not all(isinstance(d, int) for d in t.shape):
-        return None
-    return tuple(int(d) for d in t.shape)
 
 
 def _perm(op: Operation, rank: int) -> tuple[int, ...]:

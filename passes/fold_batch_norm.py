@@ -120,21 +120,13 @@ def _name_of(v: Value | None) -> str | None:
     return name
 
 
-def _unique(module: Module, base: str) -> str:
-    name, k = base, 1
-    while name in module.weights:
-        k += 1
-        name = f"{base}{k}"
-    return name
-
-
 def _tensor_value(b: Builder, array: np.ndarray, source: Value | None, suffix: str) -> Value:
     """A weight named after `source`'s weight (`source/suffix`), or an inline constant when
     `source` is not a weight and the array is small."""
     name = _name_of(source)
     if name is None and array.size <= INLINE_LIMIT:
         return b.constant(np.ascontiguousarray(array))
-    return b.weight(_unique(b.module, f"{name or 'folded'}/{suffix}"), np.ascontiguousarray(array))
+    return b.weight(b.module.unique_weight_name(f"{name or 'folded'}/{suffix}"), np.ascontiguousarray(array))
 
 
 def _bias_value(b: Builder, array: np.ndarray, old_bias: Value | None, weight: Value, suffix: str) -> Value:
@@ -143,7 +135,7 @@ def _bias_value(b: Builder, array: np.ndarray, old_bias: Value | None, weight: V
     name = _name_of(weight)
     if name is None:
         return _tensor_value(b, array, None, suffix)
-    return b.weight(_unique(b.module, f"{name}/{suffix}_bias"), np.ascontiguousarray(array))
+    return b.weight(b.module.unique_weight_name(f"{name}/{suffix}_bias"), np.ascontiguousarray(array))
 
 
 # -- folding an affine map into each heavy op ------------------------------------------------------

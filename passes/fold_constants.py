@@ -98,9 +98,4 @@ class FoldConstants(Pass):
         source = next((v.defining_op.attributes["name"] for v in op.operands
                        if v is not None and v.defining_op is not None and v.defining_op.name == "ember.weight"),
                       None)
-        base = f"{source or 'folded'}/{op.name.split('.', 1)[1]}"
-        name, k = base, 1
-        while name in module.weights:
-            k += 1
-            name = f"{base}{k}"
-        return name
+        return module.unique_weight_name(f"{source or 'folded'}/{op.name.split('.', 1)[1]}")

@@ -37,7 +37,7 @@ from ember.ir.types import TensorType
 from ember.passes.dce import dead_code
 from ember.passes.fusion import skip_fused
 from ember.passes.manager import Pass, PassContext, option, register_pass
-from ember.passes.rewrite import known_value
+from ember.passes.rewrite import known_value, static_dims as _static
 
 
 @dataclass
@@ -50,13 +50,6 @@ class Member:
     @property
     def result(self) -> Value:
         return (self.bias_add or self.product).results[0]
-
-
-def _static(v: Value | None) -> tuple[int, ...] | None:
-    t = v.type if v is not None else None
-    if not isinstance(t, TensorType) or t.shape is None or not all(isinstance(d, int) for d in t.shape):
-        return None
-    return tuple(int(d) for d in t.shape)
 
 
 def _weight_name(v: Value) -> str:
@@ -114,14 +107,6 @@ def groups(block: Block) -> list[list[Member]]:
     return out
 
 
-def _new_weight_name(module: Module, base: str) -> str:
-    name, k = base, 1
-    while name in module.weights:
-        k += 1
-        name = f"{base}{k}"
-    return name
-
-
 def merge(module: Module, block: Block, members: Sequence[Member]) -> None:
     first = members[0].product
     x = first.operands[0]
@@ -129,13 +114,13 @@ def merge(module: Module, block: Block, members: Sequence[Member]) -> None:
     k, width = members[0].weight.shape
     loc = Location.fused([op.loc for m in members for op in (m.product, m.bias_add) if op is not None])
     b = Builder(module=module, block=block, before=first, loc=loc)
-    w_name = _new_weight_name(module, f"{_weight_name(first.operands[1])}/merged{n}")
+    w_name = module.unique_weight_name(f"{_weight_name(first.operands[1])}/merged{n}")
     y = b.matmul(x, b.weight(w_name, np.concatenate([m.weight for m in members], axis=1)))
     if members[0].bias is not None:
         add = members[0].bias_add
         bias_source = next(v for v in add.operands if v is not first.results[0])  # type: ignore[union-attr]
         source = _weight_name(bias_source)
-        bias_name = _new_weight_name(module, f"{w_name}/bias" if source == "constant" else f"{source}/merged{n}")
+        bias_name = module.unique_weight_name(f"{w_name}/bias" if source == "constant" else f"{source}/merged{n}")
         bias = np.concatenate([m.bias for m in members])  # type: ignore[misc]
         y = b.add(y, b.weight(bias_name, bias.astype(members[0].bias.dtype)))  # type: ignore[union-attr]
     lead = list(y.type.shape[:-1])

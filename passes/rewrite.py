@@ -49,7 +49,7 @@ from ember.errors import PassError, UsageError, VerifyError
 from ember.ir.builder import Builder
 from ember.ir.core import Block, Function, Location, Module, Operation, Value
 from ember.ir.opdef import Commutative, Op, Pure, static_value
-from ember.ir.types import Type, refines
+from ember.ir.types import TensorType, Type, refines
 
 
 # -- matching -----------------------------------------------------------------------------------
@@ -98,6 +98,14 @@ class Var(Pattern):
             return False
         m.bindings[self.name] = value
         return True
+
+
+def static_dims(v: Value | None) -> tuple[int, ...] | None:
+    """The shape of `v` when every dim is a number (None for a symbolic, unknown or non-tensor one)."""
+    t = v.type if v is not None else None
+    if not isinstance(t, TensorType) or not t.is_static:
+        return None
+    return tuple(int(d) for d in t.shape)  # type: ignore[union-attr]
 
 
 def known_value(v: Value | None) -> np.ndarray | None:
@@ -470,4 +478,4 @@ def _module_of_block(block: Block) -> Module | None:
 
 
 __all__ = ["P", "Pattern", "Var", "Const", "OpPat", "Match", "Rule", "RuleSet", "apply_rules", "replace_op",
-           "erase_if_dead", "known_value", "rewrite_limit", "defined_at"]
+           "static_dims", "erase_if_dead", "known_value", "rewrite_limit", "defined_at"]
