@@ -104,13 +104,21 @@ def ember_flags(text: str) -> Iterator[None]:
             setattr(importlib.import_module(m), a, value)
 
 
+def check_and_time(ctx: Any, inputs: dict[str, Any], want: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An engine context's output against PyTorch's fp32 one by the fp16 rule, and its timing."""
+    import torch
+
+    from ember.tolerance import TOLERANCES, compare
+    got = next(iter(ctx.run(inputs).values()))
+    c = compare(np.asarray(torch.as_tensor(got).float().cpu()), want.float().cpu().numpy(),
+                rtol=TOLERANCES["float16"][0], atol=TOLERANCES["float16"][1])
+    return {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}, cuda_time(lambda: ctx.run(inputs))
+
+
 def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any], want: Any, flags_text: str,
                 opt_level: int | None, timing_cache: Path | None, stream: int) -> dict[str, Any]:
     """Ember built with other codegen switches (EMBER_FLAGS), checked and timed as the main column."""
-    import torch
-
     import ember
-    from ember.tolerance import TOLERANCES, compare
     t = time.perf_counter()
     with ember_flags(flags_text):
         engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()},
@@ -119,11 +127,7 @@ def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any
                            "launches": engine.report.launches}
     ctx = engine.create_context(device="cuda", stream=stream)
     try:
-        got = next(iter(ctx.run({k: on_gpu[k] for k in feeds}).values()))
-        c = compare(np.asarray(torch.as_tensor(got).float().cpu()), want.float().cpu().numpy(),
-                    rtol=TOLERANCES["float16"][0], atol=TOLERANCES["float16"][1])
-        out["check"] = {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}
-        out["ember"] = cuda_time(lambda: ctx.run({k: on_gpu[k] for k in feeds}))
+        out["check"], out["ember"] = check_and_time(ctx, {k: on_gpu[k] for k in feeds}, want)
     finally:
         ctx.close()
     return out
@@ -136,7 +140,6 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
     import torch
 
     import ember
-    from ember.tolerance import TOLERANCES, compare
     export = _exporter()
     export._seed()
     build, input_names, _, _ = export.MODELS[name]
@@ -168,12 +171,7 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
         row: dict[str, Any] = {"batch": batch, "build_s": round(build_s, 2), "host_ops": len(engine.report.host_ops)}
         with torch.no_grad():
             want = fp32(*args32)
-            got = ctx.run({k: on_gpu[k] for k in feeds})
-            out = next(iter(got.values()))
-            c = compare(np.asarray(torch.as_tensor(out).float().cpu()), want.float().cpu().numpy(),
-                        rtol=TOLERANCES["float16"][0], atol=TOLERANCES["float16"][1])
-            row["check"] = {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}
-            row["ember"] = cuda_time(lambda: ctx.run({k: on_gpu[k] for k in feeds}))
+            row["check"], row["ember"] = check_and_time(ctx, {k: on_gpu[k] for k in feeds}, want)
             t = stage(f"{name} batch {batch}: Ember checked ({row['check']['ok']}) and timed "
                       f"({row['ember']['median_ms']:.3f} ms)", t)
             row["torch_eager"] = cuda_time(lambda: fp16(*args16))
