@@ -175,12 +175,15 @@ def _tuned(work: Module, plans: Sequence[Profile], targets: Sequence[str], cache
     if opt_level == 0:
         return {}
     from ember.runtime import cuda
-    from ember.runtime.specs import arch_number
+    from ember.runtime.specs import cubin_runs_on, ptx_runs_on
     info = cuda.device_info(0)
     if info is None:
         log.info("tactic selection: no GPU to time on; the heuristic picks")
         return {}
-    if not any(arch_number(t) <= arch_number(info["arch"]) for t in targets):
+
+    def runs(t: str) -> bool:  # sm_90a on sm_90 alone; sm_80 on sm_90 through its PTX
+        return cubin_runs_on(t, info["arch"]) or ptx_runs_on("compute_" + t[3:], info["arch"])
+    if not any(runs(t) for t in targets):
         log.info("tactic selection: the GPU (%s) runs none of the targets %s; the heuristic picks", info["arch"],
                  ", ".join(targets))
         return {}
@@ -190,7 +193,7 @@ def _tuned(work: Module, plans: Sequence[Profile], targets: Sequence[str], cache
     # are those the engine gets (tiles follow the newest target), one NVRTC build each instead
     # of one per target, and the engine's build then finds them in the kernel cache.
     newest = _newest(targets)
-    if newest is not None and arch_number(newest) <= arch_number(info["arch"]):
+    if newest is not None and runs(newest):
         targets = (newest,)
     start = time.perf_counter()
     report = tune(work, plans[0].env("opt"), opt_level=opt_level, targets=targets, cache=cache,

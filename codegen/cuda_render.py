@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.kernel_spec import (BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, MmaTile, Offset, TemplateArg,
-                                       Tile)
+                                       Tile, WgmmaTile)
 from ember.errors import UnsupportedOpError
 from ember.ir.core import Block, Operation, Value
 from ember.ir.types import DType, TensorType
@@ -483,6 +483,9 @@ def template_arg(a: TemplateArg) -> str:
         return (f"ember::gemm::MmaTile<{a.bm}, {a.bn}, {a.bk}, {a.wm}, {a.wn}, {a.element}, "
                 f"{template_arg(a.fallback)}, {template_arg(a.va)}, {template_arg(a.vb)}"
                 f"{', true' if a.pipelined else ''}{f', {a.stages}' if a.pipelined and a.stages else ''}>")
+    if isinstance(a, WgmmaTile):
+        return (f"ember::gemm::WgmmaTile<{a.bm}, {a.bn}, {a.bk}, {a.element}, {template_arg(a.fallback)}, "
+                f"{a.stages}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

@@ -40,6 +40,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str | None], Any]]] = {
     "concat-one-launch": ("ember.codegen.ops.movement", "CONCAT_ONE_LAUNCH", _switch),
     "norm-registers": ("ember.codegen.ops.reduce", "NORM_CACHE", _switch),
     "depthwise-vector": ("ember.codegen.ops.heavy", "DEPTHWISE_VECTOR", _switch),
+    "wgmma": ("ember.codegen.ops.heavy", "WGMMA", _switch),
 }
 
 

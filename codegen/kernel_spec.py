@@ -50,13 +50,45 @@ class MmaTile:
     pipelined: bool = False   # cp.async multistage (with va and vb: heavy.MMA_PIPELINED)
     stages: int = 0           # pipelined stages in dynamic shared memory (0: as many as 44 KB static hold)
 
+    def needed(self, acc_bytes: int = 4) -> int:
+        """The shared memory the tile uses, static or dynamic (ember_gemm.cuh `MmaTile::needed`)."""
+        side = lambda r: max(r * (self.bk + 8), self.bk * (r + 8))  # noqa: E731
+        stage = side(self.bm) + side(self.bn)
+        pipelined = self.pipelined and self.va and self.vb
+        if not pipelined:
+            stages = 2
+        elif self.stages:
+            stages = self.stages
+        else:
+            stages = min(4, max(2, 45056 // (stage * 2)))
+        f = self.fallback
+        return max(stages * stage * 2, 2 * f.bk * (f.bm + 4 + f.bn + 4) * acc_bytes)
+
     def dynamic_bytes(self, acc_bytes: int = 4) -> int:
         """The dynamic shared memory the kernel asks for (ember_gemm.cuh `MmaTile::dynamic_bytes`)."""
         if not (self.stages and self.pipelined and self.va and self.vb):
             return 0
-        side = lambda r: max(r * (self.bk + 8), self.bk * (r + 8))  # noqa: E731
-        f = self.fallback
-        return max(self.stages * (side(self.bm) + side(self.bn)) * 2, 2 * f.bk * (f.bm + 4 + f.bn + 4) * acc_bytes)
+        return self.needed(acc_bytes)
+
+
+@dataclass(frozen=True)
+class WgmmaTile:
+    """A tile of the Hopper core (ember_gemm.cuh `WgmmaTile`): BM x BN outputs per block of BM / 64
+    warpgroups, BK (64) deep per slab through `stages` stages of dynamic shared memory, in wgmma
+    m64nBNk16 instructions on sm_90a; `fallback` is the mma.sync tile the same kernel runs on
+    other architectures and on unaligned operands. Both operands are read 16 bytes at a time."""
+
+    bm: int
+    bn: int
+    bk: int
+    element: str
+    fallback: MmaTile
+    stages: int
+
+    def dynamic_bytes(self, acc_bytes: int = 4) -> int:
+        """ember_gemm.cuh `WgmmaTile::dynamic_bytes`: the stages, 1 KB to align them, or the
+        fallback's shared memory if more."""
+        return max(self.stages * (self.bm + self.bn) * self.bk * 2 + 1024, self.fallback.needed(acc_bytes))
 
 
 @dataclass(frozen=True)
@@ -110,7 +142,8 @@ class EpilogueSpec:
     stored_names: tuple[tuple[Value, str], ...] = ()   # names of the operands ops after a layout tail read
 
 
-TemplateArg = Tile | MmaTile | bool | int | str
+GemmTile = Tile | MmaTile | WgmmaTile
+TemplateArg = Tile | MmaTile | WgmmaTile | bool | int | str
 
 
 @dataclass(frozen=True)
@@ -132,8 +165,9 @@ class KernelSpec:
     meta_offset: int = 0
 
     @property
-    def tile(self) -> Tile | MmaTile | None:
-        return next((t for t in self.targs if isinstance(t, (Tile, MmaTile))), None)
+    def tile(self) -> GemmTile | None:
+        return next((t for t in self.targs if isinstance(t, (Tile, MmaTile, WgmmaTile))), None)
 
 
-__all__ = ["BroadcastAt", "EpilogueSpec", "HeavyValue", "KernelSpec", "MmaTile", "Offset", "TemplateArg", "Tile"]
+__all__ = ["BroadcastAt", "EpilogueSpec", "GemmTile", "HeavyValue", "KernelSpec", "MmaTile", "Offset", "TemplateArg",
+           "Tile", "WgmmaTile"]

@@ -157,7 +157,8 @@ class Compiler:
         for t in targets:
             if not t.startswith("sm_") or not t[3:].rstrip("a").isdigit():
                 raise NvrtcError(f"target {t!r} is not a CUDA architecture like sm_80 or sm_90")
-        self.targets = sorted(set(targets), key=lambda t: int(t[3:].rstrip("a")))
+        # By number, the arch-specific form after the portable one (sm_90, sm_90a).
+        self.targets = sorted(set(targets), key=lambda t: (int(t[3:].rstrip("a")), t.endswith("a")))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "ember" / "kernels"
         self.jobs = jobs or min(8, (os.cpu_count() or 2))
         self.version = nvrtc_version()
@@ -232,7 +233,10 @@ class Compiler:
         return out
 
     def compile(self, kernel: Kernel) -> Binary:
-        top = self.targets[-1]
+        # PTX for the newest portable target, which the driver JITs for newer GPUs (arch-specific
+        # PTX, compute_90a, runs on sm_90 alone); the newest target when every one is specific.
+        portable = [t for t in self.targets if not t.endswith("a")]
+        top = (portable or self.targets)[-1]
         ptx_arch = "compute_" + top[3:]
         wanted = [("ptx", ptx_arch, self._key(kernel, top, "ptx"))] + \
             [("cubin", arch, self._key(kernel, arch, "cubin")) for arch in self.targets]

@@ -245,8 +245,7 @@ class DeviceEngine:
         _call("cuCtxSetCurrent", self.context)
 
     def _image(self, k: Any) -> tuple[bytes, str]:
-        if self.arch in k.cubins:
-            return k.cubins[self.arch], self.arch
+        # The newest cubin that runs here; of sm_90 and sm_90a on an sm_90 GPU, sm_90a's (wgmma).
         fits = [a for a in k.cubins if cubin_runs_on(a, self.arch)]
         if fits:
             best = max(fits, key=arch_number)

@@ -29,7 +29,7 @@ struct Tile {
   static constexpr int LDA = BM + 4, LDB = BN + 4;  // shared pitch: conflict-free stores, 16-byte rows
   static constexpr int A_PER = BM * BK / THREADS, B_PER = BK * BN / THREADS;
   static constexpr int STAGE = BK * (LDA + LDB);
-  static constexpr bool MMA = false;
+  static constexpr bool MMA = false, WGMMA = false;
   template <typename C> static constexpr int bytes() { return 2 * STAGE * static_cast<int>(sizeof(C)); }
   template <typename C> static constexpr int dynamic_bytes() { return 0; }
   static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are made of 4-wide bands");
@@ -181,7 +181,7 @@ struct MmaTile {
   static constexpr bool VA = VA_, VB = VB_;
   static constexpr int WARPS_N = BN / WN, THREADS = (BM / WM) * WARPS_N * 32;
   static constexpr int MI = WM / 16, NI = WN / 8;
-  static constexpr bool MMA = true;
+  static constexpr bool MMA = true, WGMMA = false;
   // Elements of one stage, the larger of the two orders per operand.
   static constexpr int side(int r) { return r * (BK + 8) > BK * (r + 8) ? r * (BK + 8) : BK * (r + 8); }
   static constexpr int STAGE = side(BM) + side(BN);
@@ -446,13 +446,309 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 #endif
 }
 
-// A block's tile on the core its tile type names (SIMT Tile or tensor-core MmaTile); a vector
+// -- the Hopper core (wgmma, sm_90a) ------------------------------------------------------------
+// A block of BM / 64 warpgroups computes a BM x BN tile of an f16 or bf16 product with f32
+// accumulation, each warpgroup 64 rows by all BN columns as wgmma m64nBNk16 instructions, which
+// read both operands from shared memory through matrix descriptors. K advances BK = 64 (128 bytes)
+// at a time through STAGES stages of dynamic shared memory that cp.async fills STAGES - 2 slabs
+// ahead, while each warpgroup keeps the previous slab's wgmma in flight as it issues the next.
+// Shared memory holds each operand in its memory order, in the 128-byte swizzle wgmma reads: a
+// k-major operand as rows of 64 k, a row-major one as 64-line blocks of k-rows; in either, the
+// 16-byte chunk c of 128-byte row r sits at chunk c ^ (r % 8) of a 1024-byte aligned atom, and
+// wgmma's transpose bit takes the second order. Only sm_90a has wgmma: the same kernel runs
+// `Fallback` (the mma.sync tile, same block) on every other architecture and wherever an operand
+// is not 16-byte aligned in the call, so an engine built for sm_80, sm_90 and sm_90a is portable.
+template <int BM_, int BN_, int BK_, typename E_, class Fallback_, int STAGES_>
+struct WgmmaTile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, STAGES = STAGES_;
+  using E = E_;
+  using Fallback = Fallback_;
+  static constexpr bool MMA = true, WGMMA = true, VA = true, VB = true;
+  static constexpr int THREADS = (BM / 64) * 128;
+  static constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE = A_BYTES + B_BYTES;
+  template <typename C> static constexpr int needed() {
+    return STAGES * STAGE + 1024 > Fallback::template needed<C>() ? STAGES * STAGE + 1024
+                                                                  : Fallback::template needed<C>();
+  }
+  template <typename C> static constexpr int bytes() { return 16; }
+  template <typename C> static constexpr int dynamic_bytes() { return needed<C>(); }
+  static_assert(sizeof(E) == 2 && BK == 64, "a slab row is one 128-byte swizzle atom of 16-bit k");
+  static_assert(BM % 64 == 0 && (BN == 64 || BN == 128 || BN == 256), "m64nNk16 with N of 64, 128 or 256");
+  static_assert(STAGES >= 3, "two slabs in flight at the least: one loading, one multiplying");
+  static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
+};
+
+namespace wg {
+// The shared-memory matrix descriptor of an operand at `p`: 128-byte swizzle, `lead` bytes between
+// 64-line blocks (row-major operands), `stride` bytes between groups of 8 rows (k-rows).
+__device__ __forceinline__ unsigned long long descriptor(const void* p, unsigned lead, unsigned stride) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
+  return static_cast<unsigned long long>((addr & 0x3FFFF) >> 4) |
+         static_cast<unsigned long long>((lead >> 4) & 0x3FFF) << 16 |
+         static_cast<unsigned long long>((stride >> 4) & 0x3FFF) << 32 | 1ull << 62;
+}
+__device__ __forceinline__ void fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void commit() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void wait() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// cp.async's writes (the generic proxy) made visible to wgmma's reads (the async proxy).
+__device__ __forceinline__ void proxy_fence() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Keeps the compiler from moving reads of an accumulator across wgmma.wait_group.
+__device__ __forceinline__ void pin(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// d (64 x 64, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 64, descriptor).
+#define EMBER_WGMMA_N64(TYPE)                                                                     \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                         \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {"                     \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+               "}, %32, %33, p, 1, 1, %35, %36;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "l"(a), "l"(b), "r"(1), "n"(TA ? 1 : 0), "n"(TB ? 1 : 0))
+template <bool TA, bool TB, typename E>
+__device__ __forceinline__ void m64n64k16(float (&d)[32], unsigned long long a, unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (same_type<E, __half>::value) {
+    EMBER_WGMMA_N64("f16");
+  } else {
+    EMBER_WGMMA_N64("bf16");
+  }
+#endif
+}
+#undef EMBER_WGMMA_N64
+
+// d (64 x 128, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 128, descriptor).
+#define EMBER_WGMMA_N128(TYPE)                                                                     \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                         \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {"                     \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+               "}, %64, %65, p, 1, 1, %67, %68;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "l"(a), "l"(b), "r"(1), "n"(TA ? 1 : 0), "n"(TB ? 1 : 0))
+template <bool TA, bool TB, typename E>
+__device__ __forceinline__ void m64n128k16(float (&d)[64], unsigned long long a, unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (same_type<E, __half>::value) {
+    EMBER_WGMMA_N128("f16");
+  } else {
+    EMBER_WGMMA_N128("bf16");
+  }
+#endif
+}
+#undef EMBER_WGMMA_N128
+
+// d (64 x 256, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 256, descriptor).
+#define EMBER_WGMMA_N256(TYPE)                                                                     \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                         \
+               "wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " {"                     \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+               "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+               "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+               "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+               "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
+               "}, %128, %129, p, 1, 1, %131, %132;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+                 "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+                 "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+                 "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), \
+                 "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), \
+                 "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), \
+                 "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), \
+                 "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), \
+                 "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), \
+                 "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), \
+                 "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), \
+                 "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127]) \
+               : "l"(a), "l"(b), "r"(1), "n"(TA ? 1 : 0), "n"(TB ? 1 : 0))
+template <bool TA, bool TB, typename E>
+__device__ __forceinline__ void m64n256k16(float (&d)[128], unsigned long long a, unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (same_type<E, __half>::value) {
+    EMBER_WGMMA_N256("f16");
+  } else {
+    EMBER_WGMMA_N256("bf16");
+  }
+#endif
+}
+#undef EMBER_WGMMA_N256
+
+template <int N, bool TA, bool TB, typename E>
+__device__ __forceinline__ void mma(float (&d)[N / 2], unsigned long long a, unsigned long long b) {
+  if constexpr (N == 64) m64n64k16<TA, TB, E>(d, a, b);
+  else if constexpr (N == 128) m64n128k16<TA, TB, E>(d, a, b);
+  else m64n256k16<TA, TB, E>(d, a, b);
+}
+
+// One operand's way from memory into a swizzled slab: R lines (of A: m; of B: n) by 64 k, read by
+// NT threads 16 bytes at a time. Thread t reads chunk `along` of its lines: a k-major operand k
+// along * 8.. of lines first + e * STEP; a row-major one lines along * 8.. of k-rows first + e * STEP.
+template <int R, int NT, bool KMAJOR, typename E, class L>
+struct Stager {
+  static constexpr int ACROSS = KMAJOR ? 8 : R / 8;  // 16-byte chunks per 128-byte row (k-row)
+  static constexpr int STEP = NT / ACROSS;
+  static constexpr int PER = R * 8 / NT;
+  static constexpr int NL = KMAJOR ? PER : 1;
+  static_assert(PER >= 1 && PER * NT == R * 8 && NT % ACROSS == 0, "reads must tile evenly");
+
+  typename L::Line line[NL];
+  bool ok[NL];
+  int along, first;
+
+  __device__ __forceinline__ void init(const L& l, int rows, int r0, int tid) {
+    along = tid % ACROSS;
+    first = tid / ACROSS;
+#pragma unroll
+    for (int e = 0; e < NL; ++e) {
+      const int r = r0 + (KMAJOR ? first + e * STEP : along * 8);
+      ok[e] = r < rows;
+      line[e] = l.line(ok[e] ? r : r0);
+    }
+  }
+  // Byte offset in the slab of chunk c of row (k-row) r.
+  static __device__ __forceinline__ int at(int r, int c) {
+    if constexpr (KMAJOR) return r * 128 + ((c ^ (r & 7)) << 4);
+    else return (c >> 3) * (64 * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+  }
+  __device__ __forceinline__ void issue(const L& l, int k0, int K, unsigned char* __restrict__ s) const {
+#pragma unroll
+    for (int e = 0; e < PER; ++e) {
+      const int r = first + e * STEP;
+      const int k = k0 + (KMAJOR ? along * 8 : r);
+      const int n = KMAJOR ? e : 0;
+      bool in = ok[n] && k < K;
+      const void* src = l.addr8(line[n], k, in);
+      mma::cp_async16(s + at(r, along), src, in ? 16 : 0);
+    }
+  }
+};
+}  // namespace wg
+
+// One block's tile on sm_90a's wgmma: the contract of `tile` above (epi(m, n, acc) per element).
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class LA, class LB, class Epi>
+__device__ __forceinline__ void wgmma_tile(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
+                                           const Epi& epi, unsigned char* __restrict__ raw_smem) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using E = typename T::E;
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, NT = T::THREADS, S = T::STAGES;
+  // The swizzle is of address bits: stages start on 1024-byte boundaries.
+  const unsigned base = static_cast<unsigned>(__cvta_generic_to_shared(raw_smem));
+  unsigned char* smem = raw_smem + ((1024 - (base & 1023)) & 1023);
+  const int tid = threadIdx.x, group = tid >> 7;
+  wg::Stager<BM, NT, A_KMAJOR, E, LA> sa;
+  wg::Stager<BN, NT, B_KMAJOR, E, LB> sb;
+  sa.init(la, M, m0, tid);
+  sb.init(lb, N, n0, tid);
+
+  float acc[BN / 2];
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+
+  auto load = [&](int slab) {
+    unsigned char* s = smem + (slab % S) * T::STAGE;
+    sa.issue(la, slab * BK, K, s);
+    sb.issue(lb, slab * BK, K, s + T::A_BYTES);
+  };
+  const int KT = (K + BK - 1) / BK;
+#pragma unroll
+  for (int st = 0; st < S - 2; ++st) {
+    if (st < KT) load(st);
+    mma::cp_async_commit();
+  }
+  for (int kt = 0; kt < KT; ++kt) {
+    // Slab kt has landed for every thread and is visible to wgmma; every warpgroup has waited
+    // for its wgmma of slab kt - 2, whose stage the load below refills.
+    mma::cp_async_wait<S - 3>();
+    wg::proxy_fence();
+    __syncthreads();
+    if (kt + S - 2 < KT) load(kt + S - 2);
+    mma::cp_async_commit();
+    const unsigned char* As = smem + (kt % S) * T::STAGE + group * (64 * 128);
+    const unsigned char* Bs = smem + (kt % S) * T::STAGE + T::A_BYTES;
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      // A k-major operand steps 32 bytes along its rows; a row-major one 16 k-rows.
+      const unsigned long long da =
+          A_KMAJOR ? wg::descriptor(As + kk * 32, 16, 1024) : wg::descriptor(As + kk * 2048, BK * 128, 1024);
+      const unsigned long long db =
+          B_KMAJOR ? wg::descriptor(Bs + kk * 32, 16, 1024) : wg::descriptor(Bs + kk * 2048, BK * 128, 1024);
+      wg::mma<BN, !A_KMAJOR, !B_KMAJOR, E>(acc, da, db);
+    }
+    wg::commit();
+    wg::wait<1>();
+  }
+  wg::wait<0>();
+  mma::cp_async_wait<0>();
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) wg::pin(acc[i]);
+
+  // acc[j * 4 + q]: row g (+ 8 for q >= 2) of the warp's 16, column j * 8 + 2t + (q & 1).
+  const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int m = m0 + group * 64 + warp * 16 + g + h * 8;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const int n = n0 + j * 8 + 2 * t + q;
+        if (n < N) epi(m, n, static_cast<C>(acc[j * 4 + h * 2 + q]));
+      }
+  }
+#endif
+}
+
+// A block's tile on the core its tile type names (SIMT Tile, tensor-core MmaTile or WgmmaTile); a vector
 // tile whose operands are not 16-byte aligned in this call runs its scalar form.
 template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class LA, class LB, class Epi>
 __device__ __forceinline__ void block(const LA& la, const LB& lb, int M, int N, int K, int m0, int n0,
                                       const Epi& epi, unsigned char* __restrict__ smem) {
   if constexpr (!T::MMA) {
     tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(smem));
+  } else if constexpr (T::WGMMA) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if (la.aligned() && lb.aligned()) {
+      wgmma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
+      return;
+    }
+#endif
+    block<typename T::Fallback, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
   } else if constexpr (T::VA || T::VB) {
     if ((!T::VA || la.aligned()) && (!T::VB || lb.aligned()))
       mma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);

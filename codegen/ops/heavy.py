@@ -35,7 +35,8 @@ import numpy as np
 
 from ember.codegen.cuda_render import C_EXPR, accumulator, compute_ctype, ctype, index_type, render_spec
 from ember.codegen.kernel_builder import KernelBuilder
-from ember.codegen.kernel_spec import BroadcastAt, EpilogueSpec, HeavyValue, KernelSpec, MmaTile, Offset, Tile
+from ember.codegen.kernel_spec import (BroadcastAt, EpilogueSpec, GemmTile, HeavyValue, KernelSpec, MmaTile, Offset,
+                                       Tile, WgmmaTile)
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.symbolic import broadcast_shapes, contiguous_strides, numel
 from ember.codegen.ops.elementwise import broadcast_strides
@@ -302,9 +303,29 @@ MMA_PIPELINED = True
 MMA_DYNAMIC_STAGES = 0
 
 
-def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> Tile | MmaTile:
+# The Hopper tiles (wgmma, ember_gemm.cuh `WgmmaTile`): block, slab, stages, and the mma.sync tile
+# the same kernel runs on other architectures. Offered for f16/bf16 products whose operands both
+# take 16-byte reads, in builds whose newest target is sm_90a (`--target sm_90a`: its cubins run
+# only on sm_90, so an engine keeps sm_80/sm_90 cubins of the same kernel for other GPUs). Off
+# until tests/codegen/test_wgmma.py's GPU tests pass (EMBER_FLAGS --wgmma turns it on).
+WGMMA = False
+WGMMA_TILES = {"wgmma128x128x64": (128, 128, 64, 4, "mma128x128x32/64x32")}
+
+
+def wgmma_target(ctx: LowerContext) -> bool:
+    """Whether the build's newest target is sm_90a and the Hopper tiles are on."""
+    return WGMMA and ctx.target is not None and ctx.target.rstrip("af") == "sm_90" and ctx.target.endswith("a")
+
+
+def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> GemmTile:
     """The tile a tactic names; tensor-core tiles on `element`, reading A (`va`) or B (`vb`)
     16 bytes at a time (through the cp.async pipeline with both, where MMA_PIPELINED)."""
+    if name in WGMMA_TILES:
+        bm, bn, bk, stages, fallback = WGMMA_TILES[name]
+        assert element is not None and va and vb, "the Hopper tiles read both operands 16 bytes at a time"
+        mma = tile_of(fallback, element, va, vb)
+        assert isinstance(mma, MmaTile)
+        return WgmmaTile(bm, bn, bk, element, mma, stages)
     if name in MMA_TILES:
         bm, bn, bk, wm, wn, fallback = MMA_TILES[name]
         assert element is not None
@@ -315,9 +336,9 @@ def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) 
     return TILES[name]
 
 
-def tile_shared(tile: Tile | MmaTile) -> int:
+def tile_shared(tile: GemmTile) -> int:
     """The dynamic shared memory a GEMM-core kernel's launch gives (a tile with dynamic stages)."""
-    return tile.dynamic_bytes() if isinstance(tile, MmaTile) else 0
+    return tile.dynamic_bytes() if isinstance(tile, (MmaTile, WgmmaTile)) else 0
 
 
 def vector_reads(kmajor: bool, along_k: int, along_rows: int, k: int, rows: int, others: Sequence[int]) -> bool:
@@ -331,12 +352,14 @@ def vector_reads(kmajor: bool, along_k: int, along_rows: int, k: int, rows: int,
     return along_rows == 1 and rows % 8 == 0 and along_k % 8 == 0
 
 
-def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS, mma: bool = False) -> list[str]:
+def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS, mma: bool = False,
+                    wgmma: bool = False) -> list[str]:
     """The GEMM-core tiles that can run this product, the heuristic's pick first. With `mma`
     (f16 or bf16 operands, f32 accumulation) the tensor-core tiles come first: 128x128 when the
-    product fills every multiprocessor (`sms`) with those, else 64x64. Then the SIMT tiles:
-    128x128 of 8x8 per thread when a large product fills the GPU twice over, else 64x64 of 4x4
-    (the big SIMT tile only has an f32 and u32 accumulator path)."""
+    product fills every multiprocessor (`sms`) with those, else 64x64; with `wgmma` too (sm_90a,
+    16-byte reads of both operands), the Hopper tile in front of (or right after) the mma.sync
+    128x128. Then the SIMT tiles: 128x128 of 8x8 per thread when a large product fills the GPU
+    twice over, else 64x64 of 4x4 (the big SIMT tile only has an f32 and u32 accumulator path)."""
     if acc not in ("float", "unsigned int"):
         return ["tile64x64x16/4x4"]
     big = -(-M // 128) * -(-N // 128) * batches
@@ -346,9 +369,10 @@ def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_S
         simt = ["tile64x64x16/4x4", "tile128x128x8/8x8"]
     if not mma or acc != "float":
         return simt
+    hopper = list(WGMMA_TILES) if wgmma else []
     if M >= 128 and N >= 128 and big >= sms:
-        return ["mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
-    return ["mma64x64x32/32x16", "mma128x128x32/64x32", *simt]
+        return [*hopper, "mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
+    return ["mma64x64x32/32x16", *hopper, "mma128x128x32/64x32", *simt]
 
 
 # -- split-K --------------------------------------------------------------------------------------
@@ -443,12 +467,13 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     kb.scalar("K", "i32", ctx.i32(prob.K))
     kb.scalar("batches", "i64", ctx.i64(prob.batches))
     element = mma_element(ctx.dtype(a), ctx.dtype(b))
-    names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx), mma=element is not None)
-    names = with_splits(names, prob.M, prob.N, prob.K, prob.batches, sm_count(ctx))
     a_kmajor = prob.sak == 1 or prob.M == 1
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
     va = vector_reads(a_kmajor, prob.sak, prob.sam, prob.K, prob.M, prob.a_batch)
     vb = vector_reads(b_kmajor, prob.sbk, prob.sbn, prob.K, prob.N, prob.b_batch)
+    names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx), mma=element is not None,
+                            wgmma=element is not None and va and vb and wgmma_target(ctx))
+    names = with_splits(names, prob.M, prob.N, prob.K, prob.batches, sm_count(ctx))
     scratch = split_scratch(kb, ctx) if any(split_name(n)[1] > 1 for n in names) else None
     call = ("a", "b", "meta", "M", "N", "K", "batches", "epi") + (("work", "counters") if scratch else ())
 
@@ -665,7 +690,9 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         xs_, ws_ = geom[22:27], geom[27:32]
         va = channels_last and cg % 8 == 0 and xs_[1] == 1 and all(xs_[i] % 8 == 0 for i in (0, 2, 3, 4))
         vb = channels_last and cg % 8 == 0 and ws_[1] == 1 and all(ws_[i] % 8 == 0 for i in (0, 2, 3, 4))
-        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc, sm_count(ctx), mma=element is not None)]
+        tiles = [f"implicit-gemm/{t}" for t in tile_candidates(M, N, groups, acc, sm_count(ctx), mma=element is not None,
+                                                               wgmma=element is not None and va and vb
+                                                               and wgmma_target(ctx))]
         if M >= 2**31 or cg * numel(geom[9:12]) >= 2**31:
             tiles = []  # rows past 32 bits: only the direct kernel
         names = ["direct", *tiles] if kg < 16 or not tiles else [*tiles, "direct"]

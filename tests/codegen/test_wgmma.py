@@ -1,0 +1,175 @@
+"""The Hopper tile (ember_gemm.cuh `WgmmaTile`: wgmma m64nNk16 from swizzled shared memory, f32
+accumulation) of f16 and bf16 matmul, gemm and convolution, built for sm_90a.
+
+On the CPU: the tile is offered only where the switch is on, the build's newest target is sm_90a
+and both operands take 16-byte reads; its launch asks for the stages' dynamic shared memory; the
+kernel builds for sm_80 and sm_90 (its mma.sync fallback) and sm_90a, where its PTX holds the
+wgmma instructions; PTX goes with the newest portable target. On the GPU (sm_90 only): the tile,
+forced by `tactics=`, against the interpreter at odd, unaligned and tiny shapes, K tails, every
+operand order, batched products, NHWC convolutions with padding and a fused epilogue, twice on
+one context with poisoned outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ember
+import ember.codegen.ops.heavy as heavy
+from ember.codegen.lower import lower
+from ember.codegen.nvrtc import Compiler
+from ember.ir.types import bf16, f32
+from ember.tolerance import assert_close
+from kernel_checks import gpu_available
+from tests.codegen.test_mma import CASES, conv, feeds_for, gemm, heavy_launches, matmul
+
+TILE = "wgmma128x128x64"
+TARGETS = ("sm_80", "sm_90", "sm_90a")
+
+# Both operands read 16 bytes at a time (the tile's condition), at sizes around the 128 x 128 block
+# and the 64-deep slab: tails in m, n and k, one block, many, a batch, both orders of each operand.
+WG_CASES = {
+    "matmul-vector-reads": CASES["matmul-vector-reads"],
+    "matmul-big-tiles": CASES["matmul-big-tiles"],
+    "matmul-8x8x8": lambda: matmul((8, 8), (8, 8)),
+    "matmul-136x264x72": lambda: matmul((136, 72), (72, 264)),
+    "matmul-bf16-520x392x520": lambda: matmul((520, 520), (520, 392), bf16),
+    "matmul-batched-256x128x200": lambda: matmul((3, 256, 200), (3, 200, 128)),
+    "matmul-1024x1024x1024": lambda: matmul((1024, 1024), (1024, 1024)),
+    "gemm-tt-vector-reads": CASES["gemm-tt-vector-reads"],
+    "gemm-tn-vector-reads": CASES["gemm-tn-vector-reads"],
+    "gemm-nt-200x264x136-bias-relu": lambda: gemm(200, 264, 136, False, True, bias_relu=True),
+    "gemm-tt-bf16-384x136x64": lambda: gemm(384, 136, 64, True, True, bf16),
+    "conv-nhwc": CASES["conv-nhwc"],
+    "conv-1x1-nhwc": CASES["conv-1x1-nhwc"],
+    "conv-nhwc-grouped": CASES["conv-nhwc-grouped"],
+    "conv-nhwc-3x3-s2-bf16": lambda: conv((2, 15, 15, 64), (136, 3, 3, 64), bf16, layout="NHWC", strides=(2, 2)),
+}
+
+
+@pytest.fixture
+def wgmma_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heavy, "WGMMA", True)
+
+
+def offered(name: str, target: str | None) -> tuple[str, ...]:
+    (step,) = heavy_launches(lower(WG_CASES[name]().build(), target=target))
+    return step.candidates
+
+
+def forced(name: str) -> tuple[object, object]:
+    """The program of case `name` with the Hopper tile forced, and its launch."""
+    module = WG_CASES[name]().build()
+    (step,) = heavy_launches(lower(module, target="sm_90a"))
+    tactic = next(c for c in step.candidates if c.endswith(TILE))
+    program = lower(module, target="sm_90a", tactics={step.ops[0]: tactic})
+    (chosen,) = heavy_launches(program)
+    return program, chosen
+
+
+# -- CPU ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(WG_CASES))
+def test_the_tile_is_offered_for_sm_90a_builds_only(name: str, wgmma_on: None) -> None:
+    assert any(c.endswith(TILE) for c in offered(name, "sm_90a"))
+    assert not any(c.endswith(TILE) for c in offered(name, "sm_90"))
+
+
+def test_the_switch_keeps_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heavy, "WGMMA", False)
+    assert not any(c.endswith(TILE) for c in offered("matmul-big-tiles", "sm_90a"))
+
+
+@pytest.mark.parametrize("build", [lambda: matmul((17, 19), (19, 23)), CASES["matmul-vector-a-only"],
+                                   CASES["conv-nchw"], lambda: matmul((256, 64), (64, 256), f32)],
+                         ids=["scalar-reads", "a-only", "nchw", "f32"])
+def test_products_without_16_byte_reads_of_both_operands_do_not_get_it(build: object, wgmma_on: None) -> None:
+    (step,) = heavy_launches(lower(build().build(), target="sm_90a"))
+    assert not any(c.endswith(TILE) for c in step.candidates), step.candidates
+
+
+def test_the_heuristic_puts_it_first_where_128_tiles_fill_the_gpu(wgmma_on: None) -> None:
+    (big,) = heavy_launches(lower(matmul((2048, 64), (64, 2048)).build(), target="sm_90a"))
+    (small,) = heavy_launches(lower(matmul((256, 64), (64, 256)).build(), target="sm_90a"))
+    assert big.tactic == TILE
+    assert small.tactic == "mma64x64x32/32x16" and small.candidates[1] == TILE
+
+
+def test_the_launch_asks_for_the_stages_dynamic_shared_memory(wgmma_on: None) -> None:
+    program, step = forced("matmul-big-tiles")
+    assert step.shared == 4 * (128 + 128) * 64 * 2 + 1024
+    source = program.kernels[step.kernel].source
+    assert "ember::gemm::WgmmaTile<128, 128, 64, __half, ember::gemm::MmaTile<128, 128, 32, 64, 32, __half" in source
+
+
+def test_every_form_compiles_and_sm_90a_holds_the_wgmma(wgmma_on: None, kernel_cache: Path) -> None:
+    """Both element types, all four operand orders and an NHWC convolution, for sm_80 and sm_90
+    (the mma.sync fallback) and sm_90a; sm_90a's PTX has the wgmma instructions, the portable
+    PTX (compute_90) has none, and the engine's PTX is the portable one."""
+    kernels = []
+    for name in ("matmul-big-tiles", "matmul-bf16-520x392x520", "gemm-tt-vector-reads", "gemm-tn-vector-reads",
+                 "gemm-nt-200x264x136-bias-relu", "conv-nhwc"):
+        program, _ = forced(name)
+        kernels += list(program.kernels.values())
+    binaries = Compiler(TARGETS, cache_dir=kernel_cache, jobs=2).compile_all(kernels)
+    for b in (binaries.values() if isinstance(binaries, dict) else binaries):
+        assert set(b.cubins) == set(TARGETS) and b.ptx_arch == "compute_90"
+        assert b"wgmma.mma_async" not in bytes(b.ptx)
+    specific = Compiler(("sm_90a",), cache_dir=kernel_cache, jobs=2).compile_all(kernels[:2])
+    for b in (specific.values() if isinstance(specific, dict) else specific):
+        ptx = bytes(b.ptx)
+        assert b.ptx_arch == "compute_90a"
+        assert ptx.count(b"wgmma.mma_async") == 4 and b"fence.proxy.async" in ptx and b"mma.sync" in ptx
+
+
+def test_an_sm_90_gpu_loads_the_sm_90a_cubin() -> None:
+    from ember.runtime.specs import cubin_runs_on
+    from ember.runtime.cuda import DeviceEngine
+    fake = type("K", (), {"cubins": {"sm_80": b"80", "sm_90": b"90", "sm_90a": b"90a"}, "ptx": None, "ptx_arch": None,
+                          "name": "k"})()
+    picker = DeviceEngine._image
+    holder = type("D", (), {"arch": "sm_90"})()
+    assert picker(holder, fake) == (b"90a", "sm_90a")
+    holder.arch = "sm_86"
+    assert picker(holder, fake) == (b"80", "sm_80")
+    assert not cubin_runs_on("sm_90a", "sm_100")
+
+
+# -- GPU ------------------------------------------------------------------------------------
+def _sm_90() -> bool:
+    if not gpu_available():
+        return False
+    from ember.runtime import cuda
+    info = cuda.device_info(0)
+    return info is not None and info["arch"] == "sm_90"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("name", sorted(WG_CASES))
+def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tmp_path: Path, wgmma_on: None) -> None:
+    """On sm_90 the sm_90a cubin (wgmma); elsewhere the same engine's mma.sync fallback."""
+    module = WG_CASES[name]().build()
+    (step,) = heavy_launches(lower(module, target="sm_90a"))
+    tactic = next(c for c in step.candidates if c.endswith(TILE))
+    engine = ember.compile(module, pipeline="canonicalize", targets=TARGETS, tactics={step.ops[0]: tactic},
+                           cache_dir=tmp_path / "cache", opt_level=0)
+    assert any("WgmmaTile<" in k.source for k in engine.kernels.values())
+    ctx = engine.create_context("cuda", poison=True)
+    try:
+        for _ in range(2):
+            feeds = feeds_for(module, np.random.default_rng())
+            expected = ember.interpret(module, feeds)
+            got = ctx.run(feeds)
+            for out, ref in expected.items():
+                assert_close(np.asarray(got[out]), np.asarray(ref), what=f"{name} on {tactic}: {out}")
+    finally:
+        ctx.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
+    """The tile's GPU tests mean wgmma only on sm_90 (H100, H200): say so where they ran elsewhere."""
+    assert _sm_90(), "the wgmma tests ran the mma.sync fallback: this GPU is not sm_90"
