@@ -6,7 +6,8 @@ The table the tensor-core issue asks for: square M = N = K from 512 to 8192, and
 linear layers of BERT-base (sequence 128) and ViT-B/16 (197 tokens) at batch 32 (M = batch x
 tokens), each as a one-op engine (`x @ w`, fp16 operands, f32 accumulation, fp16 result),
 every tensor-core tactic the lowering offers timed (the heuristic's pick marked), and
-torch.matmul on the same operands. CUDA events, median of many runs after warm-up (the
+torch.matmul on the same operands. With --wgmma the engines are built for sm_80, sm_90 and
+sm_90a with the Hopper tile on (heavy.WGMMA), so its wgmma tactic is timed beside the mma.sync ones. CUDA events, median of many runs after warm-up (the
 device folder's METHOD.md); outputs checked against torch's by the fp16 rule. Writes
 gpu_gemm.json and gpu_gemm.md (device name and date) to --out and benchmarks/results/.
 """
@@ -37,7 +38,7 @@ LAYERS = {  # (M, N, K): M = batch 32 x tokens
 }
 
 
-def one(label: str, m: int, n: int, k: int, cache: Path) -> dict[str, Any]:
+def one(label: str, m: int, n: int, k: int, cache: Path, wgmma: bool = False) -> dict[str, Any]:
     import torch
 
     import ember
@@ -55,14 +56,16 @@ def one(label: str, m: int, n: int, k: int, cache: Path) -> dict[str, Any]:
     x, w = bld.input("a", ir.f16[m, k]), bld.input("b", ir.f16[k, n])
     bld.output("c", bld.matmul(x, w))
     module = bld.build()
-    (step,) = [s for s in lower(module).steps if s.kind == "launch"]
+    target = "sm_90a" if wgmma else None
+    targets = ("sm_80", "sm_90", "sm_90a") if wgmma else ("sm_80", "sm_90")
+    (step,) = [s for s in lower(module, target=target).steps if s.kind == "launch"]
     flops = 2 * m * n * k
     row: dict[str, Any] = {"label": label, "m": m, "n": n, "k": k, "pick": step.tactic,
                            "torch_ms": torch_t["median_ms"], "torch_tflops": flops / torch_t["median_ms"] / 1e9,
                            "tactics": {}}
-    for tactic in [c for c in step.candidates if c.startswith("mma")]:
+    for tactic in [c for c in step.candidates if c.startswith(("mma", "wgmma"))]:
         engine = ember.compile(module, pipeline="canonicalize", tactics={step.ops[0]: tactic}, cache_dir=cache,
-                               opt_level=0)   # forced: nothing to time (tune skips forced ops anyway)
+                               opt_level=0, targets=targets)   # forced: nothing to time (tune skips forced ops anyway)
         ctx = engine.create_context(device="cuda", stream=torch.cuda.current_stream().cuda_stream)
         got = ctx.run({"a": a, "b": b})["c"]
         check = compare(got.cpu().numpy(), ref.cpu().numpy())   # fp16 arrays: the fp16 rule
@@ -102,8 +105,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="512 and 4096 only")
+    parser.add_argument("--wgmma", action="store_true", help="also time the Hopper tile (sm_90a builds)")
     args = parser.parse_args()
     import torch
+    if args.wgmma:
+        import ember.codegen.ops.heavy as heavy
+        heavy.WGMMA = True
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "date": date.today().isoformat(), "rows": []}
     cases = [(f"square {s}", s, s, s) for s in SQUARE] + [(k, *v) for k, v in LAYERS.items()]
     if args.quick:
@@ -111,7 +118,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, m, n, k in cases:
             try:
-                row = one(label, m, n, k, Path(tmp))
+                row = one(label, m, n, k, Path(tmp), args.wgmma)
             except Exception as err:  # report every shape, not the first failure
                 row = {"label": label, "error": f"{type(err).__name__}: {err}"[:2000]}
             result["rows"].append(row)

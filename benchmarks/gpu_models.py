@@ -115,6 +115,9 @@ def check_and_time(ctx: Any, inputs: dict[str, Any], want: Any) -> tuple[dict[st
     return {"ok": bool(c), "max_abs_diff": c.max_abs_diff, "bound": c.bound}, cuda_time(lambda: ctx.run(inputs))
 
 
+TARGETS: tuple[str, ...] = ("sm_80", "sm_90")   # every build's (--targets)
+
+
 def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any], want: Any, flags_text: str,
                 opt_level: int | None, timing_cache: Path | None, stream: int) -> dict[str, Any]:
     """Ember built with other codegen switches (EMBER_FLAGS), checked and timed as the main column."""
@@ -122,7 +125,7 @@ def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any
     t = time.perf_counter()
     with ember_flags(flags_text):
         engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()},
-                               opt_level=opt_level, timing_cache=timing_cache)
+                               opt_level=opt_level, timing_cache=timing_cache, targets=TARGETS)
     out: dict[str, Any] = {"flags": flags_text, "build_s": round(time.perf_counter() - t, 2),
                            "launches": engine.report.launches}
     ctx = engine.create_context(device="cuda", stream=stream)
@@ -159,7 +162,7 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
         feeds = _inputs(name, batch, rng)
         t = time.perf_counter()
         engine = ember.compile(module, precision="fp16", shapes={k: v.shape for k, v in feeds.items()},
-                               opt_level=opt_level, timing_cache=timing_cache)
+                               opt_level=opt_level, timing_cache=timing_cache, targets=TARGETS)
         build_s = time.perf_counter() - t
         t = stage(f"{name} batch {batch}: engine built ({engine.report.launches} launches)", t)
         stream = torch.cuda.current_stream().cuda_stream
@@ -242,6 +245,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    global TARGETS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODELS, action="append", help="default: all (one per call is wiser)")
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
@@ -250,6 +254,8 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", type=Path, help="per-model JSON files to put in one table")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help='also build, check and time Ember with EMBER_FLAGS=FLAGS, e.g. split="--split-k"')
+    parser.add_argument("--targets", default=",".join(TARGETS),
+                        help="every engine's targets, e.g. sm_80,sm_90,sm_90a (with --variant wg=--wgmma)")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     if args.merge:
@@ -259,6 +265,7 @@ def main() -> None:
         write_results("gpu_models", result, markdown(result), args.out)
         return
     variants = dict(v.split("=", 1) for v in args.variant)
+    TARGETS = tuple(args.targets.split(","))
     import torch
     build_log()
     names = args.model or list(MODELS)
