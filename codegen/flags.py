@@ -41,6 +41,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str | None], Any]]] = {
     "norm-registers": ("ember.codegen.ops.reduce", "NORM_CACHE", _switch),
     "depthwise-vector": ("ember.codegen.ops.heavy", "DEPTHWISE_VECTOR", _switch),
     "wgmma": ("ember.codegen.ops.heavy", "WGMMA", _switch),
+    "elementwise-packs": ("ember.codegen.ops.elementwise", "PACKED", _switch),
 }
 
 

@@ -146,4 +146,18 @@ __device__ __forceinline__ Index broadcast_offset(Index i, int rank, const i64* 
   return off;
 }
 
+
+// -- packs: V consecutive elements moved as one aligned load or store (16 bytes of the widest
+// operand of an elementwise kernel; ld.global.v4 and friends) ------------------------------------
+template <typename T, int V> struct alignas(sizeof(T) * V) Pack { T v[V]; };
+template <int V, typename T> __device__ __forceinline__ bool aligned_to(const T* p) {
+  return (reinterpret_cast<unsigned long long>(p) % (sizeof(T) * V)) == 0;
+}
+template <int V, typename T> __device__ __forceinline__ Pack<T, V> load_pack(const T* __restrict__ p) {
+  return *reinterpret_cast<const Pack<T, V>*>(p);
+}
+template <typename T, int V> __device__ __forceinline__ void store_pack(T* __restrict__ p, const Pack<T, V>& q) {
+  *reinterpret_cast<Pack<T, V>*>(p) = q;
+}
+
 }  // namespace ember

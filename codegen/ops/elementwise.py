@@ -11,10 +11,11 @@ read and written here, and only ember.cast computes with them.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 
-from ember.codegen.cuda_render import C_EXPR, compute_ctype, elementwise_ctype, entry, index_type, render_body, render_op
+from ember.codegen.cuda_render import (C_EXPR, NARROW, compute_ctype, elementwise_ctype, entry, index_type, render_body,
+                                      render_op)
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.lower import LowerContext, lowering
@@ -40,10 +41,43 @@ def broadcast_strides(shape: Sequence[int], out: Sequence[int]) -> list[int]:
     return strides
 
 
-def elementwise_kernel(name: str, inputs: Sequence[tuple[str, bool]], outputs: Sequence[str],
+# How an input is read at output element i: at i (its shape is the output's), at i % inner (it
+# is the output's trailing dims: a bias, a per-column scale), or through broadcast_offset.
+DIRECT, SUFFIX, GENERAL = "direct", "suffix", "general"
+
+
+def read_kind(shape: Sequence[int], out: Sequence[int]) -> str:
+    if tuple(shape) == tuple(out):
+        return DIRECT
+    dims = list(shape)
+    while dims and dims[0] == 1:
+        dims.pop(0)
+    if dims and len(dims) <= len(out) and tuple(dims) == tuple(out[len(out) - len(dims):]):
+        return SUFFIX
+    return GENERAL
+
+
+# The 16-byte form of elementwise kernels; off until tests/codegen/test_elementwise_packs.py's GPU
+# tests pass (EMBER_FLAGS --elementwise-packs turns it on for a build).
+PACKED = False
+
+
+def vector_width(sizes: Sequence[int]) -> int:
+    """Elements per thread and step of the 16-byte form: 16 bytes of the widest operand (4 of
+    f32, 8 of f16); 1 (no vector form) where PACKED is off or an operand has no plain storage size."""
+    if not PACKED or not sizes or any(z not in (1, 2, 4, 8) for z in sizes):
+        return 1
+    return 16 // max(sizes)
+
+
+def elementwise_kernel(name: str, inputs: Sequence[tuple[str, str]], outputs: Sequence[str],
                        body: Block | Operation, in_dtypes: Sequence, out_dtypes: Sequence, max_elements: int,
-                       comment: str) -> Kernel:
-    """Render the kernel: `inputs` are (C storage type, broadcast?) pairs."""
+                       comment: str, vec: int = 1) -> Kernel:
+    """Render the kernel: `inputs` are (C storage type, read kind) pairs. With `vec` > 1 the kernel
+    first tries its vector form: `vec` consecutive elements a step, direct and suffix inputs and
+    the outputs moved as one aligned pack each (16 bytes of the widest), when n and every suffix's
+    inner count are multiples of `vec` and every such pointer is aligned to its pack; otherwise
+    (a window at an odd offset, a tail) the scalar loop runs."""
     index = index_type(max_elements)
     w = CWriter()
     w.line('#include "ember_prelude.cuh"')
@@ -51,25 +85,65 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, bool]], outputs: S
     params = [Param(f"out{k}", "ptr", c, "out") for k, c in enumerate(outputs)]
     params += [Param(f"in{k}", "ptr", c, "in") for k, (c, _) in enumerate(inputs)]
     params += [Param("meta", "ptr", "long long", "meta"), Param("n", "i64", "long long", "scalar")]
+    counter = iter(range(1_000_000))
+    fresh = lambda: f"t{next(counter)}"  # noqa: E731
+
+    def inner(k: int) -> str:
+        return f"static_cast<{index}>(meta[1 + rank * {len(inputs) + 1} + {k}])"
+
+    def compute(read: Callable[[int], str]) -> list[str]:
+        names = []
+        for k in range(len(inputs)):
+            names.append(f"a{k}")
+            w.line(f"const {compute_ctype(in_dtypes[k])} a{k} = ember::to_compute_exact({read(k)});")
+        if isinstance(body, Block):
+            return render_body(w, body, names, fresh)
+        table = {v: n for v, n in zip([o for o in body.operands if o is not None], names)}
+        render_op(w, body, table, fresh)
+        return [table[body.results[0]]]
+
+    def scalar_at(k: int, i: str) -> str:
+        kind = inputs[k][1]
+        if kind == DIRECT:
+            return f"in{k}[{i}]"
+        if kind == SUFFIX:
+            return f"in{k}[{i} % {inner(k)}]"
+        return f"in{k}[ember::broadcast_offset<{index}>({i}, rank, dims, meta + 1 + rank * {k + 1})]"
+
     with entry(w, BLOCK, params):
-        if any(b for _, b in inputs):
+        if any(kind != DIRECT for _, kind in inputs):
             w.line("const int rank = (int)meta[0];")
+        if any(kind == GENERAL for _, kind in inputs):
             w.line("const long long* dims = meta + 1;")
+        if vec > 1:
+            packed = [k for k, (_, kind) in enumerate(inputs) if kind != GENERAL]
+            checks = [f"({index})n % {vec} == 0"]
+            checks += [f"ember::aligned_to<{vec}>(out{k})" for k in range(len(outputs))]
+            checks += [f"ember::aligned_to<{vec}>(in{k})" for k in packed]
+            checks += [f"{inner(k)} % {vec} == 0" for k in packed if inputs[k][1] == SUFFIX]
+            w.line(f"const bool packed = {' && '.join(checks)};")
+            with w.block("if (packed)"):
+                with w.block(f"for ({index} base = (blockIdx.x * ({index})blockDim.x + threadIdx.x) * {vec}; "
+                             f"base < ({index})n; base += ({index})gridDim.x * blockDim.x * {vec})"):
+                    for k in packed:
+                        at = "base" if inputs[k][1] == DIRECT else f"base % {inner(k)}"
+                        w.line(f"const ember::Pack<{inputs[k][0]}, {vec}> p{k} = "
+                               f"ember::load_pack<{vec}>(in{k} + {at});")
+                    for k, c in enumerate(outputs):
+                        w.line(f"ember::Pack<{c}, {vec}> q{k};")
+                    w.line("#pragma unroll")
+                    with w.block(f"for (int v = 0; v < {vec}; ++v)"):
+                        w.line(f"const {index} i = base + v;")
+                        w.line("(void)i;")
+                        results = compute(lambda k: f"p{k}.v[v]" if k in packed else scalar_at(k, "i"))
+                        for k, r in enumerate(results):
+                            w.line(f"q{k}.v[v] = ember::store<{outputs[k]}>({r});")
+                    for k in range(len(outputs)):
+                        w.line(f"ember::store_pack(out{k} + base, q{k});")
+                w.line("return;")
         with w.block(f"for ({index} i = blockIdx.x * ({index})blockDim.x + threadIdx.x; i < ({index})n; "
                      f"i += ({index})gridDim.x * blockDim.x)"):
-            names = []
-            for k, (c, bcast) in enumerate(inputs):
-                at = f"ember::broadcast_offset<{index}>(i, rank, dims, meta + 1 + rank * {k + 1})" if bcast else "i"
-                names.append(f"a{k}")
-                w.line(f"const {compute_ctype(in_dtypes[k])} a{k} = ember::to_compute_exact(in{k}[{at}]);")
-            counter = iter(range(1_000_000))
-            fresh = lambda: f"t{next(counter)}"  # noqa: E731
-            if isinstance(body, Block):
-                results = render_body(w, body, names, fresh)
-            else:
-                table = {v: n for v, n in zip([o for o in body.operands if o is not None], names)}
-                render_op(w, body, table, fresh)
-                results = [table[body.results[0]]]
+            results = compute(lambda k: scalar_at(k, "i"))
             for k, r in enumerate(results):
                 w.line(f"out{k}[i] = ember::store<{outputs[k]}>({r});")
     return Kernel(w.text(), name, tuple(params), (comment,))
@@ -84,16 +158,21 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
     rank = len(out_shape)
     meta = [rank, *out_shape]
     inputs = []
+    inners = []
     for v in operands:
         shape = ctx.shape(v)
-        bcast = tuple(shape) != tuple(out_shape)
-        inputs.append((elementwise_ctype(ctx.dtype(v)), bcast))
-        meta += broadcast_strides(shape, out_shape) if bcast else [0] * rank  # (read at the output's index)
+        kind = read_kind(shape, out_shape)
+        inputs.append((elementwise_ctype(ctx.dtype(v)), kind))
+        meta += broadcast_strides(shape, out_shape) if kind != DIRECT else [0] * rank  # (read at the output's index)
+        inners.append(numel(shape))
+    meta += inners
+    typed = [ctx.dtype(v) for v in operands] + [ctx.dtype(r) for r in outs]
+    vec = 1 if any(d.name in NARROW for d in typed) else vector_width([d.itemsize for d in typed])
     kernel = elementwise_kernel(
         "ew", inputs, [elementwise_ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
         [ctx.dtype(r) for r in outs], _largest([n, *(numel(ctx.shape(v)) for v in operands), 1]),
-        ctx.loc())
-    blocks = smax(1, smin((n + BLOCK - 1) // BLOCK, 65535 * 8))
+        ctx.loc(), vec)
+    blocks = smax(1, smin((n + BLOCK * vec - 1) // (BLOCK * vec), 65535 * 8))
     args = [ctx.arg(r) for r in outs] + [ctx.arg(v) for v in operands] + [ctx.meta(meta), ctx.i64(n)]
     if n == 0:
         return
