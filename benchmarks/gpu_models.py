@@ -137,7 +137,8 @@ def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any
 
 
 def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | None = None, opt_level: int | None = None,
-              timing_cache: Path | None = None, variants: dict[str, str] | None = None) -> dict[str, Any]:
+              timing_cache: Path | None = None, variants: dict[str, str] | None = None,
+              on_rows: Any = None) -> dict[str, Any]:
     import copy
 
     import torch
@@ -157,7 +158,8 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
     fp32 = model.cuda()
     fp16 = copy.deepcopy(model).half().cuda()
     rng = np.random.default_rng(0)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    pending: list[tuple[Any, ...]] = []
     for batch in batches:
         feeds = _inputs(name, batch, rng)
         t = time.perf_counter()
@@ -184,16 +186,7 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
             row["torch_compile"] = cuda_time(lambda: compiled(*args16))
             t = stage(f"{name} batch {batch}: eager {row['torch_eager']['median_ms']:.3f} ms, torch.compile "
                       f"{row['torch_compile']['median_ms']:.3f} ms", t)
-            for label, text in (variants or {}).items():
-                try:
-                    v = run_variant(module, feeds, on_gpu, want, text, opt_level, timing_cache, stream)
-                except Exception as err:  # a variant's failure costs that variant
-                    print(f"{name} batch {batch}: variant {label} failed: {err!r}", flush=True)
-                    continue
-                v["compile_over_ember"] = row["torch_compile"]["median_ms"] / v["ember"]["median_ms"]
-                row.setdefault("variants", {})[label] = v
-                t = stage(f"{name} batch {batch}: variant {label} ({text}): {v['ember']['median_ms']:.3f} ms, "
-                          f"check {v['check']['ok']}, {v['launches']} launches", t)
+        pending.append((row, feeds, on_gpu, want, stream))
         if rates is not None:
             try:
                 row["roofline"] = roofline_row(engine, {k: v.shape for k, v in feeds.items()},
@@ -206,6 +199,23 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
         print(name, batch, {k: (v["median_ms"] if isinstance(v, dict) and "median_ms" in v else v)
                             for k, v in row.items()}, flush=True)
         ctx.close()
+    # The variants after every main row (written first through `on_rows`): a variant whose kernel
+    # faults (a sticky CUDA error) or outlasts the call costs the variants after it, not the table.
+    if on_rows is not None and variants:
+        on_rows({"model": name, "rows": rows})
+    for row, feeds, on_gpu, want, stream in pending:
+        for label, text in (variants or {}).items():
+            t = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    v = run_variant(module, feeds, on_gpu, want, text, opt_level, timing_cache, stream)
+            except Exception as err:  # a variant's failure costs that variant
+                print(f"{name} batch {row['batch']}: variant {label} failed: {err!r}", flush=True)
+                continue
+            v["compile_over_ember"] = row["torch_compile"]["median_ms"] / v["ember"]["median_ms"]
+            row.setdefault("variants", {})[label] = v
+            stage(f"{name} batch {row['batch']}: variant {label} ({text}): {v['ember']['median_ms']:.3f} ms, "
+                  f"check {v['check']['ok']}, {v['launches']} launches", t)
     return {"model": name, "rows": rows}
 
 
@@ -276,7 +286,11 @@ def main() -> None:
     stem = "gpu_models" if len(names) == len(MODELS) else f"gpu_models_{'_'.join(names)}"
     for n in names:  # the table so far is written after each model: a call cut short keeps it
         try:
-            result["models"].append(run_model(n, batches, rates, args.opt_level, args.timing_cache, variants))
+            def partial(part: dict[str, Any]) -> None:
+                so_far = {**result, "models": [*result["models"], part]}
+                write_results(stem, so_far, markdown(so_far), args.out)
+            result["models"].append(run_model(n, batches, rates, args.opt_level, args.timing_cache, variants,
+                                              partial))
         except Exception:  # one model's failure costs that model, not the run's other figures
             traceback.print_exc()
             continue
