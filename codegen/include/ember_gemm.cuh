@@ -456,8 +456,9 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 // k-major operand as rows of 64 k, a row-major one as 64-line blocks of k-rows; in either, the
 // 16-byte chunk c of 128-byte row r sits at chunk c ^ (r % 8) of a 1024-byte aligned atom, and
 // wgmma's transpose bit takes the second order. Only sm_90a has wgmma: the same kernel runs
-// `Fallback` (the mma.sync tile, same block) on every other architecture and wherever an operand
-// is not 16-byte aligned in the call, so an engine built for sm_80, sm_90 and sm_90a is portable.
+// `Fallback` (the mma.sync tile, same block) on every other architecture, so an engine built for
+// sm_80, sm_90 and sm_90a is portable; where an operand is not 16-byte aligned in the call, sm_90a
+// runs the block as 64 x 64 `Piece`s (the Piece needs less shared memory than the stages).
 template <int BM_, int BN_, int BK_, typename E_, class Fallback_, int STAGES_>
 struct WgmmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, STAGES = STAGES_;
@@ -466,10 +467,13 @@ struct WgmmaTile {
   static constexpr bool MMA = true, WGMMA = true, VA = true, VB = true;
   static constexpr int THREADS = (BM / 64) * 128;
   static constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE = A_BYTES + B_BYTES;
+  // sm_90a's form for unaligned operands: 64 x 64 pieces, register-staged, of the same block size.
+  using Piece = MmaTile<64, 64, 32, 32, 16, E, Tile<64, 64, 16, 4, 4>>;
   template <typename C> static constexpr int needed() {
     return STAGES * STAGE + 1024 > Fallback::template needed<C>() ? STAGES * STAGE + 1024
                                                                   : Fallback::template needed<C>();
   }
+  static_assert(THREADS == Piece::THREADS, "the pieces run with the same block");
   template <typename C> static constexpr int bytes() { return 16; }
   template <typename C> static constexpr int dynamic_bytes() { return needed<C>(); }
   static_assert(sizeof(E) == 2 && BK == 64, "a slab row is one 128-byte swizzle atom of 16-bit k");
@@ -743,12 +747,22 @@ __device__ __forceinline__ void block(const LA& la, const LB& lb, int M, int N, 
     tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, reinterpret_cast<C*>(smem));
   } else if constexpr (T::WGMMA) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // Unaligned operands on sm_90a: the block in 64 x 64 pieces of the scalar mma.sync tile, whose
+    // few registers keep the kernel's count at the wgmma path's.
     if (la.aligned() && lb.aligned()) {
       wgmma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
-      return;
+    } else {
+      using Piece = typename T::Piece;
+      for (int pm = 0; pm < T::BM; pm += Piece::BM)
+        for (int pn = 0; pn < T::BN; pn += Piece::BN) {
+          if (m0 + pm < M && n0 + pn < N)
+            mma_tile<Piece, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0 + pm, n0 + pn, epi, smem);
+          __syncthreads();
+        }
     }
-#endif
+#else
     block<typename T::Fallback, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);
+#endif
   } else if constexpr (T::VA || T::VB) {
     if ((!T::VA || la.aligned()) && (!T::VB || lb.aligned()))
       mma_tile<T, A_KMAJOR, B_KMAJOR, C>(la, lb, M, N, K, m0, n0, epi, smem);

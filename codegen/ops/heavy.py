@@ -278,7 +278,8 @@ class Product:
 # Tactics: the candidate implementations of a heavy op, by name. A lowering asks
 # `ctx.choose(candidates)` for one: the first (the heuristic's pick) unless the build
 # names another for this op (`ember.compile(..., tactics={op: name})`); order 6 times them.
-TILES = {"tile128x128x8/8x8": Tile(128, 128, 8, 8, 8), "tile64x64x16/4x4": Tile(64, 64, 16, 4, 4)}
+TILES = {"tile128x128x8/8x8": Tile(128, 128, 8, 8, 8), "tile64x64x16/4x4": Tile(64, 64, 16, 4, 4),
+         "tile128x256x8/8x16": Tile(128, 256, 8, 8, 16)}   # (only under the Hopper 128x256 tile)
 # Tensor-core tiles (mma.sync m16n8k16, f32 accumulation) for f16 and bf16 operands: block tile and
 # warp tile, and the SIMT tile of the same block size that runs before sm_80.
 MMA_TILES = {"mma128x128x32/64x32": (128, 128, 32, 64, 32, "tile128x128x8/8x8"),
@@ -309,7 +310,11 @@ MMA_DYNAMIC_STAGES = 0
 # only on sm_90, so an engine keeps sm_80/sm_90 cubins of the same kernel for other GPUs). Off
 # until tests/codegen/test_wgmma.py's GPU tests pass (EMBER_FLAGS --wgmma turns it on).
 WGMMA = False
-WGMMA_TILES = {"wgmma128x128x64": (128, 128, 64, 4, "mma128x128x32/64x32")}
+WGMMA_TILES = {"wgmma128x256x64": (128, 256, 64, 4, "mma128x256x32/64x64"),
+               "wgmma128x128x64": (128, 128, 64, 4, "mma128x128x32/64x32")}
+# The fallbacks of Hopper tiles that no product is offered on its own (the 128x256 mma.sync
+# tile's 30 KB stages fit only the Hopper tile's dynamic shared memory).
+FALLBACK_TILES = {"mma128x256x32/64x64": (128, 256, 32, 64, 64, "tile128x256x8/8x16")}
 
 
 def wgmma_target(ctx: LowerContext) -> bool:
@@ -326,8 +331,8 @@ def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) 
         mma = tile_of(fallback, element, va, vb)
         assert isinstance(mma, MmaTile)
         return WgmmaTile(bm, bn, bk, element, mma, stages)
-    if name in MMA_TILES:
-        bm, bn, bk, wm, wn, fallback = MMA_TILES[name]
+    if name in MMA_TILES or name in FALLBACK_TILES:
+        bm, bn, bk, wm, wn, fallback = MMA_TILES.get(name) or FALLBACK_TILES[name]
         assert element is not None
         pipelined = MMA_PIPELINED and va and vb
         stage = 2 * (max(bm * (bk + 8), bk * (bm + 8)) + max(bn * (bk + 8), bk * (bn + 8)))
@@ -369,7 +374,9 @@ def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_S
         simt = ["tile64x64x16/4x4", "tile128x128x8/8x8"]
     if not mma or acc != "float":
         return simt
-    hopper = list(WGMMA_TILES) if wgmma else []
+    hopper = ["wgmma128x128x64", "wgmma128x256x64"] if wgmma else []
+    if wgmma and N >= 256 and -(-M // 128) * -(-N // 256) * batches >= sms:
+        hopper.reverse()    # 128x256 blocks fill the GPU too: the wider one first
     if M >= 128 and N >= 128 and big >= sms:
         return [*hopper, "mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
     return ["mma64x64x32/32x16", *hopper, "mma128x128x32/64x32", *simt]

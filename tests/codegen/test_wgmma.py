@@ -26,6 +26,8 @@ from kernel_checks import gpu_available
 from tests.codegen.test_mma import CASES, conv, feeds_for, gemm, heavy_launches, matmul
 
 TILE = "wgmma128x128x64"
+WIDE = "wgmma128x256x64"
+HOPPER = (TILE, WIDE)
 TARGETS = ("sm_80", "sm_90", "sm_90a")
 
 # Both operands read 16 bytes at a time (the tile's condition), at sizes around the 128 x 128 block
@@ -59,11 +61,11 @@ def offered(name: str, target: str | None) -> tuple[str, ...]:
     return step.candidates
 
 
-def forced(name: str) -> tuple[object, object]:
-    """The program of case `name` with the Hopper tile forced, and its launch."""
+def forced(name: str, tile: str = TILE) -> tuple[object, object]:
+    """The program of case `name` with a Hopper tile forced, and its launch."""
     module = WG_CASES[name]().build()
     (step,) = heavy_launches(lower(module, target="sm_90a"))
-    tactic = next(c for c in step.candidates if c.endswith(TILE))
+    tactic = next(c for c in step.candidates if c.endswith(tile))
     program = lower(module, target="sm_90a", tactics={step.ops[0]: tactic})
     (chosen,) = heavy_launches(program)
     return program, chosen
@@ -71,9 +73,9 @@ def forced(name: str) -> tuple[object, object]:
 
 # -- CPU ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(WG_CASES))
-def test_the_tile_is_offered_for_sm_90a_builds_only(name: str, wgmma_on: None) -> None:
-    assert any(c.endswith(TILE) for c in offered(name, "sm_90a"))
-    assert not any(c.endswith(TILE) for c in offered(name, "sm_90"))
+def test_the_tiles_are_offered_for_sm_90a_builds_only(name: str, wgmma_on: None) -> None:
+    assert all(any(c.endswith(t) for c in offered(name, "sm_90a")) for t in HOPPER)
+    assert not any(c.startswith("wgmma") or "/wgmma" in c for c in offered(name, "sm_90"))
 
 
 def test_the_switch_keeps_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,18 +91,22 @@ def test_products_without_16_byte_reads_of_both_operands_do_not_get_it(build: ob
     assert not any(c.endswith(TILE) for c in step.candidates), step.candidates
 
 
-def test_the_heuristic_puts_it_first_where_128_tiles_fill_the_gpu(wgmma_on: None) -> None:
+def test_the_heuristic_puts_them_first_where_their_blocks_fill_the_gpu(wgmma_on: None) -> None:
+    (huge,) = heavy_launches(lower(matmul((4096, 64), (64, 4096)).build(), target="sm_90a"))
     (big,) = heavy_launches(lower(matmul((2048, 64), (64, 2048)).build(), target="sm_90a"))
     (small,) = heavy_launches(lower(matmul((256, 64), (64, 256)).build(), target="sm_90a"))
-    assert big.tactic == TILE
-    assert small.tactic == "mma64x64x32/32x16" and small.candidates[1] == TILE
+    assert huge.candidates[:2] == (WIDE, TILE)
+    assert big.candidates[:2] == (TILE, WIDE)
+    assert small.tactic == "mma64x64x32/32x16" and small.candidates[1:3] == (TILE, WIDE)
 
 
-def test_the_launch_asks_for_the_stages_dynamic_shared_memory(wgmma_on: None) -> None:
-    program, step = forced("matmul-big-tiles")
-    assert step.shared == 4 * (128 + 128) * 64 * 2 + 1024
+@pytest.mark.parametrize("tile,bn,mma", [(TILE, 128, "MmaTile<128, 128, 32, 64, 32, __half"),
+                                         (WIDE, 256, "MmaTile<128, 256, 32, 64, 64, __half")])
+def test_the_launch_asks_for_the_stages_dynamic_shared_memory(tile: str, bn: int, mma: str, wgmma_on: None) -> None:
+    program, step = forced("matmul-big-tiles", tile)
+    assert step.shared == 4 * (128 + bn) * 64 * 2 + 1024
     source = program.kernels[step.kernel].source
-    assert "ember::gemm::WgmmaTile<128, 128, 64, __half, ember::gemm::MmaTile<128, 128, 32, 64, 32, __half" in source
+    assert f"ember::gemm::WgmmaTile<128, {bn}, 64, __half, ember::gemm::{mma}" in source
 
 
 def test_every_form_compiles_and_sm_90a_holds_the_wgmma(wgmma_on: None, kernel_cache: Path) -> None:
@@ -110,13 +116,14 @@ def test_every_form_compiles_and_sm_90a_holds_the_wgmma(wgmma_on: None, kernel_c
     kernels = []
     for name in ("matmul-big-tiles", "matmul-bf16-520x392x520", "gemm-tt-vector-reads", "gemm-tn-vector-reads",
                  "gemm-nt-200x264x136-bias-relu", "conv-nhwc"):
-        program, _ = forced(name)
-        kernels += list(program.kernels.values())
+        for tile in HOPPER:
+            program, _ = forced(name, tile)
+            kernels += list(program.kernels.values())
     binaries = Compiler(TARGETS, cache_dir=kernel_cache, jobs=2).compile_all(kernels)
     for b in (binaries.values() if isinstance(binaries, dict) else binaries):
         assert set(b.cubins) == set(TARGETS) and b.ptx_arch == "compute_90"
         assert b"wgmma.mma_async" not in bytes(b.ptx)
-    specific = Compiler(("sm_90a",), cache_dir=kernel_cache, jobs=2).compile_all(kernels[:2])
+    specific = Compiler(("sm_90a",), cache_dir=kernel_cache, jobs=2).compile_all(kernels[:4])
     for b in (specific.values() if isinstance(specific, dict) else specific):
         ptx = bytes(b.ptx)
         assert b.ptx_arch == "compute_90a"
@@ -147,12 +154,13 @@ def _sm_90() -> bool:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("tile", HOPPER)
 @pytest.mark.parametrize("name", sorted(WG_CASES))
-def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tmp_path: Path, wgmma_on: None) -> None:
+def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path, wgmma_on: None) -> None:
     """On sm_90 the sm_90a cubin (wgmma); elsewhere the same engine's mma.sync fallback."""
     module = WG_CASES[name]().build()
     (step,) = heavy_launches(lower(module, target="sm_90a"))
-    tactic = next(c for c in step.candidates if c.endswith(TILE))
+    tactic = next(c for c in step.candidates if c.endswith(tile))
     engine = ember.compile(module, pipeline="canonicalize", targets=TARGETS, tactics={step.ops[0]: tactic},
                            cache_dir=tmp_path / "cache", opt_level=0)
     assert any("WgmmaTile<" in k.source for k in engine.kernels.values())
@@ -173,3 +181,31 @@ def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tmp_path: Path, 
 def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
     """The tile's GPU tests mean wgmma only on sm_90 (H100, H200): say so where they ran elsewhere."""
     assert _sm_90(), "the wgmma tests ran the mma.sync fallback: this GPU is not sm_90"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("tile", HOPPER)
+@pytest.mark.parametrize("name", ["matmul-136x264x72", "conv-nhwc"])
+def test_misaligned_device_inputs_take_the_pieces(name: str, tile: str, tmp_path: Path, wgmma_on: None) -> None:
+    """Device arrays that start 2 bytes past a 16-byte boundary: sm_90a runs the block as 64 x 64
+    pieces of the scalar mma.sync tile."""
+    import torch
+    module = WG_CASES[name]().build()
+    (step,) = heavy_launches(lower(module, target="sm_90a"))
+    tactic = next(c for c in step.candidates if c.endswith(tile))
+    engine = ember.compile(module, pipeline="canonicalize", targets=TARGETS, tactics={step.ops[0]: tactic},
+                           cache_dir=tmp_path / "cache", opt_level=0)
+    feeds = feeds_for(module, np.random.default_rng())
+    expected = ember.interpret(module, feeds)
+    device = {}
+    for k, v in feeds.items():
+        flat = torch.empty(v.size + 1, dtype=torch.float16 if v.dtype == np.float16 else torch.bfloat16,
+                           device="cuda")[1:]
+        flat.copy_(torch.from_numpy(v.astype(np.float32).ravel()).to(flat.dtype))
+        assert flat.data_ptr() % 16 != 0
+        device[k] = flat.view(v.shape)
+    got = engine.run(device)
+    for out, ref in expected.items():
+        ref = np.asarray(ref)
+        assert_close(got[out].float().cpu().numpy().astype(ref.dtype), ref, what=f"{name} misaligned on {tactic}")
