@@ -820,7 +820,7 @@ def _nonnegative(flag: str, value: float | None) -> float | None:
 def compare_int8(args: argparse.Namespace, module: Any) -> int:
     """`ember compare --int8 [--per-layer]` / `--fp8`: the int8 (or fp8) model (calibrated Q/DQ
     pairs, as --int8 / --fp8 builds) against the float model on the interpreter, output by
-    output; with --per-layer (int8), every heavy op quantized alone, ranked by the error it
+    output; with --per-layer, every heavy op quantized alone, ranked by the error it
     causes (what to --precision-keep)."""
     from ember.ir.interpret import interpret
     from ember.ir.parser import copy_module
@@ -864,7 +864,8 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
             con.print(f"  {e.output}: max abs {e.max_abs:.4g}  max rel {e.max_rel:.4g}  cosine {e.cosine:.6f}{top1}",
                       markup=False)
     if args.per_layer:
-        layers = layer_sensitivity(module, calibration, feeds)
+        layers = layer_sensitivity(module, calibration, feeds,
+                                   quantize=quantize_fp8 if precision == "fp8" else quantize_int8)
         report["layers"] = [vars(e) for e in layers]
         con.print("layers quantized alone, the most harmful first (1 - cosine of the outputs; keep the first ones "
                   "in float with --precision-keep NAME,...):", markup=False)
@@ -878,8 +879,8 @@ def compare_int8(args: argparse.Namespace, module: Any) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ember.compare import compare_model, write_json
 
-    if args.per_layer and not args.int8:  # the ranking quantizes with int8's scales
-        raise EmberError("--per-layer goes with --int8 (the layer-by-layer cost of quantization)")
+    if args.per_layer and not (args.int8 or args.fp8):  # the ranking quantizes one layer at a time
+        raise EmberError("--per-layer goes with --int8 or --fp8 (the layer-by-layer cost of quantization)")
     if args.int8 or args.fp8:
         return compare_int8(args, _load(args.model, args))
 
@@ -1323,7 +1324,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead: the fp8 (e4m3) model (calibrated, as compile --fp8) against fp32 on the "
                             "interpreter")
     s.add_argument("--per-layer", action="store_true",
-                   help="with --int8: each heavy op quantized alone, ranked by the error it causes")
+                   help="with --int8 or --fp8: each heavy op quantized alone, ranked by the error it causes")
     s.add_argument("--top", type=int, default=20, metavar="N", help="with --per-layer: rows shown (default 20)")
     s.add_argument("--calib", metavar="DATA.npz|DIR", help="with --int8/--fp8: calibration data (as compile --calib)")
     s.add_argument("--calib-method", default=None, choices=("entropy", "percentile", "minmax"),

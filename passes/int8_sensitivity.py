@@ -1,4 +1,4 @@
-"""How much int8 costs, output by output and layer by layer, on the reference interpreter.
+"""How much int8 (or fp8) costs, output by output and layer by layer, on the reference interpreter.
 
 `output_errors` compares a quantized model's outputs with the float model's: largest
 absolute and relative difference, cosine similarity of the flattened outputs, and for
@@ -6,8 +6,9 @@ classifier-shaped outputs ([batch, classes]) the share of rows whose top-1 class
 `layer_sensitivity` answers TensorRT users' standing question, where the accuracy goes: it
 quantizes one heavy op at a time (passes/quantize_int8.py with `only=`), runs the batches
 and ranks the ops by the error each causes alone (1 - the outputs' cosine, the worst over
-batches and outputs), so the first rows are the ops to keep in float (`--precision-keep`).
-One interpretation per op and batch: a few batches are enough to rank.
+batches and outputs), so the first rows are the ops to keep in float (`--precision-keep`);
+`quantize=quantize_fp8` ranks the cost of fp8 (e4m3, amax scales) the same way. One
+interpretation per op and batch: a few batches are enough to rank.
 """
 
 from __future__ import annotations
@@ -64,15 +65,17 @@ def output_errors(reference: Mapping[str, Any], got: Mapping[str, Any]) -> list[
 
 
 def layer_sensitivity(module: Module, calibration: Calibration, batches: Iterable[Mapping[str, Any]],
-                      progress: Callable[[int, int], None] | None = None) -> list[LayerError]:
-    """Every quantizable op quantized alone, ranked by the error it causes (worst first)."""
+                      progress: Callable[[int, int], None] | None = None,
+                      quantize: Callable[..., int] = quantize_int8) -> list[LayerError]:
+    """Every quantizable op quantized alone (by `quantize`: quantize_int8 or quantize_fp8), ranked
+    by the error it causes (worst first)."""
     feeds: Sequence[Mapping[str, Any]] = list(batches)
     reference = [interpret(module, f) for f in feeds]
     ops = quantizable(module)
     found = []
     for k, (index, op) in enumerate(ops):
         one = copy_module(module)
-        if quantize_int8(one, calibration, only=frozenset({index})) == 0:
+        if quantize(one, calibration, only=frozenset({index})) == 0:
             continue  # no calibrated input
         worst, rel = 0.0, 0.0
         for f, ref in zip(feeds, reference):

@@ -48,11 +48,13 @@ def fp8_weight_scales(weight: np.ndarray, axis: int = 0, fmt: str = FP8) -> np.n
     return fp8_scale(w.max(axis=other) if other else w, fmt)
 
 
-def quantize_fp8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset()) -> int:
-    """Insert the fp8 Q/DQ pairs; returns how many operands were quantized."""
+def quantize_fp8(module: Module, calibration: Calibration, keep: frozenset[str] = frozenset(),
+                 only: frozenset[int] | None = None) -> int:
+    """Insert the fp8 Q/DQ pairs (`only`: just before the ops at these indices of the main
+    function); returns how many operands were quantized."""
     thresholds = calibration.thresholds
     return insert_pairs(module, fp8_weight_scales,
-                        lambda name: fp8_scale(thresholds[name]) if name in thresholds else None, FP8, keep)
+                        lambda name: fp8_scale(thresholds[name]) if name in thresholds else None, FP8, keep, only)
 
 
 @register_pass("quantize-fp8")

@@ -188,3 +188,32 @@ def test_the_cli_builds_fp8_and_compare_reports_it(tmp_path: Path, kernel_cache:
     assert main(["compile", str(tmp_path / "m.onnx"), "--fp16", "--calib", str(tmp_path / "calib.npz"),
                  "-o", str(tmp_path / "b.engine")]) == 2
     assert "--calib and --calib-cache go with --int8 or --fp8" in capsys.readouterr().err
+
+
+def test_the_fp8_per_layer_report_ranks_the_op_that_loses_accuracy_first(tmp_path: Path, capsys) -> None:
+    """One op quantized to e4m3 at a time, each op's error (1 - cosine of the output, worst over
+    the batches) as quantizing it alone by hand gives, the worst first (fp8's exponent keeps the
+    outlier channel from costing what it costs int8); the command line prints the ranking and
+    writes it."""
+    from ember.passes.int8_sensitivity import layer_sensitivity
+    from tests.passes.test_quantize_int8 import outlier_mlp
+    m = outlier_mlp()
+    data = [{"x": np.random.default_rng(s).standard_normal((4, 16)).astype(np.float32)} for s in range(3)]
+    cal = C.calibrate(m, data, method="minmax")
+    ranked = layer_sensitivity(m, cal, data[:2], quantize=quantize_fp8)
+    assert sorted(e.name for e in ranked) == ["outlier", "plain"] and ranked[0].error >= ranked[1].error > 0
+    for e in ranked:
+        one = copy_module(m)
+        assert quantize_fp8(one, cal, only=frozenset({e.index})) > 0
+        worst = 0.0
+        for f in data[:2]:
+            a, b = interpret(m, f)["y"].astype(np.float64).ravel(), interpret(one, f)["y"].astype(np.float64).ravel()
+            worst = max(worst, 1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert e.error == pytest.approx(worst, rel=1e-9, abs=1e-15)
+    onnx_conv_model(tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(3).standard_normal((8, 3, 10, 10)).astype(np.float32))
+    assert main(["compare", str(tmp_path / "m.onnx"), "--fp8", "--per-layer", "--calib", str(tmp_path / "calib.npz"),
+                 "--calib-batch", "4", "--json", str(tmp_path / "r.json")]) == 0
+    assert "ember.conv  conv" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["precision"] == "fp8" and report["layers"][0]["name"] == "conv" and report["layers"][0]["error"] > 0

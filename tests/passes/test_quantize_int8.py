@@ -227,7 +227,7 @@ def test_compare_int8_per_layer_on_the_command_line(tmp_path: Path, capsys) -> N
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["layers"][0]["name"] == "conv" and 0 < report["outputs"][0]["cosine"] < 1
     assert main(["compare", str(tmp_path / "m.onnx"), "--per-layer"]) == 2
-    assert "--per-layer goes with --int8" in capsys.readouterr().err
+    assert "--per-layer goes with --int8 or --fp8" in capsys.readouterr().err
 
 
 def test_calibrating_on_cuda_without_a_gpu_is_one_clear_error(kernel_cache: Path) -> None:
