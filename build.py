@@ -304,7 +304,23 @@ def _quantize_int8(work: Module, calibrator: Any, method: str, cache: Any, keep:
             "quantized_inputs": quantized, "kept": keep}
 
 
-def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] = ("sm_80", "sm_90"),
+DEFAULT_TARGETS = ("sm_80", "sm_90")
+
+
+def default_targets() -> tuple[str, ...]:
+    """The targets of a build that names none: sm_80 and sm_90, and sm_90a where the Hopper tiles
+    are on (heavy.WGMMA) and the build's GPU is an sm_90 (H100, H200), so that the engine built on
+    that GPU uses its wgmma; the sm_80/sm_90 cubins of the same kernels keep it portable."""
+    from ember.codegen.ops import heavy
+    if heavy.WGMMA:
+        from ember.runtime import cuda
+        info = cuda.device_info(0)
+        if info is not None and info["arch"] == "sm_90":
+            return (*DEFAULT_TARGETS, "sm_90a")
+    return DEFAULT_TARGETS
+
+
+def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] | None = None,
             shapes: Mapping[str, Sequence[int]] | None = None, pipeline: str = "default", strict: bool = False,
             cache_dir: str | os.PathLike | None = None, dump_cuda: str | os.PathLike | None = None,
             progress: Callable[[int, int], None] | None = None, keep: Sequence[str] = (),
@@ -362,6 +378,8 @@ def compile(module: Module, *, precision: str = "fp32", targets: Sequence[str] =
 
     if precision not in PRECISIONS:
         raise BuildError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if targets is None:
+        targets = default_targets()
     if isinstance(targets, str) or not targets:
         raise BuildError(f"targets {targets!r}: give a sequence of one or more architectures, such as "
                          "('sm_80', 'sm_90')")

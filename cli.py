@@ -159,6 +159,14 @@ def _names(values: Sequence[str] | None) -> list[str]:
     return [k.strip() for item in values or [] for k in item.split(",") if k.strip()]
 
 
+def _targets(text: str | None) -> list[str]:
+    """--target's architectures; the build's default (ember.build.default_targets) when not given."""
+    if text is None:
+        from ember.build import default_targets
+        return list(default_targets())
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _write_json(target: str, data: dict[str, Any]) -> None:
     import json
     text = json.dumps(data, indent=2) + "\n"
@@ -407,7 +415,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise EmberError("--int8-keep-sensitive goes with --int8")
     calibrator = CalibrationSet(args.calib, args.calib_batch) if args.calib else None
     keep = _names(args.precision_keep)
-    targets = [t.strip() for t in args.target.split(",") if t.strip()]
+    targets = _targets(args.target)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=_console(), transient=True, disable=args.quiet_all) as bar:
         task = bar.add_task("compiling kernels", total=None)
@@ -475,7 +483,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         module = _load(args.model, args)
         profiles = [_parse_profile(p) for p in args.profile] if args.profile else None
         precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
-        targets = [t.strip() for t in args.target.split(",") if t.strip()]
+        targets = _targets(args.target)
         start = time.perf_counter()
         engine = build(module, precision=precision, targets=targets, shapes=shapes, profiles=profiles,
                        cache_dir=args.cache_dir, opt_level=args.opt_level, timing_cache=args.timing_cache)
@@ -1218,7 +1226,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--int8-keep-sensitive", type=int, default=0, metavar="N",
                    help="with --int8 --calib: also keep in float the N heavy ops that cost the most accuracy when "
                         "quantized alone (as compare --int8 --per-layer ranks them)")
-    s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures (default sm_80,sm_90)")
+    s.add_argument("--target", help="GPU architectures, such as sm_80,sm_90,sm_90a (default sm_80,sm_90; sm_90a "
+                   "too on an H100/H200 when the Hopper tiles are on)")
     s.add_argument("--shapes", action="append", metavar="NAME:1x3x224x224[,NAME2:...]",
                    help="one shape per input with symbolic dims (an engine for exactly this shape)")
     s.add_argument("--profile", action="append", metavar="NAME:MIN:OPT:MAX[,NAME2:...]",
@@ -1245,7 +1254,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the shape to time (and, for a model, to build for)")
     s.add_argument("--profile", action="append", metavar="NAME:MIN:OPT:MAX[,NAME2:...]",
                    help="build a profile engine (as compile does) and time it at the first profile's OPT")
-    s.add_argument("--target", default="sm_80,sm_90", help="GPU architectures to build for (default sm_80,sm_90)")
+    s.add_argument("--target", help="GPU architectures to build for (default as compile's)")
     s.add_argument("--iterations", type=int, default=100, metavar="K", help="timed runs (default 100)")
     s.add_argument("--warmup", type=int, default=10, metavar="K", help="untimed runs first (default 10)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],

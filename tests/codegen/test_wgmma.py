@@ -209,3 +209,19 @@ def test_misaligned_device_inputs_take_the_pieces(name: str, tile: str, tmp_path
     for out, ref in expected.items():
         ref = np.asarray(ref)
         assert_close(got[out].float().cpu().numpy().astype(ref.dtype), ref, what=f"{name} misaligned on {tactic}")
+
+
+def test_a_build_that_names_no_targets_adds_sm_90a_on_an_sm_90_with_the_tiles_on(monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    from ember import build
+    from ember.runtime import cuda
+    monkeypatch.setattr(cuda, "device_info", lambda index=0: {"arch": "sm_90", "driver": 13000, "name": "H100"})
+    monkeypatch.setattr(heavy, "WGMMA", True)
+    assert build.default_targets() == ("sm_80", "sm_90", "sm_90a")
+    monkeypatch.setattr(heavy, "WGMMA", False)
+    assert build.default_targets() == ("sm_80", "sm_90")
+    monkeypatch.setattr(heavy, "WGMMA", True)
+    monkeypatch.setattr(cuda, "device_info", lambda index=0: {"arch": "sm_89", "driver": 13000, "name": "L4"})
+    assert build.default_targets() == ("sm_80", "sm_90")
+    monkeypatch.setattr(cuda, "device_info", lambda index=0: None)
+    assert build.default_targets() == ("sm_80", "sm_90")
