@@ -477,7 +477,7 @@ struct WgmmaTile {
   template <typename C> static constexpr int bytes() { return 16; }
   template <typename C> static constexpr int dynamic_bytes() { return needed<C>(); }
   static_assert(sizeof(E) == 2 && BK == 64, "a slab row is one 128-byte swizzle atom of 16-bit k");
-  static_assert(BM % 64 == 0 && (BN == 64 || BN == 128 || BN == 256), "m64nNk16 with N of 64, 128 or 256");
+  static_assert(BM % 64 == 0 && (BN == 128 || BN == 256), "m64nNk16 with N of 128 or 256");
   static_assert(STAGES >= 3, "two slabs in flight at the least: one loading, one multiplying");
   static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
 };
@@ -514,30 +514,6 @@ __device__ __forceinline__ void proxy_fence() {
 }
 // Keeps the compiler from moving reads of an accumulator across wgmma.wait_group.
 __device__ __forceinline__ void pin(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-
-// d (64 x 64, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 64, descriptor).
-#define EMBER_WGMMA_N64(TYPE)                                                                     \
-  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                         \
-               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {"                     \
-               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
-               "}, %32, %33, p, 1, 1, %35, %36;\n}\n" \
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
-                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
-                 "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
-                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
-               : "l"(a), "l"(b), "r"(1), "n"(TA ? 1 : 0), "n"(TB ? 1 : 0))
-template <bool TA, bool TB, typename E>
-__device__ __forceinline__ void m64n64k16(float (&d)[32], unsigned long long a, unsigned long long b) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (same_type<E, __half>::value) {
-    EMBER_WGMMA_N64("f16");
-  } else {
-    EMBER_WGMMA_N64("bf16");
-  }
-#endif
-}
-#undef EMBER_WGMMA_N64
 
 // d (64 x 128, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 128, descriptor).
 #define EMBER_WGMMA_N128(TYPE)                                                                     \
@@ -613,8 +589,7 @@ __device__ __forceinline__ void m64n256k16(float (&d)[128], unsigned long long a
 
 template <int N, bool TA, bool TB, typename E>
 __device__ __forceinline__ void mma(float (&d)[N / 2], unsigned long long a, unsigned long long b) {
-  if constexpr (N == 64) m64n64k16<TA, TB, E>(d, a, b);
-  else if constexpr (N == 128) m64n128k16<TA, TB, E>(d, a, b);
+  if constexpr (N == 128) m64n128k16<TA, TB, E>(d, a, b);
   else m64n256k16<TA, TB, E>(d, a, b);
 }
 

@@ -24,7 +24,7 @@ from ember.codegen.ops.elementwise import DIRECT, GENERAL, SUFFIX, read_kind, ve
 from ember.ir.builder import Builder
 from ember.ir.types import DType, bf16, f16, f32, f64, i32, i64, u8
 from ember.tolerance import assert_close
-from kernel_checks import gpu_available, rand
+from kernel_checks import check_on_gpu, gpu_available, misaligned_on_gpu, rand
 
 
 def chain(shape: tuple[int, ...], bias: tuple[int, ...], dt: DType = f16, second: DType | None = None) -> Builder:
@@ -107,16 +107,7 @@ def test_packed_and_scalar_forms_match_the_interpreter_on_the_gpu(name: str, tmp
     module = CASES[name]().build()
     engine = ember.compile(module, cache_dir=tmp_path / "cache")
     assert any("ember::Pack<" in k.source for k in engine.kernels.values())
-    ctx = engine.create_context("cuda", poison=True)
-    try:
-        for _ in range(2):
-            feeds = {v.name: rand(np.random.default_rng(), v.type, 0.05, 2.0) for v in module.main.inputs}
-            expected = ember.interpret(module, feeds)
-            got = ctx.run(feeds)
-            for out, ref in expected.items():
-                assert_close(np.asarray(got[out]), np.asarray(ref), what=f"{name}: {out}")
-    finally:
-        ctx.close()
+    check_on_gpu(engine, module, name, high=2.0)
 
 
 @pytest.mark.gpu
@@ -124,17 +115,10 @@ def test_packed_and_scalar_forms_match_the_interpreter_on_the_gpu(name: str, tmp
 def test_device_inputs_off_a_16_byte_boundary_take_the_scalar_loop() -> None:
     """Torch tensors that start 2 bytes past a 16-byte boundary: the packed form's pointer check
     fails and the scalar loop computes the same values."""
-    import torch
     module = CASES["f16-bias-packed"]().build()
     engine = ember.compile(module)
     feeds = {v.name: rand(np.random.default_rng(), v.type, 0.05, 2.0) for v in module.main.inputs}
     expected = ember.interpret(module, feeds)
-    device = {}
-    for k, v in feeds.items():
-        flat = torch.empty(v.size + 1, dtype=torch.float16, device="cuda")[1:]
-        flat.copy_(torch.from_numpy(v.astype(np.float32).ravel()).half())
-        assert flat.data_ptr() % 16 != 0
-        device[k] = flat.view(v.shape)
-    got = engine.run(device)
+    got = engine.run(misaligned_on_gpu(feeds))
     for out, ref in expected.items():
         assert_close(got[out].float().cpu().numpy().astype(np.asarray(ref).dtype), np.asarray(ref), what=out)

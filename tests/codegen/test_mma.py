@@ -22,7 +22,7 @@ from ember.codegen.ops.heavy import MMA_TILES
 from ember.ir.builder import Builder
 from ember.ir.types import DType, bf16, f16, f32, f64
 from ember.tolerance import assert_close
-from kernel_checks import gpu_available, rand
+from kernel_checks import gpu_available, misaligned_on_gpu, rand
 
 MMA = sorted(MMA_TILES)
 Build = Callable[[], Builder]
@@ -230,19 +230,11 @@ def test_the_cp_async_pipeline_matches_the_interpreter_on_the_gpu(name: str, til
 def test_misaligned_device_inputs_take_the_scalar_form(name: str, tmp_path: Path) -> None:
     """Device arrays that start 2 bytes past a 16-byte boundary: the vector tile checks the
     pointers and runs its scalar form."""
-    import torch
     module = CASES[name]().build()
     feeds = feeds_for(module, np.random.default_rng())
     expected = ember.interpret(module, feeds)
     engine = ember.compile(module, pipeline="canonicalize", cache_dir=tmp_path / "cache")
-    device = {}
-    for k, v in feeds.items():
-        flat = torch.empty(v.size + 1, dtype=torch.float16 if v.dtype == np.float16 else torch.bfloat16,
-                           device="cuda")[1:]
-        flat.copy_(torch.from_numpy(v.astype(np.float32).ravel()).to(flat.dtype))
-        assert flat.data_ptr() % 16 != 0
-        device[k] = flat.view(v.shape)
-    got = engine.run(device)
+    got = engine.run(misaligned_on_gpu(feeds))
     for out, ref in expected.items():
         ref = np.asarray(ref)
         y = got[out].float().cpu().numpy() if hasattr(got[out], "cpu") else np.asarray(got[out])

@@ -22,7 +22,7 @@ from ember.codegen.lower import lower
 from ember.codegen.nvrtc import Compiler
 from ember.ir.types import bf16, f32
 from ember.tolerance import assert_close
-from kernel_checks import gpu_available
+from kernel_checks import check_on_gpu, gpu_available, misaligned_on_gpu
 from tests.codegen.test_mma import CASES, conv, feeds_for, gemm, heavy_launches, matmul
 
 TILE = "wgmma128x128x64"
@@ -144,6 +144,16 @@ def test_an_sm_90_gpu_loads_the_sm_90a_cubin() -> None:
 
 
 # -- GPU ------------------------------------------------------------------------------------
+def forced_engine(module: object, tile: str, tmp_path: Path) -> tuple[object, str]:
+    """An engine for sm_80, sm_90 and sm_90a with the Hopper `tile` forced on the module's product."""
+    (step,) = heavy_launches(lower(module, target="sm_90a"))
+    tactic = next(c for c in step.candidates if c.endswith(tile))
+    engine = ember.compile(module, pipeline="canonicalize", targets=TARGETS, tactics={step.ops[0]: tactic},
+                           cache_dir=tmp_path / "cache", opt_level=0)
+    assert any("WgmmaTile<" in k.source for k in engine.kernels.values())
+    return engine, tactic
+
+
 def _sm_90() -> bool:
     if not gpu_available():
         return False
@@ -159,21 +169,8 @@ def _sm_90() -> bool:
 def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path, wgmma_on: None) -> None:
     """On sm_90 the sm_90a cubin (wgmma); elsewhere the same engine's mma.sync fallback."""
     module = WG_CASES[name]().build()
-    (step,) = heavy_launches(lower(module, target="sm_90a"))
-    tactic = next(c for c in step.candidates if c.endswith(tile))
-    engine = ember.compile(module, pipeline="canonicalize", targets=TARGETS, tactics={step.ops[0]: tactic},
-                           cache_dir=tmp_path / "cache", opt_level=0)
-    assert any("WgmmaTile<" in k.source for k in engine.kernels.values())
-    ctx = engine.create_context("cuda", poison=True)
-    try:
-        for _ in range(2):
-            feeds = feeds_for(module, np.random.default_rng())
-            expected = ember.interpret(module, feeds)
-            got = ctx.run(feeds)
-            for out, ref in expected.items():
-                assert_close(np.asarray(got[out]), np.asarray(ref), what=f"{name} on {tactic}: {out}")
-    finally:
-        ctx.close()
+    engine, tactic = forced_engine(module, tile, tmp_path)
+    check_on_gpu(engine, module, f"{name} on {tactic}")
 
 
 @pytest.mark.gpu
@@ -190,22 +187,11 @@ def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
 def test_misaligned_device_inputs_take_the_pieces(name: str, tile: str, tmp_path: Path, wgmma_on: None) -> None:
     """Device arrays that start 2 bytes past a 16-byte boundary: sm_90a runs the block as 64 x 64
     pieces of the scalar mma.sync tile."""
-    import torch
     module = WG_CASES[name]().build()
-    (step,) = heavy_launches(lower(module, target="sm_90a"))
-    tactic = next(c for c in step.candidates if c.endswith(tile))
-    engine = ember.compile(module, pipeline="canonicalize", targets=TARGETS, tactics={step.ops[0]: tactic},
-                           cache_dir=tmp_path / "cache", opt_level=0)
+    engine, tactic = forced_engine(module, tile, tmp_path)
     feeds = feeds_for(module, np.random.default_rng())
     expected = ember.interpret(module, feeds)
-    device = {}
-    for k, v in feeds.items():
-        flat = torch.empty(v.size + 1, dtype=torch.float16 if v.dtype == np.float16 else torch.bfloat16,
-                           device="cuda")[1:]
-        flat.copy_(torch.from_numpy(v.astype(np.float32).ravel()).to(flat.dtype))
-        assert flat.data_ptr() % 16 != 0
-        device[k] = flat.view(v.shape)
-    got = engine.run(device)
+    got = engine.run(misaligned_on_gpu(feeds))
     for out, ref in expected.items():
         ref = np.asarray(ref)
         assert_close(got[out].float().cpu().numpy().astype(ref.dtype), ref, what=f"{name} misaligned on {tactic}")

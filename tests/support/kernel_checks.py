@@ -50,3 +50,34 @@ def gpu_available() -> bool:
         return bool(cuda.available()[0])
     except Exception:  # noqa: BLE001  (no driver, no runtime)
         return False
+
+
+def check_on_gpu(engine: Any, module: Module, what: str, runs: int = 2, low: float = 0.05, high: float = 1.0) -> None:
+    """`engine` on one poisoned CUDA context, `runs` times on fresh random inputs, against the
+    interpreter by the tolerance rule."""
+    import ember
+    from ember.tolerance import assert_close
+    ctx = engine.create_context("cuda", poison=True)
+    try:
+        for _ in range(runs):
+            feeds = {v.name: rand(np.random.default_rng(), v.type, low, high) for v in module.main.inputs}
+            expected = ember.interpret(module, feeds)
+            got = ctx.run(feeds)
+            for out, ref in expected.items():
+                assert_close(np.asarray(got[out]), np.asarray(ref), what=f"{what}: {out}")
+    finally:
+        ctx.close()
+
+
+def misaligned_on_gpu(feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Torch device copies of f16/bf16 `feeds` that start 2 bytes past a 16-byte boundary (the
+    vector forms' pointer checks must send them to the scalar forms)."""
+    import torch
+    device = {}
+    for k, v in feeds.items():
+        flat = torch.empty(v.size + 1, dtype=torch.float16 if v.dtype == np.float16 else torch.bfloat16,
+                           device="cuda")[1:]
+        flat.copy_(torch.from_numpy(v.astype(np.float32).ravel()).to(flat.dtype))
+        assert flat.data_ptr() % 16 != 0
+        device[k] = flat.view(v.shape)
+    return device
