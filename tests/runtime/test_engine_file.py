@@ -220,3 +220,23 @@ def test_an_engine_without_kernels_runs_anywhere(host_only, tmp_path):
     engine = Engine.load(path, arch="sm_75")
     x = np.arange(1000, dtype=np.float32)
     np.testing.assert_array_equal(engine.run({"x": x}, device="cpu")["y"], x * 2)
+
+
+def test_an_sm_90a_engine_runs_on_sm_90_alone_and_names_the_rebuild_elsewhere(tmp_path, kernel_cache):
+    """sm_90a cubins and compute_90a PTX run on sm_90 only (wgmma is not in newer GPUs): an engine
+    built for sm_90a alone is refused on sm_100 with the rebuild message, and one built with the
+    portable targets too runs on sm_100 through compute_90's PTX."""
+    import ember
+    from tests.codegen.test_mma import matmul
+    module = matmul((64, 64), (64, 64)).build()
+    only = ember.compile(module, targets=("sm_90a",), cache_dir=kernel_cache)
+    only.save(tmp_path / "only.engine")
+    Engine.load(tmp_path / "only.engine", arch="sm_90")
+    message = refusal(tmp_path / "only.engine", arch="sm_100")
+    assert "built for sm_90a (PTX compute_90a)" in message and "rebuild with --target sm_100" in message
+    refusal(tmp_path / "only.engine", arch="sm_89")
+    both = ember.compile(module, targets=("sm_80", "sm_90", "sm_90a"), cache_dir=kernel_cache)
+    assert {k.ptx_arch for k in both.kernels.values()} == {"compute_90"}
+    both.save(tmp_path / "both.engine")
+    for arch in ("sm_80", "sm_90", "sm_100"):
+        Engine.load(tmp_path / "both.engine", arch=arch)
