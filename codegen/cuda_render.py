@@ -440,6 +440,9 @@ def heavy_value(h: HeavyValue, x: str, acc: str) -> str:
 
 def _offset(at: Offset, index: str) -> str:
     if isinstance(at, BroadcastAt):
+        if at.magic_at is not None and index == "int":
+            return (f"ember::fast_offset<{at.rank}>(idx, em + {at.dims_at}, em + {at.magic_at}, "
+                    f"em + {at.strides_at})")
         return f"ember::broadcast_offset<{index}>(idx, {at.rank}, em + {at.dims_at}, em + {at.strides_at})"
     return at
 

@@ -100,6 +100,17 @@ class BroadcastAt:
     rank: int
     strides_at: int
     dims_at: int = 1
+    magic_at: int | None = None   # per dim (multiplier, shift) from em + magic_at: divisions as
+                                  # multiply-high and shift (32-bit indices, static dims)
+
+
+def division_magic(d: int) -> tuple[int, int]:
+    """(m, l) with q = (umulhi(n, m) + n) >> l == n // d for 0 <= n < 2^31 in 32-bit unsigned
+    arithmetic (the round-up method: l = ceil(log2 d), m = floor(2^32 (2^l - d) / d) + 1)."""
+    if d < 1:
+        raise ValueError(f"division by {d}")
+    shift = (d - 1).bit_length()
+    return (1 << 32) * ((1 << shift) - d) // d + 1, shift
 
 
 Offset = str | BroadcastAt   # "idx" (the element), "col" (its column), "0" (a scalar), or BroadcastAt
@@ -169,5 +180,5 @@ class KernelSpec:
         return next((t for t in self.targs if isinstance(t, (Tile, MmaTile, WgmmaTile))), None)
 
 
-__all__ = ["BroadcastAt", "EpilogueSpec", "GemmTile", "HeavyValue", "KernelSpec", "MmaTile", "Offset", "TemplateArg",
+__all__ = ["BroadcastAt", "division_magic", "EpilogueSpec", "GemmTile", "HeavyValue", "KernelSpec", "MmaTile", "Offset", "TemplateArg",
            "Tile", "WgmmaTile"]

@@ -36,7 +36,7 @@ import numpy as np
 from ember.codegen.cuda_render import C_EXPR, accumulator, compute_ctype, ctype, index_type, render_spec
 from ember.codegen.kernel_builder import KernelBuilder
 from ember.codegen.kernel_spec import (BroadcastAt, EpilogueSpec, GemmTile, HeavyValue, KernelSpec, MmaTile, Offset,
-                                       Tile, WgmmaTile)
+                                       Tile, WgmmaTile, division_magic)
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.symbolic import broadcast_shapes, contiguous_strides, numel
 from ember.codegen.ops.elementwise import broadcast_strides
@@ -148,6 +148,13 @@ class Store:
     per_column: bool = False                 # `reads` hold one value per column (conv's bias), not broadcast
 
 
+# Epilogue offsets through general broadcasts and layout tails (BERT's heads-first Q/K/V store: five
+# divisions an element) as multiply-high and shift where the index is 32-bit and the dims static
+# (ember_prelude.cuh fast_offset). Off until the GPU tests of tests/codegen/test_fast_division.py
+# pass (EMBER_FLAGS --fast-division).
+FAST_DIVISION = False
+
+
 class EpiloguePlan:
     """The epilogue of a kernel: its spec, the outside values it reads (parameters e0, e1...,
     after `out`) and its meta (the result's rank and dims, then the strides of each operand
@@ -204,6 +211,24 @@ class EpiloguePlan:
             strides = [out_strides[perm.index(d)] for d in range(len(pre))]
             store_at = BroadcastAt(len(pre), len(self.meta) + len(pre), len(self.meta))
             self.meta += [*pre, *strides]
+        # 32-bit indices over static dims divide by multiply-high and shift (kernel_spec.division_magic):
+        # the magic numbers of each dim follow the meta, once per set of dims.
+        if index == "int" and FAST_DIVISION:
+            magic_of: dict[int, int] = {}
+            for k, at in enumerate([*offsets, store_at]):
+                if not isinstance(at, BroadcastAt):
+                    continue
+                dims = self.meta[at.dims_at:at.dims_at + at.rank]
+                if not all(isinstance(d, int) and d >= 1 for d in dims):
+                    continue
+                if at.dims_at not in magic_of:
+                    magic_of[at.dims_at] = len(self.meta)
+                    self.meta += [x for d in dims for x in division_magic(d)]
+                with_magic = replace(at, magic_at=magic_of[at.dims_at])
+                if k < len(offsets):
+                    offsets[k] = with_magic
+                else:
+                    store_at = with_magic
         for k, v in enumerate(self.extras[first_stored:], first_stored):
             if offsets[k] == "store":
                 if tuple(ctx.shape(v)) != tuple(ctx.shape(epi.out)):
