@@ -118,6 +118,29 @@ def check_and_time(ctx: Any, inputs: dict[str, Any], want: Any) -> tuple[dict[st
 TARGETS: tuple[str, ...] = ("sm_80", "sm_90")   # every build's (--targets)
 
 
+def kernel_times(engine: Any, ctx: Any, inputs: dict[str, Any], runs: int = 5, top: int = 12) -> list[dict[str, Any]]:
+    """The slowest kernels of the engine, each launch timed on its own (runtime/profiling.py, no
+    CUDA graph): kernel, launches, ms per run, share of their sum, the ops of its first step."""
+    from ember.runtime.profiling import LayerTimes
+    try:
+        ctx.layer_times = times = LayerTimes()
+        for _ in range(runs):
+            ctx.run(inputs)
+        per_kernel = times.per_kernel()
+    except Exception as err:  # the timings stand without it
+        print(f"no kernel times: {err!r}", flush=True)
+        return []
+    finally:
+        ctx.layer_times = None
+    steps: dict[str, list[int]] = {}
+    for step, kernel in times.kernels.items():
+        steps.setdefault(kernel, []).append(step)
+    total = sum(per_kernel.values()) or 1.0
+    ops = {name: (k.ops[0] if k.ops else "") for name, k in engine.kernels.items()}
+    return [{"kernel": k, "launches": len(steps.get(k, [])), "ms": ms, "share": ms / total, "ops": ops.get(k, "")[:160]}
+            for k, ms in list(per_kernel.items())[:top]]
+
+
 def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any], want: Any, flags_text: str,
                 opt_level: int | None, timing_cache: Path | None, stream: int) -> dict[str, Any]:
     """Ember built with other codegen switches (EMBER_FLAGS), checked and timed as the main column."""
@@ -179,6 +202,7 @@ def run_model(name: str, batches: tuple[int, ...], rates: dict[str, float] | Non
             row["check"], row["ember"] = check_and_time(ctx, {k: on_gpu[k] for k in feeds}, want)
             t = stage(f"{name} batch {batch}: Ember checked ({row['check']['ok']}) and timed "
                       f"({row['ember']['median_ms']:.3f} ms)", t)
+            row["kernels"] = kernel_times(engine, ctx, {k: on_gpu[k] for k in feeds})
             row["torch_eager"] = cuda_time(lambda: fp16(*args16))
             compiled = torch.compile(fp16, mode="reduce-overhead")
             for _ in range(3):
@@ -246,6 +270,15 @@ def markdown(result: dict[str, Any]) -> list[str]:
             check = "ok" if v["check"]["ok"] else f"off ({v['check']['max_abs_diff']:.3g} > {v['check']['bound']:.3g})"
             lines.append(f"| {model} | {r['batch']} | {label} | `{v['flags']}` | {v['ember']['median_ms']:.3f} | "
                          f"{v['compile_over_ember']:.2f} | {check} | {v['launches']} | {v['build_s']} |")
+    slow = [(m["model"], r) for m in result["models"] for r in m["rows"] if r.get("kernels")]
+    if slow:
+        lines += ["", "The main column's slowest kernels, each launch timed on its own (no CUDA graph; ms per run, "
+                  "share of their sum):", "", "| model | batch | kernel | launches | ms | share | ops |",
+                  "|---|---|---|---|---|---|---|"]
+        for model, r in slow:
+            for k in r["kernels"][:6]:
+                lines.append(f"| {model} | {r['batch']} | {k['kernel']} | {k['launches']} | {k['ms']:.4f} | "
+                             f"{k['share']:.1%} | {k['ops'][:90].replace('|', '/')} |")
     rates = result.get("rates")
     if rates:
         lines += ["", f"Roofline: the measured fp16 matrix rate {rates['matrix_tflops']:.0f} TFLOP/s (torch.matmul "

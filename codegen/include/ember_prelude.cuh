@@ -150,6 +150,13 @@ __device__ __forceinline__ Index broadcast_offset(Index i, int rank, const i64* 
 // broadcast_offset for 32-bit indices (0 <= i < 2^31) over RANK dims, each division by a dim a
 // multiply-high and a shift by the dim's magic numbers (`magic`: per dim m and l, with
 // q = (umulhi(i, m) + i) >> l; codegen/kernel_spec.py division_magic), the loop unrolled.
+__device__ __forceinline__ unsigned umulhi(unsigned a, unsigned b) {
+#ifdef __CUDA_ARCH__
+  return __umulhi(a, b);
+#else  // the host compile of the prelude (tests/codegen/test_casts.py)
+  return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32);
+#endif
+}
 template <int RANK>
 __device__ __forceinline__ int fast_offset(int i, const i64* __restrict__ dims, const i64* __restrict__ magic,
                                            const i64* __restrict__ strides) {
@@ -157,7 +164,7 @@ __device__ __forceinline__ int fast_offset(int i, const i64* __restrict__ dims, 
   int off = 0;
 #pragma unroll
   for (int d = RANK - 1; d >= 0; --d) {
-    const unsigned q = (__umulhi(u, static_cast<unsigned>(magic[2 * d])) + u) >> static_cast<unsigned>(magic[2 * d + 1]);
+    const unsigned q = (umulhi(u, static_cast<unsigned>(magic[2 * d])) + u) >> static_cast<unsigned>(magic[2 * d + 1]);
     off += static_cast<int>(u - q * static_cast<unsigned>(dims[d])) * static_cast<int>(strides[d]);
     u = q;
   }

