@@ -119,26 +119,29 @@ TARGETS: tuple[str, ...] = ("sm_80", "sm_90")   # every build's (--targets)
 
 
 def kernel_times(engine: Any, ctx: Any, inputs: dict[str, Any], runs: int = 5, top: int = 12) -> list[dict[str, Any]]:
-    """The slowest kernels of the engine, each launch timed on its own (runtime/profiling.py, no
-    CUDA graph): kernel, launches, ms per run, share of their sum, the ops of its first step."""
+    """The slowest kernels of the engine, each launch timed on its own (`ember bench --layer-times`'
+    table, identical layers added up): kernel, launches, ms per run, share, the ops of its first step."""
+    from ember.bench import layer_table
     from ember.runtime.profiling import LayerTimes
     try:
         ctx.layer_times = times = LayerTimes()
         for _ in range(runs):
             ctx.run(inputs)
-        per_kernel = times.per_kernel()
+            ctx.synchronize()
+        steps = layer_table(engine, {k: tuple(v.shape) for k, v in inputs.items()}, times.per_step())
     except Exception as err:  # the timings stand without it
         print(f"no kernel times: {err!r}", flush=True)
         return []
     finally:
         ctx.layer_times = None
-    steps: dict[str, list[int]] = {}
-    for step, kernel in times.kernels.items():
-        steps.setdefault(kernel, []).append(step)
-    total = sum(per_kernel.values()) or 1.0
-    ops = {name: (k.ops[0] if k.ops else "") for name, k in engine.kernels.items()}
-    return [{"kernel": k, "launches": len(steps.get(k, [])), "ms": ms, "share": ms / total, "ops": ops.get(k, "")[:160]}
-            for k, ms in list(per_kernel.items())[:top]]
+    kernels: dict[str, dict[str, Any]] = {}
+    for r in steps:
+        k = kernels.setdefault(r["kernel"], {"kernel": r["kernel"], "launches": 0, "ms": 0.0, "share": 0.0,
+                                             "ops": (r["ops"] or [""])[0][:160]})
+        k["launches"] += 1
+        k["ms"] += r["ms"]
+        k["share"] += r["share"]
+    return sorted(kernels.values(), key=lambda k: -k["ms"])[:top]
 
 
 def run_variant(module: Any, feeds: dict[str, np.ndarray], on_gpu: dict[str, Any], want: Any, flags_text: str,

@@ -345,7 +345,7 @@ FALLBACK_TILES = {"mma128x256x32/64x64": (128, 256, 32, 64, 64, "tile128x256x8/8
 
 def wgmma_target(ctx: LowerContext) -> bool:
     """Whether the build's newest target is sm_90a and the Hopper tiles are on."""
-    return WGMMA and ctx.target is not None and ctx.target.rstrip("af") == "sm_90" and ctx.target.endswith("a")
+    return WGMMA and ctx.target == "sm_90a"
 
 
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> GemmTile:
