@@ -488,7 +488,7 @@ def template_arg(a: TemplateArg) -> str:
                 f"{', true' if a.pipelined else ''}{f', {a.stages}' if a.pipelined and a.stages else ''}>")
     if isinstance(a, WgmmaTile):
         return (f"ember::gemm::WgmmaTile<{a.bm}, {a.bn}, {a.bk}, {a.element}, {template_arg(a.fallback)}, "
-                f"{a.stages}>")
+                f"{a.stages}{', true' if a.persistent else ''}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

@@ -41,6 +41,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str | None], Any]]] = {
     "norm-registers": ("ember.codegen.ops.reduce", "NORM_CACHE", _switch),
     "depthwise-vector": ("ember.codegen.ops.heavy", "DEPTHWISE_VECTOR", _switch),
     "wgmma": ("ember.codegen.ops.heavy", "WGMMA", _switch),
+    "wgmma-persistent": ("ember.codegen.ops.heavy", "WGMMA_PERSISTENT", _switch),
     "elementwise-packs": ("ember.codegen.ops.elementwise", "PACKED", _switch),
     "fast-division": ("ember.codegen.ops.heavy", "FAST_DIVISION", _switch),
 }

@@ -84,11 +84,19 @@ class WgmmaTile:
     element: str
     fallback: MmaTile
     stages: int
+    persistent: bool = False   # warp-specialized: a producer warpgroup, one block per multiprocessor
+
+    @property
+    def threads(self) -> int:
+        """ember_gemm.cuh `WgmmaTile::THREADS`: a warpgroup per 64 rows, and the producer's."""
+        return (self.bm // 64 + (1 if self.persistent else 0)) * 128
 
     def dynamic_bytes(self, acc_bytes: int = 4) -> int:
         """ember_gemm.cuh `WgmmaTile::dynamic_bytes`: the stages, 1 KB to align them, or the
-        fallback's shared memory if more."""
-        return max(self.stages * (self.bm + self.bn) * self.bk * 2 + 1024, self.fallback.needed(acc_bytes))
+        fallback's (or sm_90a's unaligned pieces') shared memory if more."""
+        pieces = MmaTile(64, 64, 32, 32, 16, self.element, Tile(64, 64, 16, 4, 4))
+        return max(self.stages * (self.bm + self.bn) * self.bk * 2 + 1024, self.fallback.needed(acc_bytes),
+                   pieces.needed(acc_bytes))
 
 
 @dataclass(frozen=True)

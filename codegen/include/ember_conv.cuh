@@ -158,6 +158,19 @@ __device__ __forceinline__ void implicit_gemm(const SX* __restrict__ x, const SW
       epi(at, n, acc);
     };
     gemm::split_block<T, CK, true, C, SPLITS>(la, lb, M, N, K, m0, n0, store, smem, work, counters);
+  } else if constexpr (gemm::is_persistent<T>::value) {
+    const Index y_n = g.ys[0], y_p = g.ys[4], y_c = g.ys[1];
+    auto operands = [&](i64 z) {
+      const int grp = static_cast<int>(z);
+      return gemm::operands_of(Im2col<CK, SX, C, Index>{x, g, grp}, Filter<CK, SW, C, Index>{w, g, grp},
+                               [=](int m, int n, C acc) {
+                                 const int ch = grp * N + n;
+                                 epi(static_cast<Index>(m / P) * y_n + static_cast<Index>(m % P) * y_p +
+                                         static_cast<Index>(ch) * y_c,
+                                     ch, acc);
+                               });
+    };
+    gemm::persistent<T, CK, true, C>(M, N, K, g.groups, operands, smem);
   } else {
     for (int grp = blockIdx.z; grp < g.groups; grp += gridDim.z) {
       const Im2col<CK, SX, C, Index> la{x, g, grp};

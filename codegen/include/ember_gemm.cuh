@@ -459,28 +459,51 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 // `Fallback` (the mma.sync tile, same block) on every other architecture, so an engine built for
 // sm_80, sm_90 and sm_90a is portable; where an operand is not 16-byte aligned in the call, sm_90a
 // runs the block as 64 x 64 `Piece`s (the Piece needs less shared memory than the stages).
-template <int BM_, int BN_, int BK_, typename E_, class Fallback_, int STAGES_>
+//
+// PERSISTENT: the warp-specialized form. One block per multiprocessor walks the output tiles (grouped
+// by 8 row tiles, so that neighbouring blocks share operands in L2); a producer warpgroup fills the
+// stages with cp.async while the BM / 64 consumer warpgroups multiply, the two sides handing stages
+// over through mbarriers (full: a slab has landed; empty: its wgmma have read it), so loads run ahead
+// across tile boundaries and one tile's epilogue overlaps the next tile's loads. The block has a
+// warpgroup more than the consumers; elsewhere the Fallback (of fewer threads and registers) runs
+// each tile in pieces and the extra threads leave at once.
+template <int BM_, int BN_, int BK_, typename E_, class Fallback_, int STAGES_, bool PERSISTENT_ = false>
 struct WgmmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, STAGES = STAGES_;
   using E = E_;
   using Fallback = Fallback_;
-  static constexpr bool MMA = true, WGMMA = true, VA = true, VB = true;
-  static constexpr int THREADS = (BM / 64) * 128;
+  static constexpr bool MMA = true, WGMMA = true, VA = true, VB = true, PERSISTENT = PERSISTENT_;
+  static constexpr int CONSUMERS = BM / 64;
+  static constexpr int THREADS = (CONSUMERS + (PERSISTENT ? 1 : 0)) * 128;
   static constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE = A_BYTES + B_BYTES;
+  // The persistent form's producer signals a slab LAG slabs after issuing it (cp.async.wait_group
+  // LAG, then the proxy fence and the arrive): at most STAGES - 2, or it would wait for a stage
+  // whose consumers wait for a slab it has not signalled.
+  static constexpr int LAG = STAGES - 2;
+  // Registers per thread of the producer and of each consumer (setmaxnreg): a block of 384 threads
+  // launches with 168 each, and the producer's 128 give up what the consumers' 256 take.
+  static constexpr int PRODUCER_REGISTERS = 56, CONSUMER_REGISTERS = 224;
+  static_assert(!PERSISTENT || CONSUMERS != 2 || PRODUCER_REGISTERS + 2 * CONSUMER_REGISTERS == 3 * 168,
+                "the block's registers stay as launched");
   // sm_90a's form for unaligned operands: 64 x 64 pieces, register-staged, of the same block size.
   using Piece = MmaTile<64, 64, 32, 32, 16, E, Tile<64, 64, 16, 4, 4>>;
+  static constexpr int max2(int a, int b) { return a > b ? a : b; }
   template <typename C> static constexpr int needed() {
-    return STAGES * STAGE + 1024 > Fallback::template needed<C>() ? STAGES * STAGE + 1024
-                                                                  : Fallback::template needed<C>();
+    return max2(max2(STAGES * STAGE + 1024, Fallback::template needed<C>()), Piece::template needed<C>());
   }
-  static_assert(THREADS == Piece::THREADS, "the pieces run with the same block");
   template <typename C> static constexpr int bytes() { return 16; }
   template <typename C> static constexpr int dynamic_bytes() { return needed<C>(); }
   static_assert(sizeof(E) == 2 && BK == 64, "a slab row is one 128-byte swizzle atom of 16-bit k");
   static_assert(BM % 64 == 0 && (BN == 128 || BN == 256), "m64nNk16 with N of 128 or 256");
   static_assert(STAGES >= 3, "two slabs in flight at the least: one loading, one multiplying");
-  static_assert(THREADS == Fallback::THREADS, "the fallback tile runs with the same block");
+  static_assert(PERSISTENT ? Piece::THREADS <= THREADS && Fallback::THREADS <= THREADS && BN % Fallback::BN == 0 &&
+                                 BM % Fallback::BM == 0
+                           : THREADS == Fallback::THREADS && THREADS == Piece::THREADS,
+                "the fallback tile and the pieces run within the same block");
 };
+template <class T> struct is_persistent { static constexpr bool value = false; };
+template <int BM, int BN, int BK, typename E, class F, int S>
+struct is_persistent<WgmmaTile<BM, BN, BK, E, F, S, true>> { static constexpr bool value = true; };
 
 namespace wg {
 // The shared-memory matrix descriptor of an operand at `p`: 128-byte swizzle, `lead` bytes between
@@ -748,6 +771,229 @@ __device__ __forceinline__ void block(const LA& la, const LB& lb, int M, int N, 
   }
 }
 
+// -- the persistent, warp-specialized Hopper tile -------------------------------------------------
+namespace ws {
+__device__ __forceinline__ unsigned shared_address(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void init(unsigned long long* bar, unsigned count) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
+#endif
+}
+__device__ __forceinline__ void arrive(unsigned long long* bar) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(shared_address(bar))
+               : "memory");
+#endif
+}
+// Until the phase of `bar` with this parity has completed.
+__device__ __forceinline__ void wait(unsigned long long* bar, unsigned parity) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  unsigned done = 0;
+  do {
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(shared_address(bar)), "r"(parity)
+                 : "memory");
+  } while (!done);
+#endif
+}
+// A warpgroup's registers per thread: the producer gives up what the consumers take.
+template <int N> __device__ __forceinline__ void registers_down() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N> __device__ __forceinline__ void registers_up() {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+
+// Output tile t of a product of `batches` matrices of TM x TN tiles: batch z, tile row tm and column
+// tn, walking bands of 8 tile rows column by column.
+__device__ __forceinline__ void place(i64 t, int TM, int TN, i64& z, int& tm, int& tn) {
+  constexpr int BAND = 8;
+  const i64 per = static_cast<i64>(TM) * TN;
+  z = t / per;
+  const int r = static_cast<int>(t - z * per);
+  const int band = r / (BAND * TN), first = band * BAND;
+  const int rows = TM - first < BAND ? TM - first : BAND;
+  const int in = r - band * BAND * TN;
+  tm = first + in % rows;
+  tn = in / rows;
+}
+
+// One slab (64 k) of one operand's R lines into its swizzled stage, by the producer's 128 threads
+// (wg::Stager's layout; addresses worked out per read, to keep the producer's registers few).
+template <int R, bool KMAJOR, class L>
+__device__ __forceinline__ void stage(const L& l, int rows, int r0, int k0, int K, unsigned char* __restrict__ s,
+                                      int tid) {
+  using S = wg::Stager<R, 128, KMAJOR, void, L>;
+  const int along = tid % S::ACROSS, first = tid / S::ACROSS;
+#pragma unroll
+  for (int e = 0; e < S::PER; ++e) {
+    const int r = first + e * S::STEP;
+    const int line = r0 + (KMAJOR ? r : along * 8);
+    const int k = k0 + (KMAJOR ? along * 8 : r);
+    bool in = line < rows && k < K;
+    const void* src = l.addr8(l.line(in ? line : r0), k, in);
+    mma::cp_async16(s + S::at(r, along), src, in ? 16 : 0);
+  }
+}
+}  // namespace ws
+
+// Batch z of a product: its loaders and its epilogue, store(m, n, acc) per element.
+template <class A, class B, class S> struct Operands {
+  A a;
+  B b;
+  S store;
+};
+template <class A, class B, class S>
+__device__ __forceinline__ Operands<A, B, S> operands_of(const A& a, const B& b, const S& store) {
+  return Operands<A, B, S>{a, b, store};
+}
+
+// A product of `batches` M x N x K matrices on a persistent tile T, `operands(z)` giving batch z's
+// Operands. Grid: any number of blocks (one per multiprocessor), of T::THREADS threads.
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class Ops>
+__device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, const Ops& operands,
+                                           unsigned char* __restrict__ raw_smem) {
+  const int TM = (M + T::BM - 1) / T::BM, TN = (N + T::BN - 1) / T::BN;
+  const i64 total = static_cast<i64>(TM) * TN * batches;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using E = typename T::E;
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, S = T::STAGES, LAG = T::LAG;
+  const int tid = threadIdx.x;
+  const auto first_ops = operands(0);
+  if (!(first_ops.a.aligned() && first_ops.b.aligned())) {
+    // Unaligned operands: every tile in 64 x 64 pieces of the scalar mma.sync tile.
+    using Piece = typename T::Piece;
+    if (tid >= Piece::THREADS) return;
+    for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
+      i64 z;
+      int tm, tn;
+      ws::place(t, TM, TN, z, tm, tn);
+      const auto ops = operands(z);
+      for (int pm = 0; pm < BM; pm += Piece::BM)
+        for (int pn = 0; pn < BN; pn += Piece::BN) {
+          if (tm * BM + pm < M && tn * BN + pn < N)
+            mma_tile<Piece, A_KMAJOR, B_KMAJOR, C>(ops.a, ops.b, M, N, K, tm * BM + pm, tn * BN + pn, ops.store,
+                                                   raw_smem);
+          __syncthreads();
+        }
+    }
+    return;
+  }
+  __shared__ __align__(8) unsigned long long full[S], empty[S];
+  const unsigned base = static_cast<unsigned>(__cvta_generic_to_shared(raw_smem));
+  unsigned char* smem = raw_smem + ((1024 - (base & 1023)) & 1023);
+  if (tid == 0) {
+    for (int s = 0; s < S; ++s) {
+      ws::init(&full[s], 128);                  // every producer thread, once its reads have landed
+      ws::init(&empty[s], T::CONSUMERS * 4);    // every consumer warp, once its wgmma have read the stage
+    }
+  }
+  __syncthreads();
+  const int KT = (K + BK - 1) / BK;
+  const int group = tid >> 7;
+  if (group == 0) {
+    // The producer: slab after slab of every tile this block owns, LAG slabs signalled behind.
+    ws::registers_down<T::PRODUCER_REGISTERS>();
+    int it = 0;
+    for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
+      i64 z;
+      int tm, tn;
+      ws::place(t, TM, TN, z, tm, tn);
+      const auto ops = operands(z);
+      for (int kt = 0; kt < KT; ++kt, ++it) {
+        const int s = it % S;
+        if (it >= S) ws::wait(&empty[s], ((it / S) & 1) ^ 1);
+        unsigned char* st = smem + s * T::STAGE;
+        ws::stage<BM, A_KMAJOR>(ops.a, M, tm * BM, kt * BK, K, st, tid);
+        ws::stage<BN, B_KMAJOR>(ops.b, N, tn * BN, kt * BK, K, st + T::A_BYTES, tid);
+        mma::cp_async_commit();
+        if (it >= LAG) {
+          mma::cp_async_wait<LAG>();
+          wg::proxy_fence();
+          ws::arrive(&full[(it - LAG) % S]);
+        }
+      }
+    }
+    mma::cp_async_wait<0>();
+    wg::proxy_fence();
+    for (int j = it - LAG < 0 ? 0 : it - LAG; j < it; ++j) ws::arrive(&full[j % S]);
+    return;
+  }
+  // The consumers: warpgroup c multiplies rows c * 64 .. + 63 of each tile.
+  ws::registers_up<T::CONSUMER_REGISTERS>();
+  const int c = group - 1, lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2, q4 = lane & 3;
+  int it = 0;
+  for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
+    i64 z;
+    int tm, tn;
+    ws::place(t, TM, TN, z, tm, tn);
+    const auto ops = operands(z);
+    float acc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+    for (int kt = 0; kt < KT; ++kt, ++it) {
+      const int s = it % S;
+      ws::wait(&full[s], (it / S) & 1);
+      const unsigned char* As = smem + s * T::STAGE + c * (64 * 128);
+      const unsigned char* Bs = smem + s * T::STAGE + T::A_BYTES;
+      wg::fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; ++kk) {
+        const unsigned long long da =
+            A_KMAJOR ? wg::descriptor(As + kk * 32, 16, 1024) : wg::descriptor(As + kk * 2048, BK * 128, 1024);
+        const unsigned long long db =
+            B_KMAJOR ? wg::descriptor(Bs + kk * 32, 16, 1024) : wg::descriptor(Bs + kk * 2048, BK * 128, 1024);
+        wg::mma<BN, !A_KMAJOR, !B_KMAJOR, E>(acc, da, db);
+      }
+      wg::commit();
+      // The slab before this one has been read: its stage goes back to the producer.
+      wg::wait<1>();
+      if (kt > 0 && lane == 0) ws::arrive(&empty[(it - 1) % S]);
+    }
+    wg::wait<0>();
+    if (KT > 0 && lane == 0) ws::arrive(&empty[(it - 1) % S]);
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) wg::pin(acc[i]);
+    // acc[j * 4 + q]: row g (+ 8 for q >= 2) of the warp's 16, column j * 8 + 2 q4 + (q & 1).
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int m = tm * BM + c * 64 + warp * 16 + g + h * 8;
+      if (m >= M) continue;
+#pragma unroll
+      for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const int n = tn * BN + j * 8 + 2 * q4 + q;
+          if (n < N) ops.store(m, n, static_cast<C>(acc[j * 4 + h * 2 + q]));
+        }
+    }
+  }
+#else
+  // Other architectures: each tile in pieces of the fallback tile, by its threads.
+  using F = typename T::Fallback;
+  if (threadIdx.x >= F::THREADS) return;
+  for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
+    i64 z;
+    int tm, tn;
+    ws::place(t, TM, TN, z, tm, tn);
+    const auto ops = operands(z);
+    for (int pm = 0; pm < T::BM; pm += F::BM)
+      for (int pn = 0; pn < T::BN; pn += F::BN) {
+        const int m0 = tm * T::BM + pm, n0 = tn * T::BN + pn;
+        if (m0 < M && n0 < N) block<F, A_KMAJOR, B_KMAJOR, C>(ops.a, ops.b, M, N, K, m0, n0, ops.store, raw_smem);
+        __syncthreads();
+      }
+  }
+#endif
+}
+
 // -- split-K ------------------------------------------------------------------------------------------
 // A loader whose k starts at k0: one part of a product split along k reads its own slice.
 template <class L> struct Shifted {
@@ -867,6 +1113,16 @@ __device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __re
       epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
     };
     split_block<T, A_KMAJOR, B_KMAJOR, C, SPLITS>(la, lb, M, N, K, m0, n0, store, smem, work, counters);
+  } else if constexpr (is_persistent<T>::value) {
+    auto operands = [&](i64 z) {
+      Index ao, bo, co;
+      bl.offsets(z, ao, bo, co);
+      return operands_of(Strided<SA, C, Index>{a + ao, sam, sak}, Strided<SB, C, Index>{b + bo, sbn, sbk},
+                         [=](int m, int n, C acc) {
+                           epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
+                         });
+    };
+    persistent<T, A_KMAJOR, B_KMAJOR, C>(M, N, K, batches, operands, smem);
   } else {
     for (i64 z = blockIdx.z; z < batches; z += gridDim.z) {
       Index ao, bo, co;

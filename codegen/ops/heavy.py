@@ -338,6 +338,14 @@ MMA_DYNAMIC_STAGES = 0
 WGMMA = True
 WGMMA_TILES = {"wgmma128x256x64": (128, 256, 64, 4, "mma128x256x32/64x64"),
                "wgmma128x128x64": (128, 128, 64, 4, "mma128x128x32/64x32")}
+# The persistent, warp-specialized Hopper tiles (ember_gemm.cuh `WgmmaTile` with PERSISTENT: a
+# producer warpgroup filling the stages through cp.async, two consumer warpgroups, mbarriers between,
+# one block per multiprocessor walking the tiles): block, slab, stages, the fallback tile that runs
+# each tile in pieces elsewhere (a small one: the 384-thread block leaves 168 registers a thread). Off until their GPU tests (tests/codegen/test_wgmma.py)
+# pass on an H100/H200 (EMBER_FLAGS --wgmma-persistent turns them on for a build).
+WGMMA_PERSISTENT = False
+PERSISTENT_TILES = {"wgmma128x256x64/ws": (128, 256, 64, 4, "mma64x64x32/32x16"),
+                    "wgmma128x128x64/ws": (128, 128, 64, 6, "mma64x64x32/32x16")}
 # The fallbacks of Hopper tiles that no product is offered on its own (the 128x256 mma.sync
 # tile's 30 KB stages fit only the Hopper tile's dynamic shared memory).
 FALLBACK_TILES = {"mma128x256x32/64x64": (128, 256, 32, 64, 64, "tile128x256x8/8x16")}
@@ -351,12 +359,12 @@ def wgmma_target(ctx: LowerContext) -> bool:
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> GemmTile:
     """The tile a tactic names; tensor-core tiles on `element`, reading A (`va`) or B (`vb`)
     16 bytes at a time (through the cp.async pipeline with both, where MMA_PIPELINED)."""
-    if name in WGMMA_TILES:
-        bm, bn, bk, stages, fallback = WGMMA_TILES[name]
+    if name in WGMMA_TILES or name in PERSISTENT_TILES:
+        bm, bn, bk, stages, fallback = WGMMA_TILES.get(name) or PERSISTENT_TILES[name]
         assert element is not None and va and vb, "the Hopper tiles read both operands 16 bytes at a time"
         mma = tile_of(fallback, element, va, vb)
         assert isinstance(mma, MmaTile)
-        return WgmmaTile(bm, bn, bk, element, mma, stages)
+        return WgmmaTile(bm, bn, bk, element, mma, stages, name in PERSISTENT_TILES)
     if name in MMA_TILES or name in FALLBACK_TILES:
         bm, bn, bk, wm, wn, fallback = MMA_TILES.get(name) or FALLBACK_TILES[name]
         assert element is not None
@@ -365,6 +373,20 @@ def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) 
         stages = MMA_DYNAMIC_STAGES if pipelined and MMA_DYNAMIC_STAGES and 45056 // stage < 3 else 0
         return MmaTile(bm, bn, bk, wm, wn, element, TILES[fallback], va, vb, pipelined, stages)
     return TILES[name]
+
+
+def tile_threads(tile: GemmTile) -> int:
+    """The block of a GEMM-core kernel: a persistent Hopper tile's warpgroups, else GEMM_THREADS."""
+    return tile.threads if isinstance(tile, WgmmaTile) else GEMM_THREADS
+
+
+def tile_grid(tile: GemmTile, M: int, N: int, batches: int, sms: int, splits: int = 1) -> tuple[int, int, int]:
+    """The launch grid of a GEMM-core kernel: a block per tile (batches, or split parts, along z),
+    or for a persistent tile a block per multiprocessor, at most one per tile."""
+    tiles_m, tiles_n = -(-M // tile.bm), -(-N // tile.bn)
+    if isinstance(tile, WgmmaTile) and tile.persistent:
+        return (max(1, min(tiles_m * tiles_n * batches, sms)), 1, 1)
+    return (tiles_m, tiles_n, splits if splits > 1 else min(batches, MAX_GRID_Z))
 
 
 def tile_shared(tile: GemmTile) -> int:
@@ -403,6 +425,8 @@ def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_S
     hopper = ["wgmma128x128x64", "wgmma128x256x64"] if wgmma else []
     if wgmma and N >= 256 and -(-M // 128) * -(-N // 256) * batches >= sms:
         hopper.reverse()    # 128x256 blocks fill the GPU too: the wider one first
+    if wgmma and WGMMA_PERSISTENT:
+        hopper = [f"{h}/ws" for h in hopper] + hopper   # the warp-specialized forms ahead of the plain ones
     if M >= 128 and N >= 128 and big >= sms:
         return [*hopper, "mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
     return ["mma64x64x32/32x16", *hopper, "mma128x128x32/64x32", *simt]
@@ -513,8 +537,8 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     def spec_of(name: str) -> KernelSpec:
         base, splits = split_name(name)
         targs = (tile_of(base, element, va, vb), a_kmajor, b_kmajor, store.acc, index) + ((splits,) if scratch else ())
-        return heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided", targs, call, GEMM_THREADS,
-                          len(meta))
+        return heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided", targs, call,
+                          tile_threads(targs[0]), len(meta))
 
     chosen = ctx.choose(names)
     spec = spec_of(chosen)
@@ -522,13 +546,13 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     assert tile is not None
     kernel = render_spec(spec)
     splits = split_name(chosen)[1]
-    grid = (-(-prob.M // tile.bm), -(-prob.N // tile.bn), splits if splits > 1 else min(prob.batches, MAX_GRID_Z))
+    grid = tile_grid(tile, prob.M, prob.N, prob.batches, sm_count(ctx), splits)
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"N = {prob.N} needs more than {MAX_GRID_Y} column tiles")
     args = list(kb.args)
     if scratch:
         size_split_scratch(args, scratch, ctx, tile, grid, splits)
-    ctx.launch(kernel, grid, (GEMM_THREADS,), args, shared=tile_shared(tile))
+    ctx.launch(kernel, grid, (tile_threads(tile),), args, shared=tile_shared(tile))
 
 
 def _batch_strides(shape: Sequence[int], batch: Sequence[int], inner: int) -> tuple[int, ...]:
@@ -755,9 +779,10 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
             base, splits = split_name(name.split("/", 1)[1])
             builders[name] = kb
             extra = ((splits,), ("work", "counters")) if scratch else ((), ())
+            gemm_tile = tile_of(base, element, va, vb)
             candidates[name] = heavy_spec(epi, plan, kb, "ember_conv.cuh", "conv", "ember::conv::implicit_gemm",
-                                          (tile_of(base, element, va, vb), channels_last, acc, index, *extra[0]),
-                                          ("x", "w", "meta", "epi", *extra[1]), GEMM_THREADS, len(geom))
+                                          (gemm_tile, channels_last, acc, index, *extra[0]),
+                                          ("x", "w", "meta", "epi", *extra[1]), tile_threads(gemm_tile), len(geom))
     chosen = ctx.choose(list(candidates))
     spec, args = candidates[chosen], list(builders[chosen].args)
     kernel = render_spec(spec)
@@ -768,12 +793,12 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
         ctx.launch(kernel, (blocks,), (DIRECT_THREADS,), args)
         return
     splits = split_name(chosen)[1]
-    grid = (-(-M // tile.bm), -(-N // tile.bn), splits if splits > 1 else min(groups, MAX_GRID_Z))
+    grid = tile_grid(tile, M, N, groups, sm_count(ctx), splits)
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"{N} output channels per group need more than {MAX_GRID_Y} tiles")
     if scratch:
         size_split_scratch(args, scratch, ctx, tile, grid, splits)
-    ctx.launch(kernel, grid, (GEMM_THREADS,), args, shared=tile_shared(tile))
+    ctx.launch(kernel, grid, (tile_threads(tile),), args, shared=tile_shared(tile))
 
 
 # -- attention --------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tests.codegen.test_mma import CASES, conv, feeds_for, gemm, heavy_launches,
 TILE = "wgmma128x128x64"
 WIDE = "wgmma128x256x64"
 HOPPER = (TILE, WIDE)
+PERSISTENT = (f"{TILE}/ws", f"{WIDE}/ws")   # warp-specialized, one block per multiprocessor
 TARGETS = ("sm_80", "sm_90", "sm_90a")
 
 # Both operands read 16 bytes at a time (the tile's condition), at sizes around the 128 x 128 block
@@ -40,6 +41,9 @@ WG_CASES = {
     "matmul-bf16-520x392x520": lambda: matmul((520, 520), (520, 392), bf16),
     "matmul-batched-256x128x200": lambda: matmul((3, 256, 200), (3, 200, 128)),
     "matmul-1024x1024x1024": lambda: matmul((1024, 1024), (1024, 1024)),
+    # more tiles than an H100 has multiprocessors, two slabs each: persistent blocks take several
+    # tiles, and the producer's loads run on into the next tile
+    "matmul-2048x4096x128": lambda: matmul((2048, 128), (128, 4096)),
     "gemm-tt-vector-reads": CASES["gemm-tt-vector-reads"],
     "gemm-tn-vector-reads": CASES["gemm-tn-vector-reads"],
     "gemm-nt-200x264x136-bias-relu": lambda: gemm(200, 264, 136, False, True, bias_relu=True),
@@ -54,6 +58,13 @@ WG_CASES = {
 @pytest.fixture
 def wgmma_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heavy, "WGMMA", True)
+    monkeypatch.setattr(heavy, "WGMMA_PERSISTENT", False)
+
+
+@pytest.fixture
+def persistent_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(heavy, "WGMMA", True)
+    monkeypatch.setattr(heavy, "WGMMA_PERSISTENT", True)
 
 
 def offered(name: str, target: str | None) -> tuple[str, ...]:
@@ -107,6 +118,47 @@ def test_the_launch_asks_for_the_stages_dynamic_shared_memory(tile: str, bn: int
     assert step.shared == 4 * (128 + bn) * 64 * 2 + 1024
     source = program.kernels[step.kernel].source
     assert f"ember::gemm::WgmmaTile<128, {bn}, 64, __half, ember::gemm::{mma}" in source
+
+
+def test_the_persistent_tiles_are_offered_ahead_of_the_plain_ones_where_their_switch_is_on(persistent_on: None
+                                                                                           ) -> None:
+    (huge,) = heavy_launches(lower(matmul((4096, 64), (64, 4096)).build(), target="sm_90a"))
+    assert huge.candidates[:4] == (f"{WIDE}/ws", f"{TILE}/ws", WIDE, TILE)
+    assert not any(c.endswith("/ws") for c in offered("matmul-big-tiles", "sm_90"))
+
+
+@pytest.mark.parametrize("tile,bn,stages", [(PERSISTENT[0], 128, 6), (PERSISTENT[1], 256, 4)])
+@pytest.mark.parametrize("name,tiles", [("matmul-2048x4096x128", 256), ("matmul-8x8x8", 1),
+                                        ("matmul-batched-256x128x200", 6)])
+def test_a_persistent_tile_launches_a_block_per_multiprocessor_of_four_warpgroups_less_one(
+        tile: str, bn: int, stages: int, name: str, tiles: int, persistent_on: None) -> None:
+    """At most one block per multiprocessor (132 for sm_90a) and one per tile (`tiles`: at least);
+    384 threads (the producer's warpgroup and two consumers'); the stages' dynamic shared memory."""
+    program, step = forced(name, tile)
+    assert step.block == (384, 1, 1)
+    assert step.grid == (min(tiles, heavy.SM_COUNTS["sm_90"]), 1, 1)
+    assert step.shared == stages * (128 + bn) * 64 * 2 + 1024
+    source = program.kernels[step.kernel].source
+    assert f"ember::gemm::WgmmaTile<128, {bn}, 64, __half, ember::gemm::MmaTile<64, 64, 32, 32, 16" in source
+    assert f", {stages}, true>" in source
+
+
+def test_a_persistent_tile_compiles_everywhere_and_sm_90a_holds_the_warp_specialized_pipeline(
+        persistent_on: None, kernel_cache: Path) -> None:
+    """Each persistent tile for sm_80 and sm_90 (its fallback) and sm_90a, where the PTX holds the
+    register hand-over, the mbarrier hand-offs and four wgmma a slab (an NHWC convolution too)."""
+    portable = [forced("matmul-big-tiles", tile)[0] for tile in PERSISTENT]
+    kernels = [k for program in portable for k in program.kernels.values() if "WgmmaTile<" in k.source]
+    binaries = Compiler(TARGETS, cache_dir=kernel_cache, jobs=2).compile_all(kernels)
+    for b in (binaries.values() if isinstance(binaries, dict) else binaries):
+        assert set(b.cubins) == set(TARGETS) and b"setmaxnreg" not in bytes(b.ptx)
+    forms = [forced("matmul-2048x4096x128", PERSISTENT[1])[0], forced("conv-nhwc", PERSISTENT[0])[0]]
+    specific = Compiler(("sm_90a",), cache_dir=kernel_cache, jobs=2).compile_all(
+        [k for program in forms for k in program.kernels.values() if "WgmmaTile<" in k.source])
+    for b in (specific.values() if isinstance(specific, dict) else specific):
+        ptx = bytes(b.ptx)
+        assert ptx.count(b"wgmma.mma_async") == 4 and b"setmaxnreg.inc" in ptx and b"setmaxnreg.dec" in ptx
+        assert b"mbarrier.try_wait.parity" in ptx and b"mbarrier.init" in ptx and b"fence.proxy.async" in ptx
 
 
 def test_every_form_compiles_and_sm_90a_holds_the_wgmma(wgmma_on: None, kernel_cache: Path) -> None:
@@ -176,6 +228,18 @@ def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_p
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("tile", PERSISTENT)
+@pytest.mark.parametrize("name", sorted(WG_CASES))
+def test_the_persistent_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path,
+                                                                persistent_on: None) -> None:
+    """On sm_90 the warp-specialized sm_90a form; elsewhere its fallback in pieces."""
+    module = WG_CASES[name]().build()
+    engine, tactic = forced_engine(module, tile, tmp_path)
+    check_on_gpu(engine, module, f"{name} on {tactic}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
     """The tile's GPU tests mean wgmma only on sm_90 (H100, H200): say so where they ran elsewhere."""
     assert _sm_90(), "the wgmma tests ran the mma.sync fallback: this GPU is not sm_90"
@@ -183,9 +247,9 @@ def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("tile", HOPPER)
+@pytest.mark.parametrize("tile", HOPPER + PERSISTENT)
 @pytest.mark.parametrize("name", ["matmul-136x264x72", "conv-nhwc"])
-def test_misaligned_device_inputs_take_the_pieces(name: str, tile: str, tmp_path: Path, wgmma_on: None) -> None:
+def test_misaligned_device_inputs_take_the_pieces(name: str, tile: str, tmp_path: Path, persistent_on: None) -> None:
     """Device arrays that start 2 bytes past a 16-byte boundary: sm_90a runs the block as 64 x 64
     pieces of the scalar mma.sync tile."""
     module = WG_CASES[name]().build()
