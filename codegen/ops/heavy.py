@@ -869,7 +869,9 @@ def plan_attention(ctx: LowerContext, epi: Epilogue) -> None:
     else:
         bq, bkv, dvpt, shared = attention_tiles(D, Dv)
         threads = ATTENTION_THREADS
-    index = "long long"
+    # 32-bit offsets where every tensor fits: the output's store through a layout tail (BERT's
+    # heads-back transpose) divides per element, and a 64-bit division is a long subroutine.
+    index = index_type(max_elements(ctx, [q, k, v, mask, lens, epi.out, *(epi.outer[a] for a in epi.reads())]))
     store = Store("float", HeavyValue(op.name, op.results[0].type.dtype), [], 3)
     plan = EpiloguePlan(ctx, epi, store, index)
 
