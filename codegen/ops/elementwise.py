@@ -18,6 +18,7 @@ from ember.codegen.cuda_render import (C_EXPR, NARROW, compute_ctype, elementwis
                                       render_op)
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
+from ember.codegen.kernel_spec import division_magic
 from ember.codegen.lower import LowerContext, lowering
 from ember.codegen.symbolic import numel, smax, smin
 from ember.errors import UnsupportedOpError
@@ -72,13 +73,16 @@ def vector_width(sizes: Sequence[int]) -> int:
 
 def elementwise_kernel(name: str, inputs: Sequence[tuple[str, str]], outputs: Sequence[str],
                        body: Block | Operation, in_dtypes: Sequence, out_dtypes: Sequence, max_elements: int,
-                       comment: str, vec: int = 1) -> Kernel:
+                       comment: str, vec: int = 1, fast_rank: int = 0) -> Kernel:
     """Render the kernel: `inputs` are (C storage type, read kind) pairs. With `vec` > 1 the kernel
     first tries its vector form: `vec` consecutive elements a step, direct and suffix inputs and
     the outputs moved as one aligned pack each (16 bytes of the widest), when n and every suffix's
     inner count are multiples of `vec` and every such pointer is aligned to its pack; otherwise
-    (a window at an odd offset, a tail) the scalar loop runs."""
+    (a window at an odd offset, a tail) the scalar loop runs. With `fast_rank` (32-bit indices,
+    static dims: the output's rank) general reads divide by the dims' magic numbers, which follow
+    the suffix counts in meta (ember_prelude.cuh fast_offset)."""
     index = index_type(max_elements)
+    fast_rank = fast_rank if index == "int" else 0
     w = CWriter()
     w.line('#include "ember_prelude.cuh"')
     w.comment(comment)
@@ -108,10 +112,14 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, str]], outputs: Se
             return f"in{k}[{i}]"
         if kind == SUFFIX:
             return f"in{k}[{i} % {inner(k)}]"
+        if fast_rank:
+            magic = 1 + fast_rank * (len(inputs) + 1) + len(inputs)
+            return (f"in{k}[ember::fast_offset<{fast_rank}>({i}, dims, meta + {magic}, "
+                    f"meta + {1 + fast_rank * (k + 1)})]")
         return f"in{k}[ember::broadcast_offset<{index}>({i}, rank, dims, meta + 1 + rank * {k + 1})]"
 
     with entry(w, BLOCK, params):
-        if any(kind != DIRECT for _, kind in inputs):
+        if any(kind == SUFFIX or (kind == GENERAL and not fast_rank) for _, kind in inputs):
             w.line("const int rank = (int)meta[0];")
         if any(kind == GENERAL for _, kind in inputs):
             w.line("const long long* dims = meta + 1;")
@@ -166,12 +174,20 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
         meta += broadcast_strides(shape, out_shape) if kind != DIRECT else [0] * rank  # (read at the output's index)
         inners.append(numel(shape))
     meta += inners
+    # General broadcasts over static dims with 32-bit indices: each division as multiply-high and
+    # shift (heavy.FAST_DIVISION, the epilogues' switch), the magic numbers after the suffix counts.
+    from ember.codegen.ops import heavy
+    fast_rank = 0
+    if heavy.FAST_DIVISION and any(kind == GENERAL for _, kind in inputs) and \
+            all(isinstance(d, int) and d >= 1 for d in out_shape):
+        fast_rank = rank
+        meta += [x for d in out_shape for x in division_magic(d)]
     typed = [ctx.dtype(v) for v in operands] + [ctx.dtype(r) for r in outs]
     vec = 1 if any(d.name in NARROW for d in typed) else vector_width([d.itemsize for d in typed])
     kernel = elementwise_kernel(
         "ew", inputs, [elementwise_ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
         [ctx.dtype(r) for r in outs], _largest([n, *(numel(ctx.shape(v)) for v in operands), 1]),
-        ctx.loc(), vec)
+        ctx.loc(), vec, fast_rank)
     blocks = smax(1, smin((n + BLOCK * vec - 1) // (BLOCK * vec), 65535 * 8))
     args = [ctx.arg(r) for r in outs] + [ctx.arg(v) for v in operands] + [ctx.meta(meta), ctx.i64(n)]
     if n == 0:

@@ -89,3 +89,50 @@ def test_fast_offsets_match_the_interpreter_on_the_gpu(case) -> None:
         got = engine.run(feeds, device="cuda")
         for name, ref in expected.items():
             assert_close(np.asarray(got[name]), np.asarray(ref), what=f"{case.name}: {name}")
+
+
+def broadcast_and_add(dtype: str = "f16", batch: int = 3, heads: int = 5, seq: int = 37):
+    """An elementwise add whose operands broadcast both ways ([b, 1, 1, s] + [1, h, s, 1], as a
+    mask and a bias meet), with the builder's own shapes."""
+    from ember import ir
+    bld = ir.Builder("broadcast")
+    x = bld.input("x", getattr(ir, dtype)[batch, 1, 1, seq])
+    y = bld.input("y", getattr(ir, dtype)[1, heads, seq, 1])
+    bld.output("z", bld.add(x, y))
+    module = bld.build()
+    rng = np.random.default_rng()
+    np_dtype = np.float16 if dtype == "f16" else np.float32
+    feeds = {"x": rng.standard_normal((batch, 1, 1, seq)).astype(np_dtype),
+             "y": rng.standard_normal((1, heads, seq, 1)).astype(np_dtype)}
+    return module, feeds
+
+
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_elementwise_broadcasts_render_fast_offsets_that_build(dtype: str, kernel_cache) -> None:
+    from ember.codegen.lower import lower
+    module, _ = broadcast_and_add(dtype)
+    sources = [k.source for k in lower(module).kernels.values()]
+    assert any("ember::fast_offset<4>(i, dims, meta + " in s for s in sources), sources
+    assert not any("broadcast_offset" in s for s in sources)
+    nvrtc_compiler(kernel_cache).compile_all(list(lower(module).kernels.values()))
+
+
+def test_elementwise_broadcasts_keep_the_divisions_with_the_switch_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ember.codegen.lower import lower
+    monkeypatch.setattr(heavy, "FAST_DIVISION", False)
+    module, _ = broadcast_and_add()
+    sources = [k.source for k in lower(module).kernels.values()]
+    assert not any("fast_offset" in s for s in sources) and any("broadcast_offset<int>" in s for s in sources)
+
+
+@pytest.mark.parametrize("dtype,batch,heads,seq", [("f16", 3, 5, 37), ("f32", 2, 12, 128), ("f16", 1, 1, 1)])
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_elementwise_fast_offsets_match_the_interpreter_on_the_gpu(dtype: str, batch: int, heads: int,
+                                                                    seq: int) -> None:
+    module, feeds = broadcast_and_add(dtype, batch, heads, seq)
+    expected = ember.interpret(module, feeds)
+    engine = ember.compile(module, pipeline="canonicalize")
+    assert seq == 1 or any("fast_offset<" in k.source for k in engine.kernels.values())
+    got = engine.run(feeds, device="cuda")
+    assert_close(np.asarray(got["z"]), np.asarray(expected["z"]), what=f"broadcast add {dtype}")
