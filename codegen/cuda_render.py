@@ -438,8 +438,32 @@ def heavy_value(h: HeavyValue, x: str, acc: str) -> str:
     return f"static_cast<{t}>(static_cast<long long>(trunc({total})))"
 
 
+def static_offset(i: str, index: str, pairs: Sequence[tuple[int, int]]) -> str:
+    """The element offset of flat index `i` (0 <= i < the dims' product) over dims whose sizes and
+    strides are known at build time ((dim, stride) pairs, outermost first): unsigned division and
+    remainder by constants, which the compiler turns into multiply-high and shift, with no loads
+    and no loop (the static form of ember::broadcast_offset)."""
+    unsigned = "unsigned" if index == "int" else "unsigned long long"
+    suffix = "u" if index == "int" else "ull"
+    u = f"static_cast<{unsigned}>({i})"
+    terms, inner = [], 1
+    for k in range(len(pairs) - 1, -1, -1):
+        dim, stride = pairs[k]
+        if dim != 1 and stride != 0:
+            coord = u if inner == 1 else f"{u} / {inner}{suffix}"
+            if k > 0:
+                coord = f"{coord} % {dim}{suffix}"
+            terms.append(f"({coord})" if stride == 1 else f"({coord}) * static_cast<{unsigned}>({stride}ll)")
+        inner *= dim
+    if not terms:
+        return f"static_cast<{index}>(0)"
+    return f"static_cast<{index}>({' + '.join(terms)})"
+
+
 def _offset(at: Offset, index: str) -> str:
     if isinstance(at, BroadcastAt):
+        if at.static:
+            return static_offset("idx", index, at.static)
         if at.magic_at is not None and index == "int":
             return (f"ember::fast_offset<{at.rank}>(idx, em + {at.dims_at}, em + {at.magic_at}, "
                     f"em + {at.strides_at})")

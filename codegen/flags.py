@@ -44,6 +44,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str | None], Any]]] = {
     "wgmma-persistent": ("ember.codegen.ops.heavy", "WGMMA_PERSISTENT", _switch),
     "elementwise-packs": ("ember.codegen.ops.elementwise", "PACKED", _switch),
     "fast-division": ("ember.codegen.ops.heavy", "FAST_DIVISION", _switch),
+    "static-offsets": ("ember.codegen.ops.heavy", "STATIC_OFFSETS", _switch),
 }
 
 

@@ -110,6 +110,8 @@ class BroadcastAt:
     dims_at: int = 1
     magic_at: int | None = None   # per dim (multiplier, shift) from em + magic_at: divisions as
                                   # multiply-high and shift (32-bit indices, static dims)
+    static: tuple[tuple[int, int], ...] = ()   # (dim, stride) per dim, outermost first, where all are
+                                               # known at build time: the offset as constant arithmetic
 
 
 def division_magic(d: int) -> tuple[int, int]:

@@ -266,6 +266,7 @@ class Lowerer:
         self.tactics = dict(tactics or {})
         self.preferred = dict(preferred or {})
         self.symbolic = symbolic
+        self.fixed_shape = not symbolic   # the program serves one shape (codegen's `lower` sets it)
         self.fn: Function = module.main
         self.env = dict(env)
         self.ids: dict[Value, int] = {}
@@ -749,7 +750,8 @@ def _integer(x: Any) -> int:
 
 def lower(module: Module, env: Mapping[str, int] | None = None,
           tactics: Mapping[int | str, str] | None = None, *, symbolic: bool = False,
-          preferred: Mapping[int, str] | None = None, target: str | None = None) -> Program:
+          preferred: Mapping[int, str] | None = None, target: str | None = None,
+          fixed_shape: bool | None = None) -> Program:
     """The program for `module`'s entry function, with symbols bound by `env`; `tactics`
     picks a candidate implementation for heavy ops (by op index or location).
 
@@ -757,9 +759,12 @@ def lower(module: Module, env: Mapping[str, int] | None = None,
     expressions in the program; run it inside `symbolic.tracing` to collect the guards under
     which it holds. `preferred` names, by op index, tactics to take when they are among
     the candidates (those chosen at a profile's OPT shape). `target` ("sm_90") is the GPU
-    whose SM count steers the choice of tiles (codegen/ops/heavy.py)."""
+    whose SM count steers the choice of tiles (codegen/ops/heavy.py). `fixed_shape` (by default:
+    not `symbolic`) says that the program serves this one shape, so kernels may hold its sizes as
+    constants (heavy.static_pairs); a concrete lowering that checks a symbolic one passes False."""
     import ember.codegen.ops  # noqa: F401  (registers the lowerings)
     lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred, target=target)
+    lowerer.fixed_shape = not symbolic if fixed_shape is None else fixed_shape
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
         isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(lowerer.table, s.ops))

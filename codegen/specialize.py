@@ -66,10 +66,12 @@ def lower_profiles(module: Module, profiles: Sequence[Profile],
 
 
 def _trace(module: Module, env: Mapping[str, int], tactics: Any, preferred: Mapping[int, str] | None,
-           out: Lowered, symbolic_sizes: bool = True) -> tuple[Program, ProgramSpec, tuple[Guard, ...]]:
+           out: Lowered, symbolic_sizes: bool = True, fixed_shape: bool | None = None
+           ) -> tuple[Program, ProgramSpec, tuple[Guard, ...]]:
     trace = symbolic.Trace()
     with symbolic.tracing(trace):
-        program = lower(module, env, tactics, symbolic=symbolic_sizes, preferred=preferred, target=out.target)
+        program = lower(module, env, tactics, symbolic=symbolic_sizes, preferred=preferred, target=out.target,
+                        fixed_shape=fixed_shape)
         spec = program.spec()
     out.lowerings += 1
     return program, spec, tuple(trace.guards.values())
@@ -151,7 +153,7 @@ def _check(module: Module, spec: Specialization, points: Mapping[str, np.ndarray
         env = {name: int(points[name][i]) for name in names}
         if env == dict(spec.witness):
             continue
-        _, concrete, _ = _trace(module, env, tactics, preferred, out, symbolic_sizes=False)
+        _, concrete, _ = _trace(module, env, tactics, preferred, out, symbolic_sizes=False, fixed_shape=False)
         bound = spec.program.bind(env)
         problem = _difference(bound, concrete)
         if problem:

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 
 from ember.codegen.cuda_render import (C_EXPR, NARROW, compute_ctype, elementwise_ctype, entry, index_type, render_body,
-                                      render_op)
+                                      render_op, static_offset)
 from ember.codegen.cwriter import CWriter
 from ember.codegen.kernel import Kernel, Param
 from ember.codegen.kernel_spec import division_magic
@@ -73,14 +73,16 @@ def vector_width(sizes: Sequence[int]) -> int:
 
 def elementwise_kernel(name: str, inputs: Sequence[tuple[str, str]], outputs: Sequence[str],
                        body: Block | Operation, in_dtypes: Sequence, out_dtypes: Sequence, max_elements: int,
-                       comment: str, vec: int = 1, fast_rank: int = 0) -> Kernel:
+                       comment: str, vec: int = 1, fast_rank: int = 0,
+                       static: Sequence[tuple[tuple[int, int], ...]] = ()) -> Kernel:
     """Render the kernel: `inputs` are (C storage type, read kind) pairs. With `vec` > 1 the kernel
     first tries its vector form: `vec` consecutive elements a step, direct and suffix inputs and
     the outputs moved as one aligned pack each (16 bytes of the widest), when n and every suffix's
     inner count are multiples of `vec` and every such pointer is aligned to its pack; otherwise
     (a window at an odd offset, a tail) the scalar loop runs. With `fast_rank` (32-bit indices,
     static dims: the output's rank) general reads divide by the dims' magic numbers, which follow
-    the suffix counts in meta (ember_prelude.cuh fast_offset)."""
+    the suffix counts in meta (ember_prelude.cuh fast_offset); with `static` ((dim, stride) pairs
+    per input, () where not known at build time) a general read's offset is constant arithmetic."""
     index = index_type(max_elements)
     fast_rank = fast_rank if index == "int" else 0
     w = CWriter()
@@ -112,6 +114,8 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, str]], outputs: Se
             return f"in{k}[{i}]"
         if kind == SUFFIX:
             return f"in{k}[{i} % {inner(k)}]"
+        if static and static[k]:
+            return f"in{k}[{static_offset(i, index, static[k])}]"
         if fast_rank:
             magic = 1 + fast_rank * (len(inputs) + 1) + len(inputs)
             return (f"in{k}[ember::fast_offset<{fast_rank}>({i}, dims, meta + {magic}, "
@@ -119,9 +123,10 @@ def elementwise_kernel(name: str, inputs: Sequence[tuple[str, str]], outputs: Se
         return f"in{k}[ember::broadcast_offset<{index}>({i}, rank, dims, meta + 1 + rank * {k + 1})]"
 
     with entry(w, BLOCK, params):
-        if any(kind == SUFFIX or (kind == GENERAL and not fast_rank) for _, kind in inputs):
+        dynamic = [k for k, (_, kind) in enumerate(inputs) if kind == GENERAL and not (static and static[k])]
+        if any(kind == SUFFIX for _, kind in inputs) or (dynamic and not fast_rank):
             w.line("const int rank = (int)meta[0];")
-        if any(kind == GENERAL for _, kind in inputs):
+        if dynamic:
             w.line("const long long* dims = meta + 1;")
         if vec > 1:
             packed = [k for k, (_, kind) in enumerate(inputs) if kind != GENERAL]
@@ -177,9 +182,11 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
     # General broadcasts over static dims with 32-bit indices: each division as multiply-high and
     # shift (heavy.FAST_DIVISION, the epilogues' switch), the magic numbers after the suffix counts.
     from ember.codegen.ops import heavy
+    static = [heavy.static_pairs(ctx, out_shape, meta[1 + rank * (k + 1):1 + rank * (k + 2)]) if kind == GENERAL else ()
+              for k, (_, kind) in enumerate(inputs)]
     fast_rank = 0
-    if heavy.FAST_DIVISION and any(kind == GENERAL for _, kind in inputs) and \
-            all(isinstance(d, int) and d >= 1 for d in out_shape):
+    if heavy.FAST_DIVISION and ctx.lowerer.fixed_shape and any(kind == GENERAL and not st for (_, kind), st in zip(inputs, static)) and \
+            all(heavy.is_static(d) and d >= 1 for d in out_shape):
         fast_rank = rank
         meta += [x for d in out_shape for x in division_magic(d)]
     typed = [ctx.dtype(v) for v in operands] + [ctx.dtype(r) for r in outs]
@@ -187,7 +194,7 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
     kernel = elementwise_kernel(
         "ew", inputs, [elementwise_ctype(ctx.dtype(r)) for r in outs], body, [ctx.dtype(v) for v in operands],
         [ctx.dtype(r) for r in outs], _largest([n, *(numel(ctx.shape(v)) for v in operands), 1]),
-        ctx.loc(), vec, fast_rank)
+        ctx.loc(), vec, fast_rank, static)
     blocks = smax(1, smin((n + BLOCK * vec - 1) // (BLOCK * vec), 65535 * 8))
     args = [ctx.arg(r) for r in outs] + [ctx.arg(v) for v in operands] + [ctx.meta(meta), ctx.i64(n)]
     if n == 0:

@@ -148,10 +148,30 @@ class Store:
     per_column: bool = False                 # `reads` hold one value per column (conv's bias), not broadcast
 
 
-# Epilogue offsets through general broadcasts and layout tails (BERT's heads-first Q/K/V store: five
-# divisions an element) as multiply-high and shift where the index is 32-bit and the dims static
-# (ember_prelude.cuh fast_offset). Off until the GPU tests of tests/codegen/test_fast_division.py
-# pass (EMBER_FLAGS --fast-division).
+# Offsets through general broadcasts and layout tails (BERT's heads-first Q/K/V store: five
+# divisions an element) over dims and strides known at build time, written as constant arithmetic
+# (cuda_render.static_offset: no meta loads, divisions by constants); EMBER_FLAGS
+# --static-offsets=off keeps the loop over meta. Elementwise kernels' general reads too.
+STATIC_OFFSETS = True
+
+
+def is_static(x: Any) -> bool:
+    """A size known when the kernel is built: a plain int (a SymInt, an int subclass, varies with
+    the shape the program runs at)."""
+    return type(x) is int or isinstance(x, np.integer)
+
+
+def static_pairs(ctx: LowerContext, dims: Sequence[Any], strides: Sequence[Any]) -> tuple[tuple[int, int], ...]:
+    """(dim, stride) pairs for a static offset, or () where the switch is off or the program
+    serves a range of shapes (a kernel then reads its sizes at run time)."""
+    if not STATIC_OFFSETS or not ctx.lowerer.fixed_shape or not all(is_static(x) for x in [*dims, *strides]):
+        return ()
+    return tuple((int(d), int(st)) for d, st in zip(dims, strides))
+
+
+# The same offsets with run-time dims read from meta, as multiply-high and shift where the index
+# is 32-bit and the dims static (ember_prelude.cuh fast_offset): for builds with the static form off.
+# Off until the GPU tests of tests/codegen/test_fast_division.py pass (EMBER_FLAGS --fast-division).
 FAST_DIVISION = False
 
 
@@ -198,7 +218,7 @@ class EpiloguePlan:
                 offsets.append("col")
             else:
                 rank = len(out_shape)
-                offsets.append(BroadcastAt(rank, 1 + rank * (1 + general)))
+                offsets.append(BroadcastAt(rank, 1 + rank * (1 + general), static=static_pairs(ctx, out_shape, strides)))
                 self.meta += strides
                 general += 1
         store_at: Offset = "idx"
@@ -209,17 +229,17 @@ class EpiloguePlan:
             perm = list(epi.layout.attributes["perm"])
             out_strides = contiguous_strides(ctx.shape(epi.out))
             strides = [out_strides[perm.index(d)] for d in range(len(pre))]
-            store_at = BroadcastAt(len(pre), len(self.meta) + len(pre), len(self.meta))
+            store_at = BroadcastAt(len(pre), len(self.meta) + len(pre), len(self.meta), static=static_pairs(ctx, pre, strides))
             self.meta += [*pre, *strides]
         # 32-bit indices over static dims divide by multiply-high and shift (kernel_spec.division_magic):
         # the magic numbers of each dim follow the meta, once per set of dims.
-        if index == "int" and FAST_DIVISION:
+        if index == "int" and FAST_DIVISION and ctx.lowerer.fixed_shape:
             magic_of: dict[int, int] = {}
             for k, at in enumerate([*offsets, store_at]):
-                if not isinstance(at, BroadcastAt):
+                if not isinstance(at, BroadcastAt) or at.static:
                     continue
                 dims = self.meta[at.dims_at:at.dims_at + at.rank]
-                if not all(isinstance(d, int) and d >= 1 for d in dims):
+                if not all(is_static(d) and d >= 1 for d in dims):
                     continue
                 if at.dims_at not in magic_of:
                     magic_of[at.dims_at] = len(self.meta)

@@ -1,5 +1,6 @@
-"""Epilogue offsets by multiply-high and shift (heavy.FAST_DIVISION; ember_prelude.cuh
-`fast_offset`, kernel_spec.division_magic): a general broadcast read or a layout tail's store
+"""Epilogue offsets by multiply-high and shift (heavy.FAST_DIVISION, for builds with the static
+form, heavy.STATIC_OFFSETS, off; ember_prelude.cuh `fast_offset`, kernel_spec.division_magic):
+a general broadcast read or a layout tail's store
 (BERT's heads-first Q/K/V) divides the flat index by each dim; with a 32-bit index and static
 dims each division is umulhi + add + shift by the dim's magic numbers.
 
@@ -27,7 +28,9 @@ TAILS = [c for c in FUSED if c.name in ("fused-matmul-heads-first-attention-back
 
 @pytest.fixture(autouse=True)
 def fast_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run-time-dims form: the static one (heavy.STATIC_OFFSETS) set aside."""
     monkeypatch.setattr(heavy, "FAST_DIVISION", True)
+    monkeypatch.setattr(heavy, "STATIC_OFFSETS", False)
 
 
 def quotient(n: np.ndarray, d: int) -> np.ndarray:
