@@ -369,6 +369,8 @@ def index_type(max_elements: int) -> str:
 # -- kernels: the wrapper, grid-stride kernels, heavy-op specs --------------------------------------
 def declaration(p: Param) -> str:
     """A kernel parameter's C declaration: pointers restricted, read-only unless written."""
+    if p.kind == "tensormap":  # by value, in the kernel's parameter space, where TMA reads it
+        return f"const __grid_constant__ {p.ctype} {p.name}"
     if p.kind != "ptr":
         return f"{p.ctype} {p.name}"
     return f"{'' if p.role in ('out', 'scratch') else 'const '}{p.ctype}* __restrict__ {p.name}"
@@ -512,7 +514,7 @@ def template_arg(a: TemplateArg) -> str:
                 f"{', true' if a.pipelined else ''}{f', {a.stages}' if a.pipelined and a.stages else ''}>")
     if isinstance(a, WgmmaTile):
         return (f"ember::gemm::WgmmaTile<{a.bm}, {a.bn}, {a.bk}, {a.element}, {template_arg(a.fallback)}, "
-                f"{a.stages}{', true' if a.persistent else ''}>")
+                f"{a.stages}{', true' if a.persistent else ''}{', true' if a.tma else ''}>")
     if isinstance(a, bool):
         return "true" if a else "false"
     return str(a)

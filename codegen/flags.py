@@ -42,6 +42,7 @@ FLAGS: dict[str, tuple[str, str, Callable[[str | None], Any]]] = {
     "depthwise-vector": ("ember.codegen.ops.heavy", "DEPTHWISE_VECTOR", _switch),
     "wgmma": ("ember.codegen.ops.heavy", "WGMMA", _switch),
     "wgmma-persistent": ("ember.codegen.ops.heavy", "WGMMA_PERSISTENT", _switch),
+    "wgmma-tma": ("ember.codegen.ops.heavy", "WGMMA_TMA", _switch),
     "elementwise-packs": ("ember.codegen.ops.elementwise", "PACKED", _switch),
     "fast-division": ("ember.codegen.ops.heavy", "FAST_DIVISION", _switch),
     "static-offsets": ("ember.codegen.ops.heavy", "STATIC_OFFSETS", _switch),

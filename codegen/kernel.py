@@ -64,8 +64,9 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Arg:
-    kind: str                 # value | scratch | meta | i64 | i32 | f32
-    value: Any = None         # value id, scratch bytes, meta tuple, or the scalar (sizes may be SymInts)
+    kind: str                 # value | scratch | meta | i64 | i32 | f32 | tensormap
+    value: Any = None         # value id, scratch bytes, meta tuple, the scalar (sizes may be SymInts),
+                              # or a tensormap's (value id, element, rank, dims, strides, box)
 
     def spec(self) -> P.Arg:
         """The program's argument: SymInts become their shape expressions."""
@@ -73,6 +74,8 @@ class Arg:
             return P.Arg("f32", float(self.value))
         if self.kind == "value":
             return P.Arg("value", int(self.value))
+        if self.kind == "tensormap":
+            return P.Arg("tensormap", tuple(int(x) for x in self.value[:3]) + tuple(expr_of(x) for x in self.value[3:]))
         if isinstance(self.value, tuple):
             return P.Arg(self.kind, tuple(expr_of(x) for x in self.value))
         return P.Arg(self.kind, expr_of(self.value))
@@ -100,6 +103,8 @@ class Launch:
         for p, a in zip(self.kernel.params, self.args):
             if a.kind == "value":
                 (writes if p.role == "out" else reads).append(int(a.value))
+            elif a.kind == "tensormap" and int(a.value[0]) not in reads:
+                reads.append(int(a.value[0]))
         return P.LaunchStep(self.kernel.name, tuple(expr_of(x) for x in self.grid),  # type: ignore[arg-type]
                             tuple(expr_of(x) for x in self.block),  # type: ignore[arg-type]
                             tuple(a.spec() for a in self.args), tuple(self.ops), tuple(reads), tuple(writes),

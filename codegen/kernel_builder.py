@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ember.codegen.cuda_render import declaration, grid_stride_kernel
 from ember.codegen.cwriter import CWriter
@@ -64,6 +64,18 @@ class KernelBuilder:
         """A pointer parameter to elements of C type `c`; returns its name."""
         self.params.append(Param(name, "ptr", c, role))
         self.args.append(arg)
+        return name
+
+    def tensormap(self, name: str, value: Value, dims: Sequence[Any], strides: Sequence[Any],
+                  box: Sequence[int]) -> str:
+        """A TMA descriptor parameter (ir/program.py `tensormap`) of a 16-bit float value: `dims`
+        innermost first (elements), `strides` the byte strides of dims 1.., `box` the tile a
+        copy moves; returns its name."""
+        from ember.ir.program import TENSORMAP_ELEMENTS
+        element = {v: k for k, v in TENSORMAP_ELEMENTS.items()}[self.ctx.dtype(value).name]
+        vid = int(self.ctx.arg(value).value)
+        self.params.append(Param(name, "tensormap", "ember::TensorMap", "in"))
+        self.args.append(Arg("tensormap", (vid, element, len(dims), *dims, *strides, *box)))
         return name
 
     def scalar(self, name: str, kind: str, arg: Arg) -> str:

@@ -85,6 +85,7 @@ class WgmmaTile:
     fallback: MmaTile
     stages: int
     persistent: bool = False   # warp-specialized: a producer warpgroup, one block per multiprocessor
+    tma: bool = False          # (persistent) the producer loads by TMA from tensor-map parameters
 
     @property
     def threads(self) -> int:

@@ -35,8 +35,14 @@ Size = Union[int, D.DimExpr]
 
 VALUE_KINDS = ("input", "weight", "const", "activation", "view", "host", "dynamic")
 ARENA_KINDS = ("input", "activation")
-PARAM_KINDS = ("ptr", "i64", "i32", "f32")
-ARG_PARAM = {"value": "ptr", "scratch": "ptr", "meta": "ptr", "i64": "i64", "i32": "i32", "f32": "f32"}
+PARAM_KINDS = ("ptr", "i64", "i32", "f32", "tensormap")
+ARG_PARAM = {"value": "ptr", "scratch": "ptr", "meta": "ptr", "i64": "i64", "i32": "i32", "f32": "f32",
+             "tensormap": "tensormap"}
+# A `tensormap` argument: a TMA descriptor (CUtensorMap, 128 bytes, passed by value) of a value's
+# buffer, encoded by the runtime once the buffer's address is known: (value id, element code,
+# rank, the dims innermost first, the byte strides of dims 1.., the box dims). Elements: 16-bit
+# floats (TENSORMAP_ELEMENTS); 128-byte swizzle, out-of-bounds reads as zeros.
+TENSORMAP_ELEMENTS = {0: "f16", 1: "bf16"}
 
 
 # -- sizes ------------------------------------------------------------------------------------------
@@ -287,20 +293,25 @@ class Arg:
     (`scratch`), int64 metadata uploaded once per shape (`meta`: shapes, strides), or a scalar
     (`i64`, `i32`, `f32`). Sized arguments are ints or shape expressions."""
 
-    kind: str      # value | scratch | meta | i64 | i32 | f32
-    value: Any     # value id; Size for scratch, i64, i32; tuple[Size, ...] for meta; float for f32
+    kind: str      # value | scratch | meta | i64 | i32 | f32 | tensormap
+    value: Any     # value id; Size for scratch, i64, i32; tuple[Size, ...] for meta; float for f32;
+                   # (value id, element, rank, Size...) for tensormap
 
     def bind(self, env: Mapping[str, int], later: Iterable[str] = ()) -> "Arg":
         if self.kind in ("scratch", "i64", "i32"):
             return Arg(self.kind, bind_size(self.value, env, later))
         if self.kind == "meta":
             return Arg("meta", tuple(bind_size(x, env, later) for x in self.value))
+        if self.kind == "tensormap":
+            return Arg("tensormap", tuple(self.value[:3]) + tuple(bind_size(x, env, later) for x in self.value[3:]))
         return self
 
     @property
     def sizes(self) -> tuple[Size, ...]:
         if self.kind in ("scratch", "i64", "i32"):
             return (self.value,)
+        if self.kind == "tensormap":
+            return tuple(self.value[3:])
         return tuple(self.value) if self.kind == "meta" else ()
 
     def to_json(self) -> dict[str, Any]:
@@ -308,6 +319,8 @@ class Arg:
             return {"f32": self.value}
         if self.kind == "meta":
             return {"meta": [expr_json(x) for x in self.value]}
+        if self.kind == "tensormap":
+            return {"tensormap": [int(x) for x in self.value[:3]] + [expr_json(x) for x in self.value[3:]]}
         return {self.kind: expr_json(self.value)}
 
     @classmethod
@@ -319,9 +332,27 @@ class Arg:
             return cls(kind, int(v))
         if kind == "meta":
             return cls(kind, tuple(size_of_json(m) for m in v))
+        if kind == "tensormap":
+            if not isinstance(v, list) or len(v) < 3:
+                raise ShapeError(f"a tensormap argument is a list (value, element, rank, sizes...), got {v!r}")
+            return cls(kind, tuple(int(x) for x in v[:3]) + tuple(size_of_json(m) for m in v[3:]))
         if kind not in ARG_PARAM:
             raise ShapeError(f"argument kind {kind!r} is not one of {', '.join(ARG_PARAM)}")
         return cls(kind, size_of_json(v))
+
+
+def tensormap_layout(value: Sequence[Any]) -> tuple[int, int, str, list[Any], list[Any], list[Any]]:
+    """A tensormap argument's parts: (value id, rank, element, dims innermost first, byte strides
+    of dims 1.., box dims); ShapeError where the tuple does not add up."""
+    if len(value) < 3:
+        raise ShapeError("a tensormap argument needs (value, element, rank, sizes...)")
+    vid, element, rank = (int(x) for x in value[:3])
+    if element not in TENSORMAP_ELEMENTS:
+        raise ShapeError(f"tensormap element code {element} is not one of {sorted(TENSORMAP_ELEMENTS)}")
+    if not 1 <= rank <= 5 or len(value) != 3 + rank + (rank - 1) + rank:
+        raise ShapeError(f"a tensormap of rank {rank} needs {3 + 3 * rank - 1} entries, got {len(value)}")
+    sizes = list(value[3:])
+    return vid, rank, TENSORMAP_ELEMENTS[element], sizes[:rank], sizes[rank:2 * rank - 1], sizes[2 * rank - 1:]
 
 
 # -- steps ------------------------------------------------------------------------------------------
@@ -676,4 +707,5 @@ __all__ = ["Size", "ValueSpec", "Param", "KernelDecl", "Arg", "LaunchStep", "Hos
            "op_table", "value_table", "branched_ops", "step_tables",
            "Port", "Program", "Guard", "parse_expr", "expr_json", "size_of_json", "eval_size", "bind_size",
            "evaluate_array", "format_env", "root_of", "op_groups",
-           "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM"]
+           "VALUE_KINDS", "ARENA_KINDS", "PARAM_KINDS", "ARG_PARAM",
+           "TENSORMAP_ELEMENTS", "tensormap_layout"]

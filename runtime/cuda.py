@@ -35,9 +35,11 @@ from ember.runtime.specs import EngineInputError, arch_number, cubin_runs_on, pt
 from ember.runtime.engine_format import EngineFormatError
 from ember.runtime.host import HostOps, check_result, detach
 from ember.runtime.profiling import LayerTimes
-from ember.ir.program import BranchStep, HostStep, LaunchStep, SizeStep, ValueSpec, YieldStep
+from ember.ir.program import BranchStep, HostStep, LaunchStep, SizeStep, ValueSpec, YieldStep, tensormap_layout
 
-_CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float}
+_CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_longlong, "i32": ctypes.c_int, "f32": ctypes.c_float,
+           "tensormap": None}   # a CUtensorMap, passed by value through its getPtr()
+TENSOR_MAPS = 512   # encoded tensor maps a context keeps (per buffer address and layout)
 _TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i64": "int64",
                  "i32": "int32", "i16": "int16", "i8": "int8", "u8": "uint8", "u16": "uint16", "u32": "uint32",
                  "u64": "uint64", "bool": "bool", "c64": "complex64", "c128": "complex128",
@@ -94,6 +96,26 @@ def _call(name: str, *args: Any, detail: str = "") -> Any:
     if not isinstance(out, tuple) or len(out) == 1:
         return None
     return out[1] if len(out) == 2 else out[1:]
+
+
+def encode_tensor_map(ptr: int, value: Sequence[Any]) -> Any:
+    """A CUtensorMap for a tensormap argument (ir/program.py) at device address `ptr`: tiled, the
+    box of the argument, 128-byte swizzle, out-of-bounds elements read as zeros. An address that is
+    not 16-byte aligned (a caller's array at an odd offset) gets an empty map: the kernel checks
+    the alignment itself and takes its unaligned form, which reads no map."""
+    d = _drv()
+    _, rank, element, dims, strides, box = tensormap_layout(value)
+    if ptr % 16 or not ptr or any(int(x) <= 0 for x in dims):
+        return d.CUtensorMap()
+    kinds = {"f16": d.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+             "bf16": d.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}
+    return _call("cuTensorMapEncodeTiled", kinds[element], rank, ptr, [d.cuuint64_t(int(x)) for x in dims],
+                 [d.cuuint64_t(int(x)) for x in strides], [d.cuuint32_t(int(x)) for x in box],
+                 [d.cuuint32_t(1)] * rank, d.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+                 d.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+                 d.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                 d.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+                 detail=f"a tensor map of {element}{list(dims)} at {ptr:#x}")
 
 
 def available() -> tuple[bool, str]:
@@ -443,6 +465,7 @@ class CudaContext:
         self.poison = poison
         self._lock = threading.Lock()
         self._states: OrderedDict[tuple, _ShapeState] = OrderedDict()
+        self._tensor_maps: OrderedDict[tuple, Any] = OrderedDict()   # (address, layout) -> CUtensorMap
         self.graph_launches = 0
         self.captures = 0
         self.fallbacks = 0       # last run: launch groups whose run-time guards failed, run on the host
@@ -510,9 +533,26 @@ class CudaContext:
                 out.append(("ptr", self.arena + b.plan.scratch[(t, a)], ctype))
             elif arg.kind == "meta":
                 out.append(("ptr", state.meta_ptr[tuple(int(x) for x in arg.value)], ctype))
+            elif arg.kind == "tensormap":
+                out.append(("tmap", arg, ctype))
             else:
                 out.append(("scalar", float(arg.value) if kind == "f32" else int(arg.value), ctype))
         return out
+
+    def _tensor_map(self, b: Any, arg: Any, overrides: Mapping[int, int] | None) -> Any:
+        """The TMA descriptor of a tensormap argument for the buffer it describes now (arena,
+        weight or the caller's array): encoded once per address and layout, so a new arena or new
+        input pointers (and the CUDA graphs captured for them) get their own."""
+        vid = tensormap_layout(arg.value)[0]
+        ptr = self._value_ptr(b, vid, overrides)
+        key = (int(ptr), tuple(int(x) for x in arg.value))
+        found = self._tensor_maps.get(key)
+        if found is None:
+            found = encode_tensor_map(int(ptr), arg.value)
+            self._tensor_maps[key] = found
+            while len(self._tensor_maps) > TENSOR_MAPS:   # (captured graphs hold their own copies)
+                self._tensor_maps.popitem(last=False)
+        return found
 
     def _value_ptr(self, b: Any, vid: int, overrides: Mapping[int, int] | None = None) -> int:
         """The device address of value `vid`'s buffer (views: their source's, windows where they
@@ -547,6 +587,8 @@ class CudaContext:
         for kind, v, ctype in state.params[t]:  # type: ignore[union-attr]
             if kind == "input":
                 values.append(overrides.get(v) or (self.arena + state.b.plan.offsets[v]))
+            elif kind == "tmap":
+                values.append(self._tensor_map(state.b, v, overrides))
             else:
                 values.append(v)
             types.append(ctype)
@@ -886,6 +928,8 @@ class CudaContext:
                     j += 1
                 elif arg.kind == "meta":
                     values.append(run.meta(self, [int(x) for x in arg.value]))
+                elif arg.kind == "tensormap":
+                    values.append(self._tensor_map(b, arg, run.overrides))
                 else:
                     values.append(float(arg.value) if p.kind == "f32" else int(arg.value))
             self.dev.allow_shared(step.kernel, int(step.shared))

@@ -31,12 +31,12 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, NoReturn, Sequence
 
-from ember.errors import EmberError
+from ember.errors import EmberError, ShapeError
 from ember.ir.sizes import MAX_BYTES, MAX_ELEMENTS, SizeError, check_range, nbytes
 from ember.ir.types import DTYPES
 from ember.runtime.engine_format import EngineFormatError
 from ember.ir.program import (ARENA_KINDS, ARG_PARAM, PARAM_KINDS, VALUE_KINDS, BranchStep, HostStep, LaunchStep,
-                              Program, SizeStep, Step, ValueSpec, YieldStep, step_tables)
+                              Program, SizeStep, Step, ValueSpec, YieldStep, step_tables, tensormap_layout)
 from ember.runtime.memory_plan import MemoryPlan, align, lifetimes, op_groups
 I64 = (-(1 << 63), (1 << 63) - 1)
 I32 = (-(1 << 31), (1 << 31) - 1)
@@ -187,6 +187,10 @@ def check_launch(source: str, step: LaunchStep, t: int) -> None:
                 _int(arg.value, at, *I64)
             elif arg.kind == "i32":
                 _int(arg.value, at, *I32)
+            elif arg.kind == "tensormap":
+                rank = int(arg.value[2])
+                _ints(list(arg.value[3:3 + rank]), at, 1, MAX_ELEMENTS, "tensor map dim")
+                _ints(list(arg.value[3 + rank:2 + 2 * rank]), at, 16, 2**40 - 1, "tensor map stride")
     except _Invalid as bad:
         raise EngineFormatError(_message(source, bad)) from None
 
@@ -510,8 +514,36 @@ def _launch(s: Mapping[str, Any], params: Mapping[str, list[Mapping[str, Any]]],
             _size(x, where["i64"], *I64, "integer", bound)
         elif kind == "i32":
             _size(x, where["i32"], *I32, "integer", bound)
+        elif kind == "tensormap":
+            _tensormap(x, values, reads, where["tensormap"], bound)
         elif isinstance(x, bool) or not isinstance(x, (int, float)):
             where["f32"].fail(f"expected a number, got {_kind(x)}")
+
+
+def _tensormap(x: Any, values: Any, reads: Sequence[int], at: At, bound: Any) -> None:
+    """A TMA descriptor argument: a 16-bit float value the step reads, a rank of 1 to 5, positive
+    dims, byte strides that are multiples of 16 below 2^40, boxes of 1 to 256 (ir/program.py)."""
+    items = _list(x, at)
+    if len(items) < 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in items[:3]):
+        at.fail("expected [value, element, rank, sizes...]")
+    try:
+        vid, rank, element, dims, strides, box = tensormap_layout(items)
+    except ShapeError as err:
+        at.fail(str(err))
+    _vid(vid, values, at[0])
+    if vid not in reads:
+        at[0].fail(f"value {vid} is described by a tensor map but not among the step's reads")
+    if values[vid]["dtype"] != element:
+        at[0].fail(f"value {vid} is {values[vid]['dtype']}, the tensor map says {element}")
+    for j, d in enumerate(dims):
+        _size(d, at[3 + j], 1, MAX_ELEMENTS, "tensor map dim", bound)
+    for j, st in enumerate(strides):
+        _size(st, at[3 + rank + j], 16, 2**40 - 1, "tensor map stride", bound)
+        if isinstance(st, int) and st % 16:
+            at[3 + rank + j].fail(f"tensor map stride {st} is not a multiple of 16 bytes")
+    for j, b in enumerate(box):
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 256:
+            at[2 + 2 * rank + j].fail(f"tensor map box {b!r} is not an integer from 1 to 256")
 
 
 def _symbols(x: Any, at: At) -> None:

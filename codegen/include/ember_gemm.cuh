@@ -467,12 +467,18 @@ __device__ __forceinline__ void mma_tile(const LA& la, const LB& lb, int M, int 
 // across tile boundaries and one tile's epilogue overlaps the next tile's loads. The block has a
 // warpgroup more than the consumers; elsewhere the Fallback (of fewer threads and registers) runs
 // each tile in pieces and the extra threads leave at once.
-template <int BM_, int BN_, int BK_, typename E_, class Fallback_, int STAGES_, bool PERSISTENT_ = false>
+//
+// TMA (with PERSISTENT): the producer is one thread that moves each slab as 64 x 64 boxes by
+// cp.async.bulk.tensor from the operands' tensor maps (strided_tma) into the same swizzled
+// layout, the full mbarrier counting the bytes (expect_tx / complete_tx) instead of arrivals.
+template <int BM_, int BN_, int BK_, typename E_, class Fallback_, int STAGES_, bool PERSISTENT_ = false,
+          bool TMA_ = false>
 struct WgmmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, STAGES = STAGES_;
   using E = E_;
   using Fallback = Fallback_;
-  static constexpr bool MMA = true, WGMMA = true, VA = true, VB = true, PERSISTENT = PERSISTENT_;
+  static constexpr bool MMA = true, WGMMA = true, VA = true, VB = true, PERSISTENT = PERSISTENT_, TMA = TMA_;
+  static_assert(!TMA || PERSISTENT, "TMA loads are the persistent tile's producer");
   static constexpr int CONSUMERS = BM / 64;
   static constexpr int THREADS = (CONSUMERS + (PERSISTENT ? 1 : 0)) * 128;
   static constexpr int A_BYTES = BM * BK * 2, B_BYTES = BN * BK * 2, STAGE = A_BYTES + B_BYTES;
@@ -502,8 +508,8 @@ struct WgmmaTile {
                 "the fallback tile and the pieces run within the same block");
 };
 template <class T> struct is_persistent { static constexpr bool value = false; };
-template <int BM, int BN, int BK, typename E, class F, int S>
-struct is_persistent<WgmmaTile<BM, BN, BK, E, F, S, true>> { static constexpr bool value = true; };
+template <int BM, int BN, int BK, typename E, class F, int S, bool TMA>
+struct is_persistent<WgmmaTile<BM, BN, BK, E, F, S, true, TMA>> { static constexpr bool value = true; };
 
 namespace wg {
 // The shared-memory matrix descriptor of an operand at `p`: 128-byte swizzle, `lead` bytes between
@@ -811,6 +817,39 @@ template <int N> __device__ __forceinline__ void registers_up() {
 #endif
 }
 
+// The full barrier of a TMA stage expects this many bytes (and one arrival, the producer's).
+__device__ __forceinline__ void expect_bytes(unsigned long long* bar, unsigned bytes) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n"
+               ::"r"(shared_address(bar)), "r"(bytes)
+               : "memory");
+#endif
+}
+// The box of `map` at coordinates (c0 innermost, c1, c2) into shared memory at `dst`, its bytes
+// counted on `bar` as they land.
+__device__ __forceinline__ void tma_load(void* dst, const TensorMap* map, int c0, int c1, int c2,
+                                         unsigned long long* bar) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+      ::"r"(shared_address(dst)), "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(c2),
+      "r"(shared_address(bar))
+      : "memory");
+#endif
+}
+// One slab's R lines of an operand as 64 x 64 boxes (k-major: 64 k by 64 lines, coordinates
+// (k, line, batch); row-major: 64 lines by 64 k-rows, (line, k, batch)), box j at j * 8 KB: the
+// Stager's swizzled layout, which TMA's 128-byte swizzle writes.
+template <int R, bool KMAJOR>
+__device__ __forceinline__ void tma_stage(const TensorMap* map, int r0, int k0, int z, unsigned char* s,
+                                          unsigned long long* bar) {
+#pragma unroll
+  for (int j = 0; j < R / 64; ++j) {
+    if (KMAJOR) tma_load(s + j * 8192, map, k0, r0 + j * 64, z, bar);
+    else tma_load(s + j * 8192, map, r0 + j * 64, k0, z, bar);
+  }
+}
+
 // Output tile t of a product of `batches` matrices of TM x TN tiles: batch z, tile row tm and column
 // tn, walking bands of 8 tile rows column by column.
 __device__ __forceinline__ void place(i64 t, int TM, int TN, i64& z, int& tm, int& tn) {
@@ -859,7 +898,8 @@ __device__ __forceinline__ Operands<A, B, S> operands_of(const A& a, const B& b,
 // Operands. Grid: any number of blocks (one per multiprocessor), of T::THREADS threads.
 template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, class Ops>
 __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, const Ops& operands,
-                                           unsigned char* __restrict__ raw_smem) {
+                                           unsigned char* __restrict__ raw_smem, const TensorMap* ta = nullptr,
+                                           const TensorMap* tb = nullptr) {
   const int TM = (M + T::BM - 1) / T::BM, TN = (N + T::BN - 1) / T::BN;
   const i64 total = static_cast<i64>(TM) * TN * batches;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -891,7 +931,8 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
   unsigned char* smem = raw_smem + ((1024 - (base & 1023)) & 1023);
   if (tid == 0) {
     for (int s = 0; s < S; ++s) {
-      ws::init(&full[s], 128);                  // every producer thread, once its reads have landed
+      ws::init(&full[s], T::TMA ? 1 : 128);     // every producer thread, once its reads have landed
+                                                // (TMA: the producer's expect_tx, then the bytes)
       ws::init(&empty[s], T::CONSUMERS * 4);    // every consumer warp, once its wgmma have read the stage
     }
   }
@@ -901,6 +942,24 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
   if (group == 0) {
     // The producer: slab after slab of every tile this block owns, LAG slabs signalled behind.
     ws::registers_down<T::PRODUCER_REGISTERS>();
+    if constexpr (T::TMA) {
+      if (tid != 0) return;
+      int it = 0;
+      for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
+        i64 z;
+        int tm, tn;
+        ws::place(t, TM, TN, z, tm, tn);
+        for (int kt = 0; kt < KT; ++kt, ++it) {
+          const int s = it % S;
+          if (it >= S) ws::wait(&empty[s], ((it / S) & 1) ^ 1);
+          unsigned char* st = smem + s * T::STAGE;
+          ws::expect_bytes(&full[s], T::STAGE);
+          ws::tma_stage<BM, A_KMAJOR>(ta, tm * BM, kt * BK, static_cast<int>(z), st, &full[s]);
+          ws::tma_stage<BN, B_KMAJOR>(tb, tn * BN, kt * BK, static_cast<int>(z), st + T::A_BYTES, &full[s]);
+        }
+      }
+      return;
+    }
     int it = 0;
     for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
       i64 z;
@@ -1136,6 +1195,29 @@ __device__ __forceinline__ void strided(const SA* __restrict__ a, const SB* __re
       __syncthreads();
     }
   }
+}
+
+// `strided` on a persistent TMA tile: `ta` and `tb` the operands' tensor maps (ir/program.py
+// tensormap; A: (k, m, batch) k-major or (m, k, batch), B likewise with n), one batch dim at most.
+// Unaligned operands (the maps then hold nothing) take the pieces, as in `persistent`.
+template <class T, bool A_KMAJOR, bool B_KMAJOR, typename C, typename Index, typename SA, typename SB, class Epi>
+__device__ __forceinline__ void strided_tma(const TensorMap& ta, const TensorMap& tb, const SA* __restrict__ a,
+                                            const SB* __restrict__ b, const i64* __restrict__ meta, int M, int N,
+                                            int K, i64 batches, const Epi& epi) {
+  static_assert(T::TMA, "a tile whose producer loads by TMA");
+  extern __shared__ __align__(16) unsigned char smem_dynamic[];
+  const Batched<Index> bl{meta};
+  const Index sam = bl.stride(0), sak = bl.stride(1), sbk = bl.stride(2), sbn = bl.stride(3);
+  const Index scm = bl.stride(4), scn = bl.stride(5);
+  auto operands = [&](i64 z) {
+    Index ao, bo, co;
+    bl.offsets(z, ao, bo, co);
+    return operands_of(Strided<SA, C, Index>{a + ao, sam, sak}, Strided<SB, C, Index>{b + bo, sbn, sbk},
+                       [=](int m, int n, C acc) {
+                         epi(co + static_cast<Index>(m) * scm + static_cast<Index>(n) * scn, n, acc);
+                       });
+  };
+  persistent<T, A_KMAJOR, B_KMAJOR, C>(M, N, K, batches, operands, smem_dynamic, &ta, &tb);
 }
 
 }  // namespace gemm

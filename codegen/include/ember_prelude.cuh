@@ -11,6 +11,12 @@ namespace ember {
 
 typedef long long i64;
 
+// A TMA descriptor (the driver's CUtensorMap, encoded by the runtime for the buffer it describes:
+// ir/program.py `tensormap`), passed by value as a __grid_constant__ kernel parameter.
+struct alignas(64) TensorMap {
+  unsigned long long opaque[16];
+};
+
 // -- conversions between storage types and compute types -------------------------------------
 __device__ __forceinline__ float to_compute(__half x) { return __half2float(x); }
 __device__ __forceinline__ float to_compute(__nv_bfloat16 x) { return __bfloat162float(x); }

@@ -152,7 +152,7 @@ class Store:
 # divisions an element) over dims and strides known at build time, written as constant arithmetic
 # (cuda_render.static_offset: no meta loads, divisions by constants); EMBER_FLAGS
 # --static-offsets=off keeps the loop over meta. Elementwise kernels' general reads too.
-STATIC_OFFSETS = True
+STATIC_OFFSETS = False
 
 
 def is_static(x: Any) -> bool:
@@ -366,6 +366,15 @@ WGMMA_TILES = {"wgmma128x256x64": (128, 256, 64, 4, "mma128x256x32/64x64"),
 WGMMA_PERSISTENT = False
 PERSISTENT_TILES = {"wgmma128x256x64/ws": (128, 256, 64, 4, "mma64x64x32/32x16"),
                     "wgmma128x128x64/ws": (128, 128, 64, 6, "mma64x64x32/32x16")}
+# The persistent tiles with a TMA producer (`WgmmaTile` with TMA; ember_gemm.cuh strided_tma): one
+# thread moves each slab as 64 x 64 boxes from tensor maps the runtime encodes for the operands'
+# buffers (ir/program.py `tensormap`). Offered for strided products whose operands are plain
+# matrices (one batch dim at most, 16-byte strides). Off until their GPU tests pass
+# (EMBER_FLAGS --wgmma-tma).
+WGMMA_TMA = False
+TMA_TILES = {"wgmma128x256x64/tma": (128, 256, 64, 4, "mma64x64x32/32x16"),
+             "wgmma128x128x64/tma": (128, 128, 64, 6, "mma64x64x32/32x16")}
+TMA_BOX = (64, 64, 1)
 # The fallbacks of Hopper tiles that no product is offered on its own (the 128x256 mma.sync
 # tile's 30 KB stages fit only the Hopper tile's dynamic shared memory).
 FALLBACK_TILES = {"mma128x256x32/64x64": (128, 256, 32, 64, 64, "tile128x256x8/8x16")}
@@ -379,12 +388,13 @@ def wgmma_target(ctx: LowerContext) -> bool:
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> GemmTile:
     """The tile a tactic names; tensor-core tiles on `element`, reading A (`va`) or B (`vb`)
     16 bytes at a time (through the cp.async pipeline with both, where MMA_PIPELINED)."""
-    if name in WGMMA_TILES or name in PERSISTENT_TILES:
-        bm, bn, bk, stages, fallback = WGMMA_TILES.get(name) or PERSISTENT_TILES[name]
+    if name in WGMMA_TILES or name in PERSISTENT_TILES or name in TMA_TILES:
+        bm, bn, bk, stages, fallback = WGMMA_TILES.get(name) or PERSISTENT_TILES.get(name) or TMA_TILES[name]
         assert element is not None and va and vb, "the Hopper tiles read both operands 16 bytes at a time"
         mma = tile_of(fallback, element, va, vb)
         assert isinstance(mma, MmaTile)
-        return WgmmaTile(bm, bn, bk, element, mma, stages, name in PERSISTENT_TILES)
+        return WgmmaTile(bm, bn, bk, element, mma, stages, name in PERSISTENT_TILES or name in TMA_TILES,
+                         name in TMA_TILES)
     if name in MMA_TILES or name in FALLBACK_TILES:
         bm, bn, bk, wm, wn, fallback = MMA_TILES.get(name) or FALLBACK_TILES[name]
         assert element is not None
@@ -426,7 +436,7 @@ def vector_reads(kmajor: bool, along_k: int, along_rows: int, k: int, rows: int,
 
 
 def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS, mma: bool = False,
-                    wgmma: bool = False) -> list[str]:
+                    wgmma: bool = False, tma: bool = False) -> list[str]:
     """The GEMM-core tiles that can run this product, the heuristic's pick first. With `mma`
     (f16 or bf16 operands, f32 accumulation) the tensor-core tiles come first: 128x128 when the
     product fills every multiprocessor (`sms`) with those, else 64x64; with `wgmma` too (sm_90a,
@@ -445,8 +455,11 @@ def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_S
     hopper = ["wgmma128x128x64", "wgmma128x256x64"] if wgmma else []
     if wgmma and N >= 256 and -(-M // 128) * -(-N // 256) * batches >= sms:
         hopper.reverse()    # 128x256 blocks fill the GPU too: the wider one first
+    plain = list(hopper)
     if wgmma and WGMMA_PERSISTENT:
-        hopper = [f"{h}/ws" for h in hopper] + hopper   # the warp-specialized forms ahead of the plain ones
+        hopper = [f"{h}/ws" for h in plain] + hopper   # the warp-specialized forms ahead of the plain ones
+    if wgmma and tma and WGMMA_TMA:
+        hopper = [f"{h}/tma" for h in plain] + hopper  # and their TMA form ahead of those
     if M >= 128 and N >= 128 and big >= sms:
         return [*hopper, "mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
     return ["mma64x64x32/32x16", *hopper, "mma128x128x32/64x32", *simt]
@@ -548,15 +561,26 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     b_kmajor = prob.sbk == 1 and prob.sbn != 1
     va = vector_reads(a_kmajor, prob.sak, prob.sam, prob.K, prob.M, prob.a_batch)
     vb = vector_reads(b_kmajor, prob.sbk, prob.sbn, prob.K, prob.N, prob.b_batch)
+    maps = tensor_maps(prob, a_kmajor, b_kmajor)
     names = tile_candidates(prob.M, prob.N, prob.batches, store.acc, sm_count(ctx), mma=element is not None,
-                            wgmma=element is not None and va and vb and wgmma_target(ctx))
+                            wgmma=element is not None and va and vb and wgmma_target(ctx), tma=maps is not None)
     names = with_splits(names, prob.M, prob.N, prob.K, prob.batches, sm_count(ctx))
     scratch = split_scratch(kb, ctx) if any(split_name(n)[1] > 1 for n in names) else None
     call = ("a", "b", "meta", "M", "N", "K", "batches", "epi") + (("work", "counters") if scratch else ())
+    with_maps = None
+    if maps is not None and any(n in TMA_TILES for n in names):
+        with_maps = kb.fork()
+        with_maps.tensormap("ta", a, *maps[0], TMA_BOX)
+        with_maps.tensormap("tb", b, *maps[1], TMA_BOX)
 
     def spec_of(name: str) -> KernelSpec:
         base, splits = split_name(name)
         targs = (tile_of(base, element, va, vb), a_kmajor, b_kmajor, store.acc, index) + ((splits,) if scratch else ())
+        if name in TMA_TILES:
+            assert with_maps is not None
+            return heavy_spec(epi, plan, with_maps, "ember_gemm.cuh", "gemm", "ember::gemm::strided_tma", targs,
+                              ("ta", "tb", "a", "b", "meta", "M", "N", "K", "batches", "epi"),
+                              tile_threads(targs[0]), len(meta))
         return heavy_spec(epi, plan, kb, "ember_gemm.cuh", "gemm", "ember::gemm::strided", targs, call,
                           tile_threads(targs[0]), len(meta))
 
@@ -569,10 +593,36 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     grid = tile_grid(tile, prob.M, prob.N, prob.batches, sm_count(ctx), splits)
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"N = {prob.N} needs more than {MAX_GRID_Y} column tiles")
-    args = list(kb.args)
+    args = list((with_maps if chosen in TMA_TILES and with_maps is not None else kb).args)
     if scratch:
         size_split_scratch(args, scratch, ctx, tile, grid, splits)
     ctx.launch(kernel, grid, (tile_threads(tile),), args, shared=tile_shared(tile))
+
+
+def tensor_maps(prob: Product, a_kmajor: bool, b_kmajor: bool
+                ) -> tuple[tuple[list[Any], list[Any]], tuple[list[Any], list[Any]]] | None:
+    """The (dims innermost first, byte strides of dims 1..) of A's and B's tensor maps, 3-D with the
+    batch last, or None where TMA cannot read the operands: more than one batch dim, a broadcast
+    batch, an inner stride other than 1, or a stride that is not a multiple of 16 bytes."""
+    if len(prob.batch) > 1 or prob.K == 0:
+        return None
+    batches = prob.batch[0] if prob.batch else 1
+    a_batch = prob.a_batch[0] if prob.batch else prob.M * prob.K
+    b_batch = prob.b_batch[0] if prob.batch else prob.K * prob.N
+    if a_kmajor:
+        a_map = ([prob.K, prob.M, batches], [prob.sam * 2, a_batch * 2]) if prob.sak == 1 else None
+    else:
+        a_map = ([prob.M, prob.K, batches], [prob.sak * 2, a_batch * 2]) if prob.sam == 1 else None
+    if b_kmajor:
+        b_map = ([prob.K, prob.N, batches], [prob.sbn * 2, b_batch * 2]) if prob.sbk == 1 else None
+    else:
+        b_map = ([prob.N, prob.K, batches], [prob.sbk * 2, b_batch * 2]) if prob.sbn == 1 else None
+    if a_map is None or b_map is None:
+        return None
+    for _, strides in (a_map, b_map):
+        if any(not is_static(x) or x <= 0 or x % 16 or x >= 2**40 for x in strides):
+            return None
+    return a_map, b_map
 
 
 def _batch_strides(shape: Sequence[int], batch: Sequence[int], inner: int) -> tuple[int, ...]:

@@ -20,6 +20,7 @@ import ember
 import ember.codegen.ops.heavy as heavy
 from ember.codegen.lower import lower
 from ember.codegen.nvrtc import Compiler
+from ember.ir.program import tensormap_layout
 from ember.ir.types import bf16, f32
 from ember.tolerance import assert_close
 from kernel_checks import check_on_gpu, gpu_available, misaligned_on_gpu
@@ -29,6 +30,7 @@ TILE = "wgmma128x128x64"
 WIDE = "wgmma128x256x64"
 HOPPER = (TILE, WIDE)
 PERSISTENT = (f"{TILE}/ws", f"{WIDE}/ws")   # warp-specialized, one block per multiprocessor
+TMA = (f"{TILE}/tma", f"{WIDE}/tma")         # the same with a TMA producer
 TARGETS = ("sm_80", "sm_90", "sm_90a")
 
 # Both operands read 16 bytes at a time (the tile's condition), at sizes around the 128 x 128 block
@@ -65,6 +67,7 @@ def wgmma_on(monkeypatch: pytest.MonkeyPatch) -> None:
 def persistent_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heavy, "WGMMA", True)
     monkeypatch.setattr(heavy, "WGMMA_PERSISTENT", True)
+    monkeypatch.setattr(heavy, "WGMMA_TMA", True)
 
 
 def offered(name: str, target: str | None) -> tuple[str, ...]:
@@ -123,7 +126,7 @@ def test_the_launch_asks_for_the_stages_dynamic_shared_memory(tile: str, bn: int
 def test_the_persistent_tiles_are_offered_ahead_of_the_plain_ones_where_their_switch_is_on(persistent_on: None
                                                                                            ) -> None:
     (huge,) = heavy_launches(lower(matmul((4096, 64), (64, 4096)).build(), target="sm_90a"))
-    assert huge.candidates[:4] == (f"{WIDE}/ws", f"{TILE}/ws", WIDE, TILE)
+    assert huge.candidates[:6] == (f"{WIDE}/tma", f"{TILE}/tma", f"{WIDE}/ws", f"{TILE}/ws", WIDE, TILE)
     assert not any(c.endswith("/ws") for c in offered("matmul-big-tiles", "sm_90"))
 
 
@@ -159,6 +162,88 @@ def test_a_persistent_tile_compiles_everywhere_and_sm_90a_holds_the_warp_special
         ptx = bytes(b.ptx)
         assert ptx.count(b"wgmma.mma_async") == 4 and b"setmaxnreg.inc" in ptx and b"setmaxnreg.dec" in ptx
         assert b"mbarrier.try_wait.parity" in ptx and b"mbarrier.init" in ptx and b"fence.proxy.async" in ptx
+
+
+TMA_CASES = sorted(n for n in WG_CASES if not n.startswith("conv"))
+
+
+@pytest.mark.parametrize("name", TMA_CASES)
+def test_strided_products_get_tma_tiles_with_two_tensor_maps(name: str, persistent_on: None) -> None:
+    """Both operands as 3-D maps (inner dim, rows, batch), 64 x 64 x 1 boxes, 16-byte strides; the
+    mapped values are among the step's reads; the kernel takes them as __grid_constant__."""
+    program, step = forced(name, TMA[1])
+    maps = [a for a in step.args if a.kind == "tensormap"]
+    assert len(maps) == 2 and step.block == (384, 1, 1)
+    for arg in maps:
+        vid, rank, element, dims, strides, box = tensormap_layout(arg.value)
+        assert vid in step.reads and rank == 3 and element == "f16" or element == "bf16"
+        assert box == [64, 64, 1] and all(s % 16 == 0 and s > 0 for s in strides)
+    source = program.kernels[step.kernel].source
+    assert "const __grid_constant__ ember::TensorMap ta" in source and "ember::gemm::strided_tma<" in source
+
+
+def test_tma_tiles_need_plain_matrices(persistent_on: None) -> None:
+    """Not for convolutions (im2col), two batch dims or a broadcast batch: the cp.async forms stay."""
+    assert not any(c.endswith("/tma") for c in offered("conv-nhwc", "sm_90a"))
+    assert any(c.endswith("/ws") for c in offered("conv-nhwc", "sm_90a"))
+    P = heavy.Product
+    plain = P(128, 128, 64, (3,), (8192,), (8192,), (16384,), 64, 1, 128, 1, 128, 1)
+    assert heavy.tensor_maps(plain, True, False) == (([64, 128, 3], [128, 16384]), ([128, 64, 3], [256, 16384]))
+    two_batch_dims = P(128, 128, 64, (2, 3), (0, 8192), (8192, 0), (0, 16384), 64, 1, 128, 1, 128, 1)
+    broadcast = P(128, 128, 64, (3,), (8192,), (0,), (16384,), 64, 1, 128, 1, 128, 1)
+    odd_stride = P(128, 128, 60, (), (), (), (), 60, 1, 128, 1, 128, 1)
+    for prob in (two_batch_dims, broadcast, odd_stride):
+        assert heavy.tensor_maps(prob, True, False) is None
+
+
+def test_tensor_map_arguments_round_trip_and_are_checked() -> None:
+    from ember.errors import ShapeError
+    from ember.ir.program import Arg
+    from ember.runtime.validate import _tensormap, At
+    from ember.runtime.engine_format import EngineFormatError
+    arg = Arg("tensormap", (3, 1, 2, 64, 100, 256, 64, 64))
+    assert Arg.from_json(arg.to_json()) == arg and tensormap_layout(arg.value)[2] == "bf16"
+    with pytest.raises(ShapeError, match="element code 7"):
+        tensormap_layout((3, 7, 2, 64, 100, 256, 64, 64))
+    with pytest.raises(ShapeError, match="rank 2 needs"):
+        tensormap_layout((3, 1, 2, 64, 100, 64, 64))
+    values = [{"id": i, "name": f"v{i}", "dtype": "bf16", "kind": "activation"} for i in range(4)]
+    _tensormap(list(arg.to_json()["tensormap"]), values, [3], At("plan", "program"), None)
+    bad = {"stride 24": [3, 1, 2, 64, 100, 24, 64, 64], "not read": [2, 1, 2, 64, 100, 256, 64, 64],
+           "box 512": [3, 1, 2, 64, 100, 256, 512, 64], "dim 0": [3, 1, 2, 0, 100, 256, 64, 64],
+           "f16 map of bf16": [3, 0, 2, 64, 100, 256, 64, 64]}
+    for what, items in bad.items():
+        with pytest.raises((EngineFormatError, Exception)) as err:
+            _tensormap(items, values, [3], At("plan", "program"), None)
+        assert "tensor map" in str(err.value) or "tensormap" in str(err.value), what
+
+
+def test_a_tma_engine_saves_loads_and_runs_on_the_host_arena(persistent_on: None, tmp_path: Path) -> None:
+    """The tensormap arguments pass the loader's checks; the host arena, which runs the reference
+    ops, needs none of them."""
+    module = WG_CASES["matmul-136x264x72"]().build()
+    engine, tactic = forced_engine(module, TMA[0], tmp_path)
+    assert tactic.endswith("/tma")
+    engine.save(tmp_path / "tma.engine")
+    loaded = ember.Engine.load(tmp_path / "tma.engine")
+    feeds = feeds_for(module, np.random.default_rng(0))
+    got = loaded.run(feeds, device="cpu")
+    for name, ref in ember.interpret(module, feeds).items():
+        assert_close(np.asarray(got[name]), np.asarray(ref), what=f"{name} on the host arena")
+
+
+def test_a_tma_tile_compiles_everywhere_and_sm_90a_holds_the_bulk_tensor_copies(
+        persistent_on: None, kernel_cache: Path) -> None:
+    kernels = [k for tile in TMA for k in forced("matmul-big-tiles", tile)[0].kernels.values() if "WgmmaTile<" in k.source]
+    binaries = Compiler(TARGETS, cache_dir=kernel_cache, jobs=2).compile_all(kernels)
+    for b in (binaries.values() if isinstance(binaries, dict) else binaries):
+        assert set(b.cubins) == set(TARGETS) and b"cp.async.bulk.tensor" not in bytes(b.ptx)
+    specific = Compiler(("sm_90a",), cache_dir=kernel_cache, jobs=2).compile_all(
+        [k for k in forced("gemm-tt-bf16-384x136x64", TMA[1])[0].kernels.values() if "WgmmaTile<" in k.source])
+    for b in (specific.values() if isinstance(specific, dict) else specific):
+        ptx = bytes(b.ptx)
+        assert b"cp.async.bulk.tensor.3d" in ptx and b"mbarrier.arrive.expect_tx" in ptx
+        assert ptx.count(b"wgmma.mma_async") == 4
 
 
 def test_every_form_compiles_and_sm_90a_holds_the_wgmma(wgmma_on: None, kernel_cache: Path) -> None:
@@ -240,6 +325,39 @@ def test_the_persistent_tile_matches_the_interpreter_on_the_gpu(name: str, tile:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("tile", TMA)
+@pytest.mark.parametrize("name", TMA_CASES)
+def test_the_tma_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path,
+                                                         persistent_on: None) -> None:
+    """On sm_90 the TMA producer reading the runtime's tensor maps (arena and weights); elsewhere
+    the fallback in pieces."""
+    module = WG_CASES[name]().build()
+    engine, tactic = forced_engine(module, tile, tmp_path)
+    check_on_gpu(engine, module, f"{name} on {tactic}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("tile", TMA)
+def test_the_tma_tile_reads_device_inputs_in_place(tile: str, tmp_path: Path, persistent_on: None) -> None:
+    """Torch tensors as inputs, run in place: tensor maps of the caller's buffers, encoded again
+    for new ones, twice each."""
+    import torch
+    module = WG_CASES["matmul-1024x1024x1024"]().build()
+    engine, tactic = forced_engine(module, tile, tmp_path)
+    ctx = engine.create_context(device="cuda", stream=torch.cuda.current_stream().cuda_stream)
+    for _ in range(3):
+        feeds = feeds_for(module, np.random.default_rng())
+        expected = ember.interpret(module, feeds)
+        on_gpu = {k: torch.from_numpy(np.asarray(v)).cuda() for k, v in feeds.items()}
+        got = ctx.run(on_gpu)
+        for out, ref in expected.items():
+            ref = np.asarray(ref)
+            assert_close(got[out].float().cpu().numpy().astype(ref.dtype), ref, what=f"in place on {tactic}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
     """The tile's GPU tests mean wgmma only on sm_90 (H100, H200): say so where they ran elsewhere."""
     assert _sm_90(), "the wgmma tests ran the mma.sync fallback: this GPU is not sm_90"
@@ -247,8 +365,8 @@ def test_the_gpu_under_the_tests_is_an_sm_90() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("tile", HOPPER + PERSISTENT)
-@pytest.mark.parametrize("name", ["matmul-136x264x72", "conv-nhwc"])
+@pytest.mark.parametrize("name,tile", [(n, t) for n in ("matmul-136x264x72", "conv-nhwc")
+                                       for t in HOPPER + PERSISTENT + TMA if not (n.startswith("conv") and t in TMA)])
 def test_misaligned_device_inputs_take_the_pieces(name: str, tile: str, tmp_path: Path, persistent_on: None) -> None:
     """Device arrays that start 2 bytes past a 16-byte boundary: sm_90a runs the block as 64 x 64
     pieces of the scalar mma.sync tile."""
