@@ -664,6 +664,44 @@ struct Stager {
     }
   }
 };
+// One slab's wgmma (BK / 16 of them) of a warpgroup's 64 rows at As by the BN columns at Bs,
+// committed as one group. A k-major operand steps 32 bytes along its rows; a row-major one 16 k-rows.
+template <class T, bool A_KMAJOR, bool B_KMAJOR>
+__device__ __forceinline__ void slab(float (&acc)[T::BN / 2], const unsigned char* As, const unsigned char* Bs) {
+  using E = typename T::E;
+  constexpr int BK = T::BK;
+  fence();
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; ++kk) {
+    const unsigned long long da =
+        A_KMAJOR ? descriptor(As + kk * 32, 16, 1024) : descriptor(As + kk * 2048, BK * 128, 1024);
+    const unsigned long long db =
+        B_KMAJOR ? descriptor(Bs + kk * 32, 16, 1024) : descriptor(Bs + kk * 2048, BK * 128, 1024);
+    mma<T::BN, !A_KMAJOR, !B_KMAJOR, E>(acc, da, db);
+  }
+  commit();
+}
+
+// A warpgroup's finished accumulators to the epilogue: acc[j * 4 + q] is row g (+ 8 for q >= 2) of
+// the warp's 16, column j * 8 + 2t + (q & 1); rows from m0 (the warpgroup's first), columns from n0.
+template <int BN, typename C, class Epi>
+__device__ __forceinline__ void store(float (&acc)[BN / 2], int M, int N, int m0, int n0, const Epi& epi) {
+#pragma unroll
+  for (int i = 0; i < BN / 2; ++i) pin(acc[i]);
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int m = m0 + warp * 16 + g + h * 8;
+    if (m >= M) continue;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const int n = n0 + j * 8 + 2 * t + q;
+        if (n < N) epi(m, n, static_cast<C>(acc[j * 4 + h * 2 + q]));
+      }
+  }
+}
 }  // namespace wg
 
 // One block's tile on sm_90a's wgmma: the contract of `tile` above (epi(m, n, acc) per element).
@@ -705,40 +743,13 @@ __device__ __forceinline__ void wgmma_tile(const LA& la, const LB& lb, int M, in
     __syncthreads();
     if (kt + S - 2 < KT) load(kt + S - 2);
     mma::cp_async_commit();
-    const unsigned char* As = smem + (kt % S) * T::STAGE + group * (64 * 128);
-    const unsigned char* Bs = smem + (kt % S) * T::STAGE + T::A_BYTES;
-    wg::fence();
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      // A k-major operand steps 32 bytes along its rows; a row-major one 16 k-rows.
-      const unsigned long long da =
-          A_KMAJOR ? wg::descriptor(As + kk * 32, 16, 1024) : wg::descriptor(As + kk * 2048, BK * 128, 1024);
-      const unsigned long long db =
-          B_KMAJOR ? wg::descriptor(Bs + kk * 32, 16, 1024) : wg::descriptor(Bs + kk * 2048, BK * 128, 1024);
-      wg::mma<BN, !A_KMAJOR, !B_KMAJOR, E>(acc, da, db);
-    }
-    wg::commit();
+    wg::slab<T, A_KMAJOR, B_KMAJOR>(acc, smem + (kt % S) * T::STAGE + group * (64 * 128),
+                                    smem + (kt % S) * T::STAGE + T::A_BYTES);
     wg::wait<1>();
   }
   wg::wait<0>();
   mma::cp_async_wait<0>();
-#pragma unroll
-  for (int i = 0; i < BN / 2; ++i) wg::pin(acc[i]);
-
-  // acc[j * 4 + q]: row g (+ 8 for q >= 2) of the warp's 16, column j * 8 + 2t + (q & 1).
-  const int lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2, t = lane & 3;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int m = m0 + group * 64 + warp * 16 + g + h * 8;
-    if (m >= M) continue;
-#pragma unroll
-    for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-      for (int q = 0; q < 2; ++q) {
-        const int n = n0 + j * 8 + 2 * t + q;
-        if (n < N) epi(m, n, static_cast<C>(acc[j * 4 + h * 2 + q]));
-      }
-  }
+  wg::store<BN, C>(acc, M, N, m0 + group * 64, n0, epi);
 #endif
 }
 
@@ -903,7 +914,6 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
   const int TM = (M + T::BM - 1) / T::BM, TN = (N + T::BN - 1) / T::BN;
   const i64 total = static_cast<i64>(TM) * TN * batches;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using E = typename T::E;
   constexpr int BM = T::BM, BN = T::BN, BK = T::BK, S = T::STAGES, LAG = T::LAG;
   const int tid = threadIdx.x;
   const auto first_ops = operands(0);
@@ -987,7 +997,7 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
   }
   // The consumers: warpgroup c multiplies rows c * 64 .. + 63 of each tile.
   ws::registers_up<T::CONSUMER_REGISTERS>();
-  const int c = group - 1, lane = tid & 31, warp = (tid >> 5) & 3, g = lane >> 2, q4 = lane & 3;
+  const int c = group - 1, lane = tid & 31;
   int it = 0;
   for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
     i64 z;
@@ -1000,39 +1010,14 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
     for (int kt = 0; kt < KT; ++kt, ++it) {
       const int s = it % S;
       ws::wait(&full[s], (it / S) & 1);
-      const unsigned char* As = smem + s * T::STAGE + c * (64 * 128);
-      const unsigned char* Bs = smem + s * T::STAGE + T::A_BYTES;
-      wg::fence();
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; ++kk) {
-        const unsigned long long da =
-            A_KMAJOR ? wg::descriptor(As + kk * 32, 16, 1024) : wg::descriptor(As + kk * 2048, BK * 128, 1024);
-        const unsigned long long db =
-            B_KMAJOR ? wg::descriptor(Bs + kk * 32, 16, 1024) : wg::descriptor(Bs + kk * 2048, BK * 128, 1024);
-        wg::mma<BN, !A_KMAJOR, !B_KMAJOR, E>(acc, da, db);
-      }
-      wg::commit();
+      wg::slab<T, A_KMAJOR, B_KMAJOR>(acc, smem + s * T::STAGE + c * (64 * 128), smem + s * T::STAGE + T::A_BYTES);
       // The slab before this one has been read: its stage goes back to the producer.
       wg::wait<1>();
       if (kt > 0 && lane == 0) ws::arrive(&empty[(it - 1) % S]);
     }
     wg::wait<0>();
     if (KT > 0 && lane == 0) ws::arrive(&empty[(it - 1) % S]);
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) wg::pin(acc[i]);
-    // acc[j * 4 + q]: row g (+ 8 for q >= 2) of the warp's 16, column j * 8 + 2 q4 + (q & 1).
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int m = tm * BM + c * 64 + warp * 16 + g + h * 8;
-      if (m >= M) continue;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j)
-#pragma unroll
-        for (int q = 0; q < 2; ++q) {
-          const int n = tn * BN + j * 8 + 2 * q4 + q;
-          if (n < N) ops.store(m, n, static_cast<C>(acc[j * 4 + h * 2 + q]));
-        }
-    }
+    wg::store<BN, C>(acc, M, N, tm * BM + c * 64, tn * BN, ops.store);
   }
 #else
   // Other architectures: each tile in pieces of the fallback tile, by its threads.

@@ -80,15 +80,26 @@ def test_the_switch_keeps_the_divisions(monkeypatch: pytest.MonkeyPatch) -> None
     assert not any("fast_offset" in s for s in sources) and any("broadcast_offset<int>(idx" in s for s in sources)
 
 
+# The GPU tests run each form: magic numbers from meta (fast) and constants (static, which
+# tests/codegen/test_static_offsets.py checks on the CPU); MARKS[form] is in the kernels of each.
+MARKS = {"fast": "fast_offset<", "static": "static_cast<unsigned>("}
+
+
+@pytest.fixture(params=sorted(MARKS))
+def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(heavy, "STATIC_OFFSETS", request.param == "static")
+    return MARKS[request.param]
+
+
 @pytest.mark.parametrize("case", TAILS, ids=lambda c: c.name)
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-def test_fast_offsets_match_the_interpreter_on_the_gpu(case) -> None:
+def test_fast_offsets_match_the_interpreter_on_the_gpu(case, form: str) -> None:
     for _ in range(2):
         module, feeds = case.build(np.random.default_rng())
         expected = ember.interpret(module, feeds)
         engine = ember.compile(module, pipeline=case.pipeline)
-        assert any("fast_offset<" in k.source for k in engine.kernels.values())
+        assert any(form in k.source for k in engine.kernels.values())
         got = engine.run(feeds, device="cuda")
         for name, ref in expected.items():
             assert_close(np.asarray(got[name]), np.asarray(ref), what=f"{case.name}: {name}")
@@ -132,10 +143,10 @@ def test_elementwise_broadcasts_keep_the_divisions_with_the_switch_off(monkeypat
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
 def test_elementwise_fast_offsets_match_the_interpreter_on_the_gpu(dtype: str, batch: int, heads: int,
-                                                                    seq: int) -> None:
+                                                                    seq: int, form: str) -> None:
     module, feeds = broadcast_and_add(dtype, batch, heads, seq)
     expected = ember.interpret(module, feeds)
     engine = ember.compile(module, pipeline="canonicalize")
-    assert seq == 1 or any("fast_offset<" in k.source for k in engine.kernels.values())
+    assert seq == 1 or any(form in k.source for k in engine.kernels.values())
     got = engine.run(feeds, device="cuda")
     assert_close(np.asarray(got["z"]), np.asarray(expected["z"]), what=f"broadcast add {dtype}")

@@ -6,8 +6,8 @@ general broadcast reads, divide by constants (no meta loads, no loop).
 On the CPU: the rendered expression, evaluated with C's unsigned semantics, gives
 ember::broadcast_offset's offset for every index of random shapes with broadcast and permuted
 strides; the fused cases and a two-way broadcast render it (and not the loop) and build for sm_80
-and sm_90; the switch keeps the loop; a build with run-time dims keeps it too. On the GPU: those
-cases against the interpreter."""
+and sm_90; the switch keeps the loop; a build with run-time dims keeps it too. On the GPU:
+tests/codegen/test_fast_division.py runs those cases in both forms against the interpreter."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ import ember.codegen.ops.heavy as heavy
 from ember.codegen.cuda_render import static_offset
 from ember.codegen.lower import lower
 from ember.passes.manager import PassManager
-from ember.tolerance import assert_close
-from kernel_checks import gpu_available, nvrtc_compiler
+from kernel_checks import nvrtc_compiler
 from tests.codegen.test_fast_division import TAILS, broadcast_and_add
 
 
@@ -108,28 +107,3 @@ def test_the_switch_and_run_time_dims_keep_the_loop(monkeypatch: pytest.MonkeyPa
     sources = [k.source for k in engine.kernels.values()]
     assert any("broadcast_offset<" in s for s in sources) and not any("static_cast<unsigned>(i) /" in s
                                                                       for s in sources)
-
-
-@pytest.mark.parametrize("case", TAILS, ids=lambda c: c.name)
-@pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-def test_constant_offsets_match_the_interpreter_on_the_gpu(case) -> None:
-    for _ in range(2):
-        module, feeds = case.build(np.random.default_rng())
-        expected = ember.interpret(module, feeds)
-        engine = ember.compile(module, pipeline=case.pipeline)
-        got = engine.run(feeds, device="cuda")
-        for name, ref in expected.items():
-            assert_close(np.asarray(got[name]), np.asarray(ref), what=f"{case.name}: {name}")
-
-
-@pytest.mark.parametrize("dtype,batch,heads,seq", [("f16", 3, 5, 37), ("f32", 2, 12, 128)])
-@pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-def test_elementwise_constant_offsets_match_the_interpreter_on_the_gpu(dtype: str, batch: int, heads: int,
-                                                                       seq: int) -> None:
-    module, feeds = broadcast_and_add(dtype, batch, heads, seq)
-    expected = ember.interpret(module, feeds)
-    engine = ember.compile(module, pipeline="canonicalize")
-    got = engine.run(feeds, device="cuda")
-    assert_close(np.asarray(got["z"]), np.asarray(expected["z"]), what=f"broadcast add {dtype}")

@@ -302,35 +302,12 @@ def _sm_90() -> bool:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("tile", HOPPER)
-@pytest.mark.parametrize("name", sorted(WG_CASES))
-def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path, wgmma_on: None) -> None:
-    """On sm_90 the sm_90a cubin (wgmma); elsewhere the same engine's mma.sync fallback."""
-    module = WG_CASES[name]().build()
-    engine, tactic = forced_engine(module, tile, tmp_path)
-    check_on_gpu(engine, module, f"{name} on {tactic}")
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("tile", PERSISTENT)
-@pytest.mark.parametrize("name", sorted(WG_CASES))
-def test_the_persistent_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path,
-                                                                persistent_on: None) -> None:
-    """On sm_90 the warp-specialized sm_90a form; elsewhere its fallback in pieces."""
-    module = WG_CASES[name]().build()
-    engine, tactic = forced_engine(module, tile, tmp_path)
-    check_on_gpu(engine, module, f"{name} on {tactic}")
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
-@pytest.mark.parametrize("tile", TMA)
-@pytest.mark.parametrize("name", TMA_CASES)
-def test_the_tma_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path,
-                                                         persistent_on: None) -> None:
-    """On sm_90 the TMA producer reading the runtime's tensor maps (arena and weights); elsewhere
-    the fallback in pieces."""
+@pytest.mark.parametrize("name,tile", [(n, t) for t in HOPPER + PERSISTENT + TMA for n in sorted(WG_CASES)
+                                       if t not in TMA or n in TMA_CASES])
+def test_the_tile_matches_the_interpreter_on_the_gpu(name: str, tile: str, tmp_path: Path,
+                                                      persistent_on: None) -> None:
+    """On sm_90 the sm_90a cubin (wgmma; the persistent forms warp-specialized, the TMA ones
+    reading the runtime's tensor maps); elsewhere the same engine's mma.sync fallback."""
     module = WG_CASES[name]().build()
     engine, tactic = forced_engine(module, tile, tmp_path)
     check_on_gpu(engine, module, f"{name} on {tactic}")
