@@ -952,24 +952,7 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
   if (group == 0) {
     // The producer: slab after slab of every tile this block owns, LAG slabs signalled behind.
     ws::registers_down<T::PRODUCER_REGISTERS>();
-    if constexpr (T::TMA) {
-      if (tid != 0) return;
-      int it = 0;
-      for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
-        i64 z;
-        int tm, tn;
-        ws::place(t, TM, TN, z, tm, tn);
-        for (int kt = 0; kt < KT; ++kt, ++it) {
-          const int s = it % S;
-          if (it >= S) ws::wait(&empty[s], ((it / S) & 1) ^ 1);
-          unsigned char* st = smem + s * T::STAGE;
-          ws::expect_bytes(&full[s], T::STAGE);
-          ws::tma_stage<BM, A_KMAJOR>(ta, tm * BM, kt * BK, static_cast<int>(z), st, &full[s]);
-          ws::tma_stage<BN, B_KMAJOR>(tb, tn * BN, kt * BK, static_cast<int>(z), st + T::A_BYTES, &full[s]);
-        }
-      }
-      return;
-    }
+    if (T::TMA && tid != 0) return;   // TMA: one thread issues the copies
     int it = 0;
     for (i64 t = blockIdx.x; t < total; t += gridDim.x) {
       i64 z;
@@ -980,19 +963,27 @@ __device__ __forceinline__ void persistent(int M, int N, int K, i64 batches, con
         const int s = it % S;
         if (it >= S) ws::wait(&empty[s], ((it / S) & 1) ^ 1);
         unsigned char* st = smem + s * T::STAGE;
-        ws::stage<BM, A_KMAJOR>(ops.a, M, tm * BM, kt * BK, K, st, tid);
-        ws::stage<BN, B_KMAJOR>(ops.b, N, tn * BN, kt * BK, K, st + T::A_BYTES, tid);
-        mma::cp_async_commit();
-        if (it >= LAG) {
-          mma::cp_async_wait<LAG>();
-          wg::proxy_fence();
-          ws::arrive(&full[(it - LAG) % S]);
+        if constexpr (T::TMA) {
+          ws::expect_bytes(&full[s], T::STAGE);
+          ws::tma_stage<BM, A_KMAJOR>(ta, tm * BM, kt * BK, static_cast<int>(z), st, &full[s]);
+          ws::tma_stage<BN, B_KMAJOR>(tb, tn * BN, kt * BK, static_cast<int>(z), st + T::A_BYTES, &full[s]);
+        } else {
+          ws::stage<BM, A_KMAJOR>(ops.a, M, tm * BM, kt * BK, K, st, tid);
+          ws::stage<BN, B_KMAJOR>(ops.b, N, tn * BN, kt * BK, K, st + T::A_BYTES, tid);
+          mma::cp_async_commit();
+          if (it >= LAG) {
+            mma::cp_async_wait<LAG>();
+            wg::proxy_fence();
+            ws::arrive(&full[(it - LAG) % S]);
+          }
         }
       }
     }
-    mma::cp_async_wait<0>();
-    wg::proxy_fence();
-    for (int j = it - LAG < 0 ? 0 : it - LAG; j < it; ++j) ws::arrive(&full[j % S]);
+    if constexpr (!T::TMA) {
+      mma::cp_async_wait<0>();
+      wg::proxy_fence();
+      for (int j = it - LAG < 0 ? 0 : it - LAG; j < it; ++j) ws::arrive(&full[j % S]);
+    }
     return;
   }
   // The consumers: warpgroup c multiplies rows c * 64 .. + 63 of each tile.
