@@ -8,7 +8,8 @@ tokens), each as a one-op engine (`x @ w`, fp16 operands, f32 accumulation, fp16
 every tensor-core tactic the lowering offers timed (the heuristic's pick marked), and
 torch.matmul on the same operands. With --wgmma the engines are built for sm_80, sm_90 and
 sm_90a with the Hopper tiles on (heavy.WGMMA, and the persistent warp-specialized ones,
-heavy.WGMMA_PERSISTENT), so the wgmma tactics are timed beside the mma.sync ones. CUDA events, median of many runs after warm-up (the
+heavy.WGMMA_PERSISTENT, with cp.async or TMA producers, heavy.WGMMA_TMA), so the wgmma tactics
+are timed beside the mma.sync ones. CUDA events, median of many runs after warm-up (the
 device folder's METHOD.md), Ember's kernel timed alone (its call's host work apart); outputs checked against torch's by the fp16 rule. Writes
 gpu_gemm.json and gpu_gemm.md (device name and date) to --out and benchmarks/results/.
 """
@@ -132,6 +133,7 @@ def main() -> None:
         import ember.codegen.ops.heavy as heavy
         heavy.WGMMA = True
         heavy.WGMMA_PERSISTENT = True
+        heavy.WGMMA_TMA = True
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "date": date.today().isoformat(), "rows": []}
     cases = [(f"square {s}", s, s, s) for s in SQUARE] + [(k, *v) for k, v in LAYERS.items()]
     if args.quick:

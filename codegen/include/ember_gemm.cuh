@@ -500,7 +500,8 @@ struct WgmmaTile {
   template <typename C> static constexpr int bytes() { return 16; }
   template <typename C> static constexpr int dynamic_bytes() { return needed<C>(); }
   static_assert(sizeof(E) == 2 && BK == 64, "a slab row is one 128-byte swizzle atom of 16-bit k");
-  static_assert(BM % 64 == 0 && (BN == 128 || BN == 256), "m64nNk16 with N of 128 or 256");
+  static_assert(BM % 64 == 0 && (BN == 128 || BN == 256 || (BN == 192 && TMA)),
+                "m64nNk16 with N of 128 or 256 (192: TMA boxes, whose loads need no thread split)");
   static_assert(STAGES >= 3, "two slabs in flight at the least: one loading, one multiplying");
   static_assert(PERSISTENT ? Piece::THREADS <= THREADS && Fallback::THREADS <= THREADS && BN % Fallback::BN == 0 &&
                                  BM % Fallback::BM == 0
@@ -574,6 +575,26 @@ __device__ __forceinline__ void m64n128k16(float (&d)[64], unsigned long long a,
 }
 #undef EMBER_WGMMA_N128
 
+// d (64 x 192, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 192, descriptor).
+#define EMBER_WGMMA_N192(TYPE) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n192k16.f32." TYPE "." TYPE " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95" \
+               "}, %96, %97, p, 1, 1, %99, %100;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]) \
+               : "l"(a), "l"(b), "r"(1), "n"(TA ? 1 : 0), "n"(TB ? 1 : 0))
+template <bool TA, bool TB, typename E>
+__device__ __forceinline__ void m64n192k16(float (&d)[96], unsigned long long a, unsigned long long b) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if constexpr (same_type<E, __half>::value) {
+    EMBER_WGMMA_N192("f16");
+  } else {
+    EMBER_WGMMA_N192("bf16");
+  }
+#endif
+}
+#undef EMBER_WGMMA_N192
+
 // d (64 x 256, f32, the D fragment) += a (64 x 16, descriptor) * b (16 x 256, descriptor).
 #define EMBER_WGMMA_N256(TYPE)                                                                     \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"                                         \
@@ -619,6 +640,7 @@ __device__ __forceinline__ void m64n256k16(float (&d)[128], unsigned long long a
 template <int N, bool TA, bool TB, typename E>
 __device__ __forceinline__ void mma(float (&d)[N / 2], unsigned long long a, unsigned long long b) {
   if constexpr (N == 128) m64n128k16<TA, TB, E>(d, a, b);
+  else if constexpr (N == 192) m64n192k16<TA, TB, E>(d, a, b);
   else m64n256k16<TA, TB, E>(d, a, b);
 }
 

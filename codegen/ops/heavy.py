@@ -373,6 +373,7 @@ PERSISTENT_TILES = {"wgmma128x256x64/ws": (128, 256, 64, 4, "mma64x64x32/32x16")
 # (EMBER_FLAGS --wgmma-tma).
 WGMMA_TMA = False
 TMA_TILES = {"wgmma128x256x64/tma": (128, 256, 64, 4, "mma64x64x32/32x16"),
+             "wgmma128x192x64/tma": (128, 192, 64, 5, "mma64x64x32/32x16"),
              "wgmma128x128x64/tma": (128, 128, 64, 6, "mma64x64x32/32x16")}
 TMA_BOX = (64, 64, 1)
 # The fallbacks of Hopper tiles that no product is offered on its own (the 128x256 mma.sync
@@ -435,6 +436,14 @@ def vector_reads(kmajor: bool, along_k: int, along_rows: int, k: int, rows: int,
     return along_rows == 1 and rows % 8 == 0 and along_k % 8 == 0
 
 
+def wave_fill(M: int, N: int, batches: int, bm: int, bn: int, sms: int) -> float:
+    """The share of the output the tiles cover that is the product's (the tails of the last row
+    and column of tiles are waste) times the share of the last wave of blocks that has work."""
+    tiles = -(-M // bm) * -(-N // bn) * batches
+    covered = (M * N * batches) / (tiles * bm * bn)
+    return covered * tiles / (-(-tiles // sms) * sms)
+
+
 def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_SMS, mma: bool = False,
                     wgmma: bool = False, tma: bool = False) -> list[str]:
     """The GEMM-core tiles that can run this product, the heuristic's pick first. With `mma`
@@ -459,7 +468,10 @@ def tile_candidates(M: int, N: int, batches: int, acc: str, sms: int = DEFAULT_S
     if wgmma and WGMMA_PERSISTENT:
         hopper = [f"{h}/ws" for h in plain] + hopper   # the warp-specialized forms ahead of the plain ones
     if wgmma and tma and WGMMA_TMA:
-        hopper = [f"{h}/tma" for h in plain] + hopper  # and their TMA form ahead of those
+        # and the TMA forms ahead of those, the one whose tiles fill the last wave best first (BERT's
+        # and ViT's 768, 2304 and 3072 columns are whole 192-column tiles)
+        by_fill = sorted(TMA_TILES, key=lambda t: -wave_fill(M, N, batches, TMA_TILES[t][0], TMA_TILES[t][1], sms))
+        hopper = by_fill + hopper
     if M >= 128 and N >= 128 and big >= sms:
         return [*hopper, "mma128x128x32/64x32", "mma64x64x32/32x16", *simt]
     return ["mma64x64x32/32x16", *hopper, "mma128x128x32/64x32", *simt]

@@ -30,7 +30,7 @@ TILE = "wgmma128x128x64"
 WIDE = "wgmma128x256x64"
 HOPPER = (TILE, WIDE)
 PERSISTENT = (f"{TILE}/ws", f"{WIDE}/ws")   # warp-specialized, one block per multiprocessor
-TMA = (f"{TILE}/tma", f"{WIDE}/tma")         # the same with a TMA producer
+TMA = (f"{TILE}/tma", f"{WIDE}/tma", "wgmma128x192x64/tma")   # the same with a TMA producer
 TARGETS = ("sm_80", "sm_90", "sm_90a")
 
 # Both operands read 16 bytes at a time (the tile's condition), at sizes around the 128 x 128 block
@@ -126,7 +126,10 @@ def test_the_launch_asks_for_the_stages_dynamic_shared_memory(tile: str, bn: int
 def test_the_persistent_tiles_are_offered_ahead_of_the_plain_ones_where_their_switch_is_on(persistent_on: None
                                                                                            ) -> None:
     (huge,) = heavy_launches(lower(matmul((4096, 64), (64, 4096)).build(), target="sm_90a"))
-    assert huge.candidates[:6] == (f"{WIDE}/tma", f"{TILE}/tma", f"{WIDE}/ws", f"{TILE}/ws", WIDE, TILE)
+    assert huge.candidates[:7] == (f"{WIDE}/tma", f"{TILE}/tma", TMA[2], f"{WIDE}/ws", f"{TILE}/ws", WIDE, TILE)
+    # BERT's Q/K/V at batch 32 (4096 x 2304): 192-column tiles fill the last wave best
+    (qkv,) = heavy_launches(lower(matmul((4096, 768), (768, 2304)).build(), target="sm_90a"))
+    assert qkv.candidates[0] == TMA[2]
     assert not any(c.endswith("/ws") for c in offered("matmul-big-tiles", "sm_90"))
 
 
@@ -239,7 +242,8 @@ def test_a_tma_tile_compiles_everywhere_and_sm_90a_holds_the_bulk_tensor_copies(
     for b in (binaries.values() if isinstance(binaries, dict) else binaries):
         assert set(b.cubins) == set(TARGETS) and b"cp.async.bulk.tensor" not in bytes(b.ptx)
     specific = Compiler(("sm_90a",), cache_dir=kernel_cache, jobs=2).compile_all(
-        [k for k in forced("gemm-tt-bf16-384x136x64", TMA[1])[0].kernels.values() if "WgmmaTile<" in k.source])
+        [k for tile in TMA[1:] for k in forced("gemm-tt-bf16-384x136x64", tile)[0].kernels.values()
+         if "WgmmaTile<" in k.source])
     for b in (specific.values() if isinstance(specific, dict) else specific):
         ptx = bytes(b.ptx)
         assert b"cp.async.bulk.tensor.3d" in ptx and b"mbarrier.arrive.expect_tx" in ptx
