@@ -524,6 +524,8 @@ def render_spec(spec: KernelSpec) -> Kernel:
     """A heavy op's kernel: the header, the ops as a comment, the epilogue functor (if any) and
     the wrapper, which builds `epi` and calls the template."""
     w = CWriter()
+    for name, value in spec.defines:
+        w.line(f"#define {name} {value}")
     w.line(f'#include "{spec.header}"')
     w.comment(spec.comment)
     e = spec.epilogue

@@ -185,6 +185,7 @@ class KernelSpec:
     ops: tuple[str, ...]          # the kernel's ops, for the map from kernels to source ops
     epilogue: EpilogueSpec | None = None
     meta_offset: int = 0
+    defines: tuple[tuple[str, str], ...] = ()   # macros the header reads, defined before it (static sizes)
 
     @property
     def tile(self) -> GemmTile | None:

@@ -25,9 +25,19 @@ struct Geom {
   int groups;
   Index xs[5], ws[5], ys[5];    // strides: x (n, c, d, h, w), w (o, i, d, h, w), y (n, c, d, h, w)
 
-  __device__ __forceinline__ static Geom load(const i64* __restrict__ m) {
+  // The geometry from meta; a kernel built for one shape defines EMBER_CONV_GEOM as meta's first
+  // 37 entries (codegen/ops/heavy.py `plan_conv`), which makes every field a constant, and every
+  // division of the im2col and tap arithmetic a division by a constant.
+  __device__ __forceinline__ static Geom load(const i64* __restrict__ meta) {
+#ifdef EMBER_CONV_GEOM
+    (void)meta;
+    constexpr i64 m[37] = {EMBER_CONV_GEOM};
+#else
+    const i64* __restrict__ m = meta;
+#endif
     Geom g;
     int v[22];
+#pragma unroll
     for (int i = 0; i < 22; ++i) v[i] = static_cast<int>(m[i]);
     g.n = v[0]; g.c = v[1]; g.d = v[2]; g.h = v[3]; g.w = v[4];
     g.k = v[5]; g.od = v[6]; g.oh = v[7]; g.ow = v[8];
@@ -35,6 +45,7 @@ struct Geom {
     g.sd = v[12]; g.sh = v[13]; g.sw = v[14]; g.dd = v[15]; g.dh = v[16]; g.dw = v[17];
     g.pd = v[18]; g.ph = v[19]; g.pw = v[20];
     g.groups = v[21];
+#pragma unroll
     for (int i = 0; i < 5; ++i) {
       g.xs[i] = static_cast<Index>(m[22 + i]);
       g.ws[i] = static_cast<Index>(m[27 + i]);

@@ -161,12 +161,18 @@ def is_static(x: Any) -> bool:
     return type(x) is int or isinstance(x, np.integer)
 
 
+def static_sizes(ctx: LowerContext, sizes: Sequence[Any]) -> tuple[int, ...] | None:
+    """`sizes` as ints for a kernel to hold as constants, or None where the switch is off or the
+    program serves a range of shapes (a kernel then reads its sizes at run time)."""
+    if not STATIC_OFFSETS or not ctx.lowerer.fixed_shape or not all(is_static(x) for x in sizes):
+        return None
+    return tuple(int(x) for x in sizes)
+
+
 def static_pairs(ctx: LowerContext, dims: Sequence[Any], strides: Sequence[Any]) -> tuple[tuple[int, int], ...]:
-    """(dim, stride) pairs for a static offset, or () where the switch is off or the program
-    serves a range of shapes (a kernel then reads its sizes at run time)."""
-    if not STATIC_OFFSETS or not ctx.lowerer.fixed_shape or not all(is_static(x) for x in [*dims, *strides]):
-        return ()
-    return tuple((int(d), int(st)) for d, st in zip(dims, strides))
+    """(dim, stride) pairs for a static offset, or () (static_sizes)."""
+    fixed = static_sizes(ctx, [*dims, *strides])
+    return tuple(zip(fixed[:len(dims)], fixed[len(dims):])) if fixed is not None else ()
 
 
 # The same offsets with run-time dims read from meta, as multiply-high and shift where the index
@@ -286,10 +292,11 @@ def max_elements(ctx: LowerContext, values: Sequence[Value | None]) -> int:
 
 
 def heavy_spec(epi: Epilogue, plan: EpiloguePlan, kb: KernelBuilder, header: str, hint: str, template: str,
-               targs: Sequence[object], call: Sequence[str], threads: int, meta_offset: int) -> KernelSpec:
+               targs: Sequence[object], call: Sequence[str], threads: int, meta_offset: int,
+               defines: tuple[tuple[str, str], ...] = ()) -> KernelSpec:
     """A candidate kernel of a heavy op with its epilogue."""
     return KernelSpec(header, hint, template, tuple(targs), tuple(call), threads,  # type: ignore[arg-type]
-                      tuple(kb.params), epi.comment(), (epi.comment(),), plan.spec, meta_offset)
+                      tuple(kb.params), epi.comment(), (epi.comment(),), plan.spec, meta_offset, defines)
 
 
 # -- strided batched products (matmul, gemm, einsum) ------------------------------------------
@@ -839,6 +846,9 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
             names = with_splits(names, M, N, cg * numel(geom[9:12]), groups, sm_count(ctx), prefix="implicit-gemm/")
         if depthwise_vector(channels_last, cg, kg, c_out, ctx.dtype(x), ctx.dtype(w), xs_):
             names = ["depthwise8", *names]
+    # A build for one shape writes the geometry into the kernel (ember_conv.cuh Geom::load).
+    fixed = static_sizes(ctx, geom[:37])
+    defines = (("EMBER_CONV_GEOM", ", ".join(map(str, fixed))),) if fixed is not None else ()
     plain = kb.fork()  # the direct kernel's parameters: without split-K's scratch
     scratch = split_scratch(kb, ctx) if any(split_name(n)[1] > 1 for n in names) else None
     candidates: dict[str, KernelSpec] = {}
@@ -849,14 +859,14 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
             vec.scalar("total", "i64", ctx.i64(total))
             candidates[name] = heavy_spec(epi, plan, vec, "ember_conv.cuh", "conv_dw", "ember::conv::depthwise8",
                                           (acc, index), ("x", "w", "meta", f"static_cast<{index}>(total)", "epi"),
-                                          DIRECT_THREADS, len(geom))
+                                          DIRECT_THREADS, len(geom), defines)
         elif name == "direct":
             builders[name] = direct = plain.fork()
             direct.scalar("total", "i64", ctx.i64(total))
             candidates[name] = heavy_spec(
                 epi, plan, direct, "ember_conv.cuh", "conv_t" if transposed else "conv_direct",
                 f"ember::conv::{'transposed' if transposed else 'direct'}", (channels_last, acc, index),
-                ("x", "w", "meta", f"static_cast<{index}>(total)", "epi"), DIRECT_THREADS, len(geom))
+                ("x", "w", "meta", f"static_cast<{index}>(total)", "epi"), DIRECT_THREADS, len(geom), defines)
         else:
             base, splits = split_name(name.split("/", 1)[1])
             builders[name] = kb
@@ -864,7 +874,7 @@ def plan_conv(ctx: LowerContext, epi: Epilogue, transposed: bool = False) -> Non
             gemm_tile = tile_of(base, element, va, vb)
             candidates[name] = heavy_spec(epi, plan, kb, "ember_conv.cuh", "conv", "ember::conv::implicit_gemm",
                                           (gemm_tile, channels_last, acc, index, *extra[0]),
-                                          ("x", "w", "meta", "epi", *extra[1]), tile_threads(gemm_tile), len(geom))
+                                          ("x", "w", "meta", "epi", *extra[1]), tile_threads(gemm_tile), len(geom), defines)
     chosen = ctx.choose(list(candidates))
     spec, args = candidates[chosen], list(builders[chosen].args)
     kernel = render_spec(spec)

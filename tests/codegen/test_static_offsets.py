@@ -21,7 +21,7 @@ import ember.codegen.ops.heavy as heavy
 from ember.codegen.cuda_render import static_offset
 from ember.codegen.lower import lower
 from ember.passes.manager import PassManager
-from kernel_checks import nvrtc_compiler
+from kernel_checks import gpu_available, nvrtc_compiler
 from tests.codegen.test_fast_division import TAILS, broadcast_and_add
 
 
@@ -107,3 +107,56 @@ def test_the_switch_and_run_time_dims_keep_the_loop(monkeypatch: pytest.MonkeyPa
     sources = [k.source for k in engine.kernels.values()]
     assert any("broadcast_offset<" in s for s in sources) and not any("static_cast<unsigned>(i) /" in s
                                                                       for s in sources)
+
+
+CONVS = ["conv-nchw", "conv-nchw-strided-bf16", "conv-nhwc", "conv-nhwc-grouped", "conv-1x1-nhwc"]
+
+
+@pytest.mark.parametrize("name", CONVS)
+def test_convolutions_built_for_one_shape_hold_their_geometry(name: str, kernel_cache) -> None:
+    """Every candidate (implicit GEMM tiles, split-K, direct) defines EMBER_CONV_GEOM as meta's
+    geometry before the header, and builds; switched off, none does."""
+    from tests.codegen.test_mma import CASES, heavy_launches
+    module = CASES[name]().build()
+    (step,) = heavy_launches(lower(module))
+    program = lower(module)
+    source = program.kernels[step.kernel].source
+    meta = [a for a in step.args if a.kind == "meta"][0].value
+    assert source.startswith(f"#define EMBER_CONV_GEOM {', '.join(str(int(x)) for x in meta[:37])}\n")
+    for tactic in step.candidates:
+        other = lower(module, tactics={step.ops[0]: tactic})
+        assert all(k.source.startswith("#define EMBER_CONV_GEOM") for k in other.kernels.values()), tactic
+    nvrtc_compiler(kernel_cache).compile_all(list(program.kernels.values()))
+
+
+def test_convolutions_keep_reading_meta_with_the_switch_off_or_a_range_of_shapes(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from tests.codegen.test_mma import CASES
+    module = CASES["conv-nhwc"]().build()
+    monkeypatch.setattr(heavy, "STATIC_OFFSETS", False)
+    assert not any("EMBER_CONV_GEOM" in k.source for k in lower(module).kernels.values())
+    monkeypatch.setattr(heavy, "STATIC_OFFSETS", True)
+    from ember import ir
+    bld = ir.Builder("conv")
+    n = bld.symbol("n", 1, 8)
+    x = bld.input("x", ir.f16[n, 7, 7, 40])
+    w = bld.input("w", ir.f16[72, 3, 3, 40])
+    bld.output("y", bld.conv(x, w, None, strides=(1, 1), pads=(1, 1, 1, 1), group=1, layout="NHWC",
+                             weight_layout="OHWI"))
+    engine = ember.compile(bld.build(), pipeline="canonicalize", cache_dir=tmp_path, opt_level=0,
+                           profiles=[{"x": ((1, 7, 7, 40), (4, 7, 7, 40), (8, 7, 7, 40))}])
+    assert not any("EMBER_CONV_GEOM" in k.source for k in engine.kernels.values())
+
+
+@pytest.mark.parametrize("name", CONVS)
+@pytest.mark.gpu
+@pytest.mark.skipif(not gpu_available(), reason="needs an NVIDIA GPU")
+def test_convolutions_with_their_geometry_built_in_match_the_interpreter_on_the_gpu(name: str) -> None:
+    from tests.codegen.test_mma import CASES, heavy_launches
+    from kernel_checks import check_on_gpu
+    module = CASES[name]().build()
+    (step,) = heavy_launches(lower(module, target="sm_90"))
+    for tactic in step.candidates:
+        engine = ember.compile(module, pipeline="canonicalize", tactics={step.ops[0]: tactic}, opt_level=0)
+        assert any("EMBER_CONV_GEOM" in k.source for k in engine.kernels.values())
+        check_on_gpu(engine, module, f"{name} on {tactic} with its geometry built in")
