@@ -130,3 +130,41 @@ def test_the_gpu_is_released_after_every_context_whatever_order_the_collector_ta
     ctx.__del__(), dev.__del__()                        # the collector's own calls later: nothing twice
     assert fake.primary_retains == 0 and fake.after_reset == []
 
+
+
+def test_tensor_map_arguments_are_encoded_per_buffer_address_and_passed_by_value(fake, built, monkeypatch):
+    """A product on the TMA Hopper tile: each run passes the launch two encoded maps (A's and B's:
+    the address of the buffer, the dims innermost first, byte strides, 64 x 64 boxes), encoded once
+    per address: runs on the same buffers reuse them; an input read in place at a new address gets
+    its own; an address off 16 bytes gets an empty map and no encoding."""
+    import ember.codegen.ops.heavy as heavy
+    from ember import ir
+    from fake_driver import FakeTensorMap
+    monkeypatch.setattr(heavy, "WGMMA", True)
+    monkeypatch.setattr(heavy, "WGMMA_TMA", True)
+    bld = ir.Builder("tma")
+    a, b = bld.input("a", ir.f16[136, 72]), bld.input("b", ir.f16[72, 264])
+    bld.output("c", bld.matmul(a, b))
+    engine = ember.compile(bld.build(), pipeline="canonicalize", targets=("sm_80", "sm_90", "sm_90a"),
+                           tactics={0: "wgmma128x256x64/tma"}, cache_dir=built.cache_dir, opt_level=0)
+    engine.check_arch = lambda *args, **kwargs: None
+    ctx = engine.create_context("cuda", graphs=False)
+    feeds = {"a": np.ones((136, 72), np.float16), "b": np.ones((72, 264), np.float16)}
+    ctx.run(feeds)
+    assert [(m[1], m[3], m[4], m[5]) for m in fake.tensor_maps] == [
+        (3, [72, 136, 1], [144, 136 * 144], [64, 64, 1]),     # A: k-major (k, m, batch)
+        (3, [264, 72, 1], [528, 72 * 528], [64, 64, 1])]      # B: row-major (n, k, batch)
+    maps = [v for v in fake.launches[-1][1] if isinstance(v, FakeTensorMap)]
+    assert [m.encoded[0] for m in maps] == [t[2] for t in fake.tensor_maps]
+    ctx.run(feeds)
+    assert len(fake.tensor_maps) == 2                          # the same buffers: the same maps
+    moved = FakeDeviceArray(fake, (136, 72), "<f2")
+    ctx.run({"a": moved, "b": feeds["b"]})
+    assert len(fake.tensor_maps) == 3 and fake.tensor_maps[-1][2] == moved.ptr
+    odd = FakeDeviceArray(fake, (136 * 72 + 8,), "<f2")
+    odd.__cuda_array_interface__ = {**odd.__cuda_array_interface__, "shape": (136, 72),
+                                    "data": (odd.ptr + 2, False)}
+    ctx.run({"a": odd, "b": feeds["b"]})
+    assert len(fake.tensor_maps) == 3                          # no encoding: an empty map
+    assert any(isinstance(v, FakeTensorMap) and v.encoded == () for v in fake.launches[-1][1])
+    ctx.close()

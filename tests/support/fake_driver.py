@@ -14,6 +14,16 @@ class _Enum:
         return 0 if name.endswith("NONE") else 1
 
 
+class FakeTensorMap:
+    """A stand-in CUtensorMap: what it was encoded from; passed by getPtr() like the real one."""
+
+    def __init__(self, *encoded) -> None:
+        self.encoded = encoded
+
+    def getPtr(self) -> int:
+        return id(self)
+
+
 class FakeDriver:
     """The driver calls runtime/cuda.py makes, over host memory; launches check their arguments."""
 
@@ -25,9 +35,13 @@ class FakeDriver:
         self.primary_retains = 0           # the primary context's reference count
         self.after_reset: list[str] = []   # driver calls on handles of a primary context already reset
         self.graphs: set[int] = set()
+        self.tensor_maps: list[tuple] = []  # cuTensorMapEncodeTiled's arguments, per call
         for enum in ("CUstream_flags", "CUstreamCaptureStatus", "CUstreamCaptureMode", "CUdevice_attribute",
-                     "CUfunction_attribute", "CUevent_flags"):
+                     "CUfunction_attribute", "CUevent_flags", "CUtensorMapDataType", "CUtensorMapInterleave",
+                     "CUtensorMapSwizzle", "CUtensorMapL2promotion", "CUtensorMapFloatOOBfill"):
             setattr(self, enum, _Enum())
+        self.CUtensorMap = FakeTensorMap
+        self.cuuint64_t = self.cuuint32_t = int
 
     def _alloc(self, n: int) -> int:
         buf = np.zeros(max(int(n), 1), np.uint8)
@@ -142,9 +156,16 @@ class FakeDriver:
         for x in (gx, gy, gz, bx, by, bz):
             assert isinstance(x, int) and x > 0, f"grid {gx, gy, gz} x block {bx, by, bz}"
         values, types = params
-        assert len(values) == len(types) and all(isinstance(v, (int, float)) for v in values), values
+        assert len(values) == len(types) and all(isinstance(v, (int, float)) or (t is None and hasattr(v, "getPtr"))
+                                                 for v, t in zip(values, types)), values
         self.launches.append((gx, values))
         return (0,)
+
+    def cuTensorMapEncodeTiled(self, dtype, rank, address, dims, strides, box, element_strides, interleave,
+                               swizzle, l2, oob):
+        self._check(address, 1)
+        self.tensor_maps.append((dtype, rank, address, list(dims), list(strides), list(box)))
+        return 0, FakeTensorMap(address, list(dims), list(strides), list(box))
 
     def __getattr__(self, name):
         return lambda *args: (0, 1)
