@@ -150,8 +150,10 @@ class Store:
 
 # Offsets through general broadcasts and layout tails (BERT's heads-first Q/K/V store: five
 # divisions an element) over dims and strides known at build time, written as constant arithmetic
-# (cuda_render.static_offset: no meta loads, divisions by constants); EMBER_FLAGS
-# --static-offsets=off keeps the loop over meta. Elementwise kernels' general reads too.
+# (cuda_render.static_offset: no meta loads, divisions by constants); elementwise kernels' general
+# reads too, and convolutions' geometry (EMBER_CONV_GEOM). Off until the GPU tests of
+# tests/codegen/test_fast_division.py (static form) and test_static_offsets.py pass (EMBER_FLAGS
+# --static-offsets).
 STATIC_OFFSETS = False
 
 
