@@ -260,13 +260,14 @@ class LowerContext:
 class Lowerer:
     def __init__(self, module: Module, env: Mapping[str, int],
                  tactics: Mapping[int | str, str] | None = None, symbolic: bool = False,
-                 preferred: Mapping[int, str] | None = None, target: str | None = None) -> None:
+                 preferred: Mapping[int, str] | None = None, target: str | None = None,
+                 fixed_shape: bool | None = None) -> None:
         self.module = module
         self.target = target
         self.tactics = dict(tactics or {})
         self.preferred = dict(preferred or {})
         self.symbolic = symbolic
-        self.fixed_shape = not symbolic   # the program serves one shape (codegen's `lower` sets it)
+        self.fixed_shape = not symbolic if fixed_shape is None else fixed_shape   # the program serves one shape
         self.fn: Function = module.main
         self.env = dict(env)
         self.ids: dict[Value, int] = {}
@@ -763,8 +764,8 @@ def lower(module: Module, env: Mapping[str, int] | None = None,
     not `symbolic`) says that the program serves this one shape, so kernels may hold its sizes as
     constants (heavy.static_pairs); a concrete lowering that checks a symbolic one passes False."""
     import ember.codegen.ops  # noqa: F401  (registers the lowerings)
-    lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred, target=target)
-    lowerer.fixed_shape = not symbolic if fixed_shape is None else fixed_shape
+    lowerer = Lowerer(module, env or {}, tactics, symbolic=symbolic, preferred=preferred, target=target,
+                      fixed_shape=fixed_shape)
     program = lowerer.run()
     unused = [k for k in lowerer.tactics if not any(
         isinstance(s, P.LaunchStep) and s.tactic is not None and (k in s.ops or k in _locs(lowerer.table, s.ops))

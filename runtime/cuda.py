@@ -533,22 +533,22 @@ class CudaContext:
                 out.append(("ptr", self.arena + b.plan.scratch[(t, a)], ctype))
             elif arg.kind == "meta":
                 out.append(("ptr", state.meta_ptr[tuple(int(x) for x in arg.value)], ctype))
-            elif arg.kind == "tensormap":
-                out.append(("tmap", arg, ctype))
+            elif arg.kind == "tensormap":   # encoded per address at launch: the layout's key once here
+                out.append(("tmap", (tensormap_layout(arg.value)[0], tuple(int(x) for x in arg.value)), ctype))
             else:
                 out.append(("scalar", float(arg.value) if kind == "f32" else int(arg.value), ctype))
         return out
 
-    def _tensor_map(self, b: Any, arg: Any, overrides: Mapping[int, int] | None) -> Any:
-        """The TMA descriptor of a tensormap argument for the buffer it describes now (arena,
-        weight or the caller's array): encoded once per address and layout, so a new arena or new
-        input pointers (and the CUDA graphs captured for them) get their own."""
-        vid = tensormap_layout(arg.value)[0]
-        ptr = self._value_ptr(b, vid, overrides)
-        key = (int(ptr), tuple(int(x) for x in arg.value))
+    def _tensor_map(self, b: Any, vid: int, layout: tuple[int, ...], overrides: Mapping[int, int] | None) -> Any:
+        """The TMA descriptor of a tensormap argument (its value and bound `layout`) for the buffer
+        it describes now (arena, weight or the caller's array): encoded once per address and
+        layout, so a new arena or new input pointers (and the CUDA graphs captured for them) get
+        their own."""
+        ptr = int(self._value_ptr(b, vid, overrides))
+        key = (ptr, layout)
         found = self._tensor_maps.get(key)
         if found is None:
-            found = encode_tensor_map(int(ptr), arg.value)
+            found = encode_tensor_map(ptr, layout)
             self._tensor_maps[key] = found
             while len(self._tensor_maps) > TENSOR_MAPS:   # (captured graphs hold their own copies)
                 self._tensor_maps.popitem(last=False)
@@ -588,7 +588,7 @@ class CudaContext:
             if kind == "input":
                 values.append(overrides.get(v) or (self.arena + state.b.plan.offsets[v]))
             elif kind == "tmap":
-                values.append(self._tensor_map(state.b, v, overrides))
+                values.append(self._tensor_map(state.b, v[0], v[1], overrides))
             else:
                 values.append(v)
             types.append(ctype)
@@ -929,7 +929,8 @@ class CudaContext:
                 elif arg.kind == "meta":
                     values.append(run.meta(self, [int(x) for x in arg.value]))
                 elif arg.kind == "tensormap":
-                    values.append(self._tensor_map(b, arg, run.overrides))
+                    layout = tuple(int(x) for x in arg.value)
+                    values.append(self._tensor_map(b, tensormap_layout(layout)[0], layout, run.overrides))
                 else:
                     values.append(float(arg.value) if p.kind == "f32" else int(arg.value))
             self.dev.allow_shared(step.kernel, int(step.shared))

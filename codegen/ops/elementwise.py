@@ -179,8 +179,9 @@ def _launch(ctx: LowerContext, op: Operation, operands: Sequence[Value], body: B
         meta += broadcast_strides(shape, out_shape) if kind != DIRECT else [0] * rank  # (read at the output's index)
         inners.append(numel(shape))
     meta += inners
-    # General broadcasts over static dims with 32-bit indices: each division as multiply-high and
-    # shift (heavy.FAST_DIVISION, the epilogues' switch), the magic numbers after the suffix counts.
+    # General broadcasts over sizes known at build time: constant arithmetic (heavy.STATIC_OFFSETS),
+    # or else, with 32-bit indices, each division as multiply-high and shift by magic numbers after
+    # the suffix counts (heavy.FAST_DIVISION); the epilogues' switches.
     from ember.codegen.ops import heavy
     static = [heavy.static_pairs(ctx, out_shape, meta[1 + rank * (k + 1):1 + rank * (k + 2)]) if kind == GENERAL else ()
               for k, (_, kind) in enumerate(inputs)]

@@ -385,6 +385,7 @@ TMA_TILES = {"wgmma128x256x64/tma": (128, 256, 64, 4, "mma64x64x32/32x16"),
              "wgmma128x192x64/tma": (128, 192, 64, 5, "mma64x64x32/32x16"),
              "wgmma128x128x64/tma": (128, 128, 64, 6, "mma64x64x32/32x16")}
 TMA_BOX = (64, 64, 1)
+HOPPER_TILES = {**WGMMA_TILES, **PERSISTENT_TILES, **TMA_TILES}
 # The fallbacks of Hopper tiles that no product is offered on its own (the 128x256 mma.sync
 # tile's 30 KB stages fit only the Hopper tile's dynamic shared memory).
 FALLBACK_TILES = {"mma128x256x32/64x64": (128, 256, 32, 64, 64, "tile128x256x8/8x16")}
@@ -398,8 +399,8 @@ def wgmma_target(ctx: LowerContext) -> bool:
 def tile_of(name: str, element: str | None, va: bool = False, vb: bool = False) -> GemmTile:
     """The tile a tactic names; tensor-core tiles on `element`, reading A (`va`) or B (`vb`)
     16 bytes at a time (through the cp.async pipeline with both, where MMA_PIPELINED)."""
-    if name in WGMMA_TILES or name in PERSISTENT_TILES or name in TMA_TILES:
-        bm, bn, bk, stages, fallback = WGMMA_TILES.get(name) or PERSISTENT_TILES.get(name) or TMA_TILES[name]
+    if name in HOPPER_TILES:
+        bm, bn, bk, stages, fallback = HOPPER_TILES[name]
         assert element is not None and va and vb, "the Hopper tiles read both operands 16 bytes at a time"
         mma = tile_of(fallback, element, va, vb)
         assert isinstance(mma, MmaTile)
@@ -614,7 +615,7 @@ def launch_product(ctx: LowerContext, epi: Epilogue, store: Store, prob: Product
     grid = tile_grid(tile, prob.M, prob.N, prob.batches, sm_count(ctx), splits)
     if grid[1] > MAX_GRID_Y:
         raise UnsupportedOpError(f"N = {prob.N} needs more than {MAX_GRID_Y} column tiles")
-    args = list((with_maps if chosen in TMA_TILES and with_maps is not None else kb).args)
+    args = list((with_maps if chosen in TMA_TILES else kb).args)  # type: ignore[union-attr]
     if scratch:
         size_split_scratch(args, scratch, ctx, tile, grid, splits)
     ctx.launch(kernel, grid, (tile_threads(tile),), args, shared=tile_shared(tile))
